@@ -1,0 +1,84 @@
+"""Fixtures shared by every test in the repository: a real Kafka broker and real databases.
+
+- Kafka: the broker named by `KAFKA_BOOTSTRAP_SERVERS`, or else a local Apache Kafka started from the
+  jars in `deploy/kafka/libs` (fetched with Maven when missing) for the test session.
+- Databases: SQLite files by default; PostgreSQL when `ICEP_TEST_POSTGRES_URL` names an admin URL, in
+  which case each test database is created fresh and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from icep.platform import kafka_local
+
+POSTGRES_ADMIN_URL = os.environ.get("ICEP_TEST_POSTGRES_URL", "")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"icep database: {'postgresql' if POSTGRES_ADMIN_URL else 'sqlite'}",
+        f"icep kafka: {os.environ.get('KAFKA_BOOTSTRAP_SERVERS') or 'local broker from deploy/kafka'}",
+    ]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    kafka_local.fetch_jars()
+    broker = kafka_local.LocalKafka(
+        data_dir=tmp_path_factory.mktemp("kafka"),
+        port=kafka_local.free_port(),
+        controller_port=kafka_local.free_port(),
+    )
+    broker.start()
+    try:
+        broker.wait_ready(120)
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def make_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+    """`make_database_url("plans")` gives a fresh, empty database of the configured kind."""
+    created: list[str] = []
+    root = tmp_path_factory.mktemp("db")
+
+    def make(name: str) -> str:
+        suffix = uuid.uuid4().hex[:8]
+        if not POSTGRES_ADMIN_URL:
+            return f"sqlite+aiosqlite:///{root / f'{name}-{suffix}.db'}"
+        dbname = f"icep_t_{name}_{suffix}"
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{dbname}"'))
+        created.append(dbname)
+        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+        return f"{base}/{dbname}".replace("postgresql://", "postgresql+asyncpg://", 1)
+
+    yield make
+    for dbname in created:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent

@@ -1,0 +1,155 @@
+"""The gateway's HTTP surface: the token endpoint, the JWKS, and the proxy for everything under /v1."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+from urllib.parse import parse_qsl, unquote_plus
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from icep.gateway.models import JsonWebKeySet, OAuthError, TokenResponse
+from icep.gateway.service import OAuthFailure, Proxy, SigningKeys, TokenService
+from icep.platform.auth import current_principal
+
+router = APIRouter()
+
+#: RFC 6749 section 5.1: token responses must not be cached.
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_MAX_FORM_BYTES = 16 * 1024
+_PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+_TOKEN_REQUEST_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "required": ["grant_type"],
+                    "properties": {
+                        "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                        "scope": {
+                            "type": "string",
+                            "description": "Space-separated subset of the client's scopes.",
+                        },
+                        "client_id": {"type": "string", "description": "When not using HTTP Basic."},
+                        "client_secret": {"type": "string", "description": "When not using HTTP Basic."},
+                    },
+                },
+                "example": {"grant_type": "client_credentials", "scope": "read"},
+            }
+        },
+    },
+}
+
+
+@router.post(
+    "/oauth/token",
+    operation_id="issueToken",
+    tags=["auth"],
+    summary="Obtain an access token (OAuth2 client credentials)",
+    description=(
+        "RFC 6749 client credentials grant. Authenticate with HTTP Basic (client id and secret) or with "
+        "`client_id` and `client_secret` form fields. Errors use the RFC 6749 error format."
+    ),
+    response_model=TokenResponse,
+    responses={
+        400: {"model": OAuthError, "description": "Malformed request, unsupported grant or invalid scope"},
+        401: {"model": OAuthError, "description": "Client authentication failed"},
+    },
+    openapi_extra=_TOKEN_REQUEST_BODY,
+)
+async def issue_token(request: Request) -> Response:
+    tokens: TokenService = request.app.state.token_service
+    try:
+        form = await _form(request)
+        client_id, client_secret = _client_credentials(request, form)
+        token = await tokens.client_credentials(
+            grant_type=form.get("grant_type"),
+            client_id=client_id,
+            client_secret=client_secret,
+            scope=form.get("scope"),
+        )
+    except OAuthFailure as failure:
+        return _oauth_error(failure)
+    return JSONResponse(token.model_dump(), headers=_NO_STORE)
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    operation_id="getJwks",
+    tags=["auth"],
+    summary="The public keys that verify access tokens",
+    response_model=JsonWebKeySet,
+)
+async def jwks(request: Request) -> Response:
+    keys: SigningKeys = request.app.state.signing_keys
+    # Short cache: a rotated-in key must reach verifiers soon (they also refetch on an unknown kid).
+    return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
+
+
+@router.api_route(
+    "/v1/{path:path}",
+    methods=_PROXIED_METHODS,
+    include_in_schema=False,
+    dependencies=[Depends(current_principal)],
+)
+async def forward(request: Request) -> Response:
+    """Everything under /v1 belongs to a service; the token is checked here first, and again there."""
+    proxy: Proxy = request.app.state.proxy
+    return await proxy.forward(request)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise OAuthFailure("invalid_request", "the body must be application/x-www-form-urlencoded")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise OAuthFailure("invalid_request", "the request body is too large")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthFailure("invalid_request", "the form body is malformed") from None
+    form: dict[str, str] = {}
+    for name, value in pairs:
+        if name in form:
+            # RFC 6749 section 3.2: parameters must not be included more than once.
+            raise OAuthFailure("invalid_request", f"the parameter {name!r} is repeated")
+        form[name] = value
+    return form
+
+
+def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str | None, str | None]:
+    authorization = request.headers.get("authorization")
+    if authorization is None:
+        return form.get("client_id"), form.get("client_secret")
+    scheme, _, encoded = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        raise OAuthFailure("invalid_client", "client authentication must use HTTP Basic", status=401)
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise OAuthFailure("invalid_client", "the Basic credentials are malformed", status=401) from None
+    raw_id, colon, raw_secret = decoded.partition(":")
+    if not colon:
+        raise OAuthFailure("invalid_client", "the Basic credentials are malformed", status=401)
+    # RFC 6749 section 2.3.1: id and secret are form-urlencoded before they go into the Basic header.
+    client_id, client_secret = unquote_plus(raw_id), unquote_plus(raw_secret)
+    if "client_secret" in form:
+        raise OAuthFailure("invalid_request", "use one client authentication method, not two")
+    if form.get("client_id", client_id) != client_id:
+        raise OAuthFailure("invalid_request", "client_id differs from the authenticated client")
+    return client_id, client_secret
+
+
+def _oauth_error(failure: OAuthFailure) -> JSONResponse:
+    headers = dict(_NO_STORE)
+    if failure.status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="icep", charset="UTF-8"'
+    body = OAuthError.model_validate({"error": failure.error, "error_description": failure.description})
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=failure.status, headers=headers)

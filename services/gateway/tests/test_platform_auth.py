@@ -1,0 +1,220 @@
+"""icep.platform.auth: the verifier's key handling, and the FastAPI dependencies every service uses."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from fastapi import Depends, FastAPI
+
+from icep.platform.auth import Principal, PrincipalDep, TokenVerifier, require_role
+from icep.platform.errors import Unauthorized
+from icep.platform.problems import install_problem_handlers
+
+ISSUER = "https://gateway.icep.test"
+AUDIENCE = "icep"
+
+
+class KeySet:
+    """An in-memory issuer: signs tokens and serves its JWKS, counting how often it is asked."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, Any] = {}
+        self.fetches = 0
+        self.add("k1", ec.generate_private_key(ec.SECP256R1()), "ES256")
+
+    def add(self, kid: str, key: Any, alg: str) -> None:
+        self.keys[kid] = (key, alg)
+
+    async def jwks(self) -> dict[str, Any]:
+        self.fetches += 1
+        return {"keys": [{**_public_jwk(key), "kid": kid, "alg": alg} for kid, (key, alg) in self.keys.items()]}
+
+    def token(self, kid: str = "k1", **claims: Any) -> str:
+        key, alg = self.keys[kid]
+        now = int(time.time())
+        body = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": "deu-planner",
+            "nation": "DEU",
+            "roles": ["planner"],
+            "scope": "read write",
+            "iat": now,
+            "nbf": now,
+            "exp": now + 300,
+            **claims,
+        }
+        return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
+
+    def verifier(self, **options: Any) -> TokenVerifier:
+        return TokenVerifier(ISSUER, AUDIENCE, "unused", jwks_source=self.jwks, **options)
+
+
+def _public_jwk(key: Any) -> dict[str, Any]:
+    from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+    public = key.public_key()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        return ECAlgorithm.to_jwk(public, as_dict=True)
+    if isinstance(public, rsa.RSAPublicKey):
+        return RSAAlgorithm.to_jwk(public, as_dict=True)
+    return OKPAlgorithm.to_jwk(public, as_dict=True)
+
+
+async def test_asymmetric_algorithms_verify() -> None:
+    keys = KeySet()
+    keys.add("rsa", rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256")
+    keys.add("ed", ed25519.Ed25519PrivateKey.generate(), "EdDSA")
+    verifier = keys.verifier()
+    for kid in ("k1", "rsa", "ed"):
+        principal = await verifier.verify(keys.token(kid))
+        assert principal == Principal("deu-planner", "DEU", frozenset({"planner"}), frozenset({"read", "write"}))
+
+
+async def test_a_key_is_only_used_with_its_own_algorithm() -> None:
+    keys = KeySet()
+    key, _ = keys.keys["k1"]
+    verifier = keys.verifier()
+    await verifier.verify(keys.token())
+    forged = jwt.encode({"sub": "x"}, ec.generate_private_key(ec.SECP384R1()), algorithm="ES384", headers={"kid": "k1"})
+    with pytest.raises(Unauthorized, match="cannot be used with algorithm ES384"):
+        await verifier.verify(forged)
+
+
+async def test_leeway_tolerates_small_clock_skew() -> None:
+    keys = KeySet()
+    now = int(time.time())
+    verifier = keys.verifier(leeway=30)
+    await verifier.verify(keys.token(exp=now - 10, iat=now - 310, nbf=now - 310))
+    await verifier.verify(keys.token(nbf=now + 10, iat=now + 10))
+    with pytest.raises(Unauthorized, match="expired"):
+        await verifier.verify(keys.token(exp=now - 60))
+
+
+async def test_junk_kids_do_not_hammer_the_issuer() -> None:
+    keys = KeySet()
+    verifier = keys.verifier(refresh_interval=60)
+    await verifier.verify(keys.token())
+    assert keys.fetches == 1
+    for n in range(20):
+        with pytest.raises(Unauthorized, match="unknown key"):
+            await verifier.verify(_with_kid(keys, f"junk-{n}"))
+    assert keys.fetches == 2  # one refetch for the first unknown kid, none for the rest
+
+
+def _with_kid(keys: KeySet, kid: str) -> str:
+    key, alg = keys.keys["k1"]
+    return jwt.encode({"sub": "x"}, key, algorithm=alg, headers={"kid": kid})
+
+
+async def test_a_rotated_in_key_is_fetched_on_first_sight() -> None:
+    keys = KeySet()
+    verifier = keys.verifier(refresh_interval=60)
+    await verifier.verify(keys.token())
+    keys.add("k2", ec.generate_private_key(ec.SECP256R1()), "ES256")
+    assert (await verifier.verify(keys.token("k2"))).client_id == "deu-planner"
+    assert keys.fetches == 2
+
+
+async def test_a_withdrawn_key_stops_working_once_the_cache_ages() -> None:
+    keys = KeySet()
+    verifier = keys.verifier(max_key_age=0)
+    token = keys.token()
+    await verifier.verify(token)
+    del keys.keys["k1"]
+    keys.add("k2", ec.generate_private_key(ec.SECP256R1()), "ES256")
+    with pytest.raises(Unauthorized, match="unknown key"):
+        await verifier.verify(token)
+
+
+async def test_symmetric_and_private_keys_in_a_jwks_are_ignored() -> None:
+    async def jwks() -> dict[str, Any]:
+        private = jwt.algorithms.ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP256R1()), as_dict=True)
+        return {"keys": [{"kty": "oct", "kid": "sym", "k": "c2VjcmV0"}, {**private, "kid": "priv"}]}
+
+    verifier = TokenVerifier(ISSUER, AUDIENCE, "unused", jwks_source=jwks)
+    token = jwt.encode({"sub": "x"}, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "priv"})
+    with pytest.raises(Unauthorized, match="unknown key"):
+        await verifier.verify(token)
+
+
+async def test_an_unreachable_key_set_is_401_not_500(refusing_port: Any) -> None:
+    keys = KeySet()
+    with refusing_port() as port:
+        async with httpx.AsyncClient(trust_env=False) as http:
+            verifier = TokenVerifier(ISSUER, AUDIENCE, f"http://127.0.0.1:{port}/jwks", http=http)
+            with pytest.raises(Unauthorized, match="key set is unavailable"):
+                await verifier.verify(keys.token())
+            # Asked again at once: refused without another attempt, still as 401.
+            with pytest.raises(Unauthorized, match="key set is unavailable"):
+                await verifier.verify(keys.token())
+
+
+async def test_a_key_set_that_is_not_json_is_unavailable(server: Any) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    async def broken(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("<html>oops</html>")
+
+    async with server(Starlette(routes=[Route("/jwks", broken)])) as url, httpx.AsyncClient(trust_env=False) as http:
+        verifier = TokenVerifier(ISSUER, AUDIENCE, f"{url}/jwks", http=http)
+        with pytest.raises(Unauthorized, match="key set is unavailable"):
+            await verifier.verify(KeySet().token())
+
+
+def _service(keys: KeySet) -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.state.token_verifier = keys.verifier()
+
+    @app.get("/who")
+    async def who(principal: PrincipalDep) -> dict[str, Any]:
+        return {"client_id": principal.client_id, "nation": principal.nation}
+
+    @app.post("/review", dependencies=[Depends(require_role("reviewer", "operator"))])
+    async def review() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    return app
+
+
+async def test_dependencies_answer_401_and_403_as_problems() -> None:
+    keys = KeySet()
+    transport = httpx.ASGITransport(app=_service(keys))
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        missing = await client.get("/who")
+        assert missing.status_code == 401
+        assert missing.headers["content-type"] == "application/problem+json"
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        assert "bearer token is required" in missing.json()["detail"]
+
+        wrong_scheme = await client.get("/who", headers={"Authorization": "Basic eDp5"})
+        assert wrong_scheme.status_code == 401
+
+        expired = keys.token(exp=int(time.time()) - 600)
+        assert (await client.get("/who", headers={"Authorization": f"Bearer {expired}"})).json()["detail"] == (
+            "the token has expired"
+        )
+
+        planner = {"Authorization": f"Bearer {keys.token()}"}
+        assert (await client.get("/who", headers=planner)).json() == {"client_id": "deu-planner", "nation": "DEU"}
+        forbidden = await client.post("/review", headers=planner)
+        assert forbidden.status_code == 403
+        assert forbidden.json()["required_roles"] == ["operator", "reviewer"]
+
+        reviewer = {"Authorization": f"Bearer {keys.token(roles=['reviewer'], nation='NATO', sub='nato')}"}
+        assert (await client.post("/review", headers=reviewer)).status_code == 200
+
+
+def test_require_role_refuses_unknown_roles() -> None:
+    with pytest.raises(ValueError):
+        require_role("admin")
+    with pytest.raises(ValueError):
+        require_role()

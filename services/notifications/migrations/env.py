@@ -1,0 +1,4 @@
+from icep.notifications.models import metadata
+from icep.platform.migrations import run_env
+
+run_env(metadata)

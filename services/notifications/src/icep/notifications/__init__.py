@@ -1,0 +1,1 @@
+"""Notifications: signed webhooks (and later the stream and feed) for event subscribers."""

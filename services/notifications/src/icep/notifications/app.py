@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from icep.notifications import api
+from icep.notifications.handlers import HANDLERS, SUBSCRIBED_TOPICS
+from icep.notifications.models import metadata, tables
+from icep.notifications.service import WebhookDispatcher
+from icep.notifications.settings import NotificationsSettings
+from icep.platform.app import Runtime, ServiceSpec, service_app
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
+
+
+async def dispatch_webhooks(runtime: Runtime) -> None:
+    assert runtime.db is not None and runtime.uow is not None
+    settings = runtime.settings
+    assert isinstance(settings, NotificationsSettings)
+    dispatcher = WebhookDispatcher(runtime.db, runtime.uow, settings)
+    runtime.after_commit.append(dispatcher.wake)
+    try:
+        await dispatcher.run()
+    finally:
+        runtime.after_commit.remove(dispatcher.wake)
+        await dispatcher.aclose()
+
+
+def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
+    return service_app(
+        ServiceSpec(
+            settings=settings or NotificationsSettings(),
+            title="ICEP Notifications",
+            description="Webhook subscriptions and signed deliveries of ICEP events.",
+            routers=[api.router],
+            metadata=metadata,
+            tables=tables,
+            migrations_dir=MIGRATIONS,
+            handlers=HANDLERS,
+            subscribe_topics=SUBSCRIBED_TOPICS,
+            background=[("webhook-dispatcher", dispatch_webhooks)],
+        )
+    )

@@ -1,0 +1,18 @@
+"""Events the notifications service consumes: every type, fanned out to matching subscriptions."""
+
+from __future__ import annotations
+
+from icep.notifications.service import fan_out
+from icep.platform.consumer import Handler
+from icep.platform.events import ReceivedEvent
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def deliver_to_subscribers(session: AsyncSession, event: ReceivedEvent) -> None:
+    await fan_out(session, event)
+
+
+HANDLERS: dict[str, Handler] = {"*": deliver_to_subscribers}
+
+#: The producing services whose events subscribers may receive.
+SUBSCRIBED_TOPICS = ["icep.plans.events", "icep.procurement.events", "icep.standards.events"]

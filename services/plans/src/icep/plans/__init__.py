@@ -1,0 +1,1 @@
+"""National Plans: Allies share plans for defence-industrial capacity; NATO reviews them."""

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from icep.plans import api
+from icep.plans.handlers import HANDLERS
+from icep.plans.models import metadata, tables
+from icep.plans.settings import PlansSettings
+from icep.platform.app import ServiceSpec, service_app
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
+
+
+def create_app(settings: PlansSettings | None = None) -> FastAPI:
+    return service_app(
+        ServiceSpec(
+            settings=settings or PlansSettings(),
+            title="ICEP National Plans",
+            description="Allies' National Plans for defence-industrial capacity, and their review.",
+            routers=[api.router],
+            metadata=metadata,
+            tables=tables,
+            migrations_dir=MIGRATIONS,
+            handlers=HANDLERS,
+        )
+    )

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from icep.platform.settings import ServiceSettings
+from pydantic_settings import SettingsConfigDict
+
+
+class PlansSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ICEP_PLANS_", extra="ignore")
+
+    service_name: str = "plans"
+    port: int = 8001

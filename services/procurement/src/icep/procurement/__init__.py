@@ -1,0 +1,1 @@
+"""ICEP procurement service. Multinational procurement: joint initiatives, demand, contracts and supply-chain security."""

@@ -1,0 +1,1 @@
+"""The procurement domain rules (plain Python). The walking skeleton has none yet."""

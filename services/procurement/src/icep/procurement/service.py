@@ -1,0 +1,1 @@
+"""Use cases of the procurement service. The walking skeleton has none yet."""

@@ -1,0 +1,1 @@
+"""ICEP standards service. NATO standards, national ratification and implementation, conformance and interchangeability."""

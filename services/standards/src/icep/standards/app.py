@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from icep.platform.app import ServiceSpec, service_app
+from icep.standards import api
+from icep.standards.handlers import HANDLERS, SUBSCRIBED_TOPICS
+from icep.standards.models import metadata, tables
+from icep.standards.settings import StandardsSettings
+
+MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
+
+
+def create_app(settings: StandardsSettings | None = None) -> FastAPI:
+    return service_app(
+        ServiceSpec(
+            settings=settings or StandardsSettings(),
+            title="ICEP Standards",
+            description="NATO standards, national ratification and implementation, conformance and interchangeability.",
+            routers=[api.router],
+            metadata=metadata,
+            tables=tables,
+            migrations_dir=MIGRATIONS,
+            handlers=HANDLERS,
+            subscribe_topics=SUBSCRIBED_TOPICS,
+        )
+    )

@@ -1,0 +1,1 @@
+"""The standards domain rules (plain Python). The walking skeleton has none yet."""

@@ -1,0 +1,1 @@
+"""Use cases of the standards service. The walking skeleton has none yet."""

@@ -1,0 +1,11 @@
+from __future__ import annotations
+
+from icep.platform.settings import ServiceSettings
+from pydantic_settings import SettingsConfigDict
+
+
+class StandardsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ICEP_STANDARDS_", extra="ignore")
+
+    service_name: str = "standards"
+    port: int = 8003

@@ -1,0 +1,244 @@
+"""Service defaults: the one call that gives a service its app, telemetry, health, auth and messaging.
+
+`service_app(ServiceSpec(...))` returns a FastAPI app whose lifespan sets up logs and traces, opens the
+database and migrates it, creates the Kafka topics, and runs the outbox relay, the consumer and any
+background loops the service names, each supervised (restarted with backoff when it fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from icep.platform import faults, migrations, telemetry
+from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
+from icep.platform.db import Database
+from icep.platform.kafka import dlq_topic, ensure_topics, kafka_reachable
+from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
+from icep.platform.problems import install_problem_handlers
+from icep.platform.settings import ServiceSettings
+from icep.platform.tables import PlatformTables
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+log = logging.getLogger("icep.app")
+
+Background = Callable[["Runtime"], Awaitable[None]]
+Hook = Callable[[FastAPI], Awaitable[None]]
+
+
+@dataclass
+class ServiceSpec:
+    settings: ServiceSettings
+    routers: Sequence[APIRouter] = ()
+    title: str = "ICEP service"
+    description: str = ""
+    version: str = "0.1.0"
+    #: The service's metadata and platform tables; None means the service keeps no database.
+    metadata: sa.MetaData | None = None
+    tables: PlatformTables | None = None
+    migrations_dir: Path | None = None
+    uses_kafka: bool = True
+    #: Event type -> handler (`"*"` for every type); the consumer group is `icep-<service>`.
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    subscribe_topics: Sequence[str] = ()
+    background: Sequence[tuple[str, Background]] = ()
+    startup: Sequence[Hook] = ()
+    shutdown: Sequence[Hook] = ()
+    #: Extra readiness checks: name -> async check returning True when ready.
+    readiness: Mapping[str, Callable[[FastAPI], Awaitable[bool]]] = field(default_factory=dict)
+
+
+@dataclass
+class Runtime:
+    """What a running service holds; routes reach it through `request.app.state.runtime`."""
+
+    spec: ServiceSpec
+    db: Database | None = None
+    uow: UnitOfWorkFactory | None = None
+    relay: OutboxRelay | None = None
+    consumer: ConsumerRunner | None = None
+    topics_ready: bool = False
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+    #: Called after each commit that wrote events or handled one (wakes the relay, a dispatcher, ...).
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+    def committed(self) -> None:
+        for hook in self.after_commit:
+            hook()
+
+    @property
+    def settings(self) -> ServiceSettings:
+        return self.spec.settings
+
+    @property
+    def group(self) -> str:
+        return f"icep-{self.settings.service_name}"
+
+    def start(self, name: str, body: Background) -> None:
+        self.tasks[name] = asyncio.create_task(supervise(name, body, self), name=name)
+
+
+async def supervise(name: str, body: Background, runtime: Runtime) -> None:
+    """Run a background loop for the life of the process, restarting it after a failure."""
+    delay = 0.5
+    while True:
+        try:
+            await body(runtime)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("background task %s failed; restarting in %.1fs", name, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+async def _kafka_setup(runtime: Runtime) -> None:
+    s = runtime.settings
+    spec = runtime.spec
+    topics = [s.topic] if spec.tables is not None else []
+    if spec.subscribe_topics:
+        topics += [*spec.subscribe_topics, dlq_topic(runtime.group)]
+    await ensure_topics(s.kafka_bootstrap_servers, topics, s.topic_partitions, s.topic_replication_factor)
+    runtime.topics_ready = True
+    if runtime.relay is not None:
+        runtime.start("outbox-relay", lambda rt: rt.relay.run() if rt.relay else _noop())
+    if runtime.consumer is not None:
+        runtime.start("consumer", lambda rt: rt.consumer.run() if rt.consumer else _noop())
+
+
+async def _noop() -> None:
+    return None
+
+
+def service_app(spec: ServiceSpec) -> FastAPI:
+    settings = spec.settings
+    name = settings.service_name
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        telemetry.setup_logging(name, settings.log_level)
+        telemetry.setup_tracing(name)
+        telemetry.instrument_httpx()
+        faults.arm(settings.faults)
+        runtime = Runtime(spec=spec)
+        app.state.runtime = runtime
+        from icep.platform.auth import TokenVerifier
+
+        app.state.token_verifier = TokenVerifier(
+            settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url
+        )
+        if spec.metadata is not None:
+            db = Database(settings.database_url)
+            telemetry.instrument_engine(db.engine.sync_engine)
+            runtime.db = db
+            if spec.migrations_dir is not None:
+                await asyncio.to_thread(migrations.upgrade, spec.migrations_dir, settings.database_url)
+            if spec.tables is not None:
+                runtime.uow = UnitOfWorkFactory(db, spec.tables.outbox, name, settings.topic)
+                if settings.outbox_relay_enabled and spec.uses_kafka:
+                    runtime.relay = OutboxRelay(
+                        db=db,
+                        outbox=spec.tables.outbox,
+                        service=name,
+                        bootstrap=settings.kafka_bootstrap_servers,
+                        batch_size=settings.outbox_batch_size,
+                        poll_seconds=settings.outbox_poll_seconds,
+                        retention=timedelta(hours=settings.outbox_retention_hours),
+                    )
+                    runtime.after_commit.append(runtime.relay.wake)
+                runtime.uow.after_commit.append(runtime.committed)
+                if spec.subscribe_topics and settings.consumer_enabled and spec.uses_kafka:
+                    runtime.consumer = ConsumerRunner(
+                        db=db,
+                        inbox=spec.tables.inbox,
+                        group=runtime.group,
+                        topics=list(spec.subscribe_topics),
+                        handlers=spec.handlers,
+                        bootstrap=settings.kafka_bootstrap_servers,
+                        retry=RetryPolicy(
+                            settings.consumer_max_attempts,
+                            settings.consumer_backoff_seconds,
+                            settings.consumer_backoff_max_seconds,
+                        ),
+                        after_commit=runtime.committed,
+                    )
+        for hook in spec.startup:
+            await hook(app)
+        if spec.uses_kafka:
+            runtime.start("kafka-setup", _kafka_setup)
+        for task_name, body in spec.background:
+            runtime.start(task_name, body)
+        log.info("%s started on %s:%s", name, settings.host, settings.port)
+        try:
+            yield
+        finally:
+            for task in runtime.tasks.values():
+                task.cancel()
+            await asyncio.gather(*runtime.tasks.values(), return_exceptions=True)
+            for hook in spec.shutdown:
+                await hook(app)
+            await app.state.token_verifier.aclose()
+            if runtime.db is not None:
+                await runtime.db.dispose()
+            telemetry.shutdown_tracing()
+
+    app = FastAPI(
+        title=spec.title,
+        description=spec.description,
+        version=spec.version,
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    install_problem_handlers(app)
+    telemetry.instrument_app(app)
+    for router in spec.routers:
+        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz(request: Request) -> JSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        checks: dict[str, bool] = {}
+        if runtime.db is not None:
+            try:
+                await asyncio.wait_for(runtime.db.ping(), 2.0)
+                checks["database"] = True
+            except Exception:
+                checks["database"] = False
+        if spec.uses_kafka:
+            checks["kafka"] = runtime.topics_ready and await kafka_reachable(settings.kafka_bootstrap_servers)
+        for check_name, check in spec.readiness.items():
+            try:
+                checks[check_name] = await asyncio.wait_for(check(request.app), 2.0)
+            except Exception:
+                checks[check_name] = False
+        ok = all(checks.values())
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "service": name, "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime

@@ -1,0 +1,376 @@
+"""Token verification that every service does for itself (zero trust).
+
+The gateway issues short-lived JWTs and publishes its public keys as a JWKS; every service fetches that key
+set and checks each bearer token on its own, so a request that bypasses the gateway is no shortcut. Only
+asymmetric algorithms are accepted: a verifier holds public keys only, so `none` and the HMAC family (whose
+"public" key would also be the signing key) are refused outright.
+
+Use in a route:
+
+    @router.get("/v1/plans")
+    async def list_plans(principal: PrincipalDep) -> ...
+
+    @router.post("/v1/plans", dependencies=[Depends(require_role("planner"))])
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+import jwt
+from fastapi import Depends, Request
+from icep.contracts.nations import ALLIES, NATO, PARTNERS
+from icep.platform.errors import Forbidden, Unauthorized
+from icep.platform.settings import ServiceSettings
+
+__all__ = [
+    "ACCEPTED_ALGORITHMS",
+    "ALLIES",
+    "NATO",
+    "PARTNERS",
+    "ROLES",
+    "JwksSource",
+    "Principal",
+    "PrincipalDep",
+    "TokenVerifier",
+    "current_principal",
+    "require_role",
+]
+
+log = logging.getLogger("icep.auth")
+
+#: The roles a principal can hold (see DESIGN.md, "Identity and access").
+ROLES: frozenset[str] = frozenset(
+    {"planner", "reviewer", "procurement", "standards", "subscriber", "operator"}
+)
+
+#: Asymmetric signature algorithms only; each maps to the JWK key type (and curves) that can verify it.
+_ALGORITHM_KEYS: dict[str, tuple[str, frozenset[str] | None]] = {
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+}
+ACCEPTED_ALGORITHMS: frozenset[str] = frozenset(_ALGORITHM_KEYS)
+
+#: Claims without which a token is refused.
+_REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat"]
+
+#: Loads a key set (`{"keys": [...]}`); the default fetches `jwks_url` over HTTP.
+JwksSource = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the OAuth client, the nation it acts for, and what it may do."""
+
+    client_id: str
+    nation: str
+    roles: frozenset[str]
+    scopes: frozenset[str]
+
+    @property
+    def is_ally(self) -> bool:
+        return self.nation in ALLIES
+
+    @property
+    def is_partner(self) -> bool:
+        return self.nation in PARTNERS
+
+    @property
+    def is_nato_staff(self) -> bool:
+        return self.nation == NATO
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class _VerificationKey:
+    kid: str
+    kty: str
+    crv: str | None
+    alg: str | None
+    key: Any  # a `cryptography` public key object
+
+
+class _KeySetUnavailable(Exception):
+    pass
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against an issuer's JWKS, fetched lazily and cached by key id.
+
+    An unknown `kid` triggers a refetch (a rotated-in key), but at most once per `refresh_interval` seconds,
+    so a stream of junk tokens cannot turn the verifier into a flood against the issuer; a failed fetch is
+    not retried within that interval either. Cached keys are refreshed after `max_key_age` seconds, so a key
+    the issuer withdrew stops working.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        jwks_url: str,
+        *,
+        leeway: float = 30,
+        http: httpx.AsyncClient | None = None,
+        refresh_interval: float = 5.0,
+        max_key_age: float = 300.0,
+        jwks_source: JwksSource | None = None,
+    ) -> None:
+        self.issuer = issuer
+        self.audience = audience
+        self.jwks_url = jwks_url
+        self.leeway = leeway
+        self.refresh_interval = refresh_interval
+        self.max_key_age = max_key_age
+        self._http = http
+        self._owns_http = http is None and jwks_source is None
+        self._jwks_source = jwks_source
+        self._keys: dict[str, _VerificationKey] = {}
+        # Monotonic times: last successful fetch, last failed fetch, last refetch caused by an unknown kid.
+        self._fetched_at: float | None = None
+        self._failed_at: float | None = None
+        self._missed_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, settings: ServiceSettings, *, http: httpx.AsyncClient | None = None
+    ) -> TokenVerifier:
+        """The verifier a service builds from the platform-wide `ICEP_AUTH_*` settings."""
+        return cls(settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url, http=http)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this verifier created it."""
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def verify(self, token: str) -> Principal:
+        """The principal a valid token names; `Unauthorized` with a precise detail otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthorized("the bearer token is malformed") from None
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in ACCEPTED_ALGORITHMS:
+            raise Unauthorized(
+                f"the token algorithm {alg!r} is not accepted; an asymmetric signature is required"
+            )
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthorized("the token names no signing key (kid)")
+
+        key = await self._key(kid)
+        kty, curves = _ALGORITHM_KEYS[alg]
+        if key.kty != kty or (curves is not None and key.crv not in curves) or (key.alg not in (None, alg)):
+            raise Unauthorized(f"the signing key {kid!r} cannot be used with algorithm {alg}")
+
+        try:
+            claims = jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": _REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired") from None
+        except jwt.ImmatureSignatureError:
+            raise Unauthorized("the token is not valid yet") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized(f"the token is not meant for this audience ({self.audience})") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("the token was not issued by the trusted issuer") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Unauthorized(f"the token lacks the {exc.claim!r} claim") from None
+        except jwt.InvalidSignatureError:
+            raise Unauthorized("the token signature is invalid") from None
+        except jwt.DecodeError:
+            raise Unauthorized("the bearer token is malformed") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"the token is invalid: {exc}") from None
+        return _principal(claims)
+
+    async def _key(self, kid: str) -> _VerificationKey:
+        key = self._keys.get(kid)
+        if key is not None and not self._stale():
+            return key
+        async with self._lock:
+            # Another request may have refreshed the set while this one waited for the lock.
+            key = self._keys.get(kid)
+            if key is not None and not self._stale():
+                return key
+            now = time.monotonic()
+            if self._failed_at is not None and now - self._failed_at < self.refresh_interval:
+                if key is not None:
+                    return key  # stale, but the issuer was unreachable a moment ago
+                raise Unauthorized("the token signing key set is unavailable (retrying shortly)")
+            if key is None and self._fetched_at is not None:
+                # An unknown kid in a set already loaded: a rotated-in key, or junk. Refetch for the first
+                # such token only; later ones within the interval are refused without asking the issuer.
+                if self._missed_at is not None and now - self._missed_at < self.refresh_interval:
+                    raise Unauthorized(f"the token is signed with an unknown key ({kid!r})")
+                self._missed_at = now
+            try:
+                await self._refresh()
+            except _KeySetUnavailable as exc:
+                self._failed_at = time.monotonic()
+                if key is not None:
+                    # A stale but known key beats refusing everyone while the issuer is briefly down.
+                    log.warning("keeping cached signing keys: %s", exc)
+                    return key
+                raise Unauthorized(f"the token signing key set is unavailable ({exc})") from None
+            key = self._keys.get(kid)
+            if key is None:
+                raise Unauthorized(f"the token is signed with an unknown key ({kid!r})")
+            return key
+
+    def _stale(self) -> bool:
+        return self._fetched_at is not None and time.monotonic() - self._fetched_at > self.max_key_age
+
+    async def _refresh(self) -> None:
+        document = await self._load()
+        raw_keys = document.get("keys")
+        if not isinstance(raw_keys, list):
+            raise _KeySetUnavailable("the key set has no 'keys' list")
+        keys: dict[str, _VerificationKey] = {}
+        for raw in raw_keys:
+            parsed = _verification_key(raw)
+            if parsed is not None:
+                keys[parsed.kid] = parsed
+        self._keys = keys
+        self._fetched_at = time.monotonic()
+        self._failed_at = None
+        log.debug("loaded %d signing keys from %s", len(keys), self.jwks_url)
+
+    async def _load(self) -> Mapping[str, Any]:
+        if self._jwks_source is not None:
+            try:
+                return await self._jwks_source()
+            except Exception as exc:
+                raise _KeySetUnavailable(f"the key source failed: {exc}") from exc
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=5.0)
+        try:
+            response = await self._http.get(self.jwks_url, headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise _KeySetUnavailable(f"cannot reach {self.jwks_url}: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise _KeySetUnavailable(f"{self.jwks_url} answered {response.status_code}")
+        try:
+            document = response.json()
+        except ValueError as exc:
+            raise _KeySetUnavailable(f"{self.jwks_url} did not return JSON") from exc
+        if not isinstance(document, dict):
+            raise _KeySetUnavailable(f"{self.jwks_url} did not return a JSON object")
+        return document
+
+
+def _verification_key(raw: Any) -> _VerificationKey | None:
+    """One usable public key of a JWKS, or None for entries a verifier must ignore."""
+    if not isinstance(raw, dict):
+        return None
+    kid, kty, use, alg = raw.get("kid"), raw.get("kty"), raw.get("use"), raw.get("alg")
+    if not isinstance(kid, str) or not kid or kty not in ("EC", "RSA", "OKP"):
+        return None  # symmetric ("oct") keys are never trusted
+    if use not in (None, "sig") or (alg is not None and alg not in ACCEPTED_ALGORITHMS):
+        return None
+    if "d" in raw:
+        log.warning("ignoring JWKS entry %r: it contains a private key", kid)
+        return None
+    try:
+        # The algorithm only selects the parser here; `verify` checks it against the token's own.
+        parser = {"EC": "ES256", "RSA": "RS256", "OKP": "EdDSA"}[kty]
+        key = jwt.PyJWK(raw, algorithm=parser if alg is None else alg).key
+    except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+        log.warning("ignoring JWKS entry %r: not a valid public key", kid)
+        return None
+    crv = raw.get("crv")
+    return _VerificationKey(kid=kid, kty=kty, crv=crv if isinstance(crv, str) else None, alg=alg, key=key)
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise Unauthorized("the token's 'sub' claim is not a client id")
+    nation = claims.get("nation")
+    if not isinstance(nation, str):
+        raise Unauthorized("the token lacks the 'nation' claim")
+    if nation not in ALLIES and nation not in PARTNERS and nation != NATO:
+        raise Unauthorized(f"the token names an unknown nation ({nation!r})")
+    roles = claims.get("roles", [])
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise Unauthorized("the token's 'roles' claim is not a list of role names")
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise Unauthorized("the token's 'scope' claim is not a space-separated string")
+    return Principal(
+        client_id=subject,
+        nation=nation,
+        roles=frozenset(roles),
+        scopes=frozenset(scope.split()),
+    )
+
+
+def bearer_token(request: Request) -> str:
+    """The token of an `Authorization: Bearer ...` header; `Unauthorized` when there is none."""
+    authorization = request.headers.get("authorization")
+    if not authorization:
+        raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("the Authorization header must use the Bearer scheme")
+    return token
+
+
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller. Needs `app.state.token_verifier` (a `TokenVerifier`)."""
+    verifier = getattr(request.app.state, "token_verifier", None)
+    if not isinstance(verifier, TokenVerifier):
+        # Wiring bug, not the caller's fault: let it surface as the 500 it is.
+        raise RuntimeError("app.state.token_verifier is not set; the service cannot verify tokens")
+    principal = await verifier.verify(bearer_token(request))
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency that admits a principal holding at least one of `roles`, else 403."""
+    unknown = set(roles) - ROLES
+    if not roles or unknown:
+        raise ValueError(f"require_role needs known roles, got {sorted(roles)}")
+    wanted = frozenset(roles)
+
+    async def _require(principal: PrincipalDep) -> Principal:
+        if principal.roles.isdisjoint(wanted):
+            raise Forbidden(
+                f"this action requires the role {' or '.join(sorted(wanted))}",
+                required_roles=sorted(wanted),
+            )
+        return principal
+
+    return _require

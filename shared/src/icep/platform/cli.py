@@ -1,0 +1,162 @@
+"""The `icep` command: run the platform locally, one service, or its migrations."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from icep.platform.launcher import SERVICES, START_ORDER, LaunchError, Launcher, platform_env
+
+app = typer.Typer(help="ICEP: the NATO Industrial Capacity Expansion Pledge platform.", no_args_is_help=True)
+console = Console()
+
+
+def _settings_for(name: str) -> Any:
+    module = importlib.import_module(f"icep.{name}.settings")
+    cls = next(v for k, v in vars(module).items() if k.endswith("Settings") and k != "ServiceSettings")
+    return cls()
+
+
+def _check_service(name: str) -> str:
+    if name not in SERVICES:
+        raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    return name
+
+
+@app.command()
+def serve(service: Annotated[str, typer.Argument(help="gateway, plans, procurement, standards or notifications")]) -> None:
+    """Run one service in this process (uvicorn)."""
+    import uvicorn
+
+    _check_service(service)
+    settings = _settings_for(service)
+    uvicorn.run(
+        SERVICES[service][0],
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command()
+def migrate(
+    service: Annotated[str, typer.Argument(help="plans, procurement, standards or notifications")],
+    revision: Annotated[str, typer.Option(help="Target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="Downgrade to the revision instead")] = False,
+) -> None:
+    """Run a service's Alembic migrations against its configured database."""
+    from icep.platform import migrations
+
+    _check_service(service)
+    settings = _settings_for(service)
+    module = importlib.import_module(f"icep.{service}.app")
+    migrations_dir: Path | None = getattr(module, "MIGRATIONS", None)
+    if migrations_dir is None:
+        console.print(f"{service} keeps no database")
+        return
+    if down:
+        migrations.downgrade(migrations_dir, settings.database_url, revision)
+    else:
+        migrations.upgrade(migrations_dir, settings.database_url, revision)
+    console.print(f"[green]{service}[/] migrated to {revision} ({'down' if down else 'up'})")
+
+
+@app.command()
+def up(
+    var_dir: Annotated[Path, typer.Option(help="Where databases, keys, logs and Kafka data live")] = Path("var"),
+) -> None:
+    """Start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), migrate, start all five services; Ctrl-C stops all."""
+    from icep.platform import kafka_local, migrations
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+
+    var_dir = var_dir.resolve()
+    broker: kafka_local.LocalKafka | None = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    launcher: Launcher | None = None
+    try:
+        with console.status("[bold]preparing ICEP[/]") as status:
+            if not bootstrap:
+                if not kafka_local.jars_present():
+                    status.update("downloading Apache Kafka with Maven (first run only)")
+                    kafka_local.fetch_jars()
+                status.update("starting Apache Kafka (KRaft, 127.0.0.1:9092)")
+                broker = kafka_local.LocalKafka(data_dir=var_dir / "kafka", port=9092, controller_port=9093)
+                broker.start()
+                broker.wait_ready(90)
+                bootstrap = broker.bootstrap_servers
+            env = platform_env(
+                {n: p for n, (_, p) in SERVICES.items()},
+                bootstrap=bootstrap,
+                var_dir=var_dir,
+                extra={"ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": os.environ.get(
+                    "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS", "true"
+                )},
+            )
+            os.environ.update(env)
+            for name in START_ORDER:
+                module = importlib.import_module(f"icep.{name}.app")
+                migrations_dir = getattr(module, "MIGRATIONS", None)
+                if migrations_dir is not None:
+                    status.update(f"migrating {name}")
+                    migrations.upgrade(migrations_dir, _settings_for(name).database_url)
+            launcher = Launcher(env=env, log_dir=var_dir / "logs")
+            for name in START_ORDER:
+                status.update(f"starting {name}")
+                if name == "gateway":
+                    for other in START_ORDER[:-1]:
+                        launcher.wait_ready(other, 90)
+                launcher.start(name)
+            status.update("waiting for the gateway")
+            launcher.wait_ready("gateway", 90)
+        table = Table(title="ICEP is up", show_header=True)
+        table.add_column("process")
+        table.add_column("URL")
+        table.add_column("pid")
+        for name in START_ORDER:
+            sp = launcher.processes[name]
+            table.add_row(name, sp.url, str(sp.process.pid))
+        table.add_row("kafka", bootstrap, str(broker.pid) if broker else "external")
+        console.print(table)
+        console.print("API docs: http://127.0.0.1:8000/docs   logs: " + str(var_dir / "logs"))
+        console.print("Press Ctrl-C to stop everything.")
+        while not stop.wait(1.0):
+            for name, sp in list(launcher.processes.items()):
+                if not sp.alive():
+                    console.print(f"[red]{name} exited ({sp.process.returncode}); stopping[/]")
+                    stop.set()
+    except (LaunchError, kafka_local.KafkaLocalError) as exc:
+        console.print(f"[red]could not start ICEP:[/] {exc}")
+        raise typer.Exit(1) from exc
+    finally:
+        console.print("stopping ...")
+        if launcher is not None:
+            launcher.stop_all()
+        if broker is not None:
+            broker.stop()
+        console.print("stopped")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

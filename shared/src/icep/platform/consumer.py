@@ -1,0 +1,186 @@
+"""The consumer runner: an idempotent consumer in a consumer group.
+
+Each handled event runs in one transaction together with an inbox row `(consumer, event id)`; a
+duplicate finds the row and is skipped. Offsets are committed only after that transaction committed. A
+failing handler is retried with backoff; after the last try the record goes to `icep.dlq.<group>` with
+the error, the attempt count and its origin in headers, and the partition moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from icep.platform import faults
+from icep.platform.db import Database, insert_ignore
+from icep.platform.events import InvalidEnvelope, ReceivedEvent, decode, utcnow
+from icep.platform.kafka import dlq_topic, new_producer, start_with_retry
+from icep.platform.telemetry import context_from, tracer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+log = logging.getLogger("icep.consumer")
+
+Handler = Callable[[AsyncSession, ReceivedEvent], Awaitable[None]]
+
+HANDLED = Counter("icep_consumer_handled_total", "Events handled", ["group", "outcome"])
+HANDLER_FAILURES = Counter("icep_consumer_handler_failures_total", "Failed handler attempts", ["group"])
+DEAD_LETTERS = Counter("icep_consumer_dead_letters_total", "Records sent to the dead-letter topic", ["group"])
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    backoff_seconds: float = 0.2
+    backoff_max_seconds: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.backoff_max_seconds, self.backoff_seconds * 2 ** (attempt - 1)))
+
+
+class ConsumerRunner:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        inbox: sa.Table,
+        group: str,
+        topics: list[str],
+        handlers: Mapping[str, Handler],
+        bootstrap: str,
+        retry: RetryPolicy | None = None,
+        after_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.inbox = inbox
+        self.group = group
+        self.topics = topics
+        self.handlers = dict(handlers)
+        self.bootstrap = bootstrap
+        self.retry = retry or RetryPolicy()
+        self.after_commit = after_commit
+        self.consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self.topics,
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            client_id=f"{self.group}-consumer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            max_poll_records=200,
+        )
+        await start_with_retry(consumer, f"consumer {self.group}")
+        self.consumer = consumer
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=500, max_records=200)
+                for tp, records in batches.items():
+                    for record in records:
+                        await self.process(record)
+                        faults.point("consumer.before_commit")
+                    await consumer.commit({tp: records[-1].offset + 1})
+        finally:
+            self.consumer = None
+            await consumer.stop()
+            if self._dlq is not None:
+                await self._dlq.stop()
+
+    async def process(self, record: ConsumerRecord[bytes, bytes]) -> str:
+        """Handle one record to the end: 'handled', 'duplicate', 'ignored' or 'dead-lettered'."""
+        try:
+            event = decode(
+                record.key,
+                record.value,
+                record.headers,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+            )
+        except InvalidEnvelope as exc:
+            await self._dead_letter(record, exc, attempts=1)
+            return "dead-lettered"
+        handler = self.handlers.get(event.type) or self.handlers.get("*")
+        if handler is None:
+            HANDLED.labels(self.group, "ignored").inc()
+            return "ignored"
+        parent = context_from({"traceparent": event.header("traceparent"), "tracestate": event.header("tracestate")})
+        attempt = 0
+        while True:
+            attempt += 1
+            with tracer("icep.consumer").start_as_current_span(
+                f"{record.topic} process",
+                context=parent,
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.consumer.group.name": self.group,
+                    "messaging.destination.name": record.topic,
+                    "messaging.message.id": event.id,
+                    "messaging.kafka.offset": record.offset,
+                    "cloudevents.event_type": event.type,
+                    "icep.attempt": attempt,
+                },
+            ) as span:
+                try:
+                    outcome = await self._handle_once(handler, event)
+                except Exception as exc:
+                    span.record_exception(exc)
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                    HANDLER_FAILURES.labels(self.group).inc()
+                    if attempt >= self.retry.max_attempts:
+                        log.error("handler for %s failed %d times; dead-lettering", event.id, attempt)
+                        await self._dead_letter(record, exc, attempts=attempt)
+                        return "dead-lettered"
+                    log.warning("handler for %s failed (attempt %d): %s", event.id, attempt, exc)
+                else:
+                    HANDLED.labels(self.group, outcome).inc()
+                    return outcome
+            await asyncio.sleep(self.retry.delay(attempt))
+
+    async def _handle_once(self, handler: Handler, event: ReceivedEvent) -> str:
+        async with self.db.transaction() as session:
+            fresh = await insert_ignore(
+                session,
+                self.inbox,
+                {
+                    "consumer": self.group,
+                    "event_id": event.id,
+                    "event_type": event.type,
+                    "processed_at": utcnow(),
+                },
+            )
+            if not fresh:
+                return "duplicate"
+            await handler(session, event)
+        if self.after_commit is not None:
+            self.after_commit()
+        return "handled"
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, attempts: int) -> None:
+        if self._dlq is None:
+            self._dlq = new_producer(self.bootstrap, f"{self.group}-dlq")
+            await start_with_retry(self._dlq, "dead-letter producer")
+        headers: list[tuple[str, bytes]] = [(k, v) for k, v in (record.headers or ()) if not k.startswith("icep_dlq_")]
+        headers += [
+            ("icep_dlq_error", f"{type(exc).__name__}: {exc}"[:4000].encode()),
+            ("icep_dlq_attempts", str(attempts).encode()),
+            ("icep_dlq_origin_topic", record.topic.encode()),
+            ("icep_dlq_origin_partition", str(record.partition).encode()),
+            ("icep_dlq_origin_offset", str(record.offset).encode()),
+            ("icep_dlq_group", self.group.encode()),
+            ("icep_dlq_time", utcnow().isoformat().encode()),
+        ]
+        # Until the dead letter is safely stored the offset must not move on, so this waits for the ack.
+        await self._dlq.send_and_wait(dlq_topic(self.group), value=record.value, key=record.key, headers=headers)
+        DEAD_LETTERS.labels(self.group).inc()
+

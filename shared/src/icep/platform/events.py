@@ -1,0 +1,168 @@
+"""The CloudEvents 1.0 envelope, in Kafka binary mode.
+
+Attributes travel as `ce_*` headers, the data as the JSON value, the aggregate id as the record key, and
+the W3C trace context as `traceparent`/`tracestate` headers. The `cloudevents` SDK does the attribute
+mapping; this module adds the platform's extensions (`nation`, `releasableto`) and typed payloads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.v1.event import CloudEvent
+from icep.contracts import EventPayload, Releasability
+from icep.platform.ids import new_id
+
+P = TypeVar("P", bound=EventPayload)
+
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """An event a use case raises; the unit of work writes it to the outbox in the same transaction."""
+
+    payload: EventPayload
+    subject: str
+    releasability: Releasability
+    id: str = field(default_factory=new_id)
+    time: datetime = field(default_factory=utcnow)
+
+    @property
+    def type(self) -> str:
+        return self.payload.event_type
+
+    def data_json(self) -> str:
+        return self.payload.model_dump_json()
+
+
+@dataclass(frozen=True)
+class ReceivedEvent:
+    """An event read from Kafka, with where it came from."""
+
+    id: str
+    type: str
+    source: str
+    subject: str
+    time: datetime
+    nation: str
+    releasable_to: str
+    data: dict[str, Any]
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @property
+    def releasability(self) -> Releasability:
+        return Releasability.from_marking(self.nation, self.releasable_to)
+
+    def payload(self, model: type[P]) -> P:
+        return model.model_validate(self.data)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value.decode()
+        return None
+
+    def body(self) -> dict[str, Any]:
+        """The event as subscribers see it in webhooks, the stream and the feed."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "source": self.source,
+            "subject": self.subject,
+            "time": self.time.isoformat().replace("+00:00", "Z"),
+            "nation": self.nation,
+            "releasableto": self.releasable_to,
+            "data": self.data,
+        }
+
+
+class InvalidEnvelope(ValueError):
+    """A record that is not a CloudEvent of this platform (it goes to the dead-letter topic)."""
+
+
+def encode(
+    *,
+    id: str,
+    type: str,
+    source: str,
+    subject: str,
+    time: datetime,
+    nation: str,
+    releasable_to: str,
+    data_json: str,
+    trace_headers: dict[str, str] | None = None,
+) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of one Kafka record in CloudEvents binary mode."""
+    if time.tzinfo is None:  # SQLite hands back naive datetimes; the platform stores UTC
+        time = time.replace(tzinfo=UTC)
+    event = CloudEvent(
+        attributes={
+            "id": id,
+            "source": source,
+            "type": type,
+            "specversion": "1.0",
+            "time": time,
+            "subject": subject,
+            "datacontenttype": "application/json",
+            "nation": nation,
+            "releasableto": releasable_to,
+        },
+        data=json.loads(data_json),
+    )
+    message = ce_kafka.to_binary_event(event, key_mapper=lambda _e: subject)
+    headers = [(k, v) for k, v in message.headers.items()]
+    for name, value in (trace_headers or {}).items():
+        if name in TRACE_HEADERS and value:
+            headers.append((name, value.encode()))
+    return subject.encode(), message.value, headers
+
+
+def decode(
+    key: bytes | None,
+    value: bytes | None,
+    headers: Any,
+    *,
+    topic: str = "",
+    partition: int = -1,
+    offset: int = -1,
+) -> ReceivedEvent:
+    header_tuple = tuple((str(k), bytes(v)) for k, v in (headers or ()))
+    header_map = dict(header_tuple)
+    if "ce_id" not in header_map or "ce_type" not in header_map:
+        raise InvalidEnvelope("record carries no ce_id/ce_type headers")
+    try:
+        event = ce_kafka.from_binary_event(
+            ce_kafka.KafkaMessage(headers=header_map, key=key, value=value or b"null")
+        )
+    except Exception as exc:  # the SDK raises several types for malformed input
+        raise InvalidEnvelope(f"not a valid CloudEvent: {exc}") from exc
+    data = event.get_data()
+    if not isinstance(data, dict):
+        raise InvalidEnvelope("event data is not a JSON object")
+    time = event.get_time() or utcnow()
+    return ReceivedEvent(
+        id=event.get_id(),
+        type=event.get_type(),
+        source=event.get_source(),
+        subject=event.get_subject() or (key.decode() if key else ""),
+        time=time,
+        nation=str(event.get_extension("nation") or ""),
+        releasable_to=str(event.get_extension("releasableto") or ""),
+        data=data,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        headers=header_tuple,
+    )

@@ -1,0 +1,31 @@
+"""Small HTTP helpers shared by the services' routes: ETags, If-Match, pagination links."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Header, Request
+from icep.platform.errors import PreconditionFailed
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def if_match_version(if_match: Annotated[str | None, Header(alias="If-Match")] = None) -> int | None:
+    """The version an `If-Match` header names, or None when absent (`*` also means no check)."""
+    if if_match is None or if_match.strip() == "*":
+        return None
+    value = if_match.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    value = value.strip('"')
+    if not value.isdigit():
+        raise PreconditionFailed(f"If-Match {if_match!r} is not an ETag this API issued")
+    return int(value)
+
+
+def next_link(request: Request, cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    return str(request.url.include_query_params(cursor=cursor))

@@ -1,0 +1,76 @@
+"""Kafka clients for the platform: topics at start, an idempotent producer, and a reachability check."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+log = logging.getLogger("icep.kafka")
+
+
+def dlq_topic(group: str) -> str:
+    return f"icep.dlq.{group}"
+
+
+def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+    """An idempotent producer: acks from all in-sync replicas, no duplicates from its own retries."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        linger_ms=2,
+        request_timeout_ms=15000,
+        retry_backoff_ms=200,
+    )
+
+
+async def start_with_retry(client: AIOKafkaProducer | AIOKafkaAdminClient, what: str) -> None:
+    """Start a client, waiting (with capped backoff) for the broker to become reachable."""
+    async for attempt in AsyncRetrying(
+        wait=wait_exponential(multiplier=0.2, max=5),
+        retry=retry_if_exception_type(Exception),
+        reraise=True,
+    ):
+        with attempt:
+            if attempt.retry_state.attempt_number > 1:
+                log.info("retrying %s start (attempt %d)", what, attempt.retry_state.attempt_number)
+            await client.start()
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, replication: int) -> None:
+    """Create missing topics; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await start_with_retry(admin, "kafka admin")
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
+                )
+                log.info("created topics %s", missing)
+            except TopicAlreadyExistsError:
+                pass  # another replica won the race
+    finally:
+        await admin.close()
+
+
+async def kafka_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
+    """True when some bootstrap broker accepts a TCP connection in time."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+        except (OSError, TimeoutError, ValueError):
+            continue
+        writer.close()
+        return True
+    return False

@@ -1,0 +1,166 @@
+"""Start the platform's processes the way `icep up` does: broker, four services and the gateway.
+
+Tests use the same code, so what they prove is how the platform really starts. Each service is its own
+OS process (`python -m icep.platform.cli serve <name>`), told its port, upstreams and token issuer by
+environment variables.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+#: name -> (app factory, default port). Import strings: the platform imports no service.
+SERVICES: dict[str, tuple[str, int]] = {
+    "plans": ("icep.plans.app:create_app", 8001),
+    "procurement": ("icep.procurement.app:create_app", 8002),
+    "standards": ("icep.standards.app:create_app", 8003),
+    "notifications": ("icep.notifications.app:create_app", 8004),
+    "gateway": ("icep.gateway.app:create_app", 8000),
+}
+#: Start order: the gateway last, once the services it routes to are up.
+START_ORDER = ["plans", "procurement", "standards", "notifications", "gateway"]
+
+
+class LaunchError(RuntimeError):
+    pass
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM when the launcher dies, even by SIGKILL, so nothing is orphaned."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def platform_env(
+    ports: Mapping[str, int],
+    *,
+    bootstrap: str,
+    var_dir: Path,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment every process gets: where Kafka, the issuer and the other services are."""
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "ICEP_VAR_DIR": str(var_dir),
+        "ICEP_AUTH_ISSUER": gateway,
+        "ICEP_AUTH_JWKS_URL": f"{gateway}/.well-known/jwks.json",
+    }
+    for name, port in ports.items():
+        env[f"ICEP_{name.upper()}_PORT"] = str(port)
+        if name != "gateway":
+            env[f"ICEP_GATEWAY_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class ServiceProcess:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+@dataclass
+class Launcher:
+    """Owns the service processes it started and stops exactly those."""
+
+    env: dict[str, str]
+    log_dir: Path
+    ports: dict[str, int] = field(default_factory=lambda: {n: p for n, (_, p) in SERVICES.items()})
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def start(self, name: str, extra_env: Mapping[str, str] | None = None) -> ServiceProcess:
+        if name in self.processes and self.processes[name].alive():
+            raise LaunchError(f"{name} is already running")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "icep.platform.cli", "serve", name],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        sp = ServiceProcess(name, self.ports[name], proc, log_path)
+        self.processes[name] = sp
+        return sp
+
+    def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+        sp = self.processes[name]
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            if not sp.alive():
+                raise LaunchError(f"{name} exited with {sp.process.returncode}:\n{self.log_tail(name)}")
+            try:
+                r = httpx.get(f"{sp.url}/readyz", timeout=2.0)
+                if r.status_code == 200:
+                    return
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.1)
+        raise LaunchError(f"{name} not ready after {timeout:.0f}s ({last}):\n{self.log_tail(name)}")
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.processes[name].log_path
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def start_all(self, timeout: float = 90.0) -> None:
+        for name in START_ORDER:
+            if name == "gateway":
+                for other in START_ORDER[:-1]:
+                    self.wait_ready(other, timeout)
+            self.start(name)
+        self.wait_ready("gateway", timeout)
+
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        sp = self.processes.pop(name, None)
+        if sp is None or not sp.alive():
+            return
+        sp.process.send_signal(signal.SIGTERM)
+        try:
+            sp.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            sp.process.kill()
+            sp.process.wait()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would: no shutdown code runs."""
+        sp = self.processes.pop(name, None)
+        if sp is not None and sp.alive():
+            sp.process.kill()
+            sp.process.wait()
+
+    def stop_all(self) -> None:
+        for name in reversed(START_ORDER):
+            self.stop(name)
+        for name in list(self.processes):
+            self.stop(name)

@@ -1,0 +1,319 @@
+"""Transactional outbox and its relay.
+
+A use case writes its domain rows and its events in ONE transaction (`UnitOfWork`). The relay publishes
+the rows with an idempotent producer (`acks=all`) and marks a row sent only after the broker
+acknowledged it. Per key (aggregate) the order holds: the rows of one key are sent one after another, and
+a failure stops that key's later rows until the next round, while other keys go on. The relay is woken
+right after a commit and also polls, to pick up what a crash left behind. On PostgreSQL exactly one relay
+per database is active (session advisory lock); others stand by. Sent rows are purged after a retention
+period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+from icep.platform import events, faults
+from icep.platform.db import Database, advisory_key
+from icep.platform.events import OutgoingEvent, utcnow
+from icep.platform.kafka import new_producer, start_with_retry
+from icep.platform.telemetry import context_from, current_trace_headers, tracer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+log = logging.getLogger("icep.outbox")
+
+OUTBOX_BACKLOG = Gauge("icep_outbox_backlog", "Outbox rows not yet acknowledged by Kafka", ["service"])
+OUTBOX_AGE = Gauge("icep_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row", ["service"])
+OUTBOX_PUBLISHED = Counter("icep_outbox_published_total", "Outbox rows published", ["service"])
+OUTBOX_FAILURES = Counter("icep_outbox_publish_failures_total", "Failed publish attempts", ["service"])
+
+
+class UnitOfWork:
+    """One transaction around a use case: domain rows plus the events it raises.
+
+    Usage: `async with uow() as tx: tx.session.add(...); tx.publish(event)`. On success the transaction
+    commits and the relay is woken; on error nothing is written, neither rows nor events.
+    """
+
+    def __init__(self, session: AsyncSession, outbox: sa.Table, source: str, topic: str) -> None:
+        self.session = session
+        self._outbox = outbox
+        self._source = source
+        self._topic = topic
+        self.published: list[OutgoingEvent] = []
+
+    def publish(self, event: OutgoingEvent) -> None:
+        self.published.append(event)
+
+    async def _flush_events(self) -> None:
+        if not self.published:
+            return
+        trace_headers = current_trace_headers()
+        now = utcnow()
+        await self.session.execute(
+            sa.insert(self._outbox),
+            [
+                {
+                    "id": e.id,
+                    "topic": self._topic,
+                    "key": e.subject,
+                    "type": e.type,
+                    "source": self._source,
+                    "time": e.time,
+                    "nation": e.releasability.owner,
+                    "releasable_to": e.releasability.marking(),
+                    "data": e.data_json(),
+                    "traceparent": trace_headers.get("traceparent"),
+                    "tracestate": trace_headers.get("tracestate"),
+                    "created_at": now,
+                }
+                for e in self.published
+            ],
+        )
+
+
+class UnitOfWorkFactory:
+    def __init__(self, db: Database, outbox: sa.Table, service: str, topic: str) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.source = f"/icep/{service}"
+        self.topic = topic
+        self.after_commit: list[Callable[[], None]] = []
+
+    @asynccontextmanager
+    async def __call__(self) -> AsyncIterator[UnitOfWork]:
+        async with self.db.sessions() as session:
+            async with session.begin():
+                uow = UnitOfWork(session, self.outbox, self.source, self.topic)
+                yield uow
+                await uow._flush_events()
+            if uow.published:
+                for hook in self.after_commit:
+                    hook()
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        outbox: sa.Table,
+        service: str,
+        bootstrap: str,
+        batch_size: int = 200,
+        poll_seconds: float = 1.0,
+        retention: timedelta = timedelta(hours=24),
+        producer: AIOKafkaProducer | None = None,
+    ) -> None:
+        self.db = db
+        self.outbox = outbox
+        self.service = service
+        self.bootstrap = bootstrap
+        self.batch_size = batch_size
+        self.poll_seconds = poll_seconds
+        self.retention = retention
+        self._producer = producer
+        self._wake = asyncio.Event()
+        self._lock_conn: AsyncConnection | None = None
+        self.active = False
+        self._last_purge = 0.0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _ensure_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = new_producer(self.bootstrap, f"icep-{self.service}-relay")
+            await start_with_retry(producer, "outbox producer")
+            self._producer = producer
+        return self._producer
+
+    async def _hold_leadership(self) -> bool:
+        """On PostgreSQL, hold a session advisory lock so only one relay per database publishes."""
+        if not self.db.is_postgres:
+            return True
+        if self._lock_conn is not None:
+            try:
+                await self._lock_conn.execute(sa.text("SELECT 1"))
+                return True
+            except Exception:
+                log.warning("lost the relay lock connection; trying to take the lock again")
+                await self._release_lock()
+        conn = await self.db.engine.connect()
+        got = (
+            await conn.execute(
+                sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": advisory_key(f"icep-outbox-{self.service}")}
+            )
+        ).scalar()
+        await conn.commit()
+        if got:
+            self._lock_conn = conn
+            log.info("this relay is now the active one")
+            return True
+        await conn.close()
+        return False
+
+    async def _release_lock(self) -> None:
+        if self._lock_conn is not None:
+            try:
+                await self._lock_conn.close()
+            except Exception:
+                log.debug("closing the relay lock connection failed", exc_info=True)
+            self._lock_conn = None
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self.active = await self._hold_leadership()
+                more = False
+                if self.active:
+                    try:
+                        more = await self.publish_once()
+                        await self._purge_if_due()
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("outbox relay round failed; retrying")
+                if more:
+                    continue
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                except TimeoutError:
+                    pass
+                self._wake.clear()
+        finally:
+            await self._release_lock()
+            if self._producer is not None:
+                await self._producer.stop()
+
+    async def publish_once(self) -> bool:
+        """Publish one batch of unsent rows. True when a full batch was read (there may be more)."""
+        async with self.db.sessions() as session:
+            rows = (
+                (
+                    await session.execute(
+                        sa.select(self.outbox)
+                        .where(self.outbox.c.sent_at.is_(None))
+                        .order_by(self.outbox.c.position)
+                        .limit(self.batch_size)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        await self._observe_backlog()
+        if not rows:
+            return False
+        producer = await self._ensure_producer()
+        by_key: OrderedDict[str, list[Any]] = OrderedDict()
+        for row in rows:
+            by_key.setdefault(row["key"], []).append(row)
+        results = await asyncio.gather(*(self._send_key(producer, key_rows) for key_rows in by_key.values()))
+        sent: list[str] = []
+        failed: dict[str, str] = {}
+        for ids, failure in results:
+            sent.extend(ids)
+            if failure is not None:
+                failed[failure[0]] = failure[1]
+        faults.point("relay.after_publish")
+        now = utcnow()
+        async with self.db.transaction() as session:
+            if sent:
+                await session.execute(
+                    sa.update(self.outbox)
+                    .where(self.outbox.c.id.in_(sent))
+                    .values(sent_at=now, attempts=self.outbox.c.attempts + 1, last_error=None)
+                )
+            for row_id, err in failed.items():
+                await session.execute(
+                    sa.update(self.outbox)
+                    .where(self.outbox.c.id == row_id)
+                    .values(attempts=self.outbox.c.attempts + 1, last_error=err[:2000])
+                )
+        OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
+        if failed:
+            OUTBOX_FAILURES.labels(self.service).inc(len(failed))
+            return False  # back off until the next wake-up or poll instead of spinning
+        return len(rows) == self.batch_size
+
+    async def _send_key(
+        self, producer: AIOKafkaProducer, rows: list[Any]
+    ) -> tuple[list[str], tuple[str, str] | None]:
+        """Send one key's rows in order; stop at the first failure so later rows never overtake it."""
+        sent: list[str] = []
+        for row in rows:
+            parent = context_from({"traceparent": row["traceparent"], "tracestate": row["tracestate"]})
+            with tracer("icep.outbox").start_as_current_span(
+                f"{row['topic']} publish",
+                context=parent,
+                kind=SpanKind.PRODUCER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": row["topic"],
+                    "messaging.message.id": row["id"],
+                    "messaging.kafka.message.key": row["key"],
+                    "cloudevents.event_type": row["type"],
+                },
+            ) as span:
+                key, value, headers = events.encode(
+                    id=row["id"],
+                    type=row["type"],
+                    source=row["source"],
+                    subject=row["key"],
+                    time=row["time"],
+                    nation=row["nation"],
+                    releasable_to=row["releasable_to"],
+                    data_json=row["data"],
+                    trace_headers=current_trace_headers(),
+                )
+                faults.point("relay.before_publish")
+                try:
+                    await producer.send_and_wait(row["topic"], value=value, key=key, headers=headers)
+                except Exception as exc:
+                    span.record_exception(exc)
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                    log.warning("publishing outbox row %s failed: %s", row["id"], exc)
+                    return sent, (row["id"], repr(exc))
+            sent.append(row["id"])
+        return sent, None
+
+    async def _observe_backlog(self) -> None:
+        async with self.db.sessions() as session:
+            count, oldest = (
+                await session.execute(
+                    sa.select(sa.func.count(), sa.func.min(self.outbox.c.created_at)).where(
+                        self.outbox.c.sent_at.is_(None)
+                    )
+                )
+            ).one()
+        OUTBOX_BACKLOG.labels(self.service).set(count)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
+        OUTBOX_AGE.labels(self.service).set((utcnow() - oldest).total_seconds() if oldest else 0)
+
+    async def _purge_if_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_purge < 60:
+            return
+        self._last_purge = loop.time()
+        await self.purge()
+
+    async def purge(self) -> int:
+        """Delete rows sent before the retention period; unsent rows are never deleted."""
+        cutoff = utcnow() - self.retention
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                sa.delete(self.outbox).where(self.outbox.c.sent_at.is_not(None), self.outbox.c.sent_at < cutoff)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)

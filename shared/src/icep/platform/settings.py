@@ -1,0 +1,68 @@
+"""Settings from the environment (pydantic-settings).
+
+Each service subclasses `ServiceSettings` with its own prefix (`ICEP_PLANS_`, ...). A few settings are
+platform-wide and read without the prefix: `KAFKA_BOOTSTRAP_SERVERS`, `ICEP_AUTH_*` and the standard
+`OTEL_*` variables (read by OpenTelemetry itself).
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _env(prefixed: str, *plain: str) -> AliasChoices:
+    return AliasChoices(prefixed, *plain)
+
+
+class ServiceSettings(BaseSettings):
+    """What every service can be told. Subclasses set `service_name`, `port` and `env_prefix`."""
+
+    model_config = SettingsConfigDict(env_prefix="ICEP_", extra="ignore")
+
+    service_name: str = "service"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: SQLAlchemy URL; `postgresql://` and `sqlite:///` are accepted and given their async driver.
+    database_url: str = ""
+    var_dir: str = Field(default="var", validation_alias=_env("ICEP_VAR_DIR"))
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
+    )
+    topic_partitions: int = Field(default=6, validation_alias=_env("ICEP_TOPIC_PARTITIONS"))
+    topic_replication_factor: int = Field(
+        default=1, validation_alias=_env("ICEP_TOPIC_REPLICATION_FACTOR")
+    )
+
+    outbox_relay_enabled: bool = True
+    outbox_batch_size: int = 200
+    #: How often the relay looks for rows that no wake-up announced (left by a crash, or another replica).
+    outbox_poll_seconds: float = 1.0
+    outbox_retention_hours: float = 24.0
+
+    consumer_enabled: bool = True
+    consumer_max_attempts: int = 5
+    consumer_backoff_seconds: float = 0.2
+    consumer_backoff_max_seconds: float = 5.0
+
+    auth_issuer: str = Field(default="http://127.0.0.1:8000", validation_alias=_env("ICEP_AUTH_ISSUER"))
+    auth_audience: str = Field(default="icep", validation_alias=_env("ICEP_AUTH_AUDIENCE"))
+    auth_jwks_url: str = Field(
+        default="http://127.0.0.1:8000/.well-known/jwks.json", validation_alias=_env("ICEP_AUTH_JWKS_URL")
+    )
+
+    log_level: str = Field(default="INFO", validation_alias=_env("ICEP_LOG_LEVEL"))
+    #: Comma-separated names of fault points that end the process (tests of crash recovery only).
+    faults: str = Field(default="", validation_alias=_env("ICEP_FAULTS"))
+
+    @model_validator(mode="after")
+    def _default_database(self) -> ServiceSettings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.var_dir}/{self.service_name}.db"
+        return self
+
+    @property
+    def topic(self) -> str:
+        """The one topic this service publishes to."""
+        return f"icep.{self.service_name}.events"

@@ -1,0 +1,74 @@
+"""The platform's own tables, added to each service's metadata: the outbox and the inbox.
+
+They live in the service's database so that domain rows and events commit in one transaction (outbox),
+and a handler's effects and its "seen" mark commit together (inbox).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+@dataclass(frozen=True)
+class PlatformTables:
+    outbox: sa.Table
+    inbox: sa.Table
+
+
+def outbox_columns() -> list[sa.Column[object]]:
+    return [
+        # `position` gives the publication order; SQLite needs INTEGER PRIMARY KEY to autoincrement.
+        sa.Column("position", BigId, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(36), nullable=False, unique=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("type", sa.String(200), nullable=False),
+        sa.Column("source", sa.String(200), nullable=False),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("nation", sa.String(8), nullable=False),
+        sa.Column("releasable_to", sa.String(400), nullable=False),
+        sa.Column("data", sa.Text(), nullable=False),
+        sa.Column("traceparent", sa.String(100), nullable=True),
+        sa.Column("tracestate", sa.String(500), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text(), nullable=True),
+    ]
+
+
+def inbox_columns() -> list[sa.Column[object]]:
+    return [
+        sa.Column("consumer", sa.String(200), primary_key=True),
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    ]
+
+
+def platform_tables(metadata: sa.MetaData) -> PlatformTables:
+    outbox = sa.Table("outbox", metadata, *outbox_columns())
+    sa.Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.position)
+    inbox = sa.Table("inbox", metadata, *inbox_columns())
+    return PlatformTables(outbox=outbox, inbox=inbox)
+
+
+def create_platform_tables_v1() -> None:
+    """Alembic: create the outbox and inbox as of platform schema v1 (frozen: later changes add v2)."""
+    from alembic import op
+
+    op.create_table("outbox", *outbox_columns())
+    op.create_index("ix_outbox_unsent", "outbox", ["sent_at", "position"])
+    op.create_table("inbox", *inbox_columns())
+
+
+def drop_platform_tables_v1() -> None:
+    from alembic import op
+
+    op.drop_table("inbox")
+    op.drop_index("ix_outbox_unsent", table_name="outbox")
+    op.drop_table("outbox")

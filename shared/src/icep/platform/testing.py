@@ -1,0 +1,218 @@
+"""Test support shared by the platform's and the services' tests: real local servers, no mocks.
+
+- `wait_for` polls a condition (tests never sleep for a fixed time);
+- `WebhookReceiver` is a real HTTP server on 127.0.0.1 that records what partners would receive;
+- `OtlpCollector` is a real OTLP/HTTP endpoint that decodes the spans the services export;
+- `read_records` reads a topic from the beginning with a throwaway consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import inspect
+import json
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+async def wait_for(
+    condition: Callable[[], T | Awaitable[T]], timeout: float = 30.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll until `condition()` is truthy and return its value; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        last = value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition!r} (last: {last!r})")
+        await asyncio.sleep(interval)
+
+
+@dataclass
+class ReceivedRequest:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@dataclass
+class WebhookReceiver:
+    """A partner's webhook endpoint: records each request and answers with the next scripted status."""
+
+    requests: list[ReceivedRequest] = field(default_factory=list)
+    #: Statuses to answer with, in order; when empty, 204.
+    script: list[int] = field(default_factory=list)
+    retry_after: str | None = None
+    _server: _Server | None = None
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> WebhookReceiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                body = self.rfile.read(length)
+                with receiver._lock:
+                    status = receiver.script.pop(0) if receiver.script else 204
+                    receiver.requests.append(
+                        ReceivedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                    )
+                self.send_response(status)
+                if receiver.retry_after and status in (429, 503):
+                    self.send_header("Retry-After", receiver.retry_after)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+
+    def received(self) -> list[ReceivedRequest]:
+        with self._lock:
+            return list(self.requests)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@dataclass
+class CollectedSpan:
+    service: str
+    name: str
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    kind: int
+    attributes: dict[str, Any]
+
+
+@dataclass
+class OtlpCollector:
+    """An OTLP/HTTP (protobuf) trace receiver: what an OpenTelemetry Collector would get."""
+
+    spans: list[CollectedSpan] = field(default_factory=list)
+    _server: _Server | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def start(self) -> OtlpCollector:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                if self.headers.get("content-encoding") == "gzip":
+                    body = gzip.decompress(body)
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(body)
+                found: list[CollectedSpan] = []
+                for rs in request.resource_spans:
+                    service = next(
+                        (a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), ""
+                    )
+                    for ss in rs.scope_spans:
+                        for span in ss.spans:
+                            attrs = {
+                                a.key: (a.value.string_value or a.value.int_value or a.value.bool_value)
+                                for a in span.attributes
+                            }
+                            found.append(
+                                CollectedSpan(
+                                    service,
+                                    span.name,
+                                    span.trace_id.hex(),
+                                    span.span_id.hex(),
+                                    span.parent_span_id.hex(),
+                                    span.kind,
+                                    attrs,
+                                )
+                            )
+                with collector._lock:
+                    collector.spans.extend(found)
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, name="otlp-collector", daemon=True).start()
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def collected(self) -> list[CollectedSpan]:
+        with self._lock:
+            return list(self.spans)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+async def read_records(bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0) -> list[Any]:
+    """Read a topic from the start until `expect` records arrived (or fail after `timeout`)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        deadline = time.monotonic() + timeout
+        while len(records) < expect and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                records.extend(recs)
+    finally:
+        await consumer.stop()
+    return records

@@ -1,0 +1,159 @@
+"""The transactional outbox and its relay, against a real broker and a real database."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import timedelta
+from typing import ClassVar
+
+import pytest
+import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
+
+from icep.contracts import EventPayload, Releasability
+from icep.platform.db import Database
+from icep.platform.events import OutgoingEvent, decode, utcnow
+from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
+from icep.platform.tables import PlatformTables
+from icep.platform.testing import read_records, wait_for
+
+T: PlatformTables
+
+
+@pytest.fixture(autouse=True)
+def _tables(tables: PlatformTables) -> None:
+    global T
+    T = tables
+
+
+class CounterBumped(EventPayload):
+    event_type: ClassVar[str] = "icep.test.counter.bumped.v1"
+    aggregate: ClassVar[str] = "counter"
+
+    n: int
+
+
+def bump(key: str, n: int) -> OutgoingEvent:
+    return OutgoingEvent(payload=CounterBumped(n=n), subject=key, releasability=Releasability(owner="DEU"))
+
+
+async def unsent(db: Database) -> int:
+    async with db.sessions() as s:
+        return int((await s.execute(sa.select(sa.func.count()).where(T.outbox.c.sent_at.is_(None)))).scalar_one())
+
+
+async def all_sent(db: Database) -> bool:
+    return await unsent(db) == 0
+
+
+def relay_for(db: Database, bootstrap: str, **kw: object) -> OutboxRelay:
+    return OutboxRelay(db=db, outbox=T.outbox, service="test", bootstrap=bootstrap, **kw)  # type: ignore[arg-type]
+
+
+async def test_events_commit_with_the_transaction_or_not_at_all(db: Database, topic: str) -> None:
+    uow = UnitOfWorkFactory(db, T.outbox, "test", topic)
+    async with uow() as tx:
+        tx.publish(bump("a", 1))
+    with pytest.raises(RuntimeError):
+        async with uow() as tx:
+            tx.publish(bump("a", 2))
+            raise RuntimeError("the use case failed after raising its event")
+    async with db.sessions() as s:
+        rows = (await s.execute(sa.select(T.outbox.c.data))).scalars().all()
+    assert rows == ['{"n":1}']
+
+
+async def test_relay_publishes_in_order_per_key_and_marks_sent(
+    db: Database, topic: str, kafka_bootstrap: str
+) -> None:
+    uow = UnitOfWorkFactory(db, T.outbox, "test", topic)
+    relay = relay_for(db, kafka_bootstrap, batch_size=7)
+    uow.after_commit.append(relay.wake)
+    for n in range(20):
+        async with uow() as tx:
+            tx.publish(bump(f"k{n % 4}", n))
+    task = asyncio.create_task(relay.run())
+    try:
+        await wait_for(lambda: all_sent(db), timeout=30, what="all rows sent")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    records = await read_records(kafka_bootstrap, topic, expect=20)
+    assert len(records) == 20
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for r in records:
+        event = decode(r.key, r.value, r.headers)
+        by_key[event.subject].append(event.data["n"])
+        assert r.key == event.subject.encode()
+    assert {k: v for k, v in by_key.items()} == {f"k{i}": list(range(i, 20, 4)) for i in range(4)}
+
+
+async def test_failing_key_blocks_only_its_own_later_rows(
+    db: Database, topic: str, kafka_bootstrap: str
+) -> None:
+    """A row to a topic that does not exist fails; its key's next row waits, other keys go on."""
+    missing = topic.replace("events", "missing")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all", request_timeout_ms=1500
+    )
+    await producer.start()
+    relay = relay_for(db, kafka_bootstrap, producer=producer)
+    bad = UnitOfWorkFactory(db, T.outbox, "test", missing)
+    good = UnitOfWorkFactory(db, T.outbox, "test", topic)
+    async with bad() as tx:
+        tx.publish(bump("blocked", 1))
+    async with good() as tx:
+        tx.publish(bump("blocked", 2))
+        tx.publish(bump("free", 3))
+    try:
+        more = await relay.publish_once()
+    finally:
+        await producer.stop()
+    assert more is False
+    async with db.sessions() as s:
+        state = {
+            (row.key, row.data): (row.sent_at is not None, row.attempts, row.last_error is not None)
+            for row in (await s.execute(sa.select(T.outbox))).all()
+        }
+    assert state[("blocked", '{"n":1}')] == (False, 1, True)
+    assert state[("blocked", '{"n":2}')] == (False, 0, False)  # never tried: it must not overtake n=1
+    assert state[("free", '{"n":3}')] == (True, 1, False)
+
+
+async def test_purge_deletes_only_sent_rows_past_retention(db: Database, topic: str, kafka_bootstrap: str) -> None:
+    uow = UnitOfWorkFactory(db, T.outbox, "test", topic)
+    async with uow() as tx:
+        tx.publish(bump("old", 1))
+        tx.publish(bump("recent", 2))
+        tx.publish(bump("unsent", 3))
+    now = utcnow()
+    async with db.transaction() as s:
+        await s.execute(sa.update(T.outbox).where(T.outbox.c.key == "old").values(sent_at=now - timedelta(hours=30)))
+        await s.execute(sa.update(T.outbox).where(T.outbox.c.key == "recent").values(sent_at=now - timedelta(hours=1)))
+    relay = relay_for(db, kafka_bootstrap, retention=timedelta(hours=24))
+    assert await relay.purge() == 1
+    async with db.sessions() as s:
+        keys = sorted((await s.execute(sa.select(T.outbox.c.key))).scalars().all())
+    assert keys == ["recent", "unsent"]
+
+
+async def test_one_active_relay_per_database(db: Database, kafka_bootstrap: str) -> None:
+    """PostgreSQL: a session advisory lock makes one relay active; the other takes over when it goes.
+
+    SQLite is a file of one process, whose relay is always the active one.
+    """
+    first = relay_for(db, kafka_bootstrap)
+    second = relay_for(db, kafka_bootstrap)
+    try:
+        assert await first._hold_leadership() is True
+        if db.is_postgres:
+            assert await second._hold_leadership() is False
+            await first._release_lock()
+            assert await second._hold_leadership() is True
+            assert await first._hold_leadership() is False
+        else:
+            assert await second._hold_leadership() is True
+    finally:
+        await first._release_lock()
+        await second._release_lock()
