@@ -8,6 +8,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 import pytest
@@ -43,7 +44,14 @@ async def serve(app: Any) -> AsyncIterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = _Server(
-        uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, timeout_graceful_shutdown=2)
+        uvicorn.Config(
+            app,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            proxy_headers=False,  # the peer's address, not whatever X-Forwarded-For claims
+        )
     )
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -146,7 +154,8 @@ def get_token(http: httpx.AsyncClient) -> TokenGetter:
         response = await http.post(
             f"{url}/oauth/token",
             data={"grant_type": "client_credentials", **form},
-            auth=(client_id, SECRETS[client_id]),
+            # RFC 6749 section 2.3.1: id and secret are form-urlencoded inside the Basic credentials.
+            auth=(quote_plus(client_id), quote_plus(SECRETS[client_id])),
         )
         assert response.status_code == 200, response.text
         token: str = response.json()["access_token"]

@@ -85,9 +85,9 @@ Env = tuple[str, Upstream, Any]
 async def env(make_settings: Any, server: Any, refusing_port: Any) -> AsyncIterator[Env]:
     """A gateway whose plans and notifications upstream is a live stand-in; procurement refuses connections."""
     upstream = Upstream()
-    try:
-        async with server(upstream.app()) as upstream_url:
-            upstream.url = upstream_url
+    async with server(upstream.app()) as upstream_url:
+        upstream.url = upstream_url
+        try:
             with refusing_port() as closed:
                 app = create_app(
                     make_settings(
@@ -101,9 +101,10 @@ async def env(make_settings: Any, server: Any, refusing_port: Any) -> AsyncItera
                 )
                 async with server(app) as gateway_url:
                     yield gateway_url, upstream, app
-    finally:
-        upstream.release.set()
-        upstream.more_events.set()
+        finally:
+            # Let held-back handlers finish, so the upstream server can stop at once.
+            upstream.release.set()
+            upstream.more_events.set()
 
 
 @pytest.fixture

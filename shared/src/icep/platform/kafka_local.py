@@ -371,8 +371,8 @@ class LocalKafka:
     ``data_dir`` holds the rendered ``server.properties``, the Kafka log
     directory (``data_dir/kafka-logs``) and, unless ``log_file`` is given, the
     broker's console output (``data_dir/broker.log``, appended to).  Stopping
-    and starting again on the same ``data_dir`` keeps all topics and records;
-    keep the same ports across restarts.
+    and starting again on the same ``data_dir`` keeps all topics and records
+    (the ports may differ between runs).
 
     ``use_cds`` (default on, also switched off by ``ICEP_KAFKA_CDS=0``): the
     first broker that stops cleanly writes a class-data-sharing archive next

@@ -409,9 +409,11 @@ class Proxy:
     def _headers(self, request: Request) -> list[tuple[str, str]]:
         incoming = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         headers = end_to_end(incoming, drop=_REPLACED_REQUEST_HEADERS)
-        # Keep the chain of earlier proxies (a load balancer in front of the gateway) and add the caller.
+        # Keep the chain of earlier proxies (a load balancer in front of the gateway) and add the caller. When
+        # the server already trusted that chain (uvicorn's proxy headers), the client is its last entry.
         chain = [v for k, v in incoming if k.lower() == "x-forwarded-for"]
-        if request.client is not None:
+        last = chain[-1].rsplit(",", 1)[-1].strip() if chain else None
+        if request.client is not None and request.client.host != last:
             chain.append(request.client.host)
         if chain:
             headers.append(("x-forwarded-for", ", ".join(chain)))

@@ -1,0 +1,130 @@
+"""Cross-service fixtures: the whole platform started as `icep up` starts it, on real Kafka and databases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from icep.platform.kafka_local import free_port
+from icep.platform.launcher import SERVICES, Launcher, platform_env
+from icep.platform.testing import OtlpCollector, WebhookReceiver
+
+DEV_SECRETS = {
+    "deu-planner": "deu-planner-dev-secret",
+    "fra-planner": "fra-planner-dev-secret",
+    "pol-planner": "pol-planner-dev-secret",
+    "nato-reviewer": "nato-reviewer-dev-secret",
+    "ukr-partner": "ukr-partner-dev-secret",
+    "deu-subscriber": "deu-subscriber-dev-secret",
+}
+
+
+@dataclass
+class RunningPlatform:
+    launcher: Launcher
+    bootstrap: str
+    collector: OtlpCollector
+    var_dir: Path
+    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=20))
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.launcher.ports['gateway']}"
+
+    async def token(self, client_id: str) -> str:
+        r = await self.http.post(
+            f"{self.gateway}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, DEV_SECRETS[client_id]),
+        )
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"])
+
+    async def as_client(self, client_id: str) -> httpx.AsyncClient:
+        token = await self.token(client_id)
+        return httpx.AsyncClient(
+            base_url=self.gateway, headers={"Authorization": f"Bearer {token}"}, timeout=20
+        )
+
+    def restart(self, name: str, extra_env: dict[str, str] | None = None) -> None:
+        self.launcher.stop(name)
+        self.launcher.start(name, extra_env)
+        self.launcher.wait_ready(name, 60)
+
+
+StartPlatform = Callable[..., Awaitable[RunningPlatform]]
+
+
+@pytest.fixture
+async def start_platform(
+    make_database_url: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[StartPlatform]:
+    """Start all five processes (as `icep up` does) against a given broker; all are stopped afterwards."""
+    started: list[RunningPlatform] = []
+
+    async def start(bootstrap: str, extra_env: dict[str, str] | None = None) -> RunningPlatform:
+        var_dir = tmp_path_factory.mktemp("var")
+        collector = OtlpCollector().start()
+        ports = {name: free_port() for name in SERVICES}
+        env = platform_env(
+            ports,
+            bootstrap=bootstrap,
+            var_dir=var_dir,
+            extra={
+                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+                "OTEL_BSP_SCHEDULE_DELAY": "100",
+                "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true",
+                "ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": json.dumps([0.2, 0.4, 0.8]),
+                "ICEP_OUTBOX_POLL_SECONDS": "0.5",
+                **{
+                    f"ICEP_{name.upper()}_DATABASE_URL": make_database_url(name)
+                    for name in SERVICES
+                    if name != "gateway"
+                },
+                **(extra_env or {}),
+            },
+        )
+        launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
+        running = RunningPlatform(launcher, bootstrap, collector, var_dir)
+        started.append(running)
+        launcher.start_all()
+        return running
+
+    try:
+        yield start
+    finally:
+        for running in started:
+            running.launcher.stop_all()
+            running.collector.stop()
+            await running.http.aclose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def _plan_body(title: str = "German munitions ramp-up 2025-2029") -> dict[str, Any]:
+    return {
+        "title": title,
+        "period_start": "2025-01-01",
+        "period_end": "2029-12-31",
+        "capability_areas": ["munitions"],
+        "releasability": {"scope": "allies"},
+    }
+
+
+@pytest.fixture
+def plan_body() -> Callable[..., dict[str, Any]]:
+    """The body of a realistic draft plan."""
+    return _plan_body
