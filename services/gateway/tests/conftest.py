@@ -13,7 +13,6 @@ from urllib.parse import quote_plus
 import httpx
 import pytest
 import uvicorn
-
 from icep.gateway.app import create_app
 from icep.gateway.domain import hash_secret
 from icep.gateway.settings import GatewaySettings
@@ -164,13 +163,13 @@ def get_token(http: httpx.AsyncClient) -> TokenGetter:
     return issue
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def server() -> Callable[[Any], contextlib.AbstractAsyncContextManager[str]]:
     """`async with server(app) as url`: the app served over real HTTP on a free loopback port."""
     return serve
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def refusing_port() -> Callable[[], contextlib.AbstractContextManager[int]]:
     """`with refusing_port() as port`: a loopback port where connections are refused."""
     return closed_port
@@ -180,3 +179,11 @@ def refusing_port() -> Callable[[], contextlib.AbstractContextManager[int]]:
 def make_settings(tmp_path: Path, clients_file: Path) -> Callable[..., GatewaySettings]:
     """`make_settings(**overrides)`: gateway settings over the test clients and a temporary key file."""
     return lambda **overrides: gateway_settings(tmp_path, clients_file, **overrides)
+
+
+@pytest.fixture(scope="module")
+def module_settings(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., GatewaySettings]:
+    """Like `make_settings`, for fixtures shared by a whole test module."""
+    tmp_path = tmp_path_factory.mktemp("gateway")
+    clients = write_clients(tmp_path / "clients.toml")
+    return lambda **overrides: gateway_settings(tmp_path, clients, **overrides)

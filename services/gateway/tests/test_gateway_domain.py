@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from icep.gateway import domain
 from icep.gateway.domain import (
     ClientRegistry,
@@ -43,7 +42,14 @@ def test_hashes_are_salted() -> None:
 
 @pytest.mark.parametrize(
     "encoded",
-    ["", "plain", "bcrypt$1$2$3$4$5", "scrypt$16$8$1$!!$!!", "scrypt$x$8$1$AAAA$AAAA", "scrypt$15$8$1$AAAA$AAAA"],
+    [
+        "",
+        "plain",
+        "bcrypt$1$2$3$4$5",
+        "scrypt$16$8$1$!!$!!",
+        "scrypt$x$8$1$AAAA$AAAA",
+        "scrypt$15$8$1$AAAA$AAAA",
+    ],
 )
 def test_a_malformed_hash_matches_nothing(encoded: str) -> None:
     assert not verify_secret("anything", encoded)
@@ -54,7 +60,9 @@ def test_the_default_cost_is_real() -> None:
     assert (n, r, p) == (2**14, 8, 1)
 
 
-def test_hash_secret_command_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_hash_secret_command_reads_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("operator-chosen-secret\n"))
     assert domain.main(["hash-secret"]) == 0
     printed = capsys.readouterr().out.strip()
@@ -146,15 +154,15 @@ def test_an_unparseable_clients_file_is_refused(tmp_path: Path) -> None:
 
 def test_scopes_narrow_but_never_widen() -> None:
     client = parse_clients({"client": [_client(scopes=["read", "write"])]}).clients["c1"]
-    assert client.grantable_scopes(None) == {"read", "write"}
-    assert client.grantable_scopes("  ") == {"read", "write"}
-    assert client.grantable_scopes("read") == {"read"}
+    assert client.grantable_scopes(None) == frozenset({"read", "write"})
+    assert client.grantable_scopes("  ") == frozenset({"read", "write"})
+    assert client.grantable_scopes("read") == frozenset({"read"})
     assert client.grantable_scopes("read admin") is None
 
 
 def test_the_gateway_and_the_platform_agree_on_roles() -> None:
     assert domain.KNOWN_ROLES == auth.ROLES
-    assert domain.KNOWN_NATIONS == auth.ALLIES | auth.PARTNERS | {auth.NATO}
+    assert auth.ALLIES | auth.PARTNERS | {auth.NATO} == domain.KNOWN_NATIONS
     assert len(auth.ALLIES) == 32
 
 
@@ -206,7 +214,9 @@ def test_the_longest_prefix_wins() -> None:
 
 def test_hop_by_hop_headers_include_those_named_in_connection() -> None:
     headers = [("Connection", "keep-alive, X-Trace-Hop"), ("X-Trace-Hop", "1"), ("Accept", "*/*")]
-    assert {"connection", "keep-alive", "x-trace-hop", "transfer-encoding", "te", "upgrade"} <= hop_by_hop(headers)
+    assert {"connection", "keep-alive", "x-trace-hop", "transfer-encoding", "te", "upgrade"} <= hop_by_hop(
+        headers
+    )
     assert end_to_end(headers) == [("Accept", "*/*")]
 
 
@@ -225,7 +235,12 @@ def test_end_to_end_keeps_repeated_headers_and_drops_extras() -> None:
 
 
 def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("ICEP_VAR_DIR", "ICEP_GATEWAY_SIGNING_KEYS_FILE", "ICEP_GATEWAY_PORT", "ICEP_GATEWAY_PLANS_URL"):
+    for name in (
+        "ICEP_VAR_DIR",
+        "ICEP_GATEWAY_SIGNING_KEYS_FILE",
+        "ICEP_GATEWAY_PORT",
+        "ICEP_GATEWAY_PLANS_URL",
+    ):
         monkeypatch.delenv(name, raising=False)
     settings = GatewaySettings()
     assert settings.service_name == "gateway"

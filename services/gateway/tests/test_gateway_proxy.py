@@ -10,12 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+from icep.gateway.app import create_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-
-from icep.gateway.app import create_app
 
 
 @dataclass
@@ -56,12 +55,14 @@ class Upstream:
 
         async def events(request: Request) -> Response:
             async def stream() -> AsyncIterator[bytes]:
-                yield b"id: 1\nevent: plan.submitted\ndata: {\"n\": 1}\n\n"
+                yield b'id: 1\nevent: plan.submitted\ndata: {"n": 1}\n\n'
                 await asyncio.wait_for(self.more_events.wait(), 10)
-                yield b"id: 2\nevent: plan.submitted\ndata: {\"n\": 2}\n\n"
-                yield b"id: 3\nevent: plan.submitted\ndata: {\"n\": 3}\n\n"
+                yield b'id: 2\nevent: plan.submitted\ndata: {"n": 2}\n\n'
+                yield b'id: 3\nevent: plan.submitted\ndata: {"n": 3}\n\n'
 
-            return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            )
 
         async def slow(request: Request) -> Response:
             await asyncio.wait_for(self.release.wait(), 30)
@@ -81,16 +82,16 @@ class Upstream:
 Env = tuple[str, Upstream, Any]
 
 
-@pytest.fixture
-async def env(make_settings: Any, server: Any, refusing_port: Any) -> AsyncIterator[Env]:
-    """A gateway whose plans and notifications upstream is a live stand-in; procurement refuses connections."""
+@pytest.fixture(scope="module")
+async def env(module_settings: Any, server: Any, refusing_port: Any) -> AsyncIterator[Env]:
+    """A gateway whose upstreams are one live stand-in, except procurement, which refuses connections."""
     upstream = Upstream()
     async with server(upstream.app()) as upstream_url:
         upstream.url = upstream_url
         try:
             with refusing_port() as closed:
                 app = create_app(
-                    make_settings(
+                    module_settings(
                         plans_url=upstream_url,
                         notifications_url=upstream_url,
                         standards_url=upstream_url,
@@ -145,7 +146,9 @@ async def test_forwards_method_path_query_body_and_headers(
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
-async def test_every_method_is_forwarded(env: Env, http: httpx.AsyncClient, auth: dict[str, str], method: str) -> None:
+async def test_every_method_is_forwarded(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str], method: str
+) -> None:
     url, _, _ = env
     response = await http.request(method, f"{url}/v1/standards/x", headers=auth)
     assert response.status_code == 200
@@ -170,13 +173,17 @@ async def test_a_request_id_is_made_when_the_caller_sent_none(
     assert _header(response.json(), "x-request-id") == [request_id]
 
 
-async def test_earlier_forwarded_for_entries_are_kept(env: Env, http: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_earlier_forwarded_for_entries_are_kept(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     url, _, _ = env
     response = await http.get(f"{url}/v1/plans", headers={**auth, "X-Forwarded-For": "203.0.113.7"})
     assert _header(response.json(), "x-forwarded-for") == ["203.0.113.7, 127.0.0.1"]
 
 
-async def test_hop_by_hop_request_headers_are_dropped(env: Env, http: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_hop_by_hop_request_headers_are_dropped(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     url, _, _ = env
     response = await http.get(
         f"{url}/v1/plans",
@@ -197,7 +204,9 @@ async def test_hop_by_hop_request_headers_are_dropped(env: Env, http: httpx.Asyn
     assert _header(echo, "x-end-to-end") == ["kept"]
 
 
-async def test_hop_by_hop_response_headers_are_dropped(env: Env, http: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_hop_by_hop_response_headers_are_dropped(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     url, _, _ = env
     response = await http.get(f"{url}/v1/plans/hop", headers=auth)
     assert response.text == "hop"
@@ -218,14 +227,16 @@ async def test_upstream_cookies_are_not_replayed_to_other_callers(
     assert _header(echo, "cookie") == []
 
 
-async def test_server_sent_events_stream_through(env: Env, http: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_server_sent_events_stream_through(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     url, upstream, _ = env
     async with asyncio.timeout(10), http.stream("GET", f"{url}/v1/events/stream", headers=auth) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         lines = response.aiter_lines()
         received: list[str] = []
-        # The first event must arrive while the upstream is still holding back the others: streamed, not buffered.
+        # The first event arrives while the upstream still holds back the rest: streamed, not buffered.
         while "" not in received:
             received.append(await anext(lines))
         assert received == ["id: 1", "event: plan.submitted", 'data: {"n": 1}', ""]
@@ -262,7 +273,9 @@ async def test_a_body_over_the_limit_is_413(env: Env, http: httpx.AsyncClient, a
     assert at_limit.status_code == 201
 
 
-async def test_a_chunked_body_over_the_limit_is_413(env: Env, http: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_a_chunked_body_over_the_limit_is_413(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     url, _, _ = env
 
     async def chunks() -> AsyncIterator[bytes]:
@@ -283,7 +296,9 @@ async def test_no_token_is_a_401_problem(env: Env, http: httpx.AsyncClient) -> N
     assert "x-request-id" in response.headers
 
 
-@pytest.mark.parametrize("authorization", ["Bearer nonsense", "Basic ZGV1LXBsYW5uZXI6ZGV1LXNlY3JldA==", "Bearer"])
+@pytest.mark.parametrize(
+    "authorization", ["Bearer nonsense", "Basic ZGV1LXBsYW5uZXI6ZGV1LXNlY3JldA==", "Bearer"]
+)
 async def test_a_bad_token_is_a_401_problem(env: Env, http: httpx.AsyncClient, authorization: str) -> None:
     url, _, _ = env
     response = await http.get(f"{url}/v1/plans", headers={"Authorization": authorization})
@@ -291,7 +306,9 @@ async def test_a_bad_token_is_a_401_problem(env: Env, http: httpx.AsyncClient, a
     assert response.headers["content-type"] == "application/problem+json"
 
 
-async def test_an_unknown_prefix_is_a_404_problem(env: Env, http: httpx.AsyncClient, auth: dict[str, str]) -> None:
+async def test_an_unknown_prefix_is_a_404_problem(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
     url, _, _ = env
     response = await http.get(f"{url}/v1/nothing-here", headers=auth)
     assert response.status_code == 404

@@ -12,7 +12,6 @@ from urllib.parse import quote_plus
 import httpx
 import jwt
 import pytest
-
 from icep.gateway.service import SigningKeys
 from icep.platform.auth import TokenVerifier
 from icep.platform.errors import Unauthorized
@@ -51,7 +50,9 @@ async def test_token_with_http_basic(gateway: Gateway, http: httpx.AsyncClient) 
     assert jwt.get_unverified_header(body["access_token"])["alg"] == "ES256"
 
 
-async def test_token_with_form_credentials_and_a_narrower_scope(gateway: Gateway, http: httpx.AsyncClient) -> None:
+async def test_token_with_form_credentials_and_a_narrower_scope(
+    gateway: Gateway, http: httpx.AsyncClient
+) -> None:
     url, _ = gateway
     response = await http.post(
         f"{url}/oauth/token",
@@ -120,7 +121,9 @@ async def test_oauth_errors(
 ) -> None:
     url, _ = gateway
     response = await http.post(
-        f"{url}/oauth/token", data=form, headers={"Authorization": _basic("deu-planner", "deu-secret"), **headers}
+        f"{url}/oauth/token",
+        data=form,
+        headers={"Authorization": _basic("deu-planner", "deu-secret"), **headers},
     )
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/json"
@@ -227,7 +230,9 @@ async def test_bad_tokens_are_rejected(gateway: Gateway, http: httpx.AsyncClient
     await rejected("", "malformed")
 
 
-async def test_key_rotation_keeps_old_tokens_valid(gateway: Gateway, http: httpx.AsyncClient, get_token: Any) -> None:
+async def test_key_rotation_keeps_old_tokens_valid(
+    gateway: Gateway, http: httpx.AsyncClient, get_token: Any
+) -> None:
     url, app = gateway
     issuer = app.state.token_issuer
     verifier = TokenVerifier(issuer.issuer, issuer.audience, f"{url}/.well-known/jwks.json", http=http)
@@ -237,7 +242,11 @@ async def test_key_rotation_keeps_old_tokens_valid(gateway: Gateway, http: httpx
     keys: SigningKeys = app.state.signing_keys
     new_key = keys.rotate()
     new_token = await get_token(url)
-    assert jwt.get_unverified_header(new_token)["kid"] == new_key.kid != jwt.get_unverified_header(old_token)["kid"]
+    assert (
+        jwt.get_unverified_header(new_token)["kid"]
+        == new_key.kid
+        != jwt.get_unverified_header(old_token)["kid"]
+    )
 
     # The verifier learns the new key on first sight of its kid, and still trusts the old one.
     assert (await verifier.verify(new_token)).client_id == "deu-planner"
@@ -276,7 +285,9 @@ def test_a_tampered_key_file_is_refused(tmp_path: Path) -> None:
         SigningKeys.load_or_create(path)
 
 
-async def test_keys_survive_a_gateway_restart(make_settings: Any, server: Any, http: httpx.AsyncClient) -> None:
+async def test_keys_survive_a_gateway_restart(
+    make_settings: Any, server: Any, http: httpx.AsyncClient
+) -> None:
     from icep.gateway.app import create_app
 
     settings = make_settings()
@@ -287,7 +298,9 @@ async def test_keys_survive_a_gateway_restart(make_settings: Any, server: Any, h
     assert first == second
 
 
-async def test_the_openapi_document_shows_the_gateways_own_endpoints(gateway: Gateway, http: httpx.AsyncClient) -> None:
+async def test_the_openapi_document_shows_the_gateways_own_endpoints(
+    gateway: Gateway, http: httpx.AsyncClient
+) -> None:
     url, _ = gateway
     document = (await http.get(f"{url}/openapi.json")).json()
     assert set(document["paths"]) == {"/oauth/token", "/.well-known/jwks.json"}

@@ -10,7 +10,6 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi import Depends, FastAPI
-
 from icep.platform.auth import Principal, PrincipalDep, TokenVerifier, require_role
 from icep.platform.errors import Unauthorized
 from icep.platform.problems import install_problem_handlers
@@ -32,7 +31,9 @@ class KeySet:
 
     async def jwks(self) -> dict[str, Any]:
         self.fetches += 1
-        return {"keys": [{**_public_jwk(key), "kid": kid, "alg": alg} for kid, (key, alg) in self.keys.items()]}
+        return {
+            "keys": [{**_public_jwk(key), "kid": kid, "alg": alg} for kid, (key, alg) in self.keys.items()]
+        }
 
     def token(self, kid: str = "k1", **claims: Any) -> str:
         key, alg = self.keys[kid]
@@ -73,15 +74,18 @@ async def test_asymmetric_algorithms_verify() -> None:
     verifier = keys.verifier()
     for kid in ("k1", "rsa", "ed"):
         principal = await verifier.verify(keys.token(kid))
-        assert principal == Principal("deu-planner", "DEU", frozenset({"planner"}), frozenset({"read", "write"}))
+        assert principal == Principal(
+            "deu-planner", "DEU", frozenset({"planner"}), frozenset({"read", "write"})
+        )
 
 
 async def test_a_key_is_only_used_with_its_own_algorithm() -> None:
     keys = KeySet()
-    key, _ = keys.keys["k1"]
     verifier = keys.verifier()
     await verifier.verify(keys.token())
-    forged = jwt.encode({"sub": "x"}, ec.generate_private_key(ec.SECP384R1()), algorithm="ES384", headers={"kid": "k1"})
+    forged = jwt.encode(
+        {"sub": "x"}, ec.generate_private_key(ec.SECP384R1()), algorithm="ES384", headers={"kid": "k1"}
+    )
     with pytest.raises(Unauthorized, match="cannot be used with algorithm ES384"):
         await verifier.verify(forged)
 
@@ -138,7 +142,9 @@ async def test_symmetric_and_private_keys_in_a_jwks_are_ignored() -> None:
         return {"keys": [{"kty": "oct", "kid": "sym", "k": "c2VjcmV0"}, {**private, "kid": "priv"}]}
 
     verifier = TokenVerifier(ISSUER, AUDIENCE, "unused", jwks_source=jwks)
-    token = jwt.encode({"sub": "x"}, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "priv"})
+    token = jwt.encode(
+        {"sub": "x"}, ec.generate_private_key(ec.SECP256R1()), algorithm="ES256", headers={"kid": "priv"}
+    )
     with pytest.raises(Unauthorized, match="unknown key"):
         await verifier.verify(token)
 
@@ -163,7 +169,10 @@ async def test_a_key_set_that_is_not_json_is_unavailable(server: Any) -> None:
     async def broken(request: Any) -> PlainTextResponse:
         return PlainTextResponse("<html>oops</html>")
 
-    async with server(Starlette(routes=[Route("/jwks", broken)])) as url, httpx.AsyncClient(trust_env=False) as http:
+    async with (
+        server(Starlette(routes=[Route("/jwks", broken)])) as url,
+        httpx.AsyncClient(trust_env=False) as http,
+    ):
         verifier = TokenVerifier(ISSUER, AUDIENCE, f"{url}/jwks", http=http)
         with pytest.raises(Unauthorized, match="key set is unavailable"):
             await verifier.verify(KeySet().token())
@@ -199,12 +208,15 @@ async def test_dependencies_answer_401_and_403_as_problems() -> None:
         assert wrong_scheme.status_code == 401
 
         expired = keys.token(exp=int(time.time()) - 600)
-        assert (await client.get("/who", headers={"Authorization": f"Bearer {expired}"})).json()["detail"] == (
-            "the token has expired"
-        )
+        assert (await client.get("/who", headers={"Authorization": f"Bearer {expired}"})).json()[
+            "detail"
+        ] == ("the token has expired")
 
         planner = {"Authorization": f"Bearer {keys.token()}"}
-        assert (await client.get("/who", headers=planner)).json() == {"client_id": "deu-planner", "nation": "DEU"}
+        assert (await client.get("/who", headers=planner)).json() == {
+            "client_id": "deu-planner",
+            "nation": "DEU",
+        }
         forbidden = await client.post("/review", headers=planner)
         assert forbidden.status_code == 403
         assert forbidden.json()["required_roles"] == ["operator", "reviewer"]

@@ -589,7 +589,7 @@ class LocalKafka:
                     f"broker not ready on {self.bootstrap_servers} after {timeout:.0f}s"
                     + self._failure_details()
                 )
-            if _probe_broker(self.port, timeout=min(2.0, max(remaining, 0.1))):
+            if _probe_broker(self.port, timeout=min(1.0, max(remaining, 0.1))):
                 # The process might have died right after answering.
                 if self._proc.poll() is None:
                     return

@@ -291,9 +291,9 @@ def request_id_of(request: Request) -> str:
 
 # --- proxy --------------------------------------------------------------------------------------------
 
-#: Request headers the proxy sets itself rather than passing on.
+#: Request headers the proxy sets itself rather than passing on (`expect`: the body is already read).
 _REPLACED_REQUEST_HEADERS = frozenset(
-    {"host", "content-length", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-for", "x-request-id"}
+    {"host", "content-length", "expect", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-for", "x-request-id"}
 )
 #: Response headers the gateway's own server writes (forwarding them would duplicate them).
 _REPLACED_RESPONSE_HEADERS = frozenset({"date", "server", "x-request-id"})
@@ -377,7 +377,7 @@ class Proxy:
             request.method,
             self._target(upstream, request.scope),
             headers=self._headers(request),
-            content=body,
+            content=body or None,
         )
         try:
             async with asyncio.timeout(self.timeout):
