@@ -252,6 +252,7 @@ async def test_unreachable_upstream_is_503(env: Env, http: httpx.AsyncClient, au
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
     assert problem["status"] == 503
+    assert problem["type"].endswith("/upstream-unavailable")
     assert "procurement" in problem["detail"]
     assert "x-request-id" in response.headers
 
@@ -262,6 +263,7 @@ async def test_slow_upstream_is_504(env: Env, http: httpx.AsyncClient, auth: dic
     assert response.status_code == 504
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["status"] == 504
+    assert response.json()["type"].endswith("/upstream-timeout")
 
 
 async def test_a_body_over_the_limit_is_413(env: Env, http: httpx.AsyncClient, auth: dict[str, str]) -> None:

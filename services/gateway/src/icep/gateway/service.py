@@ -116,7 +116,7 @@ class SigningKeys:
     def load_or_create(cls, path: str | Path) -> SigningKeys:
         path = Path(path)
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             created = cls(path, [SigningKey.generate()])
             if created._save(replace=False):
                 log.info("created signing key %s in %s", created.current.kid, path)
@@ -293,7 +293,15 @@ def request_id_of(request: Request) -> str:
 
 #: Request headers the proxy sets itself rather than passing on (`expect`: the body is already read).
 _REPLACED_REQUEST_HEADERS = frozenset(
-    {"host", "content-length", "expect", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-for", "x-request-id"}
+    {
+        "host",
+        "content-length",
+        "expect",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-for",
+        "x-request-id",
+    }
 )
 #: Response headers the gateway's own server writes (forwarding them would duplicate them).
 _REPLACED_RESPONSE_HEADERS = frozenset({"date", "server", "x-request-id"})
@@ -368,9 +376,14 @@ class Proxy:
         try:
             body = await self._read_body(request)
         except _BodyTooLarge:
-            return problem(413, f"the request body exceeds {self.max_body_bytes} bytes", instance=instance)
+            return problem(
+                413,
+                f"the request body exceeds {self.max_body_bytes} bytes",
+                slug="content-too-large",
+                instance=instance,
+            )
         except ValueError:
-            return problem(400, "the Content-Length header is invalid", instance=instance)
+            return problem(400, "the Content-Length header is invalid", slug="bad-request", instance=instance)
 
         client = self._clients[upstream]
         outgoing = client.build_request(
@@ -384,13 +397,22 @@ class Proxy:
                 response = await client.send(outgoing, stream=True)
         except (TimeoutError, httpx.TimeoutException):
             log.warning("upstream %s timed out on %s %s", upstream, request.method, instance)
-            return problem(504, f"the {upstream} service did not answer in time", instance=instance)
+            return problem(
+                504,
+                f"the {upstream} service did not answer in time",
+                slug="upstream-timeout",
+                instance=instance,
+            )
         except httpx.ConnectError:
             log.warning("upstream %s unreachable for %s %s", upstream, request.method, instance)
-            return problem(503, f"the {upstream} service is unavailable", instance=instance)
+            return problem(
+                503, f"the {upstream} service is unavailable", slug="upstream-unavailable", instance=instance
+            )
         except httpx.TransportError as exc:
             log.warning("upstream %s failed on %s %s: %r", upstream, request.method, instance, exc)
-            return problem(502, f"the {upstream} service gave no valid answer", instance=instance)
+            return problem(
+                502, f"the {upstream} service gave no valid answer", slug="bad-gateway", instance=instance
+            )
 
         headers = end_to_end(
             ((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw),
