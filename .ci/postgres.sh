@@ -98,7 +98,8 @@ CONF
 
     _pg_as_owner "$PG_BINDIR/psql" --quiet --no-psqlrc --host="$PG_TMPDIR" --port="$PG_PORT" \
         --username=postgres --dbname=postgres -v ON_ERROR_STOP=1 \
-        -c "CREATE ROLE \"$PG_ROLE\" LOGIN CREATEDB PASSWORD '$PG_PASSWORD'" >/dev/null
+        -c "CREATE ROLE \"$PG_ROLE\" LOGIN CREATEDB PASSWORD '$PG_PASSWORD'" \
+        -c "GRANT pg_signal_backend TO \"$PG_ROLE\"" >/dev/null
 }
 
 # The admin URL the test suite takes in ICEP_TEST_POSTGRES_URL.

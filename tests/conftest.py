@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from icep.platform.kafka_local import free_port
 from icep.platform.launcher import SERVICES, Launcher, platform_env
 from icep.platform.testing import OtlpCollector, WebhookReceiver
@@ -61,48 +60,78 @@ class RunningPlatform:
 StartPlatform = Callable[..., Awaitable[RunningPlatform]]
 
 
+async def _launch(
+    bootstrap: str,
+    make_database_url: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
+    extra_env: dict[str, str] | None = None,
+) -> RunningPlatform:
+    var_dir = tmp_path_factory.mktemp("var")
+    collector = OtlpCollector().start()
+    ports = {name: free_port() for name in SERVICES}
+    env = platform_env(
+        ports,
+        bootstrap=bootstrap,
+        var_dir=var_dir,
+        extra={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
+            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true",
+            "ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": json.dumps([0.2, 0.4, 0.8]),
+            "ICEP_OUTBOX_POLL_SECONDS": "0.5",
+            **{
+                f"ICEP_{name.upper()}_DATABASE_URL": make_database_url(name)
+                for name in SERVICES
+                if name != "gateway"
+            },
+            **(extra_env or {}),
+        },
+    )
+    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
+    running = RunningPlatform(launcher, bootstrap, collector, var_dir)
+    try:
+        launcher.start_all()
+    except BaseException:
+        await _shutdown(running)
+        raise
+    return running
+
+
+async def _shutdown(running: RunningPlatform) -> None:
+    running.launcher.stop_all()
+    running.collector.stop()
+    await running.http.aclose()
+
+
 @pytest.fixture
 async def start_platform(
     make_database_url: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[StartPlatform]:
-    """Start all five processes (as `icep up` does) against a given broker; all are stopped afterwards."""
+    """Start all five processes (as `icep up` does) for one test, which may break and restart them."""
     started: list[RunningPlatform] = []
 
     async def start(bootstrap: str, extra_env: dict[str, str] | None = None) -> RunningPlatform:
-        var_dir = tmp_path_factory.mktemp("var")
-        collector = OtlpCollector().start()
-        ports = {name: free_port() for name in SERVICES}
-        env = platform_env(
-            ports,
-            bootstrap=bootstrap,
-            var_dir=var_dir,
-            extra={
-                "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
-                "OTEL_BSP_SCHEDULE_DELAY": "100",
-                "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true",
-                "ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": json.dumps([0.2, 0.4, 0.8]),
-                "ICEP_OUTBOX_POLL_SECONDS": "0.5",
-                **{
-                    f"ICEP_{name.upper()}_DATABASE_URL": make_database_url(name)
-                    for name in SERVICES
-                    if name != "gateway"
-                },
-                **(extra_env or {}),
-            },
-        )
-        launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
-        running = RunningPlatform(launcher, bootstrap, collector, var_dir)
+        running = await _launch(bootstrap, make_database_url, tmp_path_factory, extra_env)
         started.append(running)
-        launcher.start_all()
         return running
 
     try:
         yield start
     finally:
         for running in started:
-            running.launcher.stop_all()
-            running.collector.stop()
-            await running.http.aclose()
+            await _shutdown(running)
+
+
+@pytest.fixture(scope="module")
+async def platform(
+    kafka_bootstrap: str, make_database_url: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningPlatform]:
+    """One platform shared by a module's tests that only use it (and break nothing)."""
+    running = await _launch(kafka_bootstrap, make_database_url, tmp_path_factory)
+    try:
+        yield running
+    finally:
+        await _shutdown(running)
 
 
 @pytest.fixture

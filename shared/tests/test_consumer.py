@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from icep.platform.consumer import ConsumerRunner, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.events import ReceivedEvent, encode
@@ -18,6 +16,7 @@ from icep.platform.ids import new_id
 from icep.platform.kafka import dlq_topic, ensure_topics
 from icep.platform.tables import PlatformTables
 from icep.platform.testing import read_records, wait_for
+from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @pytest.fixture
@@ -30,10 +29,18 @@ async def producer(kafka_bootstrap: str) -> AsyncIterator[AIOKafkaProducer]:
         await p.stop()
 
 
-async def send(producer: AIOKafkaProducer, topic: str, event_id: str, value: str, type: str = "icep.test.thing.done.v1") -> None:
+async def send(
+    producer: AIOKafkaProducer, topic: str, event_id: str, value: str, type: str = "icep.test.thing.done.v1"
+) -> None:
     key, body, headers = encode(
-        id=event_id, type=type, source="/icep/test", subject="thing-1", time=datetime.now(UTC),
-        nation="DEU", releasable_to="DEU", data_json=f'{{"value": "{value}"}}',
+        id=event_id,
+        type=type,
+        source="/icep/test",
+        subject="thing-1",
+        time=datetime.now(UTC),
+        nation="DEU",
+        releasable_to="DEU",
+        data_json=f'{{"value": "{value}"}}',
     )
     await producer.send_and_wait(topic, value=body, key=key, headers=headers)
 
@@ -44,7 +51,9 @@ async def count_effects(db: Database, effects: sa.Table) -> list[str]:
 
 
 class Harness:
-    def __init__(self, db: Database, tables: PlatformTables, effects: sa.Table, topic: str, bootstrap: str) -> None:
+    def __init__(
+        self, db: Database, tables: PlatformTables, effects: sa.Table, topic: str, bootstrap: str
+    ) -> None:
         self.db, self.tables, self.effects, self.topic, self.bootstrap = db, tables, effects, topic, bootstrap
         self.group = f"icep-test-{new_id()[-8:]}"
         self.calls: list[str] = []
@@ -57,14 +66,20 @@ class Harness:
 
     def runner(self) -> ConsumerRunner:
         return ConsumerRunner(
-            db=self.db, inbox=self.tables.inbox, group=self.group, topics=[self.topic],
-            handlers={"icep.test.thing.done.v1": self.record}, bootstrap=self.bootstrap,
+            db=self.db,
+            inbox=self.tables.inbox,
+            group=self.group,
+            topics=[self.topic],
+            handlers={"icep.test.thing.done.v1": self.record},
+            bootstrap=self.bootstrap,
             retry=RetryPolicy(max_attempts=3, backoff_seconds=0.01, backoff_max_seconds=0.05),
         )
 
 
 @pytest.fixture
-async def harness(db: Database, tables: PlatformTables, effects_table: sa.Table, topic: str, kafka_bootstrap: str) -> Harness:
+async def harness(
+    db: Database, tables: PlatformTables, effects_table: sa.Table, topic: str, kafka_bootstrap: str
+) -> Harness:
     h = Harness(db, tables, effects_table, topic, kafka_bootstrap)
     await ensure_topics(kafka_bootstrap, [dlq_topic(h.group)], partitions=1, replication=1)
     return h
@@ -95,7 +110,9 @@ async def test_same_message_twice_is_handled_once(harness: Harness, producer: AI
     assert inbox == 2
 
 
-async def test_offsets_are_committed_so_a_restart_handles_nothing_again(harness: Harness, producer: AIOKafkaProducer) -> None:
+async def test_offsets_are_committed_so_a_restart_handles_nothing_again(
+    harness: Harness, producer: AIOKafkaProducer
+) -> None:
     for n in range(5):
         await send(producer, harness.topic, new_id(), f"v{n}")
 
@@ -142,7 +159,9 @@ async def test_poison_message_goes_to_dead_letters_and_later_ones_flow(
     assert poison_id not in ids
 
 
-async def test_record_that_is_no_cloudevent_is_dead_lettered(harness: Harness, producer: AIOKafkaProducer) -> None:
+async def test_record_that_is_no_cloudevent_is_dead_lettered(
+    harness: Harness, producer: AIOKafkaProducer
+) -> None:
     await producer.send_and_wait(harness.topic, value=b"not json", key=b"x")
     await send(producer, harness.topic, new_id(), "fine")
 

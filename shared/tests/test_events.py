@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
 from icep.platform.events import InvalidEnvelope, decode, encode
@@ -41,13 +40,21 @@ def test_binary_mode_headers_key_and_roundtrip() -> None:
     assert names["traceparent"].startswith(b"00-0af7651916cd43dd8448eb211c80319c")
     event = decode(key, value, headers)
     assert event.id == event_id and event.time == when and event.data == {"plan_id": "plan-1"}
-    assert event.releasability == Releasability(owner="DEU", scope=ReleasabilityScope.NATIONS, nations=(NATO,))
+    assert event.releasability == Releasability(
+        owner="DEU", scope=ReleasabilityScope.NATIONS, nations=(NATO,)
+    )
 
 
 def test_naive_times_are_sent_as_utc() -> None:
     _, _, headers = encode(
-        id="x", type="t", source="/s", subject="k", time=datetime(2026, 1, 1, 8, 30),
-        nation="DEU", releasable_to="DEU", data_json="{}",
+        id="x",
+        type="t",
+        source="/s",
+        subject="k",
+        time=datetime(2026, 1, 1, 8, 30),
+        nation="DEU",
+        releasable_to="DEU",
+        data_json="{}",
     )
     assert dict(headers)["ce_time"] == b"2026-01-01T08:30:00Z"
 
@@ -56,7 +63,11 @@ def test_record_without_cloudevent_headers_is_rejected() -> None:
     with pytest.raises(InvalidEnvelope):
         decode(b"k", b"{}", [("content-type", b"application/json")])
     with pytest.raises(InvalidEnvelope):
-        decode(b"k", b"[1, 2]", [("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"/s"), ("ce_specversion", b"1.0")])
+        decode(
+            b"k",
+            b"[1, 2]",
+            [("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"/s"), ("ce_specversion", b"1.0")],
+        )
 
 
 def test_ids_are_uuid7_and_time_ordered() -> None:

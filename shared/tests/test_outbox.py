@@ -10,7 +10,6 @@ from typing import ClassVar
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-
 from icep.contracts import EventPayload, Releasability
 from icep.platform.db import Database
 from icep.platform.events import OutgoingEvent, decode, utcnow
@@ -40,7 +39,9 @@ def bump(key: str, n: int) -> OutgoingEvent:
 
 async def unsent(db: Database) -> int:
     async with db.sessions() as s:
-        return int((await s.execute(sa.select(sa.func.count()).where(T.outbox.c.sent_at.is_(None)))).scalar_one())
+        return int(
+            (await s.execute(sa.select(sa.func.count()).where(T.outbox.c.sent_at.is_(None)))).scalar_one()
+        )
 
 
 async def all_sent(db: Database) -> bool:
@@ -121,7 +122,9 @@ async def test_failing_key_blocks_only_its_own_later_rows(
     assert state[("free", '{"n":3}')] == (True, 1, False)
 
 
-async def test_purge_deletes_only_sent_rows_past_retention(db: Database, topic: str, kafka_bootstrap: str) -> None:
+async def test_purge_deletes_only_sent_rows_past_retention(
+    db: Database, topic: str, kafka_bootstrap: str
+) -> None:
     uow = UnitOfWorkFactory(db, T.outbox, "test", topic)
     async with uow() as tx:
         tx.publish(bump("old", 1))
@@ -129,8 +132,12 @@ async def test_purge_deletes_only_sent_rows_past_retention(db: Database, topic: 
         tx.publish(bump("unsent", 3))
     now = utcnow()
     async with db.transaction() as s:
-        await s.execute(sa.update(T.outbox).where(T.outbox.c.key == "old").values(sent_at=now - timedelta(hours=30)))
-        await s.execute(sa.update(T.outbox).where(T.outbox.c.key == "recent").values(sent_at=now - timedelta(hours=1)))
+        await s.execute(
+            sa.update(T.outbox).where(T.outbox.c.key == "old").values(sent_at=now - timedelta(hours=30))
+        )
+        await s.execute(
+            sa.update(T.outbox).where(T.outbox.c.key == "recent").values(sent_at=now - timedelta(hours=1))
+        )
     relay = relay_for(db, kafka_bootstrap, retention=timedelta(hours=24))
     assert await relay.purge() == 1
     async with db.sessions() as s:

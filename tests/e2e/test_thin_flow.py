@@ -6,10 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from standardwebhooks import Webhook
-
 from icep.platform.events import decode
 from icep.platform.testing import WebhookReceiver, read_records, wait_for
+from standardwebhooks import Webhook
 
 SUBMITTED = "icep.plans.plan.submitted.v1"
 
@@ -43,7 +42,9 @@ async def test_submitted_plan_reaches_the_subscriber_signed_and_traced(
         assert created.status_code == 201, created.text
         plan = created.json()
         assert plan["status"] == "draft" and plan["nation"] == "DEU"
-        submitted = await deu.post(f"/v1/plans/{plan['id']}/submit", headers={"If-Match": created.headers["ETag"]})
+        submitted = await deu.post(
+            f"/v1/plans/{plan['id']}/submit", headers={"If-Match": created.headers["ETag"]}
+        )
         assert submitted.status_code == 200, submitted.text
         assert submitted.json()["status"] == "submitted"
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from icep.platform.events import decode
 from icep.platform.kafka_local import LocalKafka, fetch_jars, free_port
 from icep.platform.testing import WebhookReceiver, read_records, wait_for
@@ -57,7 +56,10 @@ def hook_ids(receiver: WebhookReceiver) -> Counter[str]:
 
 
 async def test_broker_down_while_plans_are_submitted(
-    start_platform: Any, own_broker: LocalKafka, plan_body: Callable[..., dict[str, Any]], receiver: WebhookReceiver
+    start_platform: Any,
+    own_broker: LocalKafka,
+    plan_body: Callable[..., dict[str, Any]],
+    receiver: WebhookReceiver,
 ) -> None:
     platform = await start_platform(own_broker.bootstrap_servers)
     deu = await platform.as_client("deu-planner")
@@ -74,7 +76,9 @@ async def test_broker_down_while_plans_are_submitted(
         own_broker.start()
         own_broker.wait_ready(120)
 
-        await wait_for(lambda: len(receiver.received()) >= 3, timeout=60, what="three webhooks after the broker is back")
+        await wait_for(
+            lambda: len(receiver.received()) >= 3, timeout=60, what="three webhooks after the broker is back"
+        )
         subjects = sorted(r.json()["subject"] for r in receiver.received())
         assert subjects == sorted(plan_ids)
         records = await read_records(own_broker.bootstrap_servers, "icep.plans.events", expect=6)
@@ -86,7 +90,10 @@ async def test_broker_down_while_plans_are_submitted(
 
 
 async def test_plans_killed_after_commit_before_publish(
-    start_platform: Any, kafka_bootstrap: str, plan_body: Callable[..., dict[str, Any]], receiver: WebhookReceiver
+    start_platform: Any,
+    kafka_bootstrap: str,
+    plan_body: Callable[..., dict[str, Any]],
+    receiver: WebhookReceiver,
 ) -> None:
     platform = await start_platform(kafka_bootstrap)
     platform.restart("plans", {"ICEP_FAULTS": "relay.before_publish"})
@@ -104,14 +111,21 @@ async def test_plans_killed_after_commit_before_publish(
         [hook] = await wait_for(receiver.received, timeout=30, what="the event after the restart")
         assert hook.json()["subject"] == created.json()["id"]
         records = await read_records(kafka_bootstrap, "icep.plans.events", expect=1)
-        ids = [e.id for e in (decode(r.key, r.value, r.headers) for r in records) if e.subject == created.json()["id"]]
+        ids = [
+            e.id
+            for e in (decode(r.key, r.value, r.headers) for r in records)
+            if e.subject == created.json()["id"]
+        ]
         assert ids == [hook.headers["webhook-id"]]  # published once, delivered once
     finally:
         await deu.aclose()
 
 
 async def test_plans_killed_after_publish_before_marking_sent(
-    start_platform: Any, kafka_bootstrap: str, plan_body: Callable[..., dict[str, Any]], receiver: WebhookReceiver
+    start_platform: Any,
+    kafka_bootstrap: str,
+    plan_body: Callable[..., dict[str, Any]],
+    receiver: WebhookReceiver,
 ) -> None:
     platform = await start_platform(kafka_bootstrap)
     platform.restart("plans", {"ICEP_FAULTS": "relay.after_publish"})
@@ -125,7 +139,11 @@ async def test_plans_killed_after_publish_before_marking_sent(
 
         async def published_twice() -> list[str]:
             records = await read_records(kafka_bootstrap, "icep.plans.events", expect=1, timeout=2)
-            ids = [e.id for e in (decode(r.key, r.value, r.headers) for r in records) if e.subject == created["id"]]
+            ids = [
+                e.id
+                for e in (decode(r.key, r.value, r.headers) for r in records)
+                if e.subject == created["id"]
+            ]
             return ids if len(ids) == 2 else []
 
         first, second = await wait_for(published_twice, timeout=30, what="the relay to publish the row again")
@@ -141,7 +159,10 @@ async def test_plans_killed_after_publish_before_marking_sent(
 
 
 async def test_notifications_killed_after_handling_before_offset_commit(
-    start_platform: Any, kafka_bootstrap: str, plan_body: Callable[..., dict[str, Any]], receiver: WebhookReceiver
+    start_platform: Any,
+    kafka_bootstrap: str,
+    plan_body: Callable[..., dict[str, Any]],
+    receiver: WebhookReceiver,
 ) -> None:
     platform = await start_platform(kafka_bootstrap)
     deu = await platform.as_client("deu-planner")
@@ -150,7 +171,9 @@ async def test_notifications_killed_after_handling_before_offset_commit(
         platform.restart("notifications", {"ICEP_FAULTS": "consumer.before_commit"})
         created = (await deu.post("/v1/plans", json=plan_body("Handled, offset not committed"))).json()
         notifications = platform.launcher.processes["notifications"]
-        await wait_for(lambda: not notifications.alive(), timeout=30, what="notifications to crash before committing")
+        await wait_for(
+            lambda: not notifications.alive(), timeout=30, what="notifications to crash before committing"
+        )
         platform.restart("notifications", {"ICEP_FAULTS": ""})
 
         await wait_for(

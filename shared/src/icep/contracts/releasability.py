@@ -7,7 +7,6 @@ from enum import StrEnum
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
 ALL_ALLIES = "ALLIES"
 
 

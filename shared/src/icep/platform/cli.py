@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from icep.platform.launcher import SERVICES, START_ORDER, Launcher, LaunchError, platform_env
 from rich.console import Console
 from rich.table import Table
-
-from icep.platform.launcher import SERVICES, START_ORDER, LaunchError, Launcher, platform_env
 
 app = typer.Typer(help="ICEP: the NATO Industrial Capacity Expansion Pledge platform.", no_args_is_help=True)
 console = Console()
@@ -32,7 +31,9 @@ def _check_service(name: str) -> str:
 
 
 @app.command()
-def serve(service: Annotated[str, typer.Argument(help="gateway, plans, procurement, standards or notifications")]) -> None:
+def serve(
+    service: Annotated[str, typer.Argument(help="gateway, plans, procurement, standards or notifications")],
+) -> None:
     """Run one service in this process (uvicorn)."""
     import uvicorn
 
@@ -74,9 +75,14 @@ def migrate(
 
 @app.command()
 def up(
-    var_dir: Annotated[Path, typer.Option(help="Where databases, keys, logs and Kafka data live")] = Path("var"),
+    var_dir: Annotated[Path, typer.Option(help="Where databases, keys, logs and Kafka data live")] = Path(
+        "var"
+    ),
+    kafka_port: Annotated[
+        int, typer.Option(help="Port of the local broker (its controller uses the next one)")
+    ] = 9092,
 ) -> None:
-    """Start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), migrate, start all five services; Ctrl-C stops all."""
+    """Start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), migrate, start all five services; Ctrl-C stops."""
     from icep.platform import kafka_local, migrations
 
     stop = threading.Event()
@@ -97,18 +103,24 @@ def up(
                 if not kafka_local.jars_present():
                     status.update("downloading Apache Kafka with Maven (first run only)")
                     kafka_local.fetch_jars()
-                status.update("starting Apache Kafka (KRaft, 127.0.0.1:9092)")
-                broker = kafka_local.LocalKafka(data_dir=var_dir / "kafka", port=9092, controller_port=9093)
+                status.update(f"starting Apache Kafka (KRaft, 127.0.0.1:{kafka_port})")
+                broker = kafka_local.LocalKafka(
+                    data_dir=var_dir / "kafka", port=kafka_port, controller_port=kafka_port + 1
+                )
                 broker.start()
                 broker.wait_ready(90)
                 bootstrap = broker.bootstrap_servers
+            # Ports: the defaults, or ICEP_<SERVICE>_PORT where set.
+            ports = {name: int(_settings_for(name).port) for name in SERVICES}
             env = platform_env(
-                {n: p for n, (_, p) in SERVICES.items()},
+                ports,
                 bootstrap=bootstrap,
                 var_dir=var_dir,
-                extra={"ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": os.environ.get(
-                    "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS", "true"
-                )},
+                extra={
+                    "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": os.environ.get(
+                        "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS", "true"
+                    )
+                },
             )
             os.environ.update(env)
             for name in START_ORDER:
@@ -117,7 +129,7 @@ def up(
                 if migrations_dir is not None:
                     status.update(f"migrating {name}")
                     migrations.upgrade(migrations_dir, _settings_for(name).database_url)
-            launcher = Launcher(env=env, log_dir=var_dir / "logs")
+            launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
             for name in START_ORDER:
                 status.update(f"starting {name}")
                 if name == "gateway":
@@ -135,7 +147,7 @@ def up(
             table.add_row(name, sp.url, str(sp.process.pid))
         table.add_row("kafka", bootstrap, str(broker.pid) if broker else "external")
         console.print(table)
-        console.print("API docs: http://127.0.0.1:8000/docs   logs: " + str(var_dir / "logs"))
+        console.print(f"API docs: {launcher.processes['gateway'].url}/docs   logs: {var_dir / 'logs'}")
         console.print("Press Ctrl-C to stop everything.")
         while not stop.wait(1.0):
             for name, sp in list(launcher.processes.items()):

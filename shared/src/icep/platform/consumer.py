@@ -113,7 +113,9 @@ class ConsumerRunner:
         if handler is None:
             HANDLED.labels(self.group, "ignored").inc()
             return "ignored"
-        parent = context_from({"traceparent": event.header("traceparent"), "tracestate": event.header("tracestate")})
+        parent = context_from(
+            {"traceparent": event.header("traceparent"), "tracestate": event.header("tracestate")}
+        )
         attempt = 0
         while True:
             attempt += 1
@@ -166,11 +168,15 @@ class ConsumerRunner:
             self.after_commit()
         return "handled"
 
-    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], exc: BaseException, attempts: int) -> None:
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], exc: BaseException, attempts: int
+    ) -> None:
         if self._dlq is None:
             self._dlq = new_producer(self.bootstrap, f"{self.group}-dlq")
             await start_with_retry(self._dlq, "dead-letter producer")
-        headers: list[tuple[str, bytes]] = [(k, v) for k, v in (record.headers or ()) if not k.startswith("icep_dlq_")]
+        headers: list[tuple[str, bytes]] = [
+            (k, v) for k, v in (record.headers or ()) if not k.startswith("icep_dlq_")
+        ]
         headers += [
             ("icep_dlq_error", f"{type(exc).__name__}: {exc}"[:4000].encode()),
             ("icep_dlq_attempts", str(attempts).encode()),
@@ -181,6 +187,7 @@ class ConsumerRunner:
             ("icep_dlq_time", utcnow().isoformat().encode()),
         ]
         # Until the dead letter is safely stored the offset must not move on, so this waits for the ack.
-        await self._dlq.send_and_wait(dlq_topic(self.group), value=record.value, key=record.key, headers=headers)
+        await self._dlq.send_and_wait(
+            dlq_topic(self.group), value=record.value, key=record.key, headers=headers
+        )
         DEAD_LETTERS.labels(self.group).inc()
-

@@ -7,6 +7,7 @@ mapping; this module adds the platform's extensions (`nation`, `releasableto`) a
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,7 +66,7 @@ class ReceivedEvent:
     def releasability(self) -> Releasability:
         return Releasability.from_marking(self.nation, self.releasable_to)
 
-    def payload(self, model: type[P]) -> P:
+    def payload(self, model: builtins.type[P]) -> P:
         return model.model_validate(self.data)
 
     def header(self, name: str) -> str | None:

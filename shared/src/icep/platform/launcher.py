@@ -114,17 +114,18 @@ class Launcher:
         sp = self.processes[name]
         deadline = time.monotonic() + timeout
         last = "no answer yet"
-        while time.monotonic() < deadline:
-            if not sp.alive():
-                raise LaunchError(f"{name} exited with {sp.process.returncode}:\n{self.log_tail(name)}")
-            try:
-                r = httpx.get(f"{sp.url}/readyz", timeout=2.0)
-                if r.status_code == 200:
-                    return
-                last = r.text
-            except httpx.HTTPError as exc:
-                last = str(exc)
-            time.sleep(0.1)
+        with httpx.Client(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if not sp.alive():
+                    raise LaunchError(f"{name} exited with {sp.process.returncode}:\n{self.log_tail(name)}")
+                try:
+                    r = http.get(f"{sp.url}/readyz")
+                    if r.status_code == 200:
+                        return
+                    last = r.text
+                except httpx.HTTPError as exc:
+                    last = str(exc)
+                time.sleep(0.1)
         raise LaunchError(f"{name} not ready after {timeout:.0f}s ({last}):\n{self.log_tail(name)}")
 
     def log_tail(self, name: str, lines: int = 30) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from icep.platform.db import create_engine, normalize_url
+from icep.platform.db import ensure_sqlite_dir, normalize_url
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -26,8 +26,7 @@ def alembic_config(migrations_dir: Path, url: str) -> Config:
 
 def upgrade(migrations_dir: Path, url: str, revision: str = "head") -> None:
     """Blocking; call from a thread (`asyncio.to_thread`) when an event loop is running."""
-    # create_engine makes the SQLite folder exist before Alembic opens the file.
-    asyncio.run(create_engine(url).dispose())
+    ensure_sqlite_dir(url)
     command.upgrade(alembic_config(migrations_dir, url), revision)
 
 

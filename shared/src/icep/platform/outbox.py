@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
 from typing import Any
 
@@ -126,6 +126,7 @@ class OutboxRelay:
         self._producer = producer
         self._wake = asyncio.Event()
         self._lock_conn: AsyncConnection | None = None
+        self._lock_key = advisory_key(f"icep-outbox-{service}")
         self.active = False
         self._last_purge = 0.0
 
@@ -151,11 +152,7 @@ class OutboxRelay:
                 log.warning("lost the relay lock connection; trying to take the lock again")
                 await self._release_lock()
         conn = await self.db.engine.connect()
-        got = (
-            await conn.execute(
-                sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": advisory_key(f"icep-outbox-{self.service}")}
-            )
-        ).scalar()
+        got = (await conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})).scalar()
         await conn.commit()
         if got:
             self._lock_conn = conn
@@ -165,12 +162,18 @@ class OutboxRelay:
         return False
 
     async def _release_lock(self) -> None:
-        if self._lock_conn is not None:
-            try:
-                await self._lock_conn.close()
-            except Exception:
-                log.debug("closing the relay lock connection failed", exc_info=True)
-            self._lock_conn = None
+        """Unlock and end the lock's database session (a pooled connection would keep the lock)."""
+        conn, self._lock_conn = self._lock_conn, None
+        if conn is None:
+            return
+        try:
+            await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._lock_key})
+            await conn.commit()
+        except Exception:
+            log.debug("unlocking the relay lock failed; dropping its connection", exc_info=True)
+        finally:
+            await conn.invalidate()
+            await conn.close()
 
     async def run(self) -> None:
         try:
@@ -187,10 +190,8 @@ class OutboxRelay:
                         log.exception("outbox relay round failed; retrying")
                 if more:
                     continue
-                try:
+                with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
-                except TimeoutError:
-                    pass
                 self._wake.clear()
         finally:
             await self._release_lock()
@@ -314,6 +315,8 @@ class OutboxRelay:
         cutoff = utcnow() - self.retention
         async with self.db.transaction() as session:
             result = await session.execute(
-                sa.delete(self.outbox).where(self.outbox.c.sent_at.is_not(None), self.outbox.c.sent_at < cutoff)
+                sa.delete(self.outbox).where(
+                    self.outbox.c.sent_at.is_not(None), self.outbox.c.sent_at < cutoff
+                )
             )
         return int(getattr(result, "rowcount", 0) or 0)

@@ -31,9 +31,7 @@ class ServiceSettings(BaseSettings):
         default="127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
     )
     topic_partitions: int = Field(default=6, validation_alias=_env("ICEP_TOPIC_PARTITIONS"))
-    topic_replication_factor: int = Field(
-        default=1, validation_alias=_env("ICEP_TOPIC_REPLICATION_FACTOR")
-    )
+    topic_replication_factor: int = Field(default=1, validation_alias=_env("ICEP_TOPIC_REPLICATION_FACTOR"))
 
     outbox_relay_enabled: bool = True
     outbox_batch_size: int = 200

@@ -7,6 +7,7 @@ and a handler's effects and its "seen" mark commit together (inbox).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -19,7 +20,7 @@ class PlatformTables:
     inbox: sa.Table
 
 
-def outbox_columns() -> list[sa.Column[object]]:
+def outbox_columns() -> list[sa.Column[Any]]:
     return [
         # `position` gives the publication order; SQLite needs INTEGER PRIMARY KEY to autoincrement.
         sa.Column("position", BigId, primary_key=True, autoincrement=True),
@@ -41,7 +42,7 @@ def outbox_columns() -> list[sa.Column[object]]:
     ]
 
 
-def inbox_columns() -> list[sa.Column[object]]:
+def inbox_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("consumer", sa.String(200), primary_key=True),
         sa.Column("event_id", sa.String(36), primary_key=True),

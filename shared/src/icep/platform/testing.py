@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -33,10 +33,12 @@ async def wait_for(
         if inspect.isawaitable(value):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return cast(T, value)
         last = value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition!r} (last: {last!r})")
+            raise AssertionError(
+                f"timed out after {timeout}s waiting for {what or condition!r} (last: {last!r})"
+            )
         await asyncio.sleep(interval)
 
 
@@ -78,7 +80,9 @@ class WebhookReceiver:
                 with receiver._lock:
                     status = receiver.script.pop(0) if receiver.script else 204
                     receiver.requests.append(
-                        ReceivedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time())
+                        ReceivedRequest(
+                            self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.time()
+                        )
                     )
                 self.send_response(status)
                 if receiver.retry_after and status in (429, 503):
@@ -90,7 +94,9 @@ class WebhookReceiver:
                 return
 
         self._server = _Server(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="webhook-receiver", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -203,7 +209,11 @@ async def read_records(bootstrap: str, topic: str, *, expect: int, timeout: floa
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     records: list[Any] = []

@@ -76,7 +76,12 @@ class AttemptOut(BaseModel):
 
     @classmethod
     def of(cls, row: AttemptRow) -> AttemptOut:
-        return cls(attempted_at=row.attempted_at, status_code=row.status_code, error=row.error, latency_ms=row.latency_ms)
+        return cls(
+            attempted_at=row.attempted_at,
+            status_code=row.status_code,
+            error=row.error,
+            latency_ms=row.latency_ms,
+        )
 
 
 class DeliveryOut(BaseModel):
@@ -134,7 +139,9 @@ def _uow(request: Request) -> UnitOfWorkFactory:
     return uow
 
 
-@router.post("", status_code=201, operation_id="createSubscription", summary="Subscribe an endpoint to events")
+@router.post(
+    "", status_code=201, operation_id="createSubscription", summary="Subscribe an endpoint to events"
+)
 async def create_subscription(
     body: SubscriptionCreate, request: Request, response: Response, who: SubscriberDep
 ) -> SubscriptionCreated:
@@ -158,7 +165,9 @@ async def list_subscriptions(request: Request, who: SubscriberDep) -> Subscripti
 
 
 @router.get("/{subscription_id}", operation_id="getSubscription", summary="One of the caller's subscriptions")
-async def get_subscription(subscription_id: str, request: Request, response: Response, who: SubscriberDep) -> SubscriptionOut:
+async def get_subscription(
+    subscription_id: str, request: Request, response: Response, who: SubscriberDep
+) -> SubscriptionOut:
     row = await service.get_subscription(_db(request), who, subscription_id)
     response.headers["ETag"] = etag(row.version)
     return SubscriptionOut.of(row)

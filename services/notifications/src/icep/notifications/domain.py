@@ -74,7 +74,9 @@ def validate_endpoint(url: str, *, allow_loopback: bool) -> str:
         literal = str(ipaddress.ip_address(host))
     except ValueError:
         literal = None
-    is_loopback_name = host == "localhost" or (literal is not None and ipaddress.ip_address(literal).is_loopback)
+    is_loopback_name = host == "localhost" or (
+        literal is not None and ipaddress.ip_address(literal).is_loopback
+    )
     if parts.scheme == "http" and not (allow_loopback and is_loopback_name):
         raise Unprocessable("the endpoint must use https", field="url")
     if is_loopback_name and not allow_loopback:

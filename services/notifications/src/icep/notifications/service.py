@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -36,6 +37,7 @@ from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 from standardwebhooks import Webhook
 
 log = logging.getLogger("icep.notifications")
@@ -115,7 +117,9 @@ async def get_subscription(db: Database, who: Subscriber, subscription_id: str) 
 async def list_subscriptions(db: Database, who: Subscriber) -> list[SubscriptionRow]:
     async with db.sessions() as session:
         rows = await session.execute(
-            select(SubscriptionRow).where(SubscriptionRow.owner == who.client_id).order_by(SubscriptionRow.id)  # type: ignore[arg-type]
+            select(SubscriptionRow)
+            .where(col(SubscriptionRow.owner) == who.client_id)
+            .order_by(col(SubscriptionRow.id))
         )
         return list(rows.scalars().all())
 
@@ -129,8 +133,8 @@ async def list_deliveries(
             (
                 await session.execute(
                     select(DeliveryRow)
-                    .where(DeliveryRow.subscription_id == subscription_id)  # type: ignore[arg-type]
-                    .order_by(DeliveryRow.id.desc())  # type: ignore[attr-defined]
+                    .where(col(DeliveryRow.subscription_id) == subscription_id)
+                    .order_by(col(DeliveryRow.id).desc())
                     .limit(limit)
                 )
             )
@@ -141,8 +145,8 @@ async def list_deliveries(
             (
                 await session.execute(
                     select(AttemptRow)
-                    .where(AttemptRow.delivery_id.in_([d.id for d in deliveries]))  # type: ignore[attr-defined]
-                    .order_by(AttemptRow.attempted_at)  # type: ignore[arg-type]
+                    .where(col(AttemptRow.delivery_id).in_([d.id for d in deliveries]))
+                    .order_by(col(AttemptRow.attempted_at))
                 )
             )
             .scalars()
@@ -161,7 +165,13 @@ async def fan_out(session: AsyncSession, event: ReceivedEvent) -> int:
     is committed and a redelivered record creates none twice.
     """
     subscriptions = (
-        (await session.execute(select(SubscriptionRow).where(SubscriptionRow.status != SubscriptionStatus.DISABLED.value)))  # type: ignore[arg-type]
+        (
+            await session.execute(
+                select(SubscriptionRow).where(
+                    col(SubscriptionRow.status) != SubscriptionStatus.DISABLED.value
+                )
+            )
+        )
         .scalars()
         .all()
     )
@@ -169,7 +179,9 @@ async def fan_out(session: AsyncSession, event: ReceivedEvent) -> int:
     body = json.dumps(event.body(), separators=(",", ":"))
     span_ctx = trace.get_current_span().get_span_context()
     traceparent = (
-        f"00-{span_ctx.trace_id:032x}-{span_ctx.span_id:016x}-{span_ctx.trace_flags:02x}" if span_ctx.is_valid else None
+        f"00-{span_ctx.trace_id:032x}-{span_ctx.span_id:016x}-{span_ctx.trace_flags:02x}"
+        if span_ctx.is_valid
+        else None
     )
     now = utcnow()
     created = 0
@@ -234,10 +246,8 @@ class WebhookDispatcher:
             sent = await self.dispatch_once()
             if sent:
                 continue
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatch_poll_seconds)
-            except TimeoutError:
-                pass
             self._wake.clear()
 
     async def dispatch_once(self) -> int:
@@ -247,9 +257,9 @@ class WebhookDispatcher:
                 (
                     await session.execute(
                         select(DeliveryRow, SubscriptionRow)
-                        .join(SubscriptionRow, SubscriptionRow.id == DeliveryRow.subscription_id)  # type: ignore[arg-type]
-                        .where(DeliveryRow.status == DeliveryStatus.PENDING.value)  # type: ignore[arg-type]
-                        .order_by(DeliveryRow.id)  # type: ignore[arg-type]
+                        .join(SubscriptionRow, col(SubscriptionRow.id) == col(DeliveryRow.subscription_id))
+                        .where(col(DeliveryRow.status) == DeliveryStatus.PENDING.value)
+                        .order_by(col(DeliveryRow.id))
                         .limit(500)
                     )
                 )
@@ -274,7 +284,11 @@ class WebhookDispatcher:
             with tracer("icep.webhooks").start_as_current_span(
                 "webhook deliver",
                 context=parent,
-                attributes={"icep.subscription_id": sub.id, "icep.event_id": delivery.event_id, "icep.attempt": delivery.attempts + 1},
+                attributes={
+                    "icep.subscription_id": sub.id,
+                    "icep.event_id": delivery.event_id,
+                    "icep.attempt": delivery.attempts + 1,
+                },
             ):
                 result = await self.attempt(sub, delivery)
             await self._record(delivery.id, result)
@@ -293,7 +307,9 @@ class WebhookDispatcher:
             "webhook-signature": Webhook(sub.secret).sign(delivery.event_id, sent_at, delivery.body),
         }
         try:
-            async with self._client.stream("POST", sub.url, content=delivery.body.encode(), headers=headers) as resp:
+            async with self._client.stream(
+                "POST", sub.url, content=delivery.body.encode(), headers=headers
+            ) as resp:
                 body = b""
                 async for chunk in resp.aiter_bytes():
                     body += chunk
@@ -309,7 +325,9 @@ class WebhookDispatcher:
                     resp.headers.get("retry-after"),
                 )
         except httpx.HTTPError as exc:
-            return AttemptResult(None, f"{type(exc).__name__}: {exc}", None, (time.perf_counter() - started) * 1000)
+            return AttemptResult(
+                None, f"{type(exc).__name__}: {exc}", None, (time.perf_counter() - started) * 1000
+            )
 
     async def _blocked_address(self, url: str) -> str | None:
         parts = urlsplit(url)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from icep.platform.settings import ServiceSettings
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 
@@ -10,7 +11,9 @@ class NotificationsSettings(ServiceSettings):
     service_name: str = "notifications"
     port: int = 8004
     #: Seconds to wait before each retry after a failed delivery; when they are used up it failed.
-    retry_schedule_seconds: list[float] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+    retry_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
+    )
     request_timeout_seconds: float = 10.0
     #: How much of a receiver's answer is read and kept (the rest is ignored).
     max_response_bytes: int = 4096

@@ -11,7 +11,9 @@ from icep.plans import service
 from icep.plans.domain import Actor, NationalPlan
 from icep.platform.app import runtime_of
 from icep.platform.auth import PrincipalDep
+from icep.platform.db import Database
 from icep.platform.http import etag, if_match_version, next_link
+from icep.platform.outbox import UnitOfWorkFactory
 from pydantic import BaseModel, ConfigDict, Field
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
@@ -140,15 +142,13 @@ async def submit_plan(
     return _answer(response, await service.submit_plan(_uow(request), who, plan_id, expected))
 
 
-def _uow(request: Request) -> service.UnitOfWorkFactory:
+def _uow(request: Request) -> UnitOfWorkFactory:
     uow = runtime_of(request).uow
     assert uow is not None
     return uow
 
 
-def _db(request: Request) -> service.Database:
+def _db(request: Request) -> Database:
     db = runtime_of(request).db
     assert db is not None
     return db
-
-

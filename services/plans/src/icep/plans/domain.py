@@ -125,7 +125,7 @@ class NationalPlan:
         )
 
     def visible_to(self, nation: str, roles: frozenset[str]) -> bool:
-        """The owner sees its plan always; NATO reviewers once submitted; others once accepted and released."""
+        """The owner always; NATO reviewers once submitted; others once accepted and released to them."""
         if nation == self.nation:
             return True
         if nation == NATO and "reviewer" in roles and self.status is not PlanStatus.DRAFT:

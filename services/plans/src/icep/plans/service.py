@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.plans import PlanCreated, PlanSubmitted
@@ -16,6 +17,7 @@ from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWorkFactory
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def _new_row(plan: NationalPlan) -> PlanRow:
     return row
 
 
-def _event_fields(plan: NationalPlan) -> dict[str, object]:
+def _event_fields(plan: NationalPlan) -> dict[str, Any]:
     return {
         "plan_id": plan.id,
         "nation": plan.nation,
@@ -102,7 +104,7 @@ async def create_plan(uow: UnitOfWorkFactory, actor: Actor, draft: DraftPlan) ->
         tx.session.add(_new_row(plan))
         tx.publish(
             OutgoingEvent(
-                payload=PlanCreated(**_event_fields(plan), created_by=actor.id, created_at=now),  # type: ignore[arg-type]
+                payload=PlanCreated(**_event_fields(plan), created_by=actor.id, created_at=now),
                 subject=plan.id,
                 releasability=plan.event_releasability(),
             )
@@ -112,7 +114,7 @@ async def create_plan(uow: UnitOfWorkFactory, actor: Actor, draft: DraftPlan) ->
 
 async def _load_for_update(session: AsyncSession, actor: Actor, plan_id: str) -> PlanRow:
     row = (
-        await session.execute(select(PlanRow).where(PlanRow.id == plan_id).with_for_update())  # type: ignore[arg-type]
+        await session.execute(select(PlanRow).where(col(PlanRow.id) == plan_id).with_for_update())
     ).scalar_one_or_none()
     if row is None or not _to_domain(row).visible_to(actor.nation, actor.roles):
         raise NotFound(f"no plan {plan_id}")
@@ -138,7 +140,7 @@ async def submit_plan(
         _store(row, submitted)
         tx.publish(
             OutgoingEvent(
-                payload=PlanSubmitted(**_event_fields(submitted), submitted_by=actor.id, submitted_at=now),  # type: ignore[arg-type]
+                payload=PlanSubmitted(**_event_fields(submitted), submitted_by=actor.id, submitted_at=now),
                 subject=submitted.id,
                 releasability=submitted.event_releasability(),
             )
@@ -165,9 +167,9 @@ async def list_plans(
     cursor = after
     async with db.sessions() as session:
         while len(found) < limit:
-            query = select(PlanRow).order_by(PlanRow.id).limit(limit * 2)  # type: ignore[arg-type]
+            query = select(PlanRow).order_by(col(PlanRow.id)).limit(limit * 2)
             if cursor:
-                query = query.where(PlanRow.id > cursor)  # type: ignore[arg-type]
+                query = query.where(col(PlanRow.id) > cursor)
             rows = (await session.execute(query)).scalars().all()
             if not rows:
                 return found, None

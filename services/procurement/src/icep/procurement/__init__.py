@@ -1,1 +1,4 @@
-"""ICEP procurement service. Multinational procurement: joint initiatives, demand, contracts and supply-chain security."""
+"""ICEP procurement service.
+
+Multinational procurement: joint initiatives, demand, contracts and supply-chain security.
+"""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import icep.procurement
 from fastapi import FastAPI
 from icep.platform.app import ServiceSpec, service_app
 from icep.procurement import api
@@ -17,7 +18,7 @@ def create_app(settings: ProcurementSettings | None = None) -> FastAPI:
         ServiceSpec(
             settings=settings or ProcurementSettings(),
             title="ICEP Procurement",
-            description="Multinational procurement: joint initiatives, demand, contracts and supply-chain security.",
+            description=(icep.procurement.__doc__ or "").strip(),
             routers=[api.router],
             metadata=metadata,
             tables=tables,

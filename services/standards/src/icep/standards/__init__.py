@@ -1,1 +1,4 @@
-"""ICEP standards service. NATO standards, national ratification and implementation, conformance and interchangeability."""
+"""ICEP standards service.
+
+NATO standards, national ratification and implementation, conformance and interchangeability.
+"""

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import icep.standards
 from fastapi import FastAPI
 from icep.platform.app import ServiceSpec, service_app
 from icep.standards import api
@@ -17,7 +18,7 @@ def create_app(settings: StandardsSettings | None = None) -> FastAPI:
         ServiceSpec(
             settings=settings or StandardsSettings(),
             title="ICEP Standards",
-            description="NATO standards, national ratification and implementation, conformance and interchangeability.",
+            description=(icep.standards.__doc__ or "").strip(),
             routers=[api.router],
             metadata=metadata,
             tables=tables,

@@ -1,0 +1,118 @@
+"""Every error a partner can cause is RFC 9457 problem JSON with the right status, never a 500."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(scope="module")
+async def deu(platform: Any) -> AsyncIterator[httpx.AsyncClient]:
+    client = await platform.as_client("deu-planner")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="module")
+async def fra(platform: Any) -> AsyncIterator[httpx.AsyncClient]:
+    client = await platform.as_client("fra-planner")
+    yield client
+    await client.aclose()
+
+
+def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = r.json()
+    assert body["status"] == status and body["title"] and body["type"].startswith("https://")
+    return body
+
+
+async def test_no_token_or_a_forged_one_is_401(platform: Any) -> None:
+    r = await platform.http.get(f"{platform.gateway}/v1/plans")
+    assert_problem(r, 401)
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    forged = await platform.http.get(
+        f"{platform.gateway}/v1/plans", headers={"Authorization": "Bearer a.b.c"}
+    )
+    assert_problem(forged, 401)
+
+
+async def test_services_verify_tokens_themselves(platform: Any) -> None:
+    """A request that bypasses the gateway gains nothing: the service checks the token too."""
+    plans = f"http://127.0.0.1:{platform.launcher.ports['plans']}"
+    assert_problem(await platform.http.get(f"{plans}/v1/plans"), 401)
+    token = await platform.token("deu-planner")
+    ok = await platform.http.get(f"{plans}/v1/plans", headers={"Authorization": f"Bearer {token}"})
+    assert ok.status_code == 200
+
+
+async def test_invalid_body_names_the_fields(
+    deu: httpx.AsyncClient, plan_body: Callable[..., dict[str, Any]]
+) -> None:
+    body = plan_body() | {"period_start": "not a date", "colour": "red"}
+    problem = assert_problem(await deu.post("/v1/plans", json=body), 422)
+    locations = {e["location"] for e in problem["errors"]}
+    assert {"body.period_start", "body.colour"} <= locations
+    backwards = plan_body() | {"period_start": "2030-01-01"}
+    assert_problem(await deu.post("/v1/plans", json=backwards), 422)
+    assert_problem(
+        await deu.post("/v1/plans", content=b"{not json", headers={"content-type": "application/json"}), 422
+    )
+
+
+async def test_other_nations_cannot_see_or_submit_a_draft(
+    deu: httpx.AsyncClient, fra: httpx.AsyncClient, plan_body: Callable[..., dict[str, Any]]
+) -> None:
+    plan = (await deu.post("/v1/plans", json=plan_body())).json()
+    assert_problem(await fra.get(f"/v1/plans/{plan['id']}"), 404)
+    assert_problem(await fra.post(f"/v1/plans/{plan['id']}/submit"), 404)
+    listed = (await fra.get("/v1/plans")).json()["items"]
+    assert plan["id"] not in {p["id"] for p in listed}
+    assert plan["id"] in {
+        p["id"] for p in (await deu.get("/v1/plans", params={"limit": 200})).json()["items"]
+    }
+
+
+async def test_stale_etag_is_412_and_illegal_transition_is_409(
+    deu: httpx.AsyncClient, plan_body: Callable[..., dict[str, Any]]
+) -> None:
+    created = await deu.post("/v1/plans", json=plan_body())
+    plan_id = created.json()["id"]
+    assert created.headers["etag"] == '"1"'
+    stale = assert_problem(await deu.post(f"/v1/plans/{plan_id}/submit", headers={"If-Match": '"7"'}), 412)
+    assert stale["current_version"] == 1
+    assert (await deu.post(f"/v1/plans/{plan_id}/submit", headers={"If-Match": '"1"'})).status_code == 200
+    again = assert_problem(await deu.post(f"/v1/plans/{plan_id}/submit"), 409)
+    assert again["current_state"] == "submitted"
+
+
+async def test_a_subscriber_only_client_cannot_create_plans(
+    platform: Any, plan_body: Callable[..., dict[str, Any]]
+) -> None:
+    client = await platform.as_client("deu-subscriber")
+    try:
+        assert_problem(await client.post("/v1/plans", json=plan_body()), 403)
+    finally:
+        await client.aclose()
+
+
+async def test_webhook_endpoints_must_be_public_https(deu: httpx.AsyncClient) -> None:
+    for url in [
+        "ftp://example.org/x",
+        "http://example.org/hook",
+        "https://user:pw@example.org/",
+        "https://10.0.0.8/x",
+    ]:
+        problem = assert_problem(await deu.post("/v1/subscriptions", json={"url": url}), 422)
+        assert problem["field"] == "url"
+
+
+async def test_unknown_paths_are_404_problems(deu: httpx.AsyncClient) -> None:
+    assert_problem(await deu.get("/v1/nothing-here"), 404)
+    assert_problem(await deu.get("/v1/plans/does-not-exist"), 404)
