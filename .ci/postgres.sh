@@ -110,6 +110,7 @@ pg_url() {
 # Safe to call more than once, and when pg_start never ran or failed half way.
 pg_stop() {
     [ -n "$PG_TMPDIR" ] || return 0
+    [ -n "${PG_BINDIR:-}" ] || PG_BINDIR="$(pg_find_bindir || true)"
     if [ -f "$PG_TMPDIR/data/postmaster.pid" ] && [ -n "$PG_BINDIR" ]; then
         if ! _pg_as_owner "$PG_BINDIR/pg_ctl" --pgdata="$PG_TMPDIR/data" --mode=fast \
             --wait --timeout=60 stop >/dev/null; then
