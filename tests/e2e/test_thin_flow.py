@@ -73,17 +73,21 @@ async def test_submitted_plan_reaches_the_subscriber_signed_and_traced(
         # One trace: gateway -> plans -> Kafka -> notifications -> webhook.
         trace_id = hook.headers["traceparent"].split("-")[1]
 
-        def services_in_trace() -> set[str]:
-            return {s.service for s in platform.collector.collected() if s.trace_id == trace_id}
+        def spans_in_trace() -> set[tuple[str, str]]:
+            return {(s.service, s.name) for s in platform.collector.collected() if s.trace_id == trace_id}
 
-        await wait_for(
-            lambda: {"icep-gateway", "icep-plans", "icep-notifications"} <= services_in_trace(),
+        # Spans arrive in batches, in no particular order: wait for the ones that prove the chain.
+        expected = {
+            ("icep-plans", "icep.plans.events publish"),
+            ("icep-notifications", "icep.plans.events process"),
+            ("icep-notifications", "webhook deliver"),
+        }
+        found = await wait_for(
+            lambda: expected <= spans_in_trace() and spans_in_trace(),
             timeout=30,
-            what="spans of gateway, plans and notifications in one trace",
+            what="publish, process and deliver spans in the webhook's trace",
         )
-        names = {(s.service, s.name) for s in platform.collector.collected() if s.trace_id == trace_id}
-        assert ("icep-plans", "icep.plans.events publish") in names
-        assert ("icep-notifications", "icep.plans.events process") in names
+        assert {"icep-gateway", "icep-plans", "icep-notifications"} <= {service for service, _ in found}
     finally:
         other.stop()
         await deu.aclose()

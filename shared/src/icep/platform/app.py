@@ -27,9 +27,16 @@ from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.problems import install_problem_handlers
 from icep.platform.settings import ServiceSettings
 from icep.platform.tables import PlatformTables
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("icep.app")
+
+REQUEST_SECONDS = Histogram(
+    "icep_http_request_duration_seconds",
+    "HTTP request latency by route template and status",
+    ["service", "method", "route", "status"],
+)
 
 Background = Callable[["Runtime"], Awaitable[None]]
 Hook = Callable[[FastAPI], Awaitable[None]]
@@ -121,6 +128,36 @@ async def _noop() -> None:
     return None
 
 
+class RequestMetrics:
+    """Request latency per route template (not per path, so ids do not explode the label set)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = asyncio.get_running_loop().time()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            if route not in ("/metrics", "/healthz", "/readyz"):
+                REQUEST_SECONDS.labels(self.service, scope["method"], route, str(status)).observe(
+                    asyncio.get_running_loop().time() - started
+                )
+
+
 def service_app(spec: ServiceSpec) -> FastAPI:
     settings = spec.settings
     name = settings.service_name
@@ -201,6 +238,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
         openapi_url="/openapi.json",
     )
     install_problem_handlers(app)
+    app.add_middleware(RequestMetrics, service=name)
     telemetry.instrument_app(app)
     for router in spec.routers:
         app.include_router(router)

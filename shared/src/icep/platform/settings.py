@@ -18,7 +18,7 @@ def _env(prefixed: str, *plain: str) -> AliasChoices:
 class ServiceSettings(BaseSettings):
     """What every service can be told. Subclasses set `service_name`, `port` and `env_prefix`."""
 
-    model_config = SettingsConfigDict(env_prefix="ICEP_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ICEP_", extra="ignore", populate_by_name=True)
 
     service_name: str = "service"
     host: str = "127.0.0.1"

@@ -204,25 +204,40 @@ class OtlpCollector:
             self._server = None
 
 
-async def read_records(bootstrap: str, topic: str, *, expect: int, timeout: float = 30.0) -> list[Any]:
-    """Read a topic from the start until `expect` records arrived (or fail after `timeout`)."""
-    from aiokafka import AIOKafkaConsumer
+async def read_records(bootstrap: str, topic: str, *, expect: int = 0, timeout: float = 30.0) -> list[Any]:
+    """Every record of a topic, from the start of each partition to its end at the time of reading.
 
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+    Waits (up to `timeout`) until at least `expect` records are there. Reading to the end of every
+    partition matters: records of other keys may sit on partitions a first fetch did not return.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p["partition"]) for p in described.get("partitions", [])]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
-    records: list[Any] = []
     try:
         deadline = time.monotonic() + timeout
-        while len(records) < expect and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
-            for recs in batch.values():
-                records.extend(recs)
+        while True:
+            records: list[Any] = []
+            if tps:
+                consumer.assign(tps)
+                await consumer.seek_to_beginning(*tps)
+                ends = await consumer.end_offsets(tps)
+                pending = {tp for tp in tps if ends[tp] > 0}
+                while pending and time.monotonic() < deadline:
+                    batch = await consumer.getmany(*pending, timeout_ms=200)
+                    for tp, recs in batch.items():
+                        records.extend(r for r in recs if r.offset < ends[tp])
+                    pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
+            if len(records) >= expect or time.monotonic() >= deadline:
+                return records
+            await asyncio.sleep(0.1)
     finally:
         await consumer.stop()
-    return records
