@@ -12,11 +12,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from icep.platform import faults
-from icep.platform.db import Database, insert_ignore
+from icep.platform.db import Database, insert_ignore, insert_ignore_many
 from icep.platform.events import InvalidEnvelope, ReceivedEvent, decode, utcnow
 from icep.platform.kafka import dlq_topic, new_producer, start_with_retry
 from icep.platform.telemetry import context_from, tracer
@@ -32,6 +33,12 @@ Handler = Callable[[AsyncSession, ReceivedEvent], Awaitable[None]]
 HANDLED = Counter("icep_consumer_handled_total", "Events handled", ["group", "outcome"])
 HANDLER_FAILURES = Counter("icep_consumer_handler_failures_total", "Failed handler attempts", ["group"])
 DEAD_LETTERS = Counter("icep_consumer_dead_letters_total", "Records sent to the dead-letter topic", ["group"])
+
+
+class _BatchFailed(Exception):
+    def __init__(self, index: int, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.index = index
 
 
 @dataclass(frozen=True)
@@ -85,9 +92,8 @@ class ConsumerRunner:
             while True:
                 batches = await consumer.getmany(timeout_ms=500, max_records=200)
                 for tp, records in batches.items():
-                    for record in records:
-                        await self.process(record)
-                        faults.point("consumer.before_commit")
+                    await self.process_batch(records)
+                    faults.point("consumer.before_commit")
                     await consumer.commit({tp: records[-1].offset + 1})
         finally:
             self.consumer = None
@@ -95,44 +101,119 @@ class ConsumerRunner:
             if self._dlq is not None:
                 await self._dlq.stop()
 
-    async def process(self, record: ConsumerRecord[bytes, bytes]) -> str:
-        """Handle one record to the end: 'handled', 'duplicate', 'ignored' or 'dead-lettered'."""
+    async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        """Handle a partition's batch in one transaction when all of it goes well (one commit instead of
+        one per event); otherwise roll it back and take the records one by one, with retries and dead
+        letters. Either way each event's effects and its inbox row commit together."""
+        failed_at = -1
+        if len(records) > 1:
+            try:
+                outcomes = await self._handle_together(records)
+            except _BatchFailed as failure:
+                failed_at = failure.index
+                log.info("batch of %d failed at %d (%s); one by one now", len(records), failed_at, failure)
+            else:
+                for outcome in outcomes:
+                    HANDLED.labels(self.group, outcome).inc()
+                if self.after_commit is not None and "handled" in outcomes:
+                    self.after_commit()
+                return
+        for index, record in enumerate(records):
+            # The record that failed inside the batch has had its first try.
+            await self.process(record, tries_made=1 if index == failed_at else 0)
+
+    async def _handle_together(self, records: list[ConsumerRecord[bytes, bytes]]) -> list[str]:
+        """One transaction: one inbox statement for the batch, then each fresh event's handler."""
+        events: list[ReceivedEvent] = []
+        for index, record in enumerate(records):
+            try:
+                events.append(self._decode(record))
+            except InvalidEnvelope as exc:
+                raise _BatchFailed(index, exc) from exc
+        outcomes: list[str] = []
         try:
-            event = decode(
-                record.key,
-                record.value,
-                record.headers,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-            )
-        except InvalidEnvelope as exc:
-            await self._dead_letter(record, exc, attempts=1)
-            return "dead-lettered"
-        handler = self.handlers.get(event.type) or self.handlers.get("*")
-        if handler is None:
-            HANDLED.labels(self.group, "ignored").inc()
-            return "ignored"
+            async with self.db.transaction() as session:
+                wanted = {e.id: self._inbox_row(e) for e in events if self._handler_for(e)}
+                fresh = await insert_ignore_many(session, self.inbox, list(wanted.values()), "event_id")
+                for index, (record, event) in enumerate(zip(records, events, strict=True)):
+                    handler = self._handler_for(event)
+                    if handler is None:
+                        outcomes.append("ignored")
+                    elif event.id not in fresh:
+                        outcomes.append("duplicate")
+                    else:
+                        fresh.discard(event.id)  # a second copy in the same batch is a duplicate
+                        try:
+                            with self._span(record, event, attempt=1):
+                                await handler(session, event)
+                        except Exception as exc:
+                            raise _BatchFailed(index, exc) from exc
+                        outcomes.append("handled")
+        except _BatchFailed:
+            raise
+        except Exception as exc:  # the commit itself failed: no record had its try
+            raise _BatchFailed(-1, exc) from exc
+        return outcomes
+
+    def _decode(self, record: ConsumerRecord[bytes, bytes]) -> ReceivedEvent:
+        return decode(
+            record.key,
+            record.value,
+            record.headers,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+        )
+
+    def _handler_for(self, event: ReceivedEvent) -> Handler | None:
+        return self.handlers.get(event.type) or self.handlers.get("*")
+
+    def _inbox_row(self, event: ReceivedEvent) -> dict[str, Any]:
+        return {
+            "consumer": self.group,
+            "event_id": event.id,
+            "event_type": event.type,
+            "processed_at": utcnow(),
+        }
+
+    async def _mark_seen(self, session: AsyncSession, event: ReceivedEvent) -> bool:
+        """The inbox row; False when this consumer has already handled the event."""
+        return await insert_ignore(session, self.inbox, self._inbox_row(event))
+
+    def _span(self, record: ConsumerRecord[bytes, bytes], event: ReceivedEvent, attempt: int) -> Any:
         parent = context_from(
             {"traceparent": event.header("traceparent"), "tracestate": event.header("tracestate")}
         )
-        attempt = 0
+        return tracer("icep.consumer").start_as_current_span(
+            f"{record.topic} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.consumer.group.name": self.group,
+                "messaging.destination.name": record.topic,
+                "messaging.message.id": event.id,
+                "messaging.kafka.offset": record.offset,
+                "cloudevents.event_type": event.type,
+                "icep.attempt": attempt,
+            },
+        )
+
+    async def process(self, record: ConsumerRecord[bytes, bytes], tries_made: int = 0) -> str:
+        """Handle one record to the end: 'handled', 'duplicate', 'ignored' or 'dead-lettered'."""
+        try:
+            event = self._decode(record)
+        except InvalidEnvelope as exc:
+            await self._dead_letter(record, exc, attempts=1)
+            return "dead-lettered"
+        handler = self._handler_for(event)
+        if handler is None:
+            HANDLED.labels(self.group, "ignored").inc()
+            return "ignored"
+        attempt = tries_made
         while True:
             attempt += 1
-            with tracer("icep.consumer").start_as_current_span(
-                f"{record.topic} process",
-                context=parent,
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "messaging.system": "kafka",
-                    "messaging.consumer.group.name": self.group,
-                    "messaging.destination.name": record.topic,
-                    "messaging.message.id": event.id,
-                    "messaging.kafka.offset": record.offset,
-                    "cloudevents.event_type": event.type,
-                    "icep.attempt": attempt,
-                },
-            ) as span:
+            with self._span(record, event, attempt) as span:
                 try:
                     outcome = await self._handle_once(handler, event)
                 except Exception as exc:
@@ -151,16 +232,7 @@ class ConsumerRunner:
 
     async def _handle_once(self, handler: Handler, event: ReceivedEvent) -> str:
         async with self.db.transaction() as session:
-            fresh = await insert_ignore(
-                session,
-                self.inbox,
-                {
-                    "consumer": self.group,
-                    "event_id": event.id,
-                    "event_type": event.type,
-                    "processed_at": utcnow(),
-                },
-            )
+            fresh = await self._mark_seen(session, event)
             if not fresh:
                 return "duplicate"
             await handler(session, event)

@@ -115,6 +115,19 @@ async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, A
     return bool(getattr(result, "rowcount", 0))
 
 
+async def insert_ignore_many(
+    session: AsyncSession, table: Table, rows: list[dict[str, Any]], returning: str
+) -> set[Any]:
+    """Insert many rows in one statement, skipping those whose key exists; the `returning` column of
+    the rows actually inserted."""
+    if not rows:
+        return set()
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(table).values(rows).on_conflict_do_nothing().returning(table.c[returning])
+    return set((await session.execute(stmt)).scalars().all())
+
+
 def advisory_key(name: str) -> int:
     """A stable signed 64-bit key for pg advisory locks, derived from a name."""
     digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
