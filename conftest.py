@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+
 from icep.platform import kafka_local
 
 POSTGRES_ADMIN_URL = os.environ.get("ICEP_TEST_POSTGRES_URL", "")

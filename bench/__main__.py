@@ -22,6 +22,8 @@ from typing import ClassVar
 
 import httpx
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from icep.contracts import EventPayload, Releasability
 from icep.platform.consumer import ConsumerRunner
 from icep.platform.db import Database
@@ -32,7 +34,6 @@ from icep.platform.launcher import SERVICES, Launcher, platform_env
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.tables import platform_tables
 from icep.platform.testing import WebhookReceiver, wait_for
-from sqlalchemy.ext.asyncio import AsyncSession
 
 REPORT = Path(__file__).with_name("REPORT.md")
 

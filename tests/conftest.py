@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from icep.platform.kafka_local import free_port
 from icep.platform.launcher import SERVICES, Launcher, platform_env
 from icep.platform.testing import OtlpCollector, WebhookReceiver

@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import sqlalchemy as sa
+
 from icep.platform.db import Database
 from icep.platform.kafka import ensure_topics
 from icep.platform.tables import PlatformTables, platform_tables

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from icep.platform.consumer import ConsumerRunner, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.events import ReceivedEvent, encode
@@ -16,7 +18,6 @@ from icep.platform.ids import new_id
 from icep.platform.kafka import dlq_topic, ensure_topics
 from icep.platform.tables import PlatformTables
 from icep.platform.testing import read_records, wait_for
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 @pytest.fixture

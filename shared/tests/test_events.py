@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
 from icep.platform.events import InvalidEnvelope, decode, encode

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from icep.platform.kafka_local import (
     KafkaStartError,
     LocalKafka,

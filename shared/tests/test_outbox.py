@@ -10,6 +10,7 @@ from typing import ClassVar
 import pytest
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+
 from icep.contracts import EventPayload, Releasability
 from icep.platform.db import Database
 from icep.platform.events import OutgoingEvent, decode, utcnow

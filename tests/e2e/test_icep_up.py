@@ -13,10 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
+
 from icep.platform.kafka_local import free_port
 from icep.platform.launcher import SERVICES
 from icep.platform.testing import WebhookReceiver, wait_for
-from standardwebhooks import Webhook
 
 
 def children_of(pid: int) -> set[int]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+from standardwebhooks import Webhook
+
 from icep.platform.events import decode
 from icep.platform.testing import WebhookReceiver, read_records, wait_for
-from standardwebhooks import Webhook
 
 SUBMITTED = "icep.plans.plan.submitted.v1"
 
@@ -88,6 +90,11 @@ async def test_submitted_plan_reaches_the_subscriber_signed_and_traced(
             what="publish, process and deliver spans in the webhook's trace",
         )
         assert {"icep-gateway", "icep-plans", "icep-notifications"} <= {service for service, _ in found}
+
+        # The JSON log line of the submission carries the same trace id.
+        log_lines = [json.loads(line) for line in platform.launcher.log_tail("plans", 500).splitlines()]
+        [submit_log] = [e for e in log_lines if plan["id"] in e["message"] and "submitted" in e["message"]]
+        assert submit_log["trace_id"] == trace_id and submit_log["service"] == "plans"
     finally:
         other.stop()
         await deu.aclose()

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from icep.platform.events import decode
 from icep.platform.kafka_local import LocalKafka, fetch_jars, free_port
 from icep.platform.testing import WebhookReceiver, read_records, wait_for

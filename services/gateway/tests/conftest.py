@@ -13,6 +13,7 @@ from urllib.parse import quote_plus
 import httpx
 import pytest
 import uvicorn
+
 from icep.gateway.app import create_app
 from icep.gateway.domain import hash_secret
 from icep.gateway.settings import GatewaySettings

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from icep.gateway import domain
 from icep.gateway.domain import (
     ClientRegistry,

@@ -10,11 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
-from icep.gateway.app import create_app
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from icep.gateway.app import create_app
 
 
 @dataclass

@@ -12,6 +12,7 @@ from urllib.parse import quote_plus
 import httpx
 import jwt
 import pytest
+
 from icep.gateway.service import SigningKeys
 from icep.platform.auth import TokenVerifier
 from icep.platform.errors import Unauthorized

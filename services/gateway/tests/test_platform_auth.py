@@ -10,6 +10,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi import Depends, FastAPI
+
 from icep.platform.auth import Principal, PrincipalDep, TokenVerifier, require_role
 from icep.platform.errors import Unauthorized
 from icep.platform.problems import install_problem_handlers

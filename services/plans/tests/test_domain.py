@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from icep.contracts import ReleasabilityScope
 from icep.plans.domain import TRANSITIONS, Actor, NationalPlan, PlanStatus, next_status
 from icep.platform.errors import Forbidden, IllegalTransition, Unprocessable

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
 from icep.platform.tables import create_platform_tables_v1, drop_platform_tables_v1
 
 revision: str = "0001"

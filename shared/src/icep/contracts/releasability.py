@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from icep.contracts.nations import ALLIES, NATO, PARTNERS
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from icep.contracts.nations import ALLIES, NATO, PARTNERS
 
 ALL_ALLIES = "ALLIES"
 

@@ -19,6 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from icep.platform import faults, migrations, telemetry
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
@@ -27,8 +30,6 @@ from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.problems import install_problem_handlers
 from icep.platform.settings import ServiceSettings
 from icep.platform.tables import PlatformTables
-from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("icep.app")
 
@@ -280,3 +281,19 @@ def service_app(spec: ServiceSpec) -> FastAPI:
 def runtime_of(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
+
+
+def database(request: Request) -> Database:
+    """The service's database, for read-only use cases."""
+    db = runtime_of(request).db
+    if db is None:
+        raise RuntimeError("this service keeps no database")
+    return db
+
+
+def unit_of_work(request: Request) -> UnitOfWorkFactory:
+    """The service's unit of work, for use cases that change state and raise events."""
+    uow = runtime_of(request).uow
+    if uow is None:
+        raise RuntimeError("this service has no outbox")
+    return uow

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import httpx
 import jwt
 from fastapi import Depends, Request
+
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
 from icep.platform.errors import Forbidden, Unauthorized
 from icep.platform.settings import ServiceSettings

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from icep.platform.launcher import SERVICES, START_ORDER, Launcher, LaunchError, platform_env
 from rich.console import Console
 from rich.table import Table
+
+from icep.platform.launcher import SERVICES, START_ORDER, Launcher, LaunchError, platform_env
 
 app = typer.Typer(help="ICEP: the NATO Industrial Capacity Expansion Pledge platform.", no_args_is_help=True)
 console = Console()

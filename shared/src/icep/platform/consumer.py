@@ -16,15 +16,16 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from icep.platform import faults
 from icep.platform.db import Database, insert_ignore, insert_ignore_many
 from icep.platform.events import InvalidEnvelope, ReceivedEvent, decode, utcnow
 from icep.platform.kafka import dlq_topic, new_producer, start_with_retry
 from icep.platform.telemetry import context_from, tracer
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
-from prometheus_client import Counter
-from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger("icep.consumer")
 

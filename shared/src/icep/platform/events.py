@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
+
 from icep.contracts import EventPayload, Releasability
 from icep.platform.ids import new_id
 

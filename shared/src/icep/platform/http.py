@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Header, Request
+
 from icep.platform.errors import PreconditionFailed
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from icep.platform.db import ensure_sqlite_dir, normalize_url
 from sqlalchemy import MetaData, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from icep.platform.db import ensure_sqlite_dir, normalize_url
 
 
 def alembic_config(migrations_dir: Path, url: str) -> Config:

@@ -21,15 +21,16 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+from prometheus_client import Counter, Gauge
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
 from icep.platform import events, faults
 from icep.platform.db import Database, advisory_key
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.kafka import new_producer, start_with_retry
 from icep.platform.telemetry import context_from, current_trace_headers, tracer
-from opentelemetry import trace
-from opentelemetry.trace import SpanKind
-from prometheus_client import Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 log = logging.getLogger("icep.outbox")
 

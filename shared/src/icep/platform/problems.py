@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from icep.platform.errors import DomainError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from icep.platform.errors import DomainError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://icep.nato.int/problems/"

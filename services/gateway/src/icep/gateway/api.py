@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
+
 from icep.gateway.models import JsonWebKeySet, OAuthError, TokenResponse
 from icep.gateway.service import OAuthFailure, Proxy, SigningKeys, TokenService
 from icep.platform.auth import current_principal

@@ -6,6 +6,7 @@ Run it with `uvicorn icep.gateway.app:create_app --factory --port 8000`.
 from __future__ import annotations
 
 from fastapi import FastAPI
+
 from icep.gateway import api
 from icep.gateway.domain import load_clients
 from icep.gateway.service import Proxy, RequestIdMiddleware, SigningKeys, TokenIssuer, TokenService

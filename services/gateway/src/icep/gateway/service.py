@@ -21,13 +21,14 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from icep.gateway.domain import Client, ClientRegistry, end_to_end, route
 from icep.gateway.models import TokenResponse
 from icep.platform.errors import NotFound
 from icep.platform.problems import problem
-from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("icep.gateway")
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from icep.platform.settings import ServiceSettings
 from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
+
+from icep.platform.settings import ServiceSettings
 
 
 class GatewaySettings(ServiceSettings):

@@ -6,15 +6,14 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
 from icep.notifications import service
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
-from icep.platform.app import runtime_of
+from icep.platform.app import database, runtime_of, unit_of_work
 from icep.platform.auth import PrincipalDep
-from icep.platform.db import Database
 from icep.platform.http import etag
-from icep.platform.outbox import UnitOfWorkFactory
-from pydantic import BaseModel, ConfigDict, Field
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -127,18 +126,6 @@ def subscriber(principal: PrincipalDep) -> service.Subscriber:
 SubscriberDep = Annotated[service.Subscriber, Depends(subscriber)]
 
 
-def _db(request: Request) -> Database:
-    db = runtime_of(request).db
-    assert db is not None
-    return db
-
-
-def _uow(request: Request) -> UnitOfWorkFactory:
-    uow = runtime_of(request).uow
-    assert uow is not None
-    return uow
-
-
 @router.post(
     "", status_code=201, operation_id="createSubscription", summary="Subscribe an endpoint to events"
 )
@@ -148,7 +135,7 @@ async def create_subscription(
     settings = runtime_of(request).settings
     assert isinstance(settings, NotificationsSettings)
     row = await service.create_subscription(
-        _uow(request),
+        unit_of_work(request),
         settings,
         who,
         service.NewSubscription(url=body.url, description=body.description, event_types=body.event_types),
@@ -160,7 +147,7 @@ async def create_subscription(
 
 @router.get("", operation_id="listSubscriptions", summary="The caller's subscriptions")
 async def list_subscriptions(request: Request, who: SubscriberDep) -> SubscriptionList:
-    rows = await service.list_subscriptions(_db(request), who)
+    rows = await service.list_subscriptions(database(request), who)
     return SubscriptionList(items=[SubscriptionOut.of(r) for r in rows])
 
 
@@ -168,7 +155,7 @@ async def list_subscriptions(request: Request, who: SubscriberDep) -> Subscripti
 async def get_subscription(
     subscription_id: str, request: Request, response: Response, who: SubscriberDep
 ) -> SubscriptionOut:
-    row = await service.get_subscription(_db(request), who, subscription_id)
+    row = await service.get_subscription(database(request), who, subscription_id)
     response.headers["ETag"] = etag(row.version)
     return SubscriptionOut.of(row)
 
@@ -184,5 +171,5 @@ async def list_deliveries(
     who: SubscriberDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DeliveryList:
-    found = await service.list_deliveries(_db(request), who, subscription_id, limit)
+    found = await service.list_deliveries(database(request), who, subscription_id, limit)
     return DeliveryList(items=[DeliveryOut.of(d, a) for d, a in found])

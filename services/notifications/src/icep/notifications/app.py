@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+
 from icep.notifications import api
 from icep.notifications.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.notifications.models import metadata, tables

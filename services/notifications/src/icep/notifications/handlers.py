@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from icep.notifications.service import fan_out
 from icep.platform.consumer import Handler
 from icep.platform.events import ReceivedEvent
-from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def deliver_to_subscribers(session: AsyncSession, event: ReceivedEvent) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from icep.platform.tables import platform_tables
 from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from icep.platform.tables import platform_tables
 
 
 class NotificationsTable(SQLModel, registry=registry()):

@@ -12,6 +12,13 @@ from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+from standardwebhooks import Webhook
+
 from icep.contracts import Releasability
 from icep.contracts.notifications import DeliveryFailed, SubscriptionCreated
 from icep.notifications.domain import (
@@ -33,12 +40,6 @@ from icep.platform.events import OutgoingEvent, ReceivedEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWorkFactory
 from icep.platform.telemetry import context_from, tracer
-from opentelemetry import trace
-from prometheus_client import Counter, Histogram
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
-from standardwebhooks import Webhook
 
 log = logging.getLogger("icep.notifications")
 

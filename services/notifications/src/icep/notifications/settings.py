@@ -1,8 +1,9 @@
 from __future__ import annotations
 
-from icep.platform.settings import ServiceSettings
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
+
+from icep.platform.settings import ServiceSettings
 
 
 class NotificationsSettings(ServiceSettings):

@@ -6,15 +6,14 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
+
 from icep.contracts import ReleasabilityScope
 from icep.plans import service
 from icep.plans.domain import Actor, NationalPlan
-from icep.platform.app import runtime_of
+from icep.platform.app import database, unit_of_work
 from icep.platform.auth import PrincipalDep
-from icep.platform.db import Database
 from icep.platform.http import etag, if_match_version, next_link
-from icep.platform.outbox import UnitOfWorkFactory
-from pydantic import BaseModel, ConfigDict, Field
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
@@ -104,7 +103,7 @@ def _answer(response: Response, plan: NationalPlan) -> PlanOut:
 @router.post("", status_code=201, operation_id="createPlan", summary="Create a draft national plan")
 async def create_plan(body: PlanCreate, request: Request, response: Response, who: ActorDep) -> PlanOut:
     plan = await service.create_plan(
-        _uow(request),
+        unit_of_work(request),
         who,
         service.DraftPlan(
             title=body.title,
@@ -126,29 +125,17 @@ async def list_plans(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> PlanPage:
-    plans, after = await service.list_plans(_db(request), who, limit=limit, after=cursor)
+    plans, after = await service.list_plans(database(request), who, limit=limit, after=cursor)
     return PlanPage(items=[PlanOut.of(p) for p in plans], next=next_link(request, after))
 
 
 @router.get("/{plan_id}", operation_id="getPlan", summary="One national plan")
 async def get_plan(plan_id: str, request: Request, response: Response, who: ActorDep) -> PlanOut:
-    return _answer(response, await service.get_plan(_db(request), who, plan_id))
+    return _answer(response, await service.get_plan(database(request), who, plan_id))
 
 
 @router.post("/{plan_id}/submit", operation_id="submitPlan", summary="Submit a draft plan for NATO review")
 async def submit_plan(
     plan_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
-    return _answer(response, await service.submit_plan(_uow(request), who, plan_id, expected))
-
-
-def _uow(request: Request) -> UnitOfWorkFactory:
-    uow = runtime_of(request).uow
-    assert uow is not None
-    return uow
-
-
-def _db(request: Request) -> Database:
-    db = runtime_of(request).db
-    assert db is not None
-    return db
+    return _answer(response, await service.submit_plan(unit_of_work(request), who, plan_id, expected))

@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+
 from icep.plans import api
 from icep.plans.handlers import HANDLERS
 from icep.plans.models import metadata, tables

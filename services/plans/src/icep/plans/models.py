@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from icep.platform.tables import platform_tables
 from sqlalchemy import JSON, Column, DateTime
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
+
+from icep.platform.tables import platform_tables
 
 
 class PlansTable(SQLModel, registry=registry()):

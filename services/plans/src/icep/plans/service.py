@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.plans import PlanCreated, PlanSubmitted
@@ -15,9 +20,8 @@ from icep.platform.errors import NotFound, PreconditionFailed
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWorkFactory
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
+
+log = logging.getLogger("icep.plans")
 
 
 @dataclass(frozen=True)
@@ -145,6 +149,13 @@ async def submit_plan(
                 releasability=submitted.event_releasability(),
             )
         )
+    log.info(
+        "plan %s of %s submitted by %s (version %d)",
+        submitted.id,
+        submitted.nation,
+        actor.id,
+        submitted.version,
+    )
     return submitted
 
 

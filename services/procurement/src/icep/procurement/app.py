@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import icep.procurement
 from fastapi import FastAPI
+
+import icep.procurement
 from icep.platform.app import ServiceSpec, service_app
 from icep.procurement import api
 from icep.procurement.handlers import HANDLERS, SUBSCRIBED_TOPICS

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from icep.platform.tables import platform_tables
 from sqlalchemy.orm import registry
 from sqlmodel import SQLModel
+
+from icep.platform.tables import platform_tables
 
 
 class ProcurementTable(SQLModel, registry=registry()):

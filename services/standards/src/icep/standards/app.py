@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import icep.standards
 from fastapi import FastAPI
+
+import icep.standards
 from icep.platform.app import ServiceSpec, service_app
 from icep.standards import api
 from icep.standards.handlers import HANDLERS, SUBSCRIBED_TOPICS

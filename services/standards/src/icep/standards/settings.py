@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from icep.platform.settings import ServiceSettings
 from pydantic_settings import SettingsConfigDict
+
+from icep.platform.settings import ServiceSettings
 
 
 class StandardsSettings(ServiceSettings):
