@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from icep.platform.kafka_local import free_port
 from icep.platform.launcher import SERVICES, Launcher, platform_env
-from icep.platform.testing import OtlpCollector, WebhookReceiver
+from icep.platform.testing import OtlpCollector, WebhookReceiver, consumer_caught_up, wait_for
 
 DEV_SECRETS = {
     "deu-planner": "deu-planner-dev-secret",
@@ -31,7 +32,12 @@ class RunningPlatform:
     bootstrap: str
     collector: OtlpCollector
     var_dir: Path
+    namespace: str
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=20))
+
+    def topic(self, logical: str) -> str:
+        """This platform's name of a topic: each platform in a test run has its own topics and groups."""
+        return f"{self.namespace}{logical}"
 
     @property
     def gateway(self) -> str:
@@ -52,6 +58,27 @@ class RunningPlatform:
             base_url=self.gateway, headers={"Authorization": f"Bearer {token}"}, timeout=20
         )
 
+    async def metric(self, service: str, name: str, **labels: str) -> float:
+        """One Prometheus sample from a service's /metrics (0 when absent)."""
+        text = (await self.http.get(f"http://127.0.0.1:{self.launcher.ports[service]}/metrics")).text
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{") and want in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    async def settled(self, timeout: float = 60) -> None:
+        """Wait until every plans event is published and consumed by notifications, so a count taken
+        afterwards would also see a late duplicate."""
+
+        async def quiet() -> bool:
+            backlog = await self.metric("plans", "icep_outbox_backlog", service="plans")
+            return backlog == 0 and await consumer_caught_up(
+                self.bootstrap, f"{self.namespace}icep-notifications", self.topic("icep.plans.events")
+            )
+
+        await wait_for(quiet, timeout=timeout, interval=0.2, what="the platform to settle")
+
     def restart(self, name: str, extra_env: dict[str, str] | None = None) -> None:
         self.launcher.stop(name)
         self.launcher.start(name, extra_env)
@@ -68,6 +95,7 @@ async def _launch(
     extra_env: dict[str, str] | None = None,
 ) -> RunningPlatform:
     var_dir = tmp_path_factory.mktemp("var")
+    namespace = f"t{uuid.uuid4().hex[:10]}."
     collector = OtlpCollector().start()
     ports = {name: free_port() for name in SERVICES}
     env = platform_env(
@@ -80,6 +108,7 @@ async def _launch(
             "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true",
             "ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": json.dumps([0.2, 0.4, 0.8]),
             "ICEP_OUTBOX_POLL_SECONDS": "0.5",
+            "ICEP_TOPIC_NAMESPACE": namespace,
             **{
                 f"ICEP_{name.upper()}_DATABASE_URL": make_database_url(name)
                 for name in SERVICES
@@ -89,7 +118,7 @@ async def _launch(
         },
     )
     launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
-    running = RunningPlatform(launcher, bootstrap, collector, var_dir)
+    running = RunningPlatform(launcher, bootstrap, collector, var_dir, namespace)
     try:
         launcher.start_all()
     except BaseException:

@@ -17,7 +17,7 @@ from icep.platform.events import ReceivedEvent, encode
 from icep.platform.ids import new_id
 from icep.platform.kafka import dlq_topic, ensure_topics
 from icep.platform.tables import PlatformTables
-from icep.platform.testing import read_records, wait_for
+from icep.platform.testing import consumer_caught_up, read_records, wait_for
 
 
 @pytest.fixture
@@ -118,7 +118,10 @@ async def test_offsets_are_committed_so_a_restart_handles_nothing_again(
         await send(producer, harness.topic, new_id(), f"v{n}")
 
     async def five() -> bool:
-        return len(await count_effects(harness.db, harness.effects)) == 5
+        # Handled and committed: cancelling before the commit would make the restart redo them.
+        return len(await count_effects(harness.db, harness.effects)) == 5 and await consumer_caught_up(
+            harness.bootstrap, harness.group, harness.topic
+        )
 
     await run_until(harness, five, "five events handled")
     # Drop the inbox: if offsets had not been committed, a restart would handle all five again.

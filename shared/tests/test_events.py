@@ -63,12 +63,20 @@ def test_naive_times_are_sent_as_utc() -> None:
 def test_record_without_cloudevent_headers_is_rejected() -> None:
     with pytest.raises(InvalidEnvelope):
         decode(b"k", b"{}", [("content-type", b"application/json")])
-    with pytest.raises(InvalidEnvelope):
-        decode(
-            b"k",
-            b"[1, 2]",
-            [("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"/s"), ("ce_specversion", b"1.0")],
-        )
+    base = [("ce_id", b"1"), ("ce_type", b"t"), ("ce_source", b"/s"), ("ce_specversion", b"1.0")]
+    marked = [*base, ("ce_nation", b"DEU"), ("ce_releasableto", b"DEU")]
+    for key, value, headers, reason in [
+        (b"k", b"[1, 2]", marked, "not a JSON object"),
+        (b"k", b"{}", base, "nation"),  # nobody could tell who may see it
+        (b"k", b"{not json", marked, "not a JSON object|not a valid CloudEvent"),
+        (b"k", b"{}", [*marked, ("ce_time", b"yesterday")], "not a valid CloudEvent"),
+        (b"k", b"{}", [*marked, ("ce_subject", None)], ""),  # a null header is dropped, not a crash
+    ]:
+        if reason:
+            with pytest.raises(InvalidEnvelope, match=reason):
+                decode(key, value, headers)
+        else:
+            assert decode(key, value, headers).subject == "k"
 
 
 def test_ids_are_uuid7_and_time_ordered() -> None:

@@ -59,6 +59,11 @@ async def test_invalid_body_names_the_fields(
     problem = assert_problem(await deu.post("/v1/plans", json=body), 422)
     locations = {e["location"] for e in problem["errors"]}
     assert {"body.period_start", "body.colour"} <= locations
+    unknown = plan_body() | {"releasability": {"scope": "nations", "nations": ["POL", "XXX"]}}
+    problem = assert_problem(await deu.post("/v1/plans", json=unknown), 422)
+    assert [e["location"] for e in problem["errors"]] == ["body.releasability.nations.1"]
+    for tag in ['"-1"', '"1e5"', "W/abc"]:
+        assert_problem(await deu.post("/v1/plans/x/submit", headers={"If-Match": tag}), 412)
     backwards = plan_body() | {"period_start": "2030-01-01"}
     assert_problem(await deu.post("/v1/plans", json=backwards), 422)
     assert_problem(

@@ -74,7 +74,11 @@ def icep_up(tmp_path: Path, repo_root: Path) -> Iterator[tuple[subprocess.Popen[
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            proc.wait(60)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 async def test_icep_up_runs_the_platform_and_stops_everything(

@@ -60,7 +60,7 @@ async def test_submitted_plan_reaches_the_subscriber_signed_and_traced(
         assert payload["data"]["submitted_by"] == "deu-planner"
         assert payload["data"]["version"] == 2
         # One id from end to end: the CloudEvent id on Kafka is the webhook-id.
-        records = await read_records(kafka_bootstrap, "icep.plans.events", expect=2)
+        records = await read_records(kafka_bootstrap, platform.topic("icep.plans.events"), expect=2)
         events = [decode(r.key, r.value, r.headers) for r in records]
         [on_kafka] = [e for e in events if e.type == SUBMITTED and e.subject == plan["id"]]
         assert hook.headers["webhook-id"] == on_kafka.id == payload["id"]
@@ -80,8 +80,8 @@ async def test_submitted_plan_reaches_the_subscriber_signed_and_traced(
 
         # Spans arrive in batches, in no particular order: wait for the ones that prove the chain.
         expected = {
-            ("icep-plans", "icep.plans.events publish"),
-            ("icep-notifications", "icep.plans.events process"),
+            ("icep-plans", f"{platform.topic('icep.plans.events')} publish"),
+            ("icep-notifications", f"{platform.topic('icep.plans.events')} process"),
             ("icep-notifications", "webhook deliver"),
         }
         found = await wait_for(

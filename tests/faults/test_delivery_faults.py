@@ -42,16 +42,6 @@ async def subscribe(client: httpx.AsyncClient, url: str, types: list[str]) -> st
     return str(r.json()["id"])
 
 
-async def metric(platform: Any, service: str, name: str, **labels: str) -> float:
-    """One Prometheus sample from a service's /metrics."""
-    text = (await platform.http.get(f"http://127.0.0.1:{platform.launcher.ports[service]}/metrics")).text
-    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{") and want in line:
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
-
 def hook_ids(receiver: WebhookReceiver) -> Counter[str]:
     return Counter(r.headers["webhook-id"] for r in receiver.received())
 
@@ -80,9 +70,12 @@ async def test_broker_down_while_plans_are_submitted(
         await wait_for(
             lambda: len(receiver.received()) >= 3, timeout=60, what="three webhooks after the broker is back"
         )
+        await platform.settled()
         subjects = sorted(r.json()["subject"] for r in receiver.received())
         assert subjects == sorted(plan_ids)
-        records = await read_records(own_broker.bootstrap_servers, "icep.plans.events", expect=6)
+        records = await read_records(
+            own_broker.bootstrap_servers, platform.topic("icep.plans.events"), expect=6
+        )
         on_kafka = Counter((e.type, e.subject) for e in (decode(r.key, r.value, r.headers) for r in records))
         assert on_kafka == Counter({(t, p): 1 for p in plan_ids for t in (CREATED, SUBMITTED)})
         assert all(n == 1 for n in hook_ids(receiver).values())
@@ -109,9 +102,11 @@ async def test_plans_killed_after_commit_before_publish(
         assert receiver.received() == []
 
         platform.restart("plans", {"ICEP_FAULTS": ""})
-        [hook] = await wait_for(receiver.received, timeout=30, what="the event after the restart")
+        await wait_for(receiver.received, timeout=30, what="the event after the restart")
+        await platform.settled()
+        [hook] = receiver.received()
         assert hook.json()["subject"] == created.json()["id"]
-        records = await read_records(kafka_bootstrap, "icep.plans.events", expect=1)
+        records = await read_records(kafka_bootstrap, platform.topic("icep.plans.events"), expect=1)
         ids = [
             e.id
             for e in (decode(r.key, r.value, r.headers) for r in records)
@@ -139,7 +134,9 @@ async def test_plans_killed_after_publish_before_marking_sent(
         platform.restart("plans", {"ICEP_FAULTS": ""})
 
         async def published_twice() -> list[str]:
-            records = await read_records(kafka_bootstrap, "icep.plans.events", expect=1, timeout=2)
+            records = await read_records(
+                kafka_bootstrap, platform.topic("icep.plans.events"), expect=1, timeout=2
+            )
             ids = [
                 e.id
                 for e in (decode(r.key, r.value, r.headers) for r in records)
@@ -150,10 +147,12 @@ async def test_plans_killed_after_publish_before_marking_sent(
         first, second = await wait_for(published_twice, timeout=30, what="the relay to publish the row again")
         assert first == second  # the same CloudEvent id both times
         await wait_for(
-            lambda: metric(platform, "notifications", "icep_consumer_handled_total", outcome="duplicate"),
+            lambda: platform.metric("notifications", "icep_consumer_handled_total", outcome="duplicate"),
             timeout=30,
             what="notifications to see the duplicate",
         )
+        await wait_for(receiver.received, timeout=30, what="the webhook")
+        await platform.settled()
         assert hook_ids(receiver) == Counter({first: 1})
     finally:
         await deu.aclose()
@@ -178,11 +177,13 @@ async def test_notifications_killed_after_handling_before_offset_commit(
         platform.restart("notifications", {"ICEP_FAULTS": ""})
 
         await wait_for(
-            lambda: metric(platform, "notifications", "icep_consumer_handled_total", outcome="duplicate"),
+            lambda: platform.metric("notifications", "icep_consumer_handled_total", outcome="duplicate"),
             timeout=30,
             what="the redelivered record to be recognised as a duplicate",
         )
-        [hook] = await wait_for(receiver.received, timeout=30, what="the webhook")
+        await wait_for(receiver.received, timeout=30, what="the webhook")
+        await platform.settled()
+        [hook] = receiver.received()
         assert hook.json()["subject"] == created["id"]
         listing = (await deu.get("/v1/subscriptions")).json()["items"]
         deliveries = (await deu.get(f"/v1/subscriptions/{listing[0]['id']}/deliveries")).json()["items"]

@@ -80,17 +80,41 @@ def test_another_nation_cannot_submit() -> None:
         draft().submit(FRA_PLANNER, NOW)
 
 
-@given(action=st.sampled_from(sorted({a for a, _ in TRANSITIONS})), state=st.sampled_from(list(PlanStatus)))
-def test_transition_table_is_the_only_way(action: str, state: PlanStatus) -> None:
-    if (action, state) in TRANSITIONS:
-        assert next_status(action, state) is TRANSITIONS[(action, state)]
-    else:
-        with pytest.raises(IllegalTransition):
+LIFE = [
+    ("submit", PlanStatus.DRAFT, PlanStatus.SUBMITTED),
+    ("start_review", PlanStatus.SUBMITTED, PlanStatus.UNDER_REVIEW),
+    ("accept", PlanStatus.UNDER_REVIEW, PlanStatus.ACCEPTED),
+    ("return", PlanStatus.SUBMITTED, PlanStatus.RETURNED),
+    ("return", PlanStatus.UNDER_REVIEW, PlanStatus.RETURNED),
+    ("redraft", PlanStatus.RETURNED, PlanStatus.DRAFT),
+    ("withdraw", PlanStatus.DRAFT, PlanStatus.WITHDRAWN),
+    ("withdraw", PlanStatus.SUBMITTED, PlanStatus.WITHDRAWN),
+    ("supersede", PlanStatus.ACCEPTED, PlanStatus.SUPERSEDED),
+]
+
+
+@pytest.mark.parametrize(("action", "before", "after"), LIFE)
+def test_the_plan_life_cycle(action: str, before: PlanStatus, after: PlanStatus) -> None:
+    assert next_status(action, before) is after
+
+
+@given(action=st.sampled_from(sorted({a for a, _, _ in LIFE})), state=st.sampled_from(list(PlanStatus)))
+def test_every_other_move_is_illegal(action: str, state: PlanStatus) -> None:
+    legal = {(a, b) for a, b, _ in LIFE}
+    if (action, state) not in legal:
+        with pytest.raises(IllegalTransition) as err:
             next_status(action, state)
+        assert err.value.extensions["current_state"] == state.value
+
+
+def test_terminal_states_have_no_way_out() -> None:
+    for state in (PlanStatus.WITHDRAWN, PlanStatus.SUPERSEDED):
+        assert not [a for (a, s) in TRANSITIONS if s is state]
 
 
 def test_visibility_before_and_after_acceptance() -> None:
     plan = draft()
+    assert not plan.event_releasability().allows("NATO")  # not even NATO learns of a draft
     assert plan.visible_to("DEU", frozenset())
     assert not plan.visible_to("FRA", frozenset({"planner"}))
     assert not plan.visible_to("NATO", frozenset({"reviewer"}))  # a draft is the nation's own business

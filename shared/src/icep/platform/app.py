@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from icep.platform import faults, migrations, telemetry
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
-from icep.platform.kafka import dlq_topic, ensure_topics, kafka_reachable
+from icep.platform.kafka import ensure_topics, kafka_reachable
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.problems import install_problem_handlers
 from icep.platform.settings import ServiceSettings
@@ -90,7 +90,7 @@ class Runtime:
 
     @property
     def group(self) -> str:
-        return f"icep-{self.settings.service_name}"
+        return self.settings.consumer_group
 
     def start(self, name: str, body: Background) -> None:
         self.tasks[name] = asyncio.create_task(supervise(name, body, self), name=name)
@@ -116,7 +116,7 @@ async def _kafka_setup(runtime: Runtime) -> None:
     spec = runtime.spec
     topics = [s.topic] if spec.tables is not None else []
     if spec.subscribe_topics:
-        topics += [*spec.subscribe_topics, dlq_topic(runtime.group)]
+        topics += [*(s.topic_name(t) for t in spec.subscribe_topics), s.dead_letter_topic]
     await ensure_topics(s.kafka_bootstrap_servers, topics, s.topic_partitions, s.topic_replication_factor)
     runtime.topics_ready = True
     if runtime.relay is not None:
@@ -201,7 +201,8 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                         db=db,
                         inbox=spec.tables.inbox,
                         group=runtime.group,
-                        topics=list(spec.subscribe_topics),
+                        topics=[settings.topic_name(t) for t in spec.subscribe_topics],
+                        dead_letter_topic=settings.dead_letter_topic,
                         handlers=spec.handlers,
                         bootstrap=settings.kafka_bootstrap_servers,
                         retry=RetryPolicy(

@@ -16,9 +16,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.platform import faults
@@ -34,6 +36,15 @@ Handler = Callable[[AsyncSession, ReceivedEvent], Awaitable[None]]
 HANDLED = Counter("icep_consumer_handled_total", "Events handled", ["group", "outcome"])
 HANDLER_FAILURES = Counter("icep_consumer_handler_failures_total", "Failed handler attempts", ["group"])
 DEAD_LETTERS = Counter("icep_consumer_dead_letters_total", "Records sent to the dead-letter topic", ["group"])
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Errors of the infrastructure (database connection lost, timeouts), not of the event."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc, OperationalError | InterfaceError | DisconnectionError | ConnectionError | TimeoutError
+    )
 
 
 class _BatchFailed(Exception):
@@ -64,6 +75,7 @@ class ConsumerRunner:
         bootstrap: str,
         retry: RetryPolicy | None = None,
         after_commit: Callable[[], None] | None = None,
+        dead_letter_topic: str | None = None,
     ) -> None:
         self.db = db
         self.inbox = inbox
@@ -73,6 +85,7 @@ class ConsumerRunner:
         self.bootstrap = bootstrap
         self.retry = retry or RetryPolicy()
         self.after_commit = after_commit
+        self.dead_letter_topic = dead_letter_topic or dlq_topic(group)
         self.consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
 
@@ -95,12 +108,19 @@ class ConsumerRunner:
                 for tp, records in batches.items():
                     await self.process_batch(records)
                     faults.point("consumer.before_commit")
-                    await consumer.commit({tp: records[-1].offset + 1})
+                    try:
+                        await consumer.commit({tp: records[-1].offset + 1})
+                    except KafkaError as exc:
+                        # A rebalance took the partition away: its new owner gets these records again,
+                        # and the inbox makes that harmless.
+                        log.warning("committing %s failed (%s); the records will come again", tp, exc)
         finally:
             self.consumer = None
             await consumer.stop()
-            if self._dlq is not None:
-                await self._dlq.stop()
+            # A supervised restart of run() must not reuse a stopped producer.
+            dlq, self._dlq = self._dlq, None
+            if dlq is not None:
+                await dlq.stop()
 
     async def process_batch(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
         """Handle a partition's batch in one transaction when all of it goes well (one commit instead of
@@ -212,6 +232,7 @@ class ConsumerRunner:
             HANDLED.labels(self.group, "ignored").inc()
             return "ignored"
         attempt = tries_made
+        outage = 0
         while True:
             attempt += 1
             with self._span(record, event, attempt) as span:
@@ -221,6 +242,14 @@ class ConsumerRunner:
                     span.record_exception(exc)
                     span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                     HANDLER_FAILURES.labels(self.group).inc()
+                    if is_transient(exc):
+                        # The database is unreachable: no fault of this event, so it is not counted
+                        # against it and never dead-lettered; the partition waits (order is kept).
+                        attempt -= 1
+                        outage += 1
+                        log.warning("database unavailable while handling %s (%s); waiting", event.id, exc)
+                        await asyncio.sleep(self.retry.delay(min(outage, 8)))
+                        continue
                     if attempt >= self.retry.max_attempts:
                         log.error("handler for %s failed %d times; dead-lettering", event.id, attempt)
                         await self._dead_letter(record, exc, attempts=attempt)
@@ -261,6 +290,6 @@ class ConsumerRunner:
         ]
         # Until the dead letter is safely stored the offset must not move on, so this waits for the ack.
         await self._dlq.send_and_wait(
-            dlq_topic(self.group), value=record.value, key=record.key, headers=headers
+            self.dead_letter_topic, value=record.value, key=record.key, headers=headers
         )
         DEAD_LETTERS.labels(self.group).inc()

@@ -7,6 +7,7 @@ own SQLModel base so no table of one service ends up in another's metadata.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,6 +18,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+
+log = logging.getLogger("icep.db")
 
 
 def normalize_url(url: str) -> str:
@@ -132,3 +135,58 @@ def advisory_key(name: str) -> int:
     """A stable signed 64-bit key for pg advisory locks, derived from a name."""
     digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+class LeaderLock:
+    """One active holder per database of a named role (the outbox relay, the webhook dispatcher).
+
+    On PostgreSQL a session advisory lock held on a dedicated AUTOCOMMIT connection (so it never sits
+    idle in a transaction); other replicas stand by and take over when the holder's session ends. SQLite
+    is one process's file, whose holder is always the leader.
+    """
+
+    def __init__(self, db: Database, name: str) -> None:
+        self.db = db
+        self.name = name
+        self.key = advisory_key(name)
+        self._conn: AsyncConnection | None = None
+
+    async def hold(self) -> bool:
+        """Keep or take the lock; True while this process is the leader."""
+        if not self.db.is_postgres:
+            return True
+        if self._conn is not None:
+            try:
+                await self._conn.execute(text("SELECT 1"))
+                return True
+            except Exception:
+                log.warning("lost the %s lock connection; trying to take the lock again", self.name)
+                await self.release()
+        conn = await self.db.engine.connect()
+        try:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await conn.execute(text("SET statement_timeout = '10s'"))
+            got = (await conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key})).scalar()
+        except Exception:
+            await conn.invalidate()
+            await conn.close()
+            raise
+        if got:
+            self._conn = conn
+            log.info("this process is now the active %s", self.name)
+            return True
+        await conn.close()
+        return False
+
+    async def release(self) -> None:
+        """Unlock and end the lock's database session (a pooled connection would keep the lock)."""
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+        except Exception:
+            log.debug("unlocking %s failed; dropping its connection", self.name, exc_info=True)
+        finally:
+            await conn.invalidate()
+            await conn.close()

@@ -140,20 +140,26 @@ def decode(
     partition: int = -1,
     offset: int = -1,
 ) -> ReceivedEvent:
-    header_tuple = tuple((str(k), bytes(v)) for k, v in (headers or ()))
-    header_map = dict(header_tuple)
-    if "ce_id" not in header_map or "ce_type" not in header_map:
-        raise InvalidEnvelope("record carries no ce_id/ce_type headers")
     try:
+        header_tuple = tuple((str(k), bytes(v)) for k, v in (headers or ()) if v is not None)
+        header_map = dict(header_tuple)
+        if "ce_id" not in header_map or "ce_type" not in header_map:
+            raise InvalidEnvelope("record carries no ce_id/ce_type headers")
+        if "ce_nation" not in header_map or "ce_releasableto" not in header_map:
+            raise InvalidEnvelope(
+                "record carries no nation/releasableto: nobody could be told who may see it"
+            )
         event = ce_kafka.from_binary_event(
             ce_kafka.KafkaMessage(headers=header_map, key=key, value=value or b"null")
         )
-    except Exception as exc:  # the SDK raises several types for malformed input
-        raise InvalidEnvelope(f"not a valid CloudEvent: {exc}") from exc
-    data = event.get_data()
-    if not isinstance(data, dict):
-        raise InvalidEnvelope("event data is not a JSON object")
-    time = event.get_time() or utcnow()
+        data = event.get_data()
+        if not isinstance(data, dict):
+            raise InvalidEnvelope("event data is not a JSON object")
+        time = event.get_time() or utcnow()
+    except InvalidEnvelope:
+        raise
+    except Exception as exc:  # whatever a malformed record makes the SDK raise, it is not an event of ours
+        raise InvalidEnvelope(f"not a valid CloudEvent: {type(exc).__name__}: {exc}") from exc
     return ReceivedEvent(
         id=event.get_id(),
         type=event.get_type(),

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import Header, Request
 
 from icep.platform.errors import PreconditionFailed
+
+_ETAG = re.compile(r'(?:W/)?"?([0-9]{1,18})"?', re.ASCII)
 
 
 def etag(version: int) -> str:
@@ -17,13 +20,10 @@ def if_match_version(if_match: Annotated[str | None, Header(alias="If-Match")] =
     """The version an `If-Match` header names, or None when absent (`*` also means no check)."""
     if if_match is None or if_match.strip() == "*":
         return None
-    value = if_match.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    value = value.strip('"')
-    if not value.isdigit():
+    match = _ETAG.fullmatch(if_match.strip())
+    if match is None:
         raise PreconditionFailed(f"If-Match {if_match!r} is not an ETag this API issued")
-    return int(value)
+    return int(match.group(1))
 
 
 def next_link(request: Request, cursor: str | None) -> str | None:

@@ -34,6 +34,8 @@ from string import Template
 from types import TracebackType
 from typing import IO
 
+from icep.platform.processes import die_with_parent
+
 __all__ = [
     "KAFKA_DIR",
     "KafkaLocalError",
@@ -564,6 +566,7 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 cwd=self.data_dir,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         except BaseException:
             handle.close()

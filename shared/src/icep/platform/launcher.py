@@ -7,7 +7,6 @@ environment variables.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -18,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from icep.platform.processes import die_with_parent
 
 #: name -> (app factory, default port). Import strings: the platform imports no service.
 SERVICES: dict[str, tuple[str, int]] = {
@@ -33,15 +34,6 @@ START_ORDER = ["plans", "procurement", "standards", "notifications", "gateway"]
 
 class LaunchError(RuntimeError):
     pass
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM when the launcher dies, even by SIGKILL, so nothing is orphaned."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 def platform_env(
@@ -104,7 +96,7 @@ class Launcher:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=die_with_parent(),
             )
         sp = ServiceProcess(name, self.ports[name], proc, log_path)
         self.processes[name] = sp

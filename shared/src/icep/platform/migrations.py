@@ -11,11 +11,11 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, pool
+from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from icep.platform.db import ensure_sqlite_dir, normalize_url
+from icep.platform.db import advisory_key, ensure_sqlite_dir, normalize_url
 
 
 def alembic_config(migrations_dir: Path, url: str) -> Config:
@@ -65,6 +65,11 @@ def run_env(target_metadata: MetaData) -> None:
     def do_run(connection: Connection) -> None:
         configure(connection)
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together migrate one after another, not over each other.
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key("icep-migrations")}
+                )
             context.run_migrations()
 
     async def run_async() -> None:

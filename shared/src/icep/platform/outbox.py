@@ -24,10 +24,10 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.platform import events, faults
-from icep.platform.db import Database, advisory_key
+from icep.platform.db import Database, LeaderLock
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.kafka import new_producer, start_with_retry
 from icep.platform.telemetry import context_from, current_trace_headers, tracer
@@ -126,8 +126,7 @@ class OutboxRelay:
         self.retention = retention
         self._producer = producer
         self._wake = asyncio.Event()
-        self._lock_conn: AsyncConnection | None = None
-        self._lock_key = advisory_key(f"icep-outbox-{service}")
+        self.leadership = LeaderLock(db, f"icep-outbox-{service}")
         self.active = False
         self._last_purge = 0.0
 
@@ -141,63 +140,32 @@ class OutboxRelay:
             self._producer = producer
         return self._producer
 
-    async def _hold_leadership(self) -> bool:
-        """On PostgreSQL, hold a session advisory lock so only one relay per database publishes."""
-        if not self.db.is_postgres:
-            return True
-        if self._lock_conn is not None:
-            try:
-                await self._lock_conn.execute(sa.text("SELECT 1"))
-                return True
-            except Exception:
-                log.warning("lost the relay lock connection; trying to take the lock again")
-                await self._release_lock()
-        conn = await self.db.engine.connect()
-        got = (await conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": self._lock_key})).scalar()
-        await conn.commit()
-        if got:
-            self._lock_conn = conn
-            log.info("this relay is now the active one")
-            return True
-        await conn.close()
-        return False
-
-    async def _release_lock(self) -> None:
-        """Unlock and end the lock's database session (a pooled connection would keep the lock)."""
-        conn, self._lock_conn = self._lock_conn, None
-        if conn is None:
-            return
-        try:
-            await conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": self._lock_key})
-            await conn.commit()
-        except Exception:
-            log.debug("unlocking the relay lock failed; dropping its connection", exc_info=True)
-        finally:
-            await conn.invalidate()
-            await conn.close()
-
     async def run(self) -> None:
+        """Publish until cancelled. Any failure (broker, database, lock) is logged and retried; the
+        producer is made anew after a failure of the loop itself so a restart never reuses a stopped one."""
         try:
             while True:
-                self.active = await self._hold_leadership()
                 more = False
-                if self.active:
-                    try:
+                try:
+                    self.active = await self.leadership.hold()
+                    if self.active:
                         more = await self.publish_once()
                         await self._purge_if_due()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        log.exception("outbox relay round failed; retrying")
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("outbox relay round failed; retrying")
+                    self.active = False
                 if more:
                     continue
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
                 self._wake.clear()
         finally:
-            await self._release_lock()
-            if self._producer is not None:
-                await self._producer.stop()
+            await self.leadership.release()
+            producer, self._producer = self._producer, None
+            if producer is not None:
+                await producer.stop()
 
     async def publish_once(self) -> bool:
         """Publish one batch of unsent rows. True when a full batch was read (there may be more)."""

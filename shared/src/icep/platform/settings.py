@@ -30,6 +30,11 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
     )
+    #: Prefix of every topic and consumer group (e.g. `staging.`), so several deployments (or test
+    #: runs) can share one Kafka cluster without seeing each other's events.
+    topic_namespace: str = Field(
+        default="", validation_alias=_env("ICEP_TOPIC_NAMESPACE"), pattern=r"^([a-z0-9_-]+\.)?$"
+    )
     topic_partitions: int = Field(default=6, validation_alias=_env("ICEP_TOPIC_PARTITIONS"))
     topic_replication_factor: int = Field(default=1, validation_alias=_env("ICEP_TOPIC_REPLICATION_FACTOR"))
 
@@ -60,7 +65,19 @@ class ServiceSettings(BaseSettings):
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir}/{self.service_name}.db"
         return self
 
+    def topic_name(self, logical: str) -> str:
+        """The topic a logical name such as `icep.plans.events` has in this deployment."""
+        return f"{self.topic_namespace}{logical}"
+
     @property
     def topic(self) -> str:
         """The one topic this service publishes to."""
-        return f"icep.{self.service_name}.events"
+        return self.topic_name(f"icep.{self.service_name}.events")
+
+    @property
+    def consumer_group(self) -> str:
+        return f"{self.topic_namespace}icep-{self.service_name}"
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.topic_name(f"icep.dlq.icep-{self.service_name}")

@@ -241,3 +241,30 @@ async def read_records(bootstrap: str, topic: str, *, expect: int = 0, timeout: 
             await asyncio.sleep(0.1)
     finally:
         await consumer.stop()
+
+
+async def consumer_caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    """True when the group has committed offsets up to the end of every partition of the topic."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([topic])
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    tps = [TopicPartition(topic, p["partition"]) for p in described.get("partitions", [])]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets(tps)
+    finally:
+        await consumer.stop()
+    for tp in tps:
+        meta = committed.get(tp)
+        position = meta.offset if meta is not None else 0
+        if position < ends[tp]:
+            return False
+    return True

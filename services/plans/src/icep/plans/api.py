@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from icep.contracts import ReleasabilityScope
+from icep.contracts import NationCode, ReleasabilityScope
 from icep.plans import service
 from icep.plans.domain import Actor, NationalPlan
 from icep.platform.app import database, unit_of_work
@@ -22,7 +22,9 @@ class ReleasabilityIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scope: ReleasabilityScope = ReleasabilityScope.NATIONAL
-    nations: list[str] = Field(default_factory=list, description="Selected nations, or the named partners")
+    nations: list[NationCode] = Field(
+        default_factory=list, max_length=40, description="Selected nations, or the named partners"
+    )
 
 
 class PlanCreate(BaseModel):

@@ -133,7 +133,13 @@ class NationalPlan:
         return self.status is PlanStatus.ACCEPTED and self.releasability.allows(nation)
 
     def event_releasability(self) -> Releasability:
-        """Before acceptance only the owner and NATO reviewers may learn of the plan."""
+        """Who may learn of the plan now: the same rule as `visible_to`, for events.
+
+        A draft is the owner's alone; once submitted NATO (its reviewers) may know of it too; once
+        accepted, whoever the owner released it to.
+        """
         if self.status in (PlanStatus.ACCEPTED, PlanStatus.SUPERSEDED):
             return self.releasability
+        if self.status is PlanStatus.DRAFT:
+            return Releasability(owner=self.nation)
         return Releasability(owner=self.nation, scope=ReleasabilityScope.NATIONS, nations=(NATO,))
