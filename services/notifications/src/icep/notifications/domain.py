@@ -102,6 +102,9 @@ _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
 
 def validate_endpoint(url: str, *, allow_loopback: bool) -> str:
     """Syntax rules for an endpoint; the addresses are checked again when connecting."""
+    if not url.isprintable() or any(c.isspace() for c in url):
+        # urlsplit drops tabs and newlines silently; what is stored must be what is called.
+        raise Unprocessable("the endpoint must not contain spaces or control characters", field="url")
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port that is not a number or out of range
@@ -114,15 +117,17 @@ def validate_endpoint(url: str, *, allow_loopback: bool) -> str:
     if parts.username or parts.password:
         raise Unprocessable("the endpoint must not carry credentials", field="url")
     host = parts.hostname
-    if not host.isprintable() or any(c.isspace() or c in "%\\" for c in host):
+    if any(c in "%\\" for c in host):
         raise Unprocessable("the endpoint's host name is not valid", field="url")
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         ip = None
-        if _NUMERIC_LABEL.fullmatch(host.rstrip(".").rsplit(".", 1)[-1]):
-            raise Unprocessable("the endpoint's host is neither a host name nor an IP address", field="url")
+    if ip is None and _NUMERIC_LABEL.fullmatch(host.rstrip(".").rsplit(".", 1)[-1]):
+        raise Unprocessable("the endpoint's host is neither a host name nor an IP address", field="url")
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # `::ffff:127.0.0.1` is 127.0.0.1 to a dual-stack socket
     is_loopback_name = host.rstrip(".") == "localhost" or (ip is not None and ip.is_loopback)
     if parts.scheme == "http" and not (allow_loopback and is_loopback_name):
         raise Unprocessable("the endpoint must use https", field="url")

@@ -41,6 +41,8 @@ class DeliveryRow(NotificationsTable, table=True):
     __table_args__ = (
         UniqueConstraint("subscription_id", "event_id", name="uq_delivery_event"),
         Index("ix_deliveries_due", "status", "next_attempt_at"),
+        # The dispatcher's "is an older delivery of this subscription and aggregate still pending?"
+        Index("ix_deliveries_head", "subscription_id", "subject", "status", "id"),
     )
 
     id: str = Field(primary_key=True, max_length=36)

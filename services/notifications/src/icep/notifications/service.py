@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -14,12 +16,13 @@ from urllib.parse import urlsplit
 import httpx
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 from standardwebhooks import Webhook
 
 from icep.contracts import Releasability
+from icep.contracts.nations import NATO
 from icep.contracts.notifications import DeliveryFailed, SubscriptionCreated
 from icep.notifications.domain import (
     DeliveryStatus,
@@ -34,11 +37,11 @@ from icep.notifications.domain import (
 )
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
-from icep.platform.db import Database
-from icep.platform.errors import Forbidden, NotFound
+from icep.platform.db import Database, LeaderLock
+from icep.platform.errors import Forbidden, NotFound, Unprocessable
 from icep.platform.events import OutgoingEvent, ReceivedEvent, utcnow
 from icep.platform.ids import new_id
-from icep.platform.outbox import UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
 from icep.platform.telemetry import context_from, tracer
 
 log = logging.getLogger("icep.notifications")
@@ -59,13 +62,6 @@ class NewSubscription:
     url: str
     description: str
     event_types: list[str]
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite returns naive datetimes; everything here is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=utcnow().tzinfo)
-    return value
 
 
 async def create_subscription(
@@ -221,78 +217,207 @@ class AttemptResult:
 
 
 class WebhookDispatcher:
-    """Sends due deliveries, oldest first, keeping one aggregate's events in order per subscription."""
+    """Sends due deliveries as a continuous worker, one aggregate's events in order per subscription.
+
+    The loop picks the deliveries that may go now (pending, due, of an active subscription, and the
+    oldest pending one of their subscription and aggregate) and starts one task per delivery, up to
+    `dispatch_concurrency` at a time. It never waits for an endpoint itself: a finished task wakes it, so
+    a slow receiver holds up only its own aggregate. Only one dispatcher per database sends (a leader
+    lock); a standby replica takes over when the leader's database session ends. Deliveries are rows,
+    so what was in flight when a process stopped is simply sent again after a restart (receivers dedupe
+    by `webhook-id`).
+    """
+
+    LOCK_NAME = "icep-webhook-dispatcher"
+    #: Recording an attempt is retried this often before the delivery is left for a later round.
+    RECORD_TRIES = 5
 
     def __init__(self, db: Database, uow: UnitOfWorkFactory, settings: NotificationsSettings) -> None:
         self.db = db
         self.uow = uow
         self.settings = settings
         self.schedule = RetrySchedule(tuple(settings.retry_schedule_seconds))
+        self.leadership = LeaderLock(db, self.LOCK_NAME)
+        self.active = False
         self._wake = asyncio.Event()
         self._client = httpx.AsyncClient(
             timeout=settings.request_timeout_seconds,
             follow_redirects=False,
             limits=httpx.Limits(max_connections=settings.dispatch_concurrency * 2),
         )
-        self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
+        #: Delivery id -> the task attempting it; and the (subscription, subject) heads those serve.
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._in_flight_heads: set[tuple[str, str]] = set()
+        #: Deliveries whose attempt could not be recorded: left alone until the loop time given.
+        self._cooling: dict[str, float] = {}
 
     def wake(self) -> None:
         self._wake.set()
 
+    @property
+    def in_flight(self) -> frozenset[str]:
+        return frozenset(self._in_flight)
+
     async def aclose(self) -> None:
+        await self._cancel_in_flight()
+        await self.leadership.release()
+        self.active = False
         await self._client.aclose()
 
     async def run(self) -> None:
-        while True:
-            sent = await self.dispatch_once()
-            if sent:
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatch_poll_seconds)
-            self._wake.clear()
+        """Dispatch until cancelled. A failed round (database, lock) is logged and retried; in-flight
+        attempts are cancelled on the way out and stay pending."""
+        try:
+            while True:
+                # Cleared before the round, so a wake-up during it (a finished task) starts the next one.
+                self._wake.clear()
+                try:
+                    self.active = await self.leadership.hold()
+                    if self.active:
+                        await self._start_due()
+                    else:
+                        # Another replica leads: whatever this one still sends would be sent twice.
+                        await self._cancel_in_flight()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("webhook dispatch round failed; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatch_poll_seconds)
+        finally:
+            await self._cancel_in_flight()
+            await self.leadership.release()
+            self.active = False
 
     async def dispatch_once(self) -> int:
+        """One round, for tools and tests: start every delivery that may go now (when this process
+        leads) and wait for those attempts. Returns how many were attempted."""
+        self.active = await self.leadership.hold()
+        if not self.active:
+            return 0
+        started = await self._start_due()
+        await asyncio.gather(*started, return_exceptions=True)
+        return len(started)
+
+    async def due_heads(self, limit: int) -> list[tuple[DeliveryRow, SubscriptionRow]]:
+        """Deliveries that may be attempted now, longest due first, leaving out those in flight here.
+
+        Chosen in SQL, so deliveries that are not due, blocked behind an older one of their aggregate,
+        or of a paused or disabled subscription never crowd out those that may go.
+        """
         now = utcnow()
-        async with self.db.sessions() as session:
-            pending = (
-                (
-                    await session.execute(
-                        select(DeliveryRow, SubscriptionRow)
-                        .join(SubscriptionRow, col(SubscriptionRow.id) == col(DeliveryRow.subscription_id))
-                        .where(col(DeliveryRow.status) == DeliveryStatus.PENDING.value)
-                        .order_by(col(DeliveryRow.id))
-                        .limit(500)
-                    )
-                )
-                .tuples()
-                .all()
+        loop_now = asyncio.get_running_loop().time()
+        self._cooling = {k: until for k, until in self._cooling.items() if until > loop_now}
+        excluded = [*self._in_flight, *self._cooling]
+        delivery = DeliveryRow.__table__.c  # type: ignore[attr-defined]
+        older = DeliveryRow.__table__.alias("older")  # type: ignore[attr-defined]
+        subscription = SubscriptionRow.__table__.c  # type: ignore[attr-defined]
+        blocked = (
+            select(older.c.id)
+            .where(
+                older.c.subscription_id == delivery.subscription_id,
+                older.c.subject == delivery.subject,
+                older.c.status == DeliveryStatus.PENDING.value,
+                older.c.id < delivery.id,  # ids are UUIDv7: a smaller id is an older delivery
             )
-        # Only the oldest pending delivery of each (subscription, aggregate) may go: the others wait for it.
-        heads: dict[tuple[str, str], tuple[DeliveryRow, SubscriptionRow]] = {}
-        for delivery, sub in pending:
-            heads.setdefault((delivery.subscription_id, delivery.subject), (delivery, sub))
-        due = [
-            (d, s)
-            for d, s in heads.values()
-            if s.status == SubscriptionStatus.ACTIVE.value and (_aware(d.next_attempt_at) or now) <= now
-        ]
-        await asyncio.gather(*(self._deliver(d, s) for d, s in due))
-        return len(due)
+            .exists()
+        )
+        query = (
+            select(DeliveryRow, SubscriptionRow)
+            .join(SubscriptionRow, subscription.id == delivery.subscription_id)
+            .where(
+                delivery.status == DeliveryStatus.PENDING.value,
+                or_(delivery.next_attempt_at.is_(None), delivery.next_attempt_at <= now),
+                subscription.status == SubscriptionStatus.ACTIVE.value,
+                ~blocked,
+            )
+            .order_by(delivery.next_attempt_at, delivery.id)
+            .limit(limit)
+        )
+        if excluded:
+            query = query.where(delivery.id.not_in(excluded))
+        async with self.db.sessions() as session:
+            return [(d, s) for d, s in (await session.execute(query)).tuples().all()]
+
+    async def _start_due(self) -> list[asyncio.Task[None]]:
+        free = self.settings.dispatch_concurrency - len(self._in_flight)
+        if free <= 0:
+            return []
+        started: list[asyncio.Task[None]] = []
+        for delivery, sub in await self.due_heads(free + len(self._in_flight_heads)):
+            head = (delivery.subscription_id, delivery.subject)
+            # A head already in flight keeps its aggregate: a newer row with a smaller id (clock skew
+            # between consumer replicas) must not overtake the one being sent.
+            if delivery.id in self._in_flight or head in self._in_flight_heads:
+                continue
+            task = asyncio.create_task(self._deliver(delivery, sub), name=f"webhook-{delivery.id}")
+            self._in_flight[delivery.id] = task
+            self._in_flight_heads.add(head)
+            task.add_done_callback(functools.partial(self._finished, delivery.id, head))
+            started.append(task)
+            if len(started) >= free:
+                break
+        return started
+
+    def _finished(self, delivery_id: str, head: tuple[str, str], task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(delivery_id, None)
+        self._in_flight_heads.discard(head)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivering %s failed", delivery_id, exc_info=task.exception())
+        self._wake.set()  # a slot is free, and the next delivery of the aggregate may be due
+
+    async def _cancel_in_flight(self) -> None:
+        """Stop every attempt in flight; their deliveries stay pending and go again later."""
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _deliver(self, delivery: DeliveryRow, sub: SubscriptionRow) -> None:
-        async with self._slots:
-            parent = context_from({"traceparent": delivery.traceparent})
-            with tracer("icep.webhooks").start_as_current_span(
-                "webhook deliver",
-                context=parent,
-                attributes={
-                    "icep.subscription_id": sub.id,
-                    "icep.event_id": delivery.event_id,
-                    "icep.attempt": delivery.attempts + 1,
-                },
-            ):
+        """Attempt one delivery and record the outcome. Whatever goes wrong in the attempt is that
+        delivery's failed attempt, never the dispatcher's."""
+        parent = context_from({"traceparent": delivery.traceparent})
+        started = time.perf_counter()
+        with tracer("icep.webhooks").start_as_current_span(
+            "webhook deliver",
+            context=parent,
+            attributes={
+                "icep.subscription_id": sub.id,
+                "icep.event_id": delivery.event_id,
+                "icep.attempt": delivery.attempts + 1,
+            },
+        ) as span:
+            try:
                 result = await self.attempt(sub, delivery)
-            await self._record(delivery.id, result)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("attempting delivery %s failed unexpectedly", delivery.id, exc_info=True)
+                span.record_exception(exc)
+                result = AttemptResult(
+                    None, f"{type(exc).__name__}: {exc}", None, (time.perf_counter() - started) * 1000
+                )
+            if result.status_code is not None:
+                span.set_attribute("http.response.status_code", result.status_code)
+            if not result.ok:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, result.error or str(result.status_code)))
+        await self._record_with_retries(delivery.id, result)
+
+    async def _record_with_retries(self, delivery_id: str, result: AttemptResult) -> None:
+        for tried in range(1, self.RECORD_TRIES + 1):
+            try:
+                await self._record(delivery_id, result)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("recording the attempt of delivery %s failed (try %d)", delivery_id, tried)
+                if tried < self.RECORD_TRIES:
+                    await asyncio.sleep(min(0.2 * 2**tried, 10.0))
+        # Left pending: it goes again once the database takes the record (receivers dedupe by id), but
+        # not at once, so a row that cannot be written does not spin.
+        self._cooling[delivery_id] = asyncio.get_running_loop().time() + 60.0
 
     async def attempt(self, sub: SubscriptionRow, delivery: DeliveryRow) -> AttemptResult:
         started = time.perf_counter()
@@ -307,10 +432,14 @@ class WebhookDispatcher:
             "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": Webhook(sub.secret).sign(delivery.event_id, sent_at, delivery.body),
         }
+        limit = self.settings.request_timeout_seconds
         try:
-            async with self._client.stream(
-                "POST", sub.url, content=delivery.body.encode(), headers=headers
-            ) as resp:
+            # One deadline for the whole exchange: httpx's timeouts are per read, and a receiver that
+            # trickles its answer would otherwise hold a slot for as long as it likes.
+            async with (
+                asyncio.timeout(limit),
+                self._client.stream("POST", sub.url, content=delivery.body.encode(), headers=headers) as resp,
+            ):
                 body = b""
                 async for chunk in resp.aiter_bytes():
                     body += chunk
@@ -325,86 +454,135 @@ class WebhookDispatcher:
                     latency,
                     resp.headers.get("retry-after"),
                 )
+        except TimeoutError:
+            return AttemptResult(
+                None, f"no answer within {limit:g}s", None, (time.perf_counter() - started) * 1000
+            )
         except httpx.HTTPError as exc:
             return AttemptResult(
                 None, f"{type(exc).__name__}: {exc}", None, (time.perf_counter() - started) * 1000
             )
 
     async def _blocked_address(self, url: str) -> str | None:
+        """Why the endpoint may not be called now, or None. The stored URL is checked again (rules
+        tighten; rows may come from elsewhere), then every address its host resolves to."""
+        try:
+            validate_endpoint(url, allow_loopback=self.settings.allow_loopback_endpoints)
+        except Unprocessable as exc:
+            return f"the endpoint is not acceptable: {exc.detail}"
         parts = urlsplit(url)
         host = parts.hostname or ""
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port)
-        except OSError as exc:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError) as exc:
             return f"cannot resolve {host}: {exc}"
         for info in infos:
             address = str(info[4][0])
             if not address_allowed(address, allow_loopback=self.settings.allow_loopback_endpoints):
                 return f"{host} resolves to a non-public address"
+        # TODO(dns-rebinding): httpx resolves the host again when it connects, so a name whose answer
+        # changes between the two look-ups can still reach a private address. The fix is to connect to
+        # the addresses checked here (a transport that dials them, keeping the host name for TLS SNI and
+        # the Host header); it belongs right here, handing `infos` on to the request.
         return None
 
     async def _record(self, delivery_id: str, result: AttemptResult) -> None:
         outcome = "delivered" if result.ok else "failed"
+        error = _storable(result.error, 2000)
         async with self.uow() as tx:
             delivery = await tx.session.get(DeliveryRow, delivery_id)
-            sub = await tx.session.get(SubscriptionRow, delivery.subscription_id) if delivery else None
-            if delivery is None or sub is None:
+            if delivery is None:
                 return
             now = utcnow()
-            delivery.attempts += 1
-            delivery.last_status_code = result.status_code
-            delivery.last_error = result.error
             tx.session.add(
                 AttemptRow(
                     id=new_id(),
                     delivery_id=delivery.id,
                     attempted_at=now,
                     status_code=result.status_code,
-                    error=result.error,
-                    response_body=result.response_body,
+                    error=error,
+                    response_body=_storable(result.response_body, self.settings.max_response_bytes),
                     latency_ms=result.latency_ms,
                 )
             )
-            if result.ok:
-                delivery.status = DeliveryStatus.DELIVERED.value
-                delivery.delivered_at = now
-                delivery.next_attempt_at = None
-            elif result.status_code == 410:
-                # The receiver says it is gone for good: stop sending to it.
+            if delivery.status != DeliveryStatus.PENDING.value:
+                # Settled meanwhile (its subscription was disabled): keep the attempt, not the verdict.
+                outcome = "late"
+            else:
+                outcome = await self._settle(tx, delivery, result, error, now)
+        ATTEMPTS.labels(outcome).inc()
+
+    async def _settle(
+        self, tx: UnitOfWork, delivery: DeliveryRow, result: AttemptResult, error: str | None, now: datetime
+    ) -> str:
+        """Apply one attempt's outcome to its pending delivery; returns the outcome for the metrics."""
+        delivery.attempts += 1
+        delivery.last_status_code = result.status_code
+        delivery.last_error = error
+        if result.ok:
+            delivery.status = DeliveryStatus.DELIVERED.value
+            delivery.delivered_at = now
+            delivery.next_attempt_at = None
+            return "delivered"
+        if result.status_code == 410:
+            # The receiver says it is gone for good: stop sending to it, and settle what still waits
+            # for it, so nothing lingers as pending for a subscription that will never send again.
+            reason = "the endpoint answered 410 Gone"
+            sub = await tx.session.get(SubscriptionRow, delivery.subscription_id, with_for_update=True)
+            if sub is not None and sub.status != SubscriptionStatus.DISABLED.value:
                 sub.status = SubscriptionStatus.DISABLED.value
-                sub.disabled_reason = "the endpoint answered 410 Gone"
+                sub.disabled_reason = reason
                 sub.version += 1
                 sub.updated_at = now
-                delivery.status = DeliveryStatus.FAILED.value
-                delivery.next_attempt_at = None
-                outcome = "gone"
-            else:
-                delay = self.schedule.next_delay(delivery.attempts)
-                if delay is None:
-                    delivery.status = DeliveryStatus.FAILED.value
-                    delivery.next_attempt_at = None
-                    outcome = "exhausted"
-                    tx.publish(
-                        OutgoingEvent(
-                            payload=DeliveryFailed(
-                                subscription_id=sub.id,
-                                delivery_id=delivery.id,
-                                event_id=delivery.event_id,
-                                event_type_delivered=delivery.event_type,
-                                attempts=delivery.attempts,
-                                last_status_code=result.status_code,
-                                last_error=result.error,
-                                failed_at=now,
-                            ),
-                            subject=sub.id,
-                            releasability=Releasability(owner=sub.nation),
-                        )
-                    )
-                else:
-                    if result.status_code in (429, 503):
-                        delay = RetrySchedule.honour_retry_after(delay, result.retry_after)
-                    delivery.next_attempt_at = now + timedelta(seconds=delay)
-        ATTEMPTS.labels(outcome).inc()
-        if outcome in ("delivered", "gone", "exhausted"):
-            self.wake()  # the next delivery of the same aggregate may go now
+            delivery.status = DeliveryStatus.FAILED.value
+            delivery.next_attempt_at = None
+            await tx.session.execute(
+                update(DeliveryRow)
+                .where(
+                    col(DeliveryRow.subscription_id) == delivery.subscription_id,
+                    col(DeliveryRow.status) == DeliveryStatus.PENDING.value,
+                    col(DeliveryRow.id) != delivery.id,
+                )
+                .values(
+                    status=DeliveryStatus.FAILED.value,
+                    next_attempt_at=None,
+                    last_error=f"not sent: the subscription was disabled ({reason})",
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return "gone"
+        delay = self.schedule.next_delay(delivery.attempts)
+        if delay is None:
+            delivery.status = DeliveryStatus.FAILED.value
+            delivery.next_attempt_at = None
+            sub = await tx.session.get(SubscriptionRow, delivery.subscription_id)
+            nation = sub.nation if sub is not None else NATO
+            tx.publish(
+                OutgoingEvent(
+                    payload=DeliveryFailed(
+                        subscription_id=delivery.subscription_id,
+                        delivery_id=delivery.id,
+                        event_id=delivery.event_id,
+                        event_type_delivered=delivery.event_type,
+                        attempts=delivery.attempts,
+                        last_status_code=result.status_code,
+                        last_error=error,
+                        failed_at=now,
+                    ),
+                    subject=delivery.subscription_id,
+                    releasability=Releasability(owner=nation),
+                )
+            )
+            return "exhausted"
+        if result.status_code in (429, 503):
+            delay = RetrySchedule.honour_retry_after(delay, result.retry_after, now)
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
+        return "failed"
+
+
+def _storable(text: str | None, limit: int) -> str | None:
+    """Text a database column takes: PostgreSQL refuses NUL characters, which a receiver may send."""
+    if text is None:
+        return None
+    return text[:limit].replace("\x00", "\ufffd")
