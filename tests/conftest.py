@@ -58,9 +58,9 @@ class RunningPlatform:
             base_url=self.gateway, headers={"Authorization": f"Bearer {token}"}, timeout=20
         )
 
-    async def metric(self, service: str, name: str, **labels: str) -> float:
-        """One Prometheus sample from a service's /metrics (0 when absent)."""
-        text = (await self.http.get(f"http://127.0.0.1:{self.launcher.ports[service]}/metrics")).text
+    async def metric(self, process: str, name: str, **labels: str) -> float:
+        """One Prometheus sample from a process's /metrics (0 when absent)."""
+        text = (await self.http.get(f"http://127.0.0.1:{self.launcher.ports[process]}/metrics")).text
         want = ",".join(f'{k}="{v}"' for k, v in labels.items())
         for line in text.splitlines():
             if line.startswith(f"{name}{{") and want in line:
