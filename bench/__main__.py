@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -24,6 +23,8 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bench import plans_summary
+from bench.results import Result
 from icep.contracts import EventPayload, Releasability
 from icep.platform.consumer import ConsumerRunner
 from icep.platform.db import Database
@@ -41,15 +42,6 @@ EVENTS = int(os.environ.get("ICEP_BENCH_EVENTS", "5000"))
 KEYS = 500
 PER_TX = 5
 PLANS = int(os.environ.get("ICEP_BENCH_PLANS", "60"))
-
-
-@dataclass
-class Result:
-    name: str
-    value: float
-    unit: str
-    target: str
-    ok: bool
 
 
 class Bumped(EventPayload):
@@ -267,6 +259,7 @@ async def main() -> int:
             bootstrap = broker.bootstrap_servers
         await bench_outbox_and_consumer(bootstrap, url, results, notes)
         await bench_end_to_end(bootstrap, results, notes)
+        await plans_summary.measure(bootstrap, results, notes)
     finally:
         if broker is not None:
             broker.stop()

@@ -8,15 +8,21 @@ from typing import ClassVar
 from icep.contracts.base import EventPayload
 
 
-class _PlanEvent(EventPayload):
+class _CapacityEvent(EventPayload):
+    """About a plan's capacity figures, which the owner may release more widely than the plan: so
+    these events carry the figures and the plan's id and period, never its title or other content."""
+
     aggregate: ClassVar[str] = "plan"
 
     plan_id: str
     nation: str
-    title: str
     period_start: date
     period_end: date
     version: int
+
+
+class _PlanEvent(_CapacityEvent):
+    title: str
 
 
 class PlanCreated(_PlanEvent):
@@ -31,3 +37,124 @@ class PlanSubmitted(_PlanEvent):
 
     submitted_by: str
     submitted_at: datetime
+
+
+class PlanReviewStarted(_PlanEvent):
+    event_type: ClassVar[str] = "icep.plans.plan.review_started.v1"
+
+    reviewer: str
+    started_at: datetime
+
+
+class PlanReturned(_PlanEvent):
+    event_type: ClassVar[str] = "icep.plans.plan.returned.v1"
+
+    returned_by: str
+    returned_at: datetime
+    reasons: list[str]
+
+
+class PlanAccepted(_PlanEvent):
+    event_type: ClassVar[str] = "icep.plans.plan.accepted.v1"
+
+    accepted_by: str
+    accepted_at: datetime
+    commitments: int
+
+
+class PlanWithdrawn(_PlanEvent):
+    event_type: ClassVar[str] = "icep.plans.plan.withdrawn.v1"
+
+    withdrawn_by: str
+    withdrawn_at: datetime
+
+
+class PlanSuperseded(_PlanEvent):
+    event_type: ClassVar[str] = "icep.plans.plan.superseded.v1"
+
+    #: The accepted newer version; absent when it is not released to everyone who may see this event.
+    superseded_by: str | None
+    superseded_at: datetime
+
+
+class PlanReleased(_PlanEvent):
+    """The owner changed who may see the plan (`releasable_to`) or its capacity figures."""
+
+    event_type: ClassVar[str] = "icep.plans.plan.released.v1"
+
+    released_by: str
+    released_at: datetime
+    #: STANAG 4774-style markings, e.g. `ALLIES`, `DEU,FRA,POL`, `ALLIES,UKR`.
+    releasable_to: str
+    capacity_releasable_to: str
+
+
+class RampStepFigure(EventPayload):
+    on: date
+    output_per_month: int
+
+
+class CapacityCommitted(_CapacityEvent):
+    """One per commitment when a plan is accepted, with its figures."""
+
+    event_type: ClassVar[str] = "icep.plans.capacity.committed.v1"
+
+    commitment_key: str
+    product: str
+    capability_area: str
+    site: str
+    site_country: str
+    unit: str
+    baseline_per_month: int
+    current_per_month: int
+    target_per_month: int
+    ramp: list[RampStepFigure]
+    surge_per_month: int | None
+    surge_days: int | None
+    lead_time_days: int | None
+    operator: str
+    operator_is_sme: bool
+    investment_amount: float | None
+    investment_currency: str | None
+
+
+class ProgressReported(_CapacityEvent):
+    event_type: ClassVar[str] = "icep.plans.progress.reported.v1"
+
+    commitment_key: str
+    product: str
+    month: date
+    actual_output: int
+    planned_output: int
+    reported_by: str
+    reported_at: datetime
+
+
+class ShortfallDetected(_CapacityEvent):
+    """Actual output fell short of the ramp by more than the configured share."""
+
+    event_type: ClassVar[str] = "icep.plans.shortfall.detected.v1"
+
+    commitment_key: str
+    product: str
+    month: date
+    actual_output: int
+    planned_output: int
+    shortfall: int
+    threshold: float
+
+
+class CapabilityTargetSet(EventPayload):
+    """NATO recorded the Alliance requirement for a product in a year."""
+
+    event_type: ClassVar[str] = "icep.plans.capability_target.set.v1"
+    aggregate: ClassVar[str] = "capability_target"
+
+    target_id: str
+    capability_area: str
+    product: str
+    year: int
+    required_quantity: int
+    unit: str
+    set_by: str
+    set_at: datetime

@@ -167,6 +167,23 @@ def up(
         console.print("stopped")
 
 
+@app.command()
+def seed(
+    gateway: Annotated[str, typer.Option(help="The gateway's base URL")] = "http://127.0.0.1:8000",
+    secret: Annotated[
+        list[str] | None,
+        typer.Option(help="client_id=secret, to use other than the development clients' secrets"),
+    ] = None,
+) -> None:
+    """Load the labelled sample of national plans and capability targets through the API (idempotent)."""
+    import asyncio
+
+    # The platform imports no service statically: the seed lives with the plans service.
+    module = importlib.import_module("icep.plans.seed")
+    secrets = dict(s.split("=", 1) for s in secret or [])
+    asyncio.run(module.seed(gateway, secrets, say=console.print))
+
+
 def main() -> None:
     app()
 

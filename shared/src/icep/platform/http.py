@@ -27,6 +27,9 @@ def if_match_version(if_match: Annotated[str | None, Header(alias="If-Match")] =
 
 
 def next_link(request: Request, cursor: str | None) -> str | None:
+    """The next page as a path and query: relative, so it is right behind the gateway (whose host the
+    service does not know) and at the service alike."""
     if cursor is None:
         return None
-    return str(request.url.include_query_params(cursor=cursor))
+    url = request.url.include_query_params(cursor=cursor)
+    return f"{url.path}?{url.query}"

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from icep.platform.errors import DomainError
@@ -103,6 +104,26 @@ def install_problem_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers) if exc.headers else None
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
         return problem(exc.status_code, detail, instance=request.url.path, headers=headers)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        # Two requests changed the same thing at once and the database kept the first: retry.
+        log.warning("integrity conflict on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem(
+            409,
+            "a concurrent change got there first; read the resource again and retry",
+            slug="concurrent-change",
+            instance=request.url.path,
+        )
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        return problem(
+            422,
+            "a value is out of range or not storable (e.g. a NUL character)",
+            slug="unstorable-value",
+            instance=request.url.path,
+        )
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

@@ -1,18 +1,20 @@
 """National Plans: the rules, in plain Python (no web, database or Kafka here).
 
 A plan's life: draft -> submitted -> under_review -> accepted, or returned -> draft; draft or
-submitted -> withdrawn; accepted -> superseded. This walking skeleton implements creating a draft and
-submitting it; the transition table already holds the whole life so later actions only add methods.
+submitted -> withdrawn; accepted -> superseded when a newer plan of the same nation for the same period is
+accepted. Only drafts are edited. Visibility is one rule (`readers`) used for reads, lists, aggregates and
+events; the capacity figures can be released more widely than the whole plan.
 """
 
 from __future__ import annotations
 
+import calendar
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
 
 from icep.contracts import Releasability, ReleasabilityScope
-from icep.contracts.nations import NATO
+from icep.contracts.nations import ALLIES, NATO
 from icep.platform.errors import Forbidden, IllegalTransition, Unprocessable
 
 
@@ -56,6 +58,231 @@ class Actor:
     roles: frozenset[str]
 
 
+def invalid(location: str, message: str) -> Unprocessable:
+    """A 422 naming the offending field, in the same shape as request validation errors."""
+    return Unprocessable(message, errors=[{"location": location, "message": message, "type": "value_error"}])
+
+
+# --- content -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RampStep:
+    on: date
+    output_per_month: int
+
+
+@dataclass(frozen=True)
+class Operator:
+    company: str
+    sme: bool = False
+
+
+@dataclass(frozen=True)
+class Investment:
+    amount: float
+    currency: str
+
+
+@dataclass(frozen=True)
+class BottleneckInput:
+    input: str
+    category: str
+    source_countries: tuple[str, ...]
+    single_source: bool
+    stock_cover_days: int | None = None
+
+
+@dataclass(frozen=True)
+class CapacityCommitment:
+    """An output rate of a product at a site, and how it grows (the ramp) and surges."""
+
+    key: str
+    product: str
+    capability_area: str
+    site: str
+    site_country: str
+    unit: str
+    baseline_per_month: int
+    current_per_month: int
+    target_per_month: int
+    ramp: tuple[RampStep, ...]
+    surge_per_month: int | None
+    surge_days: int | None
+    lead_time_days: int | None
+    operator: Operator
+    investment: Investment | None = None
+    bottlenecks: tuple[BottleneckInput, ...] = ()
+
+    def planned_rate(self, month: date) -> int:
+        """Planned output in the month starting `month`: the latest ramp step dated on or before its last
+        day, or the current rate before the first step."""
+        last_day = date(month.year, month.month, calendar.monthrange(month.year, month.month)[1])
+        rate = self.current_per_month
+        for step in self.ramp:
+            if step.on <= last_day:
+                rate = step.output_per_month
+        return rate
+
+    def planned_in_year(self, year: int, period_start: date, period_end: date) -> int:
+        """Planned output over the months of `year` that fall within the plan's period.
+
+        Summed per ramp segment rather than month by month: the Alliance summary adds this up for every
+        commitment of every visible plan and year on each request.
+        """
+        first = max(year * 12, _month_index(period_start))
+        last = min(year * 12 + 11, _month_index(period_end))
+        if last < first:
+            return 0
+        total, rate, cursor = 0, self.current_per_month, first
+        for step in self.ramp:  # in date order (checked by `PlanContent.check`)
+            starts = _month_index(step.on)
+            if starts > last:
+                break
+            if starts > cursor:
+                total += rate * (starts - cursor)
+                cursor = starts
+            rate = step.output_per_month
+        return total + rate * (last - cursor + 1)
+
+
+def _month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+class MeasureKind(StrEnum):
+    LEGISLATION = "legislation"
+    PROCUREMENT_REFORM = "procurement_reform"
+    LONG_TERM_CONTRACT = "long_term_contract"
+    NEW_PRODUCTION_LINE = "new_production_line"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Measure:
+    kind: MeasureKind
+    description: str
+    starts: date | None = None
+    completes: date | None = None
+
+
+@dataclass(frozen=True)
+class PlanContent:
+    commitments: tuple[CapacityCommitment, ...] = ()
+    measures: tuple[Measure, ...] = ()
+
+    def commitment(self, key: str) -> CapacityCommitment | None:
+        return next((c for c in self.commitments if c.key == key), None)
+
+    def check(self, period_start: date, period_end: date) -> None:
+        """Rules across fields (single fields are checked where they are parsed); 422 names the field."""
+        seen: set[str] = set()
+        for i, c in enumerate(self.commitments):
+            at = f"body.content.commitments.{i}"
+            if c.key in seen:
+                raise invalid(f"{at}.key", f"commitment key {c.key!r} is used twice")
+            seen.add(c.key)
+            if c.target_per_month < c.baseline_per_month:
+                raise invalid(f"{at}.target_per_month", "the target is below the baseline")
+            if c.surge_per_month is not None and c.surge_per_month < c.target_per_month:
+                raise invalid(f"{at}.surge_per_month", "the surge output is below the target output")
+            if (c.surge_per_month is None) != (c.surge_days is None):
+                raise invalid(f"{at}.surge_days", "a surge output needs the days to reach it, and back")
+            previous: date | None = None
+            for j, step in enumerate(c.ramp):
+                if previous is not None and step.on <= previous:
+                    raise invalid(f"{at}.ramp.{j}.on", "ramp steps must be in date order, one per date")
+                if not period_start <= step.on <= period_end:
+                    raise invalid(f"{at}.ramp.{j}.on", "a ramp step lies outside the plan's period")
+                previous = step.on
+            for j, b in enumerate(c.bottlenecks):
+                if b.single_source and len(b.source_countries) != 1:
+                    raise invalid(
+                        f"{at}.bottlenecks.{j}.source_countries",
+                        "a single-sourced input has exactly one source country",
+                    )
+        for i, m in enumerate(self.measures):
+            if m.starts and m.completes and m.completes < m.starts:
+                raise invalid(
+                    f"body.content.measures.{i}.completes", "a measure cannot complete before it starts"
+                )
+
+
+#: National plans cover years of industrial ramp-up; a bounded period also bounds the yearly figures.
+PERIOD_YEARS = (2000, 2100)
+MAX_PERIOD_YEARS = 30
+
+
+def check_period(start: date, end: date) -> None:
+    if end < start:
+        raise invalid("body.period_end", "the period ends before it starts")
+    if not (PERIOD_YEARS[0] <= start.year and end.year <= PERIOD_YEARS[1]):
+        raise invalid("body.period_start", f"a plan's period lies within {PERIOD_YEARS[0]}-{PERIOD_YEARS[1]}")
+    if end.year - start.year >= MAX_PERIOD_YEARS:
+        raise invalid("body.period_end", f"a plan's period spans at most {MAX_PERIOD_YEARS} years")
+
+
+# --- visibility -----------------------------------------------------------------------------------------
+
+#: Reader tokens: a nation code; ALLIES (every Ally and NATO staff); NATO_REVIEW (NATO's reviewers).
+ALLIES_TOKEN = "ALLIES"
+NATO_REVIEW = "NATO:reviewer"
+
+
+def caller_tokens(nation: str, roles: frozenset[str]) -> frozenset[str]:
+    """The reader tokens a caller holds; it may see a record whose readers share one of them."""
+    tokens = {nation}
+    if nation in ALLIES or nation == NATO:
+        tokens.add(ALLIES_TOKEN)
+    if nation == NATO:
+        # NATO staff read what was submitted to NATO (only reviewers act on it): the same audience
+        # as the events' `NATO` marking, which notifications checks by nation.
+        tokens.add(NATO_REVIEW)
+    return frozenset(tokens)
+
+
+def release_tokens(r: Releasability) -> frozenset[str]:
+    tokens = {r.owner}
+    match r.scope:
+        case ReleasabilityScope.NATIONAL:
+            pass
+        case ReleasabilityScope.NATIONS:
+            tokens.update(r.nations)
+        case ReleasabilityScope.ALLIES:
+            tokens.add(ALLIES_TOKEN)
+        case ReleasabilityScope.ALLIES_PARTNERS:
+            tokens.add(ALLIES_TOKEN)
+            tokens.update(r.nations)
+    return frozenset(tokens)
+
+
+def encode_tokens(tokens: frozenset[str]) -> str:
+    """`,DEU,NATO:reviewer,` -- so `LIKE '%,DEU,%'` finds a token in SQL."""
+    return "," + ",".join(sorted(tokens)) + ","
+
+
+def widest(a: Releasability, b: Releasability) -> Releasability:
+    """The union of two releasabilities of one owner (capacity figures may go further than the plan)."""
+    order = [
+        ReleasabilityScope.NATIONAL,
+        ReleasabilityScope.NATIONS,
+        ReleasabilityScope.ALLIES,
+        ReleasabilityScope.ALLIES_PARTNERS,
+    ]
+    wide_a, wide_b = a.scope in order[2:], b.scope in order[2:]
+    if wide_a or wide_b:
+        partners = tuple(n for n in (*a.nations, *b.nations) if n not in ALLIES and n != NATO)
+        scope = ReleasabilityScope.ALLIES_PARTNERS if partners else ReleasabilityScope.ALLIES
+        return Releasability(owner=a.owner, scope=scope, nations=partners)
+    nations = (*a.nations, *b.nations)
+    if nations:
+        return Releasability(owner=a.owner, scope=ReleasabilityScope.NATIONS, nations=nations)
+    return Releasability(owner=a.owner)
+
+
+# --- the plan ---------------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class NationalPlan:
     id: str
@@ -71,6 +298,11 @@ class NationalPlan:
     created_at: datetime
     submitted_at: datetime | None = None
     history: tuple[tuple[str, str, datetime], ...] = field(default=())
+    content: PlanContent = field(default_factory=PlanContent)
+    #: Who may see the capacity figures (commitments, actuals); None: the same as the whole plan.
+    capacity_releasability: Releasability | None = None
+    returned_reasons: tuple[str, ...] = ()
+    superseded_by: str | None = None
 
     @classmethod
     def draft(
@@ -85,15 +317,16 @@ class NationalPlan:
         release_scope: ReleasabilityScope,
         release_nations: tuple[str, ...],
         now: datetime,
+        content: PlanContent | None = None,
+        capacity_releasability: tuple[ReleasabilityScope, tuple[str, ...]] | None = None,
     ) -> NationalPlan:
-        if "planner" not in actor.roles:
+        if "planner" not in actor.roles or actor.nation == NATO:
             raise Forbidden("only a nation's planners create national plans")
-        if actor.nation == NATO:
-            raise Forbidden("national plans belong to nations; NATO staff review them")
-        if period_end < period_start:
-            raise Unprocessable("the plan's period ends before it starts", field="period_end")
+        check_period(period_start, period_end)
         if not title.strip():
-            raise Unprocessable("a plan needs a title", field="title")
+            raise invalid("body.title", "a plan needs a title")
+        content = content or PlanContent()
+        content.check(period_start, period_end)
         return cls(
             id=id,
             nation=actor.nation,
@@ -107,30 +340,175 @@ class NationalPlan:
             created_by=actor.id,
             created_at=now,
             history=(("draft", actor.id, now),),
+            content=content,
+            capacity_releasability=(
+                None
+                if capacity_releasability is None
+                else Releasability(
+                    owner=actor.nation, scope=capacity_releasability[0], nations=capacity_releasability[1]
+                )
+            ),
         )
+
+    # -- who may do what
 
     def _check_owner_planner(self, actor: Actor, action: str) -> None:
         if actor.nation != self.nation or "planner" not in actor.roles:
             raise Forbidden(f"only {self.nation}'s planners may {action} this plan")
 
-    def submit(self, actor: Actor, now: datetime) -> NationalPlan:
-        self._check_owner_planner(actor, "submit")
-        status = next_status("submit", self.status)
+    @staticmethod
+    def _check_reviewer(actor: Actor, action: str) -> None:
+        if actor.nation != NATO or "reviewer" not in actor.roles:
+            raise Forbidden(f"only NATO reviewers may {action} a plan")
+
+    def _move(self, action: str, actor: Actor, now: datetime, **changes: object) -> NationalPlan:
+        status = next_status(action, self.status)
         return replace(
             self,
             status=status,
             version=self.version + 1,
-            submitted_at=now,
             history=(*self.history, (status.value, actor.id, now)),
+            **changes,  # type: ignore[arg-type]
         )
+
+    # -- transitions
+
+    def submit(self, actor: Actor, now: datetime) -> NationalPlan:
+        self._check_owner_planner(actor, "submit")
+        return self._move("submit", actor, now, submitted_at=now)
+
+    def start_review(self, actor: Actor, now: datetime) -> NationalPlan:
+        self._check_reviewer(actor, "review")
+        return self._move("start_review", actor, now)
+
+    def accept(self, actor: Actor, now: datetime) -> NationalPlan:
+        self._check_reviewer(actor, "accept")
+        return self._move("accept", actor, now, returned_reasons=())
+
+    def return_(self, actor: Actor, reasons: tuple[str, ...], now: datetime) -> NationalPlan:
+        self._check_reviewer(actor, "return")
+        reasons = tuple(r.strip() for r in reasons if r.strip())
+        if not reasons:
+            raise invalid("body.reasons", "a returned plan needs at least one reason")
+        return self._move("return", actor, now, returned_reasons=reasons)
+
+    def redraft(self, actor: Actor, now: datetime) -> NationalPlan:
+        self._check_owner_planner(actor, "redraft")
+        return self._move("redraft", actor, now)
+
+    def withdraw(self, actor: Actor, now: datetime) -> NationalPlan:
+        self._check_owner_planner(actor, "withdraw")
+        return self._move("withdraw", actor, now)
+
+    def supersede(self, by: NationalPlan, now: datetime) -> NationalPlan:
+        """Replaced by `by`, a newer plan of the same nation for the same period, just accepted."""
+        if by.nation != self.nation or (by.period_start, by.period_end) != (
+            self.period_start,
+            self.period_end,
+        ):
+            raise Unprocessable("only a plan of the same nation for the same period supersedes another")
+        return self._move("supersede", Actor(by.id, NATO, frozenset()), now, superseded_by=by.id)
+
+    def supersedes(self, other: NationalPlan) -> bool:
+        return (
+            other.id != self.id
+            and other.status is PlanStatus.ACCEPTED
+            and other.nation == self.nation
+            and (other.period_start, other.period_end) == (self.period_start, self.period_end)
+        )
+
+    # -- editing (drafts only)
+
+    def edit(
+        self,
+        actor: Actor,
+        *,
+        title: str | None = None,
+        period_start: date | None = None,
+        period_end: date | None = None,
+        capability_areas: tuple[str, ...] | None = None,
+        content: PlanContent | None = None,
+    ) -> NationalPlan:
+        self._check_owner_planner(actor, "edit")
+        if self.status is not PlanStatus.DRAFT:
+            raise IllegalTransition("plan", "edit", self.status.value)
+        start = period_start or self.period_start
+        end = period_end or self.period_end
+        check_period(start, end)
+        if title is not None and not title.strip():
+            raise invalid("body.title", "a plan needs a title")
+        new_content = content if content is not None else self.content
+        new_content.check(start, end)
+        return replace(
+            self,
+            title=title.strip() if title is not None else self.title,
+            period_start=start,
+            period_end=end,
+            capability_areas=capability_areas if capability_areas is not None else self.capability_areas,
+            content=new_content,
+            version=self.version + 1,
+        )
+
+    def release(
+        self, actor: Actor, releasability: Releasability, capacity: Releasability | None
+    ) -> NationalPlan:
+        """The owner changes who may see the plan (once accepted) and its capacity figures."""
+        self._check_owner_planner(actor, "release")
+        if self.status in (PlanStatus.WITHDRAWN, PlanStatus.SUPERSEDED):
+            raise IllegalTransition("plan", "release", self.status.value)
+        if releasability.owner != self.nation or (capacity is not None and capacity.owner != self.nation):
+            raise Forbidden("only the owner nation releases its plan")
+        return replace(
+            self, releasability=releasability, capacity_releasability=capacity, version=self.version + 1
+        )
+
+    # -- visibility
+
+    def _nato_saw_it(self) -> bool:
+        if self.status is PlanStatus.DRAFT:
+            return False
+        if self.status is PlanStatus.WITHDRAWN:
+            # Withdrawn straight from draft: NATO never saw it, and does not now.
+            before = self.history[-2][0] if len(self.history) >= 2 else PlanStatus.DRAFT.value
+            return before != PlanStatus.DRAFT.value
+        return True
+
+    def readers(self) -> frozenset[str]:
+        """Reader tokens of the whole plan (see `caller_tokens`)."""
+        tokens = {self.nation}
+        if self._nato_saw_it():
+            tokens.add(NATO_REVIEW)
+        if self.status in (PlanStatus.ACCEPTED, PlanStatus.SUPERSEDED):
+            tokens |= release_tokens(self.releasability)
+        return frozenset(tokens)
+
+    def capacity_readers(self) -> frozenset[str]:
+        """Reader tokens of the capacity figures: the plan's readers, plus the wider capacity release."""
+        tokens = set(self.readers())
+        if self.capacity_releasability is not None and self.status in (
+            PlanStatus.ACCEPTED,
+            PlanStatus.SUPERSEDED,
+        ):
+            tokens |= release_tokens(self.capacity_releasability)
+        return frozenset(tokens)
+
+    def version_visible_to(self, status: str, nation: str, roles: frozenset[str]) -> bool:
+        """An earlier version, for a caller who may see the plan now: the owner reads them all, NATO
+        staff every version but drafts, everyone else only accepted or superseded ones."""
+        if nation == self.nation:
+            return True
+        if status == PlanStatus.DRAFT.value:
+            return False
+        if nation == NATO:
+            return True
+        return status in (PlanStatus.ACCEPTED.value, PlanStatus.SUPERSEDED.value)
 
     def visible_to(self, nation: str, roles: frozenset[str]) -> bool:
         """The owner always; NATO reviewers once submitted; others once accepted and released to them."""
-        if nation == self.nation:
-            return True
-        if nation == NATO and "reviewer" in roles and self.status is not PlanStatus.DRAFT:
-            return True
-        return self.status is PlanStatus.ACCEPTED and self.releasability.allows(nation)
+        return not self.readers().isdisjoint(caller_tokens(nation, roles))
+
+    def capacity_visible_to(self, nation: str, roles: frozenset[str]) -> bool:
+        return not self.capacity_readers().isdisjoint(caller_tokens(nation, roles))
 
     def event_releasability(self) -> Releasability:
         """Who may learn of the plan now: the same rule as `visible_to`, for events.
@@ -140,6 +518,64 @@ class NationalPlan:
         """
         if self.status in (PlanStatus.ACCEPTED, PlanStatus.SUPERSEDED):
             return self.releasability
-        if self.status is PlanStatus.DRAFT:
+        if not self._nato_saw_it():
             return Releasability(owner=self.nation)
         return Releasability(owner=self.nation, scope=ReleasabilityScope.NATIONS, nations=(NATO,))
+
+    def capacity_event_releasability(self) -> Releasability:
+        """Who may learn of the capacity figures now (capacity committed, progress, shortfalls)."""
+        plan = self.event_releasability()
+        if self.capacity_releasability is None or self.status not in (
+            PlanStatus.ACCEPTED,
+            PlanStatus.SUPERSEDED,
+        ):
+            return plan
+        return widest(plan, self.capacity_releasability)
+
+
+# --- progress and targets -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProgressReport:
+    plan_id: str
+    commitment_key: str
+    month: date
+    actual_output: int
+    expected_output: int
+    shortfall: bool
+
+
+def report_progress(
+    plan: NationalPlan, actor: Actor, commitment_key: str, month: date, actual: int, threshold: float
+) -> ProgressReport:
+    """The owner reports actual output of a month; a shortfall when actual < expected * (1 - threshold)."""
+    plan._check_owner_planner(actor, "report progress on")
+    if plan.status is not PlanStatus.ACCEPTED:
+        raise IllegalTransition("plan", "report progress on", plan.status.value)
+    commitment = plan.content.commitment(commitment_key)
+    if commitment is None:
+        raise invalid("path.commitment_key", f"the plan has no commitment {commitment_key!r}")
+    if actual < 0:
+        raise invalid("body.actual_output", "actual output cannot be negative")
+    first = month.replace(day=1)
+    if not plan.period_start.replace(day=1) <= first <= plan.period_end:
+        raise invalid("body.month", "the month lies outside the plan's period")
+    expected = commitment.planned_rate(first)
+    return ProgressReport(
+        plan_id=plan.id,
+        commitment_key=commitment_key,
+        month=first,
+        actual_output=actual,
+        expected_output=expected,
+        shortfall=actual < expected * (1 - threshold),
+    )
+
+
+def check_target_setter(actor: Actor) -> None:
+    if actor.nation != NATO or actor.roles.isdisjoint({"reviewer", "planner"}):
+        raise Forbidden("only NATO staff record capability targets")
+
+
+#: Capability targets are NATO's and go to every Ally.
+TARGET_RELEASABILITY = Releasability(owner=NATO, scope=ReleasabilityScope.ALLIES)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from icep.platform.settings import ServiceSettings
@@ -10,3 +11,5 @@ class PlansSettings(ServiceSettings):
 
     service_name: str = "plans"
     port: int = 8001
+    #: A progress report raises a shortfall when actual output falls short of the ramp by more than this.
+    shortfall_threshold: float = Field(default=0.1, ge=0.0, lt=1.0)

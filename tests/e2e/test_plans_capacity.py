@@ -1,0 +1,279 @@
+"""The Alliance capacity picture: targets, summary, dependencies, progress and shortfalls, releasability."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from icep.platform.events import decode
+from icep.platform.testing import read_records, wait_for
+
+Clients = dict[str, httpx.AsyncClient]
+
+
+def commitment(
+    key: str, product: str, ramp: list[tuple[str, int]], current: int, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "key": key,
+        "product": product,
+        "capability_area": "munitions",
+        "site": f"{key} (synthetic)",
+        "site_country": "DEU",
+        "unit": "rounds",
+        "baseline_per_month": current,
+        "current_per_month": current,
+        "target_per_month": max([current, *(o for _, o in ramp)]),
+        "ramp": [{"on": on, "output_per_month": o} for on, o in ramp],
+        "operator": {"company": "Synthetic Munitions GmbH", "sme": True},
+        "bottlenecks": extra.pop("bottlenecks", []),
+        **extra,
+    }
+
+
+def plan(commitments: list[dict[str, Any]], scope: str = "allies", **extra: Any) -> dict[str, Any]:
+    return {
+        "title": f"Capacity {uuid.uuid4().hex[:6]} (synthetic)",
+        "period_start": "2025-01-01",
+        "period_end": "2026-12-31",
+        "capability_areas": ["munitions"],
+        "releasability": {"scope": scope},
+        "content": {"commitments": commitments},
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+async def clients(platform: Any) -> AsyncIterator[Clients]:
+    made = {
+        name: await platform.as_client(client_id)
+        for name, client_id in {
+            "deu": "deu-planner",
+            "fra": "fra-planner",
+            "pol": "pol-planner",
+            "nato": "nato-reviewer",
+            "ukr": "ukr-partner",
+        }.items()
+    }
+    yield made
+    for c in made.values():
+        await c.aclose()
+
+
+async def accept(c: Clients, nation: str, body: dict[str, Any]) -> str:
+    r = await c[nation].post("/v1/plans", json=body)
+    assert r.status_code == 201, r.text
+    pid = str(r.json()["id"])
+    for who, action in ((nation, "submit"), ("nato", "start-review"), ("nato", "accept")):
+        r = await c[who].post(f"/v1/plans/{pid}/{action}")
+        assert r.status_code == 200, r.text
+    return pid
+
+
+async def summary(client: httpx.AsyncClient, **params: Any) -> dict[int, dict[str, Any]]:
+    r = await client.get("/v1/capacity/summary", params=params)
+    assert r.status_code == 200, r.text
+    return {line["year"]: line for line in r.json()["items"]}
+
+
+async def test_gap_arithmetic(clients: Clients) -> None:
+    product = f"155mm round {uuid.uuid4().hex[:6]}"
+    nato, deu = clients["nato"], clients["deu"]
+    target = {"capability_area": "munitions", "product": product, "year": 2026, "unit": "rounds"}
+    r = await nato.put("/v1/capacity/targets", json=target | {"required_quantity": 500_000})
+    assert r.status_code == 201, r.text
+    r = await nato.put("/v1/capacity/targets", json=target | {"required_quantity": 600_000})
+    assert r.status_code == 200 and r.json()["required_quantity"] == 600_000  # corrected, not duplicated
+    assert (await deu.put("/v1/capacity/targets", json=target | {"required_quantity": 1})).status_code == 403
+    # DEU: 10,000/month in 2025, 20,000/month from July 2026; POL: 5,000/month flat.
+    await accept(clients, "deu", plan([commitment("deu-a", product, [("2026-07-01", 20_000)], 10_000)]))
+    await accept(clients, "pol", plan([commitment("pol-a", product, [], 5_000)]))
+    lines = await summary(deu, product=product)
+    assert lines[2025]["requirement"] is None and lines[2025]["committed"] == 12 * 15_000
+    y26 = lines[2026]
+    committed_2026 = 6 * 10_000 + 6 * 20_000 + 12 * 5_000
+    assert (y26["requirement"], y26["committed"], y26["gap"]) == (
+        600_000,
+        committed_2026,
+        600_000 - committed_2026,
+    )
+    assert y26["nations"] == ["DEU", "POL"] and y26["commitments"] == 2
+    only_pol = await summary(deu, product=product, nation="POL", year=2026)
+    assert list(only_pol) == [2026] and only_pol[2026]["committed"] == 60_000
+    assert only_pol[2026]["gap"] == 540_000
+    # Partners do not see NATO's requirements, nor plans released to Allies only.
+    assert await summary(clients["ukr"], product=product) == {}
+
+
+async def test_progress_actuals_and_shortfall(clients: Clients, platform: Any) -> None:
+    product = f"PAC-3 MSE {uuid.uuid4().hex[:6]}"
+    deu = clients["deu"]
+    pid = await accept(clients, "deu", plan([commitment("deu-pac3", product, [("2026-01-01", 50)], 40)]))
+    url = f"/v1/plans/{pid}/commitments/deu-pac3/progress"
+    fine = await deu.post(url, json={"month": "2026-02-10", "actual_output": 46})
+    assert fine.status_code == 200, fine.text
+    assert fine.json() == {
+        "plan_id": pid,
+        "commitment_key": "deu-pac3",
+        "month": "2026-02-01",
+        "actual_output": 46,
+        "planned_output": 50,
+        "shortfall": False,
+    }
+    short = await deu.post(url, json={"month": "2026-03-01", "actual_output": 44})
+    assert short.json()["shortfall"] is True
+    assert (
+        await clients["fra"].post(url, json={"month": "2026-03-01", "actual_output": 1})
+    ).status_code == 403
+    r = await deu.post(
+        f"/v1/plans/{pid}/commitments/nope/progress", json={"month": "2026-03-01", "actual_output": 1}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["location"] == "path.commitment_key"
+    line = (await summary(deu, product=product, year=2026))[2026]
+    assert (line["actual"], line["actual_through"]) == (90, "2026-03-01")
+
+    async def shortfalls() -> list[Any]:
+        records = await read_records(platform.bootstrap, platform.topic("icep.plans.events"))
+        events = [decode(r.key, r.value, r.headers) for r in records]
+        return [e for e in events if e.subject == pid and e.type == "icep.plans.shortfall.detected.v1"]
+
+    [event] = await wait_for(shortfalls, what="the shortfall event")
+    assert (
+        event.data["month"] == "2026-03-01"
+        and event.data["shortfall"] == 6
+        and event.releasable_to == "ALLIES"
+    )
+
+
+async def test_a_nation_probing_another_nations_plan_learns_nothing(clients: Clients) -> None:
+    product = f"155mm probe {uuid.uuid4().hex[:6]}"
+    deu, fra, ukr = clients["deu"], clients["fra"], clients["ukr"]
+    nitro = {
+        "input": f"nitro-{product}",
+        "category": "energetics",
+        "source_countries": ["CHN"],
+        "single_source": True,
+    }
+    body = plan([commitment("deu-p", product, [], 1_000, bottlenecks=[nitro])], scope="national")
+    r = await deu.post("/v1/plans", json=body)
+    pid = r.json()["id"]
+
+    async def fra_sees_nothing() -> None:
+        assert (await fra.get(f"/v1/plans/{pid}")).status_code == 404
+        listed = (await fra.get("/v1/plans", params={"limit": 200, "nation": "DEU"})).json()["items"]
+        assert pid not in [p["id"] for p in listed]
+        assert await summary(fra, product=product) == {}
+        deps = (await fra.get("/v1/capacity/dependencies", params={"product": product})).json()["items"]
+        assert deps == []
+
+    await fra_sees_nothing()  # a draft
+    assert (await deu.post(f"/v1/plans/{pid}/submit")).status_code == 200
+    await fra_sees_nothing()  # submitted
+    for action in ("start-review", "accept"):
+        assert (await clients["nato"].post(f"/v1/plans/{pid}/{action}")).status_code == 200
+    await fra_sees_nothing()  # accepted, national only
+    assert (await summary(deu, product=product))[2025]["committed"] == 12_000  # the owner sees its own
+
+    # The capacity figures go wider than the plan: FRA and UKR see them, not the plan nor its bottlenecks.
+    r = await deu.post(
+        f"/v1/plans/{pid}/release",
+        json={
+            "releasability": {"scope": "national"},
+            "capacity_releasability": {"scope": "allies_partners", "nations": ["UKR"]},
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert (await summary(fra, product=product))[2025]["committed"] == 12_000
+    assert (await summary(ukr, product=product))[2025]["committed"] == 12_000
+    assert (await fra.get(f"/v1/plans/{pid}")).status_code == 404
+    assert (await fra.get("/v1/capacity/dependencies", params={"product": product})).json()["items"] == []
+    # Released as a whole to FRA: now the dependencies show.
+    r = await deu.post(
+        f"/v1/plans/{pid}/release", json={"releasability": {"scope": "nations", "nations": ["FRA"]}}
+    )
+    assert r.status_code == 200
+    assert (await fra.get(f"/v1/plans/{pid}")).status_code == 200
+    [dep] = (await fra.get("/v1/capacity/dependencies", params={"product": product})).json()["items"]
+    assert (
+        dep["input"] == f"nitro-{product}" and dep["by_country"] == {"CHN": 1} and dep["single_sourced"] == 1
+    )
+    assert await summary(ukr, product=product) == {}  # the wider capacity release was replaced
+    # Allies and a named partner: UKR now sees the whole plan, FRA as an Ally too.
+    r = await deu.post(
+        f"/v1/plans/{pid}/release",
+        json={"releasability": {"scope": "allies_partners", "nations": ["UKR"]}},
+    )
+    assert r.status_code == 200, r.text
+    assert (await ukr.get(f"/v1/plans/{pid}")).status_code == 200
+    assert pid in [p["id"] for p in (await ukr.get("/v1/plans", params={"limit": 200})).json()["items"]]
+    assert (await summary(ukr, product=product))[2025]["committed"] == 12_000
+
+
+async def test_dependencies_count_commitments_per_source_country(clients: Clients) -> None:
+    product = f"interceptor {uuid.uuid4().hex[:6]}"
+    motor = f"solid rocket motor {product}"
+
+    def srm(countries: list[str], single: bool) -> dict[str, Any]:
+        return {
+            "input": motor,
+            "category": "rocket_motors",
+            "source_countries": countries,
+            "single_source": single,
+        }
+
+    await accept(
+        clients,
+        "deu",
+        plan(
+            [
+                commitment("a", product, [], 10, bottlenecks=[srm(["USA"], True)]),
+                commitment("b", product, [], 10, bottlenecks=[srm(["USA", "NOR"], False)]),
+            ]
+        ),
+    )
+    await accept(clients, "pol", plan([commitment("c", product, [], 10, bottlenecks=[srm(["NOR"], True)])]))
+    r = await clients["fra"].get("/v1/capacity/dependencies", params={"product": product})
+    [dep] = r.json()["items"]
+    assert (dep["commitments"], dep["single_sourced"], dep["by_country"]) == (3, 2, {"USA": 2, "NOR": 2})
+    assert sorted(d["nation"] for d in dep["dependents"]) == ["DEU", "DEU", "POL"]
+    only_pol = (
+        await clients["fra"].get("/v1/capacity/dependencies", params={"product": product, "nation": "POL"})
+    ).json()
+    assert only_pol["items"][0]["by_country"] == {"NOR": 1}
+
+
+async def test_capability_target_events_and_list(clients: Clients, platform: Any) -> None:
+    product = f"GEM-T {uuid.uuid4().hex[:6]}"
+    r = await clients["nato"].put(
+        "/v1/capacity/targets",
+        json={
+            "capability_area": "air_missile_defence",
+            "product": product,
+            "year": 2027,
+            "required_quantity": 1000,
+            "unit": "missiles",
+        },
+    )
+    target = r.json()
+    listed = (await clients["fra"].get("/v1/capacity/targets", params={"product": product})).json()["items"]
+    assert [t["id"] for t in listed] == [target["id"]]
+    assert (await clients["ukr"].get("/v1/capacity/targets", params={"product": product})).json()[
+        "items"
+    ] == []
+    bad = await clients["nato"].put(
+        "/v1/capacity/targets",
+        json={"capability_area": "x", "product": product, "year": 1900, "required_quantity": -1, "unit": "x"},
+    )
+    assert {e["location"] for e in bad.json()["errors"]} == {"body.year", "body.required_quantity"}
+
+    async def event() -> list[Any]:
+        records = await read_records(platform.bootstrap, platform.topic("icep.plans.events"))
+        return [e for e in (decode(r.key, r.value, r.headers) for r in records) if e.subject == target["id"]]
+
+    [set_event] = await wait_for(event, what="the target event")
+    assert set_event.type == "icep.plans.capability_target.set.v1" and set_event.releasable_to == "ALLIES"
+    assert set_event.nation == "NATO" and set_event.data["required_quantity"] == 1000

@@ -1,0 +1,151 @@
+"""What a plan's readers may not learn: earlier drafts, a successor they may not see, the plan's
+title through its capacity events; and a newer accepted version is never superseded by an older one."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from icep.platform.events import decode
+from icep.platform.testing import read_records, wait_for
+
+Clients = dict[str, httpx.AsyncClient]
+PERIOD = {"period_start": "2040-01-01", "period_end": "2044-12-31"}  # no other module's plans here
+
+
+def commitment() -> dict[str, Any]:
+    return {
+        "key": "line-1",
+        "product": "155mm artillery round",
+        "capability_area": "munitions",
+        "site": "Line 1 (synthetic)",
+        "site_country": "DEU",
+        "unit": "rounds",
+        "baseline_per_month": 1000,
+        "current_per_month": 1000,
+        "target_per_month": 3000,
+        "ramp": [{"on": "2041-01-01", "output_per_month": 3000}],
+        "surge_per_month": 3500,
+        "surge_days": 60,
+        "lead_time_days": 365,
+        "operator": {"company": "Synthetic Munitions GmbH", "sme": True},
+        "investment": {"amount": 1000000, "currency": "EUR"},
+        "bottlenecks": [],
+    }
+
+
+def body(scope: str = "allies", **extra: Any) -> dict[str, Any]:
+    return {
+        "title": f"Privacy probe {uuid.uuid4().hex[:6]}",
+        **PERIOD,
+        "capability_areas": ["munitions"],
+        "releasability": {"scope": scope},
+        "content": {"commitments": [commitment()], "measures": []},
+        **extra,
+    }
+
+
+@pytest.fixture(scope="module")
+async def clients(platform: Any) -> AsyncIterator[Clients]:
+    made = {
+        name: await platform.as_client(cid)
+        for name, cid in {
+            "deu": "deu-planner",
+            "fra": "fra-planner",
+            "nato": "nato-reviewer",
+            "ukr": "ukr-partner",
+        }.items()
+    }
+    yield made
+    for c in made.values():
+        await c.aclose()
+
+
+def ok(r: httpx.Response, status: int = 200) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+async def accepted(c: Clients, plan: dict[str, Any]) -> dict[str, Any]:
+    pid = plan["id"]
+    ok(await c["deu"].post(f"/v1/plans/{pid}/submit"))
+    ok(await c["nato"].post(f"/v1/plans/{pid}/start-review"))
+    return ok(await c["nato"].post(f"/v1/plans/{pid}/accept"))
+
+
+async def test_only_the_owner_reads_earlier_drafts(clients: Clients) -> None:
+    plan = ok(await clients["deu"].post("/v1/plans", json=body()), 201)
+    await accepted(clients, plan)
+    pid = plan["id"]
+    owner = [v["status"] for v in ok(await clients["deu"].get(f"/v1/plans/{pid}/versions"))["items"]]
+    nato = [v["status"] for v in ok(await clients["nato"].get(f"/v1/plans/{pid}/versions"))["items"]]
+    fra = [v["status"] for v in ok(await clients["fra"].get(f"/v1/plans/{pid}/versions"))["items"]]
+    assert owner == ["draft", "submitted", "under_review", "accepted"]
+    assert nato == ["submitted", "under_review", "accepted"]
+    assert fra == ["accepted"]
+    assert (await clients["fra"].get(f"/v1/plans/{pid}/versions/1")).status_code == 404
+    assert ok(await clients["deu"].get(f"/v1/plans/{pid}/versions/1"))["status"] == "draft"
+    assert (await clients["deu"].get(f"/v1/plans/{pid}/versions/99999999999999999999")).status_code == 422
+
+
+async def test_successor_is_named_only_to_who_may_see_it(clients: Clients, platform: Any) -> None:
+    old = ok(await clients["deu"].post("/v1/plans", json=body("allies")), 201)
+    await accepted(clients, old)
+    new = ok(await clients["deu"].post("/v1/plans", json=body("national")), 201)
+    await accepted(clients, new)
+    assert ok(await clients["deu"].get(f"/v1/plans/{old['id']}"))["superseded_by"] == new["id"]
+    seen_by_fra = ok(await clients["fra"].get(f"/v1/plans/{old['id']}"))
+    assert seen_by_fra["status"] == "superseded" and seen_by_fra["superseded_by"] is None
+    fra_versions = ok(await clients["fra"].get(f"/v1/plans/{old['id']}/versions"))["items"]
+    assert all(v.get("superseded_by") is None for v in fra_versions)
+
+    async def superseded_event() -> Any:
+        records = await read_records(platform.bootstrap, platform.topic("icep.plans.events"))
+        events = [decode(r.key, r.value, r.headers) for r in records]
+        found = [e for e in events if e.subject == old["id"] and e.type == "icep.plans.plan.superseded.v1"]
+        return found[0] if found else None
+
+    event = await wait_for(superseded_event, timeout=30, what="the superseded event")
+    assert event.releasable_to == "ALLIES" and event.data["superseded_by"] is None
+
+
+async def test_an_older_plan_cannot_supersede_a_newer_accepted_one(clients: Clients) -> None:
+    older = ok(await clients["deu"].post("/v1/plans", json=body()), 201)
+    newer = ok(await clients["deu"].post("/v1/plans", json=body()), 201)
+    await accepted(clients, newer)
+    pid = older["id"]
+    ok(await clients["deu"].post(f"/v1/plans/{pid}/submit"))
+    ok(await clients["nato"].post(f"/v1/plans/{pid}/start-review"))
+    refused = await clients["nato"].post(f"/v1/plans/{pid}/accept")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["newer_plan_id"] == newer["id"]
+    assert ok(await clients["deu"].get(f"/v1/plans/{newer['id']}"))["status"] == "accepted"
+
+
+async def test_capacity_events_carry_no_title(clients: Clients, platform: Any) -> None:
+    plan = ok(
+        await clients["deu"].post(
+            "/v1/plans",
+            json=body("national", capacity_releasability={"scope": "allies_partners", "nations": ["UKR"]}),
+        ),
+        201,
+    )
+    await accepted(clients, plan)
+    assert (await clients["ukr"].get(f"/v1/plans/{plan['id']}")).status_code == 404
+
+    async def committed() -> Any:
+        records = await read_records(platform.bootstrap, platform.topic("icep.plans.events"))
+        events = [decode(r.key, r.value, r.headers) for r in records]
+        found = [
+            e for e in events if e.subject == plan["id"] and e.type == "icep.plans.capacity.committed.v1"
+        ]
+        return found[0] if found else None
+
+    event = await wait_for(committed, timeout=30, what="the capacity committed event")
+    assert event.releasability.allows("UKR")
+    assert "title" not in event.data and plan["title"] not in event.body().__repr__()
