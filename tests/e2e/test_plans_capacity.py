@@ -147,6 +147,13 @@ async def test_progress_actuals_and_shortfall(clients: Clients, platform: Any) -
         and event.data["shortfall"] == 6
         and event.releasable_to == "ALLIES"
     )
+    records = await read_records(platform.bootstrap, platform.topic("icep.plans.events"))
+    reported = [
+        (e.data["month"], e.data["actual_output"], e.data["planned_output"], e.releasable_to)
+        for e in (decode(r.key, r.value, r.headers) for r in records)
+        if e.subject == pid and e.type == "icep.plans.progress.reported.v1"
+    ]
+    assert reported == [("2026-02-01", 46, 50, "ALLIES"), ("2026-03-01", 44, 50, "ALLIES")]
 
 
 async def test_a_nation_probing_another_nations_plan_learns_nothing(clients: Clients) -> None:
