@@ -187,3 +187,23 @@ def _plan_body(title: str = "German munitions ramp-up 2025-2029") -> dict[str, A
 def plan_body() -> Callable[..., dict[str, Any]]:
     """The body of a realistic draft plan."""
     return _plan_body
+
+
+@pytest.fixture(scope="module")
+async def clients(platform: RunningPlatform) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """Gateway clients of the development planners of DEU, FRA and POL, NATO's reviewer and UKR."""
+    made = {
+        name: await platform.as_client(client_id)
+        for name, client_id in {
+            "deu": "deu-planner",
+            "fra": "fra-planner",
+            "pol": "pol-planner",
+            "nato": "nato-reviewer",
+            "ukr": "ukr-partner",
+        }.items()
+    }
+    try:
+        yield made
+    finally:
+        for c in made.values():
+            await c.aclose()

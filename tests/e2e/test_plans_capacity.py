@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from icep.platform.events import decode
 from icep.platform.testing import read_records, wait_for
@@ -45,23 +43,6 @@ def plan(commitments: list[dict[str, Any]], scope: str = "allies", **extra: Any)
         "content": {"commitments": commitments},
         **extra,
     }
-
-
-@pytest.fixture(scope="module")
-async def clients(platform: Any) -> AsyncIterator[Clients]:
-    made = {
-        name: await platform.as_client(client_id)
-        for name, client_id in {
-            "deu": "deu-planner",
-            "fra": "fra-planner",
-            "pol": "pol-planner",
-            "nato": "nato-reviewer",
-            "ukr": "ukr-partner",
-        }.items()
-    }
-    yield made
-    for c in made.values():
-        await c.aclose()
 
 
 async def accept(c: Clients, nation: str, body: dict[str, Any]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -67,22 +67,6 @@ def body(title: str | None = None, **extra: Any) -> dict[str, Any]:
         },
         **extra,
     }
-
-
-@pytest.fixture(scope="module")
-async def clients(platform: Any) -> AsyncIterator[Clients]:
-    made = {
-        name: await platform.as_client(client_id)
-        for name, client_id in {
-            "deu": "deu-planner",
-            "fra": "fra-planner",
-            "nato": "nato-reviewer",
-            "ukr": "ukr-partner",
-        }.items()
-    }
-    yield made
-    for c in made.values():
-        await c.aclose()
 
 
 @pytest.fixture(scope="module")

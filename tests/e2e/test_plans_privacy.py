@@ -4,11 +4,9 @@ title through its capacity events; and a newer accepted version is never superse
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-import pytest
 
 from icep.platform.events import decode
 from icep.platform.testing import read_records, wait_for
@@ -47,22 +45,6 @@ def body(scope: str = "allies", **extra: Any) -> dict[str, Any]:
         "content": {"commitments": [commitment()], "measures": []},
         **extra,
     }
-
-
-@pytest.fixture(scope="module")
-async def clients(platform: Any) -> AsyncIterator[Clients]:
-    made = {
-        name: await platform.as_client(cid)
-        for name, cid in {
-            "deu": "deu-planner",
-            "fra": "fra-planner",
-            "nato": "nato-reviewer",
-            "ukr": "ukr-partner",
-        }.items()
-    }
-    yield made
-    for c in made.values():
-        await c.aclose()
 
 
 def ok(r: httpx.Response, status: int = 200) -> dict[str, Any]:
