@@ -10,7 +10,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -1007,22 +1007,31 @@ async def capacity_summary(db: Database, actor: Actor, f: SummaryFilter) -> list
         entry = line(target.capability_area, target.product, target.unit, target.year)
         entry.requirement = (entry.requirement or 0) + target.required_quantity
     if keys:
+        # Summed in the database per commitment and year: one row each, however many months reported.
+        year_of = func.extract("year", col(ProgressRow.month))
+        query = (
+            select(
+                col(ProgressRow.plan_id),
+                col(ProgressRow.commitment_key),
+                year_of,
+                func.sum(col(ProgressRow.actual_output)),
+                func.max(col(ProgressRow.month)),
+            )
+            .where(col(ProgressRow.plan_id).in_({p.id for p, _ in keys.values()}))
+            .group_by(col(ProgressRow.plan_id), col(ProgressRow.commitment_key), year_of)
+        )
         async with db.sessions() as session:
-            reports = (
-                await session.execute(
-                    select(ProgressRow).where(col(ProgressRow.plan_id).in_({p.id for p, _ in keys.values()}))
-                )
-            ).scalars()
-            for r in reports:
-                found = keys.get(f"{r.plan_id}/{r.commitment_key}")
-                if found is None:
-                    continue
-                hit = lines.get((found[1].product, r.month.year))
-                if hit is None:
-                    continue
-                hit.actual = (hit.actual or 0) + r.actual_output
-                if hit.actual_through is None or r.month > hit.actual_through:
-                    hit.actual_through = r.month
+            sums = (await session.execute(query)).all()
+        for plan_id, commitment_key, year, actual, through in sums:
+            found = keys.get(f"{plan_id}/{commitment_key}")
+            hit = lines.get((found[1].product, int(year))) if found is not None else None
+            if hit is None:
+                continue
+            hit.actual = (hit.actual or 0) + int(actual)
+            if isinstance(through, str):  # SQLite hands back MAX() of a date as text
+                through = date.fromisoformat(through)
+            if hit.actual_through is None or through > hit.actual_through:
+                hit.actual_through = through
     return sorted(lines.values(), key=lambda e: (e.capability_area, e.product, e.year))
 
 
