@@ -754,7 +754,7 @@ def can_fire(
 
 def _describe_basis(basis: Basis, standards: Iterable[Standard]) -> str:
     if basis.kind is BasisKind.TRIAL:
-        return f"trial {basis.reference}"
+        return f"on the basis of firing trial {basis.reference}"
     standard = next((s for s in standards if s.id == basis.reference), None)
     return f"on the basis of {standard.reference if standard else basis.reference}"
 
