@@ -15,6 +15,8 @@ from enum import StrEnum
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO
+from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
+from icep.platform.domain import invalid, transition
 from icep.platform.errors import Forbidden, IllegalTransition, Unprocessable
 
 
@@ -43,24 +45,7 @@ TRANSITIONS: dict[tuple[str, PlanStatus], PlanStatus] = {
 
 
 def next_status(action: str, current: PlanStatus) -> PlanStatus:
-    try:
-        return TRANSITIONS[(action, current)]
-    except KeyError:
-        raise IllegalTransition("plan", action, current.value) from None
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: the domain needs the nation and roles, not the token."""
-
-    id: str
-    nation: str
-    roles: frozenset[str]
-
-
-def invalid(location: str, message: str) -> Unprocessable:
-    """A 422 naming the offending field, in the same shape as request validation errors."""
-    return Unprocessable(message, errors=[{"location": location, "message": message, "type": "value_error"}])
+    return transition("plan", TRANSITIONS, action, current)
 
 
 # --- content -------------------------------------------------------------------------------------------

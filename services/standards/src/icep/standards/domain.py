@@ -19,25 +19,13 @@ from enum import IntEnum, StrEnum
 from itertools import combinations
 
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
-from icep.platform.errors import Forbidden, IllegalTransition, NotFound, Unprocessable
+from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
+from icep.platform.domain import invalid, transition
+from icep.platform.errors import Forbidden, IllegalTransition, NotFound
 
 STANDARDS_ROLE = "standards"
 #: Nations that answer standards: Allies and partners (the EU is an organisation and does not ratify).
 RESPONDING_NATIONS: frozenset[str] = ALLIES | (PARTNERS - {"EU"})
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who acts: the domain needs the nation and roles, not the token."""
-
-    id: str
-    nation: str
-    roles: frozenset[str]
-
-
-def invalid(location: str, message: str) -> Unprocessable:
-    """A 422 naming the offending field, in the same shape as request validation errors."""
-    return Unprocessable(message, errors=[{"location": location, "message": message, "type": "value_error"}])
 
 
 @dataclass(frozen=True)
@@ -85,10 +73,7 @@ STANDARD_TRANSITIONS: dict[tuple[str, StandardStatus], StandardStatus] = {
 
 
 def next_standard_status(action: str, current: StandardStatus) -> StandardStatus:
-    try:
-        return STANDARD_TRANSITIONS[(action, current)]
-    except KeyError:
-        raise IllegalTransition("standard", action, current.value) from None
+    return transition("standard", STANDARD_TRANSITIONS, action, current)
 
 
 @dataclass(frozen=True)
@@ -433,10 +418,7 @@ CONFORMANCE_TRANSITIONS: dict[tuple[str, ConformanceStatus], ConformanceStatus] 
 
 
 def next_conformance_status(action: str, current: ConformanceStatus) -> ConformanceStatus:
-    try:
-        return CONFORMANCE_TRANSITIONS[(action, current)]
-    except KeyError:
-        raise IllegalTransition("conformance claim", action, current.value) from None
+    return transition("conformance claim", CONFORMANCE_TRANSITIONS, action, current)
 
 
 @dataclass(frozen=True)
