@@ -367,7 +367,7 @@ async def _change(
     plan_id: str,
     expected_version: int | None,
     change: Change,
-    announce: Announce,
+    announce: Announce | None,
     after: Callable[[UnitOfWork, NationalPlan, datetime], Any] | None = None,
 ) -> NationalPlan:
     async with uow() as tx:
@@ -378,7 +378,8 @@ async def _change(
         changed = change(plan, now)
         _store(row, changed)
         _keep_version(tx.session, changed, now)
-        _publish(tx, changed, announce(changed, now))
+        if announce is not None:  # editing and redrafting a draft are the owner's business alone
+            _publish(tx, changed, announce(changed, now))
         if after is not None:
             await after(tx, changed, now)
     log.info(
@@ -398,22 +399,21 @@ async def edit_plan(
     if expected_version is None:
         raise PreconditionRequired("editing a draft needs If-Match with the ETag of the version you read")
 
-    async with uow() as tx:
-        row = await _load_for_update(tx.session, actor, plan_id)
-        plan = _to_domain(row)
-        _check_version(plan, expected_version)
-        now = utcnow()
-        edited = plan.edit(
+    return await _change(
+        uow,
+        actor,
+        plan_id,
+        expected_version,
+        lambda p, _now: p.edit(
             actor,
             title=changes.title,
             period_start=changes.period_start,
             period_end=changes.period_end,
             capability_areas=changes.capability_areas,
             content=changes.content,
-        )
-        _store(row, edited)
-        _keep_version(tx.session, edited, now)
-    return edited
+        ),
+        None,
+    )
 
 
 async def submit_plan(
@@ -461,15 +461,7 @@ async def redraft_plan(
     uow: UnitOfWorkFactory, actor: Actor, plan_id: str, expected_version: int | None
 ) -> NationalPlan:
     """A returned plan goes back to draft to be edited; the redraft is the owner's business alone."""
-    async with uow() as tx:
-        row = await _load_for_update(tx.session, actor, plan_id)
-        plan = _to_domain(row)
-        _check_version(plan, expected_version)
-        now = utcnow()
-        redrafted = plan.redraft(actor, now)
-        _store(row, redrafted)
-        _keep_version(tx.session, redrafted, now)
-    return redrafted
+    return await _change(uow, actor, plan_id, expected_version, lambda p, now: p.redraft(actor, now), None)
 
 
 async def withdraw_plan(
