@@ -23,6 +23,7 @@ DEV_SECRETS = {
     "nato-reviewer": "nato-reviewer-dev-secret",
     "ukr-partner": "ukr-partner-dev-secret",
     "deu-subscriber": "deu-subscriber-dev-secret",
+    **{f"{n}-standards": f"{n}-standards-dev-secret" for n in ("deu", "fra", "pol", "nato")},
 }
 
 

@@ -82,3 +82,39 @@ class Releasability(BaseModel):
         if others:
             return cls(owner=owner, scope=ReleasabilityScope.NATIONS, nations=others)
         return cls(owner=owner)
+
+
+# --- reader tokens: one visibility rule for reads, lists, aggregates and events in every service -------
+
+#: A record's readers and a caller's tokens are sets of: nation codes, and ALLIES (every Ally and NATO
+#: staff). A caller may see a record when the two sets meet; services store the readers encoded (see
+#: `encode_tokens`) so lists and aggregates filter in SQL with the same rule.
+ALLIES_TOKEN = ALL_ALLIES
+
+
+def reader_tokens(r: Releasability) -> frozenset[str]:
+    """Who may read a record released as `r`."""
+    tokens = {r.owner}
+    match r.scope:
+        case ReleasabilityScope.NATIONAL:
+            pass
+        case ReleasabilityScope.NATIONS:
+            tokens.update(r.nations)
+        case ReleasabilityScope.ALLIES:
+            tokens.add(ALLIES_TOKEN)
+        case ReleasabilityScope.ALLIES_PARTNERS:
+            tokens.add(ALLIES_TOKEN)
+            tokens.update(r.nations)
+    return frozenset(tokens)
+
+
+def nation_tokens(nation: str) -> frozenset[str]:
+    """The reader tokens a caller of `nation` holds."""
+    if nation in ALLIES or nation == NATO:
+        return frozenset({nation, ALLIES_TOKEN})
+    return frozenset({nation})
+
+
+def encode_tokens(tokens: frozenset[str]) -> str:
+    """`,ALLIES,DEU,` -- so `LIKE '%,DEU,%'` finds a token in SQL (tokens hold no LIKE wildcards)."""
+    return "," + ",".join(sorted(tokens)) + ","

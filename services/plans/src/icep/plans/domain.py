@@ -15,6 +15,9 @@ from enum import StrEnum
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO
+from icep.contracts.releasability import encode_tokens as encode_tokens
+from icep.contracts.releasability import nation_tokens
+from icep.contracts.releasability import reader_tokens as release_tokens
 from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
 from icep.platform.domain import invalid, transition
 from icep.platform.errors import Forbidden, IllegalTransition, Unprocessable
@@ -209,41 +212,18 @@ def check_period(start: date, end: date) -> None:
 
 # --- visibility -----------------------------------------------------------------------------------------
 
-#: Reader tokens: a nation code; ALLIES (every Ally and NATO staff); NATO_REVIEW (NATO's reviewers).
-ALLIES_TOKEN = "ALLIES"
+#: Reader tokens (see `icep.contracts.releasability`), plus NATO_REVIEW: NATO's reviewers.
 NATO_REVIEW = "NATO:reviewer"
 
 
 def caller_tokens(nation: str, roles: frozenset[str]) -> frozenset[str]:
     """The reader tokens a caller holds; it may see a record whose readers share one of them."""
-    tokens = {nation}
-    if nation in ALLIES or nation == NATO:
-        tokens.add(ALLIES_TOKEN)
+    tokens = set(nation_tokens(nation))
     if nation == NATO:
         # NATO staff read what was submitted to NATO (only reviewers act on it): the same audience
         # as the events' `NATO` marking, which notifications checks by nation.
         tokens.add(NATO_REVIEW)
     return frozenset(tokens)
-
-
-def release_tokens(r: Releasability) -> frozenset[str]:
-    tokens = {r.owner}
-    match r.scope:
-        case ReleasabilityScope.NATIONAL:
-            pass
-        case ReleasabilityScope.NATIONS:
-            tokens.update(r.nations)
-        case ReleasabilityScope.ALLIES:
-            tokens.add(ALLIES_TOKEN)
-        case ReleasabilityScope.ALLIES_PARTNERS:
-            tokens.add(ALLIES_TOKEN)
-            tokens.update(r.nations)
-    return frozenset(tokens)
-
-
-def encode_tokens(tokens: frozenset[str]) -> str:
-    """`,DEU,NATO:reviewer,` -- so `LIKE '%,DEU,%'` finds a token in SQL."""
-    return "," + ",".join(sorted(tokens)) + ","
 
 
 def widest(a: Releasability, b: Releasability) -> Releasability:

@@ -30,6 +30,7 @@ from icep.contracts.plans import (
     RampStepFigure,
     ShortfallDetected,
 )
+from icep.contracts.releasability import reader_tokens as release_tokens
 from icep.plans.domain import (
     TARGET_RELEASABILITY,
     Actor,
@@ -46,7 +47,6 @@ from icep.plans.domain import (
     caller_tokens,
     check_target_setter,
     encode_tokens,
-    release_tokens,
     report_progress,
 )
 from icep.plans.models import CapabilityTargetRow, PlanRow, PlanVersionRow, ProgressRow

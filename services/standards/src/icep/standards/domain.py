@@ -18,7 +18,9 @@ from datetime import date, datetime
 from enum import IntEnum, StrEnum
 from itertools import combinations
 
+from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
+from icep.contracts.releasability import nation_tokens, reader_tokens
 from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
 from icep.platform.domain import invalid, transition
 from icep.platform.errors import Forbidden, IllegalTransition, NotFound
@@ -37,6 +39,37 @@ class Change:
     by: str
     at: datetime
     note: str = ""
+
+
+#: NATO standards are released to every Ally unless drafted otherwise (e.g. to Allies and named partners).
+ALLIES_RELEASE = Releasability(owner=NATO, scope=ReleasabilityScope.ALLIES)
+
+
+def including(r: Releasability, *nations: str) -> Releasability:
+    """`r` widened so that `nations` may also read (NATO staff assess every claim; a clearance's nations
+    see it). Allies already include NATO staff."""
+    missing = [n for n in dict.fromkeys(nations) if not r.allows(n)]
+    if not missing:
+        return r
+    match r.scope:
+        case ReleasabilityScope.NATIONAL | ReleasabilityScope.NATIONS:
+            return Releasability(
+                owner=r.owner, scope=ReleasabilityScope.NATIONS, nations=(*r.nations, *missing)
+            )
+        case _:
+            partners = tuple(n for n in missing if n not in ALLIES and n != NATO)
+            return Releasability(
+                owner=r.owner, scope=ReleasabilityScope.ALLIES_PARTNERS, nations=(*r.nations, *partners)
+            )
+
+
+def readers(r: Releasability) -> frozenset[str]:
+    """The reader tokens of a record released as `r` (see `icep.contracts.releasability`)."""
+    return reader_tokens(r)
+
+
+def may_read(r: Releasability, nation: str) -> bool:
+    return not reader_tokens(r).isdisjoint(nation_tokens(nation))
 
 
 def _check_nato_standards(actor: Actor, action: str) -> None:
@@ -98,6 +131,8 @@ class Standard:
     superseded_by: str | None = None
     promulgated_on: date | None = None
     cancellation_reason: str | None = None
+    #: Owned by NATO; who may read the standard, its national responses and their events.
+    releasability: Releasability = ALLIES_RELEASE
 
     @property
     def reference(self) -> str:
@@ -120,8 +155,16 @@ class Standard:
         capability_areas: tuple[str, ...] = (),
         levels: tuple[str, ...] = (),
         supersedes: Standard | None = None,
+        releasability: Releasability = ALLIES_RELEASE,
     ) -> Standard:
         _check_nato_standards(actor, "draft")
+        if releasability.owner != NATO or releasability.scope in (
+            ReleasabilityScope.NATIONAL,
+            ReleasabilityScope.NATIONS,
+        ):
+            raise invalid(
+                "body.releasability", "a NATO standard is released to all Allies (and named partners)"
+            )
         if not number.strip():
             raise invalid("body.number", "a standard needs a number")
         if not title.strip():
@@ -151,6 +194,7 @@ class Standard:
             history=(Change("drafted", StandardStatus.STUDY.value, actor.id, now),),
             levels=levels,
             supersedes=supersedes.id if supersedes else None,
+            releasability=releasability,
         )
 
     def _move(self, action: str, actor: Actor, now: datetime, note: str = "", **changes: object) -> Standard:
@@ -292,6 +336,12 @@ class NationalResponse:
     implemented_on: date | None
     version: int
     history: tuple[Change, ...]
+
+    @staticmethod
+    def releasability_for(standard: Standard, nation: str) -> Releasability:
+        """A nation's answer is its own record, read by whoever may read the standard."""
+        r = standard.releasability
+        return Releasability(owner=nation, scope=r.scope, nations=r.nations)
 
     @classmethod
     def pending(cls, standard: Standard, nation: str) -> NationalResponse:
@@ -443,6 +493,12 @@ class ConformanceClaim:
     version: int
     history: tuple[Change, ...]
     rejection_reason: str | None = None
+    #: Owned by the claiming nation; NATO's standards staff, who may assess it, always read it.
+    releasability: Releasability | None = None
+
+    @property
+    def release(self) -> Releasability:
+        return self.releasability or including(Releasability(owner=self.nation), NATO)
 
     @classmethod
     def claim(
@@ -455,6 +511,7 @@ class ConformanceClaim:
         now: datetime,
         level: str | None = None,
         evidence: tuple[str, ...] = (),
+        releasability: Releasability | None = None,
     ) -> ConformanceClaim:
         if STANDARDS_ROLE not in actor.roles:
             raise Forbidden("only standards staff record conformance claims")
@@ -477,6 +534,7 @@ class ConformanceClaim:
             expires_on=None,
             version=1,
             history=(Change("claimed", ConformanceStatus.CLAIMED.value, actor.id, now),),
+            releasability=_owned(releasability, actor.nation, NATO),
         )
 
     def _check_assessor(self, actor: Actor, action: str) -> None:
@@ -574,6 +632,12 @@ class Interchangeability:
     updated_at: datetime
     version: int
     history: tuple[Change, ...]
+    #: Owned by the nation (or NATO) that recorded it; the nations it clears always read it.
+    releasability: Releasability | None = None
+
+    @property
+    def release(self) -> Releasability:
+        return self.releasability or including(Releasability(owner=NATO), *self.nations)
 
     @classmethod
     def record(
@@ -588,6 +652,7 @@ class Interchangeability:
         basis: Basis,
         now: datetime,
         restrictions: tuple[str, ...] = (),
+        releasability: Releasability | None = None,
     ) -> Interchangeability:
         _check_clearance(actor, nations, status, restrictions, item, platform)
         return cls(
@@ -601,6 +666,7 @@ class Interchangeability:
             updated_at=now,
             version=1,
             history=(Change("recorded", status.value, actor.id, now),),
+            releasability=_owned(releasability, actor.nation, *nations),
         )
 
     def update(
@@ -615,8 +681,11 @@ class Interchangeability:
     ) -> Interchangeability:
         nations = self.nations if nations is None else nations
         _check_clearance(actor, nations, status, restrictions, self.item, self.platform)
+        if actor.nation != self.release.owner:
+            raise Forbidden(f"only {self.release.owner} may change a clearance it recorded")
         return replace(
             self,
+            releasability=including(self.release, *nations),
             nations=tuple(sorted(set(nations))),
             status=status,
             basis=basis or self.basis,
@@ -625,6 +694,14 @@ class Interchangeability:
             version=self.version + 1,
             history=(*self.history, Change("updated", status.value, actor.id, now)),
         )
+
+
+def _owned(r: Releasability | None, owner: str, *readers: str) -> Releasability:
+    """The release of a new record owned by `owner` (all Allies unless said), widened to `readers`."""
+    r = r or Releasability(owner=owner, scope=ReleasabilityScope.ALLIES)
+    if r.owner != owner:
+        raise invalid("body.releasability", f"the record belongs to {owner}")
+    return including(r, *readers)
 
 
 def _check_clearance(

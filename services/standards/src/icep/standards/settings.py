@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from icep.platform.settings import ServiceSettings
@@ -10,3 +11,5 @@ class StandardsSettings(ServiceSettings):
 
     service_name: str = "standards"
     port: int = 8003
+    #: How often the expiry schedule looks for verified conformance claims whose date has come.
+    expiry_interval_seconds: float = Field(default=300.0, gt=0, le=86_400)
