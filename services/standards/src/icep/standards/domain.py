@@ -799,6 +799,8 @@ def can_fire(
             reasons.append(f"{standard.reference}, the basis, is cancelled")
         elif standard is not None and standard.status is StandardStatus.SUPERSEDED:
             reasons.append(f"{standard.reference}, the basis, is superseded")
+        if standard is not None and (response is None or response.status is ResponseStatus.PENDING):
+            reasons.append(f"{nation} has not answered {standard.reference}, the basis, yet")
         if response is not None:
             if response.status is ResponseStatus.NOT_RATIFYING:
                 answer = Answer.YES_WITH_RESTRICTIONS

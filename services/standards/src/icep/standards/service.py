@@ -41,7 +41,7 @@ from icep.contracts.standards import (
 )
 from icep.platform.db import Database
 from icep.platform.domain import invalid
-from icep.platform.errors import NotFound, PreconditionFailed
+from icep.platform.errors import Conflict, NotFound, PreconditionFailed
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
@@ -308,6 +308,15 @@ async def draft_standard(uow: UnitOfWorkFactory, actor: Actor, draft: DraftStand
             supersedes=older,
             releasability=draft.releasability,
         )
+        same = await tx.session.execute(
+            select(col(StandardRow.id)).where(
+                col(StandardRow.kind) == standard.kind.value,
+                col(StandardRow.number) == standard.number,
+                col(StandardRow.edition) == standard.edition,
+            )
+        )
+        if same.first() is not None:
+            raise Conflict(f"{standard.reference} is already in the catalogue")
         tx.session.add(_new_standard_row(standard, now))
         _publish(
             tx,
@@ -928,6 +937,19 @@ async def record_clearance(
             restrictions=given.restrictions,
             releasability=releasability,
         )
+        same = await tx.session.execute(
+            select(col(ClearanceRow.id)).where(
+                col(ClearanceRow.owner) == clearance.release.owner,
+                col(ClearanceRow.item) == clearance.item,
+                col(ClearanceRow.platform) == clearance.platform,
+            )
+        )
+        existing = same.scalar_one_or_none()
+        if existing is not None:
+            raise Conflict(
+                f"{clearance.release.owner} already recorded the clearance of {clearance.item} for"
+                f" {clearance.platform}: change /v1/interchangeability/clearances/{existing}"
+            )
         row = ClearanceRow(
             id=clearance.id,
             owner=clearance.release.owner,
