@@ -10,9 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
+from standardwebhooks import Webhook
 
 from icep.platform.events import ReceivedEvent, decode
-from icep.platform.testing import read_records, wait_for
+from icep.platform.testing import WebhookReceiver, consumer_caught_up, read_records, wait_for
 
 PROBLEM = "application/problem+json"
 Clients = dict[str, httpx.AsyncClient]
@@ -624,3 +625,54 @@ async def test_interchangeability_answers_with_reasons(staff: Clients, events: E
         ),
         422,
     )
+
+
+# --- subscribers ----------------------------------------------------------------------------------------
+
+
+async def test_subscribers_get_the_standards_events_released_to_them(platform: Any, staff: Clients) -> None:
+    """DEU's subscription receives a standard's events, signed; UKR's only those of one released to it."""
+    deu_hook, ukr_hook = WebhookReceiver().start(), WebhookReceiver().start()
+    try:
+        secrets = {}
+        for who, hook, types in (("deu", deu_hook, ["icep.standards.*"]), ("ukr", ukr_hook, ["*"])):
+            r = await staff[who].post("/v1/subscriptions", json={"url": hook.url, "event_types": types})
+            assert r.status_code == 201, r.text
+            secrets[who] = r.json()["secret"]
+        tag = uuid.uuid4().hex[:8]
+        allies = await promulgated(staff["nato"], title=f"Allies only {tag}")
+        with_ukr = await promulgated(
+            staff["nato"],
+            title=f"Allies and Ukraine {tag}",
+            releasability={"scope": "allies_partners", "nations": ["UKR"]},
+        )
+        steps = ["drafted", "circulated", "promulgated"]
+
+        def subjects(hook: WebhookReceiver, secret: str) -> list[tuple[str, str]]:
+            verifier = Webhook(secret)
+            seen = []
+            for request in hook.received():
+                event = verifier.verify(request.body, request.headers)
+                if event["subject"] in (allies["id"], with_ukr["id"]):
+                    seen.append((event["subject"], event["type"].split(".")[3]))
+            return seen
+
+        await wait_for(
+            lambda: len(subjects(deu_hook, secrets["deu"])) == 6, timeout=30, what="DEU's webhooks"
+        )
+        await wait_for(
+            lambda: len(subjects(ukr_hook, secrets["ukr"])) == 3, timeout=30, what="UKR's webhooks"
+        )
+        group = f"{platform.namespace}icep-notifications"
+        topic = platform.topic("icep.standards.events")
+        await wait_for(
+            lambda: consumer_caught_up(platform.bootstrap, group, topic), timeout=30, what="fan-out"
+        )
+        # Each standard's events arrive in order (order holds per aggregate, not across them).
+        deu_seen = subjects(deu_hook, secrets["deu"])
+        for standard in (allies, with_ukr):
+            assert [step for subject, step in deu_seen if subject == standard["id"]] == steps
+        assert subjects(ukr_hook, secrets["ukr"]) == [(with_ukr["id"], s) for s in steps]
+    finally:
+        deu_hook.stop()
+        ukr_hook.stop()
