@@ -175,13 +175,16 @@ def seed(
         typer.Option(help="client_id=secret, to use other than the development clients' secrets"),
     ] = None,
 ) -> None:
-    """Load the labelled sample of national plans and capability targets through the API (idempotent)."""
+    """Load the labelled sample through the API (idempotent): national plans and capability targets, then
+    NATO standards with national answers, interchangeability clearances and conformance claims."""
     import asyncio
 
-    # The platform imports no service statically: the seed lives with the plans service.
-    module = importlib.import_module("icep.plans.seed")
+    # The platform imports no service statically: each seed lives with its service.
     secrets = dict(s.split("=", 1) for s in secret or [])
-    asyncio.run(module.seed(gateway, secrets, say=console.print))
+    for service in ("plans", "standards"):
+        module = importlib.import_module(f"icep.{service}.seed")
+        console.print(f"[bold]{service}[/]")
+        asyncio.run(module.seed(gateway, secrets, say=console.print))
 
 
 def main() -> None:
