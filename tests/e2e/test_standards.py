@@ -3,6 +3,7 @@ answer, conformance, interchangeability, the answers people need, and every even
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -377,9 +378,7 @@ async def test_illegal_response_steps(staff: Clients, setup: list[str], path: st
     for step in setup:
         assert (await act(deu, f"{base}/{step}")).status_code == 200
     if path.startswith("reservations/"):
-        r = await deu.delete(f"{base}/{path}")
-        assert r.status_code in (404, 409)
-        problem(r, r.status_code)
+        problem(await deu.delete(f"{base}/{path}"), 409)  # ratified without reservations: none to withdraw
     else:
         problem(await act(deu, f"{base}/{path}", body), 409)
 
@@ -676,3 +675,127 @@ async def test_subscribers_get_the_standards_events_released_to_them(platform: A
     finally:
         deu_hook.stop()
         ukr_hook.stop()
+
+
+# --- edge cases a mature API must get right ----------------------------------------------------------------
+
+
+async def test_one_edition_in_force(staff: Clients, events: Events) -> None:
+    """Promulgating an edition supersedes every lower one in force, named or not; a lower edition cannot be
+    promulgated while a higher one is in force."""
+    nato = staff["nato"]
+    number = f"47{uuid.uuid4().int % 10**8:08d}"
+    ed3 = await promulgated(nato, number=number, edition=3)
+    ed2 = (await nato.post("/v1/standards", json=standard_body(number, 2))).json()
+    await act(nato, f"/v1/standards/{ed2['id']}/circulate")
+    p = problem(await act(nato, f"/v1/standards/{ed2['id']}/promulgate"), 409)
+    assert f"STANAG {number} Ed. 3 is in force" in p["detail"]
+    ed4 = await promulgated(nato, number=number, edition=4)  # names no edition it supersedes
+    assert (await nato.get(f"/v1/standards/{ed3['id']}")).json()["superseded_by"] == ed4["id"]
+    in_force = (await nato.get("/v1/standards", params={"number": number, "status": "promulgated"})).json()
+    assert [s["edition"] for s in in_force["items"]] == [4]
+    got = await events(ed3["id"], "icep.standards.standard.superseded.v1")
+    assert got[-1].data["superseded_by"] == ed4["id"]
+
+
+async def test_releasability_input_is_checked(staff: Clients) -> None:
+    nato, deu = staff["nato"], staff["deu"]
+    # Nations only go with a scope that names nations; beyond the Allies, a standard goes to partners.
+    for release in (
+        {"scope": "allies", "nations": ["UKR"]},
+        {"scope": "allies_partners", "nations": ["DEU"]},
+    ):
+        problem(await nato.post("/v1/standards", json=standard_body(releasability=release)), 422)
+    s = await promulgated(nato)
+    product = {"manufacturer": "KNDS", "product_code": f"P-{uuid.uuid4().hex[:6]}", "name": "RCH 155"}
+    claim = {"product": product, "standard_id": s["id"], "level": "3"}
+    national_with_fra = {**claim, "releasability": {"scope": "national", "nations": ["FRA"]}}
+    problem(await deu.post("/v1/standards/conformance", json=national_with_fra), 422)
+    # A claim goes no further than its standard: UKR may not read this standard, so not the claim either.
+    to_ukr = {**claim, "releasability": {"scope": "allies_partners", "nations": ["UKR"]}}
+    p = problem(await deu.post("/v1/standards/conformance", json=to_ukr), 422)
+    assert "not released to UKR" in p["detail"]
+    # NATO cannot record an answer for a nation the standard is not released to.
+    p = problem(await act(nato, f"/v1/standards/{s['id']}/responses/JPN/ratify"), 422)
+    assert "not released to JPN" in p["detail"]
+    progress = (await nato.get("/v1/standards/progress", params={"nations": "JPN"})).json()["nations"][0]
+    assert s["reference"] not in progress["pending"]
+
+
+async def test_odd_input_gets_a_problem_never_a_500(staff: Clients) -> None:
+    nato, deu = staff["nato"], staff["deu"]
+    s = await promulgated(nato)
+    base = f"/v1/standards/{s['id']}/responses/DEU"
+    # A clause is a path segment when withdrawn: no slash in it.
+    bad_clause = {"reservations": [{"clause": "4/2", "kind": "limited", "detail": "x"}]}
+    problem(await act(deu, f"{base}/ratify", bad_clause), 422)
+    # A blank basis is refused before anything is stored, and lists keep working.
+    item = f"round {uuid.uuid4().hex[:6]}"
+    blank = {
+        "item": item,
+        "platform": "PzH 2000",
+        "nations": ["DEU"],
+        "status": "verified",
+        "basis": {"kind": "trial", "reference": "   "},
+    }
+    p = problem(await deu.post("/v1/interchangeability/clearances", json=blank), 422)
+    assert p["errors"][0]["location"] == "body.basis.reference"
+    listed = await deu.get("/v1/interchangeability/clearances", params={"item": item})
+    assert listed.status_code == 200 and listed.json()["items"] == []
+    # NUL characters: PostgreSQL cannot store them (422); SQLite can. Never a 500.
+    for r in (
+        await nato.get("/v1/standards", params={"number": "45\x0069"}),
+        await nato.get(f"/v1/standards/{s['id']}%00"),
+        await nato.post("/v1/standards", json=standard_body(title="a\x00b")),
+        await deu.get("/v1/interchangeability", params={"item": "a\x00", "platform": "b"}),
+        await nato.get("/v1/interoperability", params={"nations": "DEU,FRA", "standards": "\x00"}),
+    ):
+        assert r.status_code < 500, r.text
+        if r.status_code >= 400:
+            assert r.headers["content-type"].startswith(PROBLEM)
+
+
+async def test_concurrent_changes_lose_nothing(staff: Clients, events: Events) -> None:
+    """Read-modify-write use cases run one at a time per record (row locks on PostgreSQL, one writer on
+    SQLite): concurrent reservations are all kept, and the events match the stored history."""
+    deu, nato = staff["deu"], staff["nato"]
+    s = await promulgated(nato)
+    base = f"/v1/standards/{s['id']}/responses/DEU"
+    assert (await act(deu, f"{base}/ratify")).status_code == 200
+    clauses = [f"{n}.1" for n in range(1, 7)]
+    answers = await asyncio.gather(
+        *(
+            deu.post(f"{base}/reservations", json={"clause": c, "kind": "limited", "detail": "within limits"})
+            for c in clauses
+        )
+    )
+    assert [r.status_code for r in answers] == [200] * len(clauses)
+    final = (await deu.get(base)).json()
+    assert sorted(x["clause"] for x in final["reservations"]) == sorted(clauses)
+    assert final["version"] == 2 + len(clauses)
+    got = await events(f"{s['id']}:DEU", *["icep.standards.response.reservation_recorded.v1"] * len(clauses))
+    assert sorted(e.data["version"] for e in got if "reservation" in e.data) == list(
+        range(3, 3 + len(clauses))
+    )
+
+    # Circulate and cancel at once: whichever wins, the events say what the history says.
+    study = (await nato.post("/v1/standards", json=standard_body())).json()
+    results = await asyncio.gather(
+        nato.post(f"/v1/standards/{study['id']}/circulate"),
+        nato.post(f"/v1/standards/{study['id']}/cancel", json={"reason": "withdrawn by the working group"}),
+    )
+    done = (await nato.get(f"/v1/standards/{study['id']}")).json()
+    assert done["status"] == "cancelled"
+    succeeded = sum(r.status_code == 200 for r in results)
+    assert len(done["history"]) == 1 + succeeded
+    assert all(r.status_code in (200, 409) for r in results)
+    actions = [h["action"] for h in done["history"][1:]]
+    expected_types = [
+        {
+            "circulate": "icep.standards.standard.circulated.v1",
+            "cancel": "icep.standards.standard.cancelled.v1",
+        }[a]
+        for a in actions
+    ]
+    got = await events(study["id"], "icep.standards.standard.drafted.v1", *expected_types)
+    assert [e.type for e in got] == ["icep.standards.standard.drafted.v1", *expected_types]

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icep.contracts import all_event_types
+from icep.contracts import Releasability, ReleasabilityScope, all_event_types
 from icep.contracts import standards as contracts
 from icep.platform.errors import Forbidden, IllegalTransition, NotFound, Unprocessable
 from icep.standards.domain import (
@@ -364,7 +364,41 @@ def test_only_nations_answer() -> None:
     for code in ("NATO", "EU", "XXX"):
         with pytest.raises(Unprocessable):
             NationalResponse.pending(s, code)
-    assert NationalResponse.pending(s, "UKR").status is ResponseStatus.PENDING
+    # A partner answers a standard released to it, and only then.
+    with pytest.raises(Unprocessable, match="not released to UKR"):
+        NationalResponse.pending(s, "UKR")
+    shared = promulgated(
+        releasability=Releasability(owner="NATO", scope=ReleasabilityScope.ALLIES_PARTNERS, nations=("UKR",))
+    )
+    assert NationalResponse.pending(shared, "UKR").status is ResponseStatus.PENDING
+
+
+def test_one_edition_in_force_supersedes_every_lower_one() -> None:
+    ed2, ed3 = promulgated(edition=2, id="ed2"), promulgated(edition=3, id="ed3")
+    assert ed2.supersede(NSO, ed3, NOW).superseded_by == "ed3"  # even when ed3 did not name ed2
+    with pytest.raises(Unprocessable):
+        ed3.supersede(NSO, ed2, NOW)  # never by a lower edition
+    with pytest.raises(Unprocessable):
+        ed3.supersede(NSO, promulgated(number="4586", edition=4), NOW)  # nor by another standard
+
+
+def test_releasability_of_standards_and_claims() -> None:
+    with pytest.raises(Unprocessable):  # Allies are all in already: named nations are partners
+        draft(
+            releasability=Releasability(
+                owner="NATO", scope=ReleasabilityScope.ALLIES_PARTNERS, nations=("DEU",)
+            )
+        )
+    s = promulgated()
+    with pytest.raises(Unprocessable, match="not released to UKR"):
+        claim(
+            s,
+            releasability=Releasability(
+                owner="DEU", scope=ReleasabilityScope.ALLIES_PARTNERS, nations=("UKR",)
+            ),
+        )
+    national = claim(s, releasability=Releasability(owner="DEU", scope=ReleasabilityScope.NATIONAL))
+    assert national.release.marking() == "DEU,NATO"
 
 
 def test_a_response_belongs_to_its_edition() -> None:
@@ -379,7 +413,9 @@ def test_a_response_belongs_to_its_edition() -> None:
 BOXER = Product("ARTEC (synthetic)", "BXR-A1-SYN", "Boxer RCH 155 hull (synthetic)")
 
 
-def claim(standard: Standard | None = None, level: str | None = "4") -> ConformanceClaim:
+def claim(
+    standard: Standard | None = None, level: str | None = "4", releasability: Releasability | None = None
+) -> ConformanceClaim:
     return ConformanceClaim.claim(
         id="c1",
         actor=DEU,
@@ -388,6 +424,7 @@ def claim(standard: Standard | None = None, level: str | None = "4") -> Conforma
         level=level,
         now=NOW,
         evidence=("WTD91-report-2025-117 (synthetic)",),
+        releasability=releasability,
     )
 
 

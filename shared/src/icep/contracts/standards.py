@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import ClassVar
 
+from pydantic import Field
+
 from icep.contracts.base import EventPayload
 
 # --- standard -------------------------------------------------------------------------------------------
@@ -159,6 +161,8 @@ class ConformanceClaimed(_ConformanceEvent):
 class ConformanceTestStarted(_ConformanceEvent):
     event_type: ClassVar[str] = "icep.standards.conformance.test_started.v1"
 
+    #: Every evidence reference so far, including what was added when testing started.
+    evidence: list[str] = Field(default_factory=list)
     started_by: str
     started_at: datetime
 

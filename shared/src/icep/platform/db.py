@@ -71,6 +71,19 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return _create_async_engine(url, **kwargs)
 
 
+async def begin_write(session: AsyncSession) -> None:
+    """Make the session's transaction a writer from its first statement.
+
+    On SQLite, `SELECT ... FOR UPDATE` locks nothing and a transaction only takes the write lock at its
+    first write, so two read-modify-write use cases could both read the same version and the later one
+    overwrite the earlier (a lost update). `BEGIN IMMEDIATE` takes the database's one write lock first:
+    writers queue (up to busy_timeout) and each reads what the previous one committed. PostgreSQL needs
+    nothing here: its row locks do this, row by row."""
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "sqlite":
+        await session.execute(text("BEGIN IMMEDIATE"))
+
+
 class Database:
     """An engine and a session factory; `session()` is the unit of work's transaction."""
 
@@ -85,8 +98,9 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one transaction: committed on success, rolled back on error."""
+        """A session inside one write transaction: committed on success, rolled back on error."""
         async with self.sessions() as session, session.begin():
+            await begin_write(session)
             yield session
 
     @asynccontextmanager

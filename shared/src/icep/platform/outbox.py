@@ -27,7 +27,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.platform import events, faults
-from icep.platform.db import Database, LeaderLock
+from icep.platform.db import Database, LeaderLock, begin_write
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.kafka import new_producer, start_with_retry
 from icep.platform.telemetry import context_from, current_trace_headers, tracer
@@ -96,6 +96,7 @@ class UnitOfWorkFactory:
     async def __call__(self) -> AsyncIterator[UnitOfWork]:
         async with self.db.sessions() as session:
             async with session.begin():
+                await begin_write(session)
                 uow = UnitOfWork(session, self.outbox, self.source, self.topic)
                 yield uow
                 await uow._flush_events()

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from icep.platform.errors import DomainError
@@ -117,13 +117,22 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DataError)
-    async def _data(request: Request, exc: DataError) -> JSONResponse:
+    async def _data(request: Request, exc: DBAPIError) -> JSONResponse:
         return problem(
             422,
             "a value is out of range or not storable (e.g. a NUL character)",
             slug="unstorable-value",
             instance=request.url.path,
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        # Some drivers (asyncpg) raise a plain DBAPIError for data exceptions (SQLSTATE class 22, e.g. a
+        # NUL character in text): the caller's value, not a fault of ours.
+        sqlstate = str(getattr(exc.orig, "sqlstate", "") or getattr(exc.orig, "pgcode", "") or "")
+        if sqlstate.startswith("22"):
+            return await _data(request, exc)
+        return await _bug(request, exc)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

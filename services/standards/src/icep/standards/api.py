@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from icep.contracts import NationCode, Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO
@@ -44,6 +44,8 @@ interchangeability_router = APIRouter(prefix="/v1/interchangeability", tags=["in
 routers = [standards_router, interoperability_router, interchangeability_router]
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
+#: A clause of a standard: `4.2.1`, `Annex A 3.2`, `B-4(c)` (no `/`: it is a path segment when withdrawn).
+CLAUSE = r"^[A-Za-z0-9][A-Za-z0-9 .()\-]{0,99}$"
 Nation = Annotated[str, Path(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3 of the answering nation")]
 
 
@@ -61,7 +63,20 @@ class _In(BaseModel):
 
 class ReleasabilityIn(_In):
     scope: ReleasabilityScope = ReleasabilityScope.ALLIES
-    nations: list[NationCode] = Field(default_factory=list, max_length=40)
+    nations: list[NationCode] = Field(
+        default_factory=list,
+        max_length=40,
+        description="With `nations`: the nations; with `allies_partners`: the partners",
+    )
+
+    @model_validator(mode="after")
+    def _nations_fit_the_scope(self) -> ReleasabilityIn:
+        if self.nations and self.scope not in (
+            ReleasabilityScope.NATIONS,
+            ReleasabilityScope.ALLIES_PARTNERS,
+        ):
+            raise ValueError(f"a releasability of scope {self.scope.value} names no nations")
+        return self
 
 
 def _owned(r: ReleasabilityIn | None, owner: str) -> Releasability | None:
@@ -79,6 +94,27 @@ class ReleasabilityOut(BaseModel):
     @classmethod
     def of(cls, r: Releasability) -> ReleasabilityOut:
         return cls(owner=r.owner, scope=r.scope, nations=list(r.nations), marking=r.marking())
+
+
+class ReservationOut(BaseModel):
+    clause: str
+    kind: ReservationKind
+    detail: str
+
+    @classmethod
+    def of(cls, r: Reservation) -> ReservationOut:
+        return cls(clause=r.clause, kind=r.kind, detail=r.detail)
+
+
+class ProductOut(BaseModel):
+    manufacturer: str
+    product_code: str
+    name: str
+
+
+class BasisOut(BaseModel):
+    kind: BasisKind
+    reference: str
 
 
 class ChangeOut(BaseModel):
@@ -337,7 +373,7 @@ class VerifyIn(EvidenceIn):
 class ClaimOut(BaseModel):
     id: str
     nation: str
-    product: ProductIn
+    product: ProductOut
     standard_id: str
     level: str | None
     status: ConformanceStatus
@@ -353,7 +389,7 @@ class ClaimOut(BaseModel):
         return cls(
             id=c.id,
             nation=c.nation,
-            product=ProductIn(
+            product=ProductOut(
                 manufacturer=c.product.manufacturer, product_code=c.product.product_code, name=c.product.name
             ),
             standard_id=c.standard_id,
@@ -510,7 +546,7 @@ async def cancel_standard(
 
 
 class ReservationIn(_In):
-    clause: str = Field(min_length=1, max_length=100, examples=["4.2.1"])
+    clause: str = Field(pattern=CLAUSE, examples=["4.2.1", "Annex A 3.2"])
     kind: ReservationKind
     detail: str = Field(min_length=1, max_length=2000)
 
@@ -535,7 +571,7 @@ class ResponseOut(BaseModel):
     standard_reference: str
     nation: str
     status: str
-    reservations: list[ReservationIn]
+    reservations: list[ReservationOut]
     implementation_forecast: date | None
     implemented_on: date | None
     releasability: ReleasabilityOut
@@ -550,9 +586,7 @@ class ResponseOut(BaseModel):
             standard_reference=view.standard.reference,
             nation=r.nation,
             status=r.status.value,
-            reservations=[
-                ReservationIn(clause=x.clause, kind=x.kind, detail=x.detail) for x in r.reservations
-            ],
+            reservations=[ReservationOut.of(x) for x in r.reservations],
             implementation_forecast=r.implementation_forecast,
             implemented_on=r.implemented_on,
             releasability=ReleasabilityOut.of(
@@ -649,7 +683,7 @@ async def record_reservation(
 async def withdraw_reservation(
     standard_id: str,
     nation: Nation,
-    clause: Annotated[str, Path(min_length=1, max_length=100)],
+    clause: Annotated[str, Path(pattern=CLAUSE)],
     request: Request,
     response: Response,
     who: ActorDep,
@@ -707,7 +741,7 @@ async def record_implementation(
 class PositionOut(BaseModel):
     nation: str
     status: str
-    reservations: list[ReservationIn]
+    reservations: list[ReservationOut]
     implemented_on: date | None
 
 
@@ -766,10 +800,7 @@ async def interoperability(
                     PositionOut(
                         nation=p.nation,
                         status=p.status.value,
-                        reservations=[
-                            ReservationIn(clause=r.clause, kind=r.kind, detail=r.detail)
-                            for r in p.reservations
-                        ],
+                        reservations=[ReservationOut.of(r) for r in p.reservations],
                         implemented_on=p.implemented_on,
                     )
                     for p in s.positions
@@ -839,7 +870,7 @@ class ClearanceOut(BaseModel):
     platform: str
     nations: list[str]
     status: InterchangeabilityStatus
-    basis: BasisIn
+    basis: BasisOut
     restrictions: list[str]
     updated_at: datetime
     releasability: ReleasabilityOut
@@ -854,7 +885,7 @@ class ClearanceOut(BaseModel):
             platform=c.platform,
             nations=list(c.nations),
             status=c.status,
-            basis=BasisIn(kind=c.basis.kind, reference=c.basis.reference),
+            basis=BasisOut(kind=c.basis.kind, reference=c.basis.reference),
             restrictions=list(c.restrictions),
             updated_at=c.updated_at,
             releasability=ReleasabilityOut.of(c.release),
@@ -865,6 +896,7 @@ class ClearanceOut(BaseModel):
 
 class ClearancesOut(BaseModel):
     items: list[ClearanceOut]
+    next: str | None
 
 
 class AnswerOut(BaseModel):
@@ -938,9 +970,13 @@ async def list_clearances(
     who: ActorDep,
     item: Annotated[str | None, Query(max_length=200)] = None,
     platform: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ClearancesOut:
-    found = await service.list_clearances(database(request), who, item=item, platform=platform)
-    return ClearancesOut(items=[ClearanceOut.of(c) for c in found])
+    found, after = await service.list_clearances(
+        database(request), who, item=item, platform=platform, limit=limit, after=cursor
+    )
+    return ClearancesOut(items=[ClearanceOut.of(c) for c in found], next=next_link(request, after))
 
 
 @interchangeability_router.get(

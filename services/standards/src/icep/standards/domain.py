@@ -52,7 +52,9 @@ def including(r: Releasability, *nations: str) -> Releasability:
     if not missing:
         return r
     match r.scope:
-        case ReleasabilityScope.NATIONAL | ReleasabilityScope.NATIONS:
+        case ReleasabilityScope.NATIONAL:
+            return Releasability(owner=r.owner, scope=ReleasabilityScope.NATIONS, nations=tuple(missing))
+        case ReleasabilityScope.NATIONS:
             return Releasability(
                 owner=r.owner, scope=ReleasabilityScope.NATIONS, nations=(*r.nations, *missing)
             )
@@ -165,6 +167,10 @@ class Standard:
             raise invalid(
                 "body.releasability", "a NATO standard is released to all Allies (and named partners)"
             )
+        if any(n not in PARTNERS for n in releasability.nations):
+            raise invalid(
+                "body.releasability.nations", "beyond the Allies, a standard is released to partners"
+            )
         if not number.strip():
             raise invalid("body.number", "a standard needs a number")
         if not title.strip():
@@ -216,9 +222,9 @@ class Standard:
         return self._move("promulgate", actor, now, promulgated_on=now.date())
 
     def supersede(self, actor: Actor, by: Standard, now: datetime) -> Standard:
-        """Replaced by `by`, a newer edition of the same standard that supersedes this one."""
+        """Replaced by `by`, a newer edition of the same standard (one edition of a standard is in force)."""
         _check_nato_standards(actor, "supersede")
-        if by.supersedes != self.id:
+        if (by.kind, by.number) != (self.kind, self.number) or by.edition <= self.edition:
             raise invalid("body.superseded_by", f"{by.reference} does not supersede {self.reference}")
         if by.status is not StandardStatus.PROMULGATED:
             raise invalid("body.superseded_by", f"{by.reference} is not promulgated yet")
@@ -347,6 +353,8 @@ class NationalResponse:
     def pending(cls, standard: Standard, nation: str) -> NationalResponse:
         if nation not in RESPONDING_NATIONS:
             raise invalid("path.nation", f"{nation!r} is not a nation that answers NATO standards")
+        if not may_read(standard.releasability, nation):
+            raise invalid("path.nation", f"{standard.reference} is not released to {nation}")
         return cls(standard.id, nation, ResponseStatus.PENDING, (), None, None, 1, ())
 
     def _check(self, action: str, actor: Actor, standard: Standard) -> None:
@@ -523,6 +531,13 @@ class ConformanceClaim:
             raise invalid("body.level", f"{standard.reference} has no level {level!r}")
         if level is None and standard.levels:
             raise invalid("body.level", f"{standard.reference} is claimed at one of {list(standard.levels)}")
+        if releasability is not None:
+            beyond = [n for n in releasability.nations if not may_read(standard.releasability, n)]
+            if beyond:
+                raise invalid(
+                    "body.releasability.nations",
+                    f"{standard.reference} is not released to {', '.join(beyond)}",
+                )
         return cls(
             id=id,
             nation=actor.nation,
@@ -654,7 +669,7 @@ class Interchangeability:
         restrictions: tuple[str, ...] = (),
         releasability: Releasability | None = None,
     ) -> Interchangeability:
-        _check_clearance(actor, nations, status, restrictions, item, platform)
+        _check_clearance(actor, basis, nations, status, restrictions, item, platform)
         return cls(
             id=id,
             item=item.strip(),
@@ -680,7 +695,7 @@ class Interchangeability:
         restrictions: tuple[str, ...] = (),
     ) -> Interchangeability:
         nations = self.nations if nations is None else nations
-        _check_clearance(actor, nations, status, restrictions, self.item, self.platform)
+        _check_clearance(actor, basis or self.basis, nations, status, restrictions, self.item, self.platform)
         if actor.nation != self.release.owner:
             raise Forbidden(f"only {self.release.owner} may change a clearance it recorded")
         return replace(
@@ -706,6 +721,7 @@ def _owned(r: Releasability | None, owner: str, *readers: str) -> Releasability:
 
 def _check_clearance(
     actor: Actor,
+    basis: Basis,
     nations: tuple[str, ...],
     status: InterchangeabilityStatus,
     restrictions: tuple[str, ...],
@@ -718,6 +734,8 @@ def _check_clearance(
         raise invalid("body.item", "a clearance names the item and the platform")
     if not nations:
         raise invalid("body.nations", "a clearance names the nations it is for")
+    if not basis.reference.strip():
+        raise invalid("body.basis.reference", "a clearance names its basis: a standard edition or a trial")
     unknown = [n for n in nations if n not in RESPONDING_NATIONS]
     if unknown:
         raise invalid("body.nations", f"unknown nations {unknown}")
@@ -968,7 +986,10 @@ def progress(
     """Counts the promulgated editions only: superseded and cancelled ones are no longer asked of anyone.
     `ratified` includes ratifications with reservations; a forecast date before `on` without an actual
     implementation is overdue."""
-    in_force = sorted((s for s in standards if s.in_force), key=lambda s: (s.kind.value, s.number, s.edition))
+    in_force = sorted(
+        (s for s in standards if s.in_force and may_read(s.releasability, nation)),
+        key=lambda s: (s.kind.value, s.number, s.edition),
+    )
     mine = {r.standard_id: r for r in responses if r.nation == nation}
     ratified, reserved, implemented, overdue, pending, declined = [], [], [], [], [], []
     for s in in_force:

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -39,7 +39,7 @@ from icep.contracts.standards import (
     StandardPromulgated,
     StandardSuperseded,
 )
-from icep.platform.db import Database
+from icep.platform.db import Database, advisory_key
 from icep.platform.domain import invalid
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed
 from icep.platform.events import OutgoingEvent, utcnow
@@ -240,9 +240,15 @@ def _check_version(kind: str, version: int, expected: int | None) -> None:
         )
 
 
-async def _standard_row(session: AsyncSession, actor: Actor, standard_id: str, *, lock: bool) -> StandardRow:
+async def _standard_row(
+    session: AsyncSession, actor: Actor, standard_id: str, *, lock: bool, share: bool = False
+) -> StandardRow:
+    """The standard, if the caller may read it; locked for an update, or (`share`) so that it does not
+    change while something that depends on its state (a national answer) is recorded."""
     query = select(StandardRow).where(col(StandardRow.id) == standard_id)
-    row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
+    if lock or share:
+        query = query.with_for_update(read=share and not lock)
+    row = (await session.execute(query)).scalar_one_or_none()
     if row is None or not domain.may_read(_standard(row).releasability, actor.nation):
         raise NotFound(f"no standard {standard_id}")
     return row
@@ -344,7 +350,6 @@ async def _change_standard(
     expected: int | None,
     change: Callable[[Standard, datetime], Standard],
     announce: Callable[[Standard, datetime], EventPayload],
-    after: Callable[[UnitOfWork, Standard, datetime], Any] | None = None,
 ) -> Standard:
     async with uow() as tx:
         row = await _standard_row(tx.session, actor, standard_id, lock=True)
@@ -354,8 +359,6 @@ async def _change_standard(
         changed = change(standard, now)
         _store_standard(row, changed)
         _publish(tx, changed.id, changed.releasability, announce(changed, now))
-        if after is not None:
-            await after(tx, changed, now)
     log.info("%s is %s after %s", changed.reference, changed.status.value, actor.id)
     return changed
 
@@ -376,39 +379,63 @@ async def circulate_standard(
 async def promulgate_standard(
     uow: UnitOfWorkFactory, actor: Actor, standard_id: str, expected: int | None
 ) -> Standard:
-    """Promulgating a new edition supersedes the promulgated edition it replaces, in the same transaction."""
-
-    async def supersede_older(tx: UnitOfWork, new: Standard, now: datetime) -> None:
-        if new.supersedes is None:
-            return
-        row = await _standard_row(tx.session, actor, new.supersedes, lock=True)
-        older = _standard(row)
-        if older.status is not StandardStatus.PROMULGATED:
-            return  # never promulgated, or already cancelled: nothing in force to replace
-        replaced = older.supersede(actor, new, now)
-        _store_standard(row, replaced)
+    """One edition of a standard is in force: promulgating an edition supersedes every promulgated lower
+    edition of the same standard in the same transaction, and is refused while a higher one is in force."""
+    async with uow() as tx:
+        first = _standard(await _standard_row(tx.session, actor, standard_id, lock=False))
+        if tx.session.bind is not None and tx.session.bind.dialect.name == "postgresql":
+            # Two promulgations of editions of one standard see each other: one at a time.
+            key = advisory_key(f"icep-standards-{first.kind.value}-{first.number}")
+            await tx.session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+        row = await _standard_row(tx.session, actor, standard_id, lock=True)
+        standard = _standard(row)
+        _check_version("standard", standard.version, expected)
+        siblings = (
+            (
+                await tx.session.execute(
+                    select(StandardRow)
+                    .where(
+                        col(StandardRow.kind) == standard.kind.value,
+                        col(StandardRow.number) == standard.number,
+                        col(StandardRow.status) == StandardStatus.PROMULGATED.value,
+                        col(StandardRow.id) != standard.id,
+                    )
+                    .order_by(col(StandardRow.edition))
+                    .with_for_update()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        newer = [_standard(r).reference for r in siblings if r.edition > standard.edition]
+        if newer:
+            raise Conflict(f"{newer[-1]} is in force: {standard.reference} can no longer be promulgated")
+        now = utcnow()
+        changed = standard.promulgate(actor, now)
+        _store_standard(row, changed)
         _publish(
             tx,
-            replaced.id,
-            replaced.releasability,
-            StandardSuperseded(**_standard_fields(replaced), superseded_by=new.id, superseded_at=now),
+            changed.id,
+            changed.releasability,
+            StandardPromulgated(
+                **_standard_fields(changed),
+                promulgated_by=actor.id,
+                promulgated_at=now,
+                promulgated_on=changed.promulgated_on or now.date(),
+                supersedes=changed.supersedes,
+            ),
         )
-
-    return await _change_standard(
-        uow,
-        actor,
-        standard_id,
-        expected,
-        lambda s, now: s.promulgate(actor, now),
-        lambda s, now: StandardPromulgated(
-            **_standard_fields(s),
-            promulgated_by=actor.id,
-            promulgated_at=now,
-            promulgated_on=s.promulgated_on or now.date(),
-            supersedes=s.supersedes,
-        ),
-        supersede_older,
-    )
+        for older_row in siblings:
+            replaced = _standard(older_row).supersede(actor, changed, now)
+            _store_standard(older_row, replaced)
+            _publish(
+                tx,
+                replaced.id,
+                replaced.releasability,
+                StandardSuperseded(**_standard_fields(replaced), superseded_by=changed.id, superseded_at=now),
+            )
+    log.info("%s promulgated by %s; superseded %d older editions", changed.reference, actor.id, len(siblings))
+    return changed
 
 
 async def cancel_standard(
@@ -452,7 +479,8 @@ async def search_standards(
     limit: int,
     after: str | None,
 ) -> tuple[list[Standard], str | None]:
-    """The catalogue search, ordered by kind, number and edition; the cursor is the last id shown."""
+    """The catalogue search, ordered by kind, number and edition; the cursor is the last standard shown
+    (`STANAG|4569|3`), so the next page starts right after it even if that one has changed since."""
     where = []
     if number:
         where.append(col(StandardRow.number) == number.strip())
@@ -464,10 +492,13 @@ async def search_standards(
         candidates, number=number, text=text, capability_area=capability_area, status=status
     )
     if after:
-        ids = [s.id for s in found]
-        found = found[ids.index(after) + 1 :] if after in ids else []
+        kind, _, rest = after.partition("|")
+        number, _, edition = rest.rpartition("|")
+        last = (kind, number, int(edition) if edition.isdigit() else 0)
+        found = [s for s in found if (s.kind.value, s.number, s.edition) > last]
     page = found[:limit]
-    return page, (page[-1].id if len(found) > limit else None)
+    more = len(found) > limit
+    return page, (f"{page[-1].kind.value}|{page[-1].number}|{page[-1].edition}" if more else None)
 
 
 # --- national responses ---------------------------------------------------------------------------------
@@ -519,7 +550,7 @@ async def _change_response(
     announce: ResponseAnnounce,
 ) -> ResponseView:
     async with uow() as tx:
-        standard = _standard(await _standard_row(tx.session, actor, standard_id, lock=False))
+        standard = _standard(await _standard_row(tx.session, actor, standard_id, lock=False, share=True))
         row = (
             await tx.session.execute(
                 select(ResponseRow)
@@ -767,7 +798,9 @@ async def start_test(
         claim_id,
         expected,
         lambda c, now: c.start_test(actor, now, evidence),
-        lambda c, f, now: ConformanceTestStarted(**f, started_by=actor.id, started_at=now),
+        lambda c, f, now: ConformanceTestStarted(
+            **f, evidence=list(c.evidence), started_by=actor.id, started_at=now
+        ),
     )
 
 
@@ -1011,15 +1044,25 @@ async def _visible_clearances(session: AsyncSession, actor: Actor, *where: Any) 
 
 
 async def list_clearances(
-    db: Database, actor: Actor, *, item: str | None, platform: str | None
-) -> list[Interchangeability]:
-    where = []
+    db: Database,
+    actor: Actor,
+    *,
+    item: str | None,
+    platform: str | None,
+    limit: int = 50,
+    after: str | None = None,
+) -> tuple[list[Interchangeability], str | None]:
+    query = select(ClearanceRow).where(_readable_by(col(ClearanceRow.readers), actor))
     if item:
-        where.append(col(ClearanceRow.item) == item)
+        query = query.where(col(ClearanceRow.item) == item)
     if platform:
-        where.append(col(ClearanceRow.platform) == platform)
+        query = query.where(col(ClearanceRow.platform) == platform)
+    if after:
+        query = query.where(col(ClearanceRow.id) > after)
     async with db.sessions() as session:
-        return await _visible_clearances(session, actor, *where)
+        rows = (await session.execute(query.order_by(col(ClearanceRow.id)).limit(limit + 1))).scalars().all()
+    found = [c for c in (_clearance(r) for r in rows[:limit]) if domain.may_read(c.release, actor.nation)]
+    return found, (rows[limit - 1].id if len(rows) > limit else None)
 
 
 # --- the answers ----------------------------------------------------------------------------------------
