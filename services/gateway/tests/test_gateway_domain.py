@@ -87,6 +87,11 @@ DEV_CLIENTS = {
     "nato-reviewer": ("NATO", {"reviewer", "operator"}),
     "ukr-partner": ("UKR", {"subscriber"}),
     "deu-subscriber": ("DEU", {"subscriber"}),
+    **{f"{n.lower()}-standards": (n, {"standards", "subscriber"}) for n in ("DEU", "FRA", "POL", "NATO")},
+    **{
+        f"{n.lower()}-procurement": (n, {"procurement", "subscriber"})
+        for n in ("DEU", "FRA", "POL", "NLD", "NATO", "UKR")
+    },
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import ClassVar
 
@@ -158,3 +159,36 @@ class CapabilityTargetSet(EventPayload):
     unit: str
     set_by: str
     set_at: datetime
+
+
+def planned_in_year(
+    current_per_month: int,
+    ramp: Sequence[tuple[date, int]],
+    period_start: date,
+    period_end: date,
+    year: int,
+) -> int:
+    """Planned output of a capacity commitment over the months of `year` within the plan's period: the
+    current rate until the first ramp step, then each step's rate from its month on (steps in date order).
+
+    The one reading of a commitment's ramp, shared by plans (the Alliance summary) and any consumer of
+    `CapacityCommitted` (procurement's demand against capacity). Summed per ramp segment.
+    """
+    first = max(year * 12, _month_index(period_start))
+    last = min(year * 12 + 11, _month_index(period_end))
+    if last < first:
+        return 0
+    total, rate, cursor = 0, current_per_month, first
+    for on, output_per_month in ramp:
+        starts = _month_index(on)
+        if starts > last:
+            break
+        if starts > cursor:
+            total += rate * (starts - cursor)
+            cursor = starts
+        rate = output_per_month
+    return total + rate * (last - cursor + 1)
+
+
+def _month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1

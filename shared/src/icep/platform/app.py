@@ -211,6 +211,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                             settings.consumer_backoff_max_seconds,
                         ),
                         after_commit=runtime.committed,
+                        uow=runtime.uow,
                     )
         for hook in spec.startup:
             await hook(app)

@@ -27,6 +27,7 @@ from icep.platform import faults
 from icep.platform.db import Database, insert_ignore, insert_ignore_many
 from icep.platform.events import InvalidEnvelope, ReceivedEvent, decode, utcnow
 from icep.platform.kafka import dlq_topic, new_producer, start_with_retry
+from icep.platform.outbox import SESSION_KEY, UnitOfWorkFactory
 from icep.platform.telemetry import context_from, tracer
 
 log = logging.getLogger("icep.consumer")
@@ -76,6 +77,7 @@ class ConsumerRunner:
         retry: RetryPolicy | None = None,
         after_commit: Callable[[], None] | None = None,
         dead_letter_topic: str | None = None,
+        uow: UnitOfWorkFactory | None = None,
     ) -> None:
         self.db = db
         self.inbox = inbox
@@ -86,6 +88,8 @@ class ConsumerRunner:
         self.retry = retry or RetryPolicy()
         self.after_commit = after_commit
         self.dead_letter_topic = dead_letter_topic or dlq_topic(group)
+        #: Lets handlers raise events in their transaction (`outbox.joined_unit_of_work`).
+        self.uow = uow
         self.consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
 
@@ -154,6 +158,7 @@ class ConsumerRunner:
         outcomes: list[str] = []
         try:
             async with self.db.transaction() as session:
+                session.info[SESSION_KEY] = self.uow
                 wanted = {e.id: self._inbox_row(e) for e in events if self._handler_for(e)}
                 fresh = await insert_ignore_many(session, self.inbox, list(wanted.values()), "event_id")
                 for index, (record, event) in enumerate(zip(records, events, strict=True)):
@@ -262,6 +267,7 @@ class ConsumerRunner:
 
     async def _handle_once(self, handler: Handler, event: ReceivedEvent) -> str:
         async with self.db.transaction() as session:
+            session.info[SESSION_KEY] = self.uow
             fresh = await self._mark_seen(session, event)
             if not fresh:
                 return "duplicate"

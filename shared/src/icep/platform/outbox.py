@@ -57,6 +57,11 @@ class UnitOfWork:
     def publish(self, event: OutgoingEvent) -> None:
         self.published.append(event)
 
+    async def flush(self) -> None:
+        """Write the events raised so far to the outbox (a unit of work joined to another transaction)."""
+        await self._flush_events()
+        self.published.clear()
+
     async def _flush_events(self) -> None:
         if not self.published:
             return
@@ -103,6 +108,23 @@ class UnitOfWorkFactory:
             if uow.published:
                 for hook in self.after_commit:
                     hook()
+
+    def joined(self, session: AsyncSession) -> UnitOfWork:
+        """A unit of work inside a transaction someone else owns and commits (a consumer's batch): events
+        a handler raises go to the outbox in that transaction; call `flush()` before returning."""
+        return UnitOfWork(session, self.outbox, self.source, self.topic)
+
+
+SESSION_KEY = "icep.unit_of_work"
+
+
+def joined_unit_of_work(session: AsyncSession) -> UnitOfWork:
+    """In a consumer's handler: a unit of work in the handler's transaction, so the events it raises are
+    written with the inbox row and whatever else it changes, or not at all."""
+    factory = session.info.get(SESSION_KEY)
+    if not isinstance(factory, UnitOfWorkFactory):
+        raise RuntimeError("this session has no outbox: only a consumer's handler may raise events here")
+    return factory.joined(session)
 
 
 class OutboxRelay:

@@ -15,6 +15,7 @@ from enum import StrEnum
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO
+from icep.contracts.plans import planned_in_year
 from icep.contracts.releasability import encode_tokens as encode_tokens
 from icep.contracts.releasability import nation_tokens
 from icep.contracts.releasability import reader_tokens as release_tokens
@@ -118,24 +119,13 @@ class CapacityCommitment:
         Summed per ramp segment rather than month by month: the Alliance summary adds this up for every
         commitment of every visible plan and year on each request.
         """
-        first = max(year * 12, _month_index(period_start))
-        last = min(year * 12 + 11, _month_index(period_end))
-        if last < first:
-            return 0
-        total, rate, cursor = 0, self.current_per_month, first
-        for step in self.ramp:  # in date order (checked by `PlanContent.check`)
-            starts = _month_index(step.on)
-            if starts > last:
-                break
-            if starts > cursor:
-                total += rate * (starts - cursor)
-                cursor = starts
-            rate = step.output_per_month
-        return total + rate * (last - cursor + 1)
-
-
-def _month_index(day: date) -> int:
-    return day.year * 12 + day.month - 1
+        return planned_in_year(
+            self.current_per_month,
+            [(s.on, s.output_per_month) for s in self.ramp],
+            period_start,
+            period_end,
+            year,
+        )
 
 
 class MeasureKind(StrEnum):

@@ -1,1 +1,1145 @@
-"""The procurement domain rules (plain Python). The walking skeleton has none yet."""
+"""Multinational procurement: the rules, in plain Python (no web, database or Kafka here).
+
+A joint procurement initiative is one OCDS contracting process (its `ocid`): proposed by a lead nation (or
+NATO's NSPA) -> open for participation -> participation closed -> tendering -> awarded -> contracted ->
+delivering -> closed; or cancelled before a contract is signed. Nations join with indicative quantities per
+year, commit firm and funded quantities, or withdraw (after committing, only with the lead nation's
+approval, recorded as an amendment). The aggregated demand is computed here.
+
+Suppliers are screened against restricted countries and parties: a match is a *potential* match that a
+named person adjudicates (cleared with a mitigation, or blocked); the machine never decides alone. An award
+goes only to a supplier that is clear or cleared and whose product holds verified conformance with every
+standard edition the initiative requires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from enum import StrEnum
+
+from icep.contracts import Releasability, ReleasabilityScope
+from icep.contracts.nations import ALLIES, NATO, PARTNERS
+from icep.contracts.releasability import nation_tokens, reader_tokens
+from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
+from icep.platform.domain import invalid, transition
+from icep.platform.errors import Conflict, Forbidden, IllegalTransition, NotFound
+
+PROCUREMENT_ROLE = "procurement"
+OCID_PREFIX = "ocds-icep01"
+#: Years a quantity may be given for.
+YEARS = (2024, 2050)
+MAX_QUANTITY = 1_000_000_000
+
+
+class AwardRefused(Conflict):
+    """An award the rules refuse: the problem's detail says why."""
+
+    title = "Award refused"
+    slug = "award-refused"
+
+
+@dataclass(frozen=True)
+class Change:
+    action: str
+    status: str
+    by: str
+    at: datetime
+    note: str = ""
+
+
+def may_read(r: Releasability, nation: str) -> bool:
+    return not reader_tokens(r).isdisjoint(nation_tokens(nation))
+
+
+def _check_procurement_staff(actor: Actor) -> None:
+    if PROCUREMENT_ROLE not in actor.roles:
+        raise Forbidden("only procurement staff may do this")
+
+
+def check_quantities(quantities: Mapping[int, int], location: str) -> dict[int, int]:
+    """Quantities per year: years within range, quantities from 0; zero entries dropped."""
+    for year, quantity in quantities.items():
+        if not YEARS[0] <= year <= YEARS[1]:
+            raise invalid(location, f"years run from {YEARS[0]} to {YEARS[1]}, not {year}")
+        if not 0 <= quantity <= MAX_QUANTITY:
+            raise invalid(location, f"a quantity is between 0 and {MAX_QUANTITY}")
+    return {y: q for y, q in sorted(quantities.items()) if q}
+
+
+def _add(into: dict[int, int], quantities: Mapping[int, int]) -> None:
+    for year, quantity in quantities.items():
+        into[year] = into.get(year, 0) + quantity
+
+
+# --- initiatives ----------------------------------------------------------------------------------------
+
+
+class InitiativeStatus(StrEnum):
+    PROPOSED = "proposed"
+    OPEN = "open"
+    PARTICIPATION_CLOSED = "participation_closed"
+    TENDERING = "tendering"
+    AWARDED = "awarded"
+    CONTRACTED = "contracted"
+    DELIVERING = "delivering"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+S = InitiativeStatus
+#: (action, from) -> to
+INITIATIVE_TRANSITIONS: dict[tuple[str, InitiativeStatus], InitiativeStatus] = {
+    ("open", S.PROPOSED): S.OPEN,
+    ("close_participation", S.OPEN): S.PARTICIPATION_CLOSED,
+    ("publish_tender", S.PARTICIPATION_CLOSED): S.TENDERING,
+    ("award", S.TENDERING): S.AWARDED,
+    ("sign_contract", S.AWARDED): S.CONTRACTED,
+    ("sign_contract", S.CONTRACTED): S.CONTRACTED,  # one contract per award
+    ("start_delivery", S.CONTRACTED): S.DELIVERING,
+    ("close", S.DELIVERING): S.CLOSED,
+    **{
+        ("cancel", s): S.CANCELLED
+        for s in (S.PROPOSED, S.OPEN, S.PARTICIPATION_CLOSED, S.TENDERING, S.AWARDED)
+    },
+}
+#: States in which the participants' demand may still change (and the lead may approve a withdrawal).
+DEMAND_OPEN = frozenset({S.OPEN, S.PARTICIPATION_CLOSED})
+#: States after which the initiative has a contract: the demand is contracted.
+CONTRACTED_STATES = frozenset({S.CONTRACTED, S.DELIVERING, S.CLOSED})
+
+
+def next_initiative_status(action: str, current: InitiativeStatus) -> InitiativeStatus:
+    return transition("initiative", INITIATIVE_TRANSITIONS, action, current)
+
+
+@dataclass(frozen=True)
+class RequiredStandard:
+    number: str
+    edition: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.number} Ed. {self.edition}"
+
+
+@dataclass(frozen=True)
+class Item:
+    """What is bought: a product, its classification (scheme and id) and unit."""
+
+    product: str
+    unit: str
+    classification_scheme: str = "ICEP"
+    classification_id: str = ""
+    description: str = ""
+
+
+class ParticipationStatus(StrEnum):
+    JOINED = "joined"  # indicative quantities
+    COMMITTED = "committed"  # firm (and funded) quantities
+    WITHDRAWAL_REQUESTED = "withdrawal_requested"  # committed, waiting for the lead nation's approval
+    WITHDRAWN = "withdrawn"
+
+
+ACTIVE = frozenset(
+    {ParticipationStatus.JOINED, ParticipationStatus.COMMITTED, ParticipationStatus.WITHDRAWAL_REQUESTED}
+)
+FIRM = frozenset({ParticipationStatus.COMMITTED, ParticipationStatus.WITHDRAWAL_REQUESTED})
+
+
+@dataclass(frozen=True)
+class Participation:
+    nation: str
+    status: ParticipationStatus
+    indicative: dict[int, int]
+    firm: dict[int, int] = field(default_factory=dict)
+    funded: dict[int, int] = field(default_factory=dict)
+    joined_at: datetime | None = None
+    withdrawal_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Demand:
+    """An initiative's aggregated demand per year: indicative (every active participant), firm and funded
+    (participants that committed)."""
+
+    participants: int
+    indicative: dict[int, int]
+    firm: dict[int, int]
+    funded: dict[int, int]
+
+
+def aggregate(participations: Iterable[Participation]) -> Demand:
+    indicative: dict[int, int] = {}
+    firm: dict[int, int] = {}
+    funded: dict[int, int] = {}
+    count = 0
+    for p in participations:
+        if p.status not in ACTIVE:
+            continue
+        count += 1
+        _add(indicative, p.indicative)
+        if p.status in FIRM:
+            _add(firm, p.firm)
+            _add(funded, p.funded)
+    return Demand(
+        count, dict(sorted(indicative.items())), dict(sorted(firm.items())), dict(sorted(funded.items()))
+    )
+
+
+@dataclass(frozen=True)
+class Lot:
+    id: str
+    title: str
+    quantity: int
+    estimated_value: float | None = None
+    currency: str | None = None
+
+
+@dataclass(frozen=True)
+class Tender:
+    lots: tuple[Lot, ...]
+    period_end: date
+    published_at: datetime
+
+
+@dataclass(frozen=True)
+class Bid:
+    id: str
+    lot_id: str
+    supplier_id: str
+    quantity: int
+    value: float
+    currency: str
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Award:
+    id: str
+    lot_id: str
+    supplier_id: str
+    supplier_name: str
+    quantity: int
+    value: float
+    currency: str
+    date: datetime
+
+
+class MilestoneStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    MET = "met"
+    MISSED = "missed"
+
+
+@dataclass(frozen=True)
+class Milestone:
+    id: str
+    title: str
+    due: date
+    quantity: int | None = None
+    status: MilestoneStatus = MilestoneStatus.SCHEDULED
+    met_on: date | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Contract:
+    id: str
+    award_id: str
+    supplier_id: str
+    framework: bool
+    value: float
+    currency: str
+    period_start: date
+    period_end: date
+    milestones: tuple[Milestone, ...]
+    signed_at: datetime
+
+
+@dataclass(frozen=True)
+class CallOff:
+    """A call-off under a framework contract: its own OCDS process, linked to the framework."""
+
+    id: str
+    ocid: str
+    contract_id: str
+    buyer: str
+    quantity: int
+    value: float
+    currency: str
+    delivery_by: date
+    placed_at: datetime
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A required standard edition was superseded or cancelled."""
+
+    standard: RequiredStandard
+    standard_status: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class AwardInput:
+    lot_id: str
+    supplier_id: str
+    quantity: int
+    value: float
+    currency: str
+
+
+@dataclass(frozen=True)
+class SupplierStanding:
+    """What an award needs to know of a supplier: its screening and its products' verified conformance."""
+
+    supplier: Supplier
+    #: Standard editions (number, edition) one of its products holds verified, unexpired conformance with.
+    verified: frozenset[tuple[str, int]]
+
+
+@dataclass(frozen=True)
+class Initiative:
+    id: str
+    ocid: str
+    title: str
+    description: str
+    item: Item
+    capability_area: str
+    required_standards: tuple[RequiredStandard, ...]
+    lead_nation: str
+    procuring_entity: str
+    participation_deadline: date
+    open_to_partners: tuple[str, ...]
+    releasability: Releasability
+    status: InitiativeStatus
+    version: int
+    history: tuple[Change, ...]
+    created_at: datetime
+    participations: tuple[Participation, ...] = ()
+    tender: Tender | None = None
+    bids: tuple[Bid, ...] = ()
+    awards: tuple[Award, ...] = ()
+    contracts: tuple[Contract, ...] = ()
+    call_offs: tuple[CallOff, ...] = ()
+    flags: tuple[Flag, ...] = ()
+    cancellation_reason: str | None = None
+
+    @classmethod
+    def propose(
+        cls,
+        *,
+        id: str,
+        actor: Actor,
+        title: str,
+        item: Item,
+        capability_area: str,
+        participation_deadline: date,
+        now: datetime,
+        procuring_entity: str | None = None,
+        description: str = "",
+        required_standards: Sequence[RequiredStandard] = (),
+        open_to_partners: Sequence[str] = (),
+        releasability: Releasability | None = None,
+    ) -> Initiative:
+        _check_procurement_staff(actor)
+        if actor.nation not in ALLIES and actor.nation != NATO:
+            raise Forbidden("an initiative is led by an Ally or by NATO (NSPA)")
+        if not title.strip():
+            raise invalid("body.title", "an initiative needs a title")
+        if not item.product.strip() or not item.unit.strip():
+            raise invalid("body.item", "an initiative buys a named product in a unit")
+        if participation_deadline < now.date():
+            raise invalid("body.participation_deadline", "the participation deadline has passed")
+        unknown = [p for p in open_to_partners if p not in PARTNERS]
+        if unknown:
+            raise invalid("body.open_to_partners", f"not partners of the Pledge: {unknown}")
+        if len({(s.number, s.edition) for s in required_standards}) != len(required_standards):
+            raise invalid("body.required_standards", "each standard edition is named once")
+        release = releasability or Releasability(
+            owner=actor.nation,
+            scope=ReleasabilityScope.ALLIES_PARTNERS if open_to_partners else ReleasabilityScope.ALLIES,
+            nations=tuple(open_to_partners),
+        )
+        if release.owner != actor.nation:
+            raise invalid("body.releasability", f"the initiative belongs to {actor.nation}")
+        hidden = [p for p in open_to_partners if not release.allows(p)]
+        if hidden:
+            raise invalid("body.releasability", f"partners who may join must be able to read it: {hidden}")
+        return cls(
+            id=id,
+            ocid=f"{OCID_PREFIX}-{id}",
+            title=title.strip(),
+            description=description.strip(),
+            item=item,
+            capability_area=capability_area,
+            required_standards=tuple(required_standards),
+            lead_nation=actor.nation,
+            procuring_entity=(procuring_entity or ("NSPA" if actor.nation == NATO else actor.nation)).strip(),
+            participation_deadline=participation_deadline,
+            open_to_partners=tuple(sorted(set(open_to_partners))),
+            releasability=release,
+            status=S.PROPOSED,
+            version=1,
+            history=(Change("proposed", S.PROPOSED.value, actor.id, now),),
+            created_at=now,
+        )
+
+    # -- helpers
+
+    def visible_to(self, nation: str) -> bool:
+        return may_read(self.releasability, nation)
+
+    def _lead_only(self, actor: Actor, action: str) -> None:
+        if actor.nation != self.lead_nation or PROCUREMENT_ROLE not in actor.roles:
+            raise Forbidden(f"only {self.lead_nation}'s procurement staff, who lead it, may {action}")
+
+    def _move(
+        self, action: str, actor: Actor, now: datetime, note: str = "", **changes: object
+    ) -> Initiative:
+        status = next_initiative_status(action, self.status)
+        return replace(
+            self,
+            status=status,
+            version=self.version + 1,
+            history=(*self.history, Change(action, status.value, actor.id, now, note)),
+            **changes,  # type: ignore[arg-type]
+        )
+
+    def _record(
+        self, action: str, actor: Actor, now: datetime, note: str = "", **changes: object
+    ) -> Initiative:
+        """A change that keeps the status (participation, bids, milestones, flags)."""
+        return replace(
+            self,
+            version=self.version + 1,
+            history=(*self.history, Change(action, self.status.value, actor.id, now, note)),
+            **changes,  # type: ignore[arg-type]
+        )
+
+    def participation(self, nation: str) -> Participation | None:
+        return next((p for p in self.participations if p.nation == nation), None)
+
+    def _with(self, p: Participation) -> tuple[Participation, ...]:
+        others = tuple(x for x in self.participations if x.nation != p.nation)
+        return tuple(sorted((*others, p), key=lambda x: x.nation))
+
+    @property
+    def demand(self) -> Demand:
+        return aggregate(self.participations)
+
+    # -- life cycle (the lead nation)
+
+    def open(self, actor: Actor, now: datetime) -> Initiative:
+        self._lead_only(actor, "open it for participation")
+        return self._move("open", actor, now)
+
+    def close_participation(self, actor: Actor, now: datetime) -> Initiative:
+        self._lead_only(actor, "close participation")
+        if not any(p.status in ACTIVE for p in self.participations):
+            raise IllegalTransition("initiative", "close participation of", "an initiative nobody joined")
+        return self._move("close_participation", actor, now)
+
+    def cancel(self, actor: Actor, reason: str, now: datetime) -> Initiative:
+        self._lead_only(actor, "cancel it")
+        if not reason.strip():
+            raise invalid("body.reason", "a cancellation needs a reason")
+        return self._move("cancel", actor, now, note=reason.strip(), cancellation_reason=reason.strip())
+
+    def start_delivery(self, actor: Actor, now: datetime) -> Initiative:
+        self._lead_only(actor, "start delivery")
+        return self._move("start_delivery", actor, now)
+
+    def close(self, actor: Actor, now: datetime) -> Initiative:
+        self._lead_only(actor, "close it")
+        scheduled = [
+            m.id for c in self.contracts for m in c.milestones if m.status is MilestoneStatus.SCHEDULED
+        ]
+        if scheduled:
+            raise IllegalTransition("initiative", "close", f"delivering with open milestones {scheduled}")
+        return self._move("close", actor, now)
+
+    # -- participation (each nation for itself)
+
+    def _check_participant(self, actor: Actor) -> None:
+        _check_procurement_staff(actor)
+        nation = actor.nation
+        if nation == NATO:
+            raise Forbidden("NATO staff run initiatives; nations participate")
+        if nation in PARTNERS and nation not in self.open_to_partners:
+            raise Forbidden(f"this initiative is not open to {nation}")
+        if nation not in ALLIES and nation not in PARTNERS:
+            raise Forbidden(f"{nation} may not participate")
+        if not self.visible_to(nation):
+            raise NotFound(f"no initiative {self.id}")
+
+    def join(self, actor: Actor, indicative: Mapping[int, int], now: datetime) -> Initiative:
+        """Join (or revise an indicative quantity) while the initiative is open and before its deadline."""
+        self._check_participant(actor)
+        if self.status is not S.OPEN:
+            raise IllegalTransition("initiative", "join", self.status.value)
+        if now.date() > self.participation_deadline:
+            raise IllegalTransition("initiative", "join", f"past its deadline {self.participation_deadline}")
+        quantities = check_quantities(indicative, "body.indicative")
+        if not quantities:
+            raise invalid(
+                "body.indicative", "a nation joins with an indicative quantity for at least one year"
+            )
+        current = self.participation(actor.nation)
+        if current is not None and current.status not in (
+            ParticipationStatus.JOINED,
+            ParticipationStatus.WITHDRAWN,
+        ):
+            raise IllegalTransition("participation", "join", current.status.value)
+        joined = Participation(actor.nation, ParticipationStatus.JOINED, quantities, joined_at=now)
+        return self._record("join", actor, now, note=actor.nation, participations=self._with(joined))
+
+    def commit(
+        self, actor: Actor, firm: Mapping[int, int], funded: Mapping[int, int], now: datetime
+    ) -> Initiative:
+        """A firm quantity per year, and how much of it is funded; may be revised until tendering."""
+        self._check_participant(actor)
+        if self.status not in DEMAND_OPEN:
+            raise IllegalTransition("initiative", "commit to", self.status.value)
+        current = self.participation(actor.nation)
+        if current is None or current.status not in (
+            ParticipationStatus.JOINED,
+            ParticipationStatus.COMMITTED,
+        ):
+            raise IllegalTransition(
+                "participation", "commit", current.status.value if current else "not joined"
+            )
+        firm_q = check_quantities(firm, "body.firm")
+        funded_q = check_quantities(funded, "body.funded")
+        if not firm_q:
+            raise invalid("body.firm", "a commitment names a firm quantity for at least one year")
+        over = [y for y, q in funded_q.items() if q > firm_q.get(y, 0)]
+        if over:
+            raise invalid("body.funded", f"funded exceeds firm in {over}")
+        committed = replace(current, status=ParticipationStatus.COMMITTED, firm=firm_q, funded=funded_q)
+        return self._record("commit", actor, now, note=actor.nation, participations=self._with(committed))
+
+    def withdraw(self, actor: Actor, reason: str, now: datetime) -> tuple[Initiative, bool]:
+        """Withdraw: at once when only joined (or for the lead nation itself); after a firm commitment the
+        lead nation must approve (returns False: requested, not yet withdrawn)."""
+        self._check_participant(actor)
+        if self.status not in DEMAND_OPEN:
+            raise IllegalTransition("initiative", "withdraw from", self.status.value)
+        current = self.participation(actor.nation)
+        if current is None or current.status not in (
+            ParticipationStatus.JOINED,
+            ParticipationStatus.COMMITTED,
+        ):
+            raise IllegalTransition(
+                "participation", "withdraw", current.status.value if current else "not joined"
+            )
+        if not reason.strip():
+            raise invalid("body.reason", "a withdrawal gives a reason")
+        if current.status is ParticipationStatus.JOINED or actor.nation == self.lead_nation:
+            amendment = current.status is ParticipationStatus.COMMITTED
+            gone = replace(current, status=ParticipationStatus.WITHDRAWN, withdrawal_reason=reason.strip())
+            action = "withdraw_amendment" if amendment else "withdraw"
+            return self._record(action, actor, now, note=actor.nation, participations=self._with(gone)), True
+        asked = replace(
+            current, status=ParticipationStatus.WITHDRAWAL_REQUESTED, withdrawal_reason=reason.strip()
+        )
+        return self._record(
+            "request_withdrawal", actor, now, note=actor.nation, participations=self._with(asked)
+        ), False
+
+    def decide_withdrawal(self, actor: Actor, nation: str, approve: bool, now: datetime) -> Initiative:
+        """The lead nation approves a committed participant's withdrawal (an amendment), or refuses it."""
+        self._lead_only(actor, "decide on a withdrawal")
+        current = self.participation(nation)
+        if current is None or current.status is not ParticipationStatus.WITHDRAWAL_REQUESTED:
+            raise IllegalTransition(
+                "participation", "decide the withdrawal of", current.status.value if current else "absent"
+            )
+        if self.status not in DEMAND_OPEN:
+            raise IllegalTransition("initiative", "amend participation of", self.status.value)
+        if approve:
+            after = replace(current, status=ParticipationStatus.WITHDRAWN)
+            return self._record(
+                "approve_withdrawal", actor, now, note=nation, participations=self._with(after)
+            )
+        after = replace(current, status=ParticipationStatus.COMMITTED, withdrawal_reason=None)
+        return self._record("refuse_withdrawal", actor, now, note=nation, participations=self._with(after))
+
+    # -- tender, award, contract (the lead nation)
+
+    def publish_tender(
+        self, actor: Actor, lots: Sequence[Lot], period_end: date, now: datetime
+    ) -> Initiative:
+        self._lead_only(actor, "publish the tender")
+        if not lots:
+            raise invalid("body.lots", "a tender has at least one lot")
+        if len({lot.id for lot in lots}) != len(lots):
+            raise invalid("body.lots", "lot ids are unique")
+        if period_end <= now.date():
+            raise invalid("body.tender_period_end", "the tender period ends after today")
+        firm_total = sum(self.demand.firm.values())
+        lots_total = sum(lot.quantity for lot in lots)
+        if firm_total and lots_total > firm_total:
+            raise invalid("body.lots", f"the lots ({lots_total}) exceed the firm demand ({firm_total})")
+        return self._move("publish_tender", actor, now, tender=Tender(tuple(lots), period_end, now))
+
+    def record_bid(self, actor: Actor, bid: Bid, supplier: Supplier, now: datetime) -> Initiative:
+        self._lead_only(actor, "record a bid")
+        if self.status is not S.TENDERING or self.tender is None:
+            raise IllegalTransition("initiative", "record a bid on", self.status.value)
+        lot = next((x for x in self.tender.lots if x.id == bid.lot_id), None)
+        if lot is None:
+            raise invalid("body.lot_id", f"the tender has no lot {bid.lot_id}")
+        if not 0 < bid.quantity <= lot.quantity:
+            raise invalid("body.quantity", f"a bid is for 1 to {lot.quantity} {self.item.unit}")
+        if supplier.id != bid.supplier_id:
+            raise invalid("body.supplier_id", "the bid names another supplier")
+        return self._record("record_bid", actor, now, note=supplier.name, bids=(*self.bids, bid))
+
+    def award(
+        self,
+        actor: Actor,
+        awards: Sequence[tuple[str, AwardInput]],
+        standings: Mapping[str, SupplierStanding],
+        now: datetime,
+    ) -> Initiative:
+        """Award lots to one or more suppliers. Refused, with the reason, when a supplier is not clear or
+        cleared, or holds no verified conformance with a required standard edition."""
+        self._lead_only(actor, "award")
+        if self.status is not S.TENDERING or self.tender is None:
+            raise IllegalTransition("initiative", "award", self.status.value)
+        if not awards:
+            raise invalid("body.awards", "an award names at least one supplier")
+        per_lot: dict[str, int] = {}
+        made = []
+        for award_id, a in awards:
+            lot = next((x for x in self.tender.lots if x.id == a.lot_id), None)
+            if lot is None:
+                raise invalid("body.awards", f"the tender has no lot {a.lot_id}")
+            per_lot[a.lot_id] = per_lot.get(a.lot_id, 0) + a.quantity
+            if a.quantity <= 0 or per_lot[a.lot_id] > lot.quantity:
+                raise invalid("body.awards", f"lot {lot.id} is for {lot.quantity} {self.item.unit} in all")
+            standing = standings.get(a.supplier_id)
+            if standing is None:
+                raise invalid("body.awards", f"no supplier {a.supplier_id}")
+            supplier = standing.supplier
+            if supplier.screening not in (Screening.CLEAR, Screening.CLEARED):
+                raise AwardRefused(
+                    f"{supplier.name} is {supplier.screening.value.replace('_', ' ')} in supply-chain"
+                    " screening: only a clear or cleared supplier may be awarded",
+                    supplier_id=supplier.id,
+                    screening=supplier.screening.value,
+                )
+            missing = [
+                s.label for s in self.required_standards if (s.number, s.edition) not in standing.verified
+            ]
+            if missing:
+                raise AwardRefused(
+                    f"{supplier.name} holds no verified conformance with {', '.join(missing)}, which this"
+                    " initiative requires",
+                    supplier_id=supplier.id,
+                    missing_standards=missing,
+                )
+            made.append(
+                Award(award_id, a.lot_id, supplier.id, supplier.name, a.quantity, a.value, a.currency, now)
+            )
+        return self._move("award", actor, now, awards=tuple(made))
+
+    def sign_contract(self, actor: Actor, contract: Contract, now: datetime) -> Initiative:
+        self._lead_only(actor, "sign a contract")
+        award = next((a for a in self.awards if a.id == contract.award_id), None)
+        if award is None:
+            raise invalid("body.award_id", f"no award {contract.award_id} in this initiative")
+        if any(c.award_id == award.id for c in self.contracts):
+            raise Conflict(f"award {award.id} already has a contract")
+        if contract.period_end < contract.period_start:
+            raise invalid("body.period_end", "a contract's period ends after it starts")
+        if len({m.id for m in contract.milestones}) != len(contract.milestones):
+            raise invalid("body.milestones", "milestone ids are unique")
+        signed = replace(contract, supplier_id=award.supplier_id, signed_at=now)
+        return self._move("sign_contract", actor, now, note=contract.id, contracts=(*self.contracts, signed))
+
+    def place_call_off(self, actor: Actor, call_off: CallOff, now: datetime) -> Initiative:
+        """A call-off under a framework contract, for a participating nation."""
+        self._lead_only(actor, "place a call-off")
+        if self.status not in (S.CONTRACTED, S.DELIVERING):
+            raise IllegalTransition("initiative", "place a call-off under", self.status.value)
+        contract = next((c for c in self.contracts if c.id == call_off.contract_id), None)
+        if contract is None:
+            raise invalid("body.contract_id", f"no contract {call_off.contract_id} in this initiative")
+        if not contract.framework:
+            raise invalid("body.contract_id", f"contract {contract.id} is not a framework agreement")
+        buyer = self.participation(call_off.buyer)
+        if buyer is None or buyer.status not in FIRM:
+            raise invalid("body.buyer", f"{call_off.buyer} has no firm commitment in this initiative")
+        if call_off.quantity <= 0:
+            raise invalid("body.quantity", "a call-off is for at least one unit")
+        return self._record(
+            "place_call_off", actor, now, note=call_off.id, call_offs=(*self.call_offs, call_off)
+        )
+
+    def record_milestone(
+        self,
+        actor: Actor,
+        contract_id: str,
+        milestone_id: str,
+        met_on: date | None,
+        reason: str,
+        now: datetime,
+    ) -> tuple[Initiative, Milestone]:
+        """Met on a date, or missed (with a reason)."""
+        self._lead_only(actor, "record a milestone")
+        if self.status not in (S.CONTRACTED, S.DELIVERING):
+            raise IllegalTransition("initiative", "record a milestone of", self.status.value)
+        contract = next((c for c in self.contracts if c.id == contract_id), None)
+        if contract is None:
+            raise NotFound(f"no contract {contract_id} in this initiative")
+        milestone = next((m for m in contract.milestones if m.id == milestone_id), None)
+        if milestone is None:
+            raise NotFound(f"no milestone {milestone_id} in contract {contract_id}")
+        if milestone.status is not MilestoneStatus.SCHEDULED:
+            raise IllegalTransition("milestone", "record", milestone.status.value)
+        if met_on is not None:
+            if met_on > now.date():
+                raise invalid("body.met_on", "a milestone is met on a day that has come")
+            done = replace(milestone, status=MilestoneStatus.MET, met_on=met_on)
+        else:
+            if not reason.strip():
+                raise invalid("body.reason", "a missed milestone says why")
+            done = replace(milestone, status=MilestoneStatus.MISSED, reason=reason.strip())
+        changed = replace(
+            contract, milestones=tuple(done if m.id == milestone_id else m for m in contract.milestones)
+        )
+        contracts = tuple(changed if c.id == contract_id else c for c in self.contracts)
+        return self._record(
+            f"milestone_{done.status.value}", actor, now, note=milestone_id, contracts=contracts
+        ), done
+
+    # -- standards awareness
+
+    def flag(self, standard: RequiredStandard, standard_status: str, now: datetime) -> Initiative | None:
+        """Flag an initiative not yet contracted whose required edition was superseded or cancelled; None
+        when it does not require that edition, is past contracting, or is already flagged for it."""
+        if standard not in self.required_standards or self.status in CONTRACTED_STATES | {S.CANCELLED}:
+            return None
+        if any(f.standard == standard and f.standard_status == standard_status for f in self.flags):
+            return None
+        reason = f"required standard {standard.label} is {standard_status}"
+        flag = Flag(standard, standard_status, reason, now)
+        return replace(
+            self,
+            version=self.version + 1,
+            flags=(*self.flags, flag),
+            history=(*self.history, Change("flagged", self.status.value, "standards", now, reason)),
+        )
+
+
+# --- demand signals and the demand picture --------------------------------------------------------------
+
+
+class Firmness(StrEnum):
+    INDICATIVE = "indicative"
+    PLANNED = "planned"
+    FUNDED = "funded"
+    CONTRACTED = "contracted"
+
+
+@dataclass(frozen=True)
+class DemandSignal:
+    """A nation's standing demand for a product, outside any initiative."""
+
+    id: str
+    nation: str
+    product: str
+    capability_area: str
+    unit: str
+    firmness: Firmness
+    quantities: dict[int, int]
+    releasability: Releasability
+    version: int
+    updated_at: datetime
+
+    @classmethod
+    def publish(
+        cls,
+        *,
+        id: str,
+        actor: Actor,
+        product: str,
+        capability_area: str,
+        unit: str,
+        firmness: Firmness,
+        quantities: Mapping[int, int],
+        now: datetime,
+        releasability: Releasability | None = None,
+    ) -> DemandSignal:
+        _check_procurement_staff(actor)
+        if actor.nation not in ALLIES and actor.nation not in PARTNERS:
+            raise Forbidden("demand signals come from nations")
+        if not product.strip() or not unit.strip():
+            raise invalid("body.product", "a demand signal names a product and a unit")
+        q = check_quantities(quantities, "body.quantities")
+        if not q:
+            raise invalid("body.quantities", "a demand signal has a quantity for at least one year")
+        release = releasability or Releasability(owner=actor.nation, scope=ReleasabilityScope.ALLIES)
+        if release.owner != actor.nation:
+            raise invalid("body.releasability", f"the signal belongs to {actor.nation}")
+        return cls(
+            id, actor.nation, product.strip(), capability_area, unit.strip(), firmness, q, release, 1, now
+        )
+
+    def revise(
+        self, actor: Actor, firmness: Firmness, quantities: Mapping[int, int], now: datetime
+    ) -> DemandSignal:
+        _check_procurement_staff(actor)
+        if actor.nation != self.nation:
+            raise Forbidden(f"only {self.nation} revises its demand signal")
+        q = check_quantities(quantities, "body.quantities")
+        if not q:
+            raise invalid("body.quantities", "a demand signal has a quantity for at least one year")
+        return replace(self, firmness=firmness, quantities=q, version=self.version + 1, updated_at=now)
+
+
+@dataclass(frozen=True)
+class YearDemand:
+    indicative: int = 0
+    planned: int = 0
+    funded: int = 0
+    contracted: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.indicative + self.planned + self.funded + self.contracted
+
+    @property
+    def firm(self) -> int:
+        """Planned, funded or contracted: what industry can build capacity on."""
+        return self.planned + self.funded + self.contracted
+
+    def plus(self, firmness: Firmness, quantity: int) -> YearDemand:
+        return replace(self, **{firmness.value: getattr(self, firmness.value) + quantity})
+
+
+def initiative_demand(initiative: Initiative) -> dict[int, YearDemand]:
+    """An initiative's demand by firmness: contracted once a contract is signed; before that, funded, then
+    firm but unfunded (planned), then the indicative quantity beyond the firm one."""
+    out: dict[int, YearDemand] = {}
+    if initiative.status is S.CANCELLED:
+        return out
+    contracted = initiative.status in CONTRACTED_STATES
+    for p in initiative.participations:
+        if p.status not in ACTIVE:
+            continue
+        years = set(p.indicative) | set(p.firm)
+        for y in years:
+            firm, funded = (p.firm.get(y, 0), p.funded.get(y, 0)) if p.status in FIRM else (0, 0)
+            d = out.get(y, YearDemand())
+            if contracted:
+                d = d.plus(Firmness.CONTRACTED, firm)
+            else:
+                d = d.plus(Firmness.FUNDED, funded).plus(Firmness.PLANNED, firm - funded)
+            d = d.plus(Firmness.INDICATIVE, max(p.indicative.get(y, 0) - firm, 0))
+            out[y] = d
+    return out
+
+
+@dataclass(frozen=True)
+class ProductDemand:
+    product: str
+    unit: str
+    years: dict[int, YearDemand]
+    signals: int
+    initiatives: int
+
+
+def demand_picture(signals: Iterable[DemandSignal], initiatives: Iterable[Initiative]) -> list[ProductDemand]:
+    """Per product and year: standing signals and initiative demand, by firmness."""
+    by_product: dict[str, dict[int, YearDemand]] = {}
+    units: dict[str, str] = {}
+    counts: dict[str, list[int]] = {}
+    for s in signals:
+        years = by_product.setdefault(s.product, {})
+        units.setdefault(s.product, s.unit)
+        counts.setdefault(s.product, [0, 0])[0] += 1
+        for y, q in s.quantities.items():
+            years[y] = years.get(y, YearDemand()).plus(s.firmness, q)
+    for i in initiatives:
+        d = initiative_demand(i)
+        if not d:
+            continue
+        years = by_product.setdefault(i.item.product, {})
+        units.setdefault(i.item.product, i.item.unit)
+        counts.setdefault(i.item.product, [0, 0])[1] += 1
+        for y, yd in d.items():
+            cur = years.get(y, YearDemand())
+            years[y] = YearDemand(
+                cur.indicative + yd.indicative,
+                cur.planned + yd.planned,
+                cur.funded + yd.funded,
+                cur.contracted + yd.contracted,
+            )
+    return [
+        ProductDemand(p, units[p], dict(sorted(by_product[p].items())), counts[p][0], counts[p][1])
+        for p in sorted(by_product)
+    ]
+
+
+@dataclass(frozen=True)
+class YearBalance:
+    year: int
+    demand: YearDemand
+    capacity: int
+    #: Demand (all of it) minus committed capacity: positive is a shortfall industry must cover.
+    gap: int
+    #: Firm demand (planned, funded, contracted) minus capacity.
+    firm_gap: int
+
+
+def demand_against_capacity(
+    demand: Mapping[int, YearDemand], capacity: Mapping[int, int]
+) -> list[YearBalance]:
+    years = sorted(set(demand) | set(capacity))
+    out = []
+    for y in years:
+        d = demand.get(y, YearDemand())
+        c = capacity.get(y, 0)
+        out.append(YearBalance(y, d, c, d.total - c, d.firm - c))
+    return out
+
+
+# --- suppliers and supply-chain security ----------------------------------------------------------------
+
+
+class Scale(StrEnum):
+    MICRO = "micro"
+    SME = "sme"
+    LARGE = "large"
+
+
+class Screening(StrEnum):
+    PENDING = "pending"
+    CLEAR = "clear"
+    POTENTIAL_MATCH = "potential_match"
+    CLEARED = "cleared"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    country: str
+    share_percent: float
+
+
+@dataclass(frozen=True)
+class ScreeningLists:
+    """Restricted countries and parties, as configured; `version` changes whenever they do."""
+
+    countries: frozenset[str]
+    parties: frozenset[str]
+
+    @property
+    def version(self) -> str:
+        text = "|".join(sorted(self.countries)) + "#" + "|".join(sorted(p.casefold() for p in self.parties))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Supplier:
+    id: str
+    organisation_id: str
+    name: str
+    scale: Scale
+    country_of_incorporation: str
+    ultimate_parent: str | None
+    ultimate_parent_country: str | None
+    ownership_chain: tuple[Owner, ...]
+    products: tuple[str, ...]
+    nation: str  # who registered it
+    releasability: Releasability
+    screening: Screening
+    matches: tuple[str, ...]
+    lists_version: str | None
+    version: int
+    history: tuple[Change, ...]
+    mitigation: str | None = None
+    adjudicator: str | None = None
+    blocked_reason: str | None = None
+    #: The matches a person adjudicated when clearing: a re-screening finding only these stays cleared.
+    adjudicated: tuple[str, ...] = ()
+
+    @classmethod
+    def register(
+        cls,
+        *,
+        id: str,
+        actor: Actor,
+        organisation_id: str,
+        name: str,
+        scale: Scale,
+        country_of_incorporation: str,
+        now: datetime,
+        ultimate_parent: str | None = None,
+        ultimate_parent_country: str | None = None,
+        ownership_chain: Sequence[Owner] = (),
+        products: Sequence[str] = (),
+        releasability: Releasability | None = None,
+    ) -> Supplier:
+        _check_procurement_staff(actor)
+        if not organisation_id.strip() or not name.strip():
+            raise invalid("body.name", "a supplier has an organisation id and a name")
+        for i, o in enumerate(ownership_chain):
+            if not 0 < o.share_percent <= 100:
+                raise invalid(f"body.ownership_chain.{i}.share_percent", "a share is above 0 and at most 100")
+        if (ultimate_parent is None) != (ultimate_parent_country is None):
+            raise invalid("body.ultimate_parent_country", "an ultimate parent comes with its country")
+        release = releasability or Releasability(owner=actor.nation, scope=ReleasabilityScope.ALLIES)
+        if release.owner != actor.nation:
+            raise invalid("body.releasability", f"the record belongs to {actor.nation}")
+        return cls(
+            id=id,
+            organisation_id=organisation_id.strip(),
+            name=name.strip(),
+            scale=scale,
+            country_of_incorporation=country_of_incorporation,
+            ultimate_parent=ultimate_parent,
+            ultimate_parent_country=ultimate_parent_country,
+            ownership_chain=tuple(ownership_chain),
+            products=tuple(dict.fromkeys(p.strip() for p in products if p.strip())),
+            nation=actor.nation,
+            releasability=release,
+            screening=Screening.PENDING,
+            matches=(),
+            lists_version=None,
+            version=1,
+            history=(Change("registered", Screening.PENDING.value, actor.id, now),),
+        )
+
+    def find_matches(self, lists: ScreeningLists) -> tuple[str, ...]:
+        """Every reason the supplier may be under hostile influence, by the lists: where it is incorporated,
+        who ultimately controls it, who owns it, and whether any of them is a restricted party."""
+        found: list[str] = []
+        if self.country_of_incorporation in lists.countries:
+            found.append(f"incorporated in {self.country_of_incorporation}")
+        if self.ultimate_parent_country in lists.countries:
+            found.append(f"ultimate parent {self.ultimate_parent} in {self.ultimate_parent_country}")
+        for o in self.ownership_chain:
+            if o.country in lists.countries:
+                found.append(f"owner {o.name} ({o.share_percent:g} %) in {o.country}")
+        parties = {p.casefold() for p in lists.parties}
+        for who in (self.name, self.ultimate_parent, *(o.name for o in self.ownership_chain)):
+            if who and who.casefold() in parties:
+                found.append(f"{who} is a restricted party")
+        return tuple(dict.fromkeys(found))
+
+    def screen(self, lists: ScreeningLists, now: datetime) -> Supplier:
+        """Screen against the lists in force. No match: clear. A match: a potential match for a person to
+        adjudicate, unless a person already cleared exactly these matches. A block stands."""
+        matches = self.find_matches(lists)
+        if self.screening is Screening.BLOCKED:
+            status = Screening.BLOCKED
+        elif not matches:
+            status = Screening.CLEAR
+        elif self.screening is Screening.CLEARED and set(matches) <= set(self.adjudicated):
+            status = Screening.CLEARED
+        else:
+            status = Screening.POTENTIAL_MATCH
+        return replace(
+            self,
+            screening=status,
+            matches=matches,
+            lists_version=lists.version,
+            version=self.version + 1,
+            history=(*self.history, Change("screened", status.value, "screening", now, "; ".join(matches))),
+        )
+
+    def _check_adjudicator(self, actor: Actor) -> None:
+        if PROCUREMENT_ROLE not in actor.roles or actor.nation not in (self.nation, NATO):
+            raise Forbidden(f"only {self.nation}'s or NATO's procurement staff adjudicate this supplier")
+        if self.screening is not Screening.POTENTIAL_MATCH:
+            raise IllegalTransition("supplier", "adjudicate", self.screening.value)
+
+    def clear(self, actor: Actor, mitigation: str, now: datetime) -> Supplier:
+        """A named person clears a potential match, with the mitigation that makes it acceptable."""
+        self._check_adjudicator(actor)
+        if not mitigation.strip():
+            raise invalid("body.mitigation", "clearing a potential match records its mitigation")
+        return replace(
+            self,
+            screening=Screening.CLEARED,
+            mitigation=mitigation.strip(),
+            adjudicator=actor.id,
+            adjudicated=self.matches,
+            version=self.version + 1,
+            history=(
+                *self.history,
+                Change("cleared", Screening.CLEARED.value, actor.id, now, mitigation.strip()),
+            ),
+        )
+
+    def block(self, actor: Actor, reason: str, now: datetime) -> Supplier:
+        self._check_adjudicator(actor)
+        if not reason.strip():
+            raise invalid("body.reason", "blocking a supplier says why")
+        return replace(
+            self,
+            screening=Screening.BLOCKED,
+            blocked_reason=reason.strip(),
+            adjudicator=actor.id,
+            version=self.version + 1,
+            history=(
+                *self.history,
+                Change("blocked", Screening.BLOCKED.value, actor.id, now, reason.strip()),
+            ),
+        )
+
+    @property
+    def awardable(self) -> bool:
+        return self.screening in (Screening.CLEAR, Screening.CLEARED)
+
+
+# --- the local read models ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnownStandard:
+    """Procurement's copy of a standard edition (from the standards service's events)."""
+
+    id: str
+    number: str
+    edition: int
+    status: str
+
+
+@dataclass(frozen=True)
+class KnownConformance:
+    claim_id: str
+    product_code: str
+    standard_id: str
+    status: str
+    expires_on: date | None
+
+
+def verified_editions(
+    products: Iterable[str],
+    claims: Iterable[KnownConformance],
+    standards: Mapping[str, KnownStandard],
+    on: date,
+) -> frozenset[tuple[str, int]]:
+    """The standard editions (number, edition) that one of `products` holds verified, unexpired
+    conformance with."""
+    mine = set(products)
+    out = set()
+    for c in claims:
+        if c.product_code not in mine or c.status != "verified":
+            continue
+        if c.expires_on is not None and c.expires_on <= on:
+            continue
+        s = standards.get(c.standard_id)
+        if s is not None:
+            out.add((s.number, s.edition))
+    return frozenset(out)

@@ -1,0 +1,312 @@
+"""Events published by the procurement service on `icep.procurement.events`.
+
+Aggregates: `initiative` (a joint procurement initiative: an OCDS contracting process, subject its id; its
+`ocid` is in every event), `supplier` and `demand_signal`. Quantities per year are objects keyed by the
+year as a string (`{"2026": 120000}`), as JSON requires.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import ClassVar
+
+from pydantic import Field
+
+from icep.contracts.base import EventPayload
+
+# --- initiatives ----------------------------------------------------------------------------------------
+
+
+class RequiredStandardFigure(EventPayload):
+    number: str
+    edition: int
+
+
+class _InitiativeEvent(EventPayload):
+    aggregate: ClassVar[str] = "initiative"
+
+    initiative_id: str
+    ocid: str
+    lead_nation: str
+    product: str
+    status: str
+    version: int
+
+
+class InitiativeProposed(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.initiative.proposed.v1"
+
+    title: str
+    capability_area: str
+    unit: str
+    procuring_entity: str
+    required_standards: list[RequiredStandardFigure]
+    participation_deadline: date
+    open_to_partners: list[str]
+    proposed_by: str
+    proposed_at: datetime
+
+
+class InitiativeOpened(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.initiative.opened.v1"
+
+    opened_by: str
+    opened_at: datetime
+
+
+class _ParticipationEvent(_InitiativeEvent):
+    nation: str
+    participation_status: str
+    by: str
+    at: datetime
+
+
+class InitiativeJoined(_ParticipationEvent):
+    event_type: ClassVar[str] = "icep.procurement.initiative.joined.v1"
+
+    indicative: dict[str, int]
+
+
+class InitiativeCommitted(_ParticipationEvent):
+    event_type: ClassVar[str] = "icep.procurement.initiative.committed.v1"
+
+    firm: dict[str, int]
+    funded: dict[str, int]
+
+
+class ParticipantWithdrawn(_ParticipationEvent):
+    event_type: ClassVar[str] = "icep.procurement.initiative.participant_withdrawn.v1"
+
+    #: After a firm commitment a withdrawal is an amendment the lead nation approved.
+    amendment: bool
+    approved_by: str | None
+    reason: str
+
+
+class DemandAggregated(_InitiativeEvent):
+    """The initiative's aggregated demand changed (published with every change that moves it)."""
+
+    event_type: ClassVar[str] = "icep.procurement.initiative.demand_aggregated.v1"
+
+    unit: str
+    participants: int
+    indicative: dict[str, int]
+    firm: dict[str, int]
+    funded: dict[str, int]
+
+
+class ParticipationClosed(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.initiative.participation_closed.v1"
+
+    closed_by: str
+    closed_at: datetime
+
+
+class InitiativeCancelled(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.initiative.cancelled.v1"
+
+    reason: str
+    cancelled_by: str
+    cancelled_at: datetime
+
+
+class InitiativeFlagged(_InitiativeEvent):
+    """A standard the initiative requires was superseded or cancelled."""
+
+    event_type: ClassVar[str] = "icep.procurement.initiative.flagged.v1"
+
+    standard_number: str
+    standard_edition: int
+    standard_status: str
+    reason: str
+    flagged_at: datetime
+
+
+class LotFigure(EventPayload):
+    lot_id: str
+    title: str
+    quantity: int
+    estimated_value: float | None
+    currency: str | None
+
+
+class TenderPublished(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.tender.published.v1"
+
+    lots: list[LotFigure]
+    tender_period_end: date
+    published_by: str
+    published_at: datetime
+
+
+class AwardFigure(EventPayload):
+    award_id: str
+    lot_id: str
+    supplier_id: str
+    supplier_name: str
+    quantity: int
+    value: float
+    currency: str
+
+
+class AwardMade(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.award.made.v1"
+
+    awards: list[AwardFigure]
+    awarded_by: str
+    awarded_at: datetime
+
+
+class MilestoneFigure(EventPayload):
+    milestone_id: str
+    title: str
+    due: date
+    quantity: int | None
+
+
+class ContractSigned(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.contract.signed.v1"
+
+    contract_id: str
+    award_id: str
+    supplier_id: str
+    framework: bool
+    value: float
+    currency: str
+    period_start: date
+    period_end: date
+    milestones: list[MilestoneFigure]
+    signed_by: str
+    signed_at: datetime
+
+
+class CallOffPlaced(_InitiativeEvent):
+    """A call-off under a framework contract: a new process (its own `call_off_ocid`) linked to it."""
+
+    event_type: ClassVar[str] = "icep.procurement.call_off.placed.v1"
+
+    call_off_id: str
+    call_off_ocid: str
+    contract_id: str
+    buyer: str
+    quantity: int
+    value: float
+    currency: str
+    delivery_by: date
+    placed_by: str
+    placed_at: datetime
+
+
+class MilestoneMet(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.milestone.met.v1"
+
+    contract_id: str
+    milestone_id: str
+    due: date
+    met_on: date
+    recorded_by: str
+
+
+class MilestoneMissed(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.milestone.missed.v1"
+
+    contract_id: str
+    milestone_id: str
+    due: date
+    reason: str
+    recorded_by: str
+
+
+class InitiativeDelivering(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.initiative.delivering.v1"
+
+    by: str
+    at: datetime
+
+
+class InitiativeClosed(_InitiativeEvent):
+    event_type: ClassVar[str] = "icep.procurement.initiative.closed.v1"
+
+    by: str
+    at: datetime
+
+
+# --- suppliers ------------------------------------------------------------------------------------------
+
+
+class _SupplierEvent(EventPayload):
+    aggregate: ClassVar[str] = "supplier"
+
+    supplier_id: str
+    organisation_id: str
+    name: str
+    scale: str
+    country_of_incorporation: str
+    screening: str
+    version: int
+
+
+class SupplierRegistered(_SupplierEvent):
+    event_type: ClassVar[str] = "icep.procurement.supplier.registered.v1"
+
+    ultimate_parent: str | None
+    ultimate_parent_country: str | None
+    products: list[str]
+    registered_by: str
+    registered_at: datetime
+
+
+class SupplierScreened(_SupplierEvent):
+    """Screened against the lists in force (also on re-screening): clear, or a potential match."""
+
+    event_type: ClassVar[str] = "icep.procurement.supplier.screened.v1"
+
+    matches: list[str]
+    lists_version: str
+    screened_at: datetime
+
+
+class SupplierFlagged(_SupplierEvent):
+    """A potential match a person must adjudicate (never decided by the machine alone)."""
+
+    event_type: ClassVar[str] = "icep.procurement.supplier.flagged.v1"
+
+    matches: list[str]
+    flagged_at: datetime
+
+
+class SupplierCleared(_SupplierEvent):
+    event_type: ClassVar[str] = "icep.procurement.supplier.cleared.v1"
+
+    mitigation: str
+    adjudicator: str
+    cleared_at: datetime
+
+
+class SupplierBlocked(_SupplierEvent):
+    event_type: ClassVar[str] = "icep.procurement.supplier.blocked.v1"
+
+    reason: str
+    adjudicator: str
+    blocked_at: datetime
+
+
+# --- demand signals -------------------------------------------------------------------------------------
+
+
+class DemandSignalPublished(EventPayload):
+    """A nation's standing demand for a product outside any initiative (published again when changed)."""
+
+    event_type: ClassVar[str] = "icep.procurement.demand_signal.published.v1"
+    aggregate: ClassVar[str] = "demand_signal"
+
+    signal_id: str
+    nation: str
+    product: str
+    capability_area: str
+    unit: str
+    firmness: str  # indicative, planned, funded, contracted
+    quantities: dict[str, int] = Field(description="Quantity per year, keyed by the year")
+    version: int
+    published_by: str
+    published_at: datetime
