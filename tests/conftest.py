@@ -24,7 +24,9 @@ DEV_SECRETS = {
     "ukr-partner": "ukr-partner-dev-secret",
     "deu-subscriber": "deu-subscriber-dev-secret",
     **{f"{n}-standards": f"{n}-standards-dev-secret" for n in ("deu", "fra", "pol", "nato")},
-    **{f"{n}-procurement": f"{n}-procurement-dev-secret" for n in ("deu", "fra", "pol", "nld", "nato", "ukr")},
+    **{
+        f"{n}-procurement": f"{n}-procurement-dev-secret" for n in ("deu", "fra", "pol", "nld", "nato", "ukr")
+    },
 }
 
 

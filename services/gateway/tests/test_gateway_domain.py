@@ -192,6 +192,7 @@ def test_an_empty_registry_is_empty() -> None:
         ("/v1/procurement/x", "procurement"),
         ("/v1/initiatives", "procurement"),
         ("/v1/demand", "procurement"),
+        ("/v1/demand-capacity", "procurement"),
         ("/v1/suppliers/9", "procurement"),
         ("/v1/standards/STANAG-4569", "standards"),
         ("/v1/interoperability", "standards"),

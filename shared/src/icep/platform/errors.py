@@ -56,7 +56,7 @@ class IllegalTransition(Conflict):
 
     def __init__(self, entity: str, action: str, current_state: str) -> None:
         super().__init__(
-            f"cannot {action} a {entity} that is {current_state}",
+            f"cannot {action} {'an' if entity[:1] in 'aeiou' else 'a'} {entity} that is {current_state}",
             current_state=current_state,
             action=action,
         )

@@ -225,6 +225,7 @@ ROUTES: dict[str, str] = {
     "/v1/procurement": "procurement",
     "/v1/initiatives": "procurement",
     "/v1/demand": "procurement",
+    "/v1/demand-capacity": "procurement",
     "/v1/suppliers": "procurement",
     "/v1/standards": "standards",
     "/v1/interoperability": "standards",

@@ -1,23 +1,47 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
+from prometheus_client import Counter
 
 import icep.procurement
-from icep.platform.app import ServiceSpec, service_app
-from icep.procurement import api
+from icep.platform.app import Runtime, ServiceSpec, service_app
+from icep.procurement import api, service
 from icep.procurement.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.procurement.models import metadata, tables
-from icep.procurement.settings import ProcurementSettings
+from icep.procurement.settings import ProcurementSettings, configure_lists
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 
+RESCREEN_RUNS = Counter(
+    "icep_procurement_rescreen_runs", "Runs of the supplier re-screening schedule", ["service"]
+)
+RESCREENED = Counter(
+    "icep_procurement_suppliers_rescreened", "Suppliers screened again against changed lists", ["service"]
+)
+
+
+async def rescreen_suppliers(runtime: Runtime) -> None:
+    """Screen again, at start and on every interval, each supplier last screened under other lists than
+    the configured ones (so a change of the lists reaches everyone on the next start). Supervised by the
+    platform: a failed run is retried after a backoff."""
+    settings = runtime.settings
+    assert isinstance(settings, ProcurementSettings) and runtime.uow is not None
+    lists = settings.screening_lists()
+    while True:
+        RESCREENED.labels(settings.service_name).inc(await service.rescreen_suppliers(runtime.uow, lists))
+        RESCREEN_RUNS.labels(settings.service_name).inc()
+        await asyncio.sleep(settings.rescreen_interval_seconds)
+
 
 def create_app(settings: ProcurementSettings | None = None) -> FastAPI:
+    settings = settings or ProcurementSettings()
+    configure_lists(settings)  # the lists registrations are screened against, as the schedule's
     return service_app(
         ServiceSpec(
-            settings=settings or ProcurementSettings(),
+            settings=settings,
             title="ICEP Procurement",
             description=(icep.procurement.__doc__ or "").strip(),
             routers=[api.router],
@@ -26,5 +50,6 @@ def create_app(settings: ProcurementSettings | None = None) -> FastAPI:
             migrations_dir=MIGRATIONS,
             handlers=HANDLERS,
             subscribe_topics=SUBSCRIBED_TOPICS,
+            background=[("supplier-rescreening", rescreen_suppliers)],
         )
     )

@@ -440,6 +440,7 @@ class Initiative:
 
     def close_participation(self, actor: Actor, now: datetime) -> Initiative:
         self._lead_only(actor, "close participation")
+        next_initiative_status("close_participation", self.status)  # a wrong state is named first
         if not any(p.status in ACTIVE for p in self.participations):
             raise IllegalTransition("initiative", "close participation of", "an initiative nobody joined")
         return self._move("close_participation", actor, now)

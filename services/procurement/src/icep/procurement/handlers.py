@@ -1,8 +1,213 @@
-"""Events the procurement service consumes. The consumer runs; no handler is registered yet."""
+"""Events the procurement service consumes: local read models of other services' facts.
+
+- Plans: each accepted plan's capacity commitments (planned output per year, by the ramp) with who may
+  see them, dropped when the plan is superseded or withdrawn and re-marked when the owner releases it
+  anew. Demand against capacity counts only the rows a caller may read.
+- Standards: each standard edition's status, and each product's conformance claims (an award needs
+  verified, unexpired conformance). A required edition superseded or cancelled flags the open initiatives
+  that require it.
+
+Every handler runs in the consumer's transaction with the inbox row (a duplicate is skipped), and applies
+an event only if it is not older than what the read model holds (its aggregate `version`), so a replay or
+a late copy never rolls a row back.
+"""
 
 from __future__ import annotations
 
-from icep.platform.consumer import Handler
+from datetime import date
 
-HANDLERS: dict[str, Handler] = {}
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from icep.contracts import Releasability, ReleasabilityScope
+from icep.contracts.nations import ALLIES, NATO
+from icep.contracts.plans import (
+    CapacityCommitted,
+    PlanReleased,
+    PlanSuperseded,
+    PlanWithdrawn,
+    planned_in_year,
+)
+from icep.contracts.releasability import ALLIES_TOKEN, encode_tokens, reader_tokens
+from icep.contracts.standards import (
+    ConformanceClaimed,
+    ConformanceExpired,
+    ConformanceRejected,
+    ConformanceTestStarted,
+    ConformanceVerified,
+    StandardCancelled,
+    StandardCirculated,
+    StandardDrafted,
+    StandardPromulgated,
+    StandardSuperseded,
+)
+from icep.platform.consumer import Handler
+from icep.platform.events import ReceivedEvent, utcnow
+from icep.procurement import service
+from icep.procurement.models import CapacityRow, KnownConformanceRow, KnownStandardRow
+
 SUBSCRIBED_TOPICS: list[str] = ["icep.plans.events", "icep.standards.events"]
+
+
+# --- capacity from accepted plans -----------------------------------------------------------------------
+
+
+def widest(owner: str, *markings: str) -> Releasability:
+    """Everyone any of the `releasableto` markings releases to (a plan's capacity figures go to the
+    plan's readers and to the wider capacity release)."""
+    tokens: set[str] = set()
+    for marking in markings:
+        tokens |= reader_tokens(Releasability.from_marking(owner, marking))
+    if ALLIES_TOKEN in tokens:
+        partners = tuple(sorted(t for t in tokens if t not in ALLIES and t not in (NATO, ALLIES_TOKEN)))
+        scope = ReleasabilityScope.ALLIES_PARTNERS if partners else ReleasabilityScope.ALLIES
+        return Releasability(owner=owner, scope=scope, nations=partners)
+    others = tuple(sorted(tokens - {owner}))
+    if others:
+        return Releasability(owner=owner, scope=ReleasabilityScope.NATIONS, nations=others)
+    return Releasability(owner=owner)
+
+
+def yearly_output(c: CapacityCommitted) -> dict[str, int]:
+    """Planned output in each year of the plan's period, by the one shared reading of the ramp."""
+    ramp = sorted((s.on, s.output_per_month) for s in c.ramp)
+    return {
+        str(year): planned_in_year(c.current_per_month, ramp, c.period_start, c.period_end, year)
+        for year in range(c.period_start.year, c.period_end.year + 1)
+    }
+
+
+async def capacity_committed(session: AsyncSession, event: ReceivedEvent) -> None:
+    c = event.payload(CapacityCommitted)
+    row = await session.get(CapacityRow, (c.plan_id, c.commitment_key), with_for_update=True)
+    if row is not None and row.plan_version > c.version:
+        return
+    if row is None:
+        row = CapacityRow(
+            plan_id=c.plan_id,
+            commitment_key=c.commitment_key,
+            nation=c.nation,
+            product=c.product,
+            unit=c.unit,
+            plan_version=c.version,
+            releasable_to=event.releasable_to,
+            updated_at=utcnow(),
+        )
+        session.add(row)
+    release = Releasability.from_marking(event.nation or c.nation, event.releasable_to)
+    row.nation = c.nation
+    row.product = c.product
+    row.unit = c.unit
+    row.plan_version = c.version
+    row.yearly = yearly_output(c)
+    row.releasable_to = event.releasable_to
+    row.readers = encode_tokens(reader_tokens(release))
+    row.updated_at = utcnow()
+
+
+async def plan_ended(session: AsyncSession, event: ReceivedEvent) -> None:
+    """Superseded or withdrawn: its commitments no longer count."""
+    model = PlanSuperseded if event.type == PlanSuperseded.event_type else PlanWithdrawn
+    p = event.payload(model)
+    await session.execute(
+        sa.delete(CapacityRow).where(
+            col(CapacityRow.plan_id) == p.plan_id, col(CapacityRow.plan_version) <= p.version
+        )
+    )
+
+
+async def plan_released(session: AsyncSession, event: ReceivedEvent) -> None:
+    """The owner changed who may see the plan or its capacity: the figures go to the plan's readers and
+    the capacity release, as the capacity events of the plan do."""
+    p = event.payload(PlanReleased)
+    release = widest(p.nation, p.releasable_to, p.capacity_releasable_to)
+    await session.execute(
+        sa.update(CapacityRow)
+        .where(col(CapacityRow.plan_id) == p.plan_id, col(CapacityRow.plan_version) <= p.version)
+        .values(
+            releasable_to=release.marking(),
+            readers=encode_tokens(reader_tokens(release)),
+            plan_version=p.version,
+            updated_at=utcnow(),
+        )
+    )
+
+
+# --- standards and conformance --------------------------------------------------------------------------
+
+#: The status of a standard edition after each event.
+STANDARD_STATUS = {
+    StandardDrafted.event_type: "study",
+    StandardCirculated.event_type: "ratification_draft",
+    StandardPromulgated.event_type: "promulgated",
+    StandardSuperseded.event_type: "superseded",
+    StandardCancelled.event_type: "cancelled",
+}
+#: Statuses that flag the open initiatives requiring the edition.
+WITHDRAWN_STANDARD = frozenset({"superseded", "cancelled"})
+
+
+async def standard_changed(session: AsyncSession, event: ReceivedEvent) -> None:
+    data = event.data
+    standard_id, version = str(data["standard_id"]), int(data["version"])
+    status = STANDARD_STATUS[event.type]
+    row = await session.get(KnownStandardRow, standard_id, with_for_update=True)
+    if row is not None and row.version > version:
+        return
+    if row is None:
+        row = KnownStandardRow(
+            id=standard_id,
+            kind=str(data["kind"]),
+            number=str(data["number"]),
+            edition=int(data["edition"]),
+            status=status,
+            version=version,
+            updated_at=utcnow(),
+        )
+        session.add(row)
+    row.kind, row.number, row.edition = str(data["kind"]), str(data["number"]), int(data["edition"])
+    row.status, row.version, row.updated_at = status, version, utcnow()
+    if status in WITHDRAWN_STANDARD:
+        await service.flag_initiatives(session, row.number, row.edition, status, utcnow())
+
+
+#: The status of a conformance claim after each event.
+CONFORMANCE_STATUS = {
+    ConformanceClaimed.event_type: "claimed",
+    ConformanceTestStarted.event_type: "under_test",
+    ConformanceVerified.event_type: "verified",
+    ConformanceRejected.event_type: "rejected",
+    ConformanceExpired.event_type: "expired",
+}
+
+
+async def conformance_changed(session: AsyncSession, event: ReceivedEvent) -> None:
+    data = event.data
+    claim_id, version = str(data["claim_id"]), int(data["version"])
+    row = await session.get(KnownConformanceRow, claim_id, with_for_update=True)
+    if row is not None and row.version > version:
+        return
+    if row is None:
+        row = KnownConformanceRow(
+            claim_id=claim_id, product_code="", standard_id="", status="", version=0, updated_at=utcnow()
+        )
+        session.add(row)
+    expires = data.get("expires_on")
+    row.product_code = str(data["product_code"])
+    row.standard_id = str(data["standard_id"])
+    row.level = None if data.get("level") is None else str(data["level"])
+    row.status = CONFORMANCE_STATUS[event.type]
+    row.expires_on = date.fromisoformat(str(expires)) if expires else None
+    row.version = version
+    row.updated_at = utcnow()
+
+
+HANDLERS: dict[str, Handler] = {
+    CapacityCommitted.event_type: capacity_committed,
+    PlanSuperseded.event_type: plan_ended,
+    PlanWithdrawn.event_type: plan_ended,
+    PlanReleased.event_type: plan_released,
+    **{t: standard_changed for t in STANDARD_STATUS},
+    **{t: conformance_changed for t in CONFORMANCE_STATUS},
+}

@@ -10,13 +10,14 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -32,6 +33,7 @@ from icep.contracts.procurement import (
     InitiativeClosed,
     InitiativeCommitted,
     InitiativeDelivering,
+    InitiativeFlagged,
     InitiativeJoined,
     InitiativeOpened,
     InitiativeProposed,
@@ -42,14 +44,20 @@ from icep.contracts.procurement import (
     ParticipantWithdrawn,
     ParticipationClosed,
     RequiredStandardFigure,
+    SupplierBlocked,
+    SupplierCleared,
+    SupplierFlagged,
+    SupplierRegistered,
+    SupplierScreened,
     TenderPublished,
 )
 from icep.contracts.releasability import encode_tokens, nation_tokens, reader_tokens
 from icep.platform.db import Database
-from icep.platform.errors import NotFound, PreconditionFailed
+from icep.platform.domain import invalid
+from icep.platform.errors import Conflict, NotFound, PreconditionFailed
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.ids import new_id
-from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory, joined_unit_of_work
 from icep.procurement import domain, ocds
 from icep.procurement.domain import (
     Actor,
@@ -67,8 +75,12 @@ from icep.procurement.domain import (
     Lot,
     Milestone,
     MilestoneStatus,
+    Owner,
     ProductDemand,
     RequiredStandard,
+    Scale,
+    Screening,
+    ScreeningLists,
     Supplier,
     SupplierStanding,
     YearBalance,
@@ -82,6 +94,7 @@ from icep.procurement.models import (
     OcdsReleaseRow,
     SupplierRow,
 )
+from icep.procurement.settings import current_lists
 
 log = logging.getLogger("icep.procurement")
 
@@ -150,7 +163,7 @@ async def _record_release(session: AsyncSession, i: Initiative, action: str, now
         await session.execute(select(func.count()).where(col(OcdsReleaseRow.ocid) == i.ocid))
     ).scalar_one()
     release_id = f"{i.ocid}-{position + 1:04d}"
-    tags = ocds.tags_for(action)
+    tags = ocds.tags_for(action, i)
     suppliers = await _supplier_parties(session, i)
     body = ocds.release(i, tags, release_id=release_id, date=now, suppliers=suppliers)
     session.add(
@@ -528,10 +541,10 @@ async def publish_tender(
 async def _supplier(session: AsyncSession, actor: Actor, supplier_id: str) -> Supplier:
     row = await session.get(SupplierRow, supplier_id)
     if row is None:
-        raise domain.invalid("body.supplier_id", f"no supplier {supplier_id}")
+        raise invalid("body.supplier_id", f"no supplier {supplier_id}")
     supplier = SUPPLIER.validate_python(row.document)
     if not domain.may_read(supplier.releasability, actor.nation):
-        raise domain.invalid("body.supplier_id", f"no supplier {supplier_id}")
+        raise invalid("body.supplier_id", f"no supplier {supplier_id}")
     return supplier
 
 
@@ -1021,3 +1034,336 @@ async def demand_against_capacity(db: Database, actor: Actor, product: str) -> D
     years = picture[0].years if picture else {}
     unit = picture[0].unit if picture else None
     return DemandCapacity(product, unit, domain.demand_against_capacity(years, capacity))
+
+
+# --- suppliers and supply-chain screening ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewSupplier:
+    organisation_id: str
+    name: str
+    scale: Scale
+    country_of_incorporation: str
+    ultimate_parent: str | None = None
+    ultimate_parent_country: str | None = None
+    ownership_chain: tuple[Owner, ...] = ()
+    products: tuple[str, ...] = ()
+    releasability: Releasability | None = None
+
+
+def _supplier_of(row: SupplierRow) -> Supplier:
+    return SUPPLIER.validate_python(row.document)
+
+
+def _store_supplier(row: SupplierRow, s: Supplier, now: datetime) -> None:
+    row.name = s.name
+    row.screening = s.screening.value
+    row.lists_version = s.lists_version
+    row.version = s.version
+    row.readers = readers(s.releasability)
+    row.document = to_json(SUPPLIER, s)
+    row.updated_at = now
+
+
+def _supplier_fields(s: Supplier) -> dict[str, Any]:
+    return {
+        "supplier_id": s.id,
+        "organisation_id": s.organisation_id,
+        "name": s.name,
+        "scale": s.scale.value,
+        "country_of_incorporation": s.country_of_incorporation,
+        "screening": s.screening.value,
+        "version": s.version,
+    }
+
+
+def _announce_screening(tx: UnitOfWork, s: Supplier, before: Supplier | None, now: datetime) -> None:
+    """SupplierScreened, and SupplierFlagged when the screening found a potential match a person has not
+    seen yet (it became one, or a new match joined those already waiting for adjudication)."""
+    publish(
+        tx,
+        s.id,
+        s.releasability,
+        SupplierScreened(
+            **_supplier_fields(s),
+            matches=list(s.matches),
+            lists_version=s.lists_version or "",
+            screened_at=now,
+        ),
+    )
+    if s.screening is Screening.POTENTIAL_MATCH and (
+        before is None
+        or before.screening is not Screening.POTENTIAL_MATCH
+        or not set(s.matches) <= set(before.matches)
+    ):
+        publish(
+            tx,
+            s.id,
+            s.releasability,
+            SupplierFlagged(**_supplier_fields(s), matches=list(s.matches), flagged_at=now),
+        )
+
+
+async def register_supplier(
+    uow: UnitOfWorkFactory, actor: Actor, new: NewSupplier, lists: ScreeningLists | None = None
+) -> Supplier:
+    """Register a supplier and screen it at once, in one transaction: it is never on record unscreened.
+    `lists`: the screening lists to use; by default the ones in force (the service's settings)."""
+    now = utcnow()
+    registered = Supplier.register(
+        id=new_id(),
+        actor=actor,
+        organisation_id=new.organisation_id,
+        name=new.name,
+        scale=new.scale,
+        country_of_incorporation=new.country_of_incorporation,
+        now=now,
+        ultimate_parent=new.ultimate_parent,
+        ultimate_parent_country=new.ultimate_parent_country,
+        ownership_chain=new.ownership_chain,
+        products=new.products,
+        releasability=new.releasability,
+    )
+    screened = registered.screen(lists if lists is not None else current_lists(), now)
+    duplicate = (
+        f"{actor.nation} has already registered a supplier with organisation id {registered.organisation_id}"
+    )
+    async with uow() as tx:
+        taken = (
+            await tx.session.execute(
+                select(col(SupplierRow.id)).where(
+                    col(SupplierRow.nation) == actor.nation,
+                    col(SupplierRow.organisation_id) == registered.organisation_id,
+                )
+            )
+        ).scalar_one_or_none()
+        if taken is not None:
+            raise Conflict(duplicate, supplier_id=taken)
+        row = SupplierRow(
+            id=screened.id,
+            nation=screened.nation,
+            organisation_id=screened.organisation_id,
+            name=screened.name,
+            screening=screened.screening.value,
+            version=screened.version,
+            updated_at=now,
+        )
+        _store_supplier(row, screened, now)
+        tx.session.add(row)
+        publish(
+            tx,
+            registered.id,
+            registered.releasability,
+            SupplierRegistered(
+                **_supplier_fields(registered),
+                ultimate_parent=registered.ultimate_parent,
+                ultimate_parent_country=registered.ultimate_parent_country,
+                products=list(registered.products),
+                registered_by=actor.id,
+                registered_at=now,
+            ),
+        )
+        _announce_screening(tx, screened, None, now)
+        try:
+            await tx.session.flush()
+        except IntegrityError as exc:  # registered at the same moment by another request
+            raise Conflict(duplicate) from exc
+    log.info("supplier %s registered by %s: %s", screened.id, actor.id, screened.screening.value)
+    return screened
+
+
+async def _supplier_row(session: AsyncSession, actor: Actor, supplier_id: str, *, lock: bool) -> SupplierRow:
+    query = select(SupplierRow).where(col(SupplierRow.id) == supplier_id)
+    row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
+    if row is None or not domain.may_read(_supplier_of(row).releasability, actor.nation):
+        raise NotFound(f"no supplier {supplier_id}")
+    return row
+
+
+async def get_supplier(db: Database, actor: Actor, supplier_id: str) -> Supplier:
+    async with db.sessions() as session:
+        return _supplier_of(await _supplier_row(session, actor, supplier_id, lock=False))
+
+
+async def list_suppliers(
+    db: Database,
+    actor: Actor,
+    *,
+    screening: Screening | None = None,
+    limit: int = 50,
+    after: str | None = None,
+) -> tuple[list[Supplier], str | None]:
+    query = select(SupplierRow).where(readable_by(col(SupplierRow.readers), actor))
+    if screening:
+        query = query.where(col(SupplierRow.screening) == screening.value)
+    if after:
+        query = query.where(col(SupplierRow.id) > after)
+    async with db.sessions() as session:
+        rows = (await session.execute(query.order_by(col(SupplierRow.id)).limit(limit + 1))).scalars().all()
+    found = [
+        s for s in (_supplier_of(r) for r in rows[:limit]) if domain.may_read(s.releasability, actor.nation)
+    ]
+    return found, (rows[limit - 1].id if len(rows) > limit else None)
+
+
+async def _adjudicate(
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    supplier_id: str,
+    expected: int | None,
+    step: Callable[[Supplier, datetime], Supplier],
+    announce: Callable[[Supplier, datetime], EventPayload],
+) -> Supplier:
+    async with uow() as tx:
+        row = await _supplier_row(tx.session, actor, supplier_id, lock=True)
+        current = _supplier_of(row)
+        check_version("supplier", current.version, expected)
+        now = utcnow()
+        changed = step(current, now)
+        _store_supplier(row, changed, now)
+        publish(tx, changed.id, changed.releasability, announce(changed, now))
+    log.info("supplier %s is %s after %s", changed.id, changed.screening.value, actor.id)
+    return changed
+
+
+async def clear_supplier(
+    uow: UnitOfWorkFactory, actor: Actor, supplier_id: str, expected: int | None, mitigation: str
+) -> Supplier:
+    """A named person (the registering nation's or NATO's procurement staff) clears a potential match."""
+    return await _adjudicate(
+        uow,
+        actor,
+        supplier_id,
+        expected,
+        lambda s, now: s.clear(actor, mitigation, now),
+        lambda s, now: SupplierCleared(
+            **_supplier_fields(s), mitigation=s.mitigation or mitigation, adjudicator=actor.id, cleared_at=now
+        ),
+    )
+
+
+async def block_supplier(
+    uow: UnitOfWorkFactory, actor: Actor, supplier_id: str, expected: int | None, reason: str
+) -> Supplier:
+    return await _adjudicate(
+        uow,
+        actor,
+        supplier_id,
+        expected,
+        lambda s, now: s.block(actor, reason, now),
+        lambda s, now: SupplierBlocked(
+            **_supplier_fields(s), reason=s.blocked_reason or reason, adjudicator=actor.id, blocked_at=now
+        ),
+    )
+
+
+async def rescreen_suppliers(
+    uow: UnitOfWorkFactory, lists: ScreeningLists, now: datetime | None = None, batch: int = 200
+) -> int:
+    """Screen again every supplier last screened under other lists; returns how many were screened.
+
+    Only a changed outcome or changed matches is a new screening (a new version, SupplierScreened, and
+    SupplierFlagged when a person must look again); otherwise only the lists' version is noted. Batches of
+    rows are locked, skipping rows another replica (or an adjudication) holds, each batch one transaction;
+    a noted supplier is never due again, so each is screened once per change of the lists."""
+    now = now or utcnow()
+    screened = changed = 0
+    while True:
+        async with uow() as tx:
+            query = (
+                select(SupplierRow)
+                .where(
+                    sa.or_(
+                        col(SupplierRow.lists_version).is_(None),
+                        col(SupplierRow.lists_version) != lists.version,
+                    )
+                )
+                .order_by(col(SupplierRow.id))
+                .limit(batch)
+                .with_for_update(skip_locked=True)
+            )
+            rows = (await tx.session.execute(query)).scalars().all()
+            for row in rows:
+                before = _supplier_of(row)
+                after = before.screen(lists, now)
+                if after.screening is before.screening and after.matches == before.matches:
+                    after = replace(before, lists_version=after.lists_version)
+                else:
+                    changed += 1
+                    _announce_screening(tx, after, before, now)
+                _store_supplier(row, after, now)
+        screened += len(rows)
+        if len(rows) < batch:
+            break
+    if screened:
+        log.info("re-screened %d suppliers against lists %s; %d changed", screened, lists.version, changed)
+    return screened
+
+
+# --- standards awareness (called by the standards events' handlers) -------------------------------------
+
+
+async def flag_initiatives(
+    session: AsyncSession, number: str, edition: int, standard_status: str, now: datetime
+) -> int:
+    """Flag every initiative not yet contracted that requires `number` Ed. `edition`, now superseded or
+    cancelled: in the caller's transaction (a consumer's), with its OCDS release and InitiativeFlagged.
+    Returns how many were flagged (an initiative already flagged for it is not flagged again)."""
+    standard = RequiredStandard(number, edition)
+    done = [s.value for s in (*domain.CONTRACTED_STATES, InitiativeStatus.CANCELLED)]
+    candidates = [
+        row_id
+        for row_id, document in (
+            await session.execute(
+                select(col(InitiativeRow.id), col(InitiativeRow.document)).where(
+                    col(InitiativeRow.status).not_in(done)
+                )
+            )
+        ).all()
+        if any(
+            r.get("number") == number and r.get("edition") == edition
+            for r in document.get("required_standards", [])
+        )
+    ]
+    if not candidates:
+        return 0
+    rows = (
+        (
+            await session.execute(
+                select(InitiativeRow)
+                .where(col(InitiativeRow.id).in_(candidates))
+                .order_by(col(InitiativeRow.id))
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    tx = joined_unit_of_work(session)
+    flagged = 0
+    for row in rows:
+        changed = _initiative(row).flag(standard, standard_status, now)
+        if changed is None:
+            continue
+        _store_initiative(row, changed, now)
+        publish(
+            tx,
+            changed.id,
+            changed.releasability,
+            InitiativeFlagged(
+                **_fields(changed),
+                standard_number=number,
+                standard_edition=edition,
+                standard_status=standard_status,
+                reason=changed.flags[-1].reason,
+                flagged_at=now,
+            ),
+        )
+        await _record_release(session, changed, "flagged", now)
+        flagged += 1
+    await tx.flush()
+    if flagged:
+        log.info("%d initiatives flagged: %s is %s", flagged, standard.label, standard_status)
+    return flagged

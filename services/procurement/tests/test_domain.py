@@ -1,0 +1,833 @@
+"""Procurement rules, without web, database or Kafka.
+
+A joint buy of 155 mm rounds led by DEU, with FRA, POL and NLD participating; suppliers screened against
+restricted countries and parties. Every company, quantity, value and restricted party here is synthetic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from icep.contracts import Releasability, ReleasabilityScope
+from icep.contracts.nations import ALLIES
+from icep.platform.errors import Conflict, Forbidden, IllegalTransition, NotFound, Unprocessable
+from icep.procurement.domain import (
+    ACTIVE,
+    FIRM,
+    INITIATIVE_TRANSITIONS,
+    Actor,
+    AwardInput,
+    AwardRefused,
+    Contract,
+    DemandSignal,
+    Firmness,
+    Initiative,
+    InitiativeStatus,
+    Item,
+    KnownConformance,
+    KnownStandard,
+    Lot,
+    Milestone,
+    MilestoneStatus,
+    Owner,
+    Participation,
+    ParticipationStatus,
+    RequiredStandard,
+    Scale,
+    Screening,
+    ScreeningLists,
+    Supplier,
+    SupplierStanding,
+    YearDemand,
+    aggregate,
+    check_quantities,
+    demand_against_capacity,
+    demand_picture,
+    initiative_demand,
+    next_initiative_status,
+    verified_editions,
+)
+
+S = InitiativeStatus
+P = ParticipationStatus
+NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
+TODAY = NOW.date()
+DEADLINE = date(2026, 6, 30)
+TENDER_END = date(2026, 9, 30)
+
+PROCUREMENT = frozenset({"procurement"})
+DEU = Actor("deu-proc", "DEU", PROCUREMENT)
+FRA = Actor("fra-proc", "FRA", PROCUREMENT)
+POL = Actor("pol-proc", "POL", PROCUREMENT)
+NLD = Actor("nld-proc", "NLD", PROCUREMENT)
+NATO = Actor("nato-proc", "NATO", PROCUREMENT)
+UKR = Actor("ukr-proc", "UKR", PROCUREMENT)
+JPN = Actor("jpn-proc", "JPN", PROCUREMENT)
+DEU_PLANNER = Actor("deu-planner", "DEU", frozenset({"planner"}))
+
+STANAG = RequiredStandard("4569", 3)
+ROUND = Item("155mm HE round (synthetic)", "rounds", classification_id="1315")
+LISTS = ScreeningLists(frozenset({"RUS", "BLR"}), frozenset({"Sample Sanctioned Holdings (synthetic)"}))
+
+
+# --- builders -------------------------------------------------------------------------------------------
+
+
+def propose(actor: Actor = DEU, **kw: object) -> Initiative:
+    defaults: dict[str, object] = {
+        "id": "i-155",
+        "actor": actor,
+        "title": "Joint buy of 155 mm rounds (synthetic)",
+        "item": ROUND,
+        "capability_area": "munitions",
+        "participation_deadline": DEADLINE,
+        "now": NOW,
+        "required_standards": (STANAG,),
+    }
+    defaults.update(kw)
+    return Initiative.propose(**defaults)  # type: ignore[arg-type]
+
+
+def supplier(
+    name: str = "Synthetic Munitions GmbH",
+    country: str = "DEU",
+    *,
+    actor: Actor = DEU,
+    lists: ScreeningLists | None = LISTS,
+    **kw: object,
+) -> Supplier:
+    defaults: dict[str, object] = {
+        "id": "s-" + "".join(c for c in name.lower() if c.isalnum())[:24],
+        "actor": actor,
+        "organisation_id": "HRB-" + "".join(c for c in name.upper() if c.isalnum())[:12],
+        "name": name,
+        "scale": Scale.SME,
+        "country_of_incorporation": country,
+        "now": NOW,
+        "products": ("SM-155-HE",),
+    }
+    defaults.update(kw)
+    s = Supplier.register(**defaults)  # type: ignore[arg-type]
+    return s if lists is None else s.screen(lists, NOW)
+
+
+CLEAN = supplier()
+
+
+def standing(s: Supplier = CLEAN, *verified: tuple[str, int]) -> SupplierStanding:
+    return SupplierStanding(s, frozenset(verified or {(STANAG.number, STANAG.edition)}))
+
+
+LOTS = [Lot("L1", "155 mm HE, first lot", 1000)]
+AWARDS = [("a1", AwardInput("L1", CLEAN.id, 1000, 4_000_000.0, "EUR"))]
+
+
+def contract(award_id: str = "a1", contract_id: str = "c1", *milestones: Milestone) -> Contract:
+    return Contract(
+        contract_id,
+        award_id,
+        "",
+        True,
+        4_000_000.0,
+        "EUR",
+        date(2026, 10, 1),
+        date(2028, 9, 30),
+        tuple(milestones),
+        NOW,
+    )
+
+
+def in_state(status: InitiativeStatus) -> Initiative:
+    """The initiative brought to `status` by the lead nation's steps; FRA committed from `open` on."""
+    i = propose()
+    if status is S.PROPOSED:
+        return i
+    if status is S.CANCELLED:
+        return i.cancel(DEU, "requirement met otherwise (synthetic)", NOW)
+    i = i.open(DEU, NOW).join(FRA, {2026: 1200}, NOW).commit(FRA, {2026: 1000}, {2026: 800}, NOW)
+    if status is S.OPEN:
+        return i
+    i = i.close_participation(DEU, NOW)
+    if status is S.PARTICIPATION_CLOSED:
+        return i
+    i = i.publish_tender(DEU, LOTS, TENDER_END, NOW)
+    if status is S.TENDERING:
+        return i
+    i = i.award(DEU, AWARDS, {CLEAN.id: standing()}, NOW)
+    if status is S.AWARDED:
+        return i
+    i = i.sign_contract(DEU, contract(), NOW)
+    if status is S.CONTRACTED:
+        return i
+    i = i.start_delivery(DEU, NOW)
+    if status is S.DELIVERING:
+        return i
+    return i.close(DEU, NOW)
+
+
+def test_in_state_builds_every_state() -> None:
+    for status in S:
+        assert in_state(status).status is status
+
+
+# --- the initiative's life ------------------------------------------------------------------------------
+
+#: The life of an initiative as the rules describe it, written out independently of the domain's table.
+EXPECTED: dict[tuple[str, InitiativeStatus], InitiativeStatus] = {
+    ("open", S.PROPOSED): S.OPEN,
+    ("close_participation", S.OPEN): S.PARTICIPATION_CLOSED,
+    ("publish_tender", S.PARTICIPATION_CLOSED): S.TENDERING,
+    ("award", S.TENDERING): S.AWARDED,
+    ("sign_contract", S.AWARDED): S.CONTRACTED,
+    ("sign_contract", S.CONTRACTED): S.CONTRACTED,
+    ("start_delivery", S.CONTRACTED): S.DELIVERING,
+    ("close", S.DELIVERING): S.CLOSED,
+    ("cancel", S.PROPOSED): S.CANCELLED,
+    ("cancel", S.OPEN): S.CANCELLED,
+    ("cancel", S.PARTICIPATION_CLOSED): S.CANCELLED,
+    ("cancel", S.TENDERING): S.CANCELLED,
+    ("cancel", S.AWARDED): S.CANCELLED,
+}
+ACTIONS = sorted({a for a, _ in EXPECTED})
+
+
+def test_the_table_is_the_expected_life() -> None:
+    assert INITIATIVE_TRANSITIONS == EXPECTED
+
+
+@pytest.mark.parametrize("status", list(S))
+@pytest.mark.parametrize("action", ACTIONS)
+def test_initiative_transition_table(status: InitiativeStatus, action: str) -> None:
+    if (action, status) in EXPECTED:
+        assert next_initiative_status(action, status) is EXPECTED[(action, status)]
+    else:
+        with pytest.raises(IllegalTransition) as e:
+            next_initiative_status(action, status)
+        assert e.value.extensions["current_state"] == status.value
+
+
+#: Each lead-nation step with valid input (sign_contract is tested on its own: it needs an award).
+STEPS: dict[str, Callable[[Initiative], Initiative]] = {
+    "open": lambda i: i.open(DEU, NOW),
+    "close_participation": lambda i: i.close_participation(DEU, NOW),
+    "publish_tender": lambda i: i.publish_tender(DEU, LOTS, TENDER_END, NOW),
+    "award": lambda i: i.award(DEU, AWARDS, {CLEAN.id: standing()}, NOW),
+    "start_delivery": lambda i: i.start_delivery(DEU, NOW),
+    "close": lambda i: i.close(DEU, NOW),
+    "cancel": lambda i: i.cancel(DEU, "no longer needed (synthetic)", NOW),
+}
+
+
+@pytest.mark.parametrize("status", list(S))
+@pytest.mark.parametrize("action", sorted(STEPS))
+def test_every_step_in_every_state(status: InitiativeStatus, action: str) -> None:
+    before = in_state(status)
+    if (action, status) in EXPECTED:
+        after = STEPS[action](before)
+        assert after.status is EXPECTED[(action, status)]
+        assert after.version == before.version + 1
+        assert after.history[-1].action == action and after.history[-1].by == DEU.id
+    else:
+        with pytest.raises(IllegalTransition):
+            STEPS[action](before)
+
+
+def test_propose_defaults_and_validation() -> None:
+    i = propose()
+    assert i.status is S.PROPOSED and i.version == 1 and i.ocid == "ocds-icep01-i-155"
+    assert i.procuring_entity == "DEU" and i.releasability.scope is ReleasabilityScope.ALLIES
+    assert propose(NATO).procuring_entity == "NSPA"
+    for bad in (
+        {"title": " "},
+        {"item": Item(" ", "rounds")},
+        {"participation_deadline": TODAY - timedelta(days=1)},
+        {"open_to_partners": ("RUS",)},
+        {"required_standards": (STANAG, STANAG)},
+        {"releasability": Releasability(owner="FRA", scope=ReleasabilityScope.ALLIES)},
+        {"open_to_partners": ("UKR",), "releasability": Releasability(owner="DEU", scope="allies")},
+    ):
+        with pytest.raises(Unprocessable):
+            propose(**bad)
+    partners = propose(open_to_partners=("UKR",))
+    assert partners.releasability.scope is ReleasabilityScope.ALLIES_PARTNERS
+    assert partners.visible_to("UKR") and not partners.visible_to("JPN")
+
+
+def test_who_may_lead() -> None:
+    for who in (DEU_PLANNER, UKR):  # no procurement role; a partner does not lead
+        with pytest.raises(Forbidden):
+            propose(who)
+    i = propose()
+    for who in (FRA, NATO, DEU_PLANNER):  # only the lead nation's procurement staff
+        for step in (
+            lambda who=who: i.open(who, NOW),
+            lambda who=who: i.cancel(who, "why not (synthetic)", NOW),
+        ):
+            with pytest.raises(Forbidden):
+                step()
+    with pytest.raises(Unprocessable):
+        i.cancel(DEU, "  ", NOW)
+    opened = in_state(S.OPEN)
+    with pytest.raises(Forbidden):
+        opened.close_participation(FRA, NOW)
+    with pytest.raises(IllegalTransition):  # nobody joined
+        propose().open(DEU, NOW).close_participation(DEU, NOW)
+
+
+# --- participation --------------------------------------------------------------------------------------
+
+
+def opened(**kw: object) -> Initiative:
+    return propose(**kw).open(DEU, NOW)
+
+
+def test_join_revise_commit() -> None:
+    i = opened().join(FRA, {2026: 500, 2027: 0}, NOW)
+    p = i.participation("FRA")
+    assert p is not None and p.status is P.JOINED and p.indicative == {2026: 500}  # zeros dropped
+    assert i.history[-1].action == "join" and i.history[-1].note == "FRA"
+    i = i.join(FRA, {2026: 700}, NOW)  # revised while only joined
+    assert i.demand.indicative == {2026: 700}
+    i = i.commit(FRA, {2026: 600}, {2026: 400}, NOW)
+    p = i.participation("FRA")
+    assert p is not None and p.status is P.COMMITTED and (p.firm, p.funded) == ({2026: 600}, {2026: 400})
+    with pytest.raises(IllegalTransition):  # committed: no going back to indicative
+        i.join(FRA, {2026: 1}, NOW)
+    i = i.commit(FRA, {2026: 650}, {2026: 650}, NOW)  # a commitment may be revised
+    assert i.demand.firm == {2026: 650}
+    with pytest.raises(IllegalTransition):
+        opened().commit(POL, {2026: 1}, {}, NOW)  # not joined
+    for firm, funded in (({}, {}), ({2026: 100}, {2026: 101}), ({2026: 100}, {2027: 1})):
+        with pytest.raises(Unprocessable):
+            opened().join(POL, {2026: 1}, NOW).commit(POL, firm, funded, NOW)
+    for bad in ({}, {2026: 0}, {2023: 5}, {2051: 5}, {2026: -1}):
+        with pytest.raises(Unprocessable):
+            opened().join(POL, bad, NOW)
+
+
+def test_join_only_while_open_and_before_the_deadline() -> None:
+    with pytest.raises(IllegalTransition):
+        propose().join(FRA, {2026: 1}, NOW)
+    with pytest.raises(IllegalTransition):
+        opened().join(FRA, {2026: 1}, datetime(2026, 7, 1, tzinfo=UTC))
+    closed = in_state(S.PARTICIPATION_CLOSED)
+    with pytest.raises(IllegalTransition):
+        closed.join(POL, {2026: 1}, NOW)
+    # A committed participant may still revise until tendering...
+    assert closed.commit(FRA, {2026: 900}, {}, NOW).demand.firm == {2026: 900}
+    with pytest.raises(IllegalTransition):  # ...but not after
+        in_state(S.TENDERING).commit(FRA, {2026: 900}, {}, NOW)
+
+
+def test_who_may_participate() -> None:
+    i = opened()
+    with pytest.raises(Forbidden):  # NATO runs initiatives; it does not participate
+        i.join(NATO, {2026: 1}, NOW)
+    with pytest.raises(Forbidden):  # a partner, only when the initiative is open to it
+        i.join(UKR, {2026: 1}, NOW)
+    with pytest.raises(Forbidden):
+        i.join(DEU_PLANNER, {2026: 1}, NOW)
+    with_ukr = opened(open_to_partners=("UKR",))
+    assert with_ukr.join(UKR, {2026: 10}, NOW).participation("UKR") is not None
+    with pytest.raises(Forbidden):
+        with_ukr.join(JPN, {2026: 1}, NOW)
+    # A nation the initiative is not released to finds nothing there.
+    national = opened(releasability=Releasability(owner="DEU", scope="nations", nations=("FRA",)))
+    assert national.join(FRA, {2026: 1}, NOW).participation("FRA") is not None
+    with pytest.raises(NotFound):
+        national.join(POL, {2026: 1}, NOW)
+    # The lead nation takes part in its own initiative like any other.
+    assert i.join(DEU, {2026: 5}, NOW).demand.participants == 1
+
+
+def test_withdrawal_when_only_joined_is_at_once() -> None:
+    i = opened().join(POL, {2026: 300}, NOW)
+    with pytest.raises(Unprocessable):
+        i.withdraw(POL, " ", NOW)
+    after, done = i.withdraw(POL, "budget moved to 2027 (synthetic)", NOW)
+    p = after.participation("POL")
+    assert done and p is not None and p.status is P.WITHDRAWN
+    assert p.withdrawal_reason == "budget moved to 2027 (synthetic)"
+    assert after.history[-1].action == "withdraw" and after.demand.participants == 0
+    with pytest.raises(IllegalTransition):
+        after.withdraw(POL, "again", NOW)
+    # Withdrawn, a nation may join again while the initiative is open.
+    assert after.join(POL, {2026: 100}, NOW).demand.indicative == {2026: 100}
+    with pytest.raises(IllegalTransition):
+        opened().withdraw(NLD, "never joined", NOW)
+
+
+def test_withdrawal_after_commitment_needs_the_lead_nation() -> None:
+    i = in_state(S.OPEN)  # FRA committed 1000, 800 funded
+    asked, done = i.withdraw(FRA, "national stock rebuilt (synthetic)", NOW)
+    p = asked.participation("FRA")
+    assert not done and p is not None and p.status is P.WITHDRAWAL_REQUESTED
+    assert asked.history[-1].action == "request_withdrawal"
+    # Until decided the firm quantity still counts.
+    assert asked.demand.firm == {2026: 1000} and asked.demand.participants == 1
+    with pytest.raises(IllegalTransition):
+        asked.commit(FRA, {2026: 1}, {}, NOW)
+    with pytest.raises(Forbidden):
+        asked.decide_withdrawal(FRA, "FRA", True, NOW)  # not the participant's own decision
+    approved = asked.decide_withdrawal(DEU, "FRA", True, NOW)
+    p = approved.participation("FRA")
+    assert p is not None and p.status is P.WITHDRAWN and approved.history[-1].action == "approve_withdrawal"
+    assert approved.demand.participants == 0 and approved.demand.firm == {}
+    refused = asked.decide_withdrawal(DEU, "FRA", False, NOW)
+    p = refused.participation("FRA")
+    assert p is not None and p.status is P.COMMITTED and p.withdrawal_reason is None
+    assert refused.history[-1].action == "refuse_withdrawal"
+    with pytest.raises(IllegalTransition):
+        refused.decide_withdrawal(DEU, "FRA", True, NOW)  # nothing asked
+    with pytest.raises(IllegalTransition):
+        i.decide_withdrawal(DEU, "POL", True, NOW)  # not a participant
+    with pytest.raises(IllegalTransition):  # once tendering, demand is settled
+        in_state(S.TENDERING).withdraw(FRA, "too late", NOW)
+
+
+def test_the_lead_nation_withdraws_directly_as_an_amendment() -> None:
+    i = opened().join(DEU, {2026: 400}, NOW).commit(DEU, {2026: 400}, {2026: 400}, NOW)
+    after, done = i.withdraw(DEU, "requirement moved to a national contract (synthetic)", NOW)
+    p = after.participation("DEU")
+    assert done and p is not None and p.status is P.WITHDRAWN
+    assert after.history[-1].action == "withdraw_amendment"
+
+
+# --- aggregation ----------------------------------------------------------------------------------------
+
+QUANTITIES = st.dictionaries(st.integers(2024, 2050), st.integers(1, 100_000), max_size=4)
+
+
+@st.composite
+def participations(draw: st.DrawFn) -> list[Participation]:
+    nations = draw(st.lists(st.sampled_from(sorted(ALLIES)), unique=True, max_size=8))
+    out = []
+    for nation in nations:
+        firm = draw(QUANTITIES)
+        funded = {y: f for y, q in firm.items() if (f := draw(st.integers(0, q)))}
+        out.append(Participation(nation, draw(st.sampled_from(list(P))), draw(QUANTITIES), firm, funded))
+    return out
+
+
+@given(participations())
+def test_aggregate_is_the_sum_over_active_participants(ps: list[Participation]) -> None:
+    d = aggregate(ps)
+    active = [p for p in ps if p.status in ACTIVE]
+    firm = [p for p in active if p.status in FIRM]
+    assert d.participants == len(active)
+    for year in range(2024, 2051):
+        assert d.indicative.get(year, 0) == sum(p.indicative.get(year, 0) for p in active)
+        assert d.firm.get(year, 0) == sum(p.firm.get(year, 0) for p in firm)
+        assert d.funded.get(year, 0) == sum(p.funded.get(year, 0) for p in firm)
+    for figures in (d.indicative, d.firm, d.funded):
+        assert list(figures) == sorted(figures) and all(q > 0 for q in figures.values())
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["FRA", "POL", "NLD"]), st.sampled_from(["join", "commit", "withdraw"]))
+    )
+)
+def test_demand_through_the_rules_is_the_sum_of_what_stands(moves: list[tuple[str, str]]) -> None:
+    actors = {"FRA": FRA, "POL": POL, "NLD": NLD}
+    i = opened()
+    for n, (nation, move) in enumerate(moves):
+        q = {2026: 100 + n, 2027: 10 * n + 1}
+        try:
+            if move == "join":
+                i = i.join(actors[nation], q, NOW)
+            elif move == "commit":
+                i = i.commit(actors[nation], q, {2026: 100}, NOW)
+            else:
+                i, _ = i.withdraw(actors[nation], "changed plans (synthetic)", NOW)
+        except IllegalTransition:
+            continue
+    standing_ = [p for p in i.participations if p.status is not P.WITHDRAWN]
+    assert i.demand.participants == len(standing_)
+    assert sum(i.demand.indicative.values()) == sum(sum(p.indicative.values()) for p in standing_)
+    assert sum(i.demand.firm.values()) == sum(sum(p.firm.values()) for p in standing_ if p.status in FIRM)
+
+
+def test_check_quantities() -> None:
+    assert check_quantities({2027: 5, 2026: 0, 2025: 1}, "body.q") == {2025: 1, 2027: 5}
+    with pytest.raises(Unprocessable) as e:
+        check_quantities({2060: 1}, "body.indicative")
+    assert e.value.extensions["errors"][0]["location"] == "body.indicative"
+
+
+# --- tender and award -----------------------------------------------------------------------------------
+
+
+def test_tender_validation() -> None:
+    closed = in_state(S.PARTICIPATION_CLOSED)
+    for lots, end in (
+        ([], TENDER_END),
+        ([Lot("L1", "a", 500), Lot("L1", "b", 500)], TENDER_END),
+        (LOTS, TODAY),
+        ([Lot("L1", "more than the firm demand", 1001)], TENDER_END),
+    ):
+        with pytest.raises(Unprocessable):
+            closed.publish_tender(DEU, lots, end, NOW)
+    with pytest.raises(Forbidden):
+        closed.publish_tender(FRA, LOTS, TENDER_END, NOW)
+
+
+def test_award_goes_to_a_clear_supplier_with_verified_conformance() -> None:
+    i = in_state(S.TENDERING)
+    awarded = i.award(DEU, AWARDS, {CLEAN.id: standing()}, NOW)
+    [a] = awarded.awards
+    assert (a.lot_id, a.supplier_id, a.supplier_name, a.quantity) == ("L1", CLEAN.id, CLEAN.name, 1000)
+    # Split between two suppliers within the lot's quantity.
+    cleared = supplier(
+        "Mitigated Ordnance SA", "FRA", ultimate_parent="X Group", ultimate_parent_country="BLR"
+    )
+    cleared = cleared.clear(DEU, "proxy agreement; board without the parent (synthetic)", NOW)
+    split = [
+        ("a1", AwardInput("L1", CLEAN.id, 600, 2.4e6, "EUR")),
+        ("a2", AwardInput("L1", cleared.id, 400, 1.6e6, "EUR")),
+    ]
+    assert len(i.award(DEU, split, {CLEAN.id: standing(), cleared.id: standing(cleared)}, NOW).awards) == 2
+    over = [*split, ("a3", AwardInput("L1", CLEAN.id, 1, 1.0, "EUR"))]
+    with pytest.raises(Unprocessable):
+        i.award(DEU, over, {CLEAN.id: standing(), cleared.id: standing(cleared)}, NOW)
+    with pytest.raises(Unprocessable):
+        i.award(DEU, [("a1", AwardInput("L9", CLEAN.id, 1, 1.0, "EUR"))], {CLEAN.id: standing()}, NOW)
+    with pytest.raises(Unprocessable):
+        i.award(DEU, AWARDS, {}, NOW)  # unknown supplier
+    with pytest.raises(Unprocessable):
+        i.award(DEU, [], {}, NOW)
+    with pytest.raises(Forbidden):
+        i.award(FRA, AWARDS, {CLEAN.id: standing()}, NOW)
+
+
+@pytest.mark.parametrize("screening", [Screening.PENDING, Screening.POTENTIAL_MATCH, Screening.BLOCKED])
+def test_award_refused_to_a_supplier_not_clear(screening: Screening) -> None:
+    s = replace(CLEAN, screening=screening)
+    with pytest.raises(AwardRefused) as e:
+        in_state(S.TENDERING).award(DEU, AWARDS, {s.id: standing(s)}, NOW)
+    assert e.value.status == 409 and e.value.slug == "award-refused"
+    assert screening.value.replace("_", " ") in e.value.detail and "clear or cleared" in e.value.detail
+    assert e.value.extensions == {"supplier_id": s.id, "screening": screening.value}
+
+
+def test_award_refused_without_verified_conformance_for_each_required_edition() -> None:
+    two = propose(required_standards=(STANAG, RequiredStandard("2459", 1)))
+    i = two.open(DEU, NOW).join(FRA, {2026: 1000}, NOW).commit(FRA, {2026: 1000}, {}, NOW)
+    i = i.close_participation(DEU, NOW).publish_tender(DEU, LOTS, TENDER_END, NOW)
+    with pytest.raises(AwardRefused) as e:
+        i.award(DEU, AWARDS, {CLEAN.id: standing(CLEAN, ("4569", 3), ("4569", 2))}, NOW)
+    assert e.value.extensions["missing_standards"] == ["2459 Ed. 1"]
+    assert "holds no verified conformance with 2459 Ed. 1" in e.value.detail
+    with pytest.raises(AwardRefused) as e:  # an older edition is not the required one
+        in_state(S.TENDERING).award(DEU, AWARDS, {CLEAN.id: standing(CLEAN, ("4569", 2))}, NOW)
+    assert e.value.extensions["missing_standards"] == ["4569 Ed. 3"]
+    full = standing(CLEAN, ("4569", 3), ("2459", 1))
+    assert i.award(DEU, AWARDS, {CLEAN.id: full}, NOW).status is S.AWARDED
+
+
+def test_verified_editions_only_from_verified_unexpired_claims_of_the_products() -> None:
+    standards = {
+        "std-3": KnownStandard("std-3", "4569", 3, "promulgated"),
+        "std-2": KnownStandard("std-2", "4569", 2, "superseded"),
+    }
+    claims = [
+        KnownConformance("c1", "SM-155-HE", "std-3", "verified", TODAY + timedelta(days=30)),
+        KnownConformance("c2", "SM-155-HE", "std-2", "verified", None),
+        KnownConformance("c3", "OTHER", "std-3", "verified", None),
+    ]
+    assert verified_editions(["SM-155-HE"], claims, standards, TODAY) == {("4569", 3), ("4569", 2)}
+    for c in (
+        KnownConformance("c1", "SM-155-HE", "std-3", "verified", TODAY),  # expires today: no longer valid
+        KnownConformance("c1", "SM-155-HE", "std-3", "expired", TODAY - timedelta(days=1)),
+        KnownConformance("c1", "SM-155-HE", "std-3", "claimed", None),
+        KnownConformance("c1", "SM-155-HE", "std-3", "under_test", None),
+        KnownConformance("c1", "SM-155-HE", "std-3", "rejected", None),
+        KnownConformance("c1", "SM-155-HE", "std-unknown", "verified", None),
+        KnownConformance("c1", "OTHER", "std-3", "verified", None),
+    ):
+        assert verified_editions(["SM-155-HE"], [c], standards, TODAY) == frozenset()
+    # Expired conformance refuses the award.
+    expired = [KnownConformance("c1", "SM-155-HE", "std-3", "verified", TODAY - timedelta(days=1))]
+    verified = verified_editions(CLEAN.products, expired, standards, TODAY)
+    with pytest.raises(AwardRefused):
+        in_state(S.TENDERING).award(DEU, AWARDS, {CLEAN.id: SupplierStanding(CLEAN, verified)}, NOW)
+
+
+def test_contracts_and_delivery() -> None:
+    awarded = in_state(S.AWARDED)
+    with pytest.raises(Unprocessable):
+        awarded.sign_contract(DEU, contract("nope"), NOW)
+    with pytest.raises(Unprocessable):
+        awarded.sign_contract(DEU, replace(contract(), period_end=date(2026, 1, 1)), NOW)
+    with pytest.raises(Forbidden):
+        awarded.sign_contract(FRA, contract(), NOW)
+    m = Milestone("m1", "first 500 rounds", date(2026, 12, 1), 500)
+    signed = awarded.sign_contract(DEU, contract("a1", "c1", m), NOW)
+    assert signed.status is S.CONTRACTED and signed.contracts[0].supplier_id == CLEAN.id
+    with pytest.raises(Conflict):  # one contract per award
+        signed.sign_contract(DEU, contract("a1", "c2"), NOW)
+    with pytest.raises(IllegalTransition):  # cancelled after award: no contract
+        awarded.cancel(DEU, "funding withdrawn (synthetic)", NOW).sign_contract(DEU, contract(), NOW)
+    delivering = signed.start_delivery(DEU, NOW)
+    with pytest.raises(IllegalTransition):  # a milestone still open
+        delivering.close(DEU, NOW)
+    with pytest.raises(Unprocessable):
+        delivering.record_milestone(DEU, "c1", "m1", TODAY + timedelta(days=1), "", NOW)
+    with pytest.raises(Unprocessable):
+        delivering.record_milestone(DEU, "c1", "m1", None, " ", NOW)
+    with pytest.raises(NotFound):
+        delivering.record_milestone(DEU, "c1", "m9", TODAY, "", NOW)
+    met, milestone = delivering.record_milestone(DEU, "c1", "m1", TODAY, "", NOW)
+    assert milestone.status is MilestoneStatus.MET and met.history[-1].action == "milestone_met"
+    with pytest.raises(IllegalTransition):
+        met.record_milestone(DEU, "c1", "m1", TODAY, "", NOW)
+    assert met.close(DEU, NOW).status is S.CLOSED
+
+
+def test_a_second_lot_gets_its_own_contract_while_contracted() -> None:
+    i = propose().open(DEU, NOW).join(FRA, {2026: 2000}, NOW).commit(FRA, {2026: 2000}, {}, NOW)
+    i = i.close_participation(DEU, NOW)
+    i = i.publish_tender(DEU, [Lot("L1", "first", 1000), Lot("L2", "second", 1000)], TENDER_END, NOW)
+    two = [
+        ("a1", AwardInput("L1", CLEAN.id, 1000, 1.0e6, "EUR")),
+        ("a2", AwardInput("L2", CLEAN.id, 1000, 1.0e6, "EUR")),
+    ]
+    i = i.award(DEU, two, {CLEAN.id: standing()}, NOW).sign_contract(DEU, contract("a1", "c1"), NOW)
+    i = i.sign_contract(DEU, contract("a2", "c2"), NOW)
+    assert i.status is S.CONTRACTED and [c.id for c in i.contracts] == ["c1", "c2"]
+
+
+# --- standards awareness --------------------------------------------------------------------------------
+
+
+def test_an_initiative_is_flagged_once_for_a_withdrawn_edition() -> None:
+    i = in_state(S.TENDERING)
+    flagged = i.flag(STANAG, "superseded", NOW)
+    assert flagged is not None and flagged.version == i.version + 1 and flagged.status is S.TENDERING
+    [f] = flagged.flags
+    assert (f.standard, f.standard_status) == (STANAG, "superseded")
+    assert f.reason == "required standard 4569 Ed. 3 is superseded"
+    assert flagged.history[-1].action == "flagged" and flagged.history[-1].by == "standards"
+    assert flagged.flag(STANAG, "superseded", NOW) is None  # once
+    assert i.flag(RequiredStandard("4569", 2), "superseded", NOW) is None  # not required
+    for status in (S.CONTRACTED, S.DELIVERING, S.CLOSED, S.CANCELLED):
+        assert in_state(status).flag(STANAG, "cancelled", NOW) is None
+    for status in (S.PROPOSED, S.OPEN, S.PARTICIPATION_CLOSED, S.AWARDED):
+        assert in_state(status).flag(STANAG, "cancelled", NOW) is not None
+
+
+# --- demand picture and capacity ------------------------------------------------------------------------
+
+
+def signal(
+    nation: Actor, firmness: Firmness, quantities: dict[int, int], product: str = ROUND.product
+) -> DemandSignal:
+    return DemandSignal.publish(
+        id=f"sig-{nation.nation}-{firmness.value}",
+        actor=nation,
+        product=product,
+        capability_area="munitions",
+        unit="rounds",
+        firmness=firmness,
+        quantities=quantities,
+        now=NOW,
+    )
+
+
+def test_initiative_demand_by_firmness() -> None:
+    i = opened().join(FRA, {2026: 1200}, NOW).commit(FRA, {2026: 1000}, {2026: 800}, NOW)
+    i = i.join(POL, {2026: 300, 2027: 50}, NOW)
+    i, _ = i.join(NLD, {2026: 999}, NOW).withdraw(NLD, "changed plans (synthetic)", NOW)
+    d = initiative_demand(i)
+    # FRA: 800 funded, 200 firm unfunded (planned), 200 indicative beyond the firm; POL: indicative only.
+    assert d == {2026: YearDemand(indicative=200 + 300, planned=200, funded=800), 2027: YearDemand(50)}
+    assert d[2026].total == 1500 and d[2026].firm == 1000
+    contracted = initiative_demand(in_state(S.CONTRACTED))
+    assert contracted == {2026: YearDemand(indicative=200, contracted=1000)}
+    assert initiative_demand(in_state(S.CANCELLED)) == {}
+
+
+def test_demand_picture_adds_signals_and_initiatives_per_product() -> None:
+    signals = [
+        signal(POL, Firmness.FUNDED, {2026: 5000, 2027: 5000}),
+        signal(NLD, Firmness.INDICATIVE, {2026: 100}),
+        signal(FRA, Firmness.PLANNED, {2026: 7}, product="PAC-3 MSE (synthetic)"),
+    ]
+    initiatives = [in_state(S.OPEN), in_state(S.CANCELLED)]
+    by_product = {p.product: p for p in demand_picture(signals, initiatives)}
+    assert list(by_product) == sorted(by_product)
+    rounds = by_product[ROUND.product]
+    assert (rounds.unit, rounds.signals, rounds.initiatives) == (
+        "rounds",
+        2,
+        1,
+    )  # the cancelled one adds none
+    assert rounds.years == {
+        2026: YearDemand(indicative=100 + 200, planned=200, funded=5000 + 800),
+        2027: YearDemand(funded=5000),
+    }
+    assert by_product["PAC-3 MSE (synthetic)"].years == {2026: YearDemand(planned=7)}
+
+
+def test_demand_against_capacity_arithmetic() -> None:
+    demand = {2026: YearDemand(indicative=300, planned=200, funded=5800), 2027: YearDemand(funded=5000)}
+    capacity = {2025: 1000, 2026: 4000}
+    lines = demand_against_capacity(demand, capacity)
+    assert [(b.year, b.capacity, b.gap, b.firm_gap) for b in lines] == [
+        (2025, 1000, -1000, -1000),
+        (2026, 4000, 6300 - 4000, 6000 - 4000),
+        (2027, 0, 5000, 5000),
+    ]
+    assert lines[0].demand == YearDemand()
+
+
+def test_demand_signals_come_from_nations() -> None:
+    with pytest.raises(Forbidden):
+        signal(NATO, Firmness.FUNDED, {2026: 1})
+    with pytest.raises(Unprocessable):
+        signal(POL, Firmness.FUNDED, {2026: 0})
+    s = signal(POL, Firmness.INDICATIVE, {2026: 10})
+    with pytest.raises(Forbidden):
+        s.revise(FRA, Firmness.FUNDED, {2026: 10}, NOW)
+    revised = s.revise(POL, Firmness.FUNDED, {2026: 12}, NOW)
+    assert (revised.firmness, revised.quantities, revised.version) == (Firmness.FUNDED, {2026: 12}, 2)
+
+
+# --- suppliers and screening ----------------------------------------------------------------------------
+
+
+def test_register_then_screen_clear() -> None:
+    pending = supplier(lists=None)
+    assert pending.screening is Screening.PENDING and not pending.awardable and pending.lists_version is None
+    s = pending.screen(LISTS, NOW)
+    assert s.screening is Screening.CLEAR and s.matches == () and s.awardable
+    assert s.lists_version == LISTS.version and s.version == 2
+    assert [c.action for c in s.history] == ["registered", "screened"] and s.history[-1].by == "screening"
+    assert s.releasability == Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES)
+
+
+def test_registration_rules() -> None:
+    for bad in (
+        {"name": " "},
+        {"organisation_id": ""},
+        {"ownership_chain": (Owner("A", "DEU", 0),)},
+        {"ownership_chain": (Owner("A", "DEU", 101),)},
+        {"ultimate_parent": "Parent AG (synthetic)"},  # without its country
+        {"releasability": Releasability(owner="FRA", scope=ReleasabilityScope.ALLIES)},
+    ):
+        with pytest.raises(Unprocessable):
+            supplier(**bad)
+    with pytest.raises(Forbidden):
+        supplier(actor=DEU_PLANNER)
+    s = supplier(products=(" SM-155-HE ", "SM-155-HE", "", "SM-155-ER"))
+    assert s.products == ("SM-155-HE", "SM-155-ER")
+
+
+@pytest.mark.parametrize(
+    ("kw", "reason"),
+    [
+        ({"country_of_incorporation": "RUS"}, "incorporated in RUS"),
+        (
+            {"ultimate_parent": "Far Holdings (synthetic)", "ultimate_parent_country": "BLR"},
+            "ultimate parent Far Holdings (synthetic) in BLR",
+        ),
+        (
+            {"ownership_chain": (Owner("Minor Fund (synthetic)", "RUS", 12.5),)},
+            "owner Minor Fund (synthetic) (12.5 %) in RUS",
+        ),
+        (
+            {"ultimate_parent": "sample sanctioned holdings (SYNTHETIC)", "ultimate_parent_country": "CYP"},
+            "sample sanctioned holdings (SYNTHETIC) is a restricted party",
+        ),
+        (
+            {"ownership_chain": (Owner("Sample Sanctioned Holdings (synthetic)", "CYP", 30),)},
+            "Sample Sanctioned Holdings (synthetic) is a restricted party",
+        ),
+        (
+            {"name": "Sample Sanctioned Holdings (synthetic)"},
+            "Sample Sanctioned Holdings (synthetic) is a restricted party",
+        ),
+    ],
+)
+def test_a_match_is_a_potential_match_with_its_reason(kw: dict[str, object], reason: str) -> None:
+    s = supplier(**kw)
+    assert s.screening is Screening.POTENTIAL_MATCH and reason in s.matches and not s.awardable
+    assert s.history[-1].note == "; ".join(s.matches)
+
+
+def test_every_reason_is_listed_once() -> None:
+    s = supplier(
+        country="RUS",
+        ultimate_parent="Sample Sanctioned Holdings (synthetic)",
+        ultimate_parent_country="RUS",
+        ownership_chain=(Owner("Sample Sanctioned Holdings (synthetic)", "RUS", 100),),
+    )
+    assert s.matches == (
+        "incorporated in RUS",
+        "ultimate parent Sample Sanctioned Holdings (synthetic) in RUS",
+        "owner Sample Sanctioned Holdings (synthetic) (100 %) in RUS",
+        "Sample Sanctioned Holdings (synthetic) is a restricted party",
+    )
+
+
+def test_a_person_adjudicates_a_potential_match() -> None:
+    s = supplier(
+        "Eastern Alloys BV", "NLD", ultimate_parent="Far Holdings (synthetic)", ultimate_parent_country="BLR"
+    )
+    for who in (FRA, DEU_PLANNER, UKR):  # only the registering nation's or NATO's procurement staff
+        with pytest.raises(Forbidden):
+            s.clear(who, "mitigated (synthetic)", NOW)
+    with pytest.raises(Unprocessable):
+        s.clear(DEU, "  ", NOW)
+    cleared = s.clear(NATO, "voting trust; no access to classified work (synthetic)", NOW)
+    assert cleared.screening is Screening.CLEARED and cleared.awardable
+    assert cleared.adjudicator == NATO.id and cleared.adjudicated == s.matches
+    assert cleared.mitigation == "voting trust; no access to classified work (synthetic)"
+    assert cleared.history[-1].action == "cleared" and cleared.history[-1].by == NATO.id
+    with pytest.raises(IllegalTransition):  # adjudicated already
+        cleared.block(DEU, "changed my mind", NOW)
+    with pytest.raises(Unprocessable):
+        s.block(DEU, " ", NOW)
+    blocked = s.block(DEU, "control by a restricted parent cannot be mitigated (synthetic)", NOW)
+    assert blocked.screening is Screening.BLOCKED and blocked.adjudicator == DEU.id and not blocked.awardable
+    assert blocked.blocked_reason == "control by a restricted parent cannot be mitigated (synthetic)"
+    with pytest.raises(IllegalTransition):  # the machine never adjudicates a clean supplier
+        CLEAN.clear(DEU, "nothing to clear", NOW)
+
+
+def test_rescreening() -> None:
+    parent = {"ultimate_parent": "Far Holdings (synthetic)", "ultimate_parent_country": "BLR"}
+    cleared = supplier("Eastern Alloys BV", "NLD", **parent).clear(DEU, "voting trust (synthetic)", NOW)
+    # The same lists again (or lists with the same matches): the clearance covers them.
+    again = cleared.screen(LISTS, NOW)
+    assert again.screening is Screening.CLEARED and again.matches == cleared.matches
+    wider = ScreeningLists(LISTS.countries | {"NLD"}, LISTS.parties)
+    assert wider.version != LISTS.version
+    # A new match: a person must look again.
+    flagged = cleared.screen(wider, NOW)
+    assert flagged.screening is Screening.POTENTIAL_MATCH and "incorporated in NLD" in flagged.matches
+    assert flagged.lists_version == wider.version
+    # The restriction lifted: clear, whatever was adjudicated before.
+    lifted = ScreeningLists(frozenset({"RUS"}), LISTS.parties)
+    assert cleared.screen(lifted, NOW).screening is Screening.CLEAR
+    # A clean supplier that becomes a match.
+    assert (
+        CLEAN.screen(ScreeningLists(frozenset({"DEU"}), frozenset()), NOW).screening
+        is Screening.POTENTIAL_MATCH
+    )
+    # A block stands, even when nothing matches any more.
+    blocked = supplier("Eastern Alloys BV", "NLD", **parent).block(DEU, "no mitigation (synthetic)", NOW)
+    assert blocked.screen(lifted, NOW).screening is Screening.BLOCKED
+
+
+def test_the_lists_version_follows_their_content() -> None:
+    same = ScreeningLists(frozenset({"BLR", "RUS"}), frozenset({"SAMPLE SANCTIONED HOLDINGS (SYNTHETIC)"}))
+    assert same.version == LISTS.version  # order and case of party names do not matter
+    assert ScreeningLists(frozenset({"RUS"}), LISTS.parties).version != LISTS.version
+    assert ScreeningLists(LISTS.countries, frozenset()).version != LISTS.version

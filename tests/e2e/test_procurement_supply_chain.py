@@ -1,0 +1,559 @@
+"""Supply-chain security and procurement's read models through the gateway, on real Kafka.
+
+Suppliers are screened at registration (a person adjudicates every potential match); an award needs a
+clear or cleared supplier whose product holds verified conformance with the required standard edition,
+as the standards service announced it; a superseded edition flags the open initiatives requiring it; and
+demand is set against the capacity of accepted national plans, as the plans service announced it, within
+what the caller may see. Every company, product and figure here is synthetic.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from icep.platform.events import ReceivedEvent, decode
+from icep.platform.testing import consumer_caught_up, read_records, wait_for
+
+PROBLEM = "application/problem+json"
+Clients = dict[str, httpx.AsyncClient]
+TODAY = dt.datetime.now(dt.UTC).date()
+NEXT_YEAR = TODAY.year + 1
+
+
+@pytest.fixture(scope="module")
+async def people(platform: Any) -> AsyncIterator[Clients]:
+    made = {
+        name: await platform.as_client(client_id)
+        for name, client_id in {
+            "deu": "deu-procurement",
+            "fra": "fra-procurement",
+            "pol": "pol-procurement",
+            "nato": "nato-procurement",
+            "ukr": "ukr-procurement",
+            "nato_std": "nato-standards",
+            "deu_std": "deu-standards",
+            "deu_planner": "deu-planner",
+            "pol_planner": "pol-planner",
+            "nato_reviewer": "nato-reviewer",
+        }.items()
+    }
+    try:
+        yield made
+    finally:
+        for c in made.values():
+            await c.aclose()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix} {uuid.uuid4().hex[:8]}"
+
+
+def problem(r: httpx.Response, status: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM)
+    return dict(r.json())
+
+
+async def ok(r: Any, status: int = 200) -> dict[str, Any]:
+    response = await r
+    assert response.status_code == status, response.text
+    return dict(response.json())
+
+
+async def events(platform: Any, topic: str, subject: str, *types: str) -> list[ReceivedEvent]:
+    """The subject's events on a topic, in order, once every type named has arrived."""
+
+    async def arrived() -> list[ReceivedEvent] | None:
+        records = await read_records(platform.bootstrap, platform.topic(topic))
+        mine = [e for e in (decode(r.key, r.value, r.headers) for r in records) if e.subject == subject]
+        mine.sort(key=lambda e: (e.time, e.id))
+        seen = [e.type for e in mine]
+        return mine if all(seen.count(t) >= types.count(t) for t in set(types)) else None
+
+    found = await wait_for(arrived, timeout=30, interval=0.2, what=f"events {types} of {subject}")
+    assert found is not None
+    return found
+
+
+async def caught_up(platform: Any, topic: str) -> None:
+    """Procurement's consumer has handled everything on `topic` so far."""
+    group = f"{platform.namespace}icep-procurement"
+    await wait_for(
+        lambda: consumer_caught_up(platform.bootstrap, group, platform.topic(topic)),
+        timeout=30,
+        interval=0.2,
+        what=f"procurement to catch up on {topic}",
+    )
+
+
+# --- suppliers ------------------------------------------------------------------------------------------
+
+
+def supplier_body(name: str, country: str = "DEU", **extra: Any) -> dict[str, Any]:
+    return {
+        "organisation_id": f"HRB-{uuid.uuid4().hex[:10]}",
+        "name": name,
+        "scale": "sme",
+        "country_of_incorporation": country,
+        **extra,
+    }
+
+
+FAR = {"ultimate_parent": "Far Holdings (synthetic)", "ultimate_parent_country": "BLR"}
+FAR_MATCH = "ultimate parent Far Holdings (synthetic) in BLR"
+
+
+async def register(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    r = await client.post("/v1/suppliers", json=body)
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == f"/v1/suppliers/{r.json()['id']}"
+    return dict(r.json())
+
+
+async def test_screening_clear_match_cleared_blocked(people: Clients, platform: Any) -> None:
+    deu, fra, nato, ukr = people["deu"], people["fra"], people["nato"], people["ukr"]
+    owners = [{"name": "Synthetic Holding AG", "country": "DEU", "share_percent": 100}]
+    clean = await register(deu, supplier_body(unique("Synthetic Shells GmbH"), ownership_chain=owners))
+    assert (clean["screening"], clean["matches"], clean["awardable"]) == ("clear", [], True)
+    assert clean["lists_version"] and [h["action"] for h in clean["history"]] == ["registered", "screened"]
+    assert clean["nation"] == "DEU" and clean["releasability"]["marking"] == "ALLIES"
+
+    # Controlled from a restricted country: a potential match, for a person to adjudicate.
+    eastern = await register(deu, supplier_body(unique("Eastern Alloys BV (synthetic)"), "NLD", **FAR))
+    assert eastern["screening"] == "potential_match" and eastern["matches"] == [FAR_MATCH]
+    assert eastern["awardable"] is False and eastern["adjudicator"] is None
+    sid = eastern["id"]
+    problem(await fra.post(f"/v1/suppliers/{sid}/clear", json={"mitigation": "not mine"}), 403)
+    problem(await deu.post(f"/v1/suppliers/{sid}/clear", json={"mitigation": " "}), 422)
+    stale = {"If-Match": '"1"'}
+    problem(await nato.post(f"/v1/suppliers/{sid}/clear", json={"mitigation": "x"}, headers=stale), 412)
+    mitigation = "voting trust; parent excluded from the board and from classified work (synthetic)"
+    r = await nato.post(
+        f"/v1/suppliers/{sid}/clear",
+        json={"mitigation": mitigation},
+        headers={"If-Match": f'"{eastern["version"]}"'},
+    )
+    assert r.status_code == 200, r.text
+    cleared = r.json()
+    assert (cleared["screening"], cleared["mitigation"], cleared["adjudicator"]) == (
+        "cleared",
+        mitigation,
+        "nato-procurement",
+    )
+    assert cleared["adjudicated"] == [FAR_MATCH] and cleared["awardable"] is True
+    assert r.headers["etag"] == f'"{cleared["version"]}"'
+    # Adjudicated once: not again.
+    problem(await deu.post(f"/v1/suppliers/{sid}/block", json={"reason": "second thoughts"}), 409)
+
+    # Owned by a restricted party: blocked by the registering nation.
+    owned = [{"name": "Sample Sanctioned Holdings (synthetic)", "country": "CYP", "share_percent": 60}]
+    shady = await register(deu, supplier_body(unique("Harbour Fuzes Ltd"), "GBR", ownership_chain=owned))
+    assert shady["matches"] == ["Sample Sanctioned Holdings (synthetic) is a restricted party"]
+    reason = "majority owner is a restricted party; no mitigation offered (synthetic)"
+    blocked = await ok(deu.post(f"/v1/suppliers/{shady['id']}/block", json={"reason": reason}))
+    assert (blocked["screening"], blocked["blocked_reason"], blocked["adjudicator"]) == (
+        "blocked",
+        reason,
+        "deu-procurement",
+    )
+
+    # The same organisation twice for one nation is a conflict that says so.
+    again = {**supplier_body(clean["name"]), "organisation_id": clean["organisation_id"]}
+    p = problem(await deu.post("/v1/suppliers", json=again), 409)
+    assert clean["organisation_id"] in p["detail"] and "already registered" in p["detail"]
+    # ...while another nation may register the same company for itself.
+    assert (await fra.post("/v1/suppliers", json=again)).status_code == 201
+
+    # Released to Allies: a partner finds nothing; an Ally lists what it may see.
+    problem(await ukr.get(f"/v1/suppliers/{clean['id']}"), 404)
+    assert (await fra.get(f"/v1/suppliers/{sid}")).json()["screening"] == "cleared"
+    listed = await ok(fra.get("/v1/suppliers", params={"screening": "blocked", "limit": 200}))
+    assert shady["id"] in [s["id"] for s in listed["items"]]
+    assert all(s["screening"] == "blocked" for s in listed["items"])
+
+    # Every step on Kafka, marked as the record is; a clean supplier is never flagged.
+    topic = "icep.procurement.events"
+    got = await events(
+        platform,
+        topic,
+        sid,
+        "icep.procurement.supplier.registered.v1",
+        "icep.procurement.supplier.screened.v1",
+        "icep.procurement.supplier.flagged.v1",
+        "icep.procurement.supplier.cleared.v1",
+    )
+    by_type = {e.type.split(".")[3]: e for e in got}
+    assert by_type["flagged"].data["matches"] == [FAR_MATCH]
+    assert by_type["cleared"].data["adjudicator"] == "nato-procurement"
+    assert by_type["cleared"].data["mitigation"] == mitigation
+    assert all(e.releasable_to == "ALLIES" and e.nation == "DEU" for e in got)
+    got = await events(platform, topic, shady["id"], "icep.procurement.supplier.blocked.v1")
+    assert got[-1].data["reason"] == reason
+    got = await events(platform, topic, clean["id"], "icep.procurement.supplier.screened.v1")
+    assert [e.type.split(".")[3] for e in got] == ["registered", "screened"]
+    assert got[-1].data["screening"] == "clear" and got[-1].data["matches"] == []
+
+
+# --- awards, on the standards service's events ----------------------------------------------------------
+
+
+def standard_body(number: str, edition: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "kind": "STANAG",
+        "number": number,
+        "edition": edition,
+        "title": "Ammunition interchangeability, 155 mm (synthetic)",
+        "domain": "land",
+        "capability_areas": ["munitions"],
+        "levels": ["1", "2"],
+        **extra,
+    }
+
+
+async def promulgate(nato_std: httpx.AsyncClient, number: str, edition: int, **extra: Any) -> str:
+    created = await ok(nato_std.post("/v1/standards", json=standard_body(number, edition, **extra)), 201)
+    await ok(nato_std.post(f"/v1/standards/{created['id']}/circulate"))
+    done = await ok(nato_std.post(f"/v1/standards/{created['id']}/promulgate"))
+    assert done["status"] == "promulgated"
+    return str(created["id"])
+
+
+def initiative_body(product: str, number: str, edition: int) -> dict[str, Any]:
+    return {
+        "title": f"Joint buy of {product} (synthetic)",
+        "item": {"product": product, "unit": "rounds"},
+        "capability_area": "munitions",
+        "required_standards": [{"number": number, "edition": edition}],
+        "participation_deadline": (TODAY + dt.timedelta(days=60)).isoformat(),
+    }
+
+
+async def tendering(c: Clients, product: str, number: str, edition: int) -> dict[str, Any]:
+    """An initiative led by DEU, FRA committed to 1,000 rounds, tendered in one lot."""
+    deu, fra = c["deu"], c["fra"]
+    i = await ok(deu.post("/v1/initiatives", json=initiative_body(product, number, edition)), 201)
+    iid = i["id"]
+    await ok(deu.post(f"/v1/initiatives/{iid}/open"))
+    await ok(fra.post(f"/v1/initiatives/{iid}/join", json={"indicative": {str(NEXT_YEAR): 1200}}))
+    commit = {"firm": {str(NEXT_YEAR): 1000}, "funded": {str(NEXT_YEAR): 800}}
+    await ok(fra.post(f"/v1/initiatives/{iid}/commit", json=commit))
+    await ok(deu.post(f"/v1/initiatives/{iid}/close-participation"))
+    tender = {
+        "lots": [{"id": "L1", "title": f"{product}, lot 1", "quantity": 1000}],
+        "tender_period_end": (TODAY + dt.timedelta(days=90)).isoformat(),
+    }
+    done = await ok(deu.post(f"/v1/initiatives/{iid}/tender", json=tender))
+    assert done["status"] == "tendering"
+    return done
+
+
+def award_body(supplier_id: str) -> dict[str, Any]:
+    return {
+        "awards": [
+            {"lot_id": "L1", "supplier_id": supplier_id, "quantity": 1000, "value": 4.2e6, "currency": "EUR"}
+        ]
+    }
+
+
+async def test_award_needs_clearance_and_verified_conformance_then_a_new_edition_flags(
+    people: Clients, platform: Any
+) -> None:
+    deu, nato_std, deu_std = people["deu"], people["nato_std"], people["deu_std"]
+    number = f"47{uuid.uuid4().int % 10**8:08d}"
+    ed1 = await promulgate(nato_std, number, 1)
+    product = unique("155mm HE round")
+    code = f"SM155-{uuid.uuid4().hex[:8]}"
+    i = await tendering(people, product, number, 1)
+    iid = i["id"]
+
+    # A potential match nobody adjudicated: refused, saying why.
+    eastern = await register(
+        deu, supplier_body(unique("Eastern Alloys BV (synthetic)"), "NLD", products=[code], **FAR)
+    )
+    p = problem(await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(eastern["id"])), 409)
+    assert p["type"].endswith("/award-refused") and p["title"] == "Award refused"
+    assert "potential match" in p["detail"] and eastern["name"] in p["detail"]
+    assert (p["supplier_id"], p["screening"]) == (eastern["id"], "potential_match")
+
+    # A clear supplier whose product holds no verified conformance yet: refused, naming the edition.
+    clean = await register(deu, supplier_body(unique("Synthetic Shells GmbH"), products=[code]))
+    p = problem(await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"])), 409)
+    assert p["type"].endswith("/award-refused")
+    assert f"holds no verified conformance with {number} Ed. 1" in p["detail"]
+    assert p["missing_standards"] == [f"{number} Ed. 1"]
+
+    # The standards service: DEU claims conformance for the product, NATO tests and verifies it.
+    product_in_claim = {"manufacturer": clean["name"], "product_code": code, "name": product}
+    claim = await ok(
+        deu_std.post(
+            "/v1/standards/conformance", json={"product": product_in_claim, "standard_id": ed1, "level": "2"}
+        ),
+        201,
+    )
+    # Claimed is not verified.
+    await events(platform, "icep.standards.events", claim["id"], "icep.standards.conformance.claimed.v1")
+    await caught_up(platform, "icep.standards.events")
+    p = problem(await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"])), 409)
+    assert p["missing_standards"] == [f"{number} Ed. 1"]
+    await ok(nato_std.post(f"/v1/standards/conformance/{claim['id']}/start-test"))
+    expires = (TODAY + dt.timedelta(days=365)).isoformat()
+    verified = await ok(
+        nato_std.post(
+            f"/v1/standards/conformance/{claim['id']}/verify",
+            json={"expires_on": expires, "evidence": ["firing trial report (synthetic)"]},
+        )
+    )
+    assert verified["status"] == "verified"
+    await events(platform, "icep.standards.events", claim["id"], "icep.standards.conformance.verified.v1")
+    await caught_up(platform, "icep.standards.events")
+
+    awarded = await ok(deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"])))
+    assert awarded["status"] == "awarded"
+    [a] = awarded["awards"]
+    assert (a["supplier_id"], a["supplier_name"], a["quantity"]) == (clean["id"], clean["name"], 1000)
+
+    # Another initiative requires Ed. 1 and is only proposed; a third requires another number.
+    proposed = await ok(deu.post("/v1/initiatives", json=initiative_body(unique("155mm"), number, 1)), 201)
+    other = await ok(deu.post("/v1/initiatives", json=initiative_body(unique("155mm"), number + "9", 1)), 201)
+
+    # Ed. 2 is promulgated: Ed. 1 is superseded, and the initiatives requiring it are flagged.
+    await promulgate(nato_std, number, 2, supersedes=ed1)
+    await events(platform, "icep.standards.events", ed1, "icep.standards.standard.superseded.v1")
+    flagged_events = await events(
+        platform, "icep.procurement.events", iid, "icep.procurement.initiative.flagged.v1"
+    )
+    flag = flagged_events[-1]
+    assert (flag.data["standard_number"], flag.data["standard_edition"], flag.data["standard_status"]) == (
+        number,
+        1,
+        "superseded",
+    )
+    assert flag.data["reason"] == f"required standard {number} Ed. 1 is superseded"
+    assert flag.data["status"] == "awarded" and flag.releasable_to == "ALLIES"
+    await events(
+        platform, "icep.procurement.events", proposed["id"], "icep.procurement.initiative.flagged.v1"
+    )
+    await caught_up(platform, "icep.standards.events")
+
+    now = await ok(deu.get(f"/v1/initiatives/{iid}"))
+    [f] = now["flags"]
+    assert f["standard"] == {"number": number, "edition": 1, "label": f"{number} Ed. 1"}
+    assert f["standard_status"] == "superseded" and now["status"] == "awarded"
+    assert now["history"][-1]["action"] == "flagged" and now["version"] == awarded["version"] + 1
+    assert len((await ok(deu.get(f"/v1/initiatives/{proposed['id']}")))["flags"]) == 1
+    assert (await ok(deu.get(f"/v1/initiatives/{other['id']}")))["flags"] == []
+    # Flagged once: the event is not repeated.
+    got = await events(platform, "icep.procurement.events", iid, "icep.procurement.initiative.flagged.v1")
+    assert [e.type for e in got].count("icep.procurement.initiative.flagged.v1") == 1
+
+
+# --- demand against capacity, on the plans service's events ---------------------------------------------
+
+
+def commitment(key: str, product: str, current: int, ramp: list[tuple[str, int]]) -> dict[str, Any]:
+    return {
+        "key": key,
+        "product": product,
+        "capability_area": "munitions",
+        "site": f"{key} works (synthetic)",
+        "site_country": "DEU",
+        "unit": "rounds",
+        "baseline_per_month": current,
+        "current_per_month": current,
+        "target_per_month": max([current, *(o for _, o in ramp)]),
+        "ramp": [{"on": on, "output_per_month": o} for on, o in ramp],
+        "operator": {"company": "Synthetic Munitions GmbH", "sme": True},
+        "bottlenecks": [],
+    }
+
+
+def plan_body(commitments: list[dict[str, Any]], scope: str = "allies") -> dict[str, Any]:
+    return {
+        "title": f"Capacity {uuid.uuid4().hex[:6]} (synthetic)",
+        "period_start": "2025-01-01",
+        "period_end": "2026-12-31",
+        "capability_areas": ["munitions"],
+        "releasability": {"scope": scope},
+        "content": {"commitments": commitments},
+    }
+
+
+async def accepted_plan(c: Clients, planner: str, body: dict[str, Any]) -> str:
+    pid = str((await ok(c[planner].post("/v1/plans", json=body), 201))["id"])
+    for who, action in ((planner, "submit"), ("nato_reviewer", "start-review"), ("nato_reviewer", "accept")):
+        await ok(c[who].post(f"/v1/plans/{pid}/{action}"))
+    return pid
+
+
+async def balance(client: httpx.AsyncClient, product: str) -> dict[int, dict[str, Any]]:
+    found = await ok(client.get("/v1/demand-capacity", params={"product": product}))
+    assert found["product"] == product
+    return {line["year"]: line for line in found["years"]}
+
+
+async def capacity_of(client: httpx.AsyncClient, product: str) -> dict[int, int]:
+    return {y: line["capacity"] for y, line in (await balance(client, product)).items() if line["capacity"]}
+
+
+async def settle(platform: Any, client: httpx.AsyncClient, product: str, want: dict[int, int]) -> None:
+    async def there() -> bool:
+        return await capacity_of(client, product) == want
+
+    await wait_for(there, timeout=30, interval=0.2, what=f"capacity {want} of {product}")
+
+
+async def test_demand_against_the_capacity_each_caller_may_see(people: Clients, platform: Any) -> None:
+    fra, pol, ukr = people["fra"], people["pol"], people["ukr"]
+    product = unique("155mm capacity round")
+    # DEU: 10,000 a month, 20,000 from July 2026; released to Allies.
+    deu_plan = await accepted_plan(
+        people, "deu_planner", plan_body([commitment("deu-a", product, 10_000, [("2026-07-01", 20_000)])])
+    )
+    # Demand: POL's funded signal for 2026, FRA's indicative one for 2025.
+    signal = {"product": product, "capability_area": "munitions", "unit": "rounds"}
+    await ok(
+        pol.post("/v1/demand/signals", json=signal | {"firmness": "funded", "quantities": {"2026": 250_000}}),
+        201,
+    )
+    await ok(
+        fra.post(
+            "/v1/demand/signals", json=signal | {"firmness": "indicative", "quantities": {"2025": 50_000}}
+        ),
+        201,
+    )
+
+    deu_2025, deu_2026 = 12 * 10_000, 6 * 10_000 + 6 * 20_000  # planned_in_year of the ramp
+    await settle(platform, fra, product, {2025: deu_2025, 2026: deu_2026})
+    lines = await balance(fra, product)
+    assert lines[2025]["demand"]["total"] == 50_000 and lines[2025]["demand"]["firm"] == 0
+    assert (lines[2025]["gap"], lines[2025]["firm_gap"]) == (50_000 - deu_2025, -deu_2025)
+    assert lines[2026]["demand"]["funded"] == 250_000
+    assert (lines[2026]["gap"], lines[2026]["firm_gap"]) == (250_000 - deu_2026, 250_000 - deu_2026)
+    # A partner sees neither the Allies' demand nor capacity released to Allies only.
+    assert await capacity_of(ukr, product) == {}
+
+    # POL's plan is national: counted for POL alone.
+    pol_plan = await accepted_plan(
+        people, "pol_planner", plan_body([commitment("pol-a", product, 5_000, [])], scope="national")
+    )
+    await settle(platform, pol, product, {2025: deu_2025 + 60_000, 2026: deu_2026 + 60_000})
+    await caught_up(platform, "icep.plans.events")
+    assert await capacity_of(fra, product) == {2025: deu_2025, 2026: deu_2026}
+    assert await capacity_of(ukr, product) == {}
+
+    # POL releases its capacity figures (not the plan) to Allies and UKR: now FRA and UKR count them.
+    release = {
+        "releasability": {"scope": "national"},
+        "capacity_releasability": {"scope": "allies_partners", "nations": ["UKR"]},
+    }
+    await ok(people["pol_planner"].post(f"/v1/plans/{pol_plan}/release", json=release))
+    await settle(platform, fra, product, {2025: deu_2025 + 60_000, 2026: deu_2026 + 60_000})
+    await settle(platform, ukr, product, {2025: 60_000, 2026: 60_000})
+    ukr_lines = await balance(ukr, product)
+    assert ukr_lines[2026]["demand"]["total"] == 0 and ukr_lines[2026]["gap"] == -60_000
+    # ...and back to POL alone.
+    await ok(
+        people["pol_planner"].post(
+            f"/v1/plans/{pol_plan}/release", json={"releasability": {"scope": "national"}}
+        )
+    )
+    await settle(platform, ukr, product, {})
+    await settle(platform, fra, product, {2025: deu_2025, 2026: deu_2026})
+
+    # DEU's newer plan for the same period supersedes the first: only its figures count.
+    await accepted_plan(people, "deu_planner", plan_body([commitment("deu-b", product, 12_000, [])]))
+    await settle(platform, fra, product, {2025: 144_000, 2026: 144_000})
+    superseded = await events(platform, "icep.plans.events", deu_plan, "icep.plans.plan.superseded.v1")
+    assert superseded[-1].data["plan_id"] == deu_plan
+    assert (await balance(fra, product))[2026]["gap"] == 250_000 - 144_000
+
+
+# --- re-screening when the lists change -----------------------------------------------------------------
+
+
+async def test_a_change_of_the_lists_rescreens_everyone_on_the_next_start(
+    kafka_bootstrap: str, start_platform: Any
+) -> None:
+    running = await start_platform(kafka_bootstrap)
+    deu = await running.as_client("deu-procurement")
+    try:
+        nld_owned = [{"name": "Polder Capital BV (synthetic)", "country": "NLD", "share_percent": 40}]
+        plain = await register(
+            deu, supplier_body("Rhine Propellants GmbH (synthetic)", ownership_chain=nld_owned)
+        )
+        eastern = await register(deu, supplier_body("Eastern Alloys BV (synthetic)", "NLD", **FAR))
+        cleared = await ok(
+            deu.post(f"/v1/suppliers/{eastern['id']}/clear", json={"mitigation": "proxy board (synthetic)"})
+        )
+        blocked = await register(deu, supplier_body("Border Optics OOO (synthetic)", "RUS"))
+        await ok(
+            deu.post(
+                f"/v1/suppliers/{blocked['id']}/block", json={"reason": "incorporated in RUS (synthetic)"}
+            )
+        )
+        assert plain["screening"] == "clear" and cleared["screening"] == "cleared"
+
+        # The lists change: NLD is added and BLR stays; the service restarts with them.
+        lists = '["RUS", "BLR", "NLD"]'
+        running.restart("procurement", {"ICEP_PROCUREMENT_RESTRICTED_COUNTRIES": lists})
+
+        async def rescreened() -> dict[str, Any] | None:
+            got = await ok(deu.get(f"/v1/suppliers/{plain['id']}"))
+            return got if got["lists_version"] != plain["lists_version"] else None
+
+        now_plain = await wait_for(rescreened, timeout=30, interval=0.2, what="the re-screening")
+        assert now_plain["screening"] == "potential_match"
+        assert now_plain["matches"] == ["owner Polder Capital BV (synthetic) (40 %) in NLD"]
+        # A new match for a cleared supplier: a person must look again. A block stands.
+        now_eastern = await ok(deu.get(f"/v1/suppliers/{eastern['id']}"))
+        assert now_eastern["screening"] == "potential_match"
+        assert now_eastern["matches"] == ["incorporated in NLD", FAR_MATCH]
+        now_blocked = await ok(deu.get(f"/v1/suppliers/{blocked['id']}"))
+        assert (
+            now_blocked["screening"] == "blocked"
+            and now_blocked["lists_version"] == now_plain["lists_version"]
+        )
+        # Blocked at version 3 (registered, screened, blocked); the outcome stands: no new version.
+        assert now_blocked["version"] == 3
+
+        got = await events(
+            running,
+            "icep.procurement.events",
+            plain["id"],
+            "icep.procurement.supplier.screened.v1",
+            "icep.procurement.supplier.screened.v1",
+            "icep.procurement.supplier.flagged.v1",
+        )
+        assert got[-1].data["matches"] == now_plain["matches"]
+
+        # Restarted with the same lists: nobody is screened again.
+        running.restart("procurement", {"ICEP_PROCUREMENT_RESTRICTED_COUNTRIES": lists})
+        await wait_for(
+            lambda: _rescreen_ran(running),
+            timeout=30,
+            interval=0.1,
+            what="the re-screening to run after the restart",
+        )
+        assert (await ok(deu.get(f"/v1/suppliers/{plain['id']}")))["version"] == now_plain["version"]
+        records = await read_records(running.bootstrap, running.topic("icep.procurement.events"))
+        screened = [
+            e
+            for e in (decode(r.key, r.value, r.headers) for r in records)
+            if e.type == "icep.procurement.supplier.screened.v1" and e.subject == blocked["id"]
+        ]
+        assert len(screened) == 1  # at registration only
+    finally:
+        await deu.aclose()
+
+
+async def _rescreen_ran(running: Any) -> bool:
+    return (
+        await running.metric("procurement", "icep_procurement_rescreen_runs_total", service="procurement")
+        >= 1
+    )
