@@ -176,15 +176,19 @@ def seed(
     ] = None,
 ) -> None:
     """Load the labelled sample through the API (idempotent): national plans and capability targets, then
-    NATO standards with national answers, interchangeability clearances and conformance claims."""
+    NATO standards with national answers, interchangeability clearances and conformance claims, then joint
+    procurement: suppliers (one left for adjudication), NSPA initiatives and nations' demand signals."""
     import asyncio
 
     # The platform imports no service statically: each seed lives with its service.
     secrets = dict(s.split("=", 1) for s in secret or [])
-    for service in ("plans", "standards"):
+    for service in ("plans", "standards", "procurement"):
         module = importlib.import_module(f"icep.{service}.seed")
         console.print(f"[bold]{service}[/]")
-        asyncio.run(module.seed(gateway, secrets, say=console.print))
+        # Records are printed as they are (a title's brackets are not markup), a line per record.
+        asyncio.run(
+            module.seed(gateway, secrets, say=lambda line: console.print(line, markup=False, soft_wrap=True))
+        )
 
 
 def main() -> None:
