@@ -217,6 +217,10 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
 
     supplier = await clean_supplier(deu)
     sid = supplier["id"]
+    found = await deu.get(
+        "/v1/suppliers", params={"organisation_id": supplier["organisation_id"], "nation": "DEU"}
+    )
+    assert [x["id"] for x in found.json()["items"]] == [sid]
     bid = {"lot_id": "lot-1", "supplier_id": sid, "quantity": 2000, "value": 7.5e6, "currency": "EUR"}
     i = await ok(deu, f"/v1/initiatives/{iid}/bids", bid)
     assert i["bids"][0]["supplier_id"] == sid and i["status"] == "tendering"
@@ -276,6 +280,10 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
         "delivery_by": (TODAY + dt.timedelta(days=120)).isoformat(),
     }
     problem(await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"buyer": "NLD"}), 422)
+    problem(await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"currency": "USD"}), 422)
+    # The framework covers the 2,000 awarded: no call-off beyond it.
+    p = problem(await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"quantity": 2001}), 422)
+    assert "2000 left" in p["detail"] or "2000 are left" in p["detail"]
     r = await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off)
     assert r.status_code == 201, r.text
     call_off_ocid = r.json()["call_off_ocid"]
@@ -801,6 +809,11 @@ async def test_demand_signals_and_the_demand_picture(staff: Clients, events: Eve
     )
     hidden = r.json()
     problem(await nld.get(f"/v1/demand/signals/{hidden['id']}"), 404)
+    # Each nation finds its signals again (to revise them); the hidden one stays hidden in lists too.
+    mine = (await pol.get("/v1/demand/signals", params={"nation": "POL", "product": product})).json()
+    assert len(mine["items"]) == 2 and {x["nation"] for x in mine["items"]} == {"POL"}
+    seen = (await nld.get("/v1/demand/signals", params={"product": product})).json()["items"]
+    assert hidden["id"] not in {x["id"] for x in seen} and len(seen) == 2
     problem(await fra.post("/v1/demand/signals", json=signal | {"quantities": {}}), 422)
     p = problem(await fra.post("/v1/demand/signals", json=signal | {"quantities": {"next": 1}}), 422)
     assert any(e["location"].startswith("body.quantities") for e in p["errors"])

@@ -1087,6 +1087,11 @@ class SignalOut(BaseModel):
         )
 
 
+class SignalPage(BaseModel):
+    items: list[SignalOut]
+    next: str | None
+
+
 class YearDemandOut(BaseModel):
     indicative: int
     planned: int
@@ -1168,6 +1173,21 @@ async def publish_demand_signal(
     )
     response.headers["Location"] = f"/v1/demand/signals/{signal.id}"
     return _signal(response, signal)
+
+
+@demand_router.get("/signals", operation_id="listDemandSignals", summary="Demand signals the caller may see")
+async def list_demand_signals(
+    request: Request,
+    who: ActorDep,
+    nation: Annotated[str | None, Query(pattern=r"^[A-Z]{2,4}$")] = None,
+    product: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> SignalPage:
+    found, after = await service.list_demand_signals(
+        database(request), who, nation=nation, product=product, limit=limit, after=cursor
+    )
+    return SignalPage(items=[SignalOut.of(x) for x in found], next=next_link(request, after))
 
 
 @demand_router.get("/signals/{signal_id}", operation_id="getDemandSignal", summary="One demand signal")
@@ -1387,11 +1407,19 @@ async def list_suppliers(
     request: Request,
     who: ActorDep,
     screening: Screening | None = None,
+    nation: Annotated[str | None, Query(pattern=r"^[A-Z]{3,4}$", description="Who registered it")] = None,
+    organisation_id: Annotated[str | None, Query(max_length=100)] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> SupplierPage:
     found, after = await service.list_suppliers(
-        database(request), who, screening=screening, limit=limit, after=cursor
+        database(request),
+        who,
+        screening=screening,
+        nation=nation,
+        organisation_id=organisation_id,
+        limit=limit,
+        after=cursor,
     )
     return SupplierPage(items=[SupplierOut.of(s) for s in found], next=next_link(request, after))
 

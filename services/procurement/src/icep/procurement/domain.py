@@ -679,8 +679,22 @@ class Initiative:
             raise invalid("body.buyer", f"{call_off.buyer} has no firm commitment in this initiative")
         if call_off.quantity <= 0:
             raise invalid("body.quantity", "a call-off is for at least one unit")
+        if call_off.currency != contract.currency:
+            raise invalid("body.currency", f"the framework contract is in {contract.currency}")
+        award = next(a for a in self.awards if a.id == contract.award_id)
+        called = sum(c.quantity for c in self.call_offs if c.contract_id == contract.id)
+        if called + call_off.quantity > award.quantity:
+            left = award.quantity - called
+            raise invalid(
+                "body.quantity",
+                f"the framework covers {award.quantity} {self.item.unit}; {left} are left to call off",
+            )
         return self._record(
-            "place_call_off", actor, now, note=call_off.id, call_offs=(*self.call_offs, call_off)
+            "place_call_off",
+            actor,
+            now,
+            note=call_off.id,
+            call_offs=(*self.call_offs, replace(call_off, placed_at=now)),
         )
 
     def record_milestone(

@@ -970,6 +970,31 @@ async def revise_demand_signal(
     return changed
 
 
+async def list_demand_signals(
+    db: Database,
+    actor: Actor,
+    *,
+    nation: str | None,
+    product: str | None,
+    limit: int,
+    after: str | None,
+) -> tuple[list[DemandSignal], str | None]:
+    query = select(DemandSignalRow).where(readable_by(col(DemandSignalRow.readers), actor))
+    if nation:
+        query = query.where(col(DemandSignalRow.nation) == nation)
+    if product:
+        query = query.where(col(DemandSignalRow.product) == product)
+    if after:
+        query = query.where(col(DemandSignalRow.id) > after)
+    async with db.sessions() as session:
+        rows = (
+            (await session.execute(query.order_by(col(DemandSignalRow.id)).limit(limit + 1))).scalars().all()
+        )
+    found = [s for s in (SIGNAL.validate_python(r.document) for r in rows[:limit])]
+    found = [s for s in found if domain.may_read(s.releasability, actor.nation)]
+    return found, (rows[limit - 1].id if len(rows) > limit else None)
+
+
 async def get_demand_signal(db: Database, actor: Actor, signal_id: str) -> DemandSignal:
     async with db.sessions() as session:
         return SIGNAL.validate_python((await _signal_row(session, actor, signal_id, lock=False)).document)
@@ -1191,12 +1216,18 @@ async def list_suppliers(
     actor: Actor,
     *,
     screening: Screening | None = None,
+    nation: str | None = None,
+    organisation_id: str | None = None,
     limit: int = 50,
     after: str | None = None,
 ) -> tuple[list[Supplier], str | None]:
     query = select(SupplierRow).where(readable_by(col(SupplierRow.readers), actor))
     if screening:
         query = query.where(col(SupplierRow.screening) == screening.value)
+    if nation:
+        query = query.where(col(SupplierRow.nation) == nation)
+    if organisation_id:
+        query = query.where(col(SupplierRow.organisation_id) == organisation_id)
     if after:
         query = query.where(col(SupplierRow.id) > after)
     async with db.sessions() as session:
