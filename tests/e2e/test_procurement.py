@@ -114,6 +114,12 @@ async def ok(client: httpx.AsyncClient, path: str, body: Any = None, status: int
     return dict(r.json())
 
 
+async def ok_get(client: httpx.AsyncClient, path: str) -> dict[str, Any]:
+    r = await client.get(path)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
 def problem(r: httpx.Response, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith(PROBLEM)
@@ -163,7 +169,7 @@ def y(quantities: dict[int, int]) -> dict[str, int]:
 
 
 async def test_an_initiative_from_proposal_to_closure_with_every_event(
-    staff: Clients, events: Events
+    staff: Clients, events: Events, platform: Any
 ) -> None:
     deu, fra, pol = staff["deu"], staff["fra"], staff["pol"]
     r = await deu.post("/v1/initiatives", json=initiative_body())
@@ -221,9 +227,34 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
         "/v1/suppliers", params={"organisation_id": supplier["organisation_id"], "nation": "DEU"}
     )
     assert [x["id"] for x in found.json()["items"]] == [sid]
-    bid = {"lot_id": "lot-1", "supplier_id": sid, "quantity": 2000, "value": 7.5e6, "currency": "EUR"}
+    bid = {"lot_id": "lot-1", "supplier_id": sid, "quantity": 2000, "value": 7.4e6, "currency": "EUR"}
     i = await ok(deu, f"/v1/initiatives/{iid}/bids", bid)
     assert i["bids"][0]["supplier_id"] == sid and i["status"] == "tendering"
+    # Inside the initiative: the lead nation sees every nation's quantities and the bids; a participant
+    # its own quantities and the aggregate; another reader who takes part, and how, and the aggregate.
+    as_lead = (await deu.get(f"/v1/initiatives/{iid}")).json()
+    as_fra = (await fra.get(f"/v1/initiatives/{iid}")).json()
+    as_nld = (await staff["nld"].get(f"/v1/initiatives/{iid}")).json()
+    assert {p["nation"]: p["firm"] for p in as_lead["participations"]} == {
+        "DEU": {},
+        "FRA": y({Y1: 800, Y2: 1500}),
+        "POL": y({Y1: 500}),
+    }
+    assert [len(v["bids"]) for v in (as_lead, as_fra, as_nld)] == [1, 0, 0]
+    assert {p["nation"]: p["firm"] for p in as_fra["participations"]} == {
+        "DEU": None,
+        "FRA": y({Y1: 800, Y2: 1500}),
+        "POL": None,
+    }
+    assert {p["nation"]: (p["status"], p["indicative"]) for p in as_nld["participations"]} == {
+        "DEU": ("joined", None),
+        "FRA": ("committed", None),
+        "POL": ("committed", None),
+    }
+    assert as_nld["demand"] == as_fra["demand"] == as_lead["demand"]
+    # The list shows the same.
+    listed = (await staff["nld"].get("/v1/initiatives", params={"product": i["item"]["product"]})).json()
+    assert [(x["bids"], x["participations"][1]["firm"]) for x in listed["items"]] == [([], None)]
     # Another nation neither records bids nor awards.
     problem(await act(fra, f"/v1/initiatives/{iid}/bids", bid), 403)
     awards = {
@@ -281,6 +312,11 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     }
     problem(await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"buyer": "NLD"}), 422)
     problem(await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"currency": "USD"}), 422)
+    # Delivered by a day to come.
+    p = problem(
+        await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"delivery_by": TODAY.isoformat()}), 422
+    )
+    assert p["errors"][0]["location"] == "body.delivery_by"
     # The framework covers the 2,000 awarded: no call-off beyond it.
     p = problem(await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"quantity": 2001}), 422)
     assert "2000 left" in p["detail"] or "2000 are left" in p["detail"]
@@ -289,6 +325,22 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     call_off_ocid = r.json()["call_off_ocid"]
     assert call_off_ocid.startswith("ocds-icep01-") and call_off_ocid != i["ocid"]
     assert (await deu.get(r.headers["location"])).json()["ocid"] == call_off_ocid
+    # The call-off's own OCDS process, for whoever reads the initiative.
+    call_off_path = f"{r.headers['location']}/ocds"
+    package = await ok_get(staff["nld"], call_off_path)
+    [release] = package["releases"]
+    assert (release["ocid"], release["id"], release["tag"]) == (
+        call_off_ocid,
+        f"{call_off_ocid}-0001",
+        ["award", "contract"],
+    )
+    assert release["relatedProcesses"][0]["identifier"] == i["ocid"]
+    validate_ocds(package, "release-package")
+    record = await ok_get(staff["nld"], f"{call_off_path}/record")
+    assert record["records"][0]["ocid"] == call_off_ocid
+    validate_ocds(record, "record-package")
+    problem(await staff["ukr"].get(call_off_path), 404)
+    problem(await deu.get(f"/v1/initiatives/{iid}/call-offs/nope/ocds"), 404)
 
     i = await ok(deu, f"/v1/initiatives/{iid}/start-delivery")
     assert i["status"] == "delivering"
@@ -340,6 +392,7 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
         "initiative.demand_aggregated",
         "initiative.participation_closed",
         "tender.published",
+        "bid.recorded",
         "award.made",
         "contract.signed",
         "call_off.placed",
@@ -350,7 +403,28 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     ]
     got_events = await events(iid, *(f"{EV}{t}.v1" for t in expected))
     assert [e.type.removeprefix(EV).removesuffix(".v1") for e in got_events] == expected
-    assert all(e.nation == "DEU" and e.releasable_to == "ALLIES" for e in got_events)
+    # One nation's quantities go to the lead nation, that nation and NATO staff; a bid to the lead
+    # nation alone; everything else (the aggregate too) to the initiative's readers.
+    assert all(e.nation == "DEU" for e in got_events)
+    assert [
+        (e.data.get("nation"), e.releasable_to)
+        for e in got_events
+        if e.type.endswith(("joined.v1", "committed.v1", "bid.recorded.v1"))
+    ] == [
+        ("FRA", "DEU,FRA,NATO"),
+        ("POL", "DEU,NATO,POL"),
+        ("DEU", "DEU,NATO"),
+        ("FRA", "DEU,FRA,NATO"),
+        ("POL", "DEU,NATO,POL"),
+        (None, "DEU"),
+    ]
+    assert all(
+        e.releasable_to == "ALLIES"
+        for e in got_events
+        if not e.type.endswith(("joined.v1", "committed.v1", "bid.recorded.v1"))
+    )
+    bid_event = next(e.data for e in got_events if e.type.endswith("bid.recorded.v1"))
+    assert (bid_event["supplier_id"], bid_event["value"], bid_event["lot_id"]) == (sid, 7.4e6, "lot-1")
     assert all(e.data["ocid"] == i["ocid"] for e in got_events)
     versions = [e.data["version"] for e in got_events]
     assert versions == sorted(versions) and versions[-1] == i["version"]
@@ -384,6 +458,16 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     assert package["uri"].endswith(f"/v1/initiatives/{iid}/ocds") and package["version"] == "1.1"
     assert [x["id"] for x in releases] == [f"{i['ocid']}-{n:04d}" for n in range(1, len(i["history"]) + 1)]
     assert all(x["ocid"] == i["ocid"] for x in releases)
+    # The export shows the aggregate demand and the buyers' names: no nation's own quantities, no bids.
+    assert "7400000" not in json.dumps(package).replace(".0", "")  # the bid's value (the award's is public)
+    assert all("bids" not in x for x in releases)
+    assert all(
+        set(p) <= {"id", "name", "roles", "address", "details"} for x in releases for p in x["parties"]
+    )
+    assert all(
+        set(x["planning"]["icepDemand"]) == {"unit", "participants", "committed", "totals", "years"}
+        for x in releases
+    )
     assert [x["tag"] for x in releases] == [
         ["planning"],
         *[["planningUpdate"]] * 7,
@@ -416,6 +500,10 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     # A nation the initiative is not released to sees no export either.
     problem(await staff["ukr"].get(f"/v1/initiatives/{iid}/ocds"), 404)
     problem(await staff["ukr"].get(f"/v1/initiatives/{iid}/ocds/record"), 404)
+    # The package's uri is the configured public URL's, whatever Host the caller sends.
+    r = await deu.get(f"/v1/initiatives/{iid}/ocds", headers={"Host": "attacker.invalid"})
+    assert r.status_code == 200, r.text
+    assert r.json()["uri"] == f"{platform.gateway}/v1/initiatives/{iid}/ocds"
 
 
 OCDS_URL = "https://standard.open-contracting.org/schema/1__1__5/"
@@ -540,6 +628,10 @@ async def test_only_the_lead_nation_runs_the_initiative(staff: Clients) -> None:
     deu, fra = staff["deu"], staff["fra"]
     problem(await staff["deu_planner"].post("/v1/initiatives", json=initiative_body()), 403)
     problem(await staff["ukr"].post("/v1/initiatives", json=initiative_body()), 403)
+    # A blank capability area or procuring entity is no name.
+    for blank in ({"capability_area": "  "}, {"procuring_entity": " "}):
+        p = problem(await deu.post("/v1/initiatives", json=initiative_body(**blank)), 422)
+        assert p["errors"][0]["location"] == f"body.{next(iter(blank))}"
     iid = (await proposed(deu))["id"]
     for action in ("open", "cancel"):
         problem(
@@ -687,6 +779,9 @@ async def test_participation_and_the_aggregated_demand(staff: Clients, events: E
         pol_p["status"] == "withdrawal_requested" and pol_p["withdrawal_reason"] == "budget cut (synthetic)"
     )
     assert i["demand"]["firm"] == y({Y1: 1300, Y2: 850})
+    # While it waits for a decision, participation does not close (the request would be stuck).
+    p = problem(await act(deu, f"{path}/close-participation"), 409)
+    assert "POL" in p["detail"] and p["pending_withdrawals"] == ["POL"]
     problem(await act(fra, f"{path}/withdrawals/POL/approve"), 403)
     problem(await act(pol, f"{path}/withdrawals/POL/approve"), 403)
     problem(await act(deu, f"{path}/withdrawals/FRA/approve"), 409)
@@ -715,14 +810,30 @@ async def test_participation_and_the_aggregated_demand(staff: Clients, events: E
         "initiative.committed",
         "initiative.committed",
         "initiative.committed",
+        "initiative.withdrawal_requested",
         "initiative.participant_withdrawn",
+        "initiative.withdrawal_requested",
+        "initiative.withdrawal_refused",
         "initiative.joined",
         "initiative.participant_withdrawn",
     ]
     got = await events(iid, *(f"{EV}{t}.v1" for t in types), *[f"{EV}initiative.demand_aggregated.v1"] * 9)
     names = [e.type.removeprefix(EV).removesuffix(".v1") for e in got]
     # Every join, commit and withdrawal is followed by the new aggregate; a request or a refusal is not.
-    assert names[2:] == [x for t in types for x in (t, "initiative.demand_aggregated")]
+    moving = ("initiative.joined", "initiative.committed", "initiative.participant_withdrawn")
+    assert names[2:] == [
+        x for t in types for x in ((t, "initiative.demand_aggregated") if t in moving else (t,))
+    ]
+    # A request and a refusal go to the lead nation and the nation that asked.
+    asked = [
+        (e.type.removeprefix(EV), e.data["nation"], e.releasable_to) for e in got if "withdrawal_" in e.type
+    ]
+    assert asked == [
+        ("initiative.withdrawal_requested.v1", "POL", "DEU,POL"),
+        ("initiative.withdrawal_requested.v1", "NLD", "DEU,NLD"),
+        ("initiative.withdrawal_refused.v1", "NLD", "DEU,NLD"),
+    ]
+    assert got[names.index("initiative.withdrawal_requested")].data["reason"] == "budget cut (synthetic)"
     withdrawn = [e.data for e in got if e.type.endswith("participant_withdrawn.v1")]
     assert (withdrawn[0]["nation"], withdrawn[0]["amendment"], withdrawn[0]["approved_by"]) == (
         "POL",
@@ -764,8 +875,20 @@ async def test_cancelled_before_contract_with_a_reason(staff: Clients, events: E
     problem(await act(fra, f"/v1/initiatives/{iid}/cancel", {"reason": "mine"}), 403)
     i = await ok(deu, f"/v1/initiatives/{iid}/cancel", {"reason": "requirement withdrawn (synthetic)"})
     assert i["status"] == "cancelled" and i["cancellation_reason"] == "requirement withdrawn (synthetic)"
-    got = await events(iid, f"{EV}initiative.cancelled.v1")
-    assert got[-1].data["reason"] == "requirement withdrawn (synthetic)"
+    got = await events(iid, f"{EV}initiative.cancelled.v1", *[f"{EV}initiative.demand_aggregated.v1"] * 3)
+    assert [e.type.removeprefix(EV) for e in got[-2:]] == [
+        "initiative.cancelled.v1",
+        "initiative.demand_aggregated.v1",
+    ]
+    assert got[-2].data["reason"] == "requirement withdrawn (synthetic)"
+    # Its demand leaves the picture for consumers too: zeros, under the initiative's releasability.
+    gone = got[-1]
+    assert (gone.data["participants"], gone.data["firm"], gone.data["indicative"]) == (
+        0,
+        y({Y1: 0}),
+        y({Y1: 0}),
+    )
+    assert gone.releasable_to == "ALLIES"
     package = (await deu.get(f"/v1/initiatives/{iid}/ocds")).json()
     assert package["releases"][-1]["tag"] == ["tenderCancellation"]
     assert package["releases"][-1]["tender"]["status"] == "cancelled"
@@ -939,7 +1062,53 @@ async def test_demand_against_committed_capacity(staff: Clients) -> None:
     assert years[year]["demand"]["funded"] == 150_000
     assert (years[year]["gap"], years[year]["firm_gap"]) == (30_000, 30_000)
     assert years[2025]["capacity"] == 120_000 and years[2025]["gap"] == -120_000
+    assert body["other_units"] == [] and all(b["shortfall_reported"] == 0 for b in body["years"])
     # Partners see neither the Allies-only plan nor the signal.
     r = await staff["ukr"].get("/v1/demand-capacity", params={"product": product})
     assert r.status_code == 200 and r.json()["years"] == [] and r.json()["unit"] is None
     problem(await deu.get("/v1/demand-capacity"), 422)
+    # A blank product is refused, not read as "any product".
+    for path in ("/v1/demand-capacity", "/v1/demand"):
+        p = problem(await deu.get(path, params={"product": " "}), 422)
+        assert p["errors"][0]["location"] == "query.product"
+
+    # Demand in another unit is never added to rounds: the answer is in the capacity's unit, naming the
+    # other.
+    r = await fra.post(
+        "/v1/demand/signals",
+        json={
+            "product": product,
+            "capability_area": "munitions",
+            "unit": "thousand rounds",
+            "firmness": "funded",
+            "quantities": {str(year): 5},
+        },
+    )
+    assert r.status_code == 201, r.text
+    body = (await fra.get("/v1/demand-capacity", params={"product": product})).json()
+    assert (body["unit"], body["other_units"]) == ("rounds", ["thousand rounds"])
+    assert {b["year"]: b for b in body["years"]}[year]["demand"]["funded"] == 150_000
+    lines = (await fra.get("/v1/demand", params={"product": product})).json()["items"]
+    assert [(x["unit"], x["years"][str(year)]["funded"]) for x in lines] == [
+        ("rounds", 150_000),
+        ("thousand rounds", 5),
+    ]
+
+    # DEU reports March short of the ramp, then reports March again: the later report counts.
+    for actual in (6_000, 7_000):
+        r = await staff["deu_planner"].post(
+            f"/v1/plans/{pid}/commitments/deu-a/progress",
+            json={"month": f"{year}-03-01", "actual_output": actual},
+        )
+        assert r.status_code == 200 and r.json()["shortfall"], r.text
+
+    async def reported() -> dict[str, Any] | None:
+        r = await fra.get("/v1/demand-capacity", params={"product": product})
+        years = {b["year"]: b for b in r.json()["years"]}
+        return r.json() if years[year]["shortfall_reported"] == 3_000 else None
+
+    body = await wait_for(reported, timeout=30, interval=0.3, what="the shortfall of the plan")
+    assert body is not None and {b["year"]: b["shortfall_reported"] for b in body["years"]} == {
+        2025: 0,
+        year: 3_000,
+    }

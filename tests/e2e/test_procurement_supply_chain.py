@@ -109,6 +109,17 @@ FAR = {"ultimate_parent": "Far Holdings (synthetic)", "ultimate_parent_country":
 FAR_MATCH = "ultimate parent Far Holdings (synthetic) in BLR"
 
 
+def seen(record: dict[str, Any]) -> dict[str, str]:
+    """If-Match: the version a person read (an adjudication names the matches it saw)."""
+    return {"If-Match": f'"{record["version"]}"'}
+
+
+async def adjudicate(
+    client: httpx.AsyncClient, record: dict[str, Any], action: str, body: dict[str, Any]
+) -> httpx.Response:
+    return await client.post(f"/v1/suppliers/{record['id']}/{action}", json=body, headers=seen(record))
+
+
 async def register(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
     r = await client.post("/v1/suppliers", json=body)
     assert r.status_code == 201, r.text
@@ -129,38 +140,46 @@ async def test_screening_clear_match_cleared_blocked(people: Clients, platform: 
     assert eastern["screening"] == "potential_match" and eastern["matches"] == [FAR_MATCH]
     assert eastern["awardable"] is False and eastern["adjudicator"] is None
     sid = eastern["id"]
-    problem(await fra.post(f"/v1/suppliers/{sid}/clear", json={"mitigation": "not mine"}), 403)
-    problem(await deu.post(f"/v1/suppliers/{sid}/clear", json={"mitigation": " "}), 422)
+    nora = {"adjudicator": "Nora Example"}
+    problem(await adjudicate(fra, eastern, "clear", {"mitigation": "not mine", **nora}), 403)
+    problem(await adjudicate(deu, eastern, "clear", {"mitigation": " ", **nora}), 422)
+    # A named person adjudicates, having read the matches: without a name, or without If-Match, refused.
+    p = problem(await adjudicate(nato, eastern, "clear", {"mitigation": "x"}), 422)
+    assert p["errors"][0]["location"] == "body.adjudicator"
+    problem(await adjudicate(nato, eastern, "clear", {"mitigation": "x", "adjudicator": "  "}), 422)
+    p = problem(await nato.post(f"/v1/suppliers/{sid}/clear", json={"mitigation": "x", **nora}), 428)
+    assert "If-Match" in p["detail"]
+    problem(await nato.post(f"/v1/suppliers/{sid}/block", json={"reason": "x", **nora}), 428)
     stale = {"If-Match": '"1"'}
-    problem(await nato.post(f"/v1/suppliers/{sid}/clear", json={"mitigation": "x"}, headers=stale), 412)
+    r = await nato.post(f"/v1/suppliers/{sid}/clear", json={"mitigation": "x", **nora}, headers=stale)
+    problem(r, 412)
     mitigation = "voting trust; parent excluded from the board and from classified work (synthetic)"
-    r = await nato.post(
-        f"/v1/suppliers/{sid}/clear",
-        json={"mitigation": mitigation},
-        headers={"If-Match": f'"{eastern["version"]}"'},
-    )
+    r = await adjudicate(nato, eastern, "clear", {"mitigation": mitigation, **nora})
     assert r.status_code == 200, r.text
     cleared = r.json()
+    # The person is on record, with the client they acted through.
     assert (cleared["screening"], cleared["mitigation"], cleared["adjudicator"]) == (
         "cleared",
         mitigation,
-        "nato-procurement",
+        "Nora Example (nato-procurement)",
     )
+    assert cleared["history"][-1]["by"] == "Nora Example (nato-procurement)"
     assert cleared["adjudicated"] == [FAR_MATCH] and cleared["awardable"] is True
     assert r.headers["etag"] == f'"{cleared["version"]}"'
     # Adjudicated once: not again.
-    problem(await deu.post(f"/v1/suppliers/{sid}/block", json={"reason": "second thoughts"}), 409)
+    second = {"reason": "second thoughts", "adjudicator": "Dieter Example"}
+    problem(await adjudicate(deu, cleared, "block", second), 409)
 
     # Owned by a restricted party: blocked by the registering nation.
     owned = [{"name": "Sample Sanctioned Holdings (synthetic)", "country": "CYP", "share_percent": 60}]
     shady = await register(deu, supplier_body(unique("Harbour Fuzes Ltd"), "GBR", ownership_chain=owned))
     assert shady["matches"] == ["Sample Sanctioned Holdings (synthetic) is a restricted party"]
     reason = "majority owner is a restricted party; no mitigation offered (synthetic)"
-    blocked = await ok(deu.post(f"/v1/suppliers/{shady['id']}/block", json={"reason": reason}))
+    blocked = await ok(adjudicate(deu, shady, "block", {"reason": reason, "adjudicator": "Dieter Example"}))
     assert (blocked["screening"], blocked["blocked_reason"], blocked["adjudicator"]) == (
         "blocked",
         reason,
-        "deu-procurement",
+        "Dieter Example (deu-procurement)",
     )
 
     # The same organisation twice for one nation is a conflict that says so.
@@ -190,14 +209,111 @@ async def test_screening_clear_match_cleared_blocked(people: Clients, platform: 
     )
     by_type = {e.type.split(".")[3]: e for e in got}
     assert by_type["flagged"].data["matches"] == [FAR_MATCH]
-    assert by_type["cleared"].data["adjudicator"] == "nato-procurement"
+    assert by_type["cleared"].data["adjudicator"] == "Nora Example (nato-procurement)"
     assert by_type["cleared"].data["mitigation"] == mitigation
     assert all(e.releasable_to == "ALLIES" and e.nation == "DEU" for e in got)
     got = await events(platform, topic, shady["id"], "icep.procurement.supplier.blocked.v1")
     assert got[-1].data["reason"] == reason
+    assert got[-1].data["adjudicator"] == "Dieter Example (deu-procurement)"
     got = await events(platform, topic, clean["id"], "icep.procurement.supplier.screened.v1")
     assert [e.type.split(".")[3] for e in got] == ["registered", "screened"]
     assert got[-1].data["screening"] == "clear" and got[-1].data["matches"] == []
+
+
+async def test_a_block_follows_the_organisation_to_every_nations_record(
+    people: Clients, platform: Any
+) -> None:
+    deu, fra, pol = people["deu"], people["fra"], people["pol"]
+    org = f"HRB-{uuid.uuid4().hex[:10]}"
+    name = unique("Harbour Fuzes Ltd")
+    owned = [{"name": "Sample Sanctioned Holdings (synthetic)", "country": "CYP", "share_percent": 60}]
+    # POL registered the organisation first, without the owner: clear.
+    early = await register(pol, {**supplier_body(name, "GBR"), "organisation_id": org})
+    assert early["screening"] == "clear"
+    # DEU registers it with its restricted owner, and a person blocks it.
+    shady = await register(deu, {**supplier_body(name, "GBR", ownership_chain=owned), "organisation_id": org})
+    person = {"adjudicator": "Dieter Example"}
+    await ok(adjudicate(deu, shady, "block", {"reason": "restricted owner (synthetic)", **person}))
+    blocked_by_deu = f"organisation {org} is blocked by DEU"
+    # The block is a match on POL's record at once: a person must look again; no award meanwhile.
+    now_pol = await ok(pol.get(f"/v1/suppliers/{early['id']}"))
+    assert now_pol["screening"] == "potential_match" and now_pol["matches"] == [blocked_by_deu]
+    assert now_pol["awardable"] is False
+    flagged = await events(
+        platform, "icep.procurement.events", early["id"], "icep.procurement.supplier.flagged.v1"
+    )
+    assert flagged[-1].data["matches"] == [blocked_by_deu]
+    # FRA registers the same organisation again, owner left out: a potential match, saying why.
+    again = await register(fra, {**supplier_body(name, "GBR"), "organisation_id": org})
+    assert again["screening"] == "potential_match" and again["matches"] == [blocked_by_deu]
+    # Clearing it is a person's decision on that match, recorded as such.
+    cleared = await ok(
+        adjudicate(fra, again, "clear", {"mitigation": "DEU's block concerns another site", **person})
+    )
+    assert (
+        cleared["adjudicated"] == [blocked_by_deu]
+        and cleared["adjudicator"] == "Dieter Example (fra-procurement)"
+    )
+
+
+async def test_screening_reads_names_as_a_person_would(people: Clients) -> None:
+    deu = people["deu"]
+    for variant in (
+        "  Sample  Sanctioned Holdings (synthetic) ",
+        "SAMPLE SANCTIONED HOLDINGS (SYNTHETIC)",
+        "Sample\u00a0Sanctioned Holdings (synthetic)",
+        "\uff33ample Sanctioned Holdings (synthetic)",
+        "Sample Sanc\u200btioned Holdings (synthetic)",
+    ):
+        owned = [{"name": variant, "country": "CYP", "share_percent": 60}]
+        s = await register(deu, supplier_body(unique("Harbour Fuzes Ltd"), "GBR", ownership_chain=owned))
+        assert s["screening"] == "potential_match", variant
+        assert s["matches"] == [f"{variant.strip()} is a restricted party"], s["matches"]
+    parent = await register(
+        deu,
+        supplier_body(
+            unique("Rhine Optics GmbH"),
+            ultimate_parent=" Parent AG (synthetic) ",
+            ultimate_parent_country="DEU",
+        ),
+    )
+    assert parent["ultimate_parent"] == "Parent AG (synthetic)"
+
+
+async def test_what_a_supplier_registration_takes(people: Clients) -> None:
+    deu, nato, ukr = people["deu"], people["nato"], people["ukr"]
+    for wrong, location in (
+        ({"country_of_incorporation": "ABC"}, "body.country_of_incorporation"),
+        ({"ultimate_parent": "P AG", "ultimate_parent_country": "XYZ"}, "body.ultimate_parent_country"),
+        (
+            {"ownership_chain": [{"name": "F", "country": "QQQ", "share_percent": 10}]},
+            "body.ownership_chain.0.country",
+        ),
+        (
+            {"ownership_chain": [{"name": "F", "country": "DEU", "share_percent": True}]},
+            "body.ownership_chain.0.share_percent",
+        ),
+        (
+            {
+                "ownership_chain": [
+                    {"name": "A", "country": "DEU", "share_percent": 60},
+                    {"name": "B", "country": "FRA", "share_percent": 50},
+                ]
+            },
+            "body.ownership_chain",
+        ),
+    ):
+        p = problem(await deu.post("/v1/suppliers", json={**supplier_body(unique("Odd GmbH")), **wrong}), 422)
+        assert p["errors"][0]["location"] == location, p
+    # A partner registers a supplier, but NATO adjudicates its potential match.
+    ukr_owned = [{"name": "Minor Fund (synthetic)", "country": "RUS", "share_percent": 5}]
+    s = await register(ukr, supplier_body(unique("Dnipro Optics"), "UKR", ownership_chain=ukr_owned))
+    assert s["screening"] == "potential_match" and s["nation"] == "UKR"
+    body = {"mitigation": "minor stake, no control (synthetic)", "adjudicator": "Olena Example"}
+    p = problem(await adjudicate(ukr, s, "clear", body), 403)
+    assert "NATO's procurement staff" in p["detail"]
+    cleared = await ok(adjudicate(nato, s, "clear", {**body, "adjudicator": "Nora Example"}))
+    assert cleared["screening"] == "cleared"
 
 
 # --- awards, on the standards service's events ----------------------------------------------------------
@@ -253,10 +369,17 @@ async def tendering(c: Clients, product: str, number: str, edition: int) -> dict
     return done
 
 
-def award_body(supplier_id: str) -> dict[str, Any]:
+def award_body(supplier_id: str, **extra: Any) -> dict[str, Any]:
     return {
         "awards": [
-            {"lot_id": "L1", "supplier_id": supplier_id, "quantity": 1000, "value": 4.2e6, "currency": "EUR"}
+            {
+                "lot_id": "L1",
+                "supplier_id": supplier_id,
+                "quantity": 1000,
+                "value": 4.2e6,
+                "currency": "EUR",
+                **extra,
+            }
         ]
     }
 
@@ -286,7 +409,24 @@ async def test_award_needs_clearance_and_verified_conformance_then_a_new_edition
     p = problem(await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"])), 409)
     assert p["type"].endswith("/award-refused")
     assert f"holds no verified conformance with {number} Ed. 1" in p["detail"]
-    assert p["missing_standards"] == [f"{number} Ed. 1"]
+    assert p["missing_standards"] == [f"{number} Ed. 1"] and p["product_code"] == code
+
+    # A bid or award names only a supplier whose record everyone who may read the initiative may read.
+    national = await register(
+        deu, supplier_body(unique("Quiet Optics GmbH"), products=[code], releasability={"scope": "national"})
+    )
+    bid = {"lot_id": "L1", "supplier_id": national["id"], "quantity": 1000, "value": 4.2e6, "currency": "EUR"}
+    p = problem(await deu.post(f"/v1/initiatives/{iid}/bids", json=bid), 422)
+    assert p["errors"][0]["location"] == "body.supplier_id"
+    assert "not released to ALLIES" in p["detail"] and "as widely as the initiative" in p["detail"]
+    p = problem(await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(national["id"])), 422)
+    assert p["errors"][0]["location"] == "body.awards.0.supplier_id"
+    # A currency is an ISO 4217 code, a quantity a number.
+    bid = {**bid, "supplier_id": clean["id"]}
+    for wrong in ({"currency": "ABC"}, {"currency": "XCG"}, {"quantity": True}):
+        problem(await deu.post(f"/v1/initiatives/{iid}/bids", json={**bid, **wrong}), 422)
+        wrong_award = award_body(clean["id"], **wrong)
+        problem(await deu.post(f"/v1/initiatives/{iid}/award", json=wrong_award), 422)
 
     # The standards service: DEU claims conformance for the product, NATO tests and verifies it.
     product_in_claim = {"manufacturer": clean["name"], "product_code": code, "name": product}
@@ -313,7 +453,14 @@ async def test_award_needs_clearance_and_verified_conformance_then_a_new_edition
     await events(platform, "icep.standards.events", claim["id"], "icep.standards.conformance.verified.v1")
     await caught_up(platform, "icep.standards.events")
 
-    awarded = await ok(deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"])))
+    # The product offered, if named, is one of the supplier's.
+    p = problem(
+        await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"], product_code="NOPE")), 422
+    )
+    assert p["errors"][0]["location"] == "body.awards.0.product_code"
+    awarded = await ok(
+        deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"], product_code=code))
+    )
     assert awarded["status"] == "awarded"
     [a] = awarded["awards"]
     assert (a["supplier_id"], a["supplier_name"], a["quantity"]) == (clean["id"], clean["name"], 1000)
@@ -488,15 +635,12 @@ async def test_a_change_of_the_lists_rescreens_everyone_on_the_next_start(
             deu, supplier_body("Rhine Propellants GmbH (synthetic)", ownership_chain=nld_owned)
         )
         eastern = await register(deu, supplier_body("Eastern Alloys BV (synthetic)", "NLD", **FAR))
+        person = {"adjudicator": "Dieter Example"}
         cleared = await ok(
-            deu.post(f"/v1/suppliers/{eastern['id']}/clear", json={"mitigation": "proxy board (synthetic)"})
+            adjudicate(deu, eastern, "clear", {"mitigation": "proxy board (synthetic)", **person})
         )
         blocked = await register(deu, supplier_body("Border Optics OOO (synthetic)", "RUS"))
-        await ok(
-            deu.post(
-                f"/v1/suppliers/{blocked['id']}/block", json={"reason": "incorporated in RUS (synthetic)"}
-            )
-        )
+        await ok(adjudicate(deu, blocked, "block", {"reason": "incorporated in RUS (synthetic)", **person}))
         assert plain["screening"] == "clear" and cleared["screening"] == "cleared"
 
         # The lists change: NLD is added and BLR stays; the service restarts with them.

@@ -24,6 +24,8 @@ from icep.procurement.domain import (
     Actor,
     AwardInput,
     AwardRefused,
+    Bid,
+    CallOff,
     Contract,
     DemandSignal,
     Firmness,
@@ -50,7 +52,9 @@ from icep.procurement.domain import (
     demand_against_capacity,
     demand_picture,
     initiative_demand,
+    name_key,
     next_initiative_status,
+    readers_missing,
     verified_editions,
 )
 
@@ -70,6 +74,8 @@ NATO = Actor("nato-proc", "NATO", PROCUREMENT)
 UKR = Actor("ukr-proc", "UKR", PROCUREMENT)
 JPN = Actor("jpn-proc", "JPN", PROCUREMENT)
 DEU_PLANNER = Actor("deu-planner", "DEU", frozenset({"planner"}))
+#: The person who adjudicates a supplier's screening (a synthetic name).
+ANNA = "Anna Example"
 
 STANAG = RequiredStandard("4569", 3)
 ROUND = Item("155mm HE round (synthetic)", "rounds", classification_id="1315")
@@ -121,7 +127,8 @@ CLEAN = supplier()
 
 
 def standing(s: Supplier = CLEAN, *verified: tuple[str, int]) -> SupplierStanding:
-    return SupplierStanding(s, frozenset(verified or {(STANAG.number, STANAG.edition)}))
+    """The supplier, its first product holding `verified` (by default the required STANAG edition)."""
+    return SupplierStanding(s, {s.products[0]: frozenset(verified or {(STANAG.number, STANAG.edition)})})
 
 
 LOTS = [Lot("L1", "155 mm HE, first lot", 1000)]
@@ -246,6 +253,8 @@ def test_propose_defaults_and_validation() -> None:
     for bad in (
         {"title": " "},
         {"item": Item(" ", "rounds")},
+        {"capability_area": " "},
+        {"procuring_entity": " "},
         {"participation_deadline": TODAY - timedelta(days=1)},
         {"open_to_partners": ("RUS",)},
         {"required_standards": (STANAG, STANAG)},
@@ -399,6 +408,26 @@ def test_the_lead_nation_withdraws_directly_as_an_amendment() -> None:
     assert after.history[-1].action == "withdraw_amendment"
 
 
+def test_a_pending_withdrawal_is_decided_before_the_demand_is_closed() -> None:
+    asked, _ = in_state(S.OPEN).join(POL, {2026: 300}, NOW).withdraw(FRA, "stock rebuilt (synthetic)", NOW)
+    with pytest.raises(Conflict) as refused:
+        asked.close_participation(DEU, NOW)
+    assert "FRA" in refused.value.detail and refused.value.extensions["pending_withdrawals"] == ["FRA"]
+    assert not isinstance(refused.value, IllegalTransition)  # a 409, but the state is right
+    # Decided either way, participation closes.
+    assert asked.decide_withdrawal(DEU, "FRA", False, NOW).close_participation(DEU, NOW).status is (
+        S.PARTICIPATION_CLOSED
+    )
+    # A request made after closing holds the tender back until decided.
+    closed = in_state(S.PARTICIPATION_CLOSED)
+    asked, _ = closed.withdraw(FRA, "stock rebuilt (synthetic)", NOW)
+    with pytest.raises(Conflict) as refused:
+        asked.publish_tender(DEU, LOTS, TENDER_END, NOW)
+    assert "FRA" in refused.value.detail
+    kept = asked.decide_withdrawal(DEU, "FRA", False, NOW)
+    assert kept.publish_tender(DEU, LOTS, TENDER_END, NOW).status is S.TENDERING
+
+
 # --- aggregation ----------------------------------------------------------------------------------------
 
 QUANTITIES = st.dictionaries(st.integers(2024, 2050), st.integers(1, 100_000), max_size=4)
@@ -487,7 +516,9 @@ def test_award_goes_to_a_clear_supplier_with_verified_conformance() -> None:
     cleared = supplier(
         "Mitigated Ordnance SA", "FRA", ultimate_parent="X Group", ultimate_parent_country="BLR"
     )
-    cleared = cleared.clear(DEU, "proxy agreement; board without the parent (synthetic)", NOW)
+    cleared = cleared.clear(
+        DEU, "proxy agreement; board without the parent (synthetic)", NOW, adjudicator=ANNA
+    )
     split = [
         ("a1", AwardInput("L1", CLEAN.id, 600, 2.4e6, "EUR")),
         ("a2", AwardInput("L1", cleared.id, 400, 1.6e6, "EUR")),
@@ -541,7 +572,15 @@ def test_verified_editions_only_from_verified_unexpired_claims_of_the_products()
         KnownConformance("c2", "SM-155-HE", "std-2", "verified", None),
         KnownConformance("c3", "OTHER", "std-3", "verified", None),
     ]
-    assert verified_editions(["SM-155-HE"], claims, standards, TODAY) == {("4569", 3), ("4569", 2)}
+    assert verified_editions(["SM-155-HE"], claims, standards, TODAY) == {
+        "SM-155-HE": {("4569", 3), ("4569", 2)}
+    }
+    # Per product: what one product holds is never credited to another.
+    assert verified_editions(["SM-155-HE", "OTHER", "NONE"], claims, standards, TODAY) == {
+        "SM-155-HE": {("4569", 3), ("4569", 2)},
+        "OTHER": {("4569", 3)},
+        "NONE": frozenset(),
+    }
     for c in (
         KnownConformance("c1", "SM-155-HE", "std-3", "verified", TODAY),  # expires today: no longer valid
         KnownConformance("c1", "SM-155-HE", "std-3", "expired", TODAY - timedelta(days=1)),
@@ -551,12 +590,102 @@ def test_verified_editions_only_from_verified_unexpired_claims_of_the_products()
         KnownConformance("c1", "SM-155-HE", "std-unknown", "verified", None),
         KnownConformance("c1", "OTHER", "std-3", "verified", None),
     ):
-        assert verified_editions(["SM-155-HE"], [c], standards, TODAY) == frozenset()
+        assert verified_editions(["SM-155-HE"], [c], standards, TODAY) == {"SM-155-HE": frozenset()}
     # Expired conformance refuses the award.
     expired = [KnownConformance("c1", "SM-155-HE", "std-3", "verified", TODAY - timedelta(days=1))]
     verified = verified_editions(CLEAN.products, expired, standards, TODAY)
     with pytest.raises(AwardRefused):
         in_state(S.TENDERING).award(DEU, AWARDS, {CLEAN.id: SupplierStanding(CLEAN, verified)}, NOW)
+
+
+def test_one_product_must_hold_every_required_edition() -> None:
+    two = propose(required_standards=(STANAG, RequiredStandard("2459", 1)))
+    i = two.open(DEU, NOW).join(FRA, {2026: 1000}, NOW).commit(FRA, {2026: 1000}, {}, NOW)
+    i = i.close_participation(DEU, NOW).publish_tender(DEU, LOTS, TENDER_END, NOW)
+    s = supplier(products=("SM-155-HE", "SM-155-ER", "SM-155-ALL"))
+    held = {"SM-155-HE": frozenset({("4569", 3)}), "SM-155-ER": frozenset({("2459", 1)})}
+    split = SupplierStanding(s, held)
+
+    def award(standing: SupplierStanding, product_code: str | None = None) -> Initiative:
+        a = AwardInput("L1", s.id, 1000, 4e6, "EUR", product_code=product_code)
+        return i.award(DEU, [("a1", a)], {s.id: standing}, NOW)
+
+    # Between them the products hold both editions; no one product does: refused, naming the closest.
+    with pytest.raises(AwardRefused) as e:
+        award(split)
+    assert e.value.extensions == {
+        "supplier_id": s.id,
+        "product_code": "SM-155-HE",
+        "missing_standards": ["2459 Ed. 1"],
+    }
+    assert "no single product of" in e.value.detail and "the closest, SM-155-HE," in e.value.detail
+    # A product named: that product must hold them all.
+    with pytest.raises(AwardRefused) as e:
+        award(split, "SM-155-ER")
+    assert e.value.extensions["product_code"] == "SM-155-ER"
+    assert e.value.extensions["missing_standards"] == ["4569 Ed. 3"]
+    assert f"{s.name}'s product SM-155-ER holds no verified conformance with 4569 Ed. 3" in e.value.detail
+    with pytest.raises(Unprocessable) as u:  # not one of the supplier's products
+        award(split, "OTHER-155")
+    assert u.value.extensions["errors"][0]["location"] == "body.awards.0.product_code"
+    # One product holding both: awarded, named or not.
+    full = SupplierStanding(s, {**split.verified, "SM-155-ALL": frozenset({("4569", 3), ("2459", 1)})})
+    assert award(full).status is S.AWARDED
+    assert award(full, "SM-155-ALL").status is S.AWARDED
+    with pytest.raises(AwardRefused):
+        award(full, "SM-155-HE")
+    # A supplier without products holds nothing.
+    bare = supplier("Bare Trading GmbH", products=())
+    with pytest.raises(AwardRefused) as e:
+        i.award(
+            DEU,
+            [("a1", AwardInput("L1", bare.id, 1000, 4e6, "EUR"))],
+            {bare.id: SupplierStanding(bare, {})},
+            NOW,
+        )
+    assert e.value.extensions["product_code"] is None and len(e.value.extensions["missing_standards"]) == 2
+
+
+def test_a_bid_or_award_names_only_a_supplier_released_as_widely_as_the_initiative() -> None:
+    i = in_state(S.TENDERING)  # released to all Allies
+    national = supplier("Quiet Optics GmbH", releasability=Releasability(owner="DEU"))
+    bid = Bid("b1", "L1", national.id, 1000, 4e6, "EUR", NOW)
+    with pytest.raises(Unprocessable) as e:
+        i.record_bid(DEU, bid, national, NOW)
+    [error] = e.value.extensions["errors"]
+    assert error["location"] == "body.supplier_id"
+    assert "not released to ALLIES" in error["message"]
+    assert "release the supplier record as widely as the initiative" in error["message"]
+    awards = [("a1", AwardInput("L1", national.id, 1000, 4e6, "EUR"))]
+    with pytest.raises(Unprocessable) as e:
+        i.award(DEU, awards, {national.id: standing(national)}, NOW)
+    assert e.value.extensions["errors"][0]["location"] == "body.awards.0.supplier_id"
+    # An initiative open to UKR: a supplier released to Allies only is not named in it.
+    to_ukr = Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES_PARTNERS, nations=("UKR",))
+    open_to_ukr = replace(i, releasability=to_ukr)
+    with pytest.raises(Unprocessable) as e:
+        open_to_ukr.record_bid(DEU, replace(bid, supplier_id=CLEAN.id), CLEAN, NOW)
+    assert "not released to UKR" in e.value.extensions["errors"][0]["message"]
+    # Another Ally's record released to Allies reaches every reader of the lead nation's initiative.
+    french = supplier("Synthetic Obus SA", "FRA", actor=FRA)
+    assert i.record_bid(DEU, replace(bid, supplier_id=french.id), french, NOW).bids
+    awards = [("a1", AwardInput("L1", french.id, 1000, 4e6, "EUR"))]
+    assert i.award(DEU, awards, {french.id: standing(french)}, NOW).status is S.AWARDED
+
+
+def test_readers_missing() -> None:
+    allies = Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES)
+    french = Releasability(owner="FRA", scope=ReleasabilityScope.ALLIES)
+    national = Releasability(owner="DEU")
+    assert readers_missing(allies, french) == []  # FRA is among the Allies
+    assert readers_missing(national, allies) == ["ALLIES"]
+    nato_only = Releasability(owner="NATO")
+    assert readers_missing(allies, nato_only) == []  # NATO reads what Allies read
+    assert readers_missing(national, nato_only) == ["NATO"]
+    to_ukr = Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES_PARTNERS, nations=("UKR", "JPN"))
+    assert readers_missing(allies, to_ukr) == ["JPN", "UKR"]
+    polish_and_ukr = Releasability(owner="POL", scope=ReleasabilityScope.NATIONS, nations=("UKR",))
+    assert readers_missing(to_ukr, polish_and_ukr) == []
 
 
 def test_contracts_and_delivery() -> None:
@@ -622,6 +751,24 @@ def test_an_initiative_is_flagged_once_for_a_withdrawn_edition() -> None:
         assert in_state(status).flag(STANAG, "cancelled", NOW) is not None
 
 
+# --- call-offs ------------------------------------------------------------------------------------------
+
+
+def test_a_call_off_is_delivered_by_a_day_to_come() -> None:
+    framework = in_state(S.CONTRACTED)
+    assert framework.contracts[0].framework
+
+    def call_off(delivery_by: date) -> CallOff:
+        return CallOff("co1", "ocds-icep01-co1", "c1", "FRA", 100, 400_000.0, "EUR", delivery_by, NOW)
+
+    for past in (TODAY - timedelta(days=1), TODAY):
+        with pytest.raises(Unprocessable) as refused:
+            framework.place_call_off(DEU, call_off(past), NOW)
+        assert refused.value.extensions["errors"][0]["location"] == "body.delivery_by"
+    placed = framework.place_call_off(DEU, call_off(TODAY + timedelta(days=1)), NOW)
+    assert [c.id for c in placed.call_offs] == ["co1"]
+
+
 # --- demand picture and capacity ------------------------------------------------------------------------
 
 
@@ -675,6 +822,17 @@ def test_demand_picture_adds_signals_and_initiatives_per_product() -> None:
     assert by_product["PAC-3 MSE (synthetic)"].years == {2026: YearDemand(planned=7)}
 
 
+def test_demand_in_different_units_is_never_added_up() -> None:
+    rounds = signal(POL, Firmness.FUNDED, {2026: 1000})
+    thousands = replace(signal(NLD, Firmness.FUNDED, {2026: 5}), unit="thousand rounds")
+    lines = demand_picture([rounds, thousands], [in_state(S.OPEN)])
+    assert [(p.product, p.unit, p.signals, p.initiatives) for p in lines] == [
+        (ROUND.product, "rounds", 1, 1),
+        (ROUND.product, "thousand rounds", 1, 0),
+    ]
+    assert lines[0].years[2026].funded == 1000 + 800 and lines[1].years[2026].funded == 5
+
+
 def test_demand_against_capacity_arithmetic() -> None:
     demand = {2026: YearDemand(indicative=300, planned=200, funded=5800), 2027: YearDemand(funded=5000)}
     capacity = {2025: 1000, 2026: 4000}
@@ -685,6 +843,15 @@ def test_demand_against_capacity_arithmetic() -> None:
         (2027, 0, 5000, 5000),
     ]
     assert lines[0].demand == YearDemand()
+    assert all(b.shortfall_reported == 0 for b in lines)
+    # Shortfalls the plans reported come out per year, also in a year without demand or capacity.
+    lines = demand_against_capacity(demand, capacity, {2026: 750, 2028: 10})
+    assert [(b.year, b.shortfall_reported, b.gap) for b in lines] == [
+        (2025, 0, -1000),
+        (2026, 750, 2300),
+        (2027, 0, 5000),
+        (2028, 10, 0),
+    ]
 
 
 def test_demand_signals_come_from_nations() -> None:
@@ -692,6 +859,18 @@ def test_demand_signals_come_from_nations() -> None:
         signal(NATO, Firmness.FUNDED, {2026: 1})
     with pytest.raises(Unprocessable):
         signal(POL, Firmness.FUNDED, {2026: 0})
+    with pytest.raises(Unprocessable) as blank:
+        DemandSignal.publish(
+            id="sig-blank",
+            actor=POL,
+            product=ROUND.product,
+            capability_area="  ",
+            unit="rounds",
+            firmness=Firmness.FUNDED,
+            quantities={2026: 1},
+            now=NOW,
+        )
+    assert blank.value.extensions["errors"][0]["location"] == "body.capability_area"
     s = signal(POL, Firmness.INDICATIVE, {2026: 10})
     with pytest.raises(Forbidden):
         s.revise(FRA, Firmness.FUNDED, {2026: 10}, NOW)
@@ -782,28 +961,56 @@ def test_a_person_adjudicates_a_potential_match() -> None:
     )
     for who in (FRA, DEU_PLANNER, UKR):  # only the registering nation's or NATO's procurement staff
         with pytest.raises(Forbidden):
-            s.clear(who, "mitigated (synthetic)", NOW)
+            s.clear(who, "mitigated (synthetic)", NOW, adjudicator=ANNA)
     with pytest.raises(Unprocessable):
-        s.clear(DEU, "  ", NOW)
-    cleared = s.clear(NATO, "voting trust; no access to classified work (synthetic)", NOW)
+        s.clear(DEU, "  ", NOW, adjudicator=ANNA)
+    cleared = s.clear(NATO, "voting trust; no access to classified work (synthetic)", NOW, adjudicator=ANNA)
     assert cleared.screening is Screening.CLEARED and cleared.awardable
-    assert cleared.adjudicator == NATO.id and cleared.adjudicated == s.matches
+    # The person is recorded, with the client they acted through.
+    assert cleared.adjudicator == "Anna Example (nato-proc)" and cleared.adjudicated == s.matches
     assert cleared.mitigation == "voting trust; no access to classified work (synthetic)"
-    assert cleared.history[-1].action == "cleared" and cleared.history[-1].by == NATO.id
+    assert cleared.history[-1].action == "cleared" and cleared.history[-1].by == "Anna Example (nato-proc)"
     with pytest.raises(IllegalTransition):  # adjudicated already
-        cleared.block(DEU, "changed my mind", NOW)
+        cleared.block(DEU, "changed my mind", NOW, adjudicator=ANNA)
     with pytest.raises(Unprocessable):
-        s.block(DEU, " ", NOW)
-    blocked = s.block(DEU, "control by a restricted parent cannot be mitigated (synthetic)", NOW)
-    assert blocked.screening is Screening.BLOCKED and blocked.adjudicator == DEU.id and not blocked.awardable
-    assert blocked.blocked_reason == "control by a restricted parent cannot be mitigated (synthetic)"
+        s.block(DEU, " ", NOW, adjudicator=ANNA)
+    reason = "control by a restricted parent cannot be mitigated (synthetic)"
+    blocked = s.block(DEU, reason, NOW, adjudicator=" Bernd  Example ")
+    assert blocked.screening is Screening.BLOCKED and not blocked.awardable
+    assert blocked.adjudicator == "Bernd Example (deu-proc)" and blocked.blocked_reason == reason
     with pytest.raises(IllegalTransition):  # the machine never adjudicates a clean supplier
-        CLEAN.clear(DEU, "nothing to clear", NOW)
+        CLEAN.clear(DEU, "nothing to clear", NOW, adjudicator=ANNA)
+
+
+def test_an_adjudicator_is_a_named_person_of_the_registering_ally_or_nato() -> None:
+    s = supplier(
+        "Eastern Alloys BV", "NLD", ultimate_parent="Far Holdings (synthetic)", ultimate_parent_country="BLR"
+    )
+    for nobody in ("", "   ", "\t\n"):
+        with pytest.raises(Unprocessable) as e:
+            s.clear(DEU, "mitigated (synthetic)", NOW, adjudicator=nobody)
+        assert e.value.extensions["errors"][0]["location"] == "body.adjudicator"
+        with pytest.raises(Unprocessable):
+            s.block(DEU, "no mitigation (synthetic)", NOW, adjudicator=nobody)
+    # A partner registers a supplier, but does not adjudicate it: NATO does.
+    ukr_owned = supplier(
+        "Dnipro Optics (synthetic)", "UKR", actor=UKR, ownership_chain=(Owner("X", "RUS", 5),)
+    )
+    assert ukr_owned.screening is Screening.POTENTIAL_MATCH and ukr_owned.nation == "UKR"
+    for who in (UKR, JPN, DEU):
+        with pytest.raises(Forbidden) as f:
+            ukr_owned.clear(who, "mitigated (synthetic)", NOW, adjudicator=ANNA)
+        assert "NATO's procurement staff" in f.value.detail
+        with pytest.raises(Forbidden):
+            ukr_owned.block(who, "no mitigation (synthetic)", NOW, adjudicator=ANNA)
+    assert ukr_owned.clear(NATO, "minor stake, no control (synthetic)", NOW, adjudicator=ANNA).awardable
 
 
 def test_rescreening() -> None:
     parent = {"ultimate_parent": "Far Holdings (synthetic)", "ultimate_parent_country": "BLR"}
-    cleared = supplier("Eastern Alloys BV", "NLD", **parent).clear(DEU, "voting trust (synthetic)", NOW)
+    cleared = supplier("Eastern Alloys BV", "NLD", **parent).clear(
+        DEU, "voting trust (synthetic)", NOW, adjudicator=ANNA
+    )
     # The same lists again (or lists with the same matches): the clearance covers them.
     again = cleared.screen(LISTS, NOW)
     assert again.screening is Screening.CLEARED and again.matches == cleared.matches
@@ -822,7 +1029,9 @@ def test_rescreening() -> None:
         is Screening.POTENTIAL_MATCH
     )
     # A block stands, even when nothing matches any more.
-    blocked = supplier("Eastern Alloys BV", "NLD", **parent).block(DEU, "no mitigation (synthetic)", NOW)
+    blocked = supplier("Eastern Alloys BV", "NLD", **parent).block(
+        DEU, "no mitigation (synthetic)", NOW, adjudicator=ANNA
+    )
     assert blocked.screen(lifted, NOW).screening is Screening.BLOCKED
 
 
@@ -831,3 +1040,84 @@ def test_the_lists_version_follows_their_content() -> None:
     assert same.version == LISTS.version  # order and case of party names do not matter
     assert ScreeningLists(frozenset({"RUS"}), LISTS.parties).version != LISTS.version
     assert ScreeningLists(LISTS.countries, frozenset()).version != LISTS.version
+
+
+PARTY = "Sample Sanctioned Holdings (synthetic)"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "  Sample Sanctioned Holdings (synthetic)  ",  # padded
+        "Sample  Sanctioned\tHoldings\n(synthetic)",  # whitespace inside
+        "SAMPLE SANCTIONED HOLDINGS (SYNTHETIC)",  # case
+        "Sample\u00a0Sanctioned\u2003Holdings (synthetic)",  # no-break and em spaces
+        "\uff33ample Sanctioned Holdings \uff08synthetic\uff09",  # full-width letters and brackets
+        "Sam\u200bple Sanctioned Hol\u00addings (synthetic)",  # zero-width space, soft hyphen
+        "sample sanctioned holdings (\u017fynthetic)",  # long s: case-folds to s
+    ],
+)
+@pytest.mark.parametrize("where", ["name", "ultimate_parent", "owner"])
+def test_a_restricted_party_is_found_whatever_its_spacing_case_or_unicode_form(
+    variant: str, where: str
+) -> None:
+    kw: dict[str, object] = {
+        "name": {"name": variant},
+        "ultimate_parent": {"ultimate_parent": variant, "ultimate_parent_country": "CYP"},
+        "owner": {"ownership_chain": (Owner(variant, "CYP", 30),)},
+    }[where]
+    s = supplier(**kw)
+    assert s.screening is Screening.POTENTIAL_MATCH
+    assert any(m.endswith("is a restricted party") for m in s.matches), s.matches
+
+
+def test_the_lists_are_read_as_the_suppliers_are() -> None:
+    # A party configured with odd spacing, case or width still matches the plain name, and the lists'
+    # version does not change with such variants.
+    for configured in (
+        "  sample  SANCTIONED holdings (synthetic)\u00a0",
+        "\uff33AMPLE Sanctioned Holdings (synthetic)",
+    ):
+        lists = ScreeningLists(LISTS.countries, frozenset({configured}))
+        assert lists.version == LISTS.version
+        assert supplier(PARTY, lists=lists).screening is Screening.POTENTIAL_MATCH
+    assert name_key(" A\u200bb  c\tD ") == "ab c d"
+
+
+def test_registration_trims_the_names_screening_reads() -> None:
+    s = supplier(
+        ultimate_parent="  Parent AG (synthetic)\n",
+        ultimate_parent_country="DEU",
+        ownership_chain=(Owner("\tParent AG (synthetic) ", "DEU", 60), Owner(" Fund (synthetic)", "DEU", 40)),
+    )
+    assert s.ultimate_parent == "Parent AG (synthetic)"
+    assert [o.name for o in s.ownership_chain] == ["Parent AG (synthetic)", "Fund (synthetic)"]
+    for bad, location in (
+        ({"ultimate_parent": "   ", "ultimate_parent_country": "DEU"}, "body.ultimate_parent"),
+        ({"ownership_chain": (Owner("  ", "DEU", 10),)}, "body.ownership_chain.0.name"),
+        # The owners' shares add up to more than the whole.
+        ({"ownership_chain": (Owner("A", "DEU", 60), Owner("B", "DEU", 40.5))}, "body.ownership_chain"),
+    ):
+        with pytest.raises(Unprocessable) as e:
+            supplier(**bad)
+        assert e.value.extensions["errors"][0]["location"] == location
+    assert "100.5 %" in str(e.value.detail)
+
+
+def test_a_block_by_another_nation_on_the_same_organisation_is_a_match() -> None:
+    mine = supplier("Harbour Fuzes Ltd (synthetic)", "GBR", lists=None)
+    s = mine.screen(LISTS, NOW, blocked_elsewhere=["FRA", "NLD", "FRA"])
+    assert s.screening is Screening.POTENTIAL_MATCH and not s.awardable
+    assert s.matches == (
+        f"organisation {s.organisation_id} is blocked by FRA",
+        f"organisation {s.organisation_id} is blocked by NLD",
+    )
+    # A person who adjudicated exactly these keeps the clearance on the next screening; a new block
+    # elsewhere is a new match for a person to look at.
+    cleared = s.clear(DEU, "FRA's block concerns another site (synthetic)", NOW, adjudicator=ANNA)
+    assert cleared.screen(LISTS, NOW, ["FRA", "NLD"]).screening is Screening.CLEARED
+    again = cleared.screen(LISTS, NOW, ["FRA", "NLD", "POL"])
+    assert again.screening is Screening.POTENTIAL_MATCH
+    assert f"organisation {s.organisation_id} is blocked by POL" in again.matches
+    # The block lifted elsewhere (the record cleared there): clear again.
+    assert cleared.screen(LISTS, NOW).screening is Screening.CLEAR

@@ -1,14 +1,31 @@
-"""The pure parts of procurement's read models: the yearly reading of a capacity commitment, who may see
-a plan's capacity figures after a release, and which events are handled. (The handlers themselves run
-on real events in tests/e2e/test_procurement_supply_chain.py.)"""
+"""Procurement's read models of other services' events: the yearly reading of a capacity commitment, who
+may see a plan's capacity figures after a release, which events are handled, and the handlers on a real
+database (an ended plan's late events). (They also run on real events in
+tests/e2e/test_procurement_supply_chain.py.)"""
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from sqlmodel import select
 
 from icep.contracts import Releasability, ReleasabilityScope, all_event_types
-from icep.contracts.plans import CapacityCommitted, RampStepFigure
-from icep.procurement.handlers import HANDLERS, widest, yearly_output
+from icep.contracts.plans import (
+    CapacityCommitted,
+    PlanSuperseded,
+    PlanWithdrawn,
+    RampStepFigure,
+    ShortfallDetected,
+)
+from icep.platform.db import Database
+from icep.platform.events import ReceivedEvent, utcnow
+from icep.platform.ids import new_id
+from icep.procurement.handlers import HANDLERS, shortfall_detected, widest, yearly_output
+from icep.procurement.models import CapacityRow, EndedPlanRow, ShortfallRow, metadata
 
 
 def committed(ramp: list[tuple[date, int]], current: int = 10_000) -> CapacityCommitted:
@@ -76,4 +93,117 @@ def test_every_handled_type_is_a_known_event() -> None:
         "icep.standards.standard.cancelled.v1",
         "icep.standards.conformance.verified.v1",
         "icep.standards.conformance.expired.v1",
+        "icep.plans.shortfall.detected.v1",
     } <= set(HANDLERS)
+
+
+# --- on a database --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def db(make_database_url: Callable[[str], str]) -> AsyncIterator[Database]:
+    database = Database(make_database_url("procurement_handlers"))
+    async with database.engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+def received(payload: Any, marking: str = "ALLIES") -> ReceivedEvent:
+    """A fresh copy of an event (a new id: the inbox does not know it), as a redriven dead letter is."""
+    return ReceivedEvent(
+        id=new_id(),
+        type=payload.event_type,
+        source="/icep/plans",
+        subject=payload.plan_id,
+        time=utcnow(),
+        nation="DEU",
+        releasable_to=marking,
+        data=payload.model_dump(mode="json"),
+    )
+
+
+async def handle(db: Database, event: ReceivedEvent) -> None:
+    async with db.transaction() as session:
+        await HANDLERS[event.type](session, event)
+
+
+async def rows(db: Database, table: Any) -> list[Any]:
+    async with db.sessions() as session:
+        return list((await session.execute(select(table))).scalars().all())
+
+
+def short(month: date) -> ShortfallDetected:
+    return ShortfallDetected(
+        plan_id="p1",
+        nation="DEU",
+        period_start=date(2025, 4, 1),
+        period_end=date(2027, 3, 31),
+        version=4,
+        commitment_key="deu-a",
+        product="155mm HE round (synthetic)",
+        month=month,
+        actual_output=7_000,
+        planned_output=10_000,
+        shortfall=3_000,
+        threshold=0.1,
+    )
+
+
+@pytest.mark.parametrize("ended", [PlanSuperseded, PlanWithdrawn])
+async def test_an_ended_plans_late_commitment_or_shortfall_is_not_counted_again(
+    db: Database, ended: type[PlanSuperseded] | type[PlanWithdrawn]
+) -> None:
+    commitment = committed([])
+    await handle(db, received(commitment))
+    await handle(db, received(short(date(2026, 2, 1))))
+    assert [(r.plan_id, r.yearly["2026"]) for r in await rows(db, CapacityRow)] == [("p1", 120_000)]
+    assert [r.shortfall for r in await rows(db, ShortfallRow)] == [3_000]
+    common = {
+        "plan_id": "p1",
+        "nation": "DEU",
+        "period_start": date(2025, 4, 1),
+        "period_end": date(2027, 3, 31),
+        "version": 5,
+        "title": "Capacity plan (synthetic)",
+    }
+    end = (
+        PlanSuperseded(**common, superseded_by="p2", superseded_at=utcnow())
+        if ended is PlanSuperseded
+        else PlanWithdrawn(**common, withdrawn_by="deu-planner", withdrawn_at=utcnow())
+    )
+    await handle(db, received(end))
+    assert await rows(db, CapacityRow) == [] and await rows(db, ShortfallRow) == []
+    [tombstone] = await rows(db, EndedPlanRow)
+    assert (tombstone.plan_id, tombstone.version) == ("p1", 5)
+    # The commitment and a shortfall arrive again, late, under new event ids: nothing comes back.
+    await handle(db, received(commitment))
+    await handle(db, received(short(date(2026, 3, 1))))
+    assert await rows(db, CapacityRow) == [] and await rows(db, ShortfallRow) == []
+    # Ended twice (a replay): one tombstone, still ended.
+    await handle(db, received(end))
+    assert len(await rows(db, EndedPlanRow)) == 1
+
+
+async def test_a_later_shortfall_report_of_a_month_replaces_the_earlier(db: Database) -> None:
+    await handle(db, received(committed([])))
+    earlier = received(short(date(2026, 2, 14)))
+    later = received(short(date(2026, 2, 1)).model_copy(update={"actual_output": 9_000, "shortfall": 1_000}))
+    await handle(db, earlier)
+    await handle(db, later)
+    [row] = await rows(db, ShortfallRow)
+    assert (row.month, row.shortfall, row.actual_output, row.unit) == (
+        date(2026, 2, 1),
+        1_000,
+        9_000,
+        "rounds",
+    )
+    # The earlier report arriving again (a redriven copy) does not roll it back.
+    async with db.transaction() as session:
+        await shortfall_detected(
+            session, replace(earlier, id=new_id(), time=datetime(2020, 1, 1, tzinfo=UTC))
+        )
+    [row] = await rows(db, ShortfallRow)
+    assert row.shortfall == 1_000 and row.readers == ",ALLIES,DEU,"

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pycountry
 import pytest
 from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from icep.procurement import ocds
+from icep.procurement import api, ocds
 from icep.procurement.domain import (
     OCID_PREFIX,
     Actor,
@@ -307,7 +308,7 @@ def tendering() -> Story:
 def awarded() -> Story:
     s = tendering()
     verified = frozenset({(STANAG.number, STANAG.edition)})
-    standings = {k: SupplierStanding(supplier(k, s.now), verified) for k in ("s1", "s2")}
+    standings = {k: SupplierStanding(supplier(k, s.now), {"155-HE": verified}) for k in ("s1", "s2")}
     awards = [
         ("a1", AwardInput("L1", "s1", 200, 950_000.0, "EUR")),
         ("a2", AwardInput("L2", "s2", 150, 780_000.0, "EUR")),
@@ -720,3 +721,16 @@ def test_nspa_procures_for_the_nations() -> None:
     assert r["tender"]["procuringEntity"]["id"] == "org-NSPA"
     assert "classification" not in r["tender"]["items"][0]  # no classification id given
     assert r["tender"]["items"][0]["quantity"] == 12
+
+
+def test_every_currency_the_api_takes_is_in_the_ocds_currency_codelist() -> None:
+    """The API takes ISO 4217 codes (pycountry's) that OCDS 1.1.5's closed codelist knows: no release
+    fails the schema on its currency."""
+    taken = set()
+    for currency in pycountry.currencies:
+        try:
+            taken.add(api.iso_currency(currency.alpha_3))
+        except ValueError:
+            continue
+    assert taken <= codes("currency"), sorted(taken - codes("currency"))
+    assert {"EUR", "USD", "GBP", "PLN", "NOK", "CAD", "TRY"} <= taken

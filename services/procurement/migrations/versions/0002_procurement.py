@@ -1,4 +1,5 @@
-"""initiatives, OCDS releases, demand signals, suppliers, and the read models of capacity and standards
+"""initiatives, OCDS releases, demand signals, suppliers, and the read models of capacity (commitments,
+shortfalls, ended plans) and standards
 
 Revision ID: 0002
 Revises: 0001
@@ -90,6 +91,30 @@ def upgrade() -> None:
     )
     op.create_index("ix_capacity_commitments_product", "capacity_commitments", ["product"])
     op.create_table(
+        "ended_plans",
+        sa.Column("plan_id", sa.String(36), primary_key=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        _at("ended_at"),
+    )
+    op.create_table(
+        "capacity_shortfalls",
+        sa.Column("plan_id", sa.String(36), primary_key=True),
+        sa.Column("commitment_key", sa.String(100), primary_key=True),
+        sa.Column("month", sa.Date(), primary_key=True),
+        sa.Column("nation", sa.String(8), nullable=False),
+        sa.Column("product", sa.String(200), nullable=False),
+        sa.Column("unit", sa.String(50), nullable=True),
+        sa.Column("planned_output", sa.Integer(), nullable=False),
+        sa.Column("actual_output", sa.Integer(), nullable=False),
+        sa.Column("shortfall", sa.Integer(), nullable=False),
+        sa.Column("plan_version", sa.Integer(), nullable=False),
+        _at("reported_at"),
+        sa.Column("releasable_to", sa.String(400), nullable=False),
+        sa.Column("readers", sa.String(400), nullable=False),
+        _at("updated_at"),
+    )
+    op.create_index("ix_capacity_shortfalls_product", "capacity_shortfalls", ["product"])
+    op.create_table(
         "known_standards",
         sa.Column("id", sa.String(36), primary_key=True),
         sa.Column("kind", sa.String(10), nullable=False),
@@ -118,6 +143,8 @@ def downgrade() -> None:
     for table in (
         "known_conformance",
         "known_standards",
+        "capacity_shortfalls",
+        "ended_plans",
         "capacity_commitments",
         "suppliers",
         "demand_signals",

@@ -3,6 +3,11 @@
 Aggregates: `initiative` (a joint procurement initiative: an OCDS contracting process, subject its id; its
 `ocid` is in every event), `supplier` and `demand_signal`. Quantities per year are objects keyed by the
 year as a string (`{"2026": 120000}`), as JSON requires.
+
+Most initiative events go to whoever may read the initiative. Those with one nation's quantities
+(joined, committed, participant withdrawn) go to the lead nation, that nation and NATO staff; a
+withdrawal requested or refused to the lead nation and that nation; a bid to the lead nation alone. The
+aggregated demand goes to the initiative's readers.
 """
 
 from __future__ import annotations
@@ -74,6 +79,24 @@ class InitiativeCommitted(_ParticipationEvent):
     funded: dict[str, int]
 
 
+class WithdrawalRequested(_ParticipationEvent):
+    """A committed nation asks to withdraw: the lead nation approves (ParticipantWithdrawn) or refuses it.
+    Released to the lead nation and that nation."""
+
+    event_type: ClassVar[str] = "icep.procurement.initiative.withdrawal_requested.v1"
+
+    reason: str
+
+
+class WithdrawalRefused(_ParticipationEvent):
+    """The lead nation refused a withdrawal: the nation stays committed. Released to the lead nation and
+    that nation."""
+
+    event_type: ClassVar[str] = "icep.procurement.initiative.withdrawal_refused.v1"
+
+    reason: str = Field(description="The reason the nation gave for asking to withdraw")
+
+
 class ParticipantWithdrawn(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.participant_withdrawn.v1"
 
@@ -137,6 +160,21 @@ class TenderPublished(_InitiativeEvent):
     tender_period_end: date
     published_by: str
     published_at: datetime
+
+
+class BidRecorded(_InitiativeEvent):
+    """A supplier's bid on a lot, as the lead nation recorded it: released to the lead nation alone."""
+
+    event_type: ClassVar[str] = "icep.procurement.bid.recorded.v1"
+
+    bid_id: str
+    lot_id: str
+    supplier_id: str
+    quantity: int
+    value: float
+    currency: str
+    recorded_by: str
+    recorded_at: datetime
 
 
 class AwardFigure(EventPayload):

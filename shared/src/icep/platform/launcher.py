@@ -50,6 +50,8 @@ def platform_env(
         "ICEP_VAR_DIR": str(var_dir),
         "ICEP_AUTH_ISSUER": gateway,
         "ICEP_AUTH_JWKS_URL": f"{gateway}/.well-known/jwks.json",
+        # Where callers reach the API (the base of the links a service writes, e.g. OCDS package URIs).
+        "ICEP_PROCUREMENT_PUBLIC_URL": gateway,
     }
     for name, port in ports.items():
         env[f"ICEP_{name.upper()}_PORT"] = str(port)

@@ -10,12 +10,23 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Annotated, Any
 
+import pycountry
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    model_validator,
+)
 
 from icep.contracts import NationCode, Releasability, ReleasabilityScope
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import database, runtime_of, unit_of_work
 from icep.platform.auth import PrincipalDep
+from icep.platform.domain import invalid
 from icep.platform.errors import NotFound, PreconditionRequired
 from icep.platform.events import utcnow
 from icep.platform.http import etag, if_match_version, next_link
@@ -35,6 +46,7 @@ from icep.procurement.domain import (
     Milestone,
     MilestoneStatus,
     Owner,
+    Participation,
     ParticipationStatus,
     RequiredStandard,
     Scale,
@@ -43,6 +55,7 @@ from icep.procurement.domain import (
     YearDemand,
 )
 from icep.procurement.domain import DemandSignal as Signal
+from icep.procurement.settings import ProcurementSettings
 
 initiatives_router = APIRouter(prefix="/v1/initiatives", tags=["initiatives"])
 demand_router = APIRouter(prefix="/v1/demand", tags=["demand"])
@@ -57,15 +70,43 @@ for _r in routers:
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
 Reason = Annotated[str, Field(min_length=1, max_length=2000)]
-Country = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3")]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217", examples=["EUR"])]
+#: ISO 4217 codes newer than OCDS 1.1.5's closed currency codelist: a release naming one would fail the
+#: OCDS schema, so they are refused until the codelist knows them.
+NOT_IN_OCDS_CURRENCIES = frozenset({"SLE", "VED", "XAD", "XCG", "ZWG"})
+
+
+def iso_currency(code: str) -> str:
+    """An ISO 4217 currency code (one OCDS 1.1.5 knows), or a ValueError saying why not."""
+    if pycountry.currencies.get(alpha_3=code) is None:
+        raise ValueError(f"{code} is not an ISO 4217 currency code")
+    if code in NOT_IN_OCDS_CURRENCIES:
+        raise ValueError(f"{code} is not in the currency codelist of OCDS 1.1.5, which releases follow")
+    return code
+
+
+def iso_country(code: str) -> str:
+    """An ISO 3166-1 alpha-3 country code, or a ValueError saying why not."""
+    if pycountry.countries.get(alpha_3=code) is None:
+        raise ValueError(f"{code} is not an ISO 3166-1 alpha-3 country code")
+    return code
+
+
+Country = Annotated[
+    str, Field(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3"), AfterValidator(iso_country)
+]
+Currency = Annotated[
+    str,
+    Field(pattern=r"^[A-Z]{3}$", description="ISO 4217", examples=["EUR"]),
+    AfterValidator(iso_currency),
+]
 Money = Annotated[float, Field(ge=0, le=1e13)]
-Count = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+#: A count of units: a JSON integer (never `true`, `5.0` or `"5"`).
+Count = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
 Nation = Annotated[str, Path(pattern=r"^[A-Z]{2,4}$", description="The participating nation")]
 YearKey = Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
 Quantities = Annotated[
-    dict[YearKey, Annotated[int, Field(ge=0, le=MAX_QUANTITY)]],
+    dict[YearKey, Annotated[StrictInt, Field(ge=0, le=MAX_QUANTITY)]],
     Field(max_length=30, description="Quantity per year, keyed by the year", examples=[{"2026": 12000}]),
 ]
 
@@ -233,6 +274,13 @@ class AwardItemIn(_In):
     quantity: Count
     value: Money
     currency: Currency
+    product_code: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="The supplier's product offered, which must hold verified conformance with every"
+        " required standard edition; default: one of the supplier's products must",
+    )
 
 
 class AwardIn(_In):
@@ -294,14 +342,32 @@ class RequiredStandardOut(BaseModel):
     label: str = Field(examples=["4425 Ed. 2"])
 
 
+_NATION_ONLY = "Null unless the caller is this nation or the lead nation"
+
+
 class ParticipationOut(BaseModel):
+    """A nation's participation. Its quantities and reason are the nation's and the lead nation's to see;
+    other readers see who participates, and how (the aggregate is in the initiative's `demand`)."""
+
     nation: str
     status: ParticipationStatus
-    indicative: dict[str, int]
-    firm: dict[str, int]
-    funded: dict[str, int]
+    indicative: dict[str, int] | None = Field(description=_NATION_ONLY)
+    firm: dict[str, int] | None = Field(description=_NATION_ONLY)
+    funded: dict[str, int] | None = Field(description=_NATION_ONLY)
     joined_at: datetime | None
-    withdrawal_reason: str | None
+    withdrawal_reason: str | None = Field(description=_NATION_ONLY)
+
+    @classmethod
+    def of(cls, p: Participation, *, full: bool) -> ParticipationOut:
+        return cls(
+            nation=p.nation,
+            status=p.status,
+            indicative=years_out(p.indicative) if full else None,
+            firm=years_out(p.firm) if full else None,
+            funded=years_out(p.funded) if full else None,
+            joined_at=p.joined_at,
+            withdrawal_reason=p.withdrawal_reason if full else None,
+        )
 
 
 class DemandOut(BaseModel):
@@ -449,10 +515,12 @@ class InitiativeOut(BaseModel):
     status: InitiativeStatus
     version: int
     created_at: datetime
-    participations: list[ParticipationOut]
+    participations: list[ParticipationOut] = Field(
+        description="Every nation's participation; quantities only the lead nation's and the nation's own"
+    )
     demand: DemandOut
     tender: TenderOut | None
-    bids: list[BidOut]
+    bids: list[BidOut] = Field(description="Empty unless the caller is the lead nation")
     awards: list[AwardOut]
     contracts: list[ContractOut]
     call_offs: list[CallOffOut]
@@ -461,8 +529,12 @@ class InitiativeOut(BaseModel):
     history: list[ChangeOut]
 
     @classmethod
-    def fields_of(cls, i: Initiative) -> dict[str, Any]:
+    def fields_of(cls, i: Initiative, viewer: str) -> dict[str, Any]:
+        """As `viewer` (a nation, or NATO) may see it: the lead nation (NATO staff, when NATO leads) sees
+        everything; any other reader the aggregate demand, who participates and how, its own
+        participation's quantities (when it participates), and no bids."""
         d = i.demand
+        lead = viewer == i.lead_nation
         return {
             "id": i.id,
             "ocid": i.ocid,
@@ -486,16 +558,7 @@ class InitiativeOut(BaseModel):
             "version": i.version,
             "created_at": i.created_at,
             "participations": [
-                ParticipationOut(
-                    nation=p.nation,
-                    status=p.status,
-                    indicative=years_out(p.indicative),
-                    firm=years_out(p.firm),
-                    funded=years_out(p.funded),
-                    joined_at=p.joined_at,
-                    withdrawal_reason=p.withdrawal_reason,
-                )
-                for p in i.participations
+                ParticipationOut.of(p, full=lead or p.nation == viewer) for p in i.participations
             ],
             "demand": DemandOut(
                 participants=d.participants,
@@ -529,7 +592,7 @@ class InitiativeOut(BaseModel):
                     currency=b.currency,
                     received_at=b.received_at,
                 )
-                for b in i.bids
+                for b in (i.bids if lead else ())
             ],
             "awards": [
                 AwardOut(
@@ -560,8 +623,8 @@ class InitiativeOut(BaseModel):
         }
 
     @classmethod
-    def of(cls, i: Initiative) -> InitiativeOut:
-        return cls(**cls.fields_of(i))
+    def of(cls, i: Initiative, viewer: str) -> InitiativeOut:
+        return cls(**cls.fields_of(i, viewer))
 
 
 class ContractSignedOut(InitiativeOut):
@@ -578,9 +641,9 @@ class InitiativePage(BaseModel):
     next: str | None = Field(description="The next page's path and query, or null on the last page")
 
 
-def _initiative(response: Response, i: Initiative) -> InitiativeOut:
+def _initiative(response: Response, i: Initiative, who: Actor) -> InitiativeOut:
     response.headers["ETag"] = etag(i.version)
-    return InitiativeOut.of(i)
+    return InitiativeOut.of(i, who.nation)
 
 
 # --- initiatives: routes --------------------------------------------------------------------------------
@@ -616,7 +679,7 @@ async def propose_initiative(
         ),
     )
     response.headers["Location"] = f"/v1/initiatives/{initiative.id}"
-    return _initiative(response, initiative)
+    return _initiative(response, initiative, who)
 
 
 @initiatives_router.get("", operation_id="listInitiatives", summary="Initiatives the caller may see")
@@ -638,14 +701,16 @@ async def list_initiatives(
         limit=limit,
         after=cursor,
     )
-    return InitiativePage(items=[InitiativeOut.of(i) for i in found], next=next_link(request, after))
+    return InitiativePage(
+        items=[InitiativeOut.of(i, who.nation) for i in found], next=next_link(request, after)
+    )
 
 
 @initiatives_router.get("/{initiative_id}", operation_id="getInitiative", summary="One initiative")
 async def get_initiative(
     initiative_id: str, request: Request, response: Response, who: ActorDep
 ) -> InitiativeOut:
-    return _initiative(response, await service.get_initiative(database(request), who, initiative_id))
+    return _initiative(response, await service.get_initiative(database(request), who, initiative_id), who)
 
 
 @initiatives_router.post(
@@ -655,7 +720,7 @@ async def open_initiative(
     initiative_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
     i = await service.open_initiative(unit_of_work(request), who, initiative_id, expected)
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -669,7 +734,7 @@ async def join_initiative(
     i = await service.join_initiative(
         unit_of_work(request), who, initiative_id, expected, per_year(body.indicative)
     )
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -688,7 +753,7 @@ async def commit_to_initiative(
     i = await service.commit_to_initiative(
         unit_of_work(request), who, initiative_id, expected, per_year(body.firm), per_year(body.funded)
     )
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -707,7 +772,7 @@ async def withdraw_from_initiative(
     i = await service.withdraw_from_initiative(
         unit_of_work(request), who, initiative_id, expected, body.reason
     )
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -719,7 +784,7 @@ async def approve_withdrawal(
     initiative_id: str, nation: Nation, request: Request, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
     i = await service.decide_withdrawal(unit_of_work(request), who, initiative_id, expected, nation, True)
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -731,7 +796,7 @@ async def refuse_withdrawal(
     initiative_id: str, nation: Nation, request: Request, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
     i = await service.decide_withdrawal(unit_of_work(request), who, initiative_id, expected, nation, False)
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -743,7 +808,7 @@ async def close_participation(
     initiative_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
     i = await service.close_participation(unit_of_work(request), who, initiative_id, expected)
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -760,7 +825,7 @@ async def cancel_initiative(
     expected: IfMatch,
 ) -> InitiativeOut:
     i = await service.cancel_initiative(unit_of_work(request), who, initiative_id, expected, body.reason)
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -789,7 +854,7 @@ async def publish_tender(
     i = await service.publish_tender(
         unit_of_work(request), who, initiative_id, expected, lots, body.tender_period_end
     )
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -816,7 +881,7 @@ async def record_bid(
         body.value,
         body.currency,
     )
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -840,11 +905,12 @@ async def award(
             quantity=a.quantity,
             value=a.value,
             currency=a.currency,
+            product_code=a.product_code,
         )
         for a in body.awards
     ]
     i = await service.award(unit_of_work(request), who, initiative_id, expected, awards)
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -881,7 +947,7 @@ async def sign_contract(
     )
     response.headers["Location"] = f"/v1/initiatives/{i.id}/contracts/{contract.id}"
     response.headers["ETag"] = etag(i.version)
-    return ContractSignedOut(**InitiativeOut.fields_of(i), contract_id=contract.id)
+    return ContractSignedOut(**InitiativeOut.fields_of(i, who.nation), contract_id=contract.id)
 
 
 @initiatives_router.get(
@@ -920,7 +986,7 @@ async def record_milestone(
         body.met_on,
         body.reason,
     )
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -954,7 +1020,7 @@ async def place_call_off(
     response.headers["Location"] = f"/v1/initiatives/{i.id}/call-offs/{call_off.id}"
     response.headers["ETag"] = etag(i.version)
     return CallOffPlacedOut(
-        **InitiativeOut.fields_of(i), call_off_id=call_off.id, call_off_ocid=call_off.ocid
+        **InitiativeOut.fields_of(i, who.nation), call_off_id=call_off.id, call_off_ocid=call_off.ocid
     )
 
 
@@ -976,7 +1042,7 @@ async def start_delivery(
     initiative_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
     i = await service.start_delivery(unit_of_work(request), who, initiative_id, expected)
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 @initiatives_router.post(
@@ -988,17 +1054,19 @@ async def close_initiative(
     initiative_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
     i = await service.close_initiative(unit_of_work(request), who, initiative_id, expected)
-    return _initiative(response, i)
+    return _initiative(response, i, who)
 
 
 # --- OCDS -----------------------------------------------------------------------------------------------
 
 
 def public_url(request: Request) -> str:
-    """This request's URL as the caller used it: behind the gateway, its scheme and host."""
-    proto = request.headers.get("x-forwarded-proto") or request.url.scheme
-    host = request.headers.get("x-forwarded-host") or request.url.netloc
-    return f"{proto}://{host}{request.url.path}"
+    """This request's path under the configured public URL (`ICEP_PROCUREMENT_PUBLIC_URL`): never from
+    the request's Host or X-Forwarded-* headers, which a caller controls."""
+    settings = runtime_of(request).settings
+    if not isinstance(settings, ProcurementSettings):
+        settings = ProcurementSettings()
+    return f"{settings.public_url}{request.url.path}"
 
 
 def _published(releases: list[dict[str, Any]]) -> datetime:
@@ -1025,6 +1093,30 @@ async def ocds_release_package(initiative_id: str, request: Request, who: ActorD
 async def ocds_record_package(initiative_id: str, request: Request, who: ActorDep) -> dict[str, Any]:
     i, releases = await service.ocds_releases(database(request), who, initiative_id)
     return ocds.record_package(i.ocid, releases, uri=public_url(request), published_date=_published(releases))
+
+
+@initiatives_router.get(
+    "/{initiative_id}/call-offs/{call_off_id}/ocds",
+    operation_id="callOffOcdsReleasePackage",
+    summary="A call-off's own OCDS process (its ocid, linked to the framework's), as a release package",
+)
+async def call_off_ocds_release_package(
+    initiative_id: str, call_off_id: str, request: Request, who: ActorDep
+) -> dict[str, Any]:
+    _c, releases = await service.call_off_releases(database(request), who, initiative_id, call_off_id)
+    return ocds.release_package(releases, uri=public_url(request), published_date=_published(releases))
+
+
+@initiatives_router.get(
+    "/{initiative_id}/call-offs/{call_off_id}/ocds/record",
+    operation_id="callOffOcdsRecordPackage",
+    summary="A call-off's OCDS record (its releases and the compiled release), as a record package",
+)
+async def call_off_ocds_record_package(
+    initiative_id: str, call_off_id: str, request: Request, who: ActorDep
+) -> dict[str, Any]:
+    c, releases = await service.call_off_releases(database(request), who, initiative_id, call_off_id)
+    return ocds.record_package(c.ocid, releases, uri=public_url(request), published_date=_published(releases))
 
 
 # --- demand signals and the demand picture --------------------------------------------------------------
@@ -1112,7 +1204,16 @@ class YearDemandOut(BaseModel):
         )
 
 
+def _product(product: str) -> str:
+    """A product asked for by name: blank is not a product (it would drop the filter)."""
+    if not product.strip():
+        raise invalid("query.product", "name a product (not blank)")
+    return product.strip()
+
+
 class ProductDemandOut(BaseModel):
+    """One product in one unit (quantities in different units are never added up)."""
+
     product: str
     unit: str
     years: dict[str, YearDemandOut]
@@ -1137,7 +1238,7 @@ def _signal(response: Response, s: Signal) -> SignalOut:
 async def demand(
     request: Request, who: ActorDep, product: Annotated[str | None, Query(max_length=200)] = None
 ) -> DemandPictureOut:
-    found = await service.demand(database(request), who, product)
+    found = await service.demand(database(request), who, None if product is None else _product(product))
     return DemandPictureOut(
         items=[
             ProductDemandOut(
@@ -1224,11 +1325,20 @@ class YearBalanceOut(BaseModel):
     capacity: int = Field(description="Committed capacity of accepted national plans the caller may see")
     gap: int = Field(description="All demand minus capacity: positive is a shortfall")
     firm_gap: int = Field(description="Firm demand (planned, funded, contracted) minus capacity")
+    shortfall_reported: int = Field(
+        description="Output national plans reported short of their ramps in the year's months (the caller"
+        " may see), by the latest report of each month"
+    )
 
 
 class DemandCapacityOut(BaseModel):
     product: str
-    unit: str | None
+    unit: str | None = Field(
+        description="The unit compared: as asked, else the committed capacity's, else the demand's"
+    )
+    other_units: list[str] = Field(
+        description="Units the product is also demanded or committed in, left out of this answer"
+    )
     years: list[YearBalanceOut]
 
 
@@ -1238,12 +1348,22 @@ class DemandCapacityOut(BaseModel):
     summary="Per year: a product's aggregated demand against committed capacity, and the gap",
 )
 async def demand_against_capacity(
-    request: Request, who: ActorDep, product: Annotated[str, Query(min_length=1, max_length=200)]
+    request: Request,
+    who: ActorDep,
+    product: Annotated[str, Query(min_length=1, max_length=200)],
+    unit: Annotated[
+        str | None, Query(min_length=1, max_length=50, description="Default: the committed capacity's")
+    ] = None,
 ) -> DemandCapacityOut:
-    found = await service.demand_against_capacity(database(request), who, product.strip())
+    if unit is not None and not unit.strip():
+        raise invalid("query.unit", "name a unit (not blank), or leave it out")
+    found = await service.demand_against_capacity(
+        database(request), who, _product(product), unit.strip() if unit else None
+    )
     return DemandCapacityOut(
         product=found.product,
         unit=found.unit,
+        other_units=list(found.other_units),
         years=[
             YearBalanceOut(
                 year=b.year,
@@ -1251,6 +1371,7 @@ async def demand_against_capacity(
                 capacity=b.capacity,
                 gap=b.gap,
                 firm_gap=b.firm_gap,
+                shortfall_reported=b.shortfall_reported,
             )
             for b in found.years
         ],
@@ -1263,7 +1384,7 @@ async def demand_against_capacity(
 class OwnerIn(_In):
     name: str = Field(min_length=1, max_length=300)
     country: Country
-    share_percent: float = Field(gt=0, le=100)
+    share_percent: StrictFloat = Field(gt=0, le=100, description="The owners' shares add up to 100 at most")
 
 
 class SupplierCreate(_In):
@@ -1298,8 +1419,22 @@ class SupplierCreate(_In):
     releasability: ReleasabilityIn | None = Field(default=None, description="Default: all Allies")
 
 
+#: The person who adjudicates (their name): recorded with the client they act through.
+Adjudicator = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    Field(description="The name of the person who adjudicates", examples=["Anna Schmidt"]),
+]
+
+
 class MitigationIn(_In):
     mitigation: str = Field(min_length=1, max_length=4000)
+    adjudicator: Adjudicator
+
+
+class BlockIn(_In):
+    reason: Reason
+    adjudicator: Adjudicator
 
 
 class OwnerOut(BaseModel):
@@ -1324,7 +1459,9 @@ class SupplierOut(BaseModel):
     matches: list[str] = Field(description="Potential matches against the restricted lists, for a person")
     lists_version: str | None
     mitigation: str | None
-    adjudicator: str | None
+    adjudicator: str | None = Field(
+        description="The person who adjudicated, with the client they acted through: `Name (client-id)`"
+    )
     blocked_reason: str | None
     adjudicated: list[str] = Field(description="The matches a person cleared")
     awardable: bool
@@ -1434,7 +1571,8 @@ async def get_supplier(supplier_id: str, request: Request, response: Response, w
 @suppliers_router.post(
     "/{supplier_id}/clear",
     operation_id="clearSupplier",
-    summary="A person clears a potential match, with its mitigation (registering nation or NATO)",
+    summary="A named person clears a potential match, with its mitigation (the registering Ally or NATO;"
+    " If-Match required)",
 )
 async def clear_supplier(
     supplier_id: str,
@@ -1444,22 +1582,41 @@ async def clear_supplier(
     who: ActorDep,
     expected: IfMatch,
 ) -> SupplierOut:
-    s = await service.clear_supplier(unit_of_work(request), who, supplier_id, expected, body.mitigation)
+    s = await service.clear_supplier(
+        unit_of_work(request),
+        who,
+        supplier_id,
+        _matches_seen(expected),
+        body.mitigation,
+        body.adjudicator,
+    )
     return _supplier(response, s)
 
 
 @suppliers_router.post(
     "/{supplier_id}/block",
     operation_id="blockSupplier",
-    summary="A person blocks a supplier on a potential match, saying why (registering nation or NATO)",
+    summary="A named person blocks a supplier on a potential match, saying why (the registering Ally or"
+    " NATO; If-Match required)",
 )
 async def block_supplier(
     supplier_id: str,
-    body: ReasonIn,
+    body: BlockIn,
     request: Request,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> SupplierOut:
-    s = await service.block_supplier(unit_of_work(request), who, supplier_id, expected, body.reason)
+    s = await service.block_supplier(
+        unit_of_work(request), who, supplier_id, _matches_seen(expected), body.reason, body.adjudicator
+    )
     return _supplier(response, s)
+
+
+def _matches_seen(expected: int | None) -> int:
+    """A person adjudicates the matches they saw: the version they read, as If-Match."""
+    if expected is None:
+        raise PreconditionRequired(
+            "adjudicating a supplier needs If-Match with the ETag of the version whose matches you read"
+        )
+    return expected

@@ -15,14 +15,16 @@ standard edition the initiative requires.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from enum import StrEnum
+from functools import cached_property
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
-from icep.contracts.releasability import nation_tokens, reader_tokens
+from icep.contracts.releasability import ALLIES_TOKEN, nation_tokens, reader_tokens
 from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
 from icep.platform.domain import invalid, transition
 from icep.platform.errors import Conflict, Forbidden, IllegalTransition, NotFound
@@ -52,6 +54,18 @@ class Change:
 
 def may_read(r: Releasability, nation: str) -> bool:
     return not reader_tokens(r).isdisjoint(nation_tokens(nation))
+
+
+def readers_missing(record: Releasability, wider: Releasability) -> list[str]:
+    """The readers of what is released as `wider` who may not read `record`: `ALLIES` when `wider` is
+    released to every Ally and `record` is not, and each nation (or NATO) among `wider`'s readers that
+    `record` does not reach. Empty when everyone who may read the one may read the other."""
+    have = reader_tokens(record)
+    return sorted(
+        token
+        for token in reader_tokens(wider)
+        if (token not in have if token == ALLIES_TOKEN else have.isdisjoint(nation_tokens(token)))
+    )
 
 
 def _check_procurement_staff(actor: Actor) -> None:
@@ -291,6 +305,8 @@ class AwardInput:
     quantity: int
     value: float
     currency: str
+    #: The supplier's product offered: it must hold every required edition. None: one of its products must.
+    product_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -298,8 +314,24 @@ class SupplierStanding:
     """What an award needs to know of a supplier: its screening and its products' verified conformance."""
 
     supplier: Supplier
-    #: Standard editions (number, edition) one of its products holds verified, unexpired conformance with.
-    verified: frozenset[tuple[str, int]]
+    #: Per product code of the supplier: the standard editions (number, edition) that product holds
+    #: verified, unexpired conformance with. One product must hold every required edition on its own.
+    verified: Mapping[str, frozenset[tuple[str, int]]]
+
+    def missing(
+        self, required: Sequence[RequiredStandard], product_code: str | None = None
+    ) -> tuple[str | None, list[RequiredStandard]]:
+        """The product that comes closest to holding every required edition (`product_code` if given,
+        else the supplier's product missing the fewest, the first of them on a tie), and the editions it
+        is missing; (None, all required) when the supplier has no product."""
+        codes = [product_code] if product_code is not None else list(self.supplier.products)
+        best: tuple[str | None, list[RequiredStandard]] = (None, list(required))
+        for code in codes:
+            held = self.verified.get(code, frozenset())
+            lacking = [s for s in required if (s.number, s.edition) not in held]
+            if best[0] is None or len(lacking) < len(best[1]):
+                best = (code, lacking)
+        return best
 
 
 @dataclass(frozen=True)
@@ -353,6 +385,10 @@ class Initiative:
             raise invalid("body.title", "an initiative needs a title")
         if not item.product.strip() or not item.unit.strip():
             raise invalid("body.item", "an initiative buys a named product in a unit")
+        if not capability_area.strip():
+            raise invalid("body.capability_area", "an initiative names its capability area")
+        if procuring_entity is not None and not procuring_entity.strip():
+            raise invalid("body.procuring_entity", "name the procuring entity, or leave it out")
         if participation_deadline < now.date():
             raise invalid("body.participation_deadline", "the participation deadline has passed")
         unknown = [p for p in open_to_partners if p not in PARTNERS]
@@ -376,7 +412,7 @@ class Initiative:
             title=title.strip(),
             description=description.strip(),
             item=item,
-            capability_area=capability_area,
+            capability_area=capability_area.strip(),
             required_standards=tuple(required_standards),
             lead_nation=actor.nation,
             procuring_entity=(procuring_entity or ("NSPA" if actor.nation == NATO else actor.nation)).strip(),
@@ -443,7 +479,25 @@ class Initiative:
         next_initiative_status("close_participation", self.status)  # a wrong state is named first
         if not any(p.status in ACTIVE for p in self.participations):
             raise IllegalTransition("initiative", "close participation of", "an initiative nobody joined")
+        self._check_no_pending_withdrawal("close participation")
         return self._move("close_participation", actor, now)
+
+    @property
+    def pending_withdrawals(self) -> tuple[str, ...]:
+        """Nations whose withdrawal request waits for the lead nation's decision."""
+        return tuple(
+            p.nation for p in self.participations if p.status is ParticipationStatus.WITHDRAWAL_REQUESTED
+        )
+
+    def _check_no_pending_withdrawal(self, action: str) -> None:
+        """The demand is settled first: a request left waiting would be stuck once the demand is closed."""
+        pending = self.pending_withdrawals
+        if pending:
+            raise Conflict(
+                f"cannot {action} while withdrawal requests of {', '.join(pending)} are pending: the lead"
+                " nation approves or refuses them first",
+                pending_withdrawals=list(pending),
+            )
 
     def cancel(self, actor: Actor, reason: str, now: datetime) -> Initiative:
         self._lead_only(actor, "cancel it")
@@ -576,6 +630,8 @@ class Initiative:
         self, actor: Actor, lots: Sequence[Lot], period_end: date, now: datetime
     ) -> Initiative:
         self._lead_only(actor, "publish the tender")
+        next_initiative_status("publish_tender", self.status)  # a wrong state is named first
+        self._check_no_pending_withdrawal("publish the tender")
         if not lots:
             raise invalid("body.lots", "a tender has at least one lot")
         if len({lot.id for lot in lots}) != len(lots):
@@ -599,7 +655,20 @@ class Initiative:
             raise invalid("body.quantity", f"a bid is for 1 to {lot.quantity} {self.item.unit}")
         if supplier.id != bid.supplier_id:
             raise invalid("body.supplier_id", "the bid names another supplier")
+        self._check_released_as_widely(supplier, "body.supplier_id")
         return self._record("record_bid", actor, now, note=supplier.name, bids=(*self.bids, bid))
+
+    def _check_released_as_widely(self, supplier: Supplier, location: str) -> None:
+        """A bid or an award copies the supplier's name and scale into the initiative (its API output, its
+        OCDS parties, its events): only a supplier record that everyone who may read the initiative may
+        read is named in it."""
+        missing = readers_missing(supplier.releasability, self.releasability)
+        if missing:
+            raise invalid(
+                location,
+                f"supplier {supplier.id}'s record is not released to {', '.join(missing)}, who may read this"
+                " initiative: release the supplier record as widely as the initiative",
+            )
 
     def award(
         self,
@@ -617,7 +686,7 @@ class Initiative:
             raise invalid("body.awards", "an award names at least one supplier")
         per_lot: dict[str, int] = {}
         made = []
-        for award_id, a in awards:
+        for n, (award_id, a) in enumerate(awards):
             lot = next((x for x in self.tender.lots if x.id == a.lot_id), None)
             if lot is None:
                 raise invalid("body.awards", f"the tender has no lot {a.lot_id}")
@@ -626,8 +695,13 @@ class Initiative:
                 raise invalid("body.awards", f"lot {lot.id} is for {lot.quantity} {self.item.unit} in all")
             standing = standings.get(a.supplier_id)
             if standing is None:
-                raise invalid("body.awards", f"no supplier {a.supplier_id}")
+                raise invalid(f"body.awards.{n}.supplier_id", f"no supplier {a.supplier_id}")
             supplier = standing.supplier
+            self._check_released_as_widely(supplier, f"body.awards.{n}.supplier_id")
+            if a.product_code is not None and a.product_code not in supplier.products:
+                raise invalid(
+                    f"body.awards.{n}.product_code", f"{a.product_code} is not a product of {supplier.name}"
+                )
             if supplier.screening not in (Screening.CLEAR, Screening.CLEARED):
                 raise AwardRefused(
                     f"{supplier.name} is {supplier.screening.value.replace('_', ' ')} in supply-chain"
@@ -635,14 +709,23 @@ class Initiative:
                     supplier_id=supplier.id,
                     screening=supplier.screening.value,
                 )
-            missing = [
-                s.label for s in self.required_standards if (s.number, s.edition) not in standing.verified
-            ]
-            if missing:
+            product, lacking = standing.missing(self.required_standards, a.product_code)
+            if lacking:
+                missing = [s.label for s in lacking]
+                if product is None:
+                    which = f"{supplier.name} has no product on record: none"
+                elif a.product_code is not None or len(supplier.products) == 1:
+                    which = f"{supplier.name}'s product {product}"
+                else:
+                    which = (
+                        f"no single product of {supplier.name} holds every required edition: the closest,"
+                        f" {product},"
+                    )
                 raise AwardRefused(
-                    f"{supplier.name} holds no verified conformance with {', '.join(missing)}, which this"
-                    " initiative requires",
+                    f"{which} holds no verified conformance with {', '.join(missing)}, which this initiative"
+                    " requires",
                     supplier_id=supplier.id,
+                    product_code=product,
                     missing_standards=missing,
                 )
             made.append(
@@ -679,6 +762,8 @@ class Initiative:
             raise invalid("body.buyer", f"{call_off.buyer} has no firm commitment in this initiative")
         if call_off.quantity <= 0:
             raise invalid("body.quantity", "a call-off is for at least one unit")
+        if call_off.delivery_by <= now.date():
+            raise invalid("body.delivery_by", "a call-off is delivered by a day still to come")
         if call_off.currency != contract.currency:
             raise invalid("body.currency", f"the framework contract is in {contract.currency}")
         award = next(a for a in self.awards if a.id == contract.award_id)
@@ -797,6 +882,8 @@ class DemandSignal:
             raise Forbidden("demand signals come from nations")
         if not product.strip() or not unit.strip():
             raise invalid("body.product", "a demand signal names a product and a unit")
+        if not capability_area.strip():
+            raise invalid("body.capability_area", "a demand signal names its capability area")
         q = check_quantities(quantities, "body.quantities")
         if not q:
             raise invalid("body.quantities", "a demand signal has a quantity for at least one year")
@@ -804,7 +891,16 @@ class DemandSignal:
         if release.owner != actor.nation:
             raise invalid("body.releasability", f"the signal belongs to {actor.nation}")
         return cls(
-            id, actor.nation, product.strip(), capability_area, unit.strip(), firmness, q, release, 1, now
+            id,
+            actor.nation,
+            product.strip(),
+            capability_area.strip(),
+            unit.strip(),
+            firmness,
+            q,
+            release,
+            1,
+            now,
         )
 
     def revise(
@@ -872,23 +968,23 @@ class ProductDemand:
 
 
 def demand_picture(signals: Iterable[DemandSignal], initiatives: Iterable[Initiative]) -> list[ProductDemand]:
-    """Per product and year: standing signals and initiative demand, by firmness."""
-    by_product: dict[str, dict[int, YearDemand]] = {}
-    units: dict[str, str] = {}
-    counts: dict[str, list[int]] = {}
+    """Per product, unit and year: standing signals and initiative demand, by firmness. Quantities in
+    different units are never added up: a product demanded in two units has a line for each."""
+    by_product: dict[tuple[str, str], dict[int, YearDemand]] = {}
+    counts: dict[tuple[str, str], list[int]] = {}
     for s in signals:
-        years = by_product.setdefault(s.product, {})
-        units.setdefault(s.product, s.unit)
-        counts.setdefault(s.product, [0, 0])[0] += 1
+        key = (s.product, s.unit)
+        years = by_product.setdefault(key, {})
+        counts.setdefault(key, [0, 0])[0] += 1
         for y, q in s.quantities.items():
             years[y] = years.get(y, YearDemand()).plus(s.firmness, q)
     for i in initiatives:
         d = initiative_demand(i)
         if not d:
             continue
-        years = by_product.setdefault(i.item.product, {})
-        units.setdefault(i.item.product, i.item.unit)
-        counts.setdefault(i.item.product, [0, 0])[1] += 1
+        key = (i.item.product, i.item.unit)
+        years = by_product.setdefault(key, {})
+        counts.setdefault(key, [0, 0])[1] += 1
         for y, yd in d.items():
             cur = years.get(y, YearDemand())
             years[y] = YearDemand(
@@ -898,8 +994,8 @@ def demand_picture(signals: Iterable[DemandSignal], initiatives: Iterable[Initia
                 cur.contracted + yd.contracted,
             )
     return [
-        ProductDemand(p, units[p], dict(sorted(by_product[p].items())), counts[p][0], counts[p][1])
-        for p in sorted(by_product)
+        ProductDemand(p, u, dict(sorted(by_product[p, u].items())), counts[p, u][0], counts[p, u][1])
+        for p, u in sorted(by_product)
     ]
 
 
@@ -912,17 +1008,22 @@ class YearBalance:
     gap: int
     #: Firm demand (planned, funded, contracted) minus capacity.
     firm_gap: int
+    #: Output the plans reported short of their ramps in months of the year (latest report per month).
+    shortfall_reported: int = 0
 
 
 def demand_against_capacity(
-    demand: Mapping[int, YearDemand], capacity: Mapping[int, int]
+    demand: Mapping[int, YearDemand],
+    capacity: Mapping[int, int],
+    shortfalls: Mapping[int, int] | None = None,
 ) -> list[YearBalance]:
-    years = sorted(set(demand) | set(capacity))
+    short = shortfalls or {}
+    years = sorted(set(demand) | set(capacity) | set(short))
     out = []
     for y in years:
         d = demand.get(y, YearDemand())
         c = capacity.get(y, 0)
-        out.append(YearBalance(y, d, c, d.total - c, d.firm - c))
+        out.append(YearBalance(y, d, c, d.total - c, d.firm - c, short.get(y, 0)))
     return out
 
 
@@ -943,6 +1044,15 @@ class Screening(StrEnum):
     BLOCKED = "blocked"
 
 
+def name_key(name: str) -> str:
+    """A name as screening compares it: Unicode compatibility forms folded (NFKC, so full-width letters,
+    ligatures and non-breaking spaces are the plain ones), invisible format characters (zero-width spaces
+    and joiners, soft hyphens) dropped, whitespace trimmed and collapsed to one space, case folded."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    visible = "".join(c for c in folded if unicodedata.category(c) != "Cf")
+    return " ".join(visible.split())
+
+
 @dataclass(frozen=True)
 class Owner:
     name: str
@@ -957,9 +1067,14 @@ class ScreeningLists:
     countries: frozenset[str]
     parties: frozenset[str]
 
+    @cached_property
+    def party_keys(self) -> frozenset[str]:
+        """The restricted parties' names as compared (`name_key`)."""
+        return frozenset(k for k in map(name_key, self.parties) if k)
+
     @property
     def version(self) -> str:
-        text = "|".join(sorted(self.countries)) + "#" + "|".join(sorted(p.casefold() for p in self.parties))
+        text = "|".join(sorted(self.countries)) + "#" + "|".join(sorted(self.party_keys))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -1007,9 +1122,21 @@ class Supplier:
         _check_procurement_staff(actor)
         if not organisation_id.strip() or not name.strip():
             raise invalid("body.name", "a supplier has an organisation id and a name")
-        for i, o in enumerate(ownership_chain):
+        owners = tuple(replace(o, name=o.name.strip()) for o in ownership_chain)
+        for i, o in enumerate(owners):
+            if not o.name:
+                raise invalid(f"body.ownership_chain.{i}.name", "an owner has a name")
             if not 0 < o.share_percent <= 100:
                 raise invalid(f"body.ownership_chain.{i}.share_percent", "a share is above 0 and at most 100")
+        total = sum(o.share_percent for o in owners)
+        if total > 100 + 1e-9:
+            raise invalid(
+                "body.ownership_chain", f"the owners' shares add up to {total:g} %, more than 100 %"
+            )
+        if ultimate_parent is not None:
+            ultimate_parent = ultimate_parent.strip()
+            if not ultimate_parent:
+                raise invalid("body.ultimate_parent", "an ultimate parent has a name")
         if (ultimate_parent is None) != (ultimate_parent_country is None):
             raise invalid("body.ultimate_parent_country", "an ultimate parent comes with its country")
         release = releasability or Releasability(owner=actor.nation, scope=ReleasabilityScope.ALLIES)
@@ -1023,7 +1150,7 @@ class Supplier:
             country_of_incorporation=country_of_incorporation,
             ultimate_parent=ultimate_parent,
             ultimate_parent_country=ultimate_parent_country,
-            ownership_chain=tuple(ownership_chain),
+            ownership_chain=owners,
             products=tuple(dict.fromkeys(p.strip() for p in products if p.strip())),
             nation=actor.nation,
             releasability=release,
@@ -1034,9 +1161,11 @@ class Supplier:
             history=(Change("registered", Screening.PENDING.value, actor.id, now),),
         )
 
-    def find_matches(self, lists: ScreeningLists) -> tuple[str, ...]:
+    def find_matches(self, lists: ScreeningLists, blocked_elsewhere: Sequence[str] = ()) -> tuple[str, ...]:
         """Every reason the supplier may be under hostile influence, by the lists: where it is incorporated,
-        who ultimately controls it, who owns it, and whether any of them is a restricted party."""
+        who ultimately controls it, who owns it, and whether any of them is a restricted party (names
+        compared as `name_key` makes them); and every nation that blocked the same organisation
+        (`blocked_elsewhere`: what the service found on other supplier records)."""
         found: list[str] = []
         if self.country_of_incorporation in lists.countries:
             found.append(f"incorporated in {self.country_of_incorporation}")
@@ -1045,16 +1174,18 @@ class Supplier:
         for o in self.ownership_chain:
             if o.country in lists.countries:
                 found.append(f"owner {o.name} ({o.share_percent:g} %) in {o.country}")
-        parties = {p.casefold() for p in lists.parties}
         for who in (self.name, self.ultimate_parent, *(o.name for o in self.ownership_chain)):
-            if who and who.casefold() in parties:
+            if who and name_key(who) in lists.party_keys:
                 found.append(f"{who} is a restricted party")
+        for nation in sorted(set(blocked_elsewhere)):
+            found.append(f"organisation {self.organisation_id} is blocked by {nation}")
         return tuple(dict.fromkeys(found))
 
-    def screen(self, lists: ScreeningLists, now: datetime) -> Supplier:
-        """Screen against the lists in force. No match: clear. A match: a potential match for a person to
-        adjudicate, unless a person already cleared exactly these matches. A block stands."""
-        matches = self.find_matches(lists)
+    def screen(self, lists: ScreeningLists, now: datetime, blocked_elsewhere: Sequence[str] = ()) -> Supplier:
+        """Screen against the lists in force and the blocks other nations put on the same organisation. No
+        match: clear. A match: a potential match for a person to adjudicate, unless a person already
+        cleared exactly these matches. A block stands."""
+        matches = self.find_matches(lists, blocked_elsewhere)
         if self.screening is Screening.BLOCKED:
             status = Screening.BLOCKED
         elif not matches:
@@ -1072,43 +1203,54 @@ class Supplier:
             history=(*self.history, Change("screened", status.value, "screening", now, "; ".join(matches))),
         )
 
-    def _check_adjudicator(self, actor: Actor) -> None:
-        if PROCUREMENT_ROLE not in actor.roles or actor.nation not in (self.nation, NATO):
-            raise Forbidden(f"only {self.nation}'s or NATO's procurement staff adjudicate this supplier")
+    def _adjudicator(self, actor: Actor, person: str) -> str:
+        """Who adjudicates, as recorded: the named person, with the client they act through. Only the
+        registering Ally's or NATO's procurement staff adjudicate (a partner does not, even for a supplier
+        it registered), and only a potential match."""
+        allowed = (NATO,) if self.nation in PARTNERS else (self.nation, NATO)
+        if PROCUREMENT_ROLE not in actor.roles or actor.nation not in allowed:
+            whose = "NATO's" if self.nation in PARTNERS else f"{self.nation}'s or NATO's"
+            raise Forbidden(f"only {whose} procurement staff adjudicate this supplier")
         if self.screening is not Screening.POTENTIAL_MATCH:
             raise IllegalTransition("supplier", "adjudicate", self.screening.value)
+        name = " ".join(person.split())
+        if not name:
+            raise invalid("body.adjudicator", "a named person adjudicates: give their name")
+        return f"{name} ({actor.id})"
 
-    def clear(self, actor: Actor, mitigation: str, now: datetime) -> Supplier:
-        """A named person clears a potential match, with the mitigation that makes it acceptable."""
-        self._check_adjudicator(actor)
+    def clear(self, actor: Actor, mitigation: str, now: datetime, *, adjudicator: str) -> Supplier:
+        """A named person (`adjudicator`) clears a potential match, with the mitigation that makes it
+        acceptable."""
+        who = self._adjudicator(actor, adjudicator)
         if not mitigation.strip():
             raise invalid("body.mitigation", "clearing a potential match records its mitigation")
         return replace(
             self,
             screening=Screening.CLEARED,
             mitigation=mitigation.strip(),
-            adjudicator=actor.id,
+            adjudicator=who,
             adjudicated=self.matches,
             version=self.version + 1,
             history=(
                 *self.history,
-                Change("cleared", Screening.CLEARED.value, actor.id, now, mitigation.strip()),
+                Change("cleared", Screening.CLEARED.value, who, now, mitigation.strip()),
             ),
         )
 
-    def block(self, actor: Actor, reason: str, now: datetime) -> Supplier:
-        self._check_adjudicator(actor)
+    def block(self, actor: Actor, reason: str, now: datetime, *, adjudicator: str) -> Supplier:
+        """A named person (`adjudicator`) blocks a supplier on a potential match, saying why."""
+        who = self._adjudicator(actor, adjudicator)
         if not reason.strip():
             raise invalid("body.reason", "blocking a supplier says why")
         return replace(
             self,
             screening=Screening.BLOCKED,
             blocked_reason=reason.strip(),
-            adjudicator=actor.id,
+            adjudicator=who,
             version=self.version + 1,
             history=(
                 *self.history,
-                Change("blocked", Screening.BLOCKED.value, actor.id, now, reason.strip()),
+                Change("blocked", Screening.BLOCKED.value, who, now, reason.strip()),
             ),
         )
 
@@ -1144,17 +1286,16 @@ def verified_editions(
     claims: Iterable[KnownConformance],
     standards: Mapping[str, KnownStandard],
     on: date,
-) -> frozenset[tuple[str, int]]:
-    """The standard editions (number, edition) that one of `products` holds verified, unexpired
-    conformance with."""
-    mine = set(products)
-    out = set()
+) -> dict[str, frozenset[tuple[str, int]]]:
+    """Per product code of `products`: the standard editions (number, edition) that product holds
+    verified, unexpired conformance with (what one product holds is never credited to another)."""
+    out: dict[str, set[tuple[str, int]]] = {p: set() for p in products}
     for c in claims:
-        if c.product_code not in mine or c.status != "verified":
+        if c.product_code not in out or c.status != "verified":
             continue
         if c.expires_on is not None and c.expires_on <= on:
             continue
         s = standards.get(c.standard_id)
         if s is not None:
-            out.add((s.number, s.edition))
-    return frozenset(out)
+            out[c.product_code].add((s.number, s.edition))
+    return {p: frozenset(held) for p, held in out.items()}

@@ -1,8 +1,11 @@
 """Events the procurement service consumes: local read models of other services' facts.
 
-- Plans: each accepted plan's capacity commitments (planned output per year, by the ramp) with who may
-  see them, dropped when the plan is superseded or withdrawn and re-marked when the owner releases it
-  anew. Demand against capacity counts only the rows a caller may read.
+- Plans: each accepted plan's capacity commitments (planned output per year, by the ramp) and the
+  shortfalls reported against them (one per commitment and month: a later report replaces it), with who
+  may see them; dropped when the plan is superseded or withdrawn and re-marked when the owner releases it
+  anew. An ended plan leaves a tombstone (`ended_plans`), so a commitment or shortfall of it arriving late
+  (a redriven dead letter, a replay under a new event id) is not counted again. Demand against capacity
+  counts only the rows a caller may read.
 - Standards: each standard edition's status, and each product's conformance claims (an award needs
   verified, unexpired conformance). A required edition superseded or cancelled flags the open initiatives
   that require it.
@@ -14,7 +17,7 @@ a late copy never rolls a row back.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -27,6 +30,7 @@ from icep.contracts.plans import (
     PlanReleased,
     PlanSuperseded,
     PlanWithdrawn,
+    ShortfallDetected,
     planned_in_year,
 )
 from icep.contracts.releasability import ALLIES_TOKEN, encode_tokens, reader_tokens
@@ -45,7 +49,13 @@ from icep.contracts.standards import (
 from icep.platform.consumer import Handler
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.procurement import service
-from icep.procurement.models import CapacityRow, KnownConformanceRow, KnownStandardRow
+from icep.procurement.models import (
+    CapacityRow,
+    EndedPlanRow,
+    KnownConformanceRow,
+    KnownStandardRow,
+    ShortfallRow,
+)
 
 SUBSCRIBED_TOPICS: list[str] = ["icep.plans.events", "icep.standards.events"]
 
@@ -78,8 +88,20 @@ def yearly_output(c: CapacityCommitted) -> dict[str, int]:
     }
 
 
+async def has_ended(session: AsyncSession, plan_id: str) -> bool:
+    """The plan was superseded or withdrawn (both for good): nothing of it counts any more."""
+    return await session.get(EndedPlanRow, plan_id) is not None
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; the service stores UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 async def capacity_committed(session: AsyncSession, event: ReceivedEvent) -> None:
     c = event.payload(CapacityCommitted)
+    if await has_ended(session, c.plan_id):
+        return
     row = await session.get(CapacityRow, (c.plan_id, c.commitment_key), with_for_update=True)
     if row is not None and row.plan_version > c.version:
         return
@@ -106,15 +128,62 @@ async def capacity_committed(session: AsyncSession, event: ReceivedEvent) -> Non
     row.updated_at = utcnow()
 
 
+async def shortfall_detected(session: AsyncSession, event: ReceivedEvent) -> None:
+    """A month's output fell short of the ramp: kept per commitment and month, a later report replacing an
+    earlier one (an older copy arriving late changes nothing)."""
+    s = event.payload(ShortfallDetected)
+    if await has_ended(session, s.plan_id):
+        return
+    month = s.month.replace(day=1)
+    reported = _aware(event.time)
+    row = await session.get(ShortfallRow, (s.plan_id, s.commitment_key, month), with_for_update=True)
+    if row is not None and (
+        row.plan_version > s.version or (row.plan_version == s.version and _aware(row.reported_at) > reported)
+    ):
+        return
+    capacity = await session.get(CapacityRow, (s.plan_id, s.commitment_key))
+    release = Releasability.from_marking(event.nation or s.nation, event.releasable_to)
+    if row is None:
+        row = ShortfallRow(
+            plan_id=s.plan_id,
+            commitment_key=s.commitment_key,
+            month=month,
+            nation=s.nation,
+            product=s.product,
+            planned_output=s.planned_output,
+            actual_output=s.actual_output,
+            shortfall=s.shortfall,
+            plan_version=s.version,
+            reported_at=reported,
+            releasable_to=event.releasable_to,
+            updated_at=utcnow(),
+        )
+        session.add(row)
+    row.nation = s.nation
+    row.product = s.product
+    row.unit = capacity.unit if capacity is not None else row.unit
+    row.planned_output = s.planned_output
+    row.actual_output = s.actual_output
+    row.shortfall = max(s.shortfall, 0)
+    row.plan_version = s.version
+    row.reported_at = reported
+    row.releasable_to = event.releasable_to
+    row.readers = encode_tokens(reader_tokens(release))
+    row.updated_at = utcnow()
+
+
 async def plan_ended(session: AsyncSession, event: ReceivedEvent) -> None:
-    """Superseded or withdrawn: its commitments no longer count."""
+    """Superseded or withdrawn: its commitments and shortfalls no longer count, and a tombstone keeps them
+    from coming back with a late event."""
     model = PlanSuperseded if event.type == PlanSuperseded.event_type else PlanWithdrawn
     p = event.payload(model)
-    await session.execute(
-        sa.delete(CapacityRow).where(
-            col(CapacityRow.plan_id) == p.plan_id, col(CapacityRow.plan_version) <= p.version
-        )
-    )
+    tombstone = await session.get(EndedPlanRow, p.plan_id, with_for_update=True)
+    if tombstone is None:
+        session.add(EndedPlanRow(plan_id=p.plan_id, version=p.version, ended_at=_aware(event.time)))
+    elif tombstone.version < p.version:
+        tombstone.version = p.version
+    await session.execute(sa.delete(CapacityRow).where(col(CapacityRow.plan_id) == p.plan_id))
+    await session.execute(sa.delete(ShortfallRow).where(col(ShortfallRow.plan_id) == p.plan_id))
 
 
 async def plan_released(session: AsyncSession, event: ReceivedEvent) -> None:
@@ -122,16 +191,17 @@ async def plan_released(session: AsyncSession, event: ReceivedEvent) -> None:
     the capacity release, as the capacity events of the plan do."""
     p = event.payload(PlanReleased)
     release = widest(p.nation, p.releasable_to, p.capacity_releasable_to)
-    await session.execute(
-        sa.update(CapacityRow)
-        .where(col(CapacityRow.plan_id) == p.plan_id, col(CapacityRow.plan_version) <= p.version)
-        .values(
-            releasable_to=release.marking(),
-            readers=encode_tokens(reader_tokens(release)),
-            plan_version=p.version,
-            updated_at=utcnow(),
+    for table in (CapacityRow, ShortfallRow):
+        await session.execute(
+            sa.update(table)
+            .where(col(table.plan_id) == p.plan_id, col(table.plan_version) <= p.version)
+            .values(
+                releasable_to=release.marking(),
+                readers=encode_tokens(reader_tokens(release)),
+                plan_version=p.version,
+                updated_at=utcnow(),
+            )
         )
-    )
 
 
 # --- standards and conformance --------------------------------------------------------------------------
@@ -208,6 +278,7 @@ HANDLERS: dict[str, Handler] = {
     PlanSuperseded.event_type: plan_ended,
     PlanWithdrawn.event_type: plan_ended,
     PlanReleased.event_type: plan_released,
+    ShortfallDetected.event_type: shortfall_detected,
     **{t: standard_changed for t in STANDARD_STATUS},
     **{t: conformance_changed for t in CONFORMANCE_STATUS},
 }

@@ -3,8 +3,8 @@
 An initiative and a supplier are each kept whole as a JSON `document` (the domain record, nested parts
 and history included), with the columns searched, filtered and locked on beside it; `readers` holds the
 reader tokens (`,ALLIES,DEU,`) so lists and aggregates filter by releasability in SQL. OCDS releases are
-immutable rows, one per published change. The read models (`capacity_commitments`, `known_standards`,
-`known_conformance`) are local copies built from other services' events.
+immutable rows, one per published change. The read models (`capacity_commitments`, `capacity_shortfalls`,
+`ended_plans`, `known_standards`, `known_conformance`) are local copies built from other services' events.
 """
 
 from __future__ import annotations
@@ -97,6 +97,42 @@ class CapacityRow(ProcurementTable, table=True):
     unit: str = Field(max_length=50)
     plan_version: int
     yearly: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    #: The `releasableto` marking of the event it came from, and the reader tokens derived from it.
+    releasable_to: str = Field(max_length=400)
+    readers: str = Field(default="", max_length=400)
+    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class EndedPlanRow(ProcurementTable, table=True):
+    """Read model: a plan superseded or withdrawn (for good), so a capacity commitment or shortfall of it
+    arriving late (a redriven dead letter, a replay under a new event id) is not counted again."""
+
+    __tablename__ = "ended_plans"
+
+    plan_id: str = Field(primary_key=True, max_length=36)
+    version: int
+    ended_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class ShortfallRow(ProcurementTable, table=True):
+    """Read model: a month's shortfall of a capacity commitment against its ramp, as the plans service last
+    reported it (a later report of the same month replaces it)."""
+
+    __tablename__ = "capacity_shortfalls"
+
+    plan_id: str = Field(primary_key=True, max_length=36)
+    commitment_key: str = Field(primary_key=True, max_length=100)
+    month: date = Field(primary_key=True)
+    nation: str = Field(max_length=8)
+    product: str = Field(index=True, max_length=200)
+    #: The commitment's unit, when its capacity is known here.
+    unit: str | None = Field(default=None, max_length=50)
+    planned_output: int
+    actual_output: int
+    shortfall: int
+    plan_version: int
+    #: When the plans service reported it (the event's time): an older report never replaces a newer one.
+    reported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     #: The `releasableto` marking of the event it came from, and the reader tokens derived from it.
     releasable_to: str = Field(max_length=400)
     readers: str = Field(default="", max_length=400)

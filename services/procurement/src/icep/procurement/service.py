@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, TypeVar
@@ -21,10 +22,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from icep.contracts import EventPayload, Releasability
+from icep.contracts import EventPayload, Releasability, ReleasabilityScope
+from icep.contracts.nations import NATO
 from icep.contracts.procurement import (
     AwardFigure,
     AwardMade,
+    BidRecorded,
     CallOffPlaced,
     ContractSigned,
     DemandAggregated,
@@ -50,6 +53,8 @@ from icep.contracts.procurement import (
     SupplierRegistered,
     SupplierScreened,
     TenderPublished,
+    WithdrawalRefused,
+    WithdrawalRequested,
 )
 from icep.contracts.releasability import encode_tokens, nation_tokens, reader_tokens
 from icep.platform.db import Database
@@ -92,11 +97,15 @@ from icep.procurement.models import (
     KnownConformanceRow,
     KnownStandardRow,
     OcdsReleaseRow,
+    ShortfallRow,
     SupplierRow,
 )
 from icep.procurement.settings import current_lists
 
 log = logging.getLogger("icep.procurement")
+
+#: A standard edition in one of these states flags the initiatives (not yet contracted) requiring it.
+WITHDRAWN_STANDARD_STATUSES = ("superseded", "cancelled")
 
 T = TypeVar("T")
 
@@ -199,7 +208,19 @@ def _years(q: Mapping[int, int]) -> dict[str, int]:
 
 
 def _demand_event(i: Initiative) -> DemandAggregated:
+    """The initiative's aggregated demand; a cancelled one's demand leaves the picture: zeros for every
+    year it had."""
     d = i.demand
+    if i.status is InitiativeStatus.CANCELLED:
+        gone = dict.fromkeys(sorted(set(d.indicative) | set(d.firm) | set(d.funded)), 0)
+        return DemandAggregated(
+            **_fields(i),
+            unit=i.item.unit,
+            participants=0,
+            indicative=_years(gone),
+            firm=_years(gone),
+            funded=_years(gone),
+        )
     return DemandAggregated(
         **_fields(i),
         unit=i.item.unit,
@@ -278,11 +299,69 @@ async def propose_initiative(uow: UnitOfWorkFactory, actor: Actor, new: NewIniti
             ),
         )
         await _record_release(tx.session, initiative, "proposed", now)
+        # A required edition already superseded or cancelled is flagged at once, as a later one would be.
+        withdrawn = await _withdrawn_standards(tx.session, initiative.required_standards)
+        for standard, standard_status in withdrawn:
+            flagged = initiative.flag(standard, standard_status, now)
+            if flagged is None:
+                continue
+            initiative = flagged
+            _store_initiative(row, initiative, now)
+            publish(tx, initiative.id, initiative.releasability, _flag_event(initiative, now))
+            await _record_release(tx.session, initiative, "flagged", now)
     return initiative
 
 
+async def _withdrawn_standards(
+    session: AsyncSession, required: Sequence[RequiredStandard]
+) -> list[tuple[RequiredStandard, str]]:
+    """The required editions the standards read model knows as superseded or cancelled, with that status."""
+    if not required:
+        return []
+    numbers = {s.number for s in required}
+    known = (
+        await session.execute(
+            select(KnownStandardRow).where(
+                col(KnownStandardRow.number).in_(numbers),
+                col(KnownStandardRow.status).in_(WITHDRAWN_STANDARD_STATUSES),
+            )
+        )
+    ).scalars()
+    status = {(r.number, r.edition): r.status for r in known}
+    return [(s, status[(s.number, s.edition)]) for s in required if (s.number, s.edition) in status]
+
+
+def _flag_event(i: Initiative, now: datetime) -> InitiativeFlagged:
+    flag = i.flags[-1]
+    return InitiativeFlagged(
+        **_fields(i),
+        standard_number=flag.standard.number,
+        standard_edition=flag.standard.edition,
+        standard_status=flag.standard_status,
+        reason=flag.reason,
+        flagged_at=now,
+    )
+
+
 Step = Callable[[Initiative, datetime], Initiative]
-Announce = Callable[[Initiative, datetime], Sequence[EventPayload]]
+#: An event, published under the initiative's releasability, or under its own (one nation's figures).
+Announcement = EventPayload | tuple[EventPayload, Releasability]
+Announce = Callable[[Initiative, datetime], Sequence[Announcement]]
+#: More to write in the change's transaction, after the initiative and its OCDS release.
+After = Callable[[AsyncSession, Initiative, datetime], Awaitable[None]]
+
+
+def lead_and(i: Initiative, *nations: str) -> Releasability:
+    """Only the lead nation and `nations` (an event about one nation's quantities or the bids)."""
+    others = tuple(n for n in dict.fromkeys(nations) if n != i.lead_nation)
+    if not others:
+        return Releasability(owner=i.lead_nation, scope=ReleasabilityScope.NATIONAL)
+    return Releasability(owner=i.lead_nation, scope=ReleasabilityScope.NATIONS, nations=others)
+
+
+def participant_release(i: Initiative, nation: str) -> Releasability:
+    """An event carrying one nation's quantities: the lead nation, that nation and NATO staff."""
+    return lead_and(i, nation, NATO)
 
 
 async def change_initiative(
@@ -293,9 +372,11 @@ async def change_initiative(
     step: Callable[[Initiative, datetime, AsyncSession], Any],
     announce: Announce,
     action: str | Callable[[Initiative], str],
+    after: After | None = None,
 ) -> Initiative:
     """Load (locked), check the version, apply the domain step, store, announce and record the OCDS release.
-    `step` may be async (it gets the session, to read what the rule needs) and returns the changed one."""
+    `step` may be async (it gets the session, to read what the rule needs) and returns the changed one;
+    `after(session, changed, now)` writes what else belongs to the change, in the same transaction."""
     async with uow() as tx:
         row = await initiative_row(tx.session, actor, initiative_id, lock=True)
         current = _initiative(row)
@@ -304,11 +385,16 @@ async def change_initiative(
         result = step(current, now, tx.session)
         changed: Initiative = await result if inspect.isawaitable(result) else result
         _store_initiative(row, changed, now)
-        for payload in announce(changed, now):
-            publish(tx, changed.id, changed.releasability, payload)
+        for announcement in announce(changed, now):
+            payload, release = (
+                announcement if isinstance(announcement, tuple) else (announcement, changed.releasability)
+            )
+            publish(tx, changed.id, release, payload)
         await _record_release(
             tx.session, changed, action if isinstance(action, str) else action(changed), now
         )
+        if after is not None:
+            await after(tx.session, changed, now)
     log.info(
         "initiative %s is %s (version %d) after %s",
         changed.id,
@@ -355,15 +441,13 @@ async def join_initiative(
     expected: int | None,
     indicative: Mapping[int, int],
 ) -> Initiative:
-    def announce(i: Initiative, now: datetime) -> list[EventPayload]:
+    def announce(i: Initiative, now: datetime) -> list[Announcement]:
         p = i.participation(actor.nation)
         assert p is not None
-        return [
-            InitiativeJoined(
-                **_participation_fields(i, actor.nation, actor, now), indicative=_years(p.indicative)
-            ),
-            _demand_event(i),
-        ]
+        joined = InitiativeJoined(
+            **_participation_fields(i, actor.nation, actor, now), indicative=_years(p.indicative)
+        )
+        return [(joined, participant_release(i, actor.nation)), _demand_event(i)]
 
     return await change_initiative(
         uow,
@@ -384,17 +468,13 @@ async def commit_to_initiative(
     firm: Mapping[int, int],
     funded: Mapping[int, int],
 ) -> Initiative:
-    def announce(i: Initiative, now: datetime) -> list[EventPayload]:
+    def announce(i: Initiative, now: datetime) -> list[Announcement]:
         p = i.participation(actor.nation)
         assert p is not None
-        return [
-            InitiativeCommitted(
-                **_participation_fields(i, actor.nation, actor, now),
-                firm=_years(p.firm),
-                funded=_years(p.funded),
-            ),
-            _demand_event(i),
-        ]
+        committed = InitiativeCommitted(
+            **_participation_fields(i, actor.nation, actor, now), firm=_years(p.firm), funded=_years(p.funded)
+        )
+        return [(committed, participant_release(i, actor.nation)), _demand_event(i)]
 
     return await change_initiative(
         uow,
@@ -416,21 +496,22 @@ async def withdraw_from_initiative(
         changed, _done = i.withdraw(actor, reason, now)
         return changed
 
-    def announce(i: Initiative, now: datetime) -> list[EventPayload]:
+    def announce(i: Initiative, now: datetime) -> list[Announcement]:
         p = i.participation(actor.nation)
         assert p is not None
+        fields = _participation_fields(i, actor.nation, actor, now)
         if p.status is not domain.ParticipationStatus.WITHDRAWN:
-            return []  # requested: nothing changed for anyone else until the lead nation decides
+            # Requested: the demand still counts it until the lead nation decides.
+            requested = WithdrawalRequested(**fields, reason=p.withdrawal_reason or reason)
+            return [(requested, lead_and(i, actor.nation))]
         amendment = bool(p.firm)
-        return [
-            ParticipantWithdrawn(
-                **_participation_fields(i, actor.nation, actor, now),
-                amendment=amendment,
-                approved_by=actor.id if amendment else None,
-                reason=p.withdrawal_reason or reason,
-            ),
-            _demand_event(i),
-        ]
+        withdrawn = ParticipantWithdrawn(
+            **fields,
+            amendment=amendment,
+            approved_by=actor.id if amendment else None,
+            reason=p.withdrawal_reason or reason,
+        )
+        return [(withdrawn, participant_release(i, actor.nation)), _demand_event(i)]
 
     return await change_initiative(
         uow, actor, initiative_id, expected, _sync(step), announce, lambda i: i.history[-1].action
@@ -440,27 +521,31 @@ async def withdraw_from_initiative(
 async def decide_withdrawal(
     uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None, nation: str, approve: bool
 ) -> Initiative:
-    def announce(i: Initiative, now: datetime) -> list[EventPayload]:
-        if not approve:
-            return []
+    reason_given = ""
+
+    def step(i: Initiative, now: datetime) -> Initiative:
+        nonlocal reason_given
+        asked = i.participation(nation)
+        reason_given = (asked.withdrawal_reason if asked else None) or ""
+        return i.decide_withdrawal(actor, nation, approve, now)
+
+    def announce(i: Initiative, now: datetime) -> list[Announcement]:
         p = i.participation(nation)
         assert p is not None
-        return [
-            ParticipantWithdrawn(
-                **_participation_fields(i, nation, actor, now),
-                amendment=True,
-                approved_by=actor.id,
-                reason=p.withdrawal_reason or "",
-            ),
-            _demand_event(i),
-        ]
+        fields = _participation_fields(i, nation, actor, now)
+        if not approve:
+            return [(WithdrawalRefused(**fields, reason=reason_given), lead_and(i, nation))]
+        withdrawn = ParticipantWithdrawn(
+            **fields, amendment=True, approved_by=actor.id, reason=p.withdrawal_reason or reason_given
+        )
+        return [(withdrawn, participant_release(i, nation)), _demand_event(i)]
 
     return await change_initiative(
         uow,
         actor,
         initiative_id,
         expected,
-        _sync(lambda i, now: i.decide_withdrawal(actor, nation, approve, now)),
+        _sync(step),
         announce,
         "approve_withdrawal" if approve else "refuse_withdrawal",
     )
@@ -492,7 +577,8 @@ async def cancel_initiative(
         lambda i, now: [
             InitiativeCancelled(
                 **_fields(i), reason=i.cancellation_reason or reason, cancelled_by=actor.id, cancelled_at=now
-            )
+            ),
+            _demand_event(i),  # its demand leaves the picture
         ],
         "cancel",
     )
@@ -559,19 +645,36 @@ async def record_bid(
     value: float,
     currency: str,
 ) -> Initiative:
+    bid_id = new_id()
+
     async def step(i: Initiative, now: datetime, session: AsyncSession) -> Initiative:
         supplier = await _supplier(session, actor, supplier_id)
-        bid = Bid(new_id(), lot_id, supplier_id, quantity, value, currency, now)
+        bid = Bid(bid_id, lot_id, supplier_id, quantity, value, currency, now)
         return i.record_bid(actor, bid, supplier, now)
 
-    return await change_initiative(uow, actor, initiative_id, expected, step, lambda i, now: [], "record_bid")
+    def announce(i: Initiative, now: datetime) -> list[Announcement]:
+        b = next(x for x in i.bids if x.id == bid_id)
+        recorded = BidRecorded(
+            **_fields(i),
+            bid_id=b.id,
+            lot_id=b.lot_id,
+            supplier_id=b.supplier_id,
+            quantity=b.quantity,
+            value=b.value,
+            currency=b.currency,
+            recorded_by=actor.id,
+            recorded_at=now,
+        )
+        return [(recorded, lead_and(i))]  # bids are the lead nation's alone
+
+    return await change_initiative(uow, actor, initiative_id, expected, step, announce, "record_bid")
 
 
 async def standing_of(session: AsyncSession, supplier: Supplier, on: date) -> SupplierStanding:
-    """The supplier's screening and the standard editions its products hold verified conformance with,
-    from the local read model of the standards service's events."""
+    """The supplier's screening and, per product, the standard editions that product holds verified
+    conformance with, from the local read model of the standards service's events."""
     if not supplier.products:
-        return SupplierStanding(supplier, frozenset())
+        return SupplierStanding(supplier, {})
     claims = [
         KnownConformance(r.claim_id, r.product_code, r.standard_id, r.status, r.expires_on)
         for r in (
@@ -596,6 +699,22 @@ async def standing_of(session: AsyncSession, supplier: Supplier, on: date) -> Su
     return SupplierStanding(supplier, domain.verified_editions(supplier.products, claims, standards, on))
 
 
+async def suppliers_for_award(
+    session: AsyncSession, actor: Actor, supplier_ids: Iterable[str]
+) -> dict[str, Supplier]:
+    """The named suppliers that the caller may read, by id. Their rows are read FOR SHARE in the award's
+    transaction, in the order of their ids (so transactions take these locks in one order): a block or
+    a new screening committed meanwhile is seen, or waits until the award is made; never missed."""
+    query = (
+        select(SupplierRow)
+        .where(col(SupplierRow.id).in_(sorted(set(supplier_ids))))
+        .order_by(col(SupplierRow.id))
+        .with_for_update(read=True)
+    )
+    found = (_supplier_of(r) for r in (await session.execute(query)).scalars())
+    return {s.id: s for s in found if domain.may_read(s.releasability, actor.nation)}
+
+
 async def award(
     uow: UnitOfWorkFactory,
     actor: Actor,
@@ -604,11 +723,8 @@ async def award(
     awards: Sequence[AwardInput],
 ) -> Initiative:
     async def step(i: Initiative, now: datetime, session: AsyncSession) -> Initiative:
-        standings = {}
-        for a in awards:
-            if a.supplier_id not in standings:
-                supplier = await _supplier(session, actor, a.supplier_id)
-                standings[a.supplier_id] = await standing_of(session, supplier, now.date())
+        suppliers = await suppliers_for_award(session, actor, [a.supplier_id for a in awards])
+        standings = {sid: await standing_of(session, s, now.date()) for sid, s in suppliers.items()}
         return i.award(actor, [(new_id(), a) for a in awards], standings, now)
 
     def announce(i: Initiative, now: datetime) -> list[EventPayload]:
@@ -741,21 +857,24 @@ async def place_call_off(
             )
         ]
 
-    changed = await change_initiative(
-        uow, actor, initiative_id, expected, _sync(step), announce, "place_call_off"
-    )
-    call_off = next(c for c in changed.call_offs if c.id == call_off_id)
-    # The call-off is a process of its own: its first OCDS release, linked to the framework's ocid.
-    async with uow() as tx:
-        now = utcnow()
+    async def after(session: AsyncSession, i: Initiative, now: datetime) -> None:
+        """The call-off is a process of its own: its first OCDS release, linked to the framework's ocid,
+        written with the framework's change (never one without the other)."""
+        call_off = next(c for c in i.call_offs if c.id == call_off_id)
         release_id = f"{call_off.ocid}-0001"
-        body = ocds.call_off_release(changed, call_off, release_id=release_id, date=now)
-        tx.session.add(
+        body = ocds.call_off_release(
+            i, call_off, release_id=release_id, date=now, suppliers=await _supplier_parties(session, i)
+        )
+        session.add(
             OcdsReleaseRow(
                 id=release_id, ocid=call_off.ocid, position=1, date=now, tags=body["tag"], release=body
             )
         )
-    return changed, call_off
+
+    changed = await change_initiative(
+        uow, actor, initiative_id, expected, _sync(step), announce, "place_call_off", after
+    )
+    return changed, next(c for c in changed.call_offs if c.id == call_off_id)
 
 
 async def record_milestone(
@@ -878,6 +997,28 @@ async def ocds_releases(
             )
         ).scalars()
         return initiative, [r.release for r in rows]
+
+
+async def call_off_releases(
+    db: Database, actor: Actor, initiative_id: str, call_off_id: str
+) -> tuple[CallOff, list[dict[str, Any]]]:
+    """A call-off's own OCDS releases (its own ocid), for whoever may read the framework's initiative."""
+    async with db.sessions() as session:
+        initiative = _initiative(await initiative_row(session, actor, initiative_id, lock=False))
+        call_off = next((c for c in initiative.call_offs if c.id == call_off_id), None)
+        if call_off is None:
+            raise NotFound(f"no call-off {call_off_id} in initiative {initiative_id}")
+        rows = (
+            await session.execute(
+                select(OcdsReleaseRow)
+                .where(col(OcdsReleaseRow.ocid) == call_off.ocid)
+                .order_by(col(OcdsReleaseRow.position))
+            )
+        ).scalars()
+        releases = [r.release for r in rows]
+    if not releases:
+        raise NotFound(f"call-off {call_off_id} has no OCDS release")
+    return call_off, releases
 
 
 # --- demand signals and the demand picture --------------------------------------------------------------
@@ -1026,8 +1167,12 @@ async def demand(db: Database, actor: Actor, product: str | None) -> list[Produc
     return domain.demand_picture(signals, initiatives)
 
 
-async def committed_capacity(session: AsyncSession, actor: Actor, product: str) -> dict[int, int]:
-    """Committed capacity per year from accepted national plans, counting only what the caller may see."""
+def _reads(readers_column: str, actor: Actor) -> bool:
+    return not set(readers_column.strip(",").split(",")).isdisjoint(nation_tokens(actor.nation))
+
+
+async def capacity_rows(session: AsyncSession, actor: Actor, product: str) -> list[CapacityRow]:
+    """The capacity commitments of accepted national plans for `product` that the caller may see."""
     rows = (
         await session.execute(
             select(CapacityRow).where(
@@ -1035,30 +1180,68 @@ async def committed_capacity(session: AsyncSession, actor: Actor, product: str) 
             )
         )
     ).scalars()
-    mine = nation_tokens(actor.nation)
-    out: dict[int, int] = {}
-    for r in rows:
-        if not set(r.readers.strip(",").split(",")).isdisjoint(mine):
-            for y, q in r.yearly.items():
-                out[int(y)] = out.get(int(y), 0) + q
-    return out
+    return [r for r in rows if _reads(r.readers, actor)]
+
+
+async def shortfall_rows(session: AsyncSession, actor: Actor, product: str) -> list[ShortfallRow]:
+    """The shortfalls the plans reported for `product` that the caller may see."""
+    rows = (
+        await session.execute(
+            select(ShortfallRow).where(
+                col(ShortfallRow.product) == product, readable_by(col(ShortfallRow.readers), actor)
+            )
+        )
+    ).scalars()
+    return [r for r in rows if _reads(r.readers, actor)]
+
+
+def _most_used(units: Sequence[str], preferred: Set[str] = frozenset()) -> str | None:
+    """The unit most of `units` are in, one of `preferred` first (the first in sorted order on a tie)."""
+    counted = Counter(units)
+    return min(counted, key=lambda u: (u not in preferred, -counted[u], u)) if counted else None
 
 
 @dataclass(frozen=True)
 class DemandCapacity:
     product: str
+    #: The unit compared: the committed capacity's (its most used, one the demand is in first), else the
+    #: demand's; None with neither.
     unit: str | None
     years: list[YearBalance]
+    #: Units the product is also demanded or committed in, left out (quantities of different units are
+    #: never added up).
+    other_units: tuple[str, ...] = ()
 
 
-async def demand_against_capacity(db: Database, actor: Actor, product: str) -> DemandCapacity:
+async def demand_against_capacity(
+    db: Database, actor: Actor, product: str, unit: str | None = None
+) -> DemandCapacity:
+    """Per year, the product's demand against committed capacity, in one unit (`unit`, else the unit of
+    the capacity the caller sees), with the shortfalls the plans reported."""
     async with db.sessions() as session:
         signals, initiatives = await _visible_demand(session, actor, product)
-        capacity = await committed_capacity(session, actor, product)
+        capacity = await capacity_rows(session, actor, product)
+        shortfalls = await shortfall_rows(session, actor, product)
     picture = domain.demand_picture(signals, initiatives)
-    years = picture[0].years if picture else {}
-    unit = picture[0].unit if picture else None
-    return DemandCapacity(product, unit, domain.demand_against_capacity(years, capacity))
+    demanded = {p.unit for p in picture}
+    unit = unit or _most_used([r.unit for r in capacity], demanded) or _most_used([p.unit for p in picture])
+    years = next((p.years for p in picture if p.unit == unit), {})
+    per_year: dict[int, int] = {}
+    for r in capacity:
+        if r.unit == unit:
+            for y, q in r.yearly.items():
+                per_year[int(y)] = per_year.get(int(y), 0) + q
+    short: dict[int, int] = {}
+    for s in shortfalls:
+        if s.unit in (None, unit):
+            short[s.month.year] = short.get(s.month.year, 0) + s.shortfall
+    others = demanded | {r.unit for r in capacity}
+    return DemandCapacity(
+        product,
+        unit,
+        domain.demand_against_capacity(years, per_year, short),
+        tuple(sorted(others - {unit})) if unit else (),
+    )
 
 
 # --- suppliers and supply-chain screening ---------------------------------------------------------------
@@ -1101,6 +1284,51 @@ def _supplier_fields(s: Supplier) -> dict[str, Any]:
         "screening": s.screening.value,
         "version": s.version,
     }
+
+
+async def _blocks_of(
+    session: AsyncSession, organisation_ids: Iterable[str], *, lock: bool = False
+) -> dict[str, list[Supplier]]:
+    """The blocked supplier records of these organisations (any nation's), by organisation id. `lock`:
+    every record of them is read FOR SHARE, so a block being committed meanwhile is waited for and seen."""
+    query = select(SupplierRow).where(col(SupplierRow.organisation_id).in_(sorted(set(organisation_ids))))
+    if lock:
+        query = query.order_by(col(SupplierRow.id)).with_for_update(read=True)
+    else:
+        query = query.where(col(SupplierRow.screening) == Screening.BLOCKED.value)
+    out: dict[str, list[Supplier]] = {}
+    for row in (await session.execute(query)).scalars():
+        s = _supplier_of(row)
+        if s.screening is Screening.BLOCKED:
+            out.setdefault(s.organisation_id, []).append(s)
+    return out
+
+
+def _blocked_elsewhere(s: Supplier, blocks: Iterable[Supplier]) -> list[str]:
+    """Who blocked `s`'s organisation on another record, for `s`'s screening: the nation, or "another
+    nation" when that record is not released to everyone who may read `s`'s (a match never tells a reader
+    more than they may read)."""
+    return [
+        b.nation if not domain.readers_missing(b.releasability, s.releasability) else "another nation"
+        for b in blocks
+        if b.id != s.id
+    ]
+
+
+def _screen_again(
+    tx: UnitOfWork, row: SupplierRow, lists: ScreeningLists, now: datetime, blocked_elsewhere: Sequence[str]
+) -> bool:
+    """Screen a stored supplier again; True when that changed its outcome or matches (a new version,
+    announced), else only the lists' version is noted."""
+    before = _supplier_of(row)
+    after = before.screen(lists, now, blocked_elsewhere)
+    changed = not (after.screening is before.screening and after.matches == before.matches)
+    if changed:
+        _announce_screening(tx, after, before, now)
+    else:
+        after = replace(before, lists_version=after.lists_version)
+    _store_supplier(row, after, now)
+    return changed
 
 
 def _announce_screening(tx: UnitOfWork, s: Supplier, before: Supplier | None, now: datetime) -> None:
@@ -1150,11 +1378,16 @@ async def register_supplier(
         products=new.products,
         releasability=new.releasability,
     )
-    screened = registered.screen(lists if lists is not None else current_lists(), now)
     duplicate = (
         f"{actor.nation} has already registered a supplier with organisation id {registered.organisation_id}"
     )
     async with uow() as tx:
+        blocks = await _blocks_of(tx.session, [registered.organisation_id], lock=True)
+        screened = registered.screen(
+            lists if lists is not None else current_lists(),
+            now,
+            _blocked_elsewhere(registered, blocks.get(registered.organisation_id, ())),
+        )
         taken = (
             await tx.session.execute(
                 select(col(SupplierRow.id)).where(
@@ -1245,8 +1478,14 @@ async def _adjudicate(
     expected: int | None,
     step: Callable[[Supplier, datetime], Supplier],
     announce: Callable[[Supplier, datetime], EventPayload],
+    *,
+    organisation_wide: bool = False,
 ) -> Supplier:
+    """`organisation_wide` (a block): every record of the organisation is locked first, in the order of
+    their ids, and the others are screened again in the same transaction (the block is a match on them)."""
     async with uow() as tx:
+        if organisation_wide:
+            await _lock_organisation_of(tx.session, supplier_id)
         row = await _supplier_row(tx.session, actor, supplier_id, lock=True)
         current = _supplier_of(row)
         check_version("supplier", current.version, expected)
@@ -1254,38 +1493,93 @@ async def _adjudicate(
         changed = step(current, now)
         _store_supplier(row, changed, now)
         publish(tx, changed.id, changed.releasability, announce(changed, now))
+        if organisation_wide:
+            await _rescreen_organisation(tx, changed, now)
     log.info("supplier %s is %s after %s", changed.id, changed.screening.value, actor.id)
     return changed
 
 
+def _organisation_rows(organisation_id: str) -> Any:
+    return (
+        select(SupplierRow)
+        .where(col(SupplierRow.organisation_id) == organisation_id)
+        .order_by(col(SupplierRow.id))
+        .with_for_update()
+    )
+
+
+async def _lock_organisation_of(session: AsyncSession, supplier_id: str) -> None:
+    organisation_id = (
+        await session.execute(
+            select(col(SupplierRow.organisation_id)).where(col(SupplierRow.id) == supplier_id)
+        )
+    ).scalar_one_or_none()
+    if organisation_id is not None:
+        await session.execute(_organisation_rows(organisation_id))
+
+
+async def _rescreen_organisation(tx: UnitOfWork, blocked: Supplier, now: datetime) -> None:
+    """A block on one nation's record of an organisation is a match on every other nation's record of it:
+    they are screened again at once, with the lists in force."""
+    await tx.session.flush()
+    rows = list((await tx.session.execute(_organisation_rows(blocked.organisation_id))).scalars())
+    others = [r for r in rows if r.id != blocked.id]
+    if not others:
+        return
+    blocks = [s for s in map(_supplier_of, rows) if s.screening is Screening.BLOCKED]
+    lists = current_lists()
+    for row in others:
+        _screen_again(tx, row, lists, now, _blocked_elsewhere(_supplier_of(row), blocks))
+
+
 async def clear_supplier(
-    uow: UnitOfWorkFactory, actor: Actor, supplier_id: str, expected: int | None, mitigation: str
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    supplier_id: str,
+    expected: int | None,
+    mitigation: str,
+    adjudicator: str,
 ) -> Supplier:
-    """A named person (the registering nation's or NATO's procurement staff) clears a potential match."""
+    """A named person (`adjudicator`, of the registering Ally's or NATO's procurement staff) clears a
+    potential match."""
     return await _adjudicate(
         uow,
         actor,
         supplier_id,
         expected,
-        lambda s, now: s.clear(actor, mitigation, now),
+        lambda s, now: s.clear(actor, mitigation, now, adjudicator=adjudicator),
         lambda s, now: SupplierCleared(
-            **_supplier_fields(s), mitigation=s.mitigation or mitigation, adjudicator=actor.id, cleared_at=now
+            **_supplier_fields(s),
+            mitigation=s.mitigation or mitigation,
+            adjudicator=s.adjudicator or adjudicator,
+            cleared_at=now,
         ),
     )
 
 
 async def block_supplier(
-    uow: UnitOfWorkFactory, actor: Actor, supplier_id: str, expected: int | None, reason: str
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    supplier_id: str,
+    expected: int | None,
+    reason: str,
+    adjudicator: str,
 ) -> Supplier:
+    """A named person (`adjudicator`) blocks a supplier on a potential match. Every other nation's record
+    of the same organisation is screened again in the same transaction: the block is a match on them."""
     return await _adjudicate(
         uow,
         actor,
         supplier_id,
         expected,
-        lambda s, now: s.block(actor, reason, now),
+        lambda s, now: s.block(actor, reason, now, adjudicator=adjudicator),
         lambda s, now: SupplierBlocked(
-            **_supplier_fields(s), reason=s.blocked_reason or reason, adjudicator=actor.id, blocked_at=now
+            **_supplier_fields(s),
+            reason=s.blocked_reason or reason,
+            adjudicator=s.adjudicator or adjudicator,
+            blocked_at=now,
         ),
+        organisation_wide=True,
     )
 
 
@@ -1315,15 +1609,10 @@ async def rescreen_suppliers(
                 .with_for_update(skip_locked=True)
             )
             rows = (await tx.session.execute(query)).scalars().all()
+            blocks = await _blocks_of(tx.session, {r.organisation_id for r in rows}) if rows else {}
             for row in rows:
-                before = _supplier_of(row)
-                after = before.screen(lists, now)
-                if after.screening is before.screening and after.matches == before.matches:
-                    after = replace(before, lists_version=after.lists_version)
-                else:
-                    changed += 1
-                    _announce_screening(tx, after, before, now)
-                _store_supplier(row, after, now)
+                elsewhere = _blocked_elsewhere(_supplier_of(row), blocks.get(row.organisation_id, ()))
+                changed += _screen_again(tx, row, lists, now, elsewhere)
         screened += len(rows)
         if len(rows) < batch:
             break
@@ -1379,19 +1668,7 @@ async def flag_initiatives(
         if changed is None:
             continue
         _store_initiative(row, changed, now)
-        publish(
-            tx,
-            changed.id,
-            changed.releasability,
-            InitiativeFlagged(
-                **_fields(changed),
-                standard_number=number,
-                standard_edition=edition,
-                standard_status=standard_status,
-                reason=changed.flags[-1].reason,
-                flagged_at=now,
-            ),
-        )
+        publish(tx, changed.id, changed.releasability, _flag_event(changed, now))
         await _record_release(session, changed, "flagged", now)
         flagged += 1
     await tx.flush()

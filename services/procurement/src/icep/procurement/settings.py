@@ -34,6 +34,14 @@ class ProcurementSettings(ServiceSettings):
     restricted_parties: list[str] = Field(default_factory=lambda: list(DEFAULT_RESTRICTED_PARTIES))
     #: How often every supplier screened under other lists is screened again (also once at start).
     rescreen_interval_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    #: Where callers reach the API (the gateway): the base of the `uri` of OCDS packages. Configured, never
+    #: taken from request headers, which a caller controls.
+    public_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, v: str) -> str:
+        return v.rstrip("/")
 
     @field_validator("restricted_countries")
     @classmethod

@@ -1,0 +1,129 @@
+"""What the procurement API takes: currencies and countries as ISO codes, counts as JSON integers, a named
+person on every adjudication. (The models alone, without web, database or Kafka.)"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ValidationError
+
+from icep.platform.errors import PreconditionRequired
+from icep.procurement import api
+
+BID = {"lot_id": "L1", "supplier_id": "s1", "quantity": 10, "value": 1e5, "currency": "EUR"}
+SUPPLIER = {
+    "organisation_id": "HRB-1",
+    "name": "Synthetic Munitions GmbH",
+    "scale": "sme",
+    "country_of_incorporation": "DEU",
+}
+#: Every input that names a currency, with an otherwise valid body.
+WITH_CURRENCY: list[tuple[type[BaseModel], dict[str, Any]]] = [
+    (api.LotIn, {"id": "L1", "title": "Lot 1", "quantity": 10, "estimated_value": 1e5, "currency": "EUR"}),
+    (api.BidIn, BID),
+    (api.AwardItemIn, BID),
+    (
+        api.ContractIn,
+        {
+            "award_id": "a1",
+            "value": 1e5,
+            "currency": "EUR",
+            "period_start": "2026-01-01",
+            "period_end": "2027-01-01",
+        },
+    ),
+    (
+        api.CallOffIn,
+        {
+            "contract_id": "c1",
+            "buyer": "DEU",
+            "quantity": 5,
+            "value": 5e4,
+            "currency": "EUR",
+            "delivery_by": "2027-01-01",
+        },
+    ),
+]
+
+
+def errors(model: type[BaseModel], body: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The locations of the validation errors for `body` sent as JSON (none: it is taken)."""
+    try:
+        model.model_validate_json(json.dumps(body))
+    except ValidationError as e:
+        return [tuple(str(x) for x in err["loc"]) for err in e.errors()]
+    return []
+
+
+@pytest.mark.parametrize(("model", "body"), WITH_CURRENCY)
+def test_a_currency_is_an_iso_4217_code_that_ocds_knows(model: type[BaseModel], body: dict[str, Any]) -> None:
+    assert errors(model, body) == []
+    assert errors(model, {**body, "currency": "USD"}) == []
+    for wrong in ("ABC", "QQQ", "EUROS", "eur", "XCG"):  # XCG: ISO 4217, newer than OCDS 1.1.5's codelist
+        assert errors(model, {**body, "currency": wrong}) == [("currency",)], wrong
+
+
+def test_the_currency_messages_say_why() -> None:
+    with pytest.raises(ValueError, match="not an ISO 4217 currency code"):
+        api.iso_currency("ABC")
+    with pytest.raises(ValueError, match=r"OCDS 1\.1\.5"):
+        api.iso_currency("XCG")
+    assert api.iso_currency("GBP") == "GBP"
+
+
+def test_a_supplier_country_is_an_iso_3166_alpha_3_code() -> None:
+    assert errors(api.SupplierCreate, SUPPLIER) == []
+    assert errors(api.SupplierCreate, {**SUPPLIER, "country_of_incorporation": "ABC"}) == [
+        ("country_of_incorporation",)
+    ]
+    parent = {"ultimate_parent": "Parent AG", "ultimate_parent_country": "XYZ"}
+    assert errors(api.SupplierCreate, {**SUPPLIER, **parent}) == [("ultimate_parent_country",)]
+    owners = [{"name": "Fund", "country": "QQQ", "share_percent": 10}]
+    assert errors(api.SupplierCreate, {**SUPPLIER, "ownership_chain": owners}) == [
+        ("ownership_chain", "0", "country")
+    ]
+    ok = {**SUPPLIER, "ultimate_parent": "Parent AG", "ultimate_parent_country": "CYP"}
+    assert errors(api.SupplierCreate, {**ok, "ownership_chain": [{**owners[0], "country": "NLD"}]}) == []
+    with pytest.raises(ValueError, match="not an ISO 3166-1 alpha-3 country code"):
+        api.iso_country("ABC")
+
+
+def test_a_count_is_a_json_integer_never_a_boolean() -> None:
+    for wrong in (True, False, 10.0, "10"):
+        assert errors(api.BidIn, {**BID, "quantity": wrong}) == [("quantity",)], wrong
+        assert errors(api.AwardItemIn, {**BID, "quantity": wrong}) == [("quantity",)], wrong
+    assert errors(api.JoinIn, {"indicative": {"2026": True}}) == [("indicative", "2026")]
+    owner = {"name": "Fund", "country": "DEU", "share_percent": True}
+    assert errors(api.OwnerIn, owner) == [("share_percent",)]
+    assert errors(api.OwnerIn, {**owner, "share_percent": 12.5}) == []
+    assert errors(api.OwnerIn, {**owner, "share_percent": 40}) == []
+
+
+def test_an_award_may_name_the_product_offered() -> None:
+    assert api.AwardItemIn.model_validate({**BID, "product_code": "SM-155-HE"}).product_code == "SM-155-HE"
+    assert api.AwardItemIn.model_validate(BID).product_code is None
+    assert errors(api.AwardItemIn, {**BID, "product_code": ""}) == [("product_code",)]
+
+
+@pytest.mark.parametrize(
+    ("model", "body"),
+    [
+        (api.MitigationIn, {"mitigation": "voting trust (synthetic)"}),
+        (api.BlockIn, {"reason": "no mitigation (synthetic)"}),
+    ],
+)
+def test_an_adjudication_names_the_person(model: type[BaseModel], body: dict[str, Any]) -> None:
+    assert errors(model, body) == [("adjudicator",)]
+    for nobody in ("", "   ", "x" * 201):
+        assert errors(model, {**body, "adjudicator": nobody}) == [("adjudicator",)]
+    taken = model.model_validate({**body, "adjudicator": "  Anna Example "})
+    assert taken.adjudicator == "Anna Example"  # type: ignore[attr-defined]
+
+
+def test_an_adjudication_names_the_version_whose_matches_were_seen() -> None:
+    with pytest.raises(PreconditionRequired) as e:
+        api._matches_seen(None)
+    assert e.value.status == 428 and "If-Match" in e.value.detail
+    assert api._matches_seen(4) == 4
