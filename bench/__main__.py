@@ -1,4 +1,5 @@
-"""ICEP benchmarks: outbox relay and consumer throughput, end-to-end webhook latency, service memory.
+"""ICEP benchmarks: outbox relay and consumer throughput, end-to-end webhook latency, service memory,
+webhook delivery throughput and latency (bench/notifications_delivery.py).
 
 Run with `make bench` (or `uv run python -m bench`). Uses a local broker started from the jars unless
 KAFKA_BOOTSTRAP_SERVERS is set, SQLite unless ICEP_BENCH_DATABASE_URL names another database. Prints the
@@ -23,7 +24,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bench import plans_summary
+from bench import notifications_delivery, plans_summary
 from bench.results import Result
 from icep.contracts import EventPayload, Releasability
 from icep.platform.consumer import ConsumerRunner
@@ -260,6 +261,7 @@ async def main() -> int:
         await bench_outbox_and_consumer(bootstrap, url, results, notes)
         await bench_end_to_end(bootstrap, results, notes)
         await plans_summary.measure(bootstrap, results, notes)
+        await notifications_delivery.measure(bootstrap, results, notes)
     finally:
         if broker is not None:
             broker.stop()

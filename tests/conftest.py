@@ -110,6 +110,8 @@ async def _launch(
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
             "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true",
+            # A partner's host name that points at the local receivers (development setting).
+            "ICEP_NOTIFICATIONS_STATIC_HOSTS": json.dumps({"partner.test": "127.0.0.1"}),
             "ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": json.dumps([0.2, 0.4, 0.8]),
             "ICEP_OUTBOX_POLL_SECONDS": "0.5",
             "ICEP_TOPIC_NAMESPACE": namespace,

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from icep.notifications.app import MIGRATIONS
+from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import DeliveryStatus, SubscriptionStatus, new_signing_secret
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow, tables
-from icep.notifications.service import WebhookDispatcher
 from icep.notifications.settings import NotificationsSettings
 from icep.platform import migrations
 from icep.platform.db import Database

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
+from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
-from icep.notifications.service import WebhookDispatcher, fan_out
+from icep.notifications.service import fan_out
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.testing import WebhookReceiver, wait_for

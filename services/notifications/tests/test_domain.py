@@ -4,26 +4,40 @@ entitlement."""
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from icep.contracts import Releasability
 from icep.contracts.releasability import ReleasabilityScope
 from icep.notifications.domain import (
     MAX_RETRY_AFTER_SECONDS,
+    PING_EVENT_TYPE,
     RetrySchedule,
+    SubscriptionAction,
+    SubscriptionFilters,
+    SubscriptionStatus,
     address_allowed,
     entitled,
     matches,
+    new_signing_secret,
+    next_status,
     parse_retry_after,
+    ping_body,
+    signatures_for,
     validate_endpoint,
     validate_event_patterns,
+    validate_nations,
+    validate_terms,
 )
-from icep.platform.errors import Unprocessable
+from icep.platform.errors import IllegalTransition, Unprocessable
 
 PARTNERS = ReleasabilityScope.ALLIES_PARTNERS
 NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
@@ -322,3 +336,224 @@ def test_event_patterns_are_cleaned_and_checked() -> None:
 )
 def test_entitlement_follows_releasability(nation: str, releasability: Releasability, expected: bool) -> None:
     assert entitled(nation, releasability) is expected
+
+
+# --- filters ---------------------------------------------------------------------------------------
+
+CAPACITY = "icep.plans.capacity.committed.v1"
+SHELL = {"product": "155mm artillery round", "capability_area": "munitions"}
+
+
+@pytest.mark.parametrize(
+    ("filters", "event_type", "nation", "data", "expected"),
+    [
+        (SubscriptionFilters(), CAPACITY, "DEU", SHELL, True),
+        (SubscriptionFilters(event_types=("icep.procurement.*",)), CAPACITY, "DEU", SHELL, False),
+        (SubscriptionFilters(nations=("DEU", "FRA")), CAPACITY, "FRA", SHELL, True),
+        (SubscriptionFilters(nations=("DEU",)), CAPACITY, "FRA", SHELL, False),
+        (SubscriptionFilters(capability_areas=("munitions",)), CAPACITY, "DEU", SHELL, True),
+        (SubscriptionFilters(capability_areas=("air defence",)), CAPACITY, "DEU", SHELL, False),
+        # Free text is compared without case and extra spaces.
+        (SubscriptionFilters(products=(" 155MM  Artillery round",)), CAPACITY, "DEU", SHELL, True),
+        (SubscriptionFilters(products=("120mm tank round",)), CAPACITY, "DEU", SHELL, False),
+        # An event without the field does not match a filter on it...
+        (SubscriptionFilters(products=("155mm artillery round",)), CAPACITY, "DEU", {"plan_id": "p"}, False),
+        (SubscriptionFilters(capability_areas=("munitions",)), CAPACITY, "DEU", {"product": "x"}, False),
+        # ...but passes when the subscription does not filter on it.
+        (SubscriptionFilters(nations=("DEU",)), CAPACITY, "DEU", {"plan_id": "p"}, True),
+        # Lists count too: a standard's capability areas, a supplier's products.
+        (
+            SubscriptionFilters(capability_areas=("munitions",)),
+            "t",
+            "DEU",
+            {"capability_areas": ["c2", "munitions"]},
+            True,
+        ),
+        (SubscriptionFilters(products=("EX-155",)), "t", "DEU", {"products": ["EX-120"]}, False),
+        (SubscriptionFilters(products=("ex-155",)), "t", "DEU", {"products": ["EX-155"]}, True),
+        # A field that is not text does not count as having it.
+        (SubscriptionFilters(products=("1",)), "t", "DEU", {"product": 1}, False),
+        # Every filter must pass.
+        (
+            SubscriptionFilters(("icep.plans.*",), ("DEU",), ("munitions",), ("155mm artillery round",)),
+            CAPACITY,
+            "DEU",
+            SHELL,
+            True,
+        ),
+        (
+            SubscriptionFilters(("icep.plans.*",), ("DEU",), ("munitions",), ("120mm tank round",)),
+            CAPACITY,
+            "DEU",
+            SHELL,
+            False,
+        ),
+    ],
+)
+def test_filters(
+    filters: SubscriptionFilters, event_type: str, nation: str, data: dict[str, Any], expected: bool
+) -> None:
+    assert filters.accepts(event_type, nation, data) is expected
+
+
+WORDS = st.sampled_from(["munitions", "air defence", "155mm", "EX-155", "Munitions"])
+
+
+@given(
+    nation=st.sampled_from(["DEU", "FRA", "UKR", "NATO"]),
+    data=st.fixed_dictionaries(
+        {},
+        optional={
+            "product": WORDS,
+            "products": st.lists(WORDS, max_size=3),
+            "capability_area": WORDS,
+            "capability_areas": st.lists(WORDS, max_size=3),
+        },
+    ),
+    nations=st.lists(st.sampled_from(["DEU", "FRA", "POL"]), max_size=2),
+    areas=st.lists(WORDS, max_size=2),
+    products=st.lists(WORDS, max_size=2),
+)
+def test_a_filter_only_ever_narrows(
+    nation: str, data: dict[str, Any], nations: list[str], areas: list[str], products: list[str]
+) -> None:
+    wider = SubscriptionFilters(event_types=("icep.*",))
+    narrower = SubscriptionFilters(("icep.*",), tuple(nations), tuple(areas), tuple(products))
+    if narrower.accepts(CAPACITY, nation, data):
+        assert wider.accepts(CAPACITY, nation, data)
+
+
+def test_nation_filters_are_known_nations() -> None:
+    assert validate_nations([" deu", "FRA", "DEU", "NATO", "UKR"]) == ["DEU", "FRA", "NATO", "UKR"]
+    assert validate_nations([]) == []
+    for bad in (["XXX"], [""], ["ALLIES"]):
+        with pytest.raises(Unprocessable) as caught:
+            validate_nations(bad)
+        assert caught.value.extensions["field"] == "nations"
+
+
+def test_capability_area_and_product_filters_are_cleaned() -> None:
+    assert validate_terms(["  munitions ", "Munitions", "air  defence"], "capability_areas") == [
+        "munitions",
+        "air defence",
+    ]
+    for bad in ([""], ["   "], ["x" * 201], ["a\x00b"]):
+        with pytest.raises(Unprocessable):
+            validate_terms(bad, "products")
+
+
+# --- the subscription's life -----------------------------------------------------------------------
+
+S, A = SubscriptionStatus, SubscriptionAction
+
+
+@pytest.mark.parametrize(
+    ("current", "action", "expected"),
+    [
+        (S.ACTIVE, A.PAUSE, S.PAUSED),
+        (S.PAUSED, A.RESUME, S.ACTIVE),
+        (S.DISABLED, A.RESUME, S.ACTIVE),
+        (S.ACTIVE, A.DISABLE, S.DISABLED),
+        (S.PAUSED, A.DISABLE, S.DISABLED),
+        (S.ACTIVE, A.DELETE, S.DELETED),
+        (S.PAUSED, A.DELETE, S.DELETED),
+        (S.DISABLED, A.DELETE, S.DELETED),
+    ],
+)
+def test_subscription_transitions(current: S, action: A, expected: S) -> None:
+    assert next_status(current, action) is expected
+
+
+@pytest.mark.parametrize(
+    ("current", "action"),
+    [
+        (S.ACTIVE, A.RESUME),
+        (S.PAUSED, A.PAUSE),
+        (S.DISABLED, A.PAUSE),
+        (S.DISABLED, A.DISABLE),
+        *((S.DELETED, a) for a in A),
+    ],
+)
+def test_illegal_subscription_transitions(current: S, action: A) -> None:
+    with pytest.raises(IllegalTransition) as caught:
+        next_status(current, action)
+    assert caught.value.extensions["current_state"] == current.value
+
+
+# --- signatures and rotation -----------------------------------------------------------------------
+
+
+@dataclass
+class Keys:
+    secret: str
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+
+
+def signed_headers(keys: Keys, msg_id: str, at: datetime, body: str) -> dict[str, str]:
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signatures_for(keys, msg_id, at, body),
+    }
+
+
+BODY = '{"id":"m1","type":"icep.plans.plan.submitted.v1"}'
+
+
+def test_without_a_rotation_one_signature_with_the_secret() -> None:
+    keys = Keys(new_signing_secret())
+    now = datetime.now(UTC)
+    headers = signed_headers(keys, "m1", now, BODY)
+    assert headers["webhook-signature"].startswith("v1,") and " " not in headers["webhook-signature"]
+    assert headers["webhook-signature"] == Webhook(keys.secret).sign("m1", now, BODY)
+    assert Webhook(keys.secret).verify(BODY, headers)["id"] == "m1"
+
+
+def test_during_the_grace_period_both_secrets_verify() -> None:
+    old, new = new_signing_secret(), new_signing_secret()
+    now = datetime.now(UTC)
+    keys = Keys(new, previous_secret=old, previous_secret_expires_at=now + timedelta(hours=24))
+    headers = signed_headers(keys, "m1", now, BODY)
+    assert len(headers["webhook-signature"].split(" ")) == 2
+    assert Webhook(old).verify(BODY, headers)["id"] == "m1"
+    assert Webhook(new).verify(BODY, headers)["id"] == "m1"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_signing_secret()).verify(BODY, headers)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(BODY.replace("m1", "m2"), headers)
+
+
+@pytest.mark.parametrize("expired_by", [timedelta(0), timedelta(seconds=1), timedelta(days=3)])
+def test_after_the_grace_period_only_the_new_secret_verifies(expired_by: timedelta) -> None:
+    old, new = new_signing_secret(), new_signing_secret()
+    now = datetime.now(UTC)
+    keys = Keys(new, previous_secret=old, previous_secret_expires_at=now - expired_by)
+    headers = signed_headers(keys, "m1", now, BODY)
+    assert " " not in headers["webhook-signature"]
+    assert Webhook(new).verify(BODY, headers)["id"] == "m1"
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old).verify(BODY, headers)
+
+
+def test_grace_is_judged_at_the_time_of_sending_also_for_naive_stored_times() -> None:
+    old, new = new_signing_secret(), new_signing_secret()
+    expires = datetime(2026, 12, 2, 12, 0, 0)  # as SQLite hands it back: naive, meaning UTC
+    keys = Keys(new, previous_secret=old, previous_secret_expires_at=expires)
+    before = signatures_for(keys, "m1", expires.replace(tzinfo=UTC) - timedelta(seconds=1), BODY)
+    after = signatures_for(keys, "m1", expires.replace(tzinfo=UTC), BODY)
+    assert len(before.split(" ")) == 2 and len(after.split(" ")) == 1
+
+
+def test_a_ping_looks_like_any_other_message() -> None:
+    body = ping_body("m1", "sub-1", "DEU", NOW)
+    assert body == {
+        "id": "m1",
+        "type": PING_EVENT_TYPE,
+        "source": "/icep/notifications",
+        "subject": "sub-1",
+        "time": "2026-12-01T12:00:00Z",
+        "nation": "DEU",
+        "releasableto": "DEU",
+        "data": {"subscription_id": "sub-1", "message": "ping"},
+    }

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
+from pydantic import Field
+
 from icep.contracts.base import EventPayload
 
 
@@ -17,6 +19,10 @@ class SubscriptionCreated(EventPayload):
     nation: str
     event_types: list[str]
     created_at: datetime
+    #: The other filters (empty: any); added compatibly, so older events lack them.
+    nations: list[str] = Field(default_factory=list)
+    capability_areas: list[str] = Field(default_factory=list)
+    products: list[str] = Field(default_factory=list)
 
 
 class DeliveryFailed(EventPayload):
@@ -33,3 +39,30 @@ class DeliveryFailed(EventPayload):
     last_status_code: int | None
     last_error: str | None
     failed_at: datetime
+
+
+class SubscriptionDisabled(EventPayload):
+    """A subscription stopped receiving: its endpoint answered 410 Gone, it kept failing for too long, or
+    its owner or an operator disabled it. Its owner is told by this event (and on the feed and stream)."""
+
+    event_type: ClassVar[str] = "icep.notifications.subscription.disabled.v1"
+    aggregate: ClassVar[str] = "subscription"
+
+    subscription_id: str
+    owner: str
+    nation: str
+    #: `gone` (410), `failing` (failed for longer than allowed), `owner`, `operator`.
+    cause: str
+    reason: str
+    disabled_at: datetime
+
+
+class SubscriptionReenabled(EventPayload):
+    event_type: ClassVar[str] = "icep.notifications.subscription.reenabled.v1"
+    aggregate: ClassVar[str] = "subscription"
+
+    subscription_id: str
+    owner: str
+    nation: str
+    reenabled_by: str
+    reenabled_at: datetime

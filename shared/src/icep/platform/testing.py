@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import inspect
 import json
@@ -56,6 +57,8 @@ class ReceivedRequest:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    #: The listen backlog: the default (5) resets connections when a dispatcher sends twenty at once.
+    request_queue_size = 128
 
 
 @dataclass
@@ -66,6 +69,8 @@ class WebhookReceiver:
     #: Statuses to answer with, in order; when empty, 204.
     script: list[int] = field(default_factory=list)
     retry_after: str | None = None
+    #: What each answer with a body (not 204) carries; the dispatcher reads only the start of it.
+    response_body: bytes = b""
     _server: _Server | None = None
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,8 +92,13 @@ class WebhookReceiver:
                 self.send_response(status)
                 if receiver.retry_after and status in (429, 503):
                     self.send_header("Retry-After", receiver.retry_after)
-                self.send_header("Content-Length", "0")
+                answer = receiver.response_body if status not in (204, 304) else b""
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                if answer:
+                    # A client that stops reading early may close first: that is its right.
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(answer)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

@@ -1,1 +1,1 @@
-"""Notifications: signed webhooks (and later the stream and feed) for event subscribers."""
+"""Notifications: signed webhooks, a live event stream and a catch-up feed for event subscribers."""

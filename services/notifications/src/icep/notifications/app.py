@@ -4,10 +4,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from icep.notifications import api
+from icep.notifications import api, feed, feed_api
+from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.notifications.models import metadata, tables
-from icep.notifications.service import WebhookDispatcher
 from icep.notifications.settings import NotificationsSettings
 from icep.platform.app import Runtime, ServiceSpec, service_app
 
@@ -32,13 +32,17 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         ServiceSpec(
             settings=settings or NotificationsSettings(),
             title="ICEP Notifications",
-            description="Webhook subscriptions and signed deliveries of ICEP events.",
-            routers=[api.router],
+            description="Signed webhook deliveries, the catch-up feed and the live stream of ICEP events.",
+            routers=[api.router, feed_api.router],
             metadata=metadata,
             tables=tables,
             migrations_dir=MIGRATIONS,
             handlers=HANDLERS,
             subscribe_topics=SUBSCRIBED_TOPICS,
-            background=[("webhook-dispatcher", dispatch_webhooks)],
+            background=[
+                ("webhook-dispatcher", dispatch_webhooks),
+                ("event-log-retention", feed.keep_retention),
+                ("event-log-watch", feed.watch),
+            ],
         )
     )

@@ -6,21 +6,28 @@ import ipaddress
 import re
 import secrets
 from base64 import b64encode
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from fnmatch import fnmatchcase
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from standardwebhooks import Webhook
+
 from icep.contracts import Releasability
-from icep.platform.errors import Unprocessable
+from icep.contracts.nations import ALLIES, NATO, PARTNERS
+from icep.platform.errors import IllegalTransition, Unprocessable
 
 
 class SubscriptionStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     DISABLED = "disabled"
+    #: Deleted by its owner: kept (with its delivery history) but gone from the API and sent nothing.
+    DELETED = "deleted"
 
 
 class DeliveryStatus(StrEnum):
@@ -52,6 +59,188 @@ def matches(patterns: list[str], event_type: str) -> bool:
 def entitled(subscriber_nation: str, releasability: Releasability) -> bool:
     """A subscriber gets an event only when its nation may see what the event describes."""
     return releasability.allows(subscriber_nation)
+
+
+# --- filters ---------------------------------------------------------------------------------------
+
+#: Nation codes a `nations` filter may name: the Allies, the partners and NATO staff.
+KNOWN_NATIONS: frozenset[str] = ALLIES | PARTNERS | {NATO}
+
+
+def validate_nations(nations: Sequence[str]) -> list[str]:
+    """A `nations` filter: the owning nations (the event's `nation`) a subscriber wants; empty means any.
+    It only narrows what the subscriber is entitled to see, so any known nation may be named."""
+    clean: list[str] = []
+    for n in nations:
+        code = n.strip().upper()
+        if code not in KNOWN_NATIONS:
+            raise Unprocessable(f"{n!r} is not a known nation code", field="nations")
+        if code not in clean:
+            clean.append(code)
+    return clean
+
+
+def _term_key(term: str) -> str:
+    """Capability areas and products are free text: compared without case and extra spaces."""
+    return " ".join(term.split()).casefold()
+
+
+def validate_terms(values: Sequence[str], field: str) -> list[str]:
+    """A capability area or product filter: trimmed, without duplicates; empty means any."""
+    clean: list[str] = []
+    seen: set[str] = set()
+    for v in values:
+        term = " ".join(v.split())
+        if not term or len(term) > 200 or not term.isprintable():
+            raise Unprocessable(f"{v!r} is not a valid {field} entry", field=field)
+        if _term_key(term) not in seen:
+            seen.add(_term_key(term))
+            clean.append(term)
+    return clean
+
+
+def _data_values(data: Mapping[str, Any], singular: str, plural: str) -> set[str] | None:
+    """The values an event's data has for a filtered field (`product` or a `products` list), or None
+    when it has neither field."""
+    found: set[str] = set()
+    present = False
+    one = data.get(singular)
+    if isinstance(one, str):
+        present = True
+        found.add(_term_key(one))
+    many = data.get(plural)
+    if isinstance(many, list):
+        present = True
+        found.update(_term_key(v) for v in many if isinstance(v, str))
+    return found if present else None
+
+
+@dataclass(frozen=True)
+class SubscriptionFilters:
+    """What a subscriber asked for. Every non-empty filter must pass; entitlement is checked apart."""
+
+    event_types: tuple[str, ...] = ("*",)
+    nations: tuple[str, ...] = ()
+    capability_areas: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
+
+    def accepts(self, event_type: str, nation: str, data: Mapping[str, Any]) -> bool:
+        """The type matches a pattern, the owning nation is one of `nations`, and the data's
+        `capability_area`/`capability_areas` and `product`/`products` meet the filters. An event whose
+        data has no such field does not pass a filter on it."""
+        if not matches(list(self.event_types), event_type):
+            return False
+        if self.nations and nation not in self.nations:
+            return False
+        for wanted, singular, plural in (
+            (self.capability_areas, "capability_area", "capability_areas"),
+            (self.products, "product", "products"),
+        ):
+            if not wanted:
+                continue
+            values = _data_values(data, singular, plural)
+            if values is None or values.isdisjoint(_term_key(w) for w in wanted):
+                return False
+        return True
+
+
+def term_keys(values: Sequence[str]) -> list[str]:
+    """Capability areas or products as the filters compare them (the feed narrows in SQL with these)."""
+    return sorted({_term_key(v) for v in values})
+
+
+def event_terms(data: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The capability areas and the products an event's data names, as `term_keys` gives them."""
+    areas = _data_values(data, "capability_area", "capability_areas") or set()
+    products = _data_values(data, "product", "products") or set()
+    return sorted(areas), sorted(products)
+
+
+# --- the subscription's life -----------------------------------------------------------------------
+
+
+class SubscriptionAction(StrEnum):
+    PAUSE = "pause"
+    #: Also re-enables a disabled subscription.
+    RESUME = "resume"
+    DISABLE = "disable"
+    DELETE = "delete"
+
+
+_S = SubscriptionStatus
+_A = SubscriptionAction
+_TRANSITIONS: dict[tuple[SubscriptionStatus, SubscriptionAction], SubscriptionStatus] = {
+    (_S.ACTIVE, _A.PAUSE): _S.PAUSED,
+    (_S.PAUSED, _A.RESUME): _S.ACTIVE,
+    (_S.DISABLED, _A.RESUME): _S.ACTIVE,
+    (_S.ACTIVE, _A.DISABLE): _S.DISABLED,
+    (_S.PAUSED, _A.DISABLE): _S.DISABLED,
+    (_S.ACTIVE, _A.DELETE): _S.DELETED,
+    (_S.PAUSED, _A.DELETE): _S.DELETED,
+    (_S.DISABLED, _A.DELETE): _S.DELETED,
+}
+
+
+def next_status(current: SubscriptionStatus, action: SubscriptionAction) -> SubscriptionStatus:
+    """The state machine: active <-> paused, active|paused -> disabled -> (resume) active, any -> deleted.
+    A paused subscription's deliveries wait and go on resume; a disabled one gets none."""
+    found = _TRANSITIONS.get((current, action))
+    if found is None:
+        raise IllegalTransition("subscription", action.value, current.value)
+    return found
+
+
+# --- signing ---------------------------------------------------------------------------------------
+
+
+class SigningKeys(Protocol):
+    """A subscription's secrets: the current one and, for a grace period after a rotation, the previous."""
+
+    @property
+    def secret(self) -> str: ...
+
+    @property
+    def previous_secret(self) -> str | None: ...
+
+    @property
+    def previous_secret_expires_at(self) -> datetime | None: ...
+
+
+def previous_secret_valid(keys: SigningKeys, at: datetime) -> bool:
+    expires = keys.previous_secret_expires_at
+    if keys.previous_secret is None or expires is None:
+        return False
+    if expires.tzinfo is None:  # SQLite hands back naive datetimes; the service stores UTC
+        expires = expires.replace(tzinfo=UTC)
+    return at < expires
+
+
+def signatures_for(subscription: SigningKeys, msg_id: str, timestamp: datetime, body: str) -> str:
+    """The `webhook-signature` header of a message sent at `timestamp`: `v1,<sig>` with the current
+    secret and, while the previous secret is in its grace period, `v1,<sig>` with that one too
+    (space-separated, as Standard Webhooks allows), so receivers verify with either while they switch."""
+    signatures = [Webhook(subscription.secret).sign(msg_id, timestamp, body)]
+    if subscription.previous_secret is not None and previous_secret_valid(subscription, timestamp):
+        signatures.append(Webhook(subscription.previous_secret).sign(msg_id, timestamp, body))
+    return " ".join(signatures)
+
+
+#: The type of the test message `POST /v1/subscriptions/{id}/ping` sends (never on Kafka).
+PING_EVENT_TYPE = "icep.notifications.ping.v1"
+
+
+def ping_body(msg_id: str, subscription_id: str, nation: str, at: datetime) -> dict[str, Any]:
+    """A ping shaped like every other message (the event envelope), with a small `data`."""
+    return {
+        "id": msg_id,
+        "type": PING_EVENT_TYPE,
+        "source": "/icep/notifications",
+        "subject": subscription_id,
+        "time": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+        "nation": nation,
+        "releasableto": nation,
+        "data": {"subscription_id": subscription_id, "message": "ping"},
+    }
 
 
 #: The NAT64 well-known prefix (RFC 6052): the last 32 bits are the IPv4 address the gateway reaches.
@@ -100,8 +289,12 @@ def address_allowed(address: str, *, allow_loopback: bool) -> bool:
 _NUMERIC_LABEL = re.compile(r"(0x[0-9a-f]*|[0-9]+)", re.IGNORECASE)
 
 
-def validate_endpoint(url: str, *, allow_loopback: bool) -> str:
-    """Syntax rules for an endpoint; the addresses are checked again when connecting."""
+def validate_endpoint(url: str, *, allow_loopback: bool, loopback_names: Collection[str] = ()) -> str:
+    """Syntax rules for an endpoint; the addresses are checked again when connecting.
+
+    `loopback_names` are host names a development setting points at loopback addresses: with
+    `allow_loopback` they are local endpoints like `localhost` (http allowed); without it, just names.
+    """
     if not url.isprintable() or any(c.isspace() for c in url):
         # urlsplit drops tabs and newlines silently; what is stored must be what is called.
         raise Unprocessable("the endpoint must not contain spaces or control characters", field="url")
@@ -128,7 +321,11 @@ def validate_endpoint(url: str, *, allow_loopback: bool) -> str:
         raise Unprocessable("the endpoint's host is neither a host name nor an IP address", field="url")
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # `::ffff:127.0.0.1` is 127.0.0.1 to a dual-stack socket
-    is_loopback_name = host.rstrip(".") == "localhost" or (ip is not None and ip.is_loopback)
+    is_loopback_name = (
+        host.rstrip(".") == "localhost"
+        or (ip is not None and ip.is_loopback)
+        or (allow_loopback and host.rstrip(".").lower() in loopback_names)
+    )
     if parts.scheme == "http" and not (allow_loopback and is_loopback_name):
         raise Unprocessable("the endpoint must use https", field="url")
     if is_loopback_name and not allow_loopback:

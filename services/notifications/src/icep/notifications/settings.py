@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -20,5 +23,35 @@ class NotificationsSettings(ServiceSettings):
     max_response_bytes: int = 4096
     dispatch_concurrency: int = 20
     dispatch_poll_seconds: float = 1.0
+    #: After a secret is rotated the previous one still signs (alongside the new one) this long.
+    secret_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
     #: Development only: let endpoints be http:// on loopback addresses (local receivers, tests).
     allow_loopback_endpoints: bool = False
+    #: A subscription whose every attempt failed for this long is disabled (its owner is told by event).
+    disable_after_failing_seconds: float = Field(default=5 * 24 * 3600.0, gt=0)
+    #: How many events one `replay` may send again at most (a later `since` fetches the rest).
+    max_replay_events: int = Field(default=10_000, ge=1)
+    #: Development only: host name -> IP address, consulted before DNS when the dispatcher connects (like
+    #: /etc/hosts), so tests can point a name at a local receiver. The address is checked like any other.
+    static_hosts: dict[str, str] = Field(default_factory=dict)
+    #: The catch-up feed keeps each event this long (days); a cursor from before that is 410 Gone.
+    feed_retention_days: float = Field(default=30.0, gt=0)
+    #: How often events past retention are purged from the feed.
+    feed_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    #: How many logged events one feed page (or stream read) looks at, at most, to fill itself with
+    #: events that pass the caller's filters; the page says how far it got.
+    feed_scan_limit: int = Field(default=5000, ge=1)
+    #: Seconds between heartbeat comments on a stream that has nothing to send.
+    stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
+    #: How often streams look for events another replica logged (this replica's commits wake them at once).
+    stream_poll_seconds: float = Field(default=1.0, gt=0)
+
+    def loopback_names(self) -> frozenset[str]:
+        """Names `static_hosts` points at loopback addresses: with `allow_loopback_endpoints` they are
+        local endpoints like `localhost` (http allowed)."""
+        found = set()
+        for name, address in self.static_hosts.items():
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(address).is_loopback:
+                    found.add(name.rstrip(".").lower())
+        return frozenset(found)

@@ -1,0 +1,655 @@
+"""The webhook dispatcher: sends due deliveries, signed, and records each attempt's outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from opentelemetry import trace
+from prometheus_client import Counter, Histogram
+from sqlalchemy import or_, select, update
+from sqlmodel import col
+
+from icep.contracts import Releasability
+from icep.contracts.nations import NATO
+from icep.contracts.notifications import DeliveryFailed, SubscriptionDisabled
+from icep.notifications.domain import (
+    DeliveryStatus,
+    RetrySchedule,
+    SubscriptionStatus,
+    signatures_for,
+    validate_endpoint,
+)
+from icep.notifications.egress import BlockedAddress, webhook_client
+from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
+from icep.notifications.settings import NotificationsSettings
+from icep.platform.db import Database, LeaderLock
+from icep.platform.errors import Unprocessable
+from icep.platform.events import OutgoingEvent, utcnow
+from icep.platform.ids import new_id
+from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
+from icep.platform.telemetry import context_from, tracer
+
+log = logging.getLogger("icep.notifications.dispatcher")
+
+ATTEMPTS = Counter("icep_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
+LATENCY = Histogram("icep_webhook_latency_seconds", "Webhook request latency")
+DELIVERIES = Counter(
+    "icep_webhook_deliveries_total", "Webhook deliveries settled, by final outcome", ["outcome"]
+)
+SUBSCRIPTIONS_DISABLED = Counter(
+    "icep_webhook_subscriptions_disabled_total", "Subscriptions disabled, by cause", ["cause"]
+)
+for _outcome in ("delivered", "failed"):
+    DELIVERIES.labels(_outcome)
+for _cause in ("gone", "failing", "owner", "operator"):
+    SUBSCRIPTIONS_DISABLED.labels(_cause)
+
+
+@dataclass
+class Settled:
+    """What recording attempts and disabling subscriptions settled, counted in the metrics only once the
+    transaction that settled it has committed."""
+
+    delivered: int = 0
+    failed: int = 0
+    disabled: dict[str, int] = field(default_factory=dict)
+
+    def count(self) -> None:
+        if self.delivered:
+            DELIVERIES.labels("delivered").inc(self.delivered)
+        if self.failed:
+            DELIVERIES.labels("failed").inc(self.failed)
+        for cause, n in self.disabled.items():
+            SUBSCRIPTIONS_DISABLED.labels(cause).inc(n)
+
+
+async def disable_subscription(
+    tx: UnitOfWork, sub: SubscriptionRow, *, cause: str, reason: str, now: datetime, settled: Settled
+) -> bool:
+    """Disable a subscription, fail what still waits for it (so nothing lingers as pending for a
+    subscription that sends nothing), and tell its owner by a `SubscriptionDisabled` event.
+
+    `cause` is `gone` (410), `failing` (failed too long), `owner` or `operator`. Returns False (and does
+    nothing) when it was disabled already. The caller holds `sub` locked in `tx` and, after the commit,
+    calls `settled.count()`.
+    """
+    if sub.status == SubscriptionStatus.DISABLED.value:
+        return False
+    sub.status = SubscriptionStatus.DISABLED.value
+    sub.disabled_reason = reason[:500]
+    sub.version += 1
+    sub.updated_at = now
+    sub.failing_since = None
+    await tx.session.flush()  # what the caller settled already is not "still waiting"
+    failed = await tx.session.execute(
+        update(DeliveryRow)
+        .where(
+            col(DeliveryRow.subscription_id) == sub.id,
+            col(DeliveryRow.status) == DeliveryStatus.PENDING.value,
+        )
+        .values(
+            status=DeliveryStatus.FAILED.value,
+            next_attempt_at=None,
+            redelivery_requested_at=None,
+            last_error=f"not sent: the subscription was disabled ({reason})"[:2000],
+        )
+        # Rows the caller holds (a batch of recorded attempts) learn that they are settled.
+        .execution_options(synchronize_session="evaluate")
+    )
+    settled.failed += int(getattr(failed, "rowcount", 0) or 0)
+    settled.disabled[cause] = settled.disabled.get(cause, 0) + 1
+    tx.publish(
+        OutgoingEvent(
+            payload=SubscriptionDisabled(
+                subscription_id=sub.id,
+                owner=sub.owner,
+                nation=sub.nation,
+                cause=cause,
+                reason=reason,
+                disabled_at=now,
+            ),
+            subject=sub.id,
+            releasability=Releasability(owner=sub.nation),
+        )
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    status_code: int | None
+    error: str | None
+    response_body: str | None
+    latency_ms: float
+    retry_after: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+@dataclass(eq=False)
+class _Finished:
+    """An attempt made, waiting to be recorded."""
+
+    delivery_id: str
+    subscription_id: str
+    result: AttemptResult
+    recorded: asyncio.Future[None]
+
+
+class WebhookDispatcher:
+    """Sends due deliveries as a continuous worker, one aggregate's events in order per subscription.
+
+    The loop picks the deliveries that may go now (pending, due, of an active subscription, and the
+    oldest pending one of their subscription and aggregate) and starts one task per delivery, up to
+    `dispatch_concurrency` at a time. It never waits for an endpoint itself: a finished task wakes it, so
+    a slow receiver holds up only its own aggregate. Only one dispatcher per database sends (a leader
+    lock); a standby replica takes over when the leader's database session ends. Deliveries are rows,
+    so what was in flight when a process stopped is simply sent again after a restart (receivers dedupe
+    by `webhook-id`).
+    """
+
+    LOCK_NAME = "icep-webhook-dispatcher"
+    #: Recording an attempt is retried this often before the delivery is left for a later round.
+    RECORD_TRIES = 5
+    #: Attempts that finished together are recorded together, up to this many per transaction.
+    RECORD_BATCH = 200
+
+    def __init__(self, db: Database, uow: UnitOfWorkFactory, settings: NotificationsSettings) -> None:
+        self.db = db
+        self.uow = uow
+        self.settings = settings
+        self.schedule = RetrySchedule(tuple(settings.retry_schedule_seconds))
+        self.leadership = LeaderLock(db, self.LOCK_NAME)
+        self.active = False
+        self._wake = asyncio.Event()
+        self._loopback_names = settings.loopback_names()
+        self._client = webhook_client(
+            allow_loopback=settings.allow_loopback_endpoints,
+            static_hosts=settings.static_hosts,
+            timeout=settings.request_timeout_seconds,
+            max_connections=settings.dispatch_concurrency * 2,
+        )
+        #: Delivery id -> the task attempting it; and the (subscription, subject) heads those serve.
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._in_flight_heads: set[tuple[str, str]] = set()
+        #: Deliveries whose attempt could not be recorded: left alone until the loop time given.
+        self._cooling: dict[str, float] = {}
+        #: Finished attempts waiting for the recorder, which writes them in one transaction.
+        self._to_record: list[_Finished] = []
+        self._record_wake = asyncio.Event()
+        self._recorder: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> frozenset[str]:
+        return frozenset(self._in_flight)
+
+    async def aclose(self) -> None:
+        await self._cancel_in_flight()
+        await self._stop_recorder()
+        await self.leadership.release()
+        self.active = False
+        await self._client.aclose()
+
+    async def run(self) -> None:
+        """Dispatch until cancelled. A failed round (database, lock) is logged and retried; in-flight
+        attempts are cancelled on the way out and stay pending."""
+        try:
+            while True:
+                # Cleared before the round, so a wake-up during it (a finished task) starts the next one.
+                self._wake.clear()
+                try:
+                    self.active = await self.leadership.hold()
+                    if self.active:
+                        await self._start_due()
+                    else:
+                        # Another replica leads: whatever this one still sends would be sent twice.
+                        await self._cancel_in_flight()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("webhook dispatch round failed; retrying")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatch_poll_seconds)
+        finally:
+            await self._cancel_in_flight()
+            await self._stop_recorder()
+            await self.leadership.release()
+            self.active = False
+
+    async def dispatch_once(self) -> int:
+        """One round, for tools and tests: start every delivery that may go now (when this process
+        leads) and wait for those attempts. Returns how many were attempted."""
+        self.active = await self.leadership.hold()
+        if not self.active:
+            return 0
+        started = await self._start_due()
+        await asyncio.gather(*started, return_exceptions=True)
+        return len(started)
+
+    async def due_heads(self, limit: int) -> list[tuple[DeliveryRow, SubscriptionRow]]:
+        """Deliveries that may be attempted now, longest due first, leaving out those in flight here.
+
+        Chosen in SQL, so deliveries that are not due, blocked behind an older one of their aggregate,
+        or of a paused or disabled subscription never crowd out those that may go.
+        """
+        now = utcnow()
+        loop_now = asyncio.get_running_loop().time()
+        self._cooling = {k: until for k, until in self._cooling.items() if until > loop_now}
+        excluded = [*self._in_flight, *self._cooling]
+        delivery = DeliveryRow.__table__.c  # type: ignore[attr-defined]
+        older = DeliveryRow.__table__.alias("older")  # type: ignore[attr-defined]
+        subscription = SubscriptionRow.__table__.c  # type: ignore[attr-defined]
+        blocked = (
+            select(older.c.id)
+            .where(
+                older.c.subscription_id == delivery.subscription_id,
+                older.c.subject == delivery.subject,
+                older.c.status == DeliveryStatus.PENDING.value,
+                older.c.id < delivery.id,  # ids are UUIDv7: a smaller id is an older delivery
+            )
+            .exists()
+        )
+        query = (
+            select(DeliveryRow, SubscriptionRow)
+            .join(SubscriptionRow, subscription.id == delivery.subscription_id)
+            .where(
+                delivery.status == DeliveryStatus.PENDING.value,
+                or_(delivery.next_attempt_at.is_(None), delivery.next_attempt_at <= now),
+                subscription.status == SubscriptionStatus.ACTIVE.value,
+                ~blocked,
+            )
+            .order_by(delivery.next_attempt_at, delivery.id)
+            .limit(limit)
+        )
+        if excluded:
+            query = query.where(delivery.id.not_in(excluded))
+        async with self.db.sessions() as session:
+            return [(d, s) for d, s in (await session.execute(query)).tuples().all()]
+
+    async def _start_due(self) -> list[asyncio.Task[None]]:
+        free = self.settings.dispatch_concurrency - len(self._in_flight)
+        if free <= 0:
+            return []
+        started: list[asyncio.Task[None]] = []
+        for delivery, sub in await self.due_heads(free + len(self._in_flight_heads)):
+            head = (delivery.subscription_id, delivery.subject)
+            # A head already in flight keeps its aggregate: a newer row with a smaller id (clock skew
+            # between consumer replicas) must not overtake the one being sent.
+            if delivery.id in self._in_flight or head in self._in_flight_heads:
+                continue
+            task = asyncio.create_task(self._deliver(delivery, sub), name=f"webhook-{delivery.id}")
+            self._in_flight[delivery.id] = task
+            self._in_flight_heads.add(head)
+            task.add_done_callback(functools.partial(self._finished, delivery.id, head))
+            started.append(task)
+            if len(started) >= free:
+                break
+        return started
+
+    def _finished(self, delivery_id: str, head: tuple[str, str], task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(delivery_id, None)
+        self._in_flight_heads.discard(head)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("delivering %s failed", delivery_id, exc_info=task.exception())
+        self._wake.set()  # a slot is free, and the next delivery of the aggregate may be due
+
+    async def _cancel_in_flight(self) -> None:
+        """Stop every attempt in flight; their deliveries stay pending and go again later."""
+        tasks = list(self._in_flight.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _deliver(self, delivery: DeliveryRow, sub: SubscriptionRow) -> None:
+        """Attempt one delivery and record the outcome. Whatever goes wrong in the attempt is that
+        delivery's failed attempt, never the dispatcher's."""
+        parent = context_from({"traceparent": delivery.traceparent})
+        started = time.perf_counter()
+        with tracer("icep.webhooks").start_as_current_span(
+            "webhook deliver",
+            context=parent,
+            attributes={
+                "icep.subscription_id": sub.id,
+                "icep.event_id": delivery.event_id,
+                "icep.attempt": delivery.attempts + 1,
+            },
+        ) as span:
+            try:
+                result = await self.attempt(sub, delivery)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("attempting delivery %s failed unexpectedly", delivery.id, exc_info=True)
+                span.record_exception(exc)
+                result = AttemptResult(
+                    None, f"{type(exc).__name__}: {exc}", None, (time.perf_counter() - started) * 1000
+                )
+            if result.status_code is not None:
+                span.set_attribute("http.response.status_code", result.status_code)
+            if not result.ok:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, result.error or str(result.status_code)))
+        await self._recorded(delivery, result)
+
+    async def _recorded(self, delivery: DeliveryRow, result: AttemptResult) -> None:
+        """Hand a finished attempt to the recorder and wait until it is written (the delivery counts as in
+        flight until then, so the next one of its aggregate does not overtake it).
+
+        Attempts are recorded by one task, many per transaction: SQLite has one writer, and twenty
+        transactions queueing for its lock are far slower than one that writes twenty attempts."""
+        finished = _Finished(
+            delivery.id, delivery.subscription_id, result, asyncio.get_running_loop().create_future()
+        )
+        self._to_record.append(finished)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_loop(), name="webhook-recorder")
+        self._record_wake.set()
+        await finished.recorded
+
+    async def _record_loop(self) -> None:
+        while True:
+            await self._record_wake.wait()
+            self._record_wake.clear()
+            await self._record_queued()
+
+    async def _record_queued(self) -> None:
+        while self._to_record:
+            batch = self._to_record[: self.RECORD_BATCH]
+            del self._to_record[: self.RECORD_BATCH]
+            try:
+                try:
+                    await self._record(batch)
+                except asyncio.CancelledError:
+                    self._to_record[:0] = batch  # rolled back: still to be written (see `_stop_recorder`)
+                    raise
+                except Exception:
+                    log.warning("recording %d attempts at once failed; one by one", len(batch), exc_info=True)
+                    for finished in batch:
+                        await self._record_with_retries(finished)
+            finally:
+                for finished in batch:
+                    if not finished.recorded.done() and finished not in self._to_record:
+                        finished.recorded.set_result(None)
+
+    async def _record_with_retries(self, finished: _Finished) -> None:
+        for tried in range(1, self.RECORD_TRIES + 1):
+            try:
+                await self._record([finished])
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "recording the attempt of delivery %s failed (try %d)", finished.delivery_id, tried
+                )
+                if tried < self.RECORD_TRIES:
+                    await asyncio.sleep(min(0.2 * 2**tried, 10.0))
+        # Left pending: it goes again once the database takes the record (receivers dedupe by id), but
+        # not at once, so a row that cannot be written does not spin.
+        self._cooling[finished.delivery_id] = asyncio.get_running_loop().time() + 60.0
+
+    async def _stop_recorder(self) -> None:
+        """Stop the recorder, then write what finished (briefly: what a database that is gone does not
+        take stays pending, and is sent again)."""
+        if self._recorder is not None:
+            self._recorder.cancel()
+            await asyncio.gather(self._recorder, return_exceptions=True)
+            self._recorder = None
+        if self._to_record:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._record_queued(), timeout=5.0)
+        for finished in self._to_record:
+            if not finished.recorded.done():
+                finished.recorded.cancel()
+        self._to_record.clear()
+
+    async def attempt(self, sub: SubscriptionRow, delivery: DeliveryRow) -> AttemptResult:
+        started = time.perf_counter()
+        unacceptable = self._unacceptable(sub.url)
+        if unacceptable:
+            return AttemptResult(None, unacceptable, None, 0.0)
+        sent_at = utcnow()
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "ICEP-Webhooks/1.0",
+            "webhook-id": delivery.event_id,
+            "webhook-timestamp": str(int(sent_at.timestamp())),
+            "webhook-signature": signatures_for(sub, delivery.event_id, sent_at, delivery.body),
+        }
+        limit = self.settings.request_timeout_seconds
+        try:
+            # One deadline for the whole exchange: httpx's timeouts are per read, and a receiver that
+            # trickles its answer would otherwise hold a slot for as long as it likes.
+            async with (
+                asyncio.timeout(limit),
+                self._client.stream("POST", sub.url, content=delivery.body.encode(), headers=headers) as resp,
+            ):
+                body = b""
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) >= self.settings.max_response_bytes:
+                        break
+                latency = (time.perf_counter() - started) * 1000
+                LATENCY.observe(latency / 1000)
+                return AttemptResult(
+                    resp.status_code,
+                    None,
+                    body[: self.settings.max_response_bytes].decode(errors="replace"),
+                    latency,
+                    resp.headers.get("retry-after"),
+                )
+        except TimeoutError:
+            return AttemptResult(
+                None, f"no answer within {limit:g}s", None, (time.perf_counter() - started) * 1000
+            )
+        except BlockedAddress as exc:
+            # Refused where the connection is made, with the addresses actually dialled (DNS rebinding).
+            return AttemptResult(None, f"refused: {exc}", None, (time.perf_counter() - started) * 1000)
+        except httpx.HTTPError as exc:
+            return AttemptResult(
+                None, f"{type(exc).__name__}: {exc}", None, (time.perf_counter() - started) * 1000
+            )
+
+    def _unacceptable(self, url: str) -> str | None:
+        """Why the stored URL may not be called, or None: checked again at each attempt (rules tighten;
+        rows may come from elsewhere). Its addresses are checked when connecting (see `egress`)."""
+        try:
+            validate_endpoint(
+                url,
+                allow_loopback=self.settings.allow_loopback_endpoints,
+                loopback_names=self._loopback_names,
+            )
+        except Unprocessable as exc:
+            return f"the endpoint is not acceptable: {exc.detail}"
+        return None
+
+    async def _record(self, batch: list[_Finished]) -> None:
+        """Record finished attempts and settle their deliveries, in one transaction. Subscriptions are
+        locked before their deliveries (as every use case that changes both does), in id order."""
+        outcomes: list[str] = []
+        settled = Settled()
+        async with self.uow() as tx:
+            # Two reads for the whole batch (its rows locked), then one flush at the commit.
+            subs = {
+                s.id: s
+                for s in (
+                    await tx.session.execute(
+                        select(SubscriptionRow)
+                        .where(col(SubscriptionRow.id).in_({f.subscription_id for f in batch}))
+                        .order_by(col(SubscriptionRow.id))
+                        .with_for_update()
+                    )
+                ).scalars()
+            }
+            deliveries = {
+                d.id: d
+                for d in (
+                    await tx.session.execute(
+                        select(DeliveryRow)
+                        .where(col(DeliveryRow.id).in_([f.delivery_id for f in batch]))
+                        .order_by(col(DeliveryRow.subscription_id), col(DeliveryRow.id))
+                        .with_for_update()
+                    )
+                ).scalars()
+            }
+            for finished in batch:
+                delivery = deliveries.get(finished.delivery_id)
+                sub = subs.get(finished.subscription_id)
+                outcomes.append(await self._record_one(tx, finished, delivery, sub, settled))
+        for outcome in outcomes:
+            ATTEMPTS.labels(outcome).inc()
+        settled.count()
+
+    async def _record_one(
+        self,
+        tx: UnitOfWork,
+        finished: _Finished,
+        delivery: DeliveryRow | None,
+        sub: SubscriptionRow | None,
+        settled: Settled,
+    ) -> str:
+        result = finished.result
+        if delivery is None:
+            return "late"
+        error = _storable(result.error, 2000)
+        now = utcnow()
+        tx.session.add(
+            AttemptRow(
+                id=new_id(),
+                delivery_id=delivery.id,
+                attempted_at=now,
+                status_code=result.status_code,
+                error=error,
+                response_body=_storable(result.response_body, self.settings.max_response_bytes),
+                latency_ms=result.latency_ms,
+            )
+        )
+        if delivery.status != DeliveryStatus.PENDING.value:
+            # Settled meanwhile (its subscription was disabled): keep the attempt, not the verdict.
+            return "late"
+        return await self._settle(tx, delivery, sub, result, error, now, settled)
+
+    async def _settle(
+        self,
+        tx: UnitOfWork,
+        delivery: DeliveryRow,
+        sub: SubscriptionRow | None,
+        result: AttemptResult,
+        error: str | None,
+        now: datetime,
+        settled: Settled,
+    ) -> str:
+        """Apply one attempt's outcome to its pending delivery (and its subscription); returns the
+        attempt's outcome for the metrics."""
+        delivery.attempts += 1
+        delivery.last_status_code = result.status_code
+        delivery.last_error = error
+        # A redelivery someone asked for is one attempt, not a new retry schedule.
+        requested = delivery.redelivery_requested_at is not None
+        delivery.redelivery_requested_at = None
+        if result.ok:
+            delivery.status = DeliveryStatus.DELIVERED.value
+            delivery.delivered_at = now
+            delivery.next_attempt_at = None
+            if sub is not None and sub.failing_since is not None:
+                sub.failing_since = None  # one answer is enough: it is not failing any more
+            settled.delivered += 1
+            return "delivered"
+        if sub is not None and result.status_code == 410:
+            # The receiver says it is gone for good: stop sending to it.
+            self._fail(delivery, settled)
+            await disable_subscription(
+                tx, sub, cause="gone", reason="the endpoint answered 410 Gone", now=now, settled=settled
+            )
+            return "gone"
+        if sub is not None:
+            if sub.failing_since is None or _aware(sub.failing_since) < _aware(sub.updated_at):
+                # Failing from now on. A change to the subscription since (a new URL, a resume after a
+                # pause) starts the clock again: time it was not trying to send does not count.
+                sub.failing_since = now
+            elif now - _aware(sub.failing_since) >= timedelta(
+                seconds=self.settings.disable_after_failing_seconds
+            ):
+                since = _aware(sub.failing_since)
+                self._fail(delivery, settled)
+                await disable_subscription(
+                    tx,
+                    sub,
+                    cause="failing",
+                    reason=(
+                        f"every attempt failed since {since:%Y-%m-%d %H:%M:%S} UTC"
+                        f" ({_duration(now - since)}); the last: {error or result.status_code}"
+                    ),
+                    now=now,
+                    settled=settled,
+                )
+                return "disabled"
+        if requested:
+            self._fail(delivery, settled)
+            return "failed"
+        delay = self.schedule.next_delay(delivery.attempts)
+        if delay is None:
+            self._fail(delivery, settled)
+            nation = sub.nation if sub is not None else NATO
+            tx.publish(
+                OutgoingEvent(
+                    payload=DeliveryFailed(
+                        subscription_id=delivery.subscription_id,
+                        delivery_id=delivery.id,
+                        event_id=delivery.event_id,
+                        event_type_delivered=delivery.event_type,
+                        attempts=delivery.attempts,
+                        last_status_code=result.status_code,
+                        last_error=error,
+                        failed_at=now,
+                    ),
+                    subject=delivery.subscription_id,
+                    releasability=Releasability(owner=nation),
+                )
+            )
+            return "exhausted"
+        if result.status_code in (429, 503):
+            delay = RetrySchedule.honour_retry_after(delay, result.retry_after, now)
+        delivery.next_attempt_at = now + timedelta(seconds=delay)
+        return "failed"
+
+    @staticmethod
+    def _fail(delivery: DeliveryRow, settled: Settled) -> None:
+        delivery.status = DeliveryStatus.FAILED.value
+        delivery.next_attempt_at = None
+        settled.failed += 1
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; the service stores UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _duration(span: timedelta) -> str:
+    seconds = int(span.total_seconds())
+    if seconds >= 2 * 86400:
+        return f"{seconds // 86400} days"
+    if seconds >= 7200:
+        return f"{seconds // 3600} hours"
+    if seconds >= 120:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
+
+
+def _storable(text: str | None, limit: int) -> str | None:
+    """Text a database column takes: PostgreSQL refuses NUL characters, which a receiver may send."""
+    if text is None:
+        return None
+    return text[:limit].replace("\x00", "\ufffd")

@@ -1,0 +1,531 @@
+"""Delivery against a real database and real receivers on 127.0.0.1: subscriptions that fail too long or
+are gone (and the events that say so), connections that dial the checked address, capped answers, and
+what subscribers and operators may do with deliveries (list, read, redeliver, replay)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpcore
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from prometheus_client import REGISTRY
+
+from icep.notifications import service
+from icep.notifications.dispatcher import WebhookDispatcher
+from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
+from icep.notifications.egress import BlockedAddress, CheckedNetworkBackend, CheckedResolver, CheckedTransport
+from icep.notifications.models import SubscriptionRow
+from icep.notifications.settings import NotificationsSettings
+from icep.platform.errors import IllegalTransition, NotFound
+from icep.platform.events import utcnow
+from icep.platform.testing import WebhookReceiver, wait_for
+
+Dispatchers = Callable[..., WebhookDispatcher]
+Running = Callable[[WebhookDispatcher], "asyncio.Task[None]"]
+
+DISABLED = "icep.notifications.subscription.disabled.v1"
+FAILED = "icep.notifications.delivery.failed.v1"
+#: `store.add_subscription` makes subscriptions owned by `client-<nation>`.
+OWNER = service.Subscriber("client-deu", "DEU", frozenset({"subscriber"}))
+STRANGER = service.Subscriber("client-fra", "FRA", frozenset({"subscriber"}))
+OPERATOR = service.Subscriber("nato-reviewer", "NATO", frozenset({"reviewer", "operator"}))
+SETTINGS = NotificationsSettings(allow_loopback_endpoints=True)
+
+
+def port_of(receiver: WebhookReceiver) -> int:
+    port = urlsplit(receiver.url).port
+    assert port is not None
+    return port
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def events_of(store: Any, type: str) -> list[dict[str, Any]]:
+    return [r for r in await store.outbox() if r["type"] == type]
+
+
+async def drain(dispatcher: WebhookDispatcher) -> None:
+    """Dispatch rounds until nothing is due."""
+    for _ in range(100):
+        if not await dispatcher.dispatch_once():
+            return
+    raise AssertionError("deliveries kept coming")
+
+
+# --- disabling --------------------------------------------------------------------------------------
+
+
+async def test_gone_disables_the_subscription_and_tells_its_owner(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    receiver.script = [410]
+    sub = await store.add_subscription(receiver.url, nation="FRA")
+    first = await store.add_delivery(sub, "a")
+    waiting = await store.add_delivery(sub, "a")
+    gone_before = metric("icep_webhook_subscriptions_disabled_total", cause="gone")
+    failed_before = metric("icep_webhook_deliveries_total", outcome="failed")
+
+    assert await dispatchers().dispatch_once() == 1
+
+    row = await store.subscription(sub.id)
+    assert row.status == SubscriptionStatus.DISABLED
+    assert row.disabled_reason == "the endpoint answered 410 Gone"
+    assert await store.status_of(first.id) == DeliveryStatus.FAILED
+    assert await store.status_of(waiting.id) == DeliveryStatus.FAILED
+    [event] = await events_of(store, DISABLED)
+    assert event["key"] == sub.id and event["nation"] == "FRA"
+    data = json.loads(event["data"])
+    assert (data["subscription_id"], data["owner"], data["cause"]) == (sub.id, "client-fra", "gone")
+    assert metric("icep_webhook_subscriptions_disabled_total", cause="gone") == gone_before + 1
+    assert metric("icep_webhook_deliveries_total", outcome="failed") == failed_before + 2
+
+
+async def test_a_subscription_failing_for_too_long_is_disabled_and_its_owner_told(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers, running: Running
+) -> None:
+    receiver.script = [500] * 1000
+    sub = await store.add_subscription(receiver.url)
+    head = await store.add_delivery(sub, "a")
+    behind = await store.add_delivery(sub, "a")
+    other = await store.add_delivery(sub, "b")
+    before = metric("icep_webhook_subscriptions_disabled_total", cause="failing")
+    running(dispatchers(retry_schedule_seconds=[0.1] * 100, disable_after_failing_seconds=0.6))
+
+    async def disabled() -> bool:
+        return bool((await store.subscription(sub.id)).status == SubscriptionStatus.DISABLED)
+
+    await wait_for(disabled, timeout=20, what="the failing subscription to be disabled")
+
+    row = await store.subscription(sub.id)
+    assert row.disabled_reason and row.disabled_reason.startswith("every attempt failed since")
+    assert row.failing_since is None
+    for d in (head, behind, other):
+        assert await store.status_of(d.id) == DeliveryStatus.FAILED
+    [event] = await events_of(store, DISABLED)
+    data = json.loads(event["data"])
+    assert data["cause"] == "failing" and data["reason"] == row.disabled_reason
+    assert await events_of(store, FAILED) == []  # no delivery used up its schedule: the subscription ended
+    assert metric("icep_webhook_subscriptions_disabled_total", cause="failing") == before + 1
+    # It took at least the allowed time of failures (and several attempts) to get there.
+    attempts = [*await store.attempts(head.id), *await store.attempts(other.id)]
+    assert len(attempts) >= 3
+    span = max(a.attempted_at for a in attempts) - min(a.attempted_at for a in attempts)
+    assert span >= timedelta(seconds=0.6)
+
+
+async def test_one_answer_resets_the_failing_clock(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    receiver.script = [500]
+    sub = await store.add_subscription(receiver.url)
+    delivery = await store.add_delivery(sub, "a")
+    dispatcher = dispatchers(retry_schedule_seconds=[3600.0])
+
+    assert await dispatcher.dispatch_once() == 1
+    assert (await store.subscription(sub.id)).failing_since is not None
+    await store.set_due_now(delivery.id)
+    assert await dispatcher.dispatch_once() == 1
+
+    assert await store.status_of(delivery.id) == DeliveryStatus.DELIVERED
+    row = await store.subscription(sub.id)
+    assert row.failing_since is None and row.status == SubscriptionStatus.ACTIVE
+
+
+async def test_a_change_to_the_subscription_starts_the_failing_clock_again(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    receiver.script = [500, 500]
+    sub = await store.add_subscription(receiver.url)
+    delivery = await store.add_delivery(sub, "a")
+    dispatcher = dispatchers(retry_schedule_seconds=[3600.0] * 3, disable_after_failing_seconds=3600.0)
+    assert await dispatcher.dispatch_once() == 1
+    first = (await store.subscription(sub.id)).failing_since
+    assert first is not None
+
+    # Long ago, as far as the clock is concerned; but the subscription changed since (say, resumed).
+    async with store.db.transaction() as session:
+        row = await session.get(SubscriptionRow, sub.id)
+        assert row is not None
+        row.failing_since = utcnow() - timedelta(hours=2)
+        row.updated_at = utcnow() - timedelta(minutes=1)
+    await store.set_due_now(delivery.id)
+    assert await dispatcher.dispatch_once() == 1
+
+    row = await store.subscription(sub.id)
+    assert row.status == SubscriptionStatus.ACTIVE
+    assert row.failing_since is not None
+    assert row.failing_since.replace(tzinfo=None) > utcnow().replace(tzinfo=None) - timedelta(minutes=1)
+
+
+async def test_running_out_of_retries_counts_a_failed_delivery(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    receiver.script = [500, 500]
+    sub = await store.add_subscription(receiver.url)
+    first = await store.add_delivery(sub, "a")
+    second = await store.add_delivery(sub, "b")
+    failed_before = metric("icep_webhook_deliveries_total", outcome="failed")
+    delivered_before = metric("icep_webhook_deliveries_total", outcome="delivered")
+
+    # No retries at all: the first failed attempt of each is its last.
+    assert await dispatchers(retry_schedule_seconds=[]).dispatch_once() == 2
+
+    assert await store.status_of(first.id) == DeliveryStatus.FAILED
+    assert await store.status_of(second.id) == DeliveryStatus.FAILED
+    assert len(await events_of(store, FAILED)) == 2
+    assert metric("icep_webhook_deliveries_total", outcome="failed") == failed_before + 2
+    assert metric("icep_webhook_deliveries_total", outcome="delivered") == delivered_before
+
+
+# --- where connections go ---------------------------------------------------------------------------
+
+
+async def test_a_name_pointing_at_loopback_is_refused_when_connecting(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    # The URL passes validation (a host name, https); only its address gives it away.
+    sub = await store.add_subscription(f"https://partner.test:{port_of(receiver)}/hooks")
+    delivery = await store.add_delivery(sub, "a")
+    dispatcher = dispatchers(
+        allow_loopback_endpoints=False,
+        static_hosts={"partner.test": "127.0.0.1"},
+        retry_schedule_seconds=[3600.0],
+    )
+
+    assert await dispatcher.dispatch_once() == 1
+
+    [attempt] = await store.attempts(delivery.id)
+    assert attempt.status_code is None and attempt.error
+    assert "partner.test resolves to 127.0.0.1, which is not a public address" in attempt.error
+    assert receiver.received() == []
+    assert await store.status_of(delivery.id) == DeliveryStatus.PENDING
+
+
+async def test_a_static_host_is_dialled_by_its_address_and_called_by_its_name(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    port = port_of(receiver)
+    sub = await store.add_subscription(f"http://partner.test:{port}/hooks")
+    delivery = await store.add_delivery(sub, "a")
+
+    assert await dispatchers(static_hosts={"partner.test": "127.0.0.1"}).dispatch_once() == 1
+
+    assert await store.status_of(delivery.id) == DeliveryStatus.DELIVERED
+    [request] = receiver.received()
+    assert request.headers["host"] == f"partner.test:{port}"
+
+
+class Dialler(httpcore.AsyncNetworkBackend):
+    """Records what would be dialled; the first `refuse` addresses do not answer."""
+
+    def __init__(self, refuse: int = 0) -> None:
+        self.dialled: list[tuple[str, int]] = []
+        self.refuse = refuse
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        self.dialled.append((host, port))
+        if len(self.dialled) <= self.refuse:
+            raise httpcore.ConnectError("connection refused")
+        return httpcore.AsyncNetworkStream()
+
+
+def fake_dns(monkeypatch: pytest.MonkeyPatch, *answers: list[str]) -> list[str]:
+    """The event loop's resolver answers with `answers[0]`, then `answers[1]`, ... (a rebinding name)."""
+    asked: list[str] = []
+    loop = asyncio.get_running_loop()
+
+    async def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+        asked.append(host)
+        found = answers[min(len(asked), len(answers)) - 1]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in found]
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    return asked
+
+
+async def test_a_rebinding_name_is_dialled_at_the_address_that_was_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked = fake_dns(monkeypatch, ["93.184.215.14"], ["10.0.0.7"])
+    inner = Dialler()
+    backend = CheckedNetworkBackend(CheckedResolver(allow_loopback=False), inner)
+
+    await backend.connect_tcp("rebind.example", 443)
+    # One look-up, and the connection went to its (public) answer, not to the name.
+    assert asked == ["rebind.example"] and inner.dialled == [("93.184.215.14", 443)]
+
+    # The next connection looks up again, gets the private answer, and is refused before dialling.
+    with pytest.raises(BlockedAddress, match=r"10\.0\.0\.7"):
+        await backend.connect_tcp("rebind.example", 443)
+    assert inner.dialled == [("93.184.215.14", 443)]
+
+
+async def test_one_private_address_among_public_ones_refuses_the_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_dns(monkeypatch, ["93.184.215.14", "169.254.169.254"])
+    inner = Dialler()
+    backend = CheckedNetworkBackend(CheckedResolver(allow_loopback=False), inner)
+
+    with pytest.raises(BlockedAddress, match=r"169\.254\.169\.254"):
+        await backend.connect_tcp("mixed.example", 443)
+    assert inner.dialled == []
+
+
+async def test_the_next_checked_address_is_tried_when_one_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake_dns(monkeypatch, ["93.184.215.14", "93.184.215.15"])
+    inner = Dialler(refuse=1)
+    backend = CheckedNetworkBackend(CheckedResolver(allow_loopback=False), inner)
+
+    await backend.connect_tcp("two.example", 443)
+    assert inner.dialled == [("93.184.215.14", 443), ("93.184.215.15", 443)]
+
+
+def _certificate_for(name: str, directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate (and its key) for `name`, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls_goes_to_the_checked_address_with_the_host_name_for_sni_and_the_certificate(
+    tmp_path: Path,
+) -> None:
+    cert, key = _certificate_for("partner.test", tmp_path)
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    asked_for: list[str | None] = []
+    server_side.sni_callback = lambda _sock, name, _ctx: asked_for.append(name)  # type: ignore[assignment,misc]
+    hosts: list[str] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        hosts.extend(h.split(":", 1)[1].strip() for h in head.split("\r\n") if h.lower().startswith("host:"))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_side)
+    port = server.sockets[0].getsockname()[1]
+    client_side = ssl.create_default_context(cafile=str(cert))
+    transport = CheckedTransport(
+        CheckedResolver(allow_loopback=True, static_hosts={"partner.test": "127.0.0.1"}),
+        httpx.Limits(max_connections=2),
+        ssl_context=client_side,
+    )
+    try:
+        async with httpx.AsyncClient(transport=transport) as client:
+            r = await client.post(f"https://partner.test:{port}/hooks", content=b"{}")
+        assert r.status_code == 204
+        # Dialled 127.0.0.1, yet TLS asked for (and verified the certificate of) the host name.
+        assert asked_for == ["partner.test"] and hosts == [f"partner.test:{port}"]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_static_hosts_are_checked_like_dns_answers() -> None:
+    resolver = CheckedResolver(allow_loopback=False, static_hosts={"Partner.Test.": "10.1.2.3"})
+    with pytest.raises(BlockedAddress):
+        await resolver.addresses("partner.test", 443)
+    allowed = CheckedResolver(allow_loopback=True, static_hosts={"partner.test": "127.0.0.1"})
+    assert await allowed.addresses("PARTNER.test.", 443) == ["127.0.0.1"]
+
+
+async def test_only_the_start_of_an_answer_is_read_and_kept(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    receiver.script = [200]
+    receiver.response_body = b"x" * 1_000_000
+    sub = await store.add_subscription(receiver.url)
+    delivery = await store.add_delivery(sub, "a")
+
+    assert await dispatchers(max_response_bytes=1000).dispatch_once() == 1
+
+    assert await store.status_of(delivery.id) == DeliveryStatus.DELIVERED
+    [attempt] = await store.attempts(delivery.id)
+    assert attempt.status_code == 200 and attempt.response_body == "x" * 1000
+
+
+# --- seeing deliveries ------------------------------------------------------------------------------
+
+
+async def test_deliveries_are_listed_by_status_page_by_page(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    sub = await store.add_subscription(receiver.url)
+    sent = [await store.add_delivery(sub, f"s{n}") for n in range(3)]
+    await drain(dispatchers())
+    later = utcnow() + timedelta(hours=1)
+    waiting = [await store.add_delivery(sub, f"w{n}", next_attempt_at=later) for n in range(2)]
+
+    page, cursor = await service.delivery_page(store.db, OWNER, sub.id, 2, status=DeliveryStatus.DELIVERED)
+    assert [d.id for d, _ in page] == [sent[2].id, sent[1].id] and cursor == sent[1].id
+    assert all(len(attempts) == 1 for _, attempts in page)
+    page, cursor = await service.delivery_page(
+        store.db, OWNER, sub.id, 2, status=DeliveryStatus.DELIVERED, after=cursor
+    )
+    assert [d.id for d, _ in page] == [sent[0].id] and cursor is None
+    page, cursor = await service.delivery_page(store.db, OWNER, sub.id, 10, status=DeliveryStatus.PENDING)
+    assert [d.id for d, _ in page] == [waiting[1].id, waiting[0].id] and cursor is None
+    everything, _ = await service.delivery_page(store.db, OPERATOR, sub.id, 10)
+    assert len(everything) == 5
+
+    with pytest.raises(NotFound):
+        await service.delivery_page(store.db, STRANGER, sub.id, 10)
+    delivery, attempts = await service.get_delivery(store.db, OPERATOR, sub.id, sent[0].id)
+    assert delivery.status == DeliveryStatus.DELIVERED and [a.status_code for a in attempts] == [204]
+    with pytest.raises(NotFound):
+        await service.get_delivery(store.db, STRANGER, sub.id, sent[0].id)
+    other = await store.add_subscription(receiver.url)
+    with pytest.raises(NotFound):
+        await service.get_delivery(store.db, OWNER, other.id, sent[0].id)
+
+
+# --- acting on them ---------------------------------------------------------------------------------
+
+
+async def test_redelivery_is_one_attempt_now_even_after_failing_for_good(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    receiver.script = [500, 503]
+    sub = await store.add_subscription(receiver.url)
+    delivery = await store.add_delivery(sub, "a")
+    dispatcher = dispatchers(retry_schedule_seconds=[])
+    assert await dispatcher.dispatch_once() == 1
+    assert await store.status_of(delivery.id) == DeliveryStatus.FAILED
+    assert len(await events_of(store, FAILED)) == 1
+
+    with pytest.raises(NotFound):
+        await service.redeliver(store.uow, STRANGER, sub.id, delivery.id)
+    asked, attempts = await service.redeliver(store.uow, OWNER, sub.id, delivery.id)
+    assert asked.status == DeliveryStatus.PENDING and asked.redelivery_requested_at is not None
+    assert [a.status_code for a in attempts] == [500]
+
+    # It fails again (503): failed at once, not retried by the schedule, not announced again.
+    assert await dispatcher.dispatch_once() == 1
+    row = await store.delivery(delivery.id)
+    assert (row.status, row.attempts, row.redelivery_requested_at) == (DeliveryStatus.FAILED, 2, None)
+    assert len(await events_of(store, FAILED)) == 1
+
+    # An operator asks once more, and the receiver is back.
+    await service.redeliver(store.uow, OPERATOR, sub.id, delivery.id)
+    assert await dispatcher.dispatch_once() == 1
+    row = await store.delivery(delivery.id)
+    assert (row.status, row.attempts) == (DeliveryStatus.DELIVERED, 3)
+
+    # A delivered one may be sent again too (the receiver lost it).
+    await service.redeliver(store.uow, OWNER, sub.id, delivery.id)
+    assert await dispatcher.dispatch_once() == 1
+    assert (await store.delivery(delivery.id)).attempts == 4
+    assert [r.headers["webhook-id"] for r in receiver.received()] == [delivery.event_id] * 4
+
+
+async def test_redelivering_a_pending_delivery_sends_it_now_and_keeps_its_schedule(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    receiver.script = [500, 500]
+    sub = await store.add_subscription(receiver.url)
+    delivery = await store.add_delivery(sub, "a")
+    dispatcher = dispatchers(retry_schedule_seconds=[3600.0, 3600.0])
+    assert await dispatcher.dispatch_once() == 1
+    assert await dispatcher.dispatch_once() == 0  # its retry is an hour away
+
+    await service.redeliver(store.uow, OWNER, sub.id, delivery.id)
+    assert await dispatcher.dispatch_once() == 1
+    row = await store.delivery(delivery.id)
+    # Still on its schedule: the second failure waits for the second retry.
+    assert (row.status, row.attempts) == (DeliveryStatus.PENDING, 2)
+    assert row.next_attempt_at is not None and row.next_attempt_at > utcnow() + timedelta(minutes=50)
+
+
+async def test_nothing_is_redelivered_or_replayed_to_a_disabled_subscription(
+    store: Any, receiver: WebhookReceiver
+) -> None:
+    sub = await store.add_subscription(receiver.url, status=SubscriptionStatus.DISABLED)
+    delivery = await store.add_delivery(sub, "a")
+    with pytest.raises(IllegalTransition, match="disabled"):
+        await service.redeliver(store.uow, OWNER, sub.id, delivery.id)
+    with pytest.raises(IllegalTransition, match="disabled"):
+        await service.replay(store.uow, SETTINGS, OWNER, sub.id, utcnow() - timedelta(days=1))
+
+
+async def test_replay_delivers_every_event_since_again_with_its_id_and_in_order(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    sub = await store.add_subscription(receiver.url)
+    before = await store.add_delivery(sub, "a")
+    await wait_for(lambda: utcnow() > before.created_at, what="the clock to move on")
+    since = utcnow()
+    since_then = [await store.add_delivery(sub, subject) for subject in ("a", "b", "a", "b", "a")]
+    dispatcher = dispatchers()
+    await drain(dispatcher)
+    assert len(receiver.received()) == 6
+
+    with pytest.raises(NotFound):
+        await service.replay(store.uow, SETTINGS, STRANGER, sub.id, since)
+    done = await service.replay(store.uow, SETTINGS, OWNER, sub.id, since)
+    assert (done.replayed, done.next_since) == (5, None)
+    await drain(dispatcher)
+
+    replayed = receiver.received()[6:]
+    assert sorted(r.headers["webhook-id"] for r in replayed) == sorted(d.event_id for d in since_then)
+    for subject in ("a", "b"):  # each aggregate in its order again
+        wanted = [d.event_id for d in since_then if d.subject == subject]
+        assert [r.headers["webhook-id"] for r in replayed if r.json()["subject"] == subject] == wanted
+    page, _ = await service.delivery_page(store.db, OWNER, sub.id, 50)
+    replays = [d for d, _ in page if d.generation == 1]
+    assert sorted(d.replay_of or "" for d in replays) == sorted(d.id for d in since_then)
+    assert all(d.status == DeliveryStatus.DELIVERED for d in replays)
+
+    # Again, by an operator, with room for two events only: the first two, and where to go on from.
+    small = NotificationsSettings(allow_loopback_endpoints=True, max_replay_events=2)
+    done = await service.replay(store.uow, small, OPERATOR, sub.id, since)
+    assert done.replayed == 2 and done.next_since is not None
+    assert abs(done.next_since - since_then[2].created_at) < timedelta(milliseconds=1)
+    page, _ = await service.delivery_page(store.db, OWNER, sub.id, 50, status=DeliveryStatus.PENDING)
+    assert sorted((d.replay_of, d.generation) for d, _ in page) == sorted((d.id, 2) for d in since_then[:2])
