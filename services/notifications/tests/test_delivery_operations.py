@@ -529,3 +529,21 @@ async def test_replay_delivers_every_event_since_again_with_its_id_and_in_order(
     assert abs(done.next_since - since_then[2].created_at) < timedelta(milliseconds=1)
     page, _ = await service.delivery_page(store.db, OWNER, sub.id, 50, status=DeliveryStatus.PENDING)
     assert sorted((d.replay_of, d.generation) for d, _ in page) == sorted((d.id, 2) for d in since_then[:2])
+
+
+def test_operators_act_on_their_own_nations_subscriptions_or_all_as_nato() -> None:
+    sub = SubscriptionRow(
+        id="s1",
+        owner="deu-subscriber",
+        nation="DEU",
+        url="https://partner.example/hooks",
+        status="active",
+        secret="whsec_x",
+        version=1,
+        created_at=utcnow(),
+        updated_at=utcnow(),
+    )
+    assert service._may_see_all(service.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
+    assert service._may_see_all(service.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
+    assert not service._may_see_all(service.Subscriber("fra-ops", "FRA", frozenset({"operator"})), sub)
+    assert not service._may_see_all(service.Subscriber("deu-sub", "DEU", frozenset({"subscriber"})), sub)

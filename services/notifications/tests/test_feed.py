@@ -349,11 +349,9 @@ async def test_the_stream_pushes_new_events_at_once_and_resumes_after_an_id(stor
         await asyncio.sleep(0.1)
         assert not pending.done()  # nothing new, and the heartbeat is 30 s away
         second, third = event(subject="b"), event(subject="c", releasable_to="DEU")
-        started = time.monotonic()
         [p2, p3] = await log(store, second, third)
         hub.wake()  # what the after-commit hook does
-        message = await pending
-        assert time.monotonic() - started < 2
+        message = await pending  # the heartbeat is 30 s away: what came is the wake-up's message
         assert message == {"id": str(p2), "event": second.type, "data": message["data"]}
         assert json.loads(message["data"]) == second.body()
         assert (await next_chunk(body))["id"] == str(p3)

@@ -43,7 +43,8 @@ class DeliveryFailed(EventPayload):
 
 class SubscriptionDisabled(EventPayload):
     """A subscription stopped receiving: its endpoint answered 410 Gone, it kept failing for too long, or
-    its owner or an operator disabled it. Its owner is told by this event (and on the feed and stream)."""
+    its owner disabled it. Published on `icep.notifications.events` for the owner's systems and operators
+    (the feed and stream carry the other services' events, not these)."""
 
     event_type: ClassVar[str] = "icep.notifications.subscription.disabled.v1"
     aggregate: ClassVar[str] = "subscription"

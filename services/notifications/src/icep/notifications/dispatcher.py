@@ -424,6 +424,9 @@ class WebhookDispatcher:
         headers = {
             "content-type": "application/json",
             "user-agent": "ICEP-Webhooks/1.0",
+            # The answer is only the start of a log line: never decompressed (a small gzip body can
+            # expand to gigabytes), read raw and capped.
+            "accept-encoding": "identity",
             "webhook-id": delivery.event_id,
             "webhook-timestamp": str(int(sent_at.timestamp())),
             "webhook-signature": signatures_for(sub, delivery.event_id, sent_at, delivery.body),
@@ -437,7 +440,7 @@ class WebhookDispatcher:
                 self._client.stream("POST", sub.url, content=delivery.body.encode(), headers=headers) as resp,
             ):
                 body = b""
-                async for chunk in resp.aiter_bytes():
+                async for chunk in resp.aiter_raw():
                     body += chunk
                     if len(body) >= self.settings.max_response_bytes:
                         break

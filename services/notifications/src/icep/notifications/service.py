@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from icep.contracts import Releasability
+from icep.contracts.nations import NATO
 from icep.contracts.notifications import SubscriptionCreated, SubscriptionReenabled
 from icep.notifications import feed
 from icep.notifications.dispatcher import Settled, WebhookDispatcher, disable_subscription
@@ -350,9 +351,10 @@ async def ping(
 # --- deliveries: seeing them and acting on them ----------------------------------------------------
 
 
-def _may_see_all(who: Subscriber) -> bool:
-    """Operators see and act on every subscription's deliveries; a subscriber only on its own."""
-    return "operator" in who.roles
+def _may_see_all(who: Subscriber, sub: SubscriptionRow) -> bool:
+    """Operators see and act on the deliveries of their own nation's subscriptions (NATO's on every
+    one); a subscriber only on its own."""
+    return "operator" in who.roles and who.nation in (sub.nation, NATO)
 
 
 async def _delivery_subscription(
@@ -365,7 +367,7 @@ async def _delivery_subscription(
     if (
         row is None
         or row.status == SubscriptionStatus.DELETED.value
-        or (row.owner != who.client_id and not _may_see_all(who))
+        or (row.owner != who.client_id and not _may_see_all(who, row))
     ):
         raise NotFound(f"no subscription {subscription_id}")
     return row
@@ -489,7 +491,10 @@ async def replay(
     get then (not subscribed, not entitled) is not sent now either."""
     if since.tzinfo is None:
         raise Unprocessable("`since` needs a time zone", field="since")
-    since = since.astimezone(UTC)  # stored times are UTC (and SQLite compares them as text)
+    try:
+        since = since.astimezone(UTC)  # stored times are UTC (and SQLite compares them as text)
+    except OverflowError:
+        raise Unprocessable("`since` is out of range", field="since") from None
     limit = settings.max_replay_events
     span_ctx = trace.get_current_span().get_span_context()
     traceparent = (
