@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from icep.contracts.nations import ALLIES, NATO, PARTNERS
+from icep.contracts.nations import ALLIES, NATO, PARTNERS, NationCode
 
 ALL_ALLIES = "ALLIES"
 
@@ -118,3 +118,44 @@ def nation_tokens(nation: str) -> frozenset[str]:
 def encode_tokens(tokens: frozenset[str]) -> str:
     """`,ALLIES,DEU,` -- so `LIKE '%,DEU,%'` finds a token in SQL (tokens hold no LIKE wildcards)."""
     return "," + ",".join(sorted(tokens)) + ","
+
+
+# --- the same in an API: what a caller sends and reads (the owner is the caller, or the record's) -------
+
+
+class ReleasabilityIn(BaseModel):
+    """Who may see a new record, as a caller gives it; all Allies unless said."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: ReleasabilityScope = ReleasabilityScope.ALLIES
+    nations: list[NationCode] = Field(
+        default_factory=list,
+        max_length=40,
+        description="With `nations`: the nations; with `allies_partners`: the partners",
+    )
+
+    @model_validator(mode="after")
+    def _nations_fit_the_scope(self) -> ReleasabilityIn:
+        if self.nations and self.scope not in (
+            ReleasabilityScope.NATIONS,
+            ReleasabilityScope.ALLIES_PARTNERS,
+        ):
+            raise ValueError(f"a releasability of scope {self.scope.value} names no nations")
+        return self
+
+    def owned_by(self, owner: str) -> Releasability:
+        return Releasability(owner=owner, scope=self.scope, nations=tuple(self.nations))
+
+
+class ReleasabilityOut(BaseModel):
+    owner: str
+    scope: ReleasabilityScope
+    nations: list[str]
+    marking: str = Field(
+        description="As the `releasableto` event extension: `ALLIES`, `ALLIES,UKR`, `DEU,NATO`"
+    )
+
+    @classmethod
+    def of(cls, r: Releasability) -> ReleasabilityOut:
+        return cls(owner=r.owner, scope=r.scope, nations=list(r.nations), marking=r.marking())

@@ -9,10 +9,11 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from icep.contracts import NationCode, Releasability, ReleasabilityScope
+from icep.contracts import NationCode, Releasability
 from icep.contracts.nations import ALLIES, NATO
+from icep.contracts.releasability import ReleasabilityIn, ReleasabilityOut
 from icep.platform.app import database, unit_of_work
 from icep.platform.auth import PrincipalDep
 from icep.platform.domain import invalid
@@ -61,39 +62,8 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ReleasabilityIn(_In):
-    scope: ReleasabilityScope = ReleasabilityScope.ALLIES
-    nations: list[NationCode] = Field(
-        default_factory=list,
-        max_length=40,
-        description="With `nations`: the nations; with `allies_partners`: the partners",
-    )
-
-    @model_validator(mode="after")
-    def _nations_fit_the_scope(self) -> ReleasabilityIn:
-        if self.nations and self.scope not in (
-            ReleasabilityScope.NATIONS,
-            ReleasabilityScope.ALLIES_PARTNERS,
-        ):
-            raise ValueError(f"a releasability of scope {self.scope.value} names no nations")
-        return self
-
-
 def _owned(r: ReleasabilityIn | None, owner: str) -> Releasability | None:
-    return None if r is None else Releasability(owner=owner, scope=r.scope, nations=tuple(r.nations))
-
-
-class ReleasabilityOut(BaseModel):
-    owner: str
-    scope: ReleasabilityScope
-    nations: list[str]
-    marking: str = Field(
-        description="As the `releasableto` event extension: `ALLIES`, `ALLIES,UKR`, `DEU,NATO`"
-    )
-
-    @classmethod
-    def of(cls, r: Releasability) -> ReleasabilityOut:
-        return cls(owner=r.owner, scope=r.scope, nations=list(r.nations), marking=r.marking())
+    return None if r is None else r.owned_by(owner)
 
 
 class ReservationOut(BaseModel):
