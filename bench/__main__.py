@@ -1,13 +1,17 @@
-"""ICEP benchmarks: outbox relay and consumer throughput, end-to-end webhook latency, service memory,
-webhook delivery throughput and latency (bench/notifications_delivery.py).
+"""ICEP benchmarks, by section: outbox relay and consumer throughput, end-to-end webhook latency and service
+memory, the capacity summary (bench/plans_summary.py), webhook delivery throughput and latency
+(bench/notifications_delivery.py), what the gateway adds to latency and throughput (bench/gateway_latency.py).
 
-Run with `make bench` (or `uv run python -m bench`). Uses a local broker started from the jars unless
-KAFKA_BOOTSTRAP_SERVERS is set, SQLite unless ICEP_BENCH_DATABASE_URL names another database. Prints the
-figures and writes bench/REPORT.md. Every loop is bounded in count and time; all traffic is loopback.
+Run with `make bench` (or `uv run python -m bench`) for all of them, or `uv run python -m bench
+gateway_latency ...` for the sections named (`--list` lists them): only their parts of bench/REPORT.md are
+rewritten. Uses a local broker started from the jars unless KAFKA_BOOTSTRAP_SERVERS is set, SQLite unless
+ICEP_BENCH_DATABASE_URL names another database (for the outbox section). Prints the figures and writes
+bench/REPORT.md. Every loop is bounded in count and time; all traffic is loopback.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform as pyplatform
@@ -15,8 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
 
@@ -24,8 +27,8 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bench import notifications_delivery, plans_summary
-from bench.results import Result
+from bench import gateway_latency, notifications_delivery, plans_summary
+from bench.results import Result, Section, print_results, write_report
 from icep.contracts import EventPayload, Releasability
 from icep.platform.consumer import ConsumerRunner
 from icep.platform.db import Database
@@ -202,7 +205,9 @@ async def bench_end_to_end(bootstrap: str, results: list[Result], notes: list[st
                 plan = (await http.post("/v1/plans", json=body)).json()
                 before = len(receiver.received())
                 t0 = time.perf_counter()
-                r = await http.post(f"/v1/plans/{plan['id']}/submit")
+                r = await http.post(
+                    f"/v1/plans/{plan['id']}/submit", headers={"If-Match": f'"{plan["version"]}"'}
+                )
                 api_latencies.append(time.perf_counter() - t0)
                 assert r.status_code == 200, r.text
                 wall0 = time.time() - (time.perf_counter() - t0)
@@ -222,35 +227,49 @@ async def bench_end_to_end(bootstrap: str, results: list[Result], notes: list[st
         launcher.stop_all()
 
 
-def write_report(results: list[Result], notes: list[str], database: str) -> str:
-    lines = [
-        "# ICEP benchmark report",
-        "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores,"
-        f" Python {pyplatform.python_version()}, {database}, a single local Kafka broker."
-        " Written by `make bench` (bench/__main__.py).",
-        "",
-        "| measure | value | target | met |",
-        "|---|---:|---|---|",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r.name} | {r.value:,.1f} {r.unit} | {r.target} {r.unit} | {'yes' if r.ok else 'NO'} |"
-        )
-    lines += ["", *[f"- {n}" for n in notes], ""]
-    return "\n".join(lines)
+#: A section measures against a broker (its bootstrap servers) and adds its figures and notes.
+Measure = Callable[[str, list[Result], list[str]], Awaitable[None]]
 
 
-async def main() -> int:
-    results: list[Result] = []
-    notes = [
-        f"outbox/consumer: {EVENTS} events over {KEYS} keys, {PER_TX} per transaction, 200-byte payloads"
-    ]
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
-    broker: LocalKafka | None = None
+def sections(database_url: str) -> dict[str, tuple[str, Measure]]:
+    """Section key -> (title, what measures it), in the report's order."""
+
+    async def outbox(bootstrap: str, results: list[Result], notes: list[str]) -> None:
+        notes.append(f"{EVENTS} events over {KEYS} keys, {PER_TX} per transaction, 200-byte payloads")
+        await bench_outbox_and_consumer(bootstrap, database_url, results, notes)
+
+    return {
+        "outbox": ("Outbox relay and consumer", outbox),
+        "end_to_end": ("End to end: submit to webhook, memory", bench_end_to_end),
+        "plans_summary": ("Capacity summary", plans_summary.measure),
+        "notifications_delivery": ("Webhook delivery", notifications_delivery.measure),
+        "gateway_latency": ("Gateway overhead", gateway_latency.measure),
+    }
+
+
+async def main(argv: list[str]) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="icep-bench-"))
     url = os.environ.get("ICEP_BENCH_DATABASE_URL", f"sqlite+aiosqlite:///{tmp / 'bench.db'}")
-    database = "PostgreSQL" if url.startswith("postgres") else "SQLite (WAL)"
+    available = sections(url)
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("section", nargs="*", help="sections to run (all when none is named)")
+    parser.add_argument("--list", action="store_true", help="list the sections and stop")
+    args = parser.parse_args(argv)
+    if args.list:
+        for key, (title, _) in available.items():
+            print(f"{key:<24} {title}")
+        return 0
+    unknown = [name for name in args.section if name not in available]
+    if unknown:
+        parser.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(available)}")
+    chosen = [key for key in available if not args.section or key in args.section]
+
+    machine = f"{os.cpu_count()} cores, Python {pyplatform.python_version()}"
+    databases = {"outbox": "PostgreSQL" if url.startswith("postgres") else "SQLite (WAL)"}
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    kafka = "an external Kafka" if bootstrap else "a single local Kafka broker"
+    broker: LocalKafka | None = None
+    done: list[Section] = []
     try:
         if not bootstrap:
             fetch_jars()
@@ -258,19 +277,20 @@ async def main() -> int:
             broker.start()
             broker.wait_ready(120)
             bootstrap = broker.bootstrap_servers
-        await bench_outbox_and_consumer(bootstrap, url, results, notes)
-        await bench_end_to_end(bootstrap, results, notes)
-        await plans_summary.measure(bootstrap, results, notes)
-        await notifications_delivery.measure(bootstrap, results, notes)
+        for key in chosen:
+            title, measure = available[key]
+            section = Section(key, title, f"{machine}, {databases.get(key, 'SQLite (WAL)')}, {kafka}")
+            print(f"== {key}: {title}", flush=True)
+            await measure(bootstrap, section.results, section.notes)
+            print_results(section.results)
+            done.append(section)
     finally:
         if broker is not None:
             broker.stop()
-    for r in results:
-        print(f"{r.name:<50} {r.value:>10,.1f} {r.unit:<9} target {r.target:<8} {'ok' if r.ok else 'MISSED'}")
-    REPORT.write_text(write_report(results, notes, database))
+    write_report(REPORT, done, list(available))
     print(f"wrote {REPORT}")
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if all(r.ok for section in done for r in section.results) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(main(sys.argv[1:])))

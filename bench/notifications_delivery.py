@@ -184,7 +184,9 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
                 plan = (await http.post("/v1/plans", json=body)).json()
                 before = len(live.received())
                 sent_at = time.time()
-                r = await http.post(f"/v1/plans/{plan['id']}/submit")
+                r = await http.post(
+                    f"/v1/plans/{plan['id']}/submit", headers={"If-Match": f'"{plan["version"]}"'}
+                )
                 r.raise_for_status()
                 await wait_for(lambda: len(live.received()) > before, timeout=30, interval=0.002)  # noqa: B023
                 latencies.append(live.received()[-1].at - sent_at)

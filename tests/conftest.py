@@ -115,6 +115,10 @@ async def _launch(
             "ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": json.dumps([0.2, 0.4, 0.8]),
             "ICEP_OUTBOX_POLL_SECONDS": "0.5",
             "ICEP_TOPIC_NAMESPACE": namespace,
+            # Test modules make far more calls (and fetch far more tokens) from 127.0.0.1 than a partner
+            # would; the rate limits themselves are tested in services/gateway/tests.
+            "ICEP_GATEWAY_RATE_LIMITS": json.dumps({"standard": "1000000/minute"}),
+            "ICEP_GATEWAY_TOKEN_RATE_LIMIT": "1000000/minute",
             **{
                 f"ICEP_{name.upper()}_DATABASE_URL": make_database_url(name)
                 for name in SERVICES

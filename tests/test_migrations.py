@@ -17,6 +17,8 @@ from icep.platform import migrations
 from icep.platform.db import create_engine
 
 SERVICES = ["plans", "procurement", "standards", "notifications"]
+#: The platform's tables, which every service with a database has (each in its own database).
+PLATFORM_TABLES = ("outbox", "inbox", "idempotency_keys")
 
 
 async def table_names(url: str) -> set[str]:
@@ -46,7 +48,7 @@ async def test_upgrade_downgrade_upgrade(service: str, make_database_url: Callab
     migrations_dir: Path = app_module.MIGRATIONS
     url = make_database_url(f"mig_{service}")
     expected = set(models.metadata.tables)
-    assert {"outbox", "inbox"} <= expected
+    assert set(PLATFORM_TABLES) <= expected
 
     await asyncio.to_thread(migrations.upgrade, migrations_dir, url)
     assert await table_names(url) == expected | {"alembic_version"}
@@ -63,7 +65,7 @@ def test_no_table_of_one_service_is_in_another() -> None:
     owners: dict[str, str] = {}
     for service in SERVICES:
         metadata = importlib.import_module(f"icep.{service}.models").metadata
-        for table in set(metadata.tables) - {"outbox", "inbox"}:
+        for table in set(metadata.tables) - set(PLATFORM_TABLES):
             assert table not in owners, f"{table} is in both {owners[table]} and {service}"
             owners[table] = service
     assert owners["plans"] == "plans" and owners["subscriptions"] == "notifications"

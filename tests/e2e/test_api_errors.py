@@ -76,7 +76,7 @@ async def test_other_nations_cannot_see_or_submit_a_draft(
 ) -> None:
     plan = (await deu.post("/v1/plans", json=plan_body())).json()
     assert_problem(await fra.get(f"/v1/plans/{plan['id']}"), 404)
-    assert_problem(await fra.post(f"/v1/plans/{plan['id']}/submit"), 404)
+    assert_problem(await fra.post(f"/v1/plans/{plan['id']}/submit", headers={"If-Match": '"1"'}), 404)
     listed = (await fra.get("/v1/plans")).json()["items"]
     assert plan["id"] not in {p["id"] for p in listed}
     assert plan["id"] in {
@@ -93,7 +93,7 @@ async def test_stale_etag_is_412_and_illegal_transition_is_409(
     stale = assert_problem(await deu.post(f"/v1/plans/{plan_id}/submit", headers={"If-Match": '"7"'}), 412)
     assert stale["current_version"] == 1
     assert (await deu.post(f"/v1/plans/{plan_id}/submit", headers={"If-Match": '"1"'})).status_code == 200
-    again = assert_problem(await deu.post(f"/v1/plans/{plan_id}/submit"), 409)
+    again = assert_problem(await deu.post(f"/v1/plans/{plan_id}/submit", headers={"If-Match": "*"}), 409)
     assert again["current_state"] == "submitted"
 
 

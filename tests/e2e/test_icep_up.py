@@ -109,7 +109,8 @@ async def test_icep_up_runs_the_platform_and_stops_everything(
             await http.post("/v1/subscriptions", json={"url": receiver.url, "event_types": ["icep.plans.*"]})
         ).json()
         plan = (await http.post("/v1/plans", json=plan_body())).json()
-        assert (await http.post(f"/v1/plans/{plan['id']}/submit")).status_code == 200
+        submitted = await http.post(f"/v1/plans/{plan['id']}/submit", headers={"If-Match": '"1"'})
+        assert submitted.status_code == 200
     hooks = await wait_for(
         lambda: len(receiver.received()) >= 2 and receiver.received(), timeout=60, what="webhooks"
     )

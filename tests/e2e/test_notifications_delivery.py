@@ -95,7 +95,9 @@ async def tidy(clients: Clients) -> AsyncIterator[list[str]]:
     made: list[str] = []
     yield made
     for sub_id in made:
-        await clients["deu"].post(f"/v1/subscriptions/{sub_id}/disable", json={"reason": "test over"})
+        await clients["deu"].post(
+            f"/v1/subscriptions/{sub_id}/disable", json={"reason": "test over"}, headers={"If-Match": "*"}
+        )
 
 
 # --- on one shared platform (short retry schedule, loopback endpoints, partner.test -> 127.0.0.1) ------
@@ -188,11 +190,11 @@ async def test_a_delivery_that_fails_for_good_is_announced_and_can_be_redelivere
     deu, fra, operator = clients["deu"], clients["fra"], clients["nato"]
     await platform.settled()
     receiver.script = [500] * 4  # the first try and all three retries
-    sub = await subscribe(deu, receiver.url, [CREATED])
+    sub = await subscribe(deu, receiver.url, [CREATED, SUBMITTED])
     tidy.append(sub["id"])
     failed_before = await platform.metric("notifications", "icep_webhook_deliveries_total", outcome="failed")
 
-    await new_plan(deu, plan_body)
+    plan = await new_plan(deu, plan_body)  # a draft: its creation is released to DEU alone
 
     [failed] = await wait_for(
         lambda: _with_status(deu, sub["id"], "failed"), timeout=30, what="the delivery to fail for good"
@@ -209,22 +211,37 @@ async def test_a_delivery_that_fails_for_good_is_announced_and_can_be_redelivere
     )
 
     one = f"/v1/subscriptions/{sub['id']}/deliveries/{failed['id']}"
-    # Another subscriber does not even see it; an operator sees it and acts on it.
-    assert (await fra.get(one)).status_code == 404
-    assert (await fra.post(f"{one}/redeliver")).status_code == 404
-    seen = await operator.get(one)
-    assert seen.status_code == 200 and seen.json()["attempts"] == 4
-    asked = await operator.post(f"{one}/redeliver")
+    # Another subscriber does not even see it; nor does NATO's operator, as NATO may not know of a draft.
+    for other in (fra, operator):
+        assert (await other.get(one)).status_code == 404
+        assert (await other.post(f"{one}/redeliver", headers={"If-Match": "*"})).status_code == 404
+    assert (await fra.get(f"/v1/subscriptions/{sub['id']}/deliveries")).status_code == 404
+    assert await deliveries(operator, sub["id"]) == []
+    # Submitted, the plan is NATO's to know of: NATO's operator sees that delivery and acts on it.
+    r = await deu.post(f"/v1/plans/{plan['id']}/submit", headers={"If-Match": "*"})
+    assert r.status_code == 200, r.text
+    [submitted] = await wait_for(lambda: _delivered(deu, sub["id"], 1), timeout=30, what="the submission")
+    assert submitted["event_type"] == SUBMITTED
+    assert [d["id"] for d in await deliveries(operator, sub["id"])] == [submitted["id"]]
+    two = f"/v1/subscriptions/{sub['id']}/deliveries/{submitted['id']}"
+    seen = await operator.get(two)
+    assert seen.status_code == 200 and seen.json()["attempts"] == 1
+    asked = await operator.post(f"{two}/redeliver", headers={"If-Match": "*"})
     assert asked.status_code == 202, asked.text
     assert asked.json()["status"] == "pending"
+    # The draft's failed delivery is DEU's to redeliver.
+    asked = await deu.post(f"{one}/redeliver", headers={"If-Match": "*"})
+    assert asked.status_code == 202, asked.text
 
-    async def delivered_again() -> dict[str, Any] | None:
-        found: dict[str, Any] = (await deu.get(one)).json()
-        return found if found["status"] == "delivered" else None
+    async def delivered_again(path: str, attempts: int) -> dict[str, Any] | None:
+        found: dict[str, Any] = (await deu.get(path)).json()
+        return found if found["status"] == "delivered" and found["attempts"] == attempts else None
 
-    found = await wait_for(delivered_again, timeout=30, what="the redelivery")
-    assert found["attempts"] == 5 and found["attempt_log"][-1]["status_code"] == 204
-    assert ids(receiver.received()) == [failed["event_id"]] * 5
+    found = await wait_for(lambda: delivered_again(one, 5), timeout=30, what="the redelivery")
+    assert found["attempt_log"][-1]["status_code"] == 204
+    await wait_for(lambda: delivered_again(two, 2), timeout=30, what="the operator's redelivery")
+    hooks = ids(receiver.received())
+    assert sorted(hooks) == sorted([failed["event_id"]] * 5 + [submitted["event_id"]] * 2)
 
 
 async def _with_status(client: httpx.AsyncClient, sub_id: str, status: str) -> list[dict[str, Any]] | None:
@@ -290,12 +307,16 @@ async def test_replay_sends_every_event_since_again_with_the_same_webhook_id(
     replays = [d for d in recorded if d["generation"] == 1]
     assert sorted(d["replay_of"] for d in replays) == sorted(d["id"] for d in first)
 
-    # An operator may replay any subscription's events; a later `since` replays fewer.
+    # NATO's operator replays what NATO may know of: the submissions, not the drafts' creation (released
+    # to DEU alone); a later `since` replays fewer.
     r = await operator.post(replay, json={"since": (datetime.now(UTC) + timedelta(minutes=1)).isoformat()})
     assert r.status_code == 202 and r.json()["replayed"] == 0
     r = await operator.post(replay, json={"since": since.isoformat()})
-    assert r.status_code == 202 and r.json()["replayed"] == 4
-    await wait_for(lambda: len(receiver.received()) == 12, timeout=30, what="the operator's replay")
+    assert r.status_code == 202 and r.json()["replayed"] == 2
+    await wait_for(lambda: len(receiver.received()) == 10, timeout=30, what="the operator's replay")
+    assert sorted(ids(receiver.received()[8:])) == sorted(
+        d["event_id"] for d in first if d["event_type"] == SUBMITTED
+    )
 
 
 async def test_only_the_start_of_a_receiver_s_answer_is_read_and_kept(
@@ -342,6 +363,14 @@ async def test_deliveries_are_listed_page_by_page(
         url = page["next"]
     assert seen == [d["id"] for d in everything] and seen == sorted(seen, reverse=True)
     assert await deliveries(deu, sub["id"], status="failed") == []
+
+    # NATO's operator pages through the deliveries of the submissions only (the drafts' creation is DEU's).
+    seen, url = [], f"/v1/subscriptions/{sub['id']}/deliveries?limit=2"
+    while url:
+        page = (await clients["nato"].get(url)).json()
+        seen += [d["id"] for d in page["items"]]
+        url = page["next"]
+    assert seen == [d["id"] for d in everything if d["event_type"] == SUBMITTED] and len(seen) == 3
 
 
 # --- on platforms of their own ----------------------------------------------------------------------

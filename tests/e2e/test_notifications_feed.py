@@ -59,6 +59,10 @@ def ok(r: httpx.Response, status: int = 200) -> dict[str, Any]:
     return body
 
 
+def if_match(record: dict[str, Any]) -> dict[str, str]:
+    return {"If-Match": f'"{record["version"]}"'}
+
+
 async def accepted_plan(c: Clients) -> str:
     """A DEU plan taken to accepted: created and submitted/review events for DEU (and NATO), accepted for
     the Allies, and its two capacity commitments for the Allies and UKR."""
@@ -70,16 +74,16 @@ async def accepted_plan(c: Clients) -> str:
         201,
     )
     pid = str(plan["id"])
-    ok(await c["deu"].post(f"/v1/plans/{pid}/submit"))
-    ok(await c["nato"].post(f"/v1/plans/{pid}/start-review"))
-    ok(await c["nato"].post(f"/v1/plans/{pid}/accept"))
+    plan = ok(await c["deu"].post(f"/v1/plans/{pid}/submit", headers=if_match(plan)))
+    plan = ok(await c["nato"].post(f"/v1/plans/{pid}/start-review", headers=if_match(plan)))
+    ok(await c["nato"].post(f"/v1/plans/{pid}/accept", headers=if_match(plan)))
     return pid
 
 
 async def draft_plan(c: Clients, submit: bool = False) -> str:
     plan = ok(await c["deu"].post("/v1/plans", json=plan_body()), 201)
     if submit:
-        ok(await c["deu"].post(f"/v1/plans/{plan['id']}/submit"))
+        ok(await c["deu"].post(f"/v1/plans/{plan['id']}/submit", headers=if_match(plan)))
     return str(plan["id"])
 
 
@@ -245,6 +249,7 @@ async def test_other_nations_never_see_what_is_not_released_to_them(
             await clients["deu"].post(
                 f"/v1/plans/{pid}/release",
                 json={"releasability": {"scope": "allies_partners", "nations": ["UKR"]}},
+                headers={"If-Match": '"4"'},  # created, submitted, under review, accepted
             )
         )
         await platform.settled()

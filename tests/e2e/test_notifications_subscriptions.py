@@ -288,13 +288,15 @@ async def test_filters_by_type_nation_capability_area_and_product(
     )
     assert r.status_code == 201, r.text
     initiative = r.json()
-    r = await c["deu_proc"].post(f"/v1/initiatives/{initiative['id']}/open")
+    r = await c["deu_proc"].post(
+        f"/v1/initiatives/{initiative['id']}/open", headers=if_match(initiative["version"])
+    )
     assert r.status_code == 200, r.text
     r = await c["deu_planner"].post("/v1/plans", json=plan_with(p_plan))
     assert r.status_code == 201, r.text
     plan_id = r.json()["id"]
     for who, action in (("deu_planner", "submit"), ("nato", "start-review"), ("nato", "accept")):
-        r = await c[who].post(f"/v1/plans/{plan_id}/{action}")
+        r = await c[who].post(f"/v1/plans/{plan_id}/{action}", headers=if_match(r.json()["version"]))
         assert r.status_code == 200, r.text
 
     await settled(platform, "procurement", "plans")
@@ -387,7 +389,7 @@ async def test_after_a_rotation_webhooks_verify_with_the_old_and_the_new_secret(
     sub = await subscribe(c["deu"], receiver.url, event_types=["icep.plans.plan.created.*"])
     path = f"/v1/subscriptions/{sub['id']}"
     problem(await c["deu"].post(f"{path}/rotate-secret", headers=if_match(3)), 412)
-    problem(await c["deu_planner"].post(f"{path}/rotate-secret"), 404)
+    problem(await c["deu_planner"].post(f"{path}/rotate-secret", headers=if_match(1)), 404)
     r = await c["deu"].post(f"{path}/rotate-secret", headers=if_match(1))
     assert r.status_code == 200, r.text
     rotated = r.json()
@@ -456,11 +458,13 @@ async def test_a_paused_subscription_holds_its_deliveries_and_releases_them_in_o
     problem(await c["deu"].post(f"{base}/pause", headers=if_match(5)), 412)
     r = await c["deu"].post(f"{base}/pause", headers=if_match(1))
     assert r.status_code == 200 and r.json()["status"] == "paused" and r.headers["etag"] == '"2"'
-    assert problem(await c["deu"].post(f"{base}/pause"), 409)["current_state"] == "paused"
+    assert (
+        problem(await c["deu"].post(f"{base}/pause", headers=if_match(2)), 409)["current_state"] == "paused"
+    )
 
     plan_id = await draft_plan(c)
     for who, action in (("deu_planner", "submit"), ("nato", "start-review")):
-        r = await c[who].post(f"/v1/plans/{plan_id}/{action}")
+        r = await c[who].post(f"/v1/plans/{plan_id}/{action}", headers={"If-Match": "*"})
         assert r.status_code == 200, r.text
     order = [
         "icep.plans.plan.created.v1",
@@ -475,7 +479,7 @@ async def test_a_paused_subscription_holds_its_deliveries_and_releases_them_in_o
 
     r = await c["deu"].post(f"{base}/resume", headers=if_match(2))
     assert r.status_code == 200 and r.json()["status"] == "active"
-    problem(await c["deu"].post(f"{base}/resume"), 409)
+    problem(await c["deu"].post(f"{base}/resume", headers=if_match(3)), 409)
 
     async def released() -> list[str] | None:
         mine = [h["type"] for h in hooks(receiver) if h["subject"] == plan_id]
@@ -490,19 +494,21 @@ async def test_disabling_and_re_enabling_are_events_and_a_disabled_subscription_
     receiver = receivers()
     sub = await subscribe(c["deu"], receiver.url, event_types=["icep.plans.plan.created.*"])
     base = f"/v1/subscriptions/{sub['id']}"
-    problem(await c["deu"].post(f"{base}/disable", json={}), 422)
-    problem(await c["deu_planner"].post(f"{base}/disable", json={"reason": "mine now"}), 404)
+    problem(await c["deu"].post(f"{base}/disable", json={}, headers=if_match(1)), 422)
+    problem(
+        await c["deu_planner"].post(f"{base}/disable", json={"reason": "mine now"}, headers=if_match(1)), 404
+    )
     r = await c["deu"].post(f"{base}/disable", json={"reason": "moving the endpoint"}, headers=if_match(1))
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["disabled_reason"]) == ("disabled", "moving the endpoint")
-    problem(await c["deu"].post(f"{base}/disable", json={"reason": "again"}), 409)
+    problem(await c["deu"].post(f"{base}/disable", json={"reason": "again"}, headers=if_match(2)), 409)
 
     while_disabled = await draft_plan(c)
     await settled(platform, "plans")
     assert await deliveries(c["deu"], sub["id"]) == []
     assert receiver.received() == []
 
-    r = await c["deu"].post(f"{base}/resume")
+    r = await c["deu"].post(f"{base}/resume", headers=if_match(2))
     assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["disabled_reason"]) == ("active", None)
     after = await draft_plan(c)

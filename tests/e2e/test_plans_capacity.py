@@ -45,12 +45,16 @@ def plan(commitments: list[dict[str, Any]], scope: str = "allies", **extra: Any)
     }
 
 
+def if_match(record: dict[str, Any]) -> dict[str, str]:
+    return {"If-Match": f'"{record["version"]}"'}
+
+
 async def accept(c: Clients, nation: str, body: dict[str, Any]) -> str:
     r = await c[nation].post("/v1/plans", json=body)
     assert r.status_code == 201, r.text
     pid = str(r.json()["id"])
     for who, action in ((nation, "submit"), ("nato", "start-review"), ("nato", "accept")):
-        r = await c[who].post(f"/v1/plans/{pid}/{action}")
+        r = await c[who].post(f"/v1/plans/{pid}/{action}", headers=if_match(r.json()))
         assert r.status_code == 200, r.text
     return pid
 
@@ -67,8 +71,24 @@ async def test_gap_arithmetic(clients: Clients) -> None:
     target = {"capability_area": "munitions", "product": product, "year": 2026, "unit": "rounds"}
     r = await nato.put("/v1/capacity/targets", json=target | {"required_quantity": 500_000})
     assert r.status_code == 201, r.text
+    first = r.json()
+    assert r.headers["ETag"] == '"1"' and first["version"] == 1
+    # A correction names the version it read: without If-Match 428, with a stale one 412.
     r = await nato.put("/v1/capacity/targets", json=target | {"required_quantity": 600_000})
+    assert r.status_code == 428 and r.json()["current_version"] == 1, r.text
+    r = await nato.put(
+        "/v1/capacity/targets", json=target | {"required_quantity": 600_000}, headers=if_match(first)
+    )
     assert r.status_code == 200 and r.json()["required_quantity"] == 600_000  # corrected, not duplicated
+    assert r.headers["ETag"] == '"2"' and r.json()["id"] == first["id"]
+    stale = await nato.put(
+        "/v1/capacity/targets", json=target | {"required_quantity": 1}, headers=if_match(first)
+    )
+    assert stale.status_code == 412 and stale.json()["current_version"] == 2
+    got = await deu.get(f"/v1/capacity/targets/{first['id']}")
+    assert (
+        got.status_code == 200 and got.headers["ETag"] == '"2"' and got.json()["required_quantity"] == 600_000
+    )
     assert (await deu.put("/v1/capacity/targets", json=target | {"required_quantity": 1})).status_code == 403
     # DEU: 10,000/month in 2025, 20,000/month from July 2026; POL: 5,000/month flat.
     await accept(clients, "deu", plan([commitment("deu-a", product, [("2026-07-01", 20_000)], 10_000)]))
@@ -95,8 +115,17 @@ async def test_progress_actuals_and_shortfall(clients: Clients, platform: Any) -
     deu = clients["deu"]
     pid = await accept(clients, "deu", plan([commitment("deu-pac3", product, [("2026-01-01", 50)], 40)]))
     url = f"/v1/plans/{pid}/commitments/deu-pac3/progress"
-    fine = await deu.post(url, json={"month": "2026-02-10", "actual_output": 46})
+    # A report names the plan version it was measured against (the ETag of the accepted plan).
+    current = {"If-Match": (await deu.get(f"/v1/plans/{pid}")).headers["ETag"]}
+    missing = await deu.post(url, json={"month": "2026-02-10", "actual_output": 46})
+    assert missing.status_code == 428, missing.text
+    stale = await deu.post(
+        url, json={"month": "2026-02-10", "actual_output": 46}, headers={"If-Match": '"1"'}
+    )
+    assert stale.status_code == 412 and stale.json()["current_version"] == 4, stale.text
+    fine = await deu.post(url, json={"month": "2026-02-10", "actual_output": 46}, headers=current)
     assert fine.status_code == 200, fine.text
+    assert fine.headers["ETag"] == current["If-Match"]  # a report leaves the plan as it was
     assert fine.json() == {
         "plan_id": pid,
         "commitment_key": "deu-pac3",
@@ -105,13 +134,15 @@ async def test_progress_actuals_and_shortfall(clients: Clients, platform: Any) -
         "planned_output": 50,
         "shortfall": False,
     }
-    short = await deu.post(url, json={"month": "2026-03-01", "actual_output": 44})
+    short = await deu.post(url, json={"month": "2026-03-01", "actual_output": 44}, headers=current)
     assert short.json()["shortfall"] is True
     assert (
-        await clients["fra"].post(url, json={"month": "2026-03-01", "actual_output": 1})
+        await clients["fra"].post(url, json={"month": "2026-03-01", "actual_output": 1}, headers=current)
     ).status_code == 403
     r = await deu.post(
-        f"/v1/plans/{pid}/commitments/nope/progress", json={"month": "2026-03-01", "actual_output": 1}
+        f"/v1/plans/{pid}/commitments/nope/progress",
+        json={"month": "2026-03-01", "actual_output": 1},
+        headers=current,
     )
     assert r.status_code == 422 and r.json()["errors"][0]["location"] == "path.commitment_key"
     line = (await summary(deu, product=product, year=2026))[2026]
@@ -149,6 +180,7 @@ async def test_a_nation_probing_another_nations_plan_learns_nothing(clients: Cli
     body = plan([commitment("deu-p", product, [], 1_000, bottlenecks=[nitro])], scope="national")
     r = await deu.post("/v1/plans", json=body)
     pid = r.json()["id"]
+    etag = {"If-Match": r.headers["ETag"]}
 
     async def fra_sees_nothing() -> None:
         assert (await fra.get(f"/v1/plans/{pid}")).status_code == 404
@@ -159,10 +191,12 @@ async def test_a_nation_probing_another_nations_plan_learns_nothing(clients: Cli
         assert deps == []
 
     await fra_sees_nothing()  # a draft
-    assert (await deu.post(f"/v1/plans/{pid}/submit")).status_code == 200
+    r = await deu.post(f"/v1/plans/{pid}/submit", headers=etag)
+    assert r.status_code == 200
     await fra_sees_nothing()  # submitted
     for action in ("start-review", "accept"):
-        assert (await clients["nato"].post(f"/v1/plans/{pid}/{action}")).status_code == 200
+        r = await clients["nato"].post(f"/v1/plans/{pid}/{action}", headers={"If-Match": r.headers["ETag"]})
+        assert r.status_code == 200
     await fra_sees_nothing()  # accepted, national only
     assert (await summary(deu, product=product))[2025]["committed"] == 12_000  # the owner sees its own
 
@@ -173,6 +207,7 @@ async def test_a_nation_probing_another_nations_plan_learns_nothing(clients: Cli
             "releasability": {"scope": "national"},
             "capacity_releasability": {"scope": "allies_partners", "nations": ["UKR"]},
         },
+        headers={"If-Match": r.headers["ETag"]},
     )
     assert r.status_code == 200, r.text
     assert (await summary(fra, product=product))[2025]["committed"] == 12_000
@@ -181,7 +216,9 @@ async def test_a_nation_probing_another_nations_plan_learns_nothing(clients: Cli
     assert (await fra.get("/v1/capacity/dependencies", params={"product": product})).json()["items"] == []
     # Released as a whole to FRA: now the dependencies show.
     r = await deu.post(
-        f"/v1/plans/{pid}/release", json={"releasability": {"scope": "nations", "nations": ["FRA"]}}
+        f"/v1/plans/{pid}/release",
+        json={"releasability": {"scope": "nations", "nations": ["FRA"]}},
+        headers={"If-Match": r.headers["ETag"]},
     )
     assert r.status_code == 200
     assert (await fra.get(f"/v1/plans/{pid}")).status_code == 200
@@ -194,6 +231,7 @@ async def test_a_nation_probing_another_nations_plan_learns_nothing(clients: Cli
     r = await deu.post(
         f"/v1/plans/{pid}/release",
         json={"releasability": {"scope": "allies_partners", "nations": ["UKR"]}},
+        headers={"If-Match": "*"},  # whatever the version: the test's point is who sees it afterwards
     )
     assert r.status_code == 200, r.text
     assert (await ukr.get(f"/v1/plans/{pid}")).status_code == 200

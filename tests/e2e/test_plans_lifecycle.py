@@ -86,6 +86,15 @@ def plan_events(platform: Any) -> Callable[..., Awaitable[list[ReceivedEvent]]]:
     return read
 
 
+def if_match(record: dict[str, Any]) -> dict[str, str]:
+    """The If-Match a change of a record sends: the ETag of the version read."""
+    return {"If-Match": f'"{record["version"]}"'}
+
+
+#: A change that does not care which version it changes (If-Match: * is the explicit "any").
+ANY = {"If-Match": "*"}
+
+
 def ok(r: httpx.Response, status: int = 200) -> dict[str, Any]:
     assert r.status_code == status, r.text
     data: dict[str, Any] = r.json()
@@ -113,7 +122,7 @@ async def in_state(c: Clients, state: str) -> dict[str, Any]:
     }[state]
     for who, action in steps:
         payload = {"reasons": ["needs ramp dates"]} if action == "return" else None
-        plan = ok(await c[who].post(f"/v1/plans/{pid}/{action}", json=payload))
+        plan = ok(await c[who].post(f"/v1/plans/{pid}/{action}", json=payload, headers=if_match(plan)))
     assert plan["status"] == state
     return plan
 
@@ -134,10 +143,10 @@ async def test_the_whole_life_with_its_events(clients: Clients, plan_events: Any
     edited = await deu.patch(f"/v1/plans/{pid}", json={"title": "Edited"}, headers={"If-Match": '"1"'})
     assert ok(edited)["title"] == "Edited" and edited.headers["ETag"] == '"2"'
 
-    ok(await deu.post(f"/v1/plans/{pid}/submit", headers={"If-Match": '"2"'}))
+    submitted = ok(await deu.post(f"/v1/plans/{pid}/submit", headers={"If-Match": '"2"'}))
     problem(await fra.get(f"/v1/plans/{pid}"), 404)
-    ok(await nato.post(f"/v1/plans/{pid}/start-review"))
-    accepted = ok(await nato.post(f"/v1/plans/{pid}/accept"))
+    reviewing = ok(await nato.post(f"/v1/plans/{pid}/start-review", headers=if_match(submitted)))
+    accepted = ok(await nato.post(f"/v1/plans/{pid}/accept", headers=if_match(reviewing)))
     assert accepted["status"] == "accepted" and accepted["version"] == 5
     assert ok(await fra.get(f"/v1/plans/{pid}"))["title"] == "Edited"  # released to all Allies
     problem(await clients["ukr"].get(f"/v1/plans/{pid}"), 404)  # only the capacity figures reach UKR
@@ -182,20 +191,24 @@ async def test_return_with_reasons_redraft_and_resubmit(clients: Clients, plan_e
     deu, nato = clients["deu"], clients["nato"]
     plan = await in_state(clients, "submitted")
     pid = plan["id"]
-    problem(await nato.post(f"/v1/plans/{pid}/return", json={"reasons": []}), 422)
-    problem(await nato.post(f"/v1/plans/{pid}/return", json={"reasons": ["  "]}), 422)
-    returned = ok(await nato.post(f"/v1/plans/{pid}/return", json={"reasons": ["Ramp lacks 2028 step"]}))
+    problem(await nato.post(f"/v1/plans/{pid}/return", json={"reasons": []}, headers=ANY), 422)
+    problem(await nato.post(f"/v1/plans/{pid}/return", json={"reasons": ["  "]}, headers=ANY), 422)
+    returned = ok(
+        await nato.post(
+            f"/v1/plans/{pid}/return", json={"reasons": ["Ramp lacks 2028 step"]}, headers=if_match(plan)
+        )
+    )
     assert returned["status"] == "returned" and returned["returned_reasons"] == ["Ramp lacks 2028 step"]
     problem(await deu.patch(f"/v1/plans/{pid}", json={"title": "x"}, headers={"If-Match": '"3"'}), 409)
-    draft = ok(await deu.post(f"/v1/plans/{pid}/redraft"))
+    draft = ok(await deu.post(f"/v1/plans/{pid}/redraft", headers=if_match(returned)))
     assert draft["status"] == "draft"
     problem(await nato.get(f"/v1/plans/{pid}"), 404)  # a draft again: the nation's own business
-    ok(
+    fixed = ok(
         await deu.patch(
             f"/v1/plans/{pid}", json={"title": "Fixed"}, headers={"If-Match": f'"{draft["version"]}"'}
         )
     )
-    assert ok(await deu.post(f"/v1/plans/{pid}/submit"))["status"] == "submitted"
+    assert ok(await deu.post(f"/v1/plans/{pid}/submit", headers=if_match(fixed)))["status"] == "submitted"
     events = await plan_events(
         pid, "icep.plans.plan.returned.v1", "icep.plans.plan.submitted.v1", "icep.plans.plan.submitted.v1"
     )
@@ -205,7 +218,7 @@ async def test_return_with_reasons_redraft_and_resubmit(clients: Clients, plan_e
 
 async def test_withdraw_from_draft_stays_national(clients: Clients, plan_events: Any) -> None:
     plan = await in_state(clients, "draft")
-    ok(await clients["deu"].post(f"/v1/plans/{plan['id']}/withdraw"))
+    ok(await clients["deu"].post(f"/v1/plans/{plan['id']}/withdraw", headers=if_match(plan)))
     problem(await clients["nato"].get(f"/v1/plans/{plan['id']}"), 404)
     events = await plan_events(plan["id"], "icep.plans.plan.withdrawn.v1")
     assert [e.releasable_to for e in events if e.type.endswith("withdrawn.v1")] == ["DEU"]
@@ -240,7 +253,7 @@ async def test_every_action_in_every_state(clients: Clients, state: str) -> None
             )
         else:
             payload = {"reasons": ["r"]} if action == "return" else None
-            r = await clients[who].post(f"/v1/plans/{pid}/{action}", json=payload)
+            r = await clients[who].post(f"/v1/plans/{pid}/{action}", json=payload, headers=if_match(plan))
         hidden_from_nato = who == "nato" and state == "draft"
         if hidden_from_nato:
             problem(r, 404)
@@ -255,7 +268,7 @@ async def test_a_newer_accepted_plan_supersedes_the_older(clients: Clients, plan
     new = await in_state(clients, "accepted")
     got = ok(await clients["fra"].get(f"/v1/plans/{old['id']}"))
     assert got["status"] == "superseded" and got["superseded_by"] == new["id"]
-    problem(await clients["deu"].post(f"/v1/plans/{old['id']}/withdraw"), 409)
+    problem(await clients["deu"].post(f"/v1/plans/{old['id']}/withdraw", headers=ANY), 409)
     events = await plan_events(old["id"], "icep.plans.plan.superseded.v1")
     [sup] = [e for e in events if e.type.endswith("superseded.v1")]
     assert sup.data["superseded_by"] == new["id"] and sup.releasable_to == "ALLIES"
@@ -269,16 +282,20 @@ async def test_roles(clients: Clients) -> None:
     problem(await ukr.post("/v1/plans", json=body()), 403)
     submitted = await in_state(clients, "submitted")
     pid = submitted["id"]
-    problem(await fra.post(f"/v1/plans/{pid}/withdraw"), 404)  # FRA may not even see it
-    problem(await deu.post(f"/v1/plans/{pid}/start-review"), 403)
-    problem(await deu.post(f"/v1/plans/{pid}/accept"), 403)
-    problem(await nato.post(f"/v1/plans/{pid}/withdraw"), 403)
+    problem(await fra.post(f"/v1/plans/{pid}/withdraw", headers=ANY), 404)  # FRA may not even see it
+    problem(await deu.post(f"/v1/plans/{pid}/start-review", headers=if_match(submitted)), 403)
+    problem(await deu.post(f"/v1/plans/{pid}/accept", headers=if_match(submitted)), 403)
+    problem(await nato.post(f"/v1/plans/{pid}/withdraw", headers=if_match(submitted)), 403)
     accepted = await in_state(clients, "accepted")
     problem(
-        await fra.post(f"/v1/plans/{accepted['id']}/release", json={"releasability": {"scope": "national"}}),
+        await fra.post(
+            f"/v1/plans/{accepted['id']}/release",
+            json={"releasability": {"scope": "national"}},
+            headers=if_match(accepted),
+        ),
         403,
     )
-    problem(await nato.post(f"/v1/plans/{accepted['id']}/submit"), 403)
+    problem(await nato.post(f"/v1/plans/{accepted['id']}/submit", headers=if_match(accepted)), 403)
 
 
 async def test_release_changes_who_sees_an_accepted_plan(clients: Clients, plan_events: Any) -> None:
@@ -296,7 +313,9 @@ async def test_release_changes_who_sees_an_accepted_plan(clients: Clients, plan_
     )
     released = ok(
         await deu.post(
-            f"/v1/plans/{pid}/release", json={"releasability": {"scope": "nations", "nations": ["POL"]}}
+            f"/v1/plans/{pid}/release",
+            json={"releasability": {"scope": "nations", "nations": ["POL"]}},
+            headers=if_match(plan),
         )
     )
     assert released["releasability"] == {"scope": "nations", "nations": ["POL"]}

@@ -53,11 +53,15 @@ def ok(r: httpx.Response, status: int = 200) -> dict[str, Any]:
     return answer
 
 
+def if_match(record: dict[str, Any]) -> dict[str, str]:
+    return {"If-Match": f'"{record["version"]}"'}
+
+
 async def accepted(c: Clients, plan: dict[str, Any]) -> dict[str, Any]:
     pid = plan["id"]
-    ok(await c["deu"].post(f"/v1/plans/{pid}/submit"))
-    ok(await c["nato"].post(f"/v1/plans/{pid}/start-review"))
-    return ok(await c["nato"].post(f"/v1/plans/{pid}/accept"))
+    plan = ok(await c["deu"].post(f"/v1/plans/{pid}/submit", headers=if_match(plan)))
+    plan = ok(await c["nato"].post(f"/v1/plans/{pid}/start-review", headers=if_match(plan)))
+    return ok(await c["nato"].post(f"/v1/plans/{pid}/accept", headers=if_match(plan)))
 
 
 async def test_only_the_owner_reads_earlier_drafts(clients: Clients) -> None:
@@ -101,9 +105,9 @@ async def test_an_older_plan_cannot_supersede_a_newer_accepted_one(clients: Clie
     newer = ok(await clients["deu"].post("/v1/plans", json=body()), 201)
     await accepted(clients, newer)
     pid = older["id"]
-    ok(await clients["deu"].post(f"/v1/plans/{pid}/submit"))
-    ok(await clients["nato"].post(f"/v1/plans/{pid}/start-review"))
-    refused = await clients["nato"].post(f"/v1/plans/{pid}/accept")
+    submitted = ok(await clients["deu"].post(f"/v1/plans/{pid}/submit", headers=if_match(older)))
+    reviewing = ok(await clients["nato"].post(f"/v1/plans/{pid}/start-review", headers=if_match(submitted)))
+    refused = await clients["nato"].post(f"/v1/plans/{pid}/accept", headers=if_match(reviewing))
     assert refused.status_code == 409, refused.text
     assert refused.json()["newer_plan_id"] == newer["id"]
     assert ok(await clients["deu"].get(f"/v1/plans/{newer['id']}"))["status"] == "accepted"

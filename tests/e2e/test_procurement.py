@@ -102,10 +102,11 @@ def initiative_body(product: str | None = None, **extra: Any) -> dict[str, Any]:
 
 
 async def act(
-    client: httpx.AsyncClient, path: str, body: Any = None, version: int | None = None
+    client: httpx.AsyncClient, path: str, body: Any = None, version: int | str = "*"
 ) -> httpx.Response:
-    headers = {"If-Match": f'"{version}"'} if version is not None else {}
-    return await client.post(path, json=body, headers=headers)
+    """POST an action; `version` is what If-Match names: a version read, or `*` (the default here, where
+    the test is about something else than concurrent changes)."""
+    return await client.post(path, json=body, headers={"If-Match": "*" if version == "*" else f'"{version}"'})
 
 
 async def ok(client: httpx.AsyncClient, path: str, body: Any = None, status: int = 200) -> dict[str, Any]:
@@ -295,8 +296,11 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     cid = r.json()["contract_id"]
     assert r.json()["status"] == "contracted"
     assert r.headers["location"] == f"/v1/initiatives/{iid}/contracts/{cid}"
-    got = (await deu.get(r.headers["location"])).json()
+    read = await deu.get(r.headers["location"])
+    got = read.json()
     assert got["framework"] is True and [m["status"] for m in got["milestones"]] == ["scheduled"] * 2
+    # A contract changes with its initiative: its read carries the initiative's ETag, which a milestone names.
+    assert read.headers["etag"] == r.headers["etag"] == f'"{r.json()["version"]}"'
     # One contract per award; and once contracted, the initiative can no longer be cancelled.
     problem(await act(deu, f"/v1/initiatives/{iid}/contracts", contract), 409)
     p = problem(await act(deu, f"/v1/initiatives/{iid}/cancel", {"reason": "too late"}), 409)
@@ -324,7 +328,8 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     assert r.status_code == 201, r.text
     call_off_ocid = r.json()["call_off_ocid"]
     assert call_off_ocid.startswith("ocds-icep01-") and call_off_ocid != i["ocid"]
-    assert (await deu.get(r.headers["location"])).json()["ocid"] == call_off_ocid
+    read = await deu.get(r.headers["location"])
+    assert read.json()["ocid"] == call_off_ocid and read.headers["etag"] == r.headers["etag"]
     # The call-off's own OCDS process, for whoever reads the initiative.
     call_off_path = f"{r.headers['location']}/ocds"
     package = await ok_get(staff["nld"], call_off_path)
@@ -1035,7 +1040,9 @@ async def test_demand_against_committed_capacity(staff: Clients) -> None:
         ("nato_reviewer", "start-review"),
         ("nato_reviewer", "accept"),
     ):
-        assert (await staff[who].post(f"/v1/plans/{pid}/{action}")).status_code == 200
+        assert (
+            await staff[who].post(f"/v1/plans/{pid}/{action}", headers={"If-Match": "*"})
+        ).status_code == 200
     # Demand: FRA's funded signal for the year.
     r = await fra.post(
         "/v1/demand/signals",
@@ -1099,6 +1106,7 @@ async def test_demand_against_committed_capacity(staff: Clients) -> None:
         r = await staff["deu_planner"].post(
             f"/v1/plans/{pid}/commitments/deu-a/progress",
             json={"month": f"{year}-03-01", "actual_output": actual},
+            headers={"If-Match": "*"},
         )
         assert r.status_code == 200 and r.json()["shortfall"], r.text
 

@@ -109,6 +109,10 @@ FAR = {"ultimate_parent": "Far Holdings (synthetic)", "ultimate_parent_country":
 FAR_MATCH = "ultimate parent Far Holdings (synthetic) in BLR"
 
 
+#: A change that does not care which version it changes (If-Match: * is the explicit "any").
+ANY = {"If-Match": "*"}
+
+
 def seen(record: dict[str, Any]) -> dict[str, str]:
     """If-Match: the version a person read (an adjudication names the matches it saw)."""
     return {"If-Match": f'"{record["version"]}"'}
@@ -334,8 +338,8 @@ def standard_body(number: str, edition: int, **extra: Any) -> dict[str, Any]:
 
 async def promulgate(nato_std: httpx.AsyncClient, number: str, edition: int, **extra: Any) -> str:
     created = await ok(nato_std.post("/v1/standards", json=standard_body(number, edition, **extra)), 201)
-    await ok(nato_std.post(f"/v1/standards/{created['id']}/circulate"))
-    done = await ok(nato_std.post(f"/v1/standards/{created['id']}/promulgate"))
+    await ok(nato_std.post(f"/v1/standards/{created['id']}/circulate", headers=ANY))
+    done = await ok(nato_std.post(f"/v1/standards/{created['id']}/promulgate", headers=ANY))
     assert done["status"] == "promulgated"
     return str(created["id"])
 
@@ -355,16 +359,18 @@ async def tendering(c: Clients, product: str, number: str, edition: int) -> dict
     deu, fra = c["deu"], c["fra"]
     i = await ok(deu.post("/v1/initiatives", json=initiative_body(product, number, edition)), 201)
     iid = i["id"]
-    await ok(deu.post(f"/v1/initiatives/{iid}/open"))
-    await ok(fra.post(f"/v1/initiatives/{iid}/join", json={"indicative": {str(NEXT_YEAR): 1200}}))
+    await ok(deu.post(f"/v1/initiatives/{iid}/open", headers=ANY))
+    await ok(
+        fra.post(f"/v1/initiatives/{iid}/join", json={"indicative": {str(NEXT_YEAR): 1200}}, headers=ANY)
+    )
     commit = {"firm": {str(NEXT_YEAR): 1000}, "funded": {str(NEXT_YEAR): 800}}
-    await ok(fra.post(f"/v1/initiatives/{iid}/commit", json=commit))
-    await ok(deu.post(f"/v1/initiatives/{iid}/close-participation"))
+    await ok(fra.post(f"/v1/initiatives/{iid}/commit", json=commit, headers=ANY))
+    await ok(deu.post(f"/v1/initiatives/{iid}/close-participation", headers=ANY))
     tender = {
         "lots": [{"id": "L1", "title": f"{product}, lot 1", "quantity": 1000}],
         "tender_period_end": (TODAY + dt.timedelta(days=90)).isoformat(),
     }
-    done = await ok(deu.post(f"/v1/initiatives/{iid}/tender", json=tender))
+    done = await ok(deu.post(f"/v1/initiatives/{iid}/tender", json=tender, headers=ANY))
     assert done["status"] == "tendering"
     return done
 
@@ -399,14 +405,18 @@ async def test_award_needs_clearance_and_verified_conformance_then_a_new_edition
     eastern = await register(
         deu, supplier_body(unique("Eastern Alloys BV (synthetic)"), "NLD", products=[code], **FAR)
     )
-    p = problem(await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(eastern["id"])), 409)
+    p = problem(
+        await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(eastern["id"]), headers=ANY), 409
+    )
     assert p["type"].endswith("/award-refused") and p["title"] == "Award refused"
     assert "potential match" in p["detail"] and eastern["name"] in p["detail"]
     assert (p["supplier_id"], p["screening"]) == (eastern["id"], "potential_match")
 
     # A clear supplier whose product holds no verified conformance yet: refused, naming the edition.
     clean = await register(deu, supplier_body(unique("Synthetic Shells GmbH"), products=[code]))
-    p = problem(await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"])), 409)
+    p = problem(
+        await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"]), headers=ANY), 409
+    )
     assert p["type"].endswith("/award-refused")
     assert f"holds no verified conformance with {number} Ed. 1" in p["detail"]
     assert p["missing_standards"] == [f"{number} Ed. 1"] and p["product_code"] == code
@@ -416,17 +426,19 @@ async def test_award_needs_clearance_and_verified_conformance_then_a_new_edition
         deu, supplier_body(unique("Quiet Optics GmbH"), products=[code], releasability={"scope": "national"})
     )
     bid = {"lot_id": "L1", "supplier_id": national["id"], "quantity": 1000, "value": 4.2e6, "currency": "EUR"}
-    p = problem(await deu.post(f"/v1/initiatives/{iid}/bids", json=bid), 422)
+    p = problem(await deu.post(f"/v1/initiatives/{iid}/bids", json=bid, headers=ANY), 422)
     assert p["errors"][0]["location"] == "body.supplier_id"
     assert "not released to ALLIES" in p["detail"] and "as widely as the initiative" in p["detail"]
-    p = problem(await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(national["id"])), 422)
+    p = problem(
+        await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(national["id"]), headers=ANY), 422
+    )
     assert p["errors"][0]["location"] == "body.awards.0.supplier_id"
     # A currency is an ISO 4217 code, a quantity a number.
     bid = {**bid, "supplier_id": clean["id"]}
     for wrong in ({"currency": "ABC"}, {"currency": "XCG"}, {"quantity": True}):
-        problem(await deu.post(f"/v1/initiatives/{iid}/bids", json={**bid, **wrong}), 422)
+        problem(await deu.post(f"/v1/initiatives/{iid}/bids", json={**bid, **wrong}, headers=ANY), 422)
         wrong_award = award_body(clean["id"], **wrong)
-        problem(await deu.post(f"/v1/initiatives/{iid}/award", json=wrong_award), 422)
+        problem(await deu.post(f"/v1/initiatives/{iid}/award", json=wrong_award, headers=ANY), 422)
 
     # The standards service: DEU claims conformance for the product, NATO tests and verifies it.
     product_in_claim = {"manufacturer": clean["name"], "product_code": code, "name": product}
@@ -439,14 +451,17 @@ async def test_award_needs_clearance_and_verified_conformance_then_a_new_edition
     # Claimed is not verified.
     await events(platform, "icep.standards.events", claim["id"], "icep.standards.conformance.claimed.v1")
     await caught_up(platform, "icep.standards.events")
-    p = problem(await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"])), 409)
+    p = problem(
+        await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"]), headers=ANY), 409
+    )
     assert p["missing_standards"] == [f"{number} Ed. 1"]
-    await ok(nato_std.post(f"/v1/standards/conformance/{claim['id']}/start-test"))
+    await ok(nato_std.post(f"/v1/standards/conformance/{claim['id']}/start-test", headers=ANY))
     expires = (TODAY + dt.timedelta(days=365)).isoformat()
     verified = await ok(
         nato_std.post(
             f"/v1/standards/conformance/{claim['id']}/verify",
             json={"expires_on": expires, "evidence": ["firing trial report (synthetic)"]},
+            headers=ANY,
         )
     )
     assert verified["status"] == "verified"
@@ -455,11 +470,14 @@ async def test_award_needs_clearance_and_verified_conformance_then_a_new_edition
 
     # The product offered, if named, is one of the supplier's.
     p = problem(
-        await deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"], product_code="NOPE")), 422
+        await deu.post(
+            f"/v1/initiatives/{iid}/award", json=award_body(clean["id"], product_code="NOPE"), headers=ANY
+        ),
+        422,
     )
     assert p["errors"][0]["location"] == "body.awards.0.product_code"
     awarded = await ok(
-        deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"], product_code=code))
+        deu.post(f"/v1/initiatives/{iid}/award", json=award_body(clean["id"], product_code=code), headers=ANY)
     )
     assert awarded["status"] == "awarded"
     [a] = awarded["awards"]
@@ -534,7 +552,7 @@ def plan_body(commitments: list[dict[str, Any]], scope: str = "allies") -> dict[
 async def accepted_plan(c: Clients, planner: str, body: dict[str, Any]) -> str:
     pid = str((await ok(c[planner].post("/v1/plans", json=body), 201))["id"])
     for who, action in ((planner, "submit"), ("nato_reviewer", "start-review"), ("nato_reviewer", "accept")):
-        await ok(c[who].post(f"/v1/plans/{pid}/{action}"))
+        await ok(c[who].post(f"/v1/plans/{pid}/{action}", headers=ANY))
     return pid
 
 
@@ -599,7 +617,7 @@ async def test_demand_against_the_capacity_each_caller_may_see(people: Clients, 
         "releasability": {"scope": "national"},
         "capacity_releasability": {"scope": "allies_partners", "nations": ["UKR"]},
     }
-    await ok(people["pol_planner"].post(f"/v1/plans/{pol_plan}/release", json=release))
+    await ok(people["pol_planner"].post(f"/v1/plans/{pol_plan}/release", json=release, headers=ANY))
     await settle(platform, fra, product, {2025: deu_2025 + 60_000, 2026: deu_2026 + 60_000})
     await settle(platform, ukr, product, {2025: 60_000, 2026: 60_000})
     ukr_lines = await balance(ukr, product)
@@ -607,7 +625,7 @@ async def test_demand_against_the_capacity_each_caller_may_see(people: Clients, 
     # ...and back to POL alone.
     await ok(
         people["pol_planner"].post(
-            f"/v1/plans/{pol_plan}/release", json={"releasability": {"scope": "national"}}
+            f"/v1/plans/{pol_plan}/release", json={"releasability": {"scope": "national"}}, headers=ANY
         )
     )
     await settle(platform, ukr, product, {})

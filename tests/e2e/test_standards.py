@@ -81,10 +81,19 @@ def standard_body(number: str | None = None, edition: int = 1, **extra: Any) -> 
 
 
 async def act(
-    client: httpx.AsyncClient, path: str, body: Any = None, version: int | None = None
+    client: httpx.AsyncClient, path: str, body: Any = None, version: int | str = "*"
 ) -> httpx.Response:
-    headers = {"If-Match": f'"{version}"'} if version is not None else {}
-    return await client.post(path, json=body, headers=headers)
+    """POST an action; `version` is what If-Match names: a version read, or `*` (the default here, where
+    the test is about something else than concurrent changes)."""
+    return await client.post(path, json=body, headers={"If-Match": "*" if version == "*" else f'"{version}"'})
+
+
+def if_match(record: dict[str, Any]) -> dict[str, str]:
+    return {"If-Match": f'"{record["version"]}"'}
+
+
+#: A change that does not care which version it changes.
+ANY = {"If-Match": "*"}
 
 
 async def promulgated(nato: httpx.AsyncClient, **kw: Any) -> dict[str, Any]:
@@ -153,8 +162,10 @@ async def test_a_standard_from_study_to_superseded_with_every_event(staff: Clien
 
     # Cancelled, with a reason, from a live state; and the event says why.
     study = (await nato.post("/v1/standards", json=standard_body())).json()
-    problem(await nato.post(f"/v1/standards/{study['id']}/cancel", json={"reason": " "}), 422)
-    r = await nato.post(f"/v1/standards/{study['id']}/cancel", json={"reason": "merged into AEP-55"})
+    problem(await nato.post(f"/v1/standards/{study['id']}/cancel", json={"reason": " "}, headers=ANY), 422)
+    r = await nato.post(
+        f"/v1/standards/{study['id']}/cancel", json={"reason": "merged into AEP-55"}, headers=if_match(study)
+    )
     assert r.json()["status"] == "cancelled"
     got = await events(study["id"], "icep.standards.standard.cancelled.v1")
     assert got[-1].data["reason"] == "merged into AEP-55"
@@ -272,18 +283,30 @@ async def test_a_nations_answer_its_reservations_and_implementation(staff: Clien
     r = await deu.post(
         f"{base}/reservations",
         json={"clause": "5.1", "kind": "will_not_implement", "detail": "no artillery threat"},
+        headers=if_match(r.json()),
     )
     assert [x["clause"] for x in r.json()["reservations"]] == ["4.2.1", "5.1"]
-    r = await deu.delete(f"{base}/reservations/4.2.1")
+    r = await deu.delete(f"{base}/reservations/4.2.1", headers=if_match(r.json()))
     assert [x["clause"] for x in r.json()["reservations"]] == ["5.1"]
-    problem(await deu.delete(f"{base}/reservations/9.9"), 404)
-    r = await deu.delete(f"{base}/reservations/5.1")
+    problem(await deu.delete(f"{base}/reservations/9.9", headers=if_match(r.json())), 404)
+    r = await deu.delete(f"{base}/reservations/5.1", headers=if_match(r.json()))
     assert r.json()["status"] == "ratified" and r.json()["reservations"] == []
     forecast = (TODAY + dt.timedelta(days=200)).isoformat()
-    r = await deu.post(f"{base}/implementation-forecast", json={"implementation_forecast": forecast})
+    r = await deu.post(
+        f"{base}/implementation-forecast",
+        json={"implementation_forecast": forecast},
+        headers=if_match(r.json()),
+    )
     assert r.json()["implementation_forecast"] == forecast
-    problem(await deu.post(f"{base}/implementation", json={"implemented_on": "2099-01-01"}), 422)
-    r = await deu.post(f"{base}/implementation", json={"implemented_on": TODAY.isoformat()})
+    problem(
+        await deu.post(
+            f"{base}/implementation", json={"implemented_on": "2099-01-01"}, headers=if_match(r.json())
+        ),
+        422,
+    )
+    r = await deu.post(
+        f"{base}/implementation", json={"implemented_on": TODAY.isoformat()}, headers=if_match(r.json())
+    )
     assert r.json()["implemented_on"] == TODAY.isoformat()
     history = r.json()["history"]
     assert [h["action"] for h in history] == [
@@ -296,7 +319,7 @@ async def test_a_nations_answer_its_reservations_and_implementation(staff: Clien
     ]
     assert all(h["by"] == "deu-standards" for h in history)
     # Declining afterwards is recorded too, and clears what no longer applies.
-    r = await deu.post(f"{base}/decline")
+    r = await deu.post(f"{base}/decline", headers=if_match(r.json()))
     assert r.json()["status"] == "not_ratifying" and r.json()["implemented_on"] is None
     listed = (await deu.get(f"/v1/standards/{s['id']}/responses")).json()["items"]
     assert [(x["nation"], x["status"]) for x in listed] == [("DEU", "not_ratifying")]
@@ -343,10 +366,15 @@ async def test_who_may_record_a_nations_answer(staff: Clients, events: Events) -
     assert r.status_code == 200 and r.json()["status"] == "ratified"
     # ... but never whether or when a nation implemented.
     problem(
-        await staff["nato"].post(f"{fra}/implementation", json={"implemented_on": TODAY.isoformat()}), 403
+        await staff["nato"].post(
+            f"{fra}/implementation", json={"implemented_on": TODAY.isoformat()}, headers=if_match(r.json())
+        ),
+        403,
     )
     assert (
-        await staff["fra"].post(f"{fra}/implementation", json={"implemented_on": TODAY.isoformat()})
+        await staff["fra"].post(
+            f"{fra}/implementation", json={"implemented_on": TODAY.isoformat()}, headers=if_match(r.json())
+        )
     ).status_code == 200
     got = await events(
         f"{s['id']}:FRA", "icep.standards.response.ratified.v1", "icep.standards.response.implemented.v1"
@@ -378,7 +406,9 @@ async def test_illegal_response_steps(staff: Clients, setup: list[str], path: st
     for step in setup:
         assert (await act(deu, f"{base}/{step}")).status_code == 200
     if path.startswith("reservations/"):
-        problem(await deu.delete(f"{base}/{path}"), 409)  # ratified without reservations: none to withdraw
+        problem(
+            await deu.delete(f"{base}/{path}", headers=ANY), 409
+        )  # ratified without reservations: none to withdraw
     else:
         problem(await act(deu, f"{base}/{path}", body), 409)
 
@@ -391,14 +421,14 @@ async def test_interoperability_verdicts_carry_the_reservations(staff: Clients) 
     base = f"/v1/standards/{s['id']}/responses"
     today = {"implemented_on": TODAY.isoformat()}
     await act(staff["deu"], f"{base}/DEU/ratify")
-    await staff["deu"].post(f"{base}/DEU/implementation", json=today)
+    await staff["deu"].post(f"{base}/DEU/implementation", json=today, headers=ANY)
     reservation = {
         "clause": "6.3",
         "kind": "will_not_implement",
         "detail": "no 155 mm artillery threat tests",
     }
     await act(staff["fra"], f"{base}/FRA/ratify", {"reservations": [reservation]})
-    await staff["fra"].post(f"{base}/FRA/implementation", json=today)
+    await staff["fra"].post(f"{base}/FRA/implementation", json=today, headers=ANY)
     await act(staff["pol"], f"{base}/POL/decline")
 
     r = await staff["deu"].get(
@@ -417,7 +447,7 @@ async def test_interoperability_verdicts_carry_the_reservations(staff: Clients) 
     assert verdicts[("DEU", "POL")]["verdict"] == "not_interoperable"
     assert verdicts[("DEU", "ITA")]["verdict"] == "unknown"
     # After FRA withdraws its reservation, DEU and FRA are interoperable on it.
-    await staff["fra"].delete(f"{base}/FRA/reservations/6.3")
+    await staff["fra"].delete(f"{base}/FRA/reservations/6.3", headers=ANY)
     r = await staff["nato"].get("/v1/interoperability", params={"nations": "FRA,DEU", "standards": s["id"]})
     [pair] = r.json()["pairs"]
     assert pair["nations"] == ["DEU", "FRA"] and pair["verdict"] == "interoperable"
@@ -452,7 +482,9 @@ async def test_progress_per_nation(staff: Clients) -> None:
     assert s["reference"] in middle["ratified"] and s["reference"] not in middle["pending"]
     assert s["reference"] not in middle["implemented"]
     await staff["pol"].post(
-        f"/v1/standards/{s['id']}/responses/POL/implementation", json={"implemented_on": TODAY.isoformat()}
+        f"/v1/standards/{s['id']}/responses/POL/implementation",
+        json={"implemented_on": TODAY.isoformat()},
+        headers=ANY,
     )
     after = await progress("POL")
     assert s["reference"] in after["implemented"]
@@ -765,7 +797,12 @@ async def test_concurrent_changes_lose_nothing(staff: Clients, events: Events) -
     clauses = [f"{n}.1" for n in range(1, 7)]
     answers = await asyncio.gather(
         *(
-            deu.post(f"{base}/reservations", json={"clause": c, "kind": "limited", "detail": "within limits"})
+            # Unconditional (If-Match: *): each adds its own clause, none overwrites another's.
+            deu.post(
+                f"{base}/reservations",
+                json={"clause": c, "kind": "limited", "detail": "within limits"},
+                headers=ANY,
+            )
             for c in clauses
         )
     )
@@ -781,8 +818,12 @@ async def test_concurrent_changes_lose_nothing(staff: Clients, events: Events) -
     # Circulate and cancel at once: whichever wins, the events say what the history says.
     study = (await nato.post("/v1/standards", json=standard_body())).json()
     results = await asyncio.gather(
-        nato.post(f"/v1/standards/{study['id']}/circulate"),
-        nato.post(f"/v1/standards/{study['id']}/cancel", json={"reason": "withdrawn by the working group"}),
+        nato.post(f"/v1/standards/{study['id']}/circulate", headers=ANY),
+        nato.post(
+            f"/v1/standards/{study['id']}/cancel",
+            json={"reason": "withdrawn by the working group"},
+            headers=ANY,
+        ),
     )
     done = (await nato.get(f"/v1/standards/{study['id']}")).json()
     assert done["status"] == "cancelled"

@@ -44,8 +44,10 @@ async def test_expiry_fires_exactly_once_across_restarts(kafka_bootstrap: str, s
             "levels": ["1", "2", "3", "4"],
         }
         sid = (await nato.post("/v1/standards", json=body)).json()["id"]
-        await nato.post(f"/v1/standards/{sid}/circulate")
-        assert (await nato.post(f"/v1/standards/{sid}/promulgate")).status_code == 200
+        await nato.post(f"/v1/standards/{sid}/circulate", headers={"If-Match": '"1"'})
+        assert (
+            await nato.post(f"/v1/standards/{sid}/promulgate", headers={"If-Match": '"2"'})
+        ).status_code == 200
         claims = []
         for code in ("BOXER-A", "BOXER-B", "BOXER-C"):
             product = {"manufacturer": "ARTEC (synthetic)", "product_code": code, "name": "Boxer"}
@@ -56,10 +58,11 @@ async def test_expiry_fires_exactly_once_across_restarts(kafka_bootstrap: str, s
             claims.append(r.json()["id"])
         tomorrow = (dt.date.today() + dt.timedelta(days=1)).isoformat()
         for cid in claims[:2]:
-            await nato.post(f"/v1/standards/conformance/{cid}/start-test")
+            await nato.post(f"/v1/standards/conformance/{cid}/start-test", headers={"If-Match": '"1"'})
             r = await nato.post(
                 f"/v1/standards/conformance/{cid}/verify",
                 json={"expires_on": tomorrow, "evidence": ["report 1"]},
+                headers={"If-Match": '"2"'},
             )
             assert r.json()["status"] == "verified"
         # The schedule runs, but nothing is due yet.

@@ -3,25 +3,41 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
+import tomllib
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from icep.gateway import domain
 from icep.gateway.domain import (
+    Client,
     ClientRegistry,
+    ClientsFile,
+    FileWatch,
+    InvalidClient,
     InvalidClientsFile,
+    clients_file_header,
     end_to_end,
     hash_secret,
     hop_by_hop,
     load_clients,
     parse_clients,
+    render_clients,
     route,
+    toml_string,
     verify_secret,
+    write_clients_file,
 )
 from icep.gateway.settings import GatewaySettings
 from icep.platform import auth
+from icep.platform.settings import ServiceSettings
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -176,6 +192,198 @@ def test_an_empty_registry_is_empty() -> None:
     assert len(ClientRegistry()) == 0
 
 
+# --- secret rotation with a grace period ----------------------------------------------------------------
+
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_the_previous_secret_works_only_during_its_grace_period() -> None:
+    old = parse_clients({"client": [_client()]}).clients["c1"]
+    rotated = old.with_secret(hash_secret("t", n=2**4), grace_until=NOW + timedelta(minutes=5))
+    registry = ClientRegistry({"c1": rotated})
+    assert registry.authenticate("c1", "t", at=NOW) is not None
+    assert registry.authenticate("c1", "s", at=NOW) is not None
+    assert registry.authenticate("c1", "s", at=NOW + timedelta(minutes=5)) is None
+    assert registry.authenticate("c1", "t", at=NOW + timedelta(minutes=5)) is not None
+    assert registry.authenticate("c1", "u", at=NOW) is None
+    # Disabled means disabled, whichever secret.
+    off = ClientRegistry({"c1": replace(rotated, disabled=True)})
+    assert off.authenticate("c1", "s", at=NOW) is None and off.authenticate("c1", "t", at=NOW) is None
+
+    assert rotated.without_expired_secret(NOW) == rotated
+    tidied = rotated.without_expired_secret(NOW + timedelta(hours=1))
+    assert tidied.previous_secret_hash is None and tidied.previous_secret_expires_at is None
+    # A rotation without grace forgets the previous secret at once.
+    again = rotated.with_secret(hash_secret("v", n=2**4))
+    assert again.previous_secret_hash is None
+    assert ClientRegistry({"c1": again}).authenticate("c1", "t", at=NOW) is None
+
+
+def test_a_previous_secret_in_the_file_is_read() -> None:
+    entry = _client(previous_secret_hash=hash_secret("old", n=2**4), previous_secret_expires_at=NOW)
+    client = parse_clients({"client": [entry]}).clients["c1"]
+    assert client.previous_secret_expires_at == NOW
+    assert client.previous_secret_valid(NOW - timedelta(seconds=1))
+    assert not client.previous_secret_valid(NOW)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"previous_secret_hash": hash_secret("x", n=2**4)}, "go together"),
+        ({"previous_secret_expires_at": NOW}, "go together"),
+        ({"previous_secret_hash": "plain", "previous_secret_expires_at": NOW}, "previous secret_hash"),
+        (
+            {"previous_secret_hash": hash_secret("x", n=2**4), "previous_secret_expires_at": "tomorrow"},
+            "date-time with an offset",
+        ),
+        (
+            {
+                "previous_secret_hash": hash_secret("x", n=2**4),
+                "previous_secret_expires_at": datetime(2030, 1, 1),
+            },
+            "date-time with an offset",
+        ),
+    ],
+)
+def test_a_bad_previous_secret_is_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidClientsFile, match=message):
+        parse_clients({"client": [_client(**fields)]})
+
+
+# --- registering and changing clients --------------------------------------------------------------------
+
+
+def _new(client_id: str = "est-mod", **fields: Any) -> Client:
+    client = Client(client_id, hash_secret("s", n=2**4), "EST", frozenset({"planner"}), frozenset({"read"}))
+    return replace(client, **fields)
+
+
+def test_register_update_and_look_up() -> None:
+    registry = ClientRegistry().register(_new("a")).register(_new("b"))
+    assert list(registry.clients) == ["a", "b"]
+    updated = registry.updated(replace(registry.existing("a"), disabled=True))
+    assert list(updated.clients) == ["a", "b"]  # order kept
+    assert updated.clients["a"].disabled and not registry.clients["a"].disabled  # a new registry
+    with pytest.raises(InvalidClient, match="already registered"):
+        registry.register(_new("a"))
+    with pytest.raises(InvalidClient, match="no client 'c'"):
+        registry.updated(_new("c"))
+    with pytest.raises(InvalidClient, match=r"registered: a, b"):
+        registry.existing("c")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"client_id": "-x"}, "client id"),
+        ({"client_id": "x" * 101}, "client id"),
+        ({"client_id": "a/b"}, "client id"),
+        ({"nation": "XYZ"}, "unknown nation"),
+        ({"nation": "deu"}, "unknown nation"),
+        ({"roles": frozenset()}, "at least one role"),
+        ({"roles": frozenset({"root"})}, "unknown roles"),
+        ({"scopes": frozenset({"a b"})}, "scope"),
+        ({"rate_tier": ""}, "rate tier"),
+    ],
+)
+def test_a_new_client_must_be_fit(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidClient, match=message):
+        ClientRegistry().register(_new(**fields))
+
+
+# --- the clients file, written and watched --------------------------------------------------------------
+
+
+def test_the_development_clients_survive_a_rewrite() -> None:
+    path = REPO / "deploy" / "dev-clients.toml"
+    text = path.read_text(encoding="utf-8")
+    registry = load_clients(path)
+    rendered = render_clients(registry, clients_file_header(text))
+    assert parse_clients(tomllib.loads(rendered)).clients == registry.clients
+    assert rendered.startswith(text.split("[[client]]")[0].rstrip("\n"))
+
+
+def test_a_rotated_client_survives_a_rewrite() -> None:
+    client = _new().with_secret(hash_secret("t", n=2**4), grace_until=datetime(2030, 1, 1, 12, tzinfo=UTC))
+    registry = ClientRegistry({client.client_id: replace(client, disabled=True, rate_tier="partner")})
+    assert parse_clients(tomllib.loads(render_clients(registry))).clients == registry.clients
+
+
+@given(st.text())
+def test_any_string_survives_toml_quoting(value: str) -> None:
+    assert tomllib.loads(f"v = {toml_string(value)}")["v"] == value
+
+
+def test_the_header_is_the_leading_comment_block() -> None:
+    assert clients_file_header("# a\n#\n# b\n\n[[client]]\n# not me\n") == "# a\n#\n# b"
+    assert clients_file_header("[[client]]\n") == ""
+
+
+def test_writing_refuses_a_file_changed_meanwhile_and_a_registry_it_could_not_read(tmp_path: Path) -> None:
+    path = tmp_path / "clients.toml"
+    write_clients_file(path, ClientRegistry().register(_new("a")), expected=None)
+    read = path.read_bytes()
+    with pytest.raises(InvalidClientsFile, match="changed while"):
+        write_clients_file(path, ClientRegistry().register(_new("b")), expected=read + b"\n")
+    with pytest.raises(InvalidClientsFile, match="changed while"):
+        write_clients_file(path, ClientRegistry().register(_new("b")), expected=None)
+    unreadable = ClientRegistry({"x": _new("x", nation="XYZ")})
+    with pytest.raises(InvalidClientsFile, match="unknown nation"):
+        write_clients_file(path, unreadable, expected=read)
+    assert path.read_bytes() == read
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clients.toml"]
+
+
+def test_a_clients_file_is_reread_when_it_changes(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "clients.toml"
+    write_clients_file(path, ClientRegistry().register(_new("a")), expected=None)
+    clients = ClientsFile(path, check_interval=3600)
+    assert list(clients.registry().clients) == ["a"]
+
+    write_clients_file(path, clients.registry().register(_new("b")), expected=path.read_bytes())
+    assert list(clients.registry().clients) == ["a"]  # not looked at again within the interval
+    assert list(clients.registry(now=True).clients) == ["a", "b"]
+
+    # A broken hand edit: the last good registry stays in force.
+    path.write_text("[[client]]\nclient_id = 'broken'\n", encoding="utf-8")
+    assert list(clients.registry(now=True).clients) == ["a", "b"]
+    assert "keeping the previous clients" in caplog.text
+    # An edit in place (same inode) is seen too.
+    with path.open("w", encoding="utf-8") as f:
+        f.write(render_clients(ClientRegistry().register(_new("c"))))
+    assert list(clients.registry(now=True).clients) == ["c"]
+
+
+def test_a_file_watch_sees_replacements_and_edits(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_text("one")
+    watch = FileWatch(path, interval=0)
+    assert watch.changed()  # never marked: the first look counts as a change
+    watch.mark()
+    assert not watch.changed()
+    replacement = tmp_path / "g"
+    replacement.write_text("one")
+    os.replace(replacement, path)
+    assert watch.changed()
+    watch.mark()
+    path.write_text("two!")
+    assert watch.changed()
+    watch.mark()
+    path.unlink()
+    assert not watch.changed()  # a missing file is no change to act on
+
+
+def test_a_file_watch_looks_at_most_once_per_interval(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_text("one")
+    watch = FileWatch(path, interval=3600)
+    watch.mark()
+    path.write_text("changed")
+    assert not watch.changed()
+    assert watch.changed(now=True)
+
+
 # --- routing ------------------------------------------------------------------------------------------
 
 
@@ -247,6 +455,10 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         "ICEP_GATEWAY_SIGNING_KEYS_FILE",
         "ICEP_GATEWAY_PORT",
         "ICEP_GATEWAY_PLANS_URL",
+        "ICEP_GATEWAY_ISSUE_TOKENS",
+        "ICEP_GATEWAY_RELOAD_INTERVAL_SECONDS",
+        "ICEP_AUTH_JWKS_MAX_AGE_SECONDS",
+        "ICEP_AUTH_NATION_CLAIM",
     ):
         monkeypatch.delenv(name, raising=False)
     settings = GatewaySettings()
@@ -256,6 +468,10 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.upstreams["plans"] == "http://127.0.0.1:8001"
     assert settings.upstreams["notifications"] == "http://127.0.0.1:8004"
     assert settings.max_body_bytes == 1024 * 1024
+    assert settings.issue_tokens is True
+    assert settings.reload_interval_seconds == 1.0
+    assert settings.auth_jwks_max_age_seconds == 300
+    assert settings.auth_nation_claim == "nation"
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,3 +484,22 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.plans_url == "http://plans:8080"
     assert settings.token_ttl_seconds == 60
     assert settings.auth_audience == "icep-test"
+
+
+def test_identity_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ICEP_GATEWAY_ISSUE_TOKENS", "false")
+    monkeypatch.setenv("ICEP_GATEWAY_RELOAD_INTERVAL_SECONDS", "0.25")
+    monkeypatch.setenv("ICEP_AUTH_ISSUER", "https://sso.example.int/realms/icep")
+    monkeypatch.setenv("ICEP_AUTH_JWKS_MAX_AGE_SECONDS", "30")
+    monkeypatch.setenv("ICEP_AUTH_NATION_CLAIM", "attributes.nation")
+    settings = GatewaySettings()
+    assert settings.issue_tokens is False
+    assert settings.reload_interval_seconds == 0.25
+    assert settings.auth_issuer == "https://sso.example.int/realms/icep"
+    plans = ServiceSettings()  # every service reads the same platform-wide ICEP_AUTH_* settings
+    assert (plans.auth_jwks_max_age_seconds, plans.auth_nation_claim) == (30, "attributes.nation")
+    verifier = auth.TokenVerifier.from_settings(plans)
+    assert (verifier.max_key_age, verifier.nation_claim) == (30, "attributes.nation")
+    monkeypatch.setenv("ICEP_AUTH_JWKS_MAX_AGE_SECONDS", "0")
+    with pytest.raises(ValueError):
+        ServiceSettings()

@@ -22,6 +22,8 @@ from icep.gateway.app import create_app
 class Upstream:
     """A stand-in for a service: echoes requests, streams events, sleeps, sets odd headers."""
 
+    #: Which service this stand-in plays; it says so in `X-Upstream`.
+    name: str = "plans"
     url: str = ""
     #: Lets the event stream send its later events only once the test has seen the first one.
     more_events: asyncio.Event = field(default_factory=asyncio.Event)
@@ -36,11 +38,13 @@ class Upstream:
                     "method": request.method,
                     "raw_path": request.scope["raw_path"].decode(),
                     "query": request.scope["query_string"].decode(),
-                    "headers": [[k.decode(), v.decode()] for k, v in request.headers.raw],
+                    "headers": [[k.decode(), v.decode("latin-1")] for k, v in request.headers.raw],
                     "body": body.decode(),
+                    # The gateway's end of the connection: the same port means a reused connection.
+                    "peer": [request.client.host, request.client.port] if request.client else None,
                 },
                 status_code=201 if request.method == "POST" else 200,
-                headers={"X-Upstream": "plans", "ETag": '"3"'},
+                headers={"X-Upstream": self.name, "ETag": '"3"'},
             )
 
         async def hop(request: Request) -> Response:
@@ -85,28 +89,34 @@ Env = tuple[str, Upstream, Any]
 
 @pytest.fixture(scope="module")
 async def env(module_settings: Any, server: Any, refusing_port: Any) -> AsyncIterator[Env]:
-    """A gateway whose upstreams are one live stand-in, except procurement, which refuses connections."""
+    """A gateway whose plans and notifications are one live stand-in, standards another, and procurement
+    refuses connections."""
     upstream = Upstream()
-    async with server(upstream.app()) as upstream_url:
+    standards = Upstream(name="standards")
+    async with server(upstream.app()) as upstream_url, server(standards.app()) as standards_url:
         upstream.url = upstream_url
+        standards.url = standards_url
         try:
             with refusing_port() as closed:
                 app = create_app(
                     module_settings(
                         plans_url=upstream_url,
                         notifications_url=upstream_url,
-                        standards_url=upstream_url,
+                        standards_url=standards_url,
                         procurement_url=f"http://127.0.0.1:{closed}",
                         upstream_timeout_seconds=0.5,
                         max_body_bytes=1024,
+                        # Every test here takes a token; the token endpoint's limit is not what is tested.
+                        token_rate_limit="1000/minute",
                     )
                 )
                 async with server(app) as gateway_url:
                     yield gateway_url, upstream, app
         finally:
-            # Let held-back handlers finish, so the upstream server can stop at once.
-            upstream.release.set()
-            upstream.more_events.set()
+            # Let held-back handlers finish, so the upstream servers can stop at once.
+            for stand_in in (upstream, standards):
+                stand_in.release.set()
+                stand_in.more_events.set()
 
 
 @pytest.fixture
@@ -144,6 +154,18 @@ async def test_forwards_method_path_query_body_and_headers(
     assert response.headers["x-request-id"] == "caller-id-1"
     assert response.headers["x-upstream"] == "plans"
     assert response.headers["etag"] == '"3"'
+
+
+async def test_header_values_outside_ascii_are_forwarded_as_received(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    url, _, _ = env
+    # HTTP field values are octets; a non-ASCII one (here "café" in Latin-1) must pass through, not be a 500.
+    response = await http.post(
+        f"{url}/v1/plans", content=b"{}", headers=[*auth.items(), ("Idempotency-Key", b"caf\xe9")]
+    )
+    assert response.status_code == 201
+    assert _header(response.json(), "idempotency-key") == ["caf\u00e9"]
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
@@ -316,3 +338,66 @@ async def test_an_unknown_prefix_is_a_404_problem(
     response = await http.get(f"{url}/v1/nothing-here", headers=auth)
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("path", "upstream"),
+    [
+        ("/v1/plans/7", "plans"),
+        ("/v1/capacity/DEU", "plans"),
+        ("/v1/events", "plans"),  # notifications: the same stand-in as plans here
+        ("/v1/standards/STANAG-4569", "standards"),
+        ("/v1/interoperability", "standards"),
+        ("/v1/interchangeability/x", "standards"),
+    ],
+)
+async def test_each_prefix_goes_to_its_own_upstream(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str], path: str, upstream: str
+) -> None:
+    url, _, _ = env
+    response = await http.get(f"{url}{path}", headers=auth)
+    assert response.status_code == 200
+    assert response.headers["x-upstream"] == upstream
+    assert response.json()["raw_path"] == path
+
+
+async def test_requests_reuse_pooled_upstream_connections(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    url, _, _ = env
+
+    async def peer(path: str) -> tuple[str, int]:
+        response = await http.get(f"{url}{path}", headers=auth)
+        assert response.status_code == 200
+        host, port = response.json()["peer"]
+        return host, port
+
+    plans = {await peer("/v1/plans") for _ in range(5)}
+    standards = {await peer("/v1/standards") for _ in range(5)}
+    # One kept-alive connection per upstream carries one request after another: no new connection each time.
+    assert len(plans) == 1
+    assert len(standards) == 1
+    assert plans != standards  # each upstream has its own pool
+
+
+async def test_an_upstream_that_answers_garbage_is_502(
+    make_settings: Any, server: Any, http: httpx.AsyncClient, get_token: Any
+) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"this is not HTTP\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    broken = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    try:
+        port = broken.sockets[0].getsockname()[1]
+        async with server(create_app(make_settings(plans_url=f"http://127.0.0.1:{port}"))) as url:
+            token = await get_token(url)
+            response = await http.get(f"{url}/v1/plans", headers={"Authorization": f"Bearer {token}"})
+    finally:
+        broken.close()
+        await broken.wait_closed()
+    assert response.status_code == 502
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["type"].endswith("/bad-gateway")

@@ -304,7 +304,247 @@ async def test_the_openapi_document_shows_the_gateways_own_endpoints(
 ) -> None:
     url, _ = gateway
     document = (await http.get(f"{url}/openapi.json")).json()
-    assert set(document["paths"]) == {"/oauth/token", "/.well-known/jwks.json"}
+    # The gateway's own endpoints (the merged document also holds the services' paths).
+    assert {"/oauth/token", "/.well-known/jwks.json"} <= set(document["paths"])
     token = document["paths"]["/oauth/token"]["post"]
     assert token["operationId"] == "issueToken"
     assert "application/x-www-form-urlencoded" in token["requestBody"]["content"]
+
+
+# --- changes by `icep clients` and `icep keys` apply to a running gateway -----------------------------
+
+
+def _icep(*args: str) -> str:
+    from typer.testing import CliRunner
+
+    from icep.platform.cli import app as icep_app
+
+    result = CliRunner().invoke(icep_app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _problem_401(response: httpx.Response, detail: str) -> None:
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert detail in response.json()["detail"]
+
+
+async def test_a_client_disabled_by_the_cli_gets_no_token_and_its_tokens_stop_at_the_gateway(
+    make_settings: Any, server: Any, http: httpx.AsyncClient, get_token: Any
+) -> None:
+    from icep.gateway.app import create_app
+    from icep.platform.testing import wait_for
+
+    settings = make_settings()
+    async with server(create_app(settings)) as url:
+        token = await get_token(url, "deu-planner")
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert (await http.get(f"{url}/v1/unrouted", headers=bearer)).status_code == 404
+
+        _icep("clients", "disable", "deu-planner", "--file", settings.clients_file)
+        # No new token from the very next request: the token endpoint always looks at the file.
+        refused = await http.post(
+            f"{url}/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=("deu-planner", "deu-secret"),
+        )
+        assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
+
+        # Its token, still unexpired, is refused by the gateway once it looked at the file again.
+        async def refused_at_the_gateway() -> httpx.Response | None:
+            r = await http.get(f"{url}/v1/unrouted", headers=bearer)
+            return r if r.status_code == 401 else None
+
+        response = await wait_for(refused_at_the_gateway, timeout=10, what="the gateway to refuse")
+        _problem_401(response, "'deu-planner' is disabled")
+        other = await get_token(url, "nato-reviewer")  # the others are unaffected
+        response = await http.get(f"{url}/v1/unrouted", headers={"Authorization": f"Bearer {other}"})
+        assert response.status_code == 404
+
+        _icep("clients", "enable", "deu-planner", "--file", settings.clients_file)
+        assert await get_token(url, "deu-planner")
+        await wait_for(
+            lambda: _status(http, f"{url}/v1/unrouted", bearer, 404), timeout=10, what="re-enabled"
+        )
+
+
+async def _status(http: httpx.AsyncClient, url: str, headers: dict[str, str], status: int) -> bool:
+    return (await http.get(url, headers=headers)).status_code == status
+
+
+async def test_clients_registered_or_rotated_by_the_cli_apply_without_restart(
+    make_settings: Any, server: Any, http: httpx.AsyncClient
+) -> None:
+    import re
+
+    from icep.gateway.app import create_app
+
+    settings = make_settings()
+    async with server(create_app(settings)) as url:
+
+        async def token_status(client_id: str, secret: str) -> int:
+            r = await http.post(
+                f"{url}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+            )
+            return r.status_code
+
+        printed = _icep(
+            "clients", "register", "est-mod", "--nation", "EST", "--role", "planner",
+            "--file", settings.clients_file,
+        )  # fmt: skip
+        secret = re.findall(r"^client_secret: (\S+)$", printed, re.MULTILINE)[0]
+        assert await token_status("est-mod", secret) == 200
+
+        printed = _icep(
+            "clients", "rotate-secret", "est-mod", "--grace-seconds", "600", "-f", settings.clients_file
+        )
+        new_secret = re.findall(r"^client_secret: (\S+)$", printed, re.MULTILINE)[0]
+        assert await token_status("est-mod", new_secret) == 200
+        assert await token_status("est-mod", secret) == 200  # in its grace period
+
+        printed = _icep("clients", "rotate-secret", "est-mod", "-f", settings.clients_file)
+        newest = re.findall(r"^client_secret: (\S+)$", printed, re.MULTILINE)[0]
+        assert await token_status("est-mod", newest) == 200
+        assert await token_status("est-mod", new_secret) == 401
+        assert await token_status("est-mod", secret) == 401
+
+
+async def test_keys_rotated_and_retired_by_the_cli_apply_to_every_running_replica(
+    make_settings: Any, server: Any, http: httpx.AsyncClient, get_token: Any
+) -> None:
+    from icep.gateway.app import create_app
+    from icep.platform.testing import wait_for
+
+    settings = make_settings()
+    async with server(create_app(settings)) as one, server(create_app(settings)) as two:
+        old_token = await get_token(one)
+        old_kid = jwt.get_unverified_header(old_token)["kid"]
+        assert jwt.get_unverified_header(await get_token(two))["kid"] == old_kid  # one shared key file
+
+        printed = _icep("keys", "rotate", "--file", settings.signing_keys_file)
+        new_kid = printed.split("kid: ", 1)[1].split()[0]
+        # Both replicas sign with the new key from their next token on, and publish both keys.
+        for url in (one, two):
+            assert jwt.get_unverified_header(await get_token(url))["kid"] == new_kid
+            jwks = (await http.get(f"{url}/.well-known/jwks.json")).json()
+            assert [k["kid"] for k in jwks["keys"]] == [new_kid, old_kid]
+        new_token = await get_token(one)
+        for url in (one, two):
+            for token in (old_token, new_token):  # each replica accepts the other's tokens, old and new
+                response = await http.get(f"{url}/v1/unrouted", headers={"Authorization": f"Bearer {token}"})
+                assert response.status_code == 404, response.text
+
+        # A kid may begin with "-": after "--" it is not taken for an option.
+        _icep("keys", "retire", "--force", "--file", settings.signing_keys_file, "--", old_kid)
+        for url in (one, two):
+            old = {"Authorization": f"Bearer {old_token}"}
+
+            async def refused(url: str = url, old: dict[str, str] = old) -> httpx.Response | None:
+                r = await http.get(f"{url}/v1/unrouted", headers=old)
+                return r if r.status_code == 401 else None
+
+            _problem_401(
+                await wait_for(refused, timeout=10, what="the retired key's token refused"), "unknown key"
+            )
+            jwks = (await http.get(f"{url}/.well-known/jwks.json")).json()
+            assert [k["kid"] for k in jwks["keys"]] == [new_kid]
+            response = await http.get(f"{url}/v1/unrouted", headers={"Authorization": f"Bearer {new_token}"})
+            assert response.status_code == 404
+
+
+# --- an external identity provider instead of the gateway's own tokens ---------------------------------
+
+
+class FakeIdentityProvider:
+    """A Keycloak-like issuer: an RSA key published as a JWKS under a realm, and tokens signed with it."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.kid = "kc-rsa-1"
+        self.base = ""
+
+    def app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        async def certs(request: Any) -> JSONResponse:
+            public = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
+            return JSONResponse({"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "RS256"}]})
+
+        return Starlette(routes=[Route("/realms/icep/protocol/openid-connect/certs", certs)])
+
+    @property
+    def issuer(self) -> str:
+        return f"{self.base}/realms/icep"
+
+    @property
+    def jwks_url(self) -> str:
+        return f"{self.issuer}/protocol/openid-connect/certs"
+
+    def token(self, **claims: Any) -> str:
+        import time
+
+        now = int(time.time())
+        body = {
+            "exp": now + 300,
+            "iat": now,
+            "iss": self.issuer,
+            "aud": ["icep", "account"],
+            "sub": "6a1d2f3e-8c7b-4b5a-9e0d-1c2b3a4f5e6d",
+            "typ": "Bearer",
+            "azp": "deu-mod",
+            "realm_access": {"roles": ["offline_access", "planner"]},
+            "resource_access": {"icep": {"roles": ["subscriber"]}},
+            "scope": "profile email",
+            "nation": "DEU",
+            **claims,
+        }
+        return jwt.encode(body, self.key, algorithm="RS256", headers={"kid": self.kid, "typ": "JWT"})
+
+
+async def test_an_external_issuer_replaces_the_gateways_own(
+    make_settings: Any, server: Any, http: httpx.AsyncClient
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from icep.gateway.app import create_app
+
+    idp = FakeIdentityProvider()
+    async with server(idp.app()) as idp_url:
+        idp.base = idp_url
+        settings = make_settings(issue_tokens=False, auth_issuer=idp.issuer, auth_jwks_url=idp.jwks_url)
+        async with server(create_app(settings)) as url:
+            refused = await http.post(
+                f"{url}/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=("deu-planner", "deu-secret"),
+            )
+            assert refused.status_code == 400
+            assert refused.json()["error"] == "unsupported_grant_type"
+            assert idp.issuer in refused.json()["error_description"]
+            jwks = await http.get(f"{url}/.well-known/jwks.json")
+            assert jwks.status_code == 404 and idp.jwks_url in jwks.json()["detail"]
+
+            # The provider's token passes the gateway (which has no client of that id: it is not asked).
+            ok = await http.get(f"{url}/v1/unrouted", headers={"Authorization": f"Bearer {idp.token()}"})
+            assert ok.status_code == 404, ok.text
+            # A token in the gateway's own shape, whoever signed it, is not the provider's.
+            gateway_key = ec.generate_private_key(ec.SECP256R1())
+            for token in (
+                jwt.encode(
+                    {**_claims(idp.token()), "iss": "http://127.0.0.1:8000"},
+                    gateway_key,
+                    algorithm="ES256",
+                    headers={"kid": "gateway-key"},
+                ),
+                idp.token(iss="http://127.0.0.1:8000"),
+                jwt.encode(_claims(idp.token()), gateway_key, algorithm="ES256", headers={"kid": idp.kid}),
+            ):
+                response = await http.get(f"{url}/v1/unrouted", headers={"Authorization": f"Bearer {token}"})
+                assert response.status_code == 401, response.text
+                assert response.headers["www-authenticate"].startswith("Bearer")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -37,7 +38,6 @@ class KeySet:
         }
 
     def token(self, kid: str = "k1", **claims: Any) -> str:
-        key, alg = self.keys[kid]
         now = int(time.time())
         body = {
             "iss": ISSUER,
@@ -51,6 +51,10 @@ class KeySet:
             "exp": now + 300,
             **claims,
         }
+        return self.sign(body, kid)
+
+    def sign(self, body: dict[str, Any], kid: str = "k1") -> str:
+        key, alg = self.keys[kid]
         return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
 
     def verifier(self, **options: Any) -> TokenVerifier:
@@ -231,3 +235,117 @@ def test_require_role_refuses_unknown_roles() -> None:
         require_role("admin")
     with pytest.raises(ValueError):
         require_role()
+
+
+# --- tokens of an external identity provider ----------------------------------------------------------
+
+
+def keycloak_claims(**claims: Any) -> dict[str, Any]:
+    """What a Keycloak access token of a client-credentials grant carries (service account of `deu-mod`)."""
+    now = int(time.time())
+    return {
+        "exp": now + 300,
+        "iat": now,
+        "jti": "0f6d1b1e-3c2a-4a63-9d55-6c3f6d0e8b11",
+        "iss": ISSUER,
+        "aud": ["account", AUDIENCE],
+        "sub": "6a1d2f3e-8c7b-4b5a-9e0d-1c2b3a4f5e6d",
+        "typ": "Bearer",
+        "azp": "deu-mod",
+        "acr": "1",
+        "realm_access": {"roles": ["default-roles-icep", "offline_access", "uma_authorization", "planner"]},
+        "resource_access": {
+            AUDIENCE: {"roles": ["subscriber"]},
+            "account": {"roles": ["manage-account", "reviewer"]},
+        },
+        "scope": "profile email",
+        "clientHost": "127.0.0.1",
+        "preferred_username": "service-account-deu-mod",
+        "nation": "DEU",
+        **claims,
+    }
+
+
+async def test_a_keycloak_token_maps_to_a_principal() -> None:
+    keys = KeySet()
+    principal = await keys.verifier().verify(keys.sign(keycloak_claims()))
+    # The client is `azp` (Keycloak's `sub` is the service account's user id); realm roles and the roles for
+    # our audience count, other clients' roles and Keycloak's own do not.
+    assert principal == Principal(
+        "deu-mod", "DEU", frozenset({"planner", "subscriber"}), frozenset({"profile", "email"})
+    )
+
+
+@pytest.mark.parametrize(
+    ("claims", "client_id"),
+    [
+        ({"client_id": "from-client-id", "azp": "from-azp", "sub": "from-sub"}, "from-client-id"),
+        ({"azp": "from-azp", "sub": "from-sub"}, "from-azp"),
+        ({"sub": "from-sub"}, "from-sub"),
+    ],
+)
+async def test_the_client_id_comes_from_client_id_then_azp_then_sub(
+    claims: dict[str, str], client_id: str
+) -> None:
+    keys = KeySet()
+    body = {k: v for k, v in keycloak_claims().items() if k not in ("azp", "sub")} | claims
+    assert (await keys.verifier().verify(keys.sign(body))).client_id == client_id
+
+
+async def test_an_empty_client_id_is_refused() -> None:
+    keys = KeySet()
+    with pytest.raises(Unauthorized, match="names no client"):
+        await keys.verifier().verify(keys.sign(keycloak_claims(client_id="")))
+
+
+async def test_the_audience_may_be_one_of_a_list() -> None:
+    keys = KeySet()
+    verifier = keys.verifier()
+    await verifier.verify(keys.token(aud=["other", AUDIENCE]))
+    with pytest.raises(Unauthorized, match="audience"):
+        await verifier.verify(keys.token(aud=["other", "account"]))
+
+
+async def test_the_nation_claim_is_configurable() -> None:
+    keys = KeySet()
+    nested = keys.verifier(nation_claim="attributes.nation")
+    token = keys.sign(keycloak_claims(nation="POL", attributes={"nation": "FRA"}))
+    assert (await nested.verify(token)).nation == "FRA"
+    flat = keys.verifier(nation_claim="icep.nation")  # a claim whose name has a dot is found as such
+    assert (await flat.verify(keys.sign(keycloak_claims(**{"icep.nation": "NLD"})))).nation == "NLD"
+    with pytest.raises(Unauthorized, match=r"lacks the 'attributes\.nation' claim"):
+        await nested.verify(keys.sign(keycloak_claims()))
+
+
+@pytest.mark.parametrize(
+    ("claims", "detail"),
+    [
+        ({"nation": None}, "lacks the 'nation' claim"),
+        ({"nation": ["DEU"]}, "unknown nation"),
+        ({"nation": "deu"}, "unknown nation"),
+        ({"realm_access": {"roles": "planner"}}, "'realm_access.roles' claim is not a list"),
+        ({"resource_access": {AUDIENCE: {"roles": [1]}}}, f"'resource_access.{AUDIENCE}.roles'"),
+        ({"scope": 7}, "'scope' claim"),
+    ],
+)
+async def test_malformed_provider_claims_are_401(claims: dict[str, Any], detail: str) -> None:
+    keys = KeySet()
+    body = {k: v for k, v in keycloak_claims(**claims).items() if v is not None}
+    with pytest.raises(Unauthorized, match=re.escape(detail)):
+        await keys.verifier().verify(keys.sign(body))
+
+
+async def test_scopes_may_come_as_an_scp_list() -> None:
+    keys = KeySet()
+    body = {k: v for k, v in keycloak_claims(scp=["read", "write"]).items() if k != "scope"}
+    assert (await keys.verifier().verify(keys.sign(body))).scopes == {"read", "write"}
+
+
+async def test_the_max_key_age_comes_from_the_settings() -> None:
+    from icep.platform.settings import ServiceSettings
+
+    verifier = TokenVerifier.from_settings(
+        ServiceSettings(auth_jwks_max_age_seconds=7, auth_nation_claim="attributes.nation")
+    )
+    assert (verifier.max_key_age, verifier.nation_claim) == (7, "attributes.nation")
+    await verifier.aclose()

@@ -22,15 +22,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from prometheus_client import REGISTRY
+from sqlmodel import col, select
 
 from icep.notifications import service
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
 from icep.notifications.egress import BlockedAddress, CheckedNetworkBackend, CheckedResolver, CheckedTransport
-from icep.notifications.models import SubscriptionRow
+from icep.notifications.models import DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
 from icep.platform.errors import IllegalTransition, NotFound
-from icep.platform.events import utcnow
+from icep.platform.events import ReceivedEvent, utcnow
+from icep.platform.ids import new_id
 from icep.platform.testing import WebhookReceiver, wait_for
 
 Dispatchers = Callable[..., WebhookDispatcher]
@@ -42,6 +44,7 @@ FAILED = "icep.notifications.delivery.failed.v1"
 OWNER = service.Subscriber("client-deu", "DEU", frozenset({"subscriber"}))
 STRANGER = service.Subscriber("client-fra", "FRA", frozenset({"subscriber"}))
 OPERATOR = service.Subscriber("nato-reviewer", "NATO", frozenset({"reviewer", "operator"}))
+DEU_OPERATOR = service.Subscriber("deu-ops", "DEU", frozenset({"operator"}))
 SETTINGS = NotificationsSettings(allow_loopback_endpoints=True)
 
 
@@ -57,6 +60,26 @@ def metric(name: str, **labels: str) -> float:
 
 async def events_of(store: Any, type: str) -> list[dict[str, Any]]:
     return [r for r in await store.outbox() if r["type"] == type]
+
+
+async def fan_out(store: Any, subject: str, releasable_to: str, **data: Any) -> DeliveryRow:
+    """A DEU event released as `releasable_to` (a `releasableto` marking), delivered as the consumer
+    delivers it, to the test's one subscription; the delivery it made."""
+    event = ReceivedEvent(
+        id=new_id(),
+        type="icep.plans.plan.submitted.v1",
+        source="/icep/plans",
+        subject=subject,
+        time=utcnow(),
+        nation="DEU",
+        releasable_to=releasable_to,
+        data={"plan_id": subject, **data},
+    )
+    async with store.db.transaction() as session:
+        assert await service.fan_out(session, event) == 1
+        found = await session.execute(select(DeliveryRow).where(col(DeliveryRow.event_id) == event.id))
+        row: DeliveryRow = found.scalar_one()
+    return row
 
 
 async def drain(dispatcher: WebhookDispatcher) -> None:
@@ -412,12 +435,14 @@ async def test_deliveries_are_listed_by_status_page_by_page(
     assert [d.id for d, _ in page] == [sent[0].id] and cursor is None
     page, cursor = await service.delivery_page(store.db, OWNER, sub.id, 10, status=DeliveryStatus.PENDING)
     assert [d.id for d, _ in page] == [waiting[1].id, waiting[0].id] and cursor is None
-    everything, _ = await service.delivery_page(store.db, OPERATOR, sub.id, 10)
+    everything, _ = await service.delivery_page(store.db, DEU_OPERATOR, sub.id, 10)
     assert len(everything) == 5
+    # These bodies do not say to whom their events are released: to no other nation, then.
+    assert await service.delivery_page(store.db, OPERATOR, sub.id, 10) == ([], None)
 
     with pytest.raises(NotFound):
         await service.delivery_page(store.db, STRANGER, sub.id, 10)
-    delivery, attempts = await service.get_delivery(store.db, OPERATOR, sub.id, sent[0].id)
+    delivery, attempts = await service.get_delivery(store.db, DEU_OPERATOR, sub.id, sent[0].id)
     assert delivery.status == DeliveryStatus.DELIVERED and [a.status_code for a in attempts] == [204]
     with pytest.raises(NotFound):
         await service.get_delivery(store.db, STRANGER, sub.id, sent[0].id)
@@ -434,7 +459,7 @@ async def test_redelivery_is_one_attempt_now_even_after_failing_for_good(
 ) -> None:
     receiver.script = [500, 503]
     sub = await store.add_subscription(receiver.url)
-    delivery = await store.add_delivery(sub, "a")
+    delivery = await fan_out(store, "a", "DEU,NATO")  # released to NATO: its operators act on it too
     dispatcher = dispatchers(retry_schedule_seconds=[])
     assert await dispatcher.dispatch_once() == 1
     assert await store.status_of(delivery.id) == DeliveryStatus.FAILED
@@ -522,13 +547,161 @@ async def test_replay_delivers_every_event_since_again_with_its_id_and_in_order(
     assert sorted(d.replay_of or "" for d in replays) == sorted(d.id for d in since_then)
     assert all(d.status == DeliveryStatus.DELIVERED for d in replays)
 
-    # Again, by an operator, with room for two events only: the first two, and where to go on from.
+    # Again, by an operator of DEU, with room for two events only: the first two, and where to go on from.
     small = NotificationsSettings(allow_loopback_endpoints=True, max_replay_events=2)
-    done = await service.replay(store.uow, small, OPERATOR, sub.id, since)
+    done = await service.replay(store.uow, small, DEU_OPERATOR, sub.id, since)
     assert done.replayed == 2 and done.next_since is not None
     assert abs(done.next_since - since_then[2].created_at) < timedelta(milliseconds=1)
     page, _ = await service.delivery_page(store.db, OWNER, sub.id, 50, status=DeliveryStatus.PENDING)
     assert sorted((d.replay_of, d.generation) for d, _ in page) == sorted((d.id, 2) for d in since_then[:2])
+
+
+# --- what operators of another nation see: the deliveries of events released to theirs ---------------
+
+#: (marking, released to NATO): as the feed decides it. The decoys say NATO in their data, not their marking.
+MARKINGS = (
+    ("DEU,NATO", True),
+    ("DEU", False),
+    ("ALLIES", True),
+    ("DEU,FRA", False),
+    ("ALLIES,UKR", True),
+    ("DEU,POL,NATO", True),
+)
+DECOYS = ({"nation": "NATO", "releasableto": "NATO"}, {"note": "x,NATO", "releasableto": "x,NATO,y"})
+
+
+async def deliveries_of_every_marking(store: Any, sub: SubscriptionRow) -> tuple[list[str], list[str]]:
+    """Deliveries of events of every marking, then runs of hidden ones longer than a page (decoys among
+    them), then more: (every delivery id, the ids of those released to NATO), oldest first."""
+    made: list[tuple[str, bool]] = []
+    for n, (marking, released) in enumerate(MARKINGS):
+        made.append(((await fan_out(store, f"p{n}", marking)).id, released))
+    for n in range(7):
+        hidden = await fan_out(store, f"h{n}", "DEU", **DECOYS[n % 2]) if n % 3 else None
+        made.append(((hidden or await fan_out(store, f"h{n}", "DEU,FRA")).id, False))
+    made.append(((await fan_out(store, "last", "DEU,NATO")).id, True))
+    made.append(((await fan_out(store, "hidden-last", "DEU")).id, False))
+    return [d for d, _ in made], [d for d, released in made if released]
+
+
+async def all_pages(store: Any, who: service.Subscriber, sub_id: str, limit: int, **kw: Any) -> list[str]:
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = await service.delivery_page(store.db, who, sub_id, limit, after=cursor, **kw)
+        assert len(page) == limit or cursor is None  # never a short page while more follow
+        seen += [d.id for d, _ in page]
+        if cursor is None:
+            return seen
+
+
+async def test_an_operator_of_another_nation_sees_and_acts_only_on_deliveries_released_to_it(
+    store: Any, receiver: WebhookReceiver, dispatchers: Dispatchers
+) -> None:
+    sub = await store.add_subscription(receiver.url)
+    everything, released = await deliveries_of_every_marking(store, sub)
+    newest_first = list(reversed(released))
+
+    # The subscription's nation sees every delivery; NATO's operator those of events released to NATO.
+    for who in (OWNER, DEU_OPERATOR):
+        assert await all_pages(store, who, sub.id, 3) == list(reversed(everything))
+    for limit in (1, 2, 3, 50):
+        assert await all_pages(store, OPERATOR, sub.id, limit) == newest_first, limit
+    assert await all_pages(store, OPERATOR, sub.id, 2, status=DeliveryStatus.PENDING) == newest_first
+    assert await all_pages(store, OPERATOR, sub.id, 2, status=DeliveryStatus.DELIVERED) == []
+
+    # SQL narrows (the decoys pass it, the plainly hidden do not); Python decides.
+    async with store.db.sessions() as session:
+        query = select(col(DeliveryRow.id)).where(service._released_in_sql("NATO"))
+        narrowed = set((await session.execute(query)).scalars().all())
+    assert set(released) < narrowed < set(everything)
+
+    # One by one: what is not released to NATO is as missing as a delivery that never was.
+    for delivery_id in everything:
+        if delivery_id in released:
+            row, _ = await service.get_delivery(store.db, OPERATOR, sub.id, delivery_id)
+            assert row.id == delivery_id
+        else:
+            with pytest.raises(NotFound, match=f"no delivery {delivery_id} of subscription {sub.id}"):
+                await service.get_delivery(store.db, OPERATOR, sub.id, delivery_id)
+            row, _ = await service.get_delivery(store.db, OWNER, sub.id, delivery_id)
+            assert row.id == delivery_id
+
+    # Redelivered: one released to NATO by its operator; one that is not, only by DEU.
+    await drain(dispatchers())
+    assert await all_pages(store, OPERATOR, sub.id, 2, status=DeliveryStatus.PENDING) == []
+    hidden = everything[1]
+    with pytest.raises(NotFound):
+        await service.redeliver(store.uow, OPERATOR, sub.id, hidden)
+    assert (await store.delivery(hidden)).status == DeliveryStatus.DELIVERED
+    asked, _ = await service.redeliver(store.uow, OPERATOR, sub.id, released[0])
+    assert asked.status == DeliveryStatus.PENDING
+    asked, _ = await service.redeliver(store.uow, OWNER, sub.id, hidden)
+    assert asked.status == DeliveryStatus.PENDING
+    pending = await all_pages(store, OWNER, sub.id, 5, status=DeliveryStatus.PENDING)
+    assert sorted(pending) == sorted([released[0], hidden])
+    assert await all_pages(store, OPERATOR, sub.id, 5, status=DeliveryStatus.PENDING) == [released[0]]
+
+
+async def test_an_operator_of_another_nation_replays_only_events_released_to_it(
+    store: Any, receiver: WebhookReceiver
+) -> None:
+    sub = await store.add_subscription(receiver.url)
+    since = utcnow()
+    everything, released = await deliveries_of_every_marking(store, sub)
+    originals = {d: await store.delivery(d) for d in everything}
+
+    async def replayed() -> list[tuple[str | None, int]]:
+        page, _ = await service.delivery_page(store.db, OWNER, sub.id, 200, status=DeliveryStatus.PENDING)
+        return sorted((d.replay_of, d.generation) for d, _ in page if d.generation > 0)
+
+    # With room for two events a time: the first two released to NATO, then from the third on.
+    small = NotificationsSettings(allow_loopback_endpoints=True, max_replay_events=2)
+    done = await service.replay(store.uow, small, OPERATOR, sub.id, since)
+    assert done.replayed == 2 and done.next_since is not None
+    assert abs(done.next_since - originals[released[2]].created_at.replace(tzinfo=UTC)) < timedelta(
+        milliseconds=1
+    )
+    assert await replayed() == sorted((d, 1) for d in released[:2])
+
+    done = await service.replay(store.uow, SETTINGS, OPERATOR, sub.id, since)
+    assert (done.replayed, done.next_since) == (len(released), None)
+    assert await replayed() == sorted([*((d, 1) for d in released), *((d, 2) for d in released[:2])])
+    # NATO's operator sees the replays (and the originals released to NATO), none of the others.
+    shown = await all_pages(store, OPERATOR, sub.id, 4, status=DeliveryStatus.PENDING)
+    owners = await all_pages(store, OWNER, sub.id, 4, status=DeliveryStatus.PENDING)
+    assert len(owners) == len(everything) + len(released) + 2
+    assert shown == [d for d in owners if d not in everything or d in released]
+    # The subscription's own nation replays everything.
+    done = await service.replay(store.uow, SETTINGS, OWNER, sub.id, since)
+    assert done.replayed == len(everything)
+
+
+def test_a_delivery_that_does_not_say_to_whom_its_event_is_released_is_released_to_no_one_else() -> None:
+    def delivery(body: str) -> DeliveryRow:
+        return DeliveryRow(
+            id="d",
+            subscription_id="s",
+            event_id="e",
+            event_type="t",
+            subject="x",
+            body=body,
+            status="pending",
+            created_at=utcnow(),
+        )
+
+    assert service._released_to("NATO", delivery('{"nation":"DEU","releasableto":"ALLIES"}'))
+    assert not service._released_to("UKR", delivery('{"nation":"DEU","releasableto":"ALLIES"}'))
+    assert service._released_to("UKR", delivery('{"nation":"DEU","releasableto":"ALLIES,UKR"}'))
+    for body in (
+        '{"id":"e","subject":"x"}',
+        '{"nation":"DEU","releasableto":null}',
+        '{"nation":"XXX","releasableto":"NATO"}',
+        '["NATO"]',
+        "not json",
+        '{"nation":"DEU","data":{"releasableto":"NATO"}}',
+    ):
+        assert not service._released_to("NATO", delivery(body)), body
 
 
 def test_operators_act_on_their_own_nations_subscriptions_or_all_as_nato() -> None:
@@ -547,3 +720,8 @@ def test_operators_act_on_their_own_nations_subscriptions_or_all_as_nato() -> No
     assert service._may_see_all(service.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
     assert not service._may_see_all(service.Subscriber("fra-ops", "FRA", frozenset({"operator"})), sub)
     assert not service._may_see_all(service.Subscriber("deu-sub", "DEU", frozenset({"subscriber"})), sub)
+    # ... and of another nation's, only on deliveries of events released to their own.
+    assert service._released_only(service.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub) is None
+    assert (
+        service._released_only(service.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub) == "NATO"
+    )

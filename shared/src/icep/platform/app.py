@@ -25,7 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from icep.platform import faults, migrations, telemetry
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
+from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, purge_expired_keys
 from icep.platform.kafka import ensure_topics, kafka_reachable
+from icep.platform.openapi import install_openapi
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.problems import install_problem_handlers
 from icep.platform.settings import ServiceSettings
@@ -63,6 +65,8 @@ class ServiceSpec:
     shutdown: Sequence[Hook] = ()
     #: Extra readiness checks: name -> async check returning True when ready.
     readiness: Mapping[str, Callable[[FastAPI], Awaitable[bool]]] = field(default_factory=dict)
+    #: Serve the app's own document at /openapi.json and /docs (the gateway serves the merged ones).
+    own_api_docs: bool = True
 
 
 @dataclass
@@ -74,6 +78,8 @@ class Runtime:
     uow: UnitOfWorkFactory | None = None
     relay: OutboxRelay | None = None
     consumer: ConsumerRunner | None = None
+    #: The POST `Idempotency-Key` store (services with a database; see `icep.platform.idempotency`).
+    idempotency: IdempotencyStore | None = None
     topics_ready: bool = False
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
@@ -173,9 +179,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
         app.state.runtime = runtime
         from icep.platform.auth import TokenVerifier
 
-        app.state.token_verifier = TokenVerifier(
-            settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url
-        )
+        app.state.token_verifier = TokenVerifier.from_settings(settings)
         if spec.metadata is not None:
             db = Database(settings.database_url)
             telemetry.instrument_engine(db.engine.sync_engine)
@@ -184,6 +188,12 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                 await asyncio.to_thread(migrations.upgrade, spec.migrations_dir, settings.database_url)
             if spec.tables is not None:
                 runtime.uow = UnitOfWorkFactory(db, spec.tables.outbox, name, settings.topic)
+                runtime.idempotency = IdempotencyStore(
+                    db,
+                    spec.tables.idempotency,
+                    ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
+                    lock=timedelta(seconds=settings.idempotency_lock_seconds),
+                )
                 if settings.outbox_relay_enabled and spec.uses_kafka:
                     runtime.relay = OutboxRelay(
                         db=db,
@@ -219,6 +229,11 @@ def service_app(spec: ServiceSpec) -> FastAPI:
             runtime.start("kafka-setup", _kafka_setup)
         for task_name, body in spec.background:
             runtime.start(task_name, body)
+        if runtime.idempotency is not None:
+            store = runtime.idempotency
+            runtime.start(
+                "idempotency-purge", lambda _: purge_expired_keys(store, settings.idempotency_purge_seconds)
+            )
         log.info("%s started on %s:%s", name, settings.host, settings.port)
         try:
             yield
@@ -238,9 +253,14 @@ def service_app(spec: ServiceSpec) -> FastAPI:
         description=spec.description,
         version=spec.version,
         lifespan=lifespan,
-        openapi_url="/openapi.json",
+        openapi_url="/openapi.json" if spec.own_api_docs else None,
+        redoc_url="/redoc" if spec.own_api_docs else None,
     )
+    install_openapi(app)
     install_problem_handlers(app)
+    if spec.metadata is not None and spec.tables is not None:
+        # Inside the metrics and tracing middleware, so replays are measured and traced like any answer.
+        app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMetrics, service=name)
     telemetry.instrument_app(app)
     for router in spec.routers:

@@ -5,6 +5,10 @@ set and checks each bearer token on its own, so a request that bypasses the gate
 asymmetric algorithms are accepted: a verifier holds public keys only, so `none` and the HMAC family (whose
 "public" key would also be the signing key) are refused outright.
 
+An external identity provider (Keycloak, ...) can take the gateway's place: point `ICEP_AUTH_ISSUER` and
+`ICEP_AUTH_JWKS_URL` at it. Its tokens are read the same way: see `_principal` for where the client id,
+roles and nation are taken from.
+
 Use in a route:
 
     @router.get("/v1/plans")
@@ -134,6 +138,7 @@ class TokenVerifier:
         refresh_interval: float = 5.0,
         max_key_age: float = 300.0,
         jwks_source: JwksSource | None = None,
+        nation_claim: str = "nation",
     ) -> None:
         self.issuer = issuer
         self.audience = audience
@@ -141,6 +146,7 @@ class TokenVerifier:
         self.leeway = leeway
         self.refresh_interval = refresh_interval
         self.max_key_age = max_key_age
+        self.nation_claim = nation_claim
         self._http = http
         self._owns_http = http is None and jwks_source is None
         self._jwks_source = jwks_source
@@ -156,7 +162,14 @@ class TokenVerifier:
         cls, settings: ServiceSettings, *, http: httpx.AsyncClient | None = None
     ) -> TokenVerifier:
         """The verifier a service builds from the platform-wide `ICEP_AUTH_*` settings."""
-        return cls(settings.auth_issuer, settings.auth_audience, settings.auth_jwks_url, http=http)
+        return cls(
+            settings.auth_issuer,
+            settings.auth_audience,
+            settings.auth_jwks_url,
+            http=http,
+            max_key_age=settings.auth_jwks_max_age_seconds,
+            nation_claim=settings.auth_nation_claim,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client if this verifier created it."""
@@ -210,7 +223,7 @@ class TokenVerifier:
             raise Unauthorized("the bearer token is malformed") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the token is invalid: {exc}") from None
-        return _principal(claims)
+        return _principal(claims, audience=self.audience, nation_claim=self.nation_claim)
 
     async def _key(self, kid: str) -> _VerificationKey:
         key = self._keys.get(kid)
@@ -310,27 +323,67 @@ def _verification_key(raw: Any) -> _VerificationKey | None:
     return _VerificationKey(kid=kid, kty=kty, crv=crv if isinstance(crv, str) else None, alg=alg, key=key)
 
 
-def _principal(claims: Mapping[str, Any]) -> Principal:
-    subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject:
-        raise Unauthorized("the token's 'sub' claim is not a client id")
-    nation = claims.get("nation")
-    if not isinstance(nation, str):
-        raise Unauthorized("the token lacks the 'nation' claim")
-    if nation not in ALLIES and nation not in PARTNERS and nation != NATO:
+def _principal(claims: Mapping[str, Any], *, audience: str, nation_claim: str = "nation") -> Principal:
+    """The principal a verified token names, whether the gateway or an external provider issued it.
+
+    - client id: `client_id` (RFC 9068), else `azp` (the client a Keycloak token was issued to: its `sub`
+      is the service account's user id), else `sub`;
+    - roles: the union of `roles`, Keycloak's `realm_access.roles` and `resource_access.<audience>.roles`;
+      names that are not ICEP roles (`offline_access`, `default-roles-...`) are left out;
+    - nation: the `nation_claim` claim (a dotted path such as `attributes.nation` reaches into objects);
+    - scopes: `scope` (space-separated), else `scp` (a list or a string, as some providers send it).
+    """
+    client_id = next(
+        (claims[name] for name in ("client_id", "azp", "sub") if claims.get(name) is not None), None
+    )
+    if not isinstance(client_id, str) or not client_id:
+        raise Unauthorized("the token names no client (client_id, azp or sub)")
+    nation = _claim(claims, nation_claim)
+    if nation is None:
+        raise Unauthorized(f"the token lacks the {nation_claim!r} claim")
+    if not isinstance(nation, str) or (nation not in ALLIES and nation not in PARTNERS and nation != NATO):
         raise Unauthorized(f"the token names an unknown nation ({nation!r})")
-    roles = claims.get("roles", [])
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise Unauthorized("the token's 'roles' claim is not a list of role names")
-    scope = claims.get("scope", "")
+    realm = claims.get("realm_access")
+    resources = claims.get("resource_access")
+    ours = resources.get(audience) if isinstance(resources, Mapping) else None
+    granted_by = {
+        "roles": claims.get("roles"),
+        "realm_access.roles": realm.get("roles") if isinstance(realm, Mapping) else None,
+        f"resource_access.{audience}.roles": ours.get("roles") if isinstance(ours, Mapping) else None,
+    }
+    roles: set[str] = set()
+    for name, granted in granted_by.items():
+        if granted is None:
+            continue
+        if not isinstance(granted, list) or not all(isinstance(r, str) for r in granted):
+            raise Unauthorized(f"the token's {name!r} claim is not a list of role names")
+        roles.update(granted)
+    scope = claims.get("scope", claims.get("scp", ""))
+    if isinstance(scope, list) and all(isinstance(s, str) for s in scope):
+        scope = " ".join(scope)
     if not isinstance(scope, str):
         raise Unauthorized("the token's 'scope' claim is not a space-separated string")
     return Principal(
-        client_id=subject,
+        client_id=client_id,
         nation=nation,
-        roles=frozenset(roles),
+        roles=frozenset(roles & ROLES),
         scopes=frozenset(scope.split()),
     )
+
+
+def _claim(claims: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path (`attributes.nation`), or None where any step is missing.
+
+    A claim whose own name contains the dots (`"icep.nation": ...` at the top) is found first.
+    """
+    if path in claims:
+        return claims[path]
+    value: Any = claims
+    for step in path.split("."):
+        if not isinstance(value, Mapping) or step not in value:
+            return None
+        value = value[step]
+    return value
 
 
 def bearer_token(request: Request) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import signal
 import threading
@@ -17,6 +18,14 @@ from icep.platform.launcher import SERVICES, START_ORDER, Launcher, LaunchError,
 
 app = typer.Typer(help="ICEP: the NATO Industrial Capacity Expansion Pledge platform.", no_args_is_help=True)
 console = Console()
+
+#: Modules whose `COMMANDS` (name -> typer app) join `icep`: `icep clients`, `icep keys` from the gateway.
+#: By name, like the services themselves: the platform imports no service.
+SERVICE_COMMANDS = ["icep.gateway.admin"]
+for _module in SERVICE_COMMANDS:
+    if importlib.util.find_spec(_module.rsplit(".", 1)[0]) is not None:
+        for _name, _group in importlib.import_module(_module).COMMANDS.items():
+            app.add_typer(_group, name=_name)
 
 
 def _settings_for(name: str) -> Any:
@@ -189,6 +198,33 @@ def seed(
         asyncio.run(
             module.seed(gateway, secrets, say=lambda line: console.print(line, markup=False, soft_wrap=True))
         )
+
+
+@app.command()
+def docs(
+    out: Annotated[Path, typer.Option(help="Where the documents live")] = Path("docs/api"),
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 when a file differs from the code")
+    ] = False,
+) -> None:
+    """Generate the merged OpenAPI document and the AsyncAPI document from the code (no broker or
+    database needed); the gateway serves them at /openapi.json, /asyncapi.json and /docs."""
+    from icep.platform import apidocs
+
+    if not check:
+        for path in apidocs.write(out):
+            console.print(f"wrote {path}")
+        return
+    drifted = apidocs.drift(out)
+    if not drifted:
+        console.print(f"{out} is up to date")
+        return
+    for name, where in drifted.items():
+        console.print(f"[red]{out / name} differs from the code[/] at:", soft_wrap=True)
+        for line in where:
+            console.print(f"  {line}", markup=False, soft_wrap=True)
+    console.print("run `icep docs` to regenerate them", markup=False)
+    raise typer.Exit(1)
 
 
 def main() -> None:

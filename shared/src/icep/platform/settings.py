@@ -54,6 +54,29 @@ class ServiceSettings(BaseSettings):
     auth_jwks_url: str = Field(
         default="http://127.0.0.1:8000/.well-known/jwks.json", validation_alias=_env("ICEP_AUTH_JWKS_URL")
     )
+    #: How long fetched signing keys are trusted before the key set is fetched again: a key the issuer
+    #: retired stops verifying after at most this long (an unknown kid is fetched at once anyway).
+    auth_jwks_max_age_seconds: float = Field(
+        default=300.0, gt=0, validation_alias=_env("ICEP_AUTH_JWKS_MAX_AGE_SECONDS")
+    )
+    #: The claim naming the caller's nation; a dotted path reaches into an object (`attributes.nation`).
+    auth_nation_claim: str = Field(
+        default="nation", min_length=1, validation_alias=_env("ICEP_AUTH_NATION_CLAIM")
+    )
+
+    #: How long a POST's `Idempotency-Key` and its stored answer are kept (a retry after that runs anew).
+    idempotency_ttl_seconds: float = Field(
+        default=86400.0, gt=0, validation_alias=_env("ICEP_IDEMPOTENCY_TTL_SECONDS")
+    )
+    #: How long a request holding a key may run before another request with the key may take it over
+    #: (the first one is presumed crashed); longer than any request takes, shorter than a client waits.
+    idempotency_lock_seconds: float = Field(
+        default=60.0, gt=0, validation_alias=_env("ICEP_IDEMPOTENCY_LOCK_SECONDS")
+    )
+    #: How often expired keys are purged from the database.
+    idempotency_purge_seconds: float = Field(
+        default=300.0, gt=0, validation_alias=_env("ICEP_IDEMPOTENCY_PURGE_SECONDS")
+    )
 
     log_level: str = Field(default="INFO", validation_alias=_env("ICEP_LOG_LEVEL"))
     #: Comma-separated names of fault points that end the process (tests of crash recovery only).

@@ -1,7 +1,9 @@
-"""The platform's own tables, added to each service's metadata: the outbox and the inbox.
+"""The platform's own tables, added to each service's metadata: the outbox, the inbox and the
+idempotency keys.
 
 They live in the service's database so that domain rows and events commit in one transaction (outbox),
-and a handler's effects and its "seen" mark commit together (inbox).
+a handler's effects and its "seen" mark commit together (inbox), and a POST's `Idempotency-Key` is
+claimed where its effects are written (idempotency keys).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 class PlatformTables:
     outbox: sa.Table
     inbox: sa.Table
+    idempotency: sa.Table
 
 
 def outbox_columns() -> list[sa.Column[Any]]:
@@ -51,11 +54,35 @@ def inbox_columns() -> list[sa.Column[Any]]:
     ]
 
 
+def idempotency_columns() -> list[sa.Column[Any]]:
+    return [
+        # Keys are the caller's: two clients may use the same key without meeting.
+        sa.Column("client_id", sa.String(200), primary_key=True),
+        sa.Column("key", sa.String(255), primary_key=True),
+        #: sha256 of method, path, query, content type and body: the same key with another request is 422.
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        #: `processing` while the first request runs, `completed` once its answer is stored.
+        sa.Column("state", sa.String(20), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        sa.Column("headers", sa.JSON(), nullable=True),
+        sa.Column("body", sa.LargeBinary(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        #: Until when the request in `processing` holds the key; after that another may take it over.
+        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+    ]
+
+
+IDEMPOTENCY_TABLE = "idempotency_keys"
+
+
 def platform_tables(metadata: sa.MetaData) -> PlatformTables:
     outbox = sa.Table("outbox", metadata, *outbox_columns())
     sa.Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.position)
     inbox = sa.Table("inbox", metadata, *inbox_columns())
-    return PlatformTables(outbox=outbox, inbox=inbox)
+    idempotency = sa.Table(IDEMPOTENCY_TABLE, metadata, *idempotency_columns())
+    sa.Index("ix_idempotency_keys_expires_at", idempotency.c.expires_at)
+    return PlatformTables(outbox=outbox, inbox=inbox, idempotency=idempotency)
 
 
 def create_platform_tables_v1() -> None:
@@ -73,3 +100,18 @@ def drop_platform_tables_v1() -> None:
     op.drop_table("inbox")
     op.drop_index("ix_outbox_unsent", table_name="outbox")
     op.drop_table("outbox")
+
+
+def create_idempotency_table_v1() -> None:
+    """Alembic: create the idempotency keys as of platform schema v1 (frozen: later changes add v2)."""
+    from alembic import op
+
+    op.create_table(IDEMPOTENCY_TABLE, *idempotency_columns())
+    op.create_index("ix_idempotency_keys_expires_at", IDEMPOTENCY_TABLE, ["expires_at"])
+
+
+def drop_idempotency_table_v1() -> None:
+    from alembic import op
+
+    op.drop_index("ix_idempotency_keys_expires_at", table_name=IDEMPOTENCY_TABLE)
+    op.drop_table(IDEMPOTENCY_TABLE)

@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse, Response
 
 from icep.gateway.models import JsonWebKeySet, OAuthError, TokenResponse
 from icep.gateway.service import OAuthFailure, Proxy, SigningKeys, TokenService
-from icep.platform.auth import current_principal
+from icep.platform.auth import Principal, PrincipalDep
+from icep.platform.errors import NotFound
 
 router = APIRouter()
 
@@ -59,11 +60,21 @@ _TOKEN_REQUEST_BODY: dict[str, Any] = {
     responses={
         400: {"model": OAuthError, "description": "Malformed request, unsupported grant or invalid scope"},
         401: {"model": OAuthError, "description": "Client authentication failed"},
+        429: {"description": "Too many token requests from this address (problem JSON, with Retry-After)"},
+        500: {"description": "A bug (problem JSON)"},
     },
     openapi_extra=_TOKEN_REQUEST_BODY,
 )
 async def issue_token(request: Request) -> Response:
-    tokens: TokenService = request.app.state.token_service
+    tokens: TokenService | None = request.app.state.token_service
+    if tokens is None:
+        issuer = request.app.state.token_verifier.issuer
+        return _oauth_error(
+            OAuthFailure(
+                "unsupported_grant_type",
+                f"this gateway issues no tokens: obtain one from the identity provider {issuer}",
+            )
+        )
     try:
         form = await _form(request)
         client_id, client_secret = _client_credentials(request, form)
@@ -84,18 +95,33 @@ async def issue_token(request: Request) -> Response:
     tags=["auth"],
     summary="The public keys that verify access tokens",
     response_model=JsonWebKeySet,
+    responses={404: {"description": "This gateway signs no tokens: an external issuer does (problem JSON)"}},
 )
 async def jwks(request: Request) -> Response:
-    keys: SigningKeys = request.app.state.signing_keys
+    keys: SigningKeys | None = request.app.state.signing_keys
+    if keys is None:
+        verifier = request.app.state.token_verifier
+        raise NotFound(
+            f"this gateway signs no tokens: they come from {verifier.issuer}, whose keys are at "
+            f"{verifier.jwks_url}"
+        )
     # Short cache: a rotated-in key must reach verifiers soon (they also refetch on an unknown kid).
     return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=60"})
+
+
+async def active_principal(request: Request, principal: PrincipalDep) -> Principal:
+    """The verified caller, unless the gateway issued the token and has disabled the client since."""
+    tokens: TokenService | None = request.app.state.token_service
+    if tokens is not None:
+        tokens.ensure_active(principal.client_id)
+    return principal
 
 
 @router.api_route(
     "/v1/{path:path}",
     methods=_PROXIED_METHODS,
     include_in_schema=False,
-    dependencies=[Depends(current_principal)],
+    dependencies=[Depends(active_principal)],
 )
 async def forward(request: Request) -> Response:
     """Everything under /v1 belongs to a service; the token is checked here first, and again there."""

@@ -6,10 +6,25 @@ Run it with `uvicorn icep.gateway.app:create_app --factory --port 8000`.
 from __future__ import annotations
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
-from icep.gateway import api
-from icep.gateway.domain import load_clients
-from icep.gateway.service import Proxy, RequestIdMiddleware, SigningKeys, TokenIssuer, TokenService
+from icep.gateway import api, docs
+from icep.gateway.domain import ClientsFile
+from icep.gateway.ratelimit import RateLimitPolicy
+from icep.gateway.service import (
+    CORS_ALLOW_HEADERS,
+    CORS_ALLOW_METHODS,
+    CORS_EXPOSE_HEADERS,
+    Proxy,
+    RateLimiter,
+    RateLimits,
+    RequestIdMiddleware,
+    SecurityHeadersMiddleware,
+    SigningKeys,
+    TokenIssuer,
+    TokenRateLimitMiddleware,
+    TokenService,
+)
 from icep.gateway.settings import GatewaySettings
 from icep.platform.app import Hook, ServiceSpec, service_app
 from icep.platform.auth import TokenVerifier
@@ -20,44 +35,84 @@ DESCRIPTION = (
 )
 
 
+def _issue_own_tokens(app: FastAPI, settings: GatewaySettings) -> None:
+    # Both files are reread when they change: `icep clients ...` and `icep keys ...` need no restart.
+    keys = SigningKeys.load_or_create(
+        settings.signing_keys_file, check_interval=settings.reload_interval_seconds
+    )
+    issuer = TokenIssuer(
+        keys,
+        issuer=settings.auth_issuer,
+        audience=settings.auth_audience,
+        ttl_seconds=settings.token_ttl_seconds,
+    )
+
+    async def own_key_set() -> dict[str, object]:
+        return keys.jwks()
+
+    app.state.signing_keys = keys
+    app.state.token_issuer = issuer
+    app.state.token_service = TokenService(
+        ClientsFile(settings.clients_file, check_interval=settings.reload_interval_seconds), issuer
+    )
+    # The gateway checks tokens with its own keys, in process: no HTTP round trip to itself, and a key
+    # added by `rotate()` is known at once (hence no refetch throttle for this in-memory source). The keys
+    # are looked at again after the reload interval, so a retired key stops verifying here at once.
+    app.state.token_verifier = TokenVerifier(
+        settings.auth_issuer,
+        settings.auth_audience,
+        settings.auth_jwks_url,
+        jwks_source=own_key_set,
+        refresh_interval=0,
+        max_key_age=settings.reload_interval_seconds,
+        nation_claim=settings.auth_nation_claim,
+    )
+
+
 def gateway_startup(settings: GatewaySettings) -> Hook:
     async def start(app: FastAPI) -> None:
-        keys = SigningKeys.load_or_create(settings.signing_keys_file)
-        issuer = TokenIssuer(
-            keys,
-            issuer=settings.auth_issuer,
-            audience=settings.auth_audience,
-            ttl_seconds=settings.token_ttl_seconds,
-        )
-
-        async def own_key_set() -> dict[str, object]:
-            return keys.jwks()
-
-        app.state.signing_keys = keys
-        app.state.token_issuer = issuer
-        app.state.token_service = TokenService(load_clients(settings.clients_file), issuer)
-        # The gateway checks tokens with its own keys, in process: no HTTP round trip to itself, and a key
-        # added by `rotate()` is known at once (hence no refetch throttle for this in-memory source).
-        app.state.token_verifier = TokenVerifier(
-            settings.auth_issuer,
-            settings.auth_audience,
-            settings.auth_jwks_url,
-            jwks_source=own_key_set,
-            refresh_interval=0,
-        )
+        if settings.issue_tokens:
+            _issue_own_tokens(app, settings)
+        else:
+            # An external identity provider issues the tokens: they are verified against its key set over
+            # HTTP by the verifier every service has (made from ICEP_AUTH_*), and /oauth/token points there.
+            app.state.signing_keys = None
+            app.state.token_service = None
+        app.state.rate_limits = _rate_limits(app, settings)
         app.state.proxy = Proxy(
             settings.upstreams,
             timeout=settings.upstream_timeout_seconds,
             max_body_bytes=settings.max_body_bytes,
+            rate_limits=app.state.rate_limits,
         )
 
     return start
+
+
+def _rate_limits(app: FastAPI, settings: GatewaySettings) -> RateLimits | None:
+    if not settings.rate_limit_enabled:
+        return None
+
+    def tier_of(client_id: str) -> str | None:
+        # Looked up on each request, so a changed clients file applies at once; None for a client the
+        # file does not know (a token from an external issuer), which gets the default tier.
+        tokens: TokenService | None = app.state.token_service  # None with an external issuer
+        client = tokens.clients.get(client_id) if tokens is not None else None
+        return None if client is None else str(client.rate_tier)
+
+    limiter = RateLimiter(settings.rate_limit_storage, timeout=settings.rate_limit_storage_timeout_seconds)
+    return RateLimits(
+        limiter, RateLimitPolicy.from_strings(settings.rate_limits, settings.token_rate_limit), tier_of
+    )
 
 
 async def gateway_shutdown(app: FastAPI) -> None:
     proxy: Proxy | None = getattr(app.state, "proxy", None)
     if proxy is not None:
         await proxy.aclose()
+    rate_limits: RateLimits | None = getattr(app.state, "rate_limits", None)
+    if rate_limits is not None:
+        await rate_limits.aclose()
 
 
 async def _ready(app: FastAPI) -> bool:
@@ -69,7 +124,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = service_app(
         ServiceSpec(
             settings=settings,
-            routers=[api.router],
+            routers=[api.router, docs.router],
+            own_api_docs=False,  # docs.router serves the merged documents instead
             title="ICEP gateway",
             description=DESCRIPTION,
             metadata=None,
@@ -79,5 +135,24 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             readiness={"gateway": _ready},
         )
     )
+    # Outermost last: security headers on everything, CORS answers preflights, then the request id, and the
+    # token endpoint's limit inside it (so a 429 carries the id and the CORS headers too).
+    app.add_middleware(TokenRateLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=list(CORS_ALLOW_METHODS),
+            allow_headers=list(CORS_ALLOW_HEADERS),
+            expose_headers=list(CORS_EXPOSE_HEADERS),
+            allow_credentials=False,  # bearer tokens, never cookies
+            max_age=600,
+        )
+    app.add_middleware(
+        SecurityHeadersMiddleware,
+        headers=settings.security_headers,
+        content_security_policy=settings.content_security_policy,
+        strict_transport_security=settings.strict_transport_security,
+    )
     return app

@@ -1,6 +1,7 @@
 """The gateway's rules in plain Python: who the clients are, how their secrets are checked, where a path goes.
 
-Run `python -m icep.gateway.domain hash-secret` to hash a new client secret for the clients file.
+Operators manage the clients file with `icep clients ...` (see `icep.gateway.admin`); `python -m
+icep.gateway.domain hash-secret` only hashes a secret, for those who edit the file by hand.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ import base64
 import getpass
 import hashlib
 import hmac
+import logging
+import os
+import re
 import secrets
 import sys
+import time
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +96,29 @@ KNOWN_ROLES: frozenset[str] = frozenset(
 )
 
 
+log = logging.getLogger("icep.gateway")
+
+#: What a newly registered client id may look like: it travels in tokens, logs and Basic credentials.
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: Scopes and rate tiers are single words.
+_WORD = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
+
+
 class InvalidClientsFile(ValueError):
     pass
 
 
+class InvalidClient(ValueError):
+    """A client that cannot be registered or changed as asked (the message says why)."""
+
+
 @dataclass(frozen=True)
 class Client:
-    """A partner system allowed to obtain tokens (OAuth2 client credentials)."""
+    """A partner system allowed to obtain tokens (OAuth2 client credentials).
+
+    After a secret rotation with a grace period, the previous secret also authenticates until
+    `previous_secret_expires_at`, so the partner can switch without a moment of refused requests.
+    """
 
     client_id: str
     secret_hash: str
@@ -105,6 +127,26 @@ class Client:
     scopes: frozenset[str] = frozenset()
     rate_tier: str = "standard"
     disabled: bool = False
+    previous_secret_hash: str | None = None
+    previous_secret_expires_at: datetime | None = None
+
+    def previous_secret_valid(self, at: datetime) -> bool:
+        expires = self.previous_secret_expires_at
+        return self.previous_secret_hash is not None and expires is not None and at < expires
+
+    def with_secret(self, secret_hash: str, *, grace_until: datetime | None = None) -> Client:
+        """This client with a new secret; the current one keeps working until `grace_until` (if given)."""
+        return replace(
+            self,
+            secret_hash=secret_hash,
+            previous_secret_hash=self.secret_hash if grace_until is not None else None,
+            previous_secret_expires_at=grace_until,
+        )
+
+    def without_expired_secret(self, at: datetime) -> Client:
+        if self.previous_secret_hash is None or self.previous_secret_valid(at):
+            return self
+        return replace(self, previous_secret_hash=None, previous_secret_expires_at=None)
 
     def grantable_scopes(self, requested: str | None) -> frozenset[str] | None:
         """The scopes a token may carry: all the client's, or the requested subset; None if not a subset."""
@@ -126,12 +168,43 @@ class ClientRegistry:
     def get(self, client_id: str) -> Client | None:
         return self.clients.get(client_id)
 
-    def authenticate(self, client_id: str, secret: str) -> Client | None:
-        """The enabled client whose secret this is, or None (slow on purpose: it runs scrypt)."""
+    def authenticate(self, client_id: str, secret: str, *, at: datetime | None = None) -> Client | None:
+        """The enabled client whose secret this is, or None (slow on purpose: it runs scrypt).
+
+        The previous secret of a client in its grace period (see `Client.with_secret`) also matches.
+        """
         client = self.clients.get(client_id)
         matches = verify_secret(secret, client.secret_hash if client else _DECOY_HASH)
+        if (
+            client is not None
+            and not matches
+            and client.previous_secret_hash is not None
+            and client.previous_secret_valid(at or datetime.now(UTC))
+        ):
+            matches = verify_secret(secret, client.previous_secret_hash)
         if client is None or not matches or client.disabled:
             return None
+        return client
+
+    def register(self, client: Client) -> ClientRegistry:
+        """A registry with `client` added; `InvalidClient` if the id is taken or the client is unfit."""
+        if client.client_id in self.clients:
+            raise InvalidClient(f"a client {client.client_id!r} is already registered")
+        check_new_client(client)
+        return ClientRegistry({**self.clients, client.client_id: client})
+
+    def updated(self, client: Client) -> ClientRegistry:
+        """A registry with the registered client of the same id replaced by `client` (order kept)."""
+        if client.client_id not in self.clients:
+            raise InvalidClient(f"no client {client.client_id!r} is registered")
+        return ClientRegistry({**self.clients, client.client_id: client})
+
+    def existing(self, client_id: str) -> Client:
+        """The registered client `client_id`; `InvalidClient` when there is none."""
+        client = self.clients.get(client_id)
+        if client is None:
+            known = ", ".join(sorted(self.clients)) or "none"
+            raise InvalidClient(f"no client {client_id!r} is registered (registered: {known})")
         return client
 
     def __len__(self) -> int:
@@ -155,8 +228,44 @@ def parse_clients(document: Mapping[str, Any]) -> ClientRegistry:
     return registry
 
 
+_CLIENT_FIELDS = (
+    "client_id",
+    "secret_hash",
+    "nation",
+    "roles",
+    "scopes",
+    "rate_tier",
+    "disabled",
+    "previous_secret_hash",
+    "previous_secret_expires_at",
+)
+
+
+def check_new_client(client: Client) -> None:
+    """The stricter rules for a client registered by command (files written by hand keep the looser ones)."""
+    if not CLIENT_ID_PATTERN.match(client.client_id):
+        raise InvalidClient(
+            f"client id {client.client_id!r} must start with a letter or digit and contain only letters, "
+            "digits, '.', '_' and '-' (at most 100)"
+        )
+    if client.nation not in KNOWN_NATIONS:
+        raise InvalidClient(
+            f"unknown nation {client.nation!r}: use an ISO 3166-1 alpha-3 code of an Ally or partner, "
+            "EU or NATO"
+        )
+    if not client.roles:
+        raise InvalidClient(f"give at least one role: {', '.join(sorted(KNOWN_ROLES))}")
+    if client.roles - KNOWN_ROLES:
+        raise InvalidClient(
+            f"unknown roles {sorted(client.roles - KNOWN_ROLES)}; known: {', '.join(sorted(KNOWN_ROLES))}"
+        )
+    for word in (*client.scopes, client.rate_tier):
+        if not _WORD.match(word):
+            raise InvalidClient(f"{word!r} is not a usable scope or rate tier (one word, no spaces)")
+
+
 def _parse_client(entry: Mapping[str, Any], where: str) -> Client:
-    unknown = set(entry) - {"client_id", "secret_hash", "nation", "roles", "scopes", "rate_tier", "disabled"}
+    unknown = set(entry) - set(_CLIENT_FIELDS)
     if unknown:
         raise InvalidClientsFile(f"{where}: unknown fields {sorted(unknown)}")
     client_id = entry.get("client_id")
@@ -183,6 +292,22 @@ def _parse_client(entry: Mapping[str, Any], where: str) -> Client:
     disabled = entry.get("disabled", False)
     if not isinstance(rate_tier, str) or not isinstance(disabled, bool):
         raise InvalidClientsFile(f"{where}: rate_tier must be a string and disabled a boolean")
+    previous_hash = entry.get("previous_secret_hash")
+    previous_expires = entry.get("previous_secret_expires_at")
+    if (previous_hash is None) != (previous_expires is None):
+        raise InvalidClientsFile(f"{where}: previous_secret_hash and previous_secret_expires_at go together")
+    if previous_hash is not None:
+        if not isinstance(previous_hash, str):
+            raise InvalidClientsFile(f"{where}: previous_secret_hash must be a string")
+        try:
+            check_secret_hash(previous_hash)
+        except ValueError as exc:
+            raise InvalidClientsFile(f"{where}: previous {exc}") from None
+        if not isinstance(previous_expires, datetime) or previous_expires.tzinfo is None:
+            raise InvalidClientsFile(
+                f"{where}: previous_secret_expires_at must be a date-time with an offset "
+                "(2025-01-31T12:00:00Z)"
+            )
     return Client(
         client_id=client_id,
         secret_hash=secret_hash,
@@ -191,6 +316,8 @@ def _parse_client(entry: Mapping[str, Any], where: str) -> Client:
         scopes=scopes,
         rate_tier=rate_tier,
         disabled=disabled,
+        previous_secret_hash=previous_hash,
+        previous_secret_expires_at=previous_expires,
     )
 
 
@@ -211,6 +338,166 @@ def load_clients(path: str | Path) -> ClientRegistry:
         return parse_clients(document)
     except InvalidClientsFile as exc:
         raise InvalidClientsFile(f"{path}: {exc}") from None
+
+
+# --- the clients file, written and watched ------------------------------------------------------------
+
+#: The header of a clients file that `icep clients` creates (an existing file keeps its own header).
+CLIENTS_FILE_HEADER = """\
+# ICEP gateway OAuth clients, managed with `icep clients` (list, register, disable, enable, rotate-secret).
+# Secrets are kept only as scrypt hashes: a secret is shown once, when it is made. The gateway rereads this
+# file when it changes, so edits take effect without a restart.
+#
+# Each [[client]] has: client_id, secret_hash (scrypt$n$r$p$salt$hash), nation (ISO 3166-1 alpha-3, EU or
+# NATO), roles (planner, reviewer, procurement, standards, subscriber, operator), scopes (a token may ask
+# for a subset), rate_tier and disabled (both optional), and after a secret rotation with a grace period
+# previous_secret_hash and previous_secret_expires_at."""
+
+
+def clients_file_header(text: str) -> str:
+    """The leading comment block of a clients file: what a rewrite keeps of the file's own words."""
+    header: list[str] = []
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+        header.append(line.rstrip())
+    return "\n".join(header).strip("\n")
+
+
+def render_clients(registry: ClientRegistry, header: str = CLIENTS_FILE_HEADER) -> str:
+    """The clients file for `registry`: `header`, then one `[[client]]` table per client, in order."""
+    parts = [header.strip("\n") + "\n"] if header.strip() else []
+    for client in registry.clients.values():
+        lines = [
+            "[[client]]",
+            f"client_id = {toml_string(client.client_id)}",
+            f"secret_hash = {toml_string(client.secret_hash)}",
+            f"nation = {toml_string(client.nation)}",
+            f"roles = {_toml_strings(client.roles)}",
+            f"scopes = {_toml_strings(client.scopes)}",
+            f"rate_tier = {toml_string(client.rate_tier)}",
+        ]
+        if client.disabled:
+            lines.append("disabled = true")
+        if client.previous_secret_hash is not None and client.previous_secret_expires_at is not None:
+            expires = client.previous_secret_expires_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+            lines.append(f"previous_secret_hash = {toml_string(client.previous_secret_hash)}")
+            lines.append(f"previous_secret_expires_at = {expires}")
+        parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def toml_string(value: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest kept as is."""
+    out = ['"']
+    for char in value:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char == "\t" or (ord(char) >= 0x20 and ord(char) != 0x7F):
+            out.append(char)
+        else:
+            out.append(f"\\u{ord(char):04X}")
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_strings(values: Iterable[str]) -> str:
+    return "[" + ", ".join(toml_string(v) for v in sorted(values)) + "]"
+
+
+def write_clients_file(path: str | Path, registry: ClientRegistry, *, expected: bytes | None) -> None:
+    """Replace the clients file atomically (temporary file, fsync, rename), keeping its header and mode.
+
+    `expected` is the content the caller read and edited (None: there was no file): if the file changed
+    since, nothing is written (`InvalidClientsFile`), so of two edits at once neither is silently lost.
+    """
+    path = Path(path)
+    try:
+        current = path.read_bytes()
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        current, mode = None, 0o600
+    if current != expected:
+        raise InvalidClientsFile(f"{path} changed while it was being edited; run the command again")
+    header = clients_file_header(current.decode("utf-8")) if current is not None else CLIENTS_FILE_HEADER
+    text = render_clients(registry, header)
+    parse_clients(tomllib.loads(text))  # never write what the gateway would refuse to read
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, mode)  # the umask may have narrowed it at creation
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+class FileWatch:
+    """Tells whether a file changed since it was last read, looking (one `stat`) at most every `interval` s.
+
+    A change is any difference in inode, size or modification time: an atomic replace (new inode), an edit
+    in place, or a Kubernetes Secret volume swapping its symlink all count.
+    """
+
+    def __init__(self, path: str | Path, interval: float = 1.0) -> None:
+        self.path = Path(path)
+        self.interval = interval
+        self._seen: tuple[int, int, int] | None = None
+        self._looked_at = float("-inf")
+
+    def _state(self) -> tuple[int, int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def mark(self) -> None:
+        """Remember the file as it is now (call right before reading it, or after writing it)."""
+        self._seen = self._state()
+        self._looked_at = time.monotonic()
+
+    def changed(self, *, now: bool = False) -> bool:
+        """Whether the file differs from when it was marked; unless `now`, only looks once per interval."""
+        moment = time.monotonic()
+        if not now and moment - self._looked_at < self.interval:
+            return False
+        self._looked_at = moment
+        state = self._state()
+        return state is not None and state != self._seen
+
+
+class ClientsFile:
+    """The client registry of a file, reread when the file changes: no restart to add or disable a client.
+
+    A file that fails to load (a bad hand edit) leaves the last good registry in force, with an error
+    logged, rather than refusing everyone or taking the gateway down.
+    """
+
+    def __init__(self, path: str | Path, *, check_interval: float = 1.0) -> None:
+        self.watch = FileWatch(path, check_interval)
+        self.watch.mark()
+        self._registry = load_clients(path)
+
+    @property
+    def path(self) -> Path:
+        return self.watch.path
+
+    def registry(self, *, now: bool = False) -> ClientRegistry:
+        """The current registry; `now` checks the file at once instead of at most once per interval."""
+        if self.watch.changed(now=now):
+            self.watch.mark()
+            try:
+                self._registry = load_clients(self.path)
+            except (InvalidClientsFile, OSError, UnicodeDecodeError) as exc:
+                log.error("keeping the previous clients: %s", exc)
+            else:
+                log.info("reloaded %d clients from %s", len(self._registry), self.path)
+        return self._registry
 
 
 # --- routing ------------------------------------------------------------------------------------------

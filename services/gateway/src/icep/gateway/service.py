@@ -11,7 +11,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
@@ -21,13 +21,27 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from limits import RateLimitItem
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
+from limits.storage import storage_from_string
+from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.gateway.domain import Client, ClientRegistry, end_to_end, route
+from icep.gateway.domain import Client, ClientRegistry, ClientsFile, FileWatch, end_to_end, route
 from icep.gateway.models import TokenResponse
-from icep.platform.errors import NotFound
+from icep.gateway.ratelimit import (
+    RATE_LIMIT_HEADERS,
+    LimitState,
+    RateLimitPolicy,
+    Verdict,
+    async_storage_uri,
+    is_shared_storage,
+    redacted,
+)
+from icep.platform.errors import Unauthorized
 from icep.platform.problems import problem
 
 log = logging.getLogger("icep.gateway")
@@ -103,27 +117,31 @@ class SigningKeys:
     """The gateway's signing keys, kept in a file (mode 0600) so that a restart keeps issued tokens valid.
 
     The newest key signs; every key in the file is published in the JWKS. So `rotate()` never invalidates a
-    token: the old key stays published (and verifies the tokens it signed) until an operator removes it.
-    Several replicas share the file (a mounted secret on Kubernetes) and so sign with the same key.
+    token: the old key stays published (and verifies the tokens it signed) until `retire()` removes it.
+    Several replicas share the file (a mounted secret on Kubernetes) and so sign with the same key. With a
+    `check_interval`, the keys are reread when the file changes (looked at once per interval at most, on
+    use), so a rotation by `icep keys rotate` or another replica takes effect without a restart.
     """
 
-    def __init__(self, path: Path, keys: list[SigningKey]) -> None:
+    def __init__(self, path: Path, keys: list[SigningKey], *, check_interval: float | None = None) -> None:
         if not keys:
             raise ValueError("at least one signing key is needed")
         self.path = path
         self._keys = list(keys)
+        # Not marked yet: the first look rereads the file once, so no change made meanwhile is missed.
+        self._watch = FileWatch(path, check_interval) if check_interval is not None else None
 
     @classmethod
-    def load_or_create(cls, path: str | Path) -> SigningKeys:
+    def load_or_create(cls, path: str | Path, *, check_interval: float | None = None) -> SigningKeys:
         path = Path(path)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            created = cls(path, [SigningKey.generate()])
+            created = cls(path, [SigningKey.generate()], check_interval=check_interval)
             if created._save(replace=False):
                 log.info("created signing key %s in %s", created.current.kid, path)
                 return created
             # Another process created the file first: use its key, so both sign alike.
-        return cls(path, cls._read(path))
+        return cls(path, cls._read(path), check_interval=check_interval)
 
     @staticmethod
     def _read(path: Path) -> list[SigningKey]:
@@ -133,25 +151,67 @@ class SigningKeys:
             log.warning("signing key file %s is readable by others; it should be mode 0600", path)
         return [SigningKey.from_json(entry) for entry in document["keys"]]
 
+    def refresh(self, *, now: bool = False) -> None:
+        """Reread the file if it changed (at most once per `check_interval` unless `now`).
+
+        A file that cannot be read leaves the keys in use as they are, with an error logged.
+        """
+        if self._watch is None or not self._watch.changed(now=now):
+            return
+        self._watch.mark()
+        try:
+            keys = self._read(self.path)
+            if not keys:
+                raise ValueError("the file holds no keys")
+        except Exception as exc:
+            log.error("keeping the signing keys in use: cannot read %s: %s", self.path, exc)
+            return
+        if [k.kid for k in keys] != [k.kid for k in self._keys]:
+            log.info("reloaded signing keys: %s signs, %d published", keys[-1].kid, len(keys))
+        self._keys = keys
+
     @property
     def current(self) -> SigningKey:
         """The key that signs new tokens: the newest."""
+        self.refresh()
         return self._keys[-1]
 
     @property
     def keys(self) -> list[SigningKey]:
+        self.refresh()
         return list(self._keys)
 
     def jwks(self) -> dict[str, Any]:
+        self.refresh()
         return {"keys": [key.public_jwk() for key in reversed(self._keys)]}
 
     def rotate(self) -> SigningKey:
         """Add a new key that signs from now on; older keys stay published so their tokens keep verifying."""
+        self._reread()
         key = SigningKey.generate()
         self._keys.append(key)
         self._save(replace=True)
         log.info("rotated signing keys: %s now signs, %d published", key.kid, len(self._keys))
         return key
+
+    def retire(self, kid: str) -> SigningKey:
+        """Remove an older key from the file and so from the JWKS: the tokens it signed stop verifying
+        (at the gateway at once, at a service once its cached key set ages). The current key cannot go."""
+        self._reread()
+        key = next((k for k in self._keys if k.kid == kid), None)
+        if key is None:
+            raise LookupError(f"no signing key {kid!r} in {self.path}")
+        if key.kid == self._keys[-1].kid:
+            raise ValueError(f"{kid!r} is the current signing key; rotate first, then retire it")
+        self._keys.remove(key)
+        self._save(replace=True)
+        log.info("retired signing key %s, %d published", kid, len(self._keys))
+        return key
+
+    def _reread(self) -> None:
+        # Before a change: start from the file as it is now, not from what this process read earlier.
+        if self.path.exists():
+            self._keys = self._read(self.path)
 
     def _save(self, *, replace: bool) -> bool:
         """Write the file atomically, mode 0600. Without `replace`, False if the file appeared meanwhile."""
@@ -165,11 +225,13 @@ class SigningKeys:
                 os.fsync(f.fileno())
             if replace:
                 os.replace(temporary, self.path)
-                return True
-            try:
-                os.link(temporary, self.path)  # atomic, and fails if the file exists
-            except FileExistsError:
-                return False
+            else:
+                try:
+                    os.link(temporary, self.path)  # atomic, and fails if the file exists
+                except FileExistsError:
+                    return False
+            if self._watch is not None:
+                self._watch.mark()  # this process's own write needs no rereading
             return True
         finally:
             temporary.unlink(missing_ok=True)
@@ -189,6 +251,7 @@ class TokenIssuer:
 
     def issue(self, client: Client, scopes: Iterable[str] | None = None) -> tuple[str, int]:
         """A signed token for `client` (with `scopes`, default all of the client's) and its lifetime."""
+        self.keys.refresh(now=True)  # sign with the newest key, even one rotated in a moment ago
         now = int(time.time())
         granted = sorted(client.scopes if scopes is None else scopes)
         claims = {
@@ -224,8 +287,10 @@ class OAuthFailure(Exception):
 class TokenService:
     """The client-credentials grant: authenticate the client, narrow the scopes, issue the token."""
 
-    def __init__(self, clients: ClientRegistry, issuer: TokenIssuer, *, concurrent_checks: int = 4) -> None:
-        self.clients = clients
+    def __init__(
+        self, clients: ClientsFile | ClientRegistry, issuer: TokenIssuer, *, concurrent_checks: int = 4
+    ) -> None:
+        self._clients = clients
         self.issuer = issuer
         # Secret checks run scrypt (CPU and 16 MiB each) in threads; bounding them keeps a burst of token
         # requests from starving the proxy or exhausting memory.
@@ -240,8 +305,10 @@ class TokenService:
             raise OAuthFailure("unsupported_grant_type", "only the client_credentials grant is supported")
         if not client_id or client_secret is None:
             raise OAuthFailure("invalid_client", "client authentication is required", status=401)
+        # The file is looked at on every token request: a client disabled a moment ago gets no token.
+        registry = self._registry(now=True)
         async with self._checks:
-            client = await asyncio.to_thread(self.clients.authenticate, client_id, client_secret)
+            client = await asyncio.to_thread(registry.authenticate, client_id, client_secret)
         if client is None:
             log.info("token refused: client authentication failed for %r", client_id)
             raise OAuthFailure("invalid_client", "client authentication failed", status=401)
@@ -251,6 +318,22 @@ class TokenService:
         token, expires_in = self.issuer.issue(client, scopes)
         log.info("issued token to %s (%s)", client.client_id, client.nation)
         return TokenResponse(access_token=token, expires_in=expires_in, scope=" ".join(sorted(scopes)))
+
+    @property
+    def clients(self) -> ClientRegistry:
+        """The registry as it is now (reread when the clients file changed)."""
+        return self._registry()
+
+    def _registry(self, *, now: bool = False) -> ClientRegistry:
+        return self._clients.registry(now=now) if isinstance(self._clients, ClientsFile) else self._clients
+
+    def ensure_active(self, client_id: str) -> None:
+        """Refuse (401) the token of a client disabled or removed since it was issued: its tokens would
+        otherwise work until they expire. (A service called directly still accepts them until then.)"""
+        client = self.clients.get(client_id)
+        if client is None or client.disabled:
+            state = "disabled" if client is not None else "no longer registered"
+            raise Unauthorized(f"the client {client_id!r} is {state}; its tokens are refused")
 
 
 # --- request ids --------------------------------------------------------------------------------------
@@ -304,8 +387,11 @@ _REPLACED_REQUEST_HEADERS = frozenset(
         "x-request-id",
     }
 )
-#: Response headers the gateway's own server writes (forwarding them would duplicate them).
-_REPLACED_RESPONSE_HEADERS = frozenset({"date", "server", "x-request-id"})
+#: Response headers the gateway writes itself (forwarding them would duplicate them); the RateLimit fields
+#: describe the gateway's limits, which only the gateway knows.
+_REPLACED_RESPONSE_HEADERS = frozenset(
+    {"date", "server", "x-request-id", *(name.lower() for name in RATE_LIMIT_HEADERS)}
+)
 
 
 class _BodyTooLarge(Exception):
@@ -341,12 +427,21 @@ async def _relay(upstream: httpx.Response, idle_timeout: float | None) -> AsyncI
 
 
 class Proxy:
-    """Forwards requests to the upstream services, one pooled HTTP client per upstream."""
+    """Forwards requests to the upstream services, one pooled HTTP client per upstream, within each client's
+    rate limits (`rate_limits`; None: unlimited)."""
 
-    def __init__(self, upstreams: Mapping[str, str], *, timeout: float, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        upstreams: Mapping[str, str],
+        *,
+        timeout: float,
+        max_body_bytes: int,
+        rate_limits: RateLimits | None = None,
+    ) -> None:
         self.upstreams = dict(upstreams)
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
+        self.rate_limits = rate_limits
         self._clients = {name: self._client() for name in self.upstreams}
 
     def _client(self) -> httpx.AsyncClient:
@@ -369,11 +464,26 @@ class Proxy:
         await asyncio.gather(*(client.aclose() for client in self._clients.values()))
 
     async def forward(self, request: Request) -> Response:
+        """Count `request` against its client's rate limits, then forward it and stream the answer back."""
+        principal = getattr(request.state, "principal", None)  # set by the token check before this
+        verdict = None
+        if self.rate_limits is not None and principal is not None:
+            verdict = await self.rate_limits.for_client(principal.client_id)
+        if verdict is not None and not verdict.allowed:
+            return too_many_requests(
+                verdict, "client", "this client has used its request budget", instance=request.url.path
+            )
+        response = await self._forward(request)
+        if verdict is not None:
+            response.headers.update(verdict.headers(time.time()))
+        return response
+
+    async def _forward(self, request: Request) -> Response:
         """Forward `request` to the service owning its path and stream the answer back."""
-        upstream = route(request.url.path)
-        if upstream is None or upstream not in self._clients:
-            raise NotFound(f"no service serves {request.url.path}")
         instance = request.url.path
+        upstream = route(instance)
+        if upstream is None or upstream not in self._clients:
+            return problem(404, f"no service serves {instance}", slug="not-found", instance=instance)
         try:
             body = await self._read_body(request)
         except _BodyTooLarge:
@@ -390,7 +500,8 @@ class Proxy:
         outgoing = client.build_request(
             request.method,
             self._target(upstream, request.scope),
-            headers=self._headers(request),
+            # Bytes, as received: httpx would encode str values as ASCII and fail on any other octet.
+            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers(request)],
             content=body or None,
         )
         try:
@@ -463,3 +574,255 @@ class Proxy:
                 raise _BodyTooLarge
             parts.append(chunk)
         return b"".join(parts)
+
+
+# --- rate limits --------------------------------------------------------------------------------------
+
+RATE_LIMITED = Counter(
+    "icep_gateway_rate_limited_total", "Requests refused with 429, by the limit that refused them", ["limit"]
+)
+RATE_LIMIT_FAIL_OPEN = Counter(
+    "icep_gateway_rate_limit_fail_open_total",
+    "Requests let through unchecked because the rate-limit storage did not answer",
+)
+
+
+class RateLimiter:
+    """Counts requests against limits in a `limits` storage: this process's memory, or a Redis that every
+    gateway replica shares (then a client has one budget, whichever replica it reaches).
+
+    Moving windows: 600/minute means at most 600 requests in any 60 seconds, with no double burst where
+    two fixed windows meet, and a refused caller is told exactly when the oldest request leaves the window.
+
+    It fails open. When the storage does not answer within `timeout` seconds, the request passes unchecked,
+    `icep_gateway_rate_limit_fail_open_total` counts it and a warning is logged (once per outage): losing
+    the limits for a while is better than losing the API. After a failure the storage is left alone for
+    `retry_interval` seconds, so that an outage does not add its timeout to every request.
+    """
+
+    def __init__(self, storage_uri: str, *, timeout: float, retry_interval: float = 1.0) -> None:
+        uri = async_storage_uri(storage_uri)
+        options: dict[str, float] = (
+            {"connect_timeout": timeout, "stream_timeout": timeout} if is_shared_storage(uri) else {}
+        )
+        self.storage_uri = redacted(storage_uri)
+        self.storage = storage_from_string(uri, **options)
+        self._strategy = MovingWindowRateLimiter(self.storage)
+        base = self.storage.base_exceptions
+        self._errors: tuple[type[BaseException], ...] = (
+            TimeoutError,
+            OSError,
+            StorageError,
+            *(base if isinstance(base, tuple) else (base,)),
+        )
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self._retry_at = 0.0
+        self._failing = False
+
+    async def hit(self, items: tuple[RateLimitItem, ...], *key: str) -> Verdict | None:
+        """Count one request for `key` against each of `items`, in order, until one refuses.
+
+        None when the storage could not be asked: the caller lets the request through.
+        """
+        if self._failing and time.monotonic() < self._retry_at:
+            RATE_LIMIT_FAIL_OPEN.inc()
+            return None
+        states: list[LimitState] = []
+        try:
+            async with asyncio.timeout(self.timeout):
+                for item in items:
+                    allowed = await self._strategy.hit(item, *key)
+                    stats = await self._strategy.get_window_stats(item, *key)
+                    states.append(LimitState(item, allowed, stats.remaining, stats.reset_time))
+                    if not allowed:
+                        break
+        except self._errors as exc:
+            RATE_LIMIT_FAIL_OPEN.inc()
+            if not self._failing:
+                log.warning(
+                    "rate-limit storage %s does not answer (%r); requests pass unlimited until it does",
+                    self.storage_uri,
+                    exc,
+                )
+            self._failing = True
+            self._retry_at = time.monotonic() + self.retry_interval
+            return None
+        if self._failing:
+            self._failing = False
+            log.info("rate-limit storage %s answers again; rate limits apply", self.storage_uri)
+        return Verdict(items, tuple(states))
+
+    async def aclose(self) -> None:
+        # The Redis client's pooled connections (coredis); the memory storage holds none.
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        pool = getattr(client, "connection_pool", None)
+        if pool is not None:
+            pool.disconnect()
+
+
+class RateLimits:
+    """The gateway's limits: per client (by its tier) on the API, per address on the token endpoint."""
+
+    def __init__(
+        self, limiter: RateLimiter, policy: RateLimitPolicy, tier_of: Callable[[str], str | None]
+    ) -> None:
+        self.limiter = limiter
+        self.policy = policy
+        #: The `rate_tier` of a client id in the clients file, None for a client it does not know.
+        self.tier_of = tier_of
+        self._unknown_tiers: set[str] = set()
+
+    async def for_client(self, client_id: str) -> Verdict | None:
+        named = self.tier_of(client_id)
+        tier = self.policy.tier(named)
+        if named is not None and named != tier and named not in self._unknown_tiers:
+            self._unknown_tiers.add(named)
+            log.warning("rate tier %r is not configured; its clients get the %r limits", named, tier)
+        return await self.limiter.hit(self.policy.tiers[tier], "icep-gateway", "client", client_id)
+
+    async def for_token_request(self, address: str) -> Verdict | None:
+        return await self.limiter.hit(self.policy.token, "icep-gateway", "token", address)
+
+    async def aclose(self) -> None:
+        await self.limiter.aclose()
+
+
+def too_many_requests(verdict: Verdict, limit: str, detail: str, *, instance: str) -> Response:
+    """The 429 problem, with `Retry-After` and the RateLimit fields."""
+    RATE_LIMITED.labels(limit).inc()
+    now = time.time()
+    retry_after = verdict.retry_after(now)
+    return problem(
+        429,
+        f"{detail}; retry after {retry_after} s",
+        slug="rate-limited",
+        instance=instance,
+        headers=verdict.headers(now),
+        retry_after=retry_after,
+    )
+
+
+def _with_headers(send: Send, headers: Iterable[tuple[str, str]], *, replace: bool) -> Send:
+    """`send`, adding `headers` to the response head: replacing same-named ones, or only where absent."""
+    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            current: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+            if replace:
+                names = {name for name, _ in extra}
+                current = [(k, v) for k, v in current if k.lower() not in names]
+                added = extra
+            else:
+                present = {k.lower() for k, _ in current}
+                added = [(k, v) for k, v in extra if k not in present]
+            message = {**message, "headers": current + added}
+        await send(message)
+
+    return send_with_headers
+
+
+class TokenRateLimitMiddleware:
+    """Limits `POST /oauth/token` per client address, before the body is read or a secret is hashed.
+
+    The address is the peer's, or the caller's when the server trusts a proxy's forwarded headers (uvicorn
+    `--forwarded-allow-ips`); behind a load balancer without that, every caller shares the balancer's budget.
+    The limits live in `app.state.rate_limits` (none: no limit).
+    """
+
+    def __init__(self, app: ASGIApp, path: str = "/oauth/token") -> None:
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limits = getattr(getattr(scope.get("app"), "state", None), "rate_limits", None)
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] != self.path
+            or not isinstance(limits, RateLimits)
+        ):
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        verdict = await limits.for_token_request(client[0] if client else "unknown")
+        if verdict is None:
+            await self.app(scope, receive, send)
+            return
+        if not verdict.allowed:
+            response = too_many_requests(
+                verdict, "token", "too many token requests from this address", instance=self.path
+            )
+            response.headers["Cache-Control"] = "no-store"
+            await response(scope, receive, send)
+            return
+        headers = verdict.headers(time.time()).items()
+        await self.app(scope, receive, _with_headers(send, headers, replace=True))
+
+
+# --- browser-facing headers ---------------------------------------------------------------------------
+
+CORS_ALLOW_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+#: Request headers a browser client may send cross-origin (CORS), beyond the always-allowed ones.
+CORS_ALLOW_HEADERS: tuple[str, ...] = (
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "Idempotency-Key",
+    "Last-Event-ID",
+    "X-Request-Id",
+)
+#: Response headers a browser client may read cross-origin.
+CORS_EXPOSE_HEADERS: tuple[str, ...] = (
+    "ETag",
+    "Location",
+    "Retry-After",
+    *RATE_LIMIT_HEADERS,
+    "X-Request-Id",
+    "Idempotent-Replayed",
+)
+#: The API documentation pages load scripts and styles, so the API's Content-Security-Policy is not theirs.
+DOCS_PATHS: tuple[str, ...] = ("/docs", "/redoc", "/openapi.json", "/asyncapi.json")
+#: Paths the gateway forwards to the services.
+PROXIED_PREFIX = "/v1"
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+class SecurityHeadersMiddleware:
+    """Sets the security headers on every response that does not set them itself.
+
+    `headers` go everywhere. The Content-Security-Policy goes on API responses, not on the docs pages.
+    Strict-Transport-Security goes only on responses to HTTPS requests (RFC 6797: never over plain HTTP).
+    Proxied responses get `Cache-Control: no-store` unless the service chose a caching policy itself.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        headers: Mapping[str, str],
+        content_security_policy: str = "",
+        strict_transport_security: str = "",
+    ) -> None:
+        self.app = app
+        self.headers = list(headers.items())
+        self.content_security_policy = content_security_policy
+        self.strict_transport_security = strict_transport_security
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        headers = list(self.headers)
+        if self.content_security_policy and not any(_under(path, docs) for docs in DOCS_PATHS):
+            headers.append(("Content-Security-Policy", self.content_security_policy))
+        if self.strict_transport_security and scope.get("scheme") == "https":
+            headers.append(("Strict-Transport-Security", self.strict_transport_security))
+        if _under(path, PROXIED_PREFIX):
+            headers.append(("Cache-Control", "no-store"))
+        await self.app(scope, receive, _with_headers(send, headers, replace=False))

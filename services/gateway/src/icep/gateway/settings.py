@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import model_validator
+import re
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from icep.gateway.ratelimit import DEFAULT_TIERS, DEFAULT_TOKEN_LIMIT, async_storage_uri, parse_limits
 from icep.platform.settings import ServiceSettings
+
+#: Set on every gateway response unless the response already has them (see `security_headers`).
+DEFAULT_SECURITY_HEADERS: dict[str, str] = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_ORIGIN = re.compile(r"^https?://[^/?#\s]+$")
 
 
 class GatewaySettings(ServiceSettings):
@@ -26,8 +38,77 @@ class GatewaySettings(ServiceSettings):
     #: Where the token signing keys live; empty means `<var_dir>/gateway/signing-keys.json`.
     signing_keys_file: str = ""
     token_ttl_seconds: int = 300
+    #: False when an external identity provider (Keycloak, ...) issues the tokens: `ICEP_AUTH_ISSUER` and
+    #: `ICEP_AUTH_JWKS_URL` name it, `/oauth/token` sends callers there, and tokens are verified against its
+    #: key set over HTTP, as the services do.
+    issue_tokens: bool = True
+    #: How often (at most) the clients and signing key files are checked for changes, which then apply
+    #: without a restart; token requests always check the clients file.
+    reload_interval_seconds: float = Field(default=1.0, ge=0)
     upstream_timeout_seconds: float = 10.0
     max_body_bytes: int = 1024 * 1024
+    #: Where the published API documents are (`icep docs` writes them): served at /openapi.json,
+    #: /asyncapi.json and /docs. Relative to the working directory, like `clients_file`.
+    api_docs_dir: str = "docs/api"
+
+    #: Requests per client, by the client's `rate_tier`, in `limits` notation ("600/minute", or several
+    #: that all apply: "10/second; 600/minute"). A JSON object; tiers it does not name keep their defaults.
+    rate_limits: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_TIERS))
+    #: Requests to `POST /oauth/token` per client address (against guessing secrets).
+    token_rate_limit: str = DEFAULT_TOKEN_LIMIT
+    #: Where the counts live: `memory://` (this process only) or `redis://host:6379/0` (shared by replicas).
+    rate_limit_storage: str = "memory://"
+    #: How long a check may wait for the storage; past that, or when it is down, requests pass (fail open).
+    rate_limit_storage_timeout_seconds: float = Field(default=0.5, gt=0)
+    rate_limit_enabled: bool = True
+    #: Browser origins allowed to call the API (JSON list, e.g. ["https://portal.example"]); empty: no CORS.
+    cors_origins: list[str] = Field(default_factory=list)
+    #: Headers set on every response that lacks them (JSON object); entries override the defaults and an
+    #: empty value removes one.
+    security_headers: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SECURITY_HEADERS))
+    #: Content-Security-Policy of API responses (not of the API docs pages); empty: none.
+    content_security_policy: str = "default-src 'none'; frame-ancestors 'none'"
+    #: Strict-Transport-Security value, sent on requests that came over HTTPS; empty: not sent.
+    strict_transport_security: str = ""
+
+    @field_validator("rate_limits")
+    @classmethod
+    def _tiers(cls, value: dict[str, str]) -> dict[str, str]:
+        tiers = {**DEFAULT_TIERS, **value}
+        for text in tiers.values():
+            parse_limits(text)
+        return tiers
+
+    @field_validator("token_rate_limit")
+    @classmethod
+    def _token_limit(cls, value: str) -> str:
+        parse_limits(value)
+        return value
+
+    @field_validator("rate_limit_storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        async_storage_uri(value)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        bad = [origin for origin in value if origin != "*" and not _ORIGIN.match(origin)]
+        if bad:
+            raise ValueError(f"CORS origins are scheme://host[:port] without a path, not {bad}")
+        return value
+
+    @field_validator("security_headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        merged = dict(DEFAULT_SECURITY_HEADERS)
+        for name, header_value in value.items():
+            merged = {n: v for n, v in merged.items() if n.lower() != name.lower()}
+            merged[name] = header_value
+        if any(not _HEADER_NAME.match(name) or "\r" in v or "\n" in v for name, v in merged.items()):
+            raise ValueError("security headers need valid names and single-line values")
+        return {name: v for name, v in merged.items() if v}
 
     @model_validator(mode="after")
     def _default_signing_keys_file(self) -> GatewaySettings:

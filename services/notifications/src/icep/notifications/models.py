@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, DateTime, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, Integer, Text, UniqueConstraint, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from icep.platform.db import UtcDateTime
 from icep.platform.tables import BigId, platform_tables
 
 
@@ -43,15 +44,13 @@ class SubscriptionRow(NotificationsTable, table=True):
     secret: str = Field(max_length=100)
     #: After a rotation the previous secret also signs, until it expires (the grace period).
     previous_secret: str | None = Field(default=None, max_length=100)
-    previous_secret_expires_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True))
-    )
+    previous_secret_expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
     version: int
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     #: When the current run of failed attempts began (None while answers come): it is disabled when
     #: that lasts longer than `disable_after_failing_seconds`.
-    failing_since: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    failing_since: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
 
 
 class DeliveryRow(NotificationsTable, table=True):
@@ -74,18 +73,18 @@ class DeliveryRow(NotificationsTable, table=True):
     body: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(max_length=20)
     attempts: int = 0
-    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
     last_status_code: int | None = None
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     traceparent: str | None = Field(default=None, max_length=100)
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    delivered_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    delivered_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
     #: 0 for the delivery made when the event came; n for its n-th replay (a new row, the same event id).
     generation: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
     #: The delivery a replay sends again.
     replay_of: str | None = Field(default=None, max_length=36)
     #: Someone asked for one more attempt now (`redeliver`): it is one attempt, not a new retry schedule.
-    redelivery_requested_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    redelivery_requested_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
 
 
 class AttemptRow(NotificationsTable, table=True):
@@ -93,7 +92,7 @@ class AttemptRow(NotificationsTable, table=True):
 
     id: str = Field(primary_key=True, max_length=36)
     delivery_id: str = Field(foreign_key="deliveries.id", index=True, max_length=36)
-    attempted_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    attempted_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     status_code: int | None = None
     error: str | None = Field(default=None, sa_column=Column(Text))
     response_body: str | None = Field(default=None, sa_column=Column(Text))
@@ -129,7 +128,7 @@ class EventLogRow(NotificationsTable, table=True):
     products: str = Field(sa_column=Column(Text, nullable=False))
     #: The event as subscribers see it (`ReceivedEvent.body()`), JSON.
     body: str = Field(sa_column=Column(Text, nullable=False))
-    recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class EventLogHorizonRow(NotificationsTable, table=True):
@@ -139,4 +138,4 @@ class EventLogHorizonRow(NotificationsTable, table=True):
 
     id: int = Field(primary_key=True)
     purged_through: int = Field(sa_column=Column(BigId, nullable=False))
-    purged_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    purged_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

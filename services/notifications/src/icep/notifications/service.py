@@ -7,14 +7,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from opentelemetry import trace
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from icep.contracts import Releasability
 from icep.contracts.nations import NATO
 from icep.contracts.notifications import SubscriptionCreated, SubscriptionReenabled
+from icep.contracts.releasability import nation_tokens
 from icep.notifications import feed
 from icep.notifications.dispatcher import Settled, WebhookDispatcher, disable_subscription
 from icep.notifications.domain import (
@@ -353,8 +355,46 @@ async def ping(
 
 def _may_see_all(who: Subscriber, sub: SubscriptionRow) -> bool:
     """Operators see and act on the deliveries of their own nation's subscriptions (NATO's on every
-    one); a subscriber only on its own."""
+    one); a subscriber only on its own. An operator of another nation than the subscription's sees
+    only the deliveries of events released to its nation (`_released_only`)."""
     return "operator" in who.roles and who.nation in (sub.nation, NATO)
+
+
+def _released_only(who: Subscriber, sub: SubscriptionRow) -> str | None:
+    """The nation whose entitlement limits what `who` sees of `sub`'s deliveries, or None when it sees
+    them all. The subscription's own nation saw every event it received; anyone else (a NATO operator
+    on a national subscription) only those released to its nation, as the feed would show it."""
+    return None if who.nation == sub.nation else who.nation
+
+
+def _like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _released_in_sql(nation: str) -> sa.ColumnElement[bool]:
+    """SQL keeping every delivery whose event (the stored CloudEvent: its `nation` and `releasableto`)
+    `nation` may see, and perhaps a few more (a nested `nation` key, SQLite's LIKE ignoring case):
+    `_released_to` decides."""
+    body = col(DeliveryRow.body)
+    found = [body.like(f'%"nation":"{_like(nation)}"%', escape="\\")]
+    for token in sorted(nation_tokens(nation)):
+        t = _like(token)
+        for pattern in (f'"{t}"', f'"{t},', f'"%,{t}"', f'"%,{t},'):
+            found.append(body.like(f'%"releasableto":{pattern}%', escape="\\"))
+    return sa.or_(*found)
+
+
+def _released_to(nation: str, delivery: DeliveryRow) -> bool:
+    """Whether the delivery's event is released to `nation` (the feed's rule); a body that does not say
+    is released to nobody but the subscription's own nation."""
+    try:
+        event = json.loads(delivery.body)
+        owner, marking = event["nation"], event["releasableto"]
+        if not isinstance(owner, str) or not isinstance(marking, str):
+            return False
+        return entitled(nation, Releasability.from_marking(owner, marking))
+    except (ValueError, TypeError, KeyError):  # not JSON, not an object, no such key, unknown nation
+        return False
 
 
 async def _delivery_subscription(
@@ -411,33 +451,74 @@ async def delivery_page(
     after: str | None = None,
 ) -> tuple[list[tuple[DeliveryRow, list[AttemptRow]]], str | None]:
     """One page of a subscription's deliveries, newest first, each with its attempts, and the cursor of
-    the next page (the last delivery id shown) or None. Operators may read any subscription's."""
+    the next page (the last delivery id shown) or None. Operators may read those of their nation's
+    subscriptions (NATO's of any); of another nation's, only deliveries of events released to theirs."""
     async with db.sessions() as session:
-        await _delivery_subscription(session, who, subscription_id)
+        sub = await _delivery_subscription(session, who, subscription_id)
         query = select(DeliveryRow).where(col(DeliveryRow.subscription_id) == subscription_id)
         if status is not None:
             query = query.where(col(DeliveryRow.status) == status.value)
         if after:
             query = query.where(col(DeliveryRow.id) < after)
-        rows = list(
-            (await session.execute(query.order_by(col(DeliveryRow.id).desc()).limit(limit + 1)))
-            .scalars()
-            .all()
-        )
+        rows = await _shown(session, query, _released_only(who, sub), limit + 1, newest_first=True)
         deliveries, more = rows[:limit], len(rows) > limit
         by_delivery = await _attempts_of(session, [d.id for d in deliveries])
     cursor = deliveries[-1].id if more and deliveries else None
     return [(d, by_delivery.get(d.id, [])) for d in deliveries], cursor
 
 
+async def _shown(
+    session: AsyncSession,
+    query: Select[tuple[DeliveryRow]],
+    nation: str | None,
+    wanted: int,
+    *,
+    newest_first: bool,
+) -> list[DeliveryRow]:
+    """Up to `wanted` deliveries of `query` in id order that `nation` may see (None: all of them).
+
+    SQL narrows to the released ones and Python decides; when it drops one, the next batch is read from
+    where the last one ended, so a page is never short while more deliveries that may be shown follow.
+    """
+    order = col(DeliveryRow.id).desc() if newest_first else col(DeliveryRow.id)
+    if nation is None:
+        return list((await session.execute(query.order_by(order).limit(wanted))).scalars().all())
+    query = query.where(_released_in_sql(nation))
+    found: list[DeliveryRow] = []
+    last: str | None = None
+    while True:
+        batch = query
+        if last is not None:
+            batch = batch.where(col(DeliveryRow.id) < last if newest_first else col(DeliveryRow.id) > last)
+        rows = list((await session.execute(batch.order_by(order).limit(wanted))).scalars().all())
+        for row in rows:
+            if _released_to(nation, row):
+                found.append(row)
+                if len(found) == wanted:
+                    return found
+        if len(rows) < wanted:
+            return found
+        last = rows[-1].id
+
+
+def _is_shown(row: DeliveryRow | None, sub: SubscriptionRow, who: Subscriber) -> bool:
+    """A delivery of `sub` that `who` may see: one of another subscription, or of an event not
+    released to the operator of another nation, is as missing as one that never was."""
+    if row is None or row.subscription_id != sub.id:
+        return False
+    nation = _released_only(who, sub)
+    return nation is None or _released_to(nation, row)
+
+
 async def get_delivery(
     db: Database, who: Subscriber, subscription_id: str, delivery_id: str
 ) -> tuple[DeliveryRow, list[AttemptRow]]:
     async with db.sessions() as session:
-        await _delivery_subscription(session, who, subscription_id)
+        sub = await _delivery_subscription(session, who, subscription_id)
         row = await session.get(DeliveryRow, delivery_id)
-        if row is None or row.subscription_id != subscription_id:
+        if not _is_shown(row, sub, who):
             raise NotFound(f"no delivery {delivery_id} of subscription {subscription_id}")
+        assert row is not None
         attempts = (await _attempts_of(session, [row.id])).get(row.id, [])
     return row, attempts
 
@@ -458,8 +539,9 @@ async def redeliver(
         sub = await _delivery_subscription(tx.session, who, subscription_id, for_update=True)
         _sending(sub, "redeliver to")
         row = await tx.session.get(DeliveryRow, delivery_id, with_for_update=True)
-        if row is None or row.subscription_id != subscription_id:
+        if not _is_shown(row, sub, who):
             raise NotFound(f"no delivery {delivery_id} of subscription {subscription_id}")
+        assert row is not None
         now = utcnow()
         if row.status != DeliveryStatus.PENDING.value:
             row.status = DeliveryStatus.PENDING.value
@@ -488,7 +570,8 @@ async def replay(
     """Deliver again every event the subscription received (or was to receive) since `since`: a new
     delivery per event, in the order they first came, with the same `webhook-id` (the event id) so
     receivers can deduplicate. The events are taken from the subscription's deliveries: what it did not
-    get then (not subscribed, not entitled) is not sent now either."""
+    get then (not subscribed, not entitled) is not sent now either. An operator of another nation than
+    the subscription's replays only the events released to its own nation."""
     if since.tzinfo is None:
         raise Unprocessable("`since` needs a time zone", field="since")
     try:
@@ -506,21 +589,16 @@ async def replay(
         # Locked: two replays of one subscription at once would pick the same generation.
         sub = await _delivery_subscription(tx.session, who, subscription_id, for_update=True)
         _sending(sub, "replay to")
-        originals = list(
-            (
-                await tx.session.execute(
-                    select(DeliveryRow)
-                    .where(
-                        col(DeliveryRow.subscription_id) == sub.id,
-                        col(DeliveryRow.generation) == 0,
-                        col(DeliveryRow.created_at) >= since,
-                    )
-                    .order_by(col(DeliveryRow.id))
-                    .limit(limit + 1)
-                )
-            )
-            .scalars()
-            .all()
+        originals = await _shown(
+            tx.session,
+            select(DeliveryRow).where(
+                col(DeliveryRow.subscription_id) == sub.id,
+                col(DeliveryRow.generation) == 0,
+                col(DeliveryRow.created_at) >= since,
+            ),
+            _released_only(who, sub),
+            limit + 1,
+            newest_first=False,
         )
         next_since = originals[limit].created_at if len(originals) > limit else None
         originals = originals[:limit]

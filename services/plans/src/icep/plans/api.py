@@ -20,7 +20,7 @@ from icep.plans.domain import (
 from icep.plans.settings import PlansSettings
 from icep.platform.app import database, runtime_of, unit_of_work
 from icep.platform.auth import PrincipalDep
-from icep.platform.http import etag, if_match_version, next_link
+from icep.platform.http import IfMatchCondition, etag, if_match_version, next_link, optional_if_match
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 capacity_router = APIRouter(prefix="/v1/capacity", tags=["capacity"])
@@ -230,6 +230,7 @@ class TargetOut(BaseModel):
     unit: str
     set_by: str
     set_at: datetime
+    version: int = Field(description="Bumped on each correction; the ETag a correction names in If-Match")
 
 
 class TargetList(BaseModel):
@@ -421,16 +422,32 @@ async def get_version(
 @router.post(
     "/{plan_id}/commitments/{commitment_key}/progress",
     operation_id="reportProgress",
-    summary="Report actual output of a month against a commitment of an accepted plan",
+    summary="Report actual output of a month against a commitment of an accepted plan (If-Match: the "
+    "plan's ETag, whose commitment the report is measured against)",
 )
 async def report_progress(
-    plan_id: str, commitment_key: str, body: ProgressIn, request: Request, who: ActorDep
+    plan_id: str,
+    commitment_key: str,
+    body: ProgressIn,
+    request: Request,
+    response: Response,
+    who: ActorDep,
+    expected: IfMatch,
 ) -> ProgressOut:
     settings = runtime_of(request).settings
     threshold = settings.shortfall_threshold if isinstance(settings, PlansSettings) else 0.1
     p = await service.record_progress(
-        unit_of_work(request), who, plan_id, commitment_key, body.month, body.actual_output, threshold
+        unit_of_work(request),
+        who,
+        plan_id,
+        commitment_key,
+        body.month,
+        body.actual_output,
+        threshold,
+        expected,
     )
+    # A progress report does not change the plan: its ETag stays the one the next report names.
+    response.headers["ETag"] = etag(p.plan.version)
     return ProgressOut(
         plan_id=p.plan.id,
         commitment_key=p.commitment_key,
@@ -448,11 +465,32 @@ def _target_out(t: service.CapabilityTarget) -> TargetOut:
 @capacity_router.put(
     "/targets",
     operation_id="setCapabilityTarget",
-    summary="NATO records the Alliance requirement for a product in a year (idempotent upsert)",
+    summary="NATO records the Alliance requirement for a product in a year (idempotent upsert; correcting "
+    "an existing target needs If-Match with its ETag)",
+    responses={201: {"model": TargetOut, "description": "The target was new"}},
 )
-async def set_target(body: TargetIn, request: Request, response: Response, who: ActorDep) -> TargetOut:
-    target, created = await service.set_capability_target(unit_of_work(request), who, **body.model_dump())
+async def set_target(
+    body: TargetIn,
+    request: Request,
+    response: Response,
+    who: ActorDep,
+    expected: Annotated[IfMatchCondition, Depends(optional_if_match)],
+) -> TargetOut:
+    target, created = await service.set_capability_target(
+        unit_of_work(request), who, **body.model_dump(), expected=expected
+    )
     response.status_code = 201 if created else 200
+    response.headers["ETag"] = etag(target.version)
+    response.headers["Content-Location"] = f"/v1/capacity/targets/{target.id}"
+    return _target_out(target)
+
+
+@capacity_router.get(
+    "/targets/{target_id}", operation_id="getCapabilityTarget", summary="One capability target"
+)
+async def get_target(target_id: str, request: Request, response: Response, who: ActorDep) -> TargetOut:
+    target = await service.get_capability_target(database(request), who, target_id)
+    response.headers["ETag"] = etag(target.version)
     return _target_out(target)
 
 

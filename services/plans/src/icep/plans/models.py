@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from icep.platform.db import UtcDateTime
 from icep.platform.tables import platform_tables
 
 
@@ -34,8 +35,8 @@ class PlanRow(PlansTable, table=True):
     status: str = Field(index=True, max_length=20)
     version: int
     created_by: str = Field(max_length=200)
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    submitted_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    submitted_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
     history: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     content: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     capacity_scope: str | None = Field(default=None, max_length=20)
@@ -55,7 +56,7 @@ class PlanVersionRow(PlansTable, table=True):
     plan_id: str = Field(primary_key=True, max_length=36)
     version: int = Field(primary_key=True)
     snapshot: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    recorded_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    recorded_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class ProgressRow(PlansTable, table=True):
@@ -70,7 +71,7 @@ class ProgressRow(PlansTable, table=True):
     planned_output: int
     shortfall: bool
     reported_by: str = Field(max_length=200)
-    reported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    reported_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class CapabilityTargetRow(PlansTable, table=True):
@@ -86,4 +87,6 @@ class CapabilityTargetRow(PlansTable, table=True):
     required_quantity: int
     unit: str = Field(max_length=50)
     set_by: str = Field(max_length=200)
-    set_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    set_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    #: Bumped on each correction: the `ETag` a change must name in `If-Match`.
+    version: int = 1

@@ -357,7 +357,10 @@ async def seed(
                 if any(x["required_quantity"] == t["required_quantity"] for x in listed["items"]):
                     report.unchanged.append(name)
                     continue
-                _check(await reviewer.put("/v1/capacity/targets", json=t))
+                # A target recorded with another figure is corrected: that names the version read.
+                existing = listed["items"][0] if listed["items"] else None
+                headers = {"If-Match": f'"{existing["version"]}"'} if existing else {}
+                _check(await reviewer.put("/v1/capacity/targets", json=t, headers=headers))
                 report.created.append(name)
             for sample in PLANS:
                 planner = clients[PLANNERS[sample.nation]]
@@ -370,7 +373,11 @@ async def seed(
                 while plan["status"] in STEPS and ORDER.index(plan["status"]) < ORDER.index(sample.state):
                     who, action, _ = STEPS[plan["status"]]
                     client = planner if who == "planner" else reviewer
-                    plan = _check(await client.post(f"/v1/plans/{plan['id']}/{action}"))
+                    plan = _check(
+                        await client.post(
+                            f"/v1/plans/{plan['id']}/{action}", headers={"If-Match": f'"{plan["version"]}"'}
+                        )
+                    )
                     moved = True
                 if moved:
                     report.advanced.append(f"{title} -> {plan['status']}")

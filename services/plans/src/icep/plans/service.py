@@ -7,7 +7,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import func, select, text
@@ -613,10 +613,14 @@ async def record_progress(
     month: date,
     actual_output: int,
     threshold: float,
+    expected_version: int | None = None,
 ) -> Progress:
+    """Report a month's output against a commitment of the plan at `expected_version` (the plan the
+    reporter read: its commitment sets the planned output the report is measured against)."""
     async with uow() as tx:
         row = await _load_for_update(tx.session, actor, plan_id)
         plan = _to_domain(row)
+        _check_version(plan, expected_version)
         report = report_progress(plan, actor, commitment_key, month, actual_output, threshold)
         now = utcnow()
         existing = await tx.session.get(ProgressRow, (plan.id, commitment_key, report.month))
@@ -674,6 +678,7 @@ class CapabilityTarget:
     unit: str
     set_by: str
     set_at: datetime
+    version: int
 
 
 def _target(row: CapabilityTargetRow) -> CapabilityTarget:
@@ -686,6 +691,7 @@ def _target(row: CapabilityTargetRow) -> CapabilityTarget:
         row.unit,
         row.set_by,
         row.set_at,
+        row.version,
     )
 
 
@@ -698,8 +704,12 @@ async def set_capability_target(
     year: int,
     required_quantity: int,
     unit: str,
+    expected: int | Literal["*"] | None = None,
 ) -> tuple[CapabilityTarget, bool]:
-    """Record (or correct) the requirement for a product in a year; True when it was new."""
+    """Record (or correct) the requirement for a product in a year; True when it was new.
+
+    `expected` is the caller's `If-Match`: nothing for a new target; a correction names the version it
+    read (or `*`), so that two staff correcting one target at once do not overwrite each other unseen."""
     check_target_setter(actor)
     async with uow() as tx:
         row = (
@@ -714,6 +724,19 @@ async def set_capability_target(
             )
         ).scalar_one_or_none()
         created = row is None
+        if row is None and isinstance(expected, int):
+            raise PreconditionFailed(
+                f"there is no target for {product} in {year} yet; leave If-Match out to record one"
+            )
+        if row is not None and expected is None:
+            raise PreconditionRequired(
+                f"a target for {product} in {year} exists; correcting it needs If-Match with its ETag",
+                current_version=row.version,
+            )
+        if row is not None and isinstance(expected, int) and expected != row.version:
+            raise PreconditionFailed(
+                f"the target is at version {row.version}, not {expected}", current_version=row.version
+            )
         now = utcnow()
         if row is None:
             row = CapabilityTargetRow(
@@ -725,6 +748,7 @@ async def set_capability_target(
                 unit=unit,
                 set_by=actor.id,
                 set_at=now,
+                version=1,
             )
             tx.session.add(row)
         else:
@@ -732,6 +756,7 @@ async def set_capability_target(
             row.unit = unit
             row.set_by = actor.id
             row.set_at = now
+            row.version += 1
         target = _target(row)
         tx.publish(
             OutgoingEvent(
@@ -841,6 +866,15 @@ def _version_answer(row: PlanVersionRow, plan: NationalPlan) -> dict[str, Any]:
     if answer.get("superseded_by") and answer["superseded_by"] != plan.superseded_by:
         answer["superseded_by"] = None  # the caller may not see the successor
     return answer
+
+
+async def get_capability_target(db: Database, actor: Actor, target_id: str) -> CapabilityTarget:
+    if TARGET_RELEASABILITY.allows(actor.nation):
+        async with db.sessions() as session:
+            row = await session.get(CapabilityTargetRow, target_id)
+        if row is not None:
+            return _target(row)
+    raise NotFound(f"no capability target {target_id}")
 
 
 async def list_capability_targets(

@@ -925,11 +925,15 @@ async def sign_contract(
 @initiatives_router.get(
     "/{initiative_id}/contracts/{contract_id}", operation_id="getContract", summary="One contract"
 )
-async def get_contract(initiative_id: str, contract_id: str, request: Request, who: ActorDep) -> ContractOut:
+async def get_contract(
+    initiative_id: str, contract_id: str, request: Request, response: Response, who: ActorDep
+) -> ContractOut:
     i = await service.get_initiative(database(request), who, initiative_id)
     found = next((c for c in i.contracts if c.id == contract_id), None)
     if found is None:
         raise NotFound(f"no contract {contract_id} in initiative {initiative_id}")
+    # A contract changes as part of its initiative: a milestone record names the initiative's ETag.
+    response.headers["ETag"] = etag(i.version)
     return ContractOut.of(found)
 
 
@@ -999,11 +1003,14 @@ async def place_call_off(
 @initiatives_router.get(
     "/{initiative_id}/call-offs/{call_off_id}", operation_id="getCallOff", summary="One call-off"
 )
-async def get_call_off(initiative_id: str, call_off_id: str, request: Request, who: ActorDep) -> CallOffOut:
+async def get_call_off(
+    initiative_id: str, call_off_id: str, request: Request, response: Response, who: ActorDep
+) -> CallOffOut:
     i = await service.get_initiative(database(request), who, initiative_id)
     found = next((c for c in i.call_offs if c.id == call_off_id), None)
     if found is None:
         raise NotFound(f"no call-off {call_off_id} in initiative {initiative_id}")
+    response.headers["ETag"] = etag(i.version)
     return CallOffOut.of(found)
 
 

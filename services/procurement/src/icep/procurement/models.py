@@ -12,10 +12,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from icep.platform.db import UtcDateTime
 from icep.platform.tables import platform_tables
 
 
@@ -40,8 +41,8 @@ class InitiativeRow(ProcurementTable, table=True):
     version: int
     readers: str = Field(default="", max_length=400)
     document: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class OcdsReleaseRow(ProcurementTable, table=True):
@@ -52,7 +53,7 @@ class OcdsReleaseRow(ProcurementTable, table=True):
     id: str = Field(primary_key=True, max_length=100)
     ocid: str = Field(index=True, max_length=64)
     position: int
-    date: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    date: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     release: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
@@ -66,7 +67,7 @@ class DemandSignalRow(ProcurementTable, table=True):
     version: int
     readers: str = Field(default="", max_length=400)
     document: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class SupplierRow(ProcurementTable, table=True):
@@ -82,7 +83,7 @@ class SupplierRow(ProcurementTable, table=True):
     version: int
     readers: str = Field(default="", max_length=400)
     document: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class CapacityRow(ProcurementTable, table=True):
@@ -100,7 +101,7 @@ class CapacityRow(ProcurementTable, table=True):
     #: The `releasableto` marking of the event it came from, and the reader tokens derived from it.
     releasable_to: str = Field(max_length=400)
     readers: str = Field(default="", max_length=400)
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class EndedPlanRow(ProcurementTable, table=True):
@@ -111,7 +112,7 @@ class EndedPlanRow(ProcurementTable, table=True):
 
     plan_id: str = Field(primary_key=True, max_length=36)
     version: int
-    ended_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ended_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class ShortfallRow(ProcurementTable, table=True):
@@ -132,11 +133,11 @@ class ShortfallRow(ProcurementTable, table=True):
     shortfall: int
     plan_version: int
     #: When the plans service reported it (the event's time): an older report never replaces a newer one.
-    reported_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    reported_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     #: The `releasableto` marking of the event it came from, and the reader tokens derived from it.
     releasable_to: str = Field(max_length=400)
     readers: str = Field(default="", max_length=400)
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class KnownStandardRow(ProcurementTable, table=True):
@@ -150,7 +151,7 @@ class KnownStandardRow(ProcurementTable, table=True):
     edition: int
     status: str = Field(max_length=20)
     version: int
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class KnownConformanceRow(ProcurementTable, table=True):
@@ -165,4 +166,4 @@ class KnownConformanceRow(ProcurementTable, table=True):
     status: str = Field(max_length=20)
     expires_on: date | None = None
     version: int
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

@@ -360,8 +360,9 @@ def lead_and(i: Initiative, *nations: str) -> Releasability:
 
 
 def participant_release(i: Initiative, nation: str) -> Releasability:
-    """An event carrying one nation's quantities: the lead nation, that nation and NATO staff."""
-    return lead_and(i, nation, NATO)
+    """An event carrying one nation's quantities: the lead nation, that nation and NATO staff, when the
+    initiative is released to NATO staff (an event never reaches who may not read the initiative)."""
+    return lead_and(i, nation, *((NATO,) if i.visible_to(NATO) else ()))
 
 
 async def change_initiative(

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy import JSON, Column, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
+from icep.platform.db import UtcDateTime
 from icep.platform.tables import platform_tables
 
 
@@ -49,7 +50,7 @@ class StandardRow(StandardsTable, table=True):
     release_nations: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     readers: str = Field(default="", max_length=400)
     history: list[Any] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class ResponseRow(StandardsTable, table=True):
@@ -107,7 +108,7 @@ class ClearanceRow(StandardsTable, table=True):
     basis_kind: str = Field(max_length=20)
     basis_reference: str = Field(max_length=200)
     restrictions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    updated_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     version: int
     release_scope: str = Field(max_length=20)
     release_nations: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

@@ -407,11 +407,11 @@ async def promulgate_standard(
             .scalars()
             .all()
         )
+        now = utcnow()
+        changed = standard.promulgate(actor, now)  # who may, and from which state: before what is in force
         newer = [_standard(r).reference for r in siblings if r.edition > standard.edition]
         if newer:
             raise Conflict(f"{newer[-1]} is in force: {standard.reference} can no longer be promulgated")
-        now = utcnow()
-        changed = standard.promulgate(actor, now)
         _store_standard(row, changed)
         _publish(
             tx,

@@ -1,0 +1,446 @@
+"""`Idempotency-Key` on every POST: a retry gets the first answer, and the effect happens once.
+
+A partner that sends `POST` with `Idempotency-Key: <key>` and does not hear back can send the same request
+again with the same key: the service answers with what it answered the first time (marked
+`Idempotent-Replayed: true`) instead of creating a second plan, signal or subscription. The key is the
+caller's (scoped by the token's client id), lives in the service's own database (`idempotency_keys`) and
+expires after `ICEP_IDEMPOTENCY_TTL_SECONDS` (default 24 h); after that the same key is a new request.
+
+- The same key with another request (method, path, query, content type or body differ) is 422
+  (`idempotency-key-reused`): a key names one request, not a slot.
+- While the first request still runs, the same key is 409 (`idempotency-key-in-use`) with `Retry-After`.
+  A request that crashed leaves its key `processing`; after `ICEP_IDEMPOTENCY_LOCK_SECONDS` the next
+  request with it takes the key over and runs.
+- Answers below 500 are stored (a 4xx is the answer to that request too); a 5xx or a crash releases the
+  key, so a retry runs again.
+- Without a valid bearer token the request passes through untouched (the route answers 401), and a service
+  without a database (the gateway) has no keys: its one POST, `/oauth/token`, issues a fresh token each time.
+
+This is one ASGI middleware that `service_app` installs for every service with a database, so no route
+has to remember it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from prometheus_client import Counter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from icep.platform.db import Database, insert_ignore
+from icep.platform.errors import DomainError
+from icep.platform.events import utcnow
+from icep.platform.problems import problem
+
+if TYPE_CHECKING:
+    from icep.platform.auth import TokenVerifier
+
+log = logging.getLogger("icep.idempotency")
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+#: Visible ASCII only, 1 to 255 characters (a UUID is the usual choice).
+_KEY = re.compile(r"[\x21-\x7e]{1,255}", re.ASCII)
+#: Response headers a replay repeats; others (dates, trace and request ids, cookies) belong to one exchange.
+STORED_HEADERS = frozenset(
+    {"content-type", "content-language", "content-location", "etag", "last-modified", "link", "location"}
+)
+#: Answers longer than this are not kept (their status and headers are; a replay then has no body).
+MAX_STORED_BODY = 1024 * 1024
+
+PROCESSING = "processing"
+COMPLETED = "completed"
+
+OUTCOMES = Counter(
+    "icep_idempotency_requests",
+    "POST requests with an Idempotency-Key, by outcome (executed, replayed, reused, in_use, invalid)",
+    ["service", "outcome"],
+)
+
+
+class InvalidKey(ValueError):
+    """An `Idempotency-Key` header that is not one key of visible ASCII, 1 to 255 characters."""
+
+
+def parse_key(values: Sequence[bytes]) -> str:
+    """The key of the request's `Idempotency-Key` header(s).
+
+    The header may carry the key bare (`abc-123`) or as a structured-field string (`"abc-123"`, as the
+    IETF draft writes it); both name the same key."""
+    if len(values) != 1:
+        raise InvalidKey("send exactly one Idempotency-Key header")
+    raw = values[0].decode("latin-1").strip()
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        raw = raw[1:-1]
+    if not _KEY.fullmatch(raw):
+        raise InvalidKey("an Idempotency-Key is 1 to 255 visible ASCII characters (a UUID, for example)")
+    return raw
+
+
+def fingerprint(method: str, path: str, query: bytes, content_type: str, body: bytes) -> str:
+    """What makes two requests "the same request": a digest of method, path, query, content type and
+    body. Each part is length-prefixed, so no two different requests run together into one string."""
+    digest = hashlib.sha256()
+    for part in (
+        method.upper().encode(),
+        path.encode(),
+        query,
+        content_type.strip().lower().encode("latin-1"),
+        hashlib.sha256(body).digest(),
+    ):
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes | None
+
+
+@dataclass(frozen=True)
+class Execute:
+    """The key is this request's now: run it."""
+
+    taken_over: bool = False
+
+
+@dataclass(frozen=True)
+class Replay:
+    answer: StoredAnswer
+
+
+@dataclass(frozen=True)
+class Reused:
+    """The key belongs to another request."""
+
+
+@dataclass(frozen=True)
+class InUse:
+    retry_after: int
+
+
+Claim = Execute | Replay | Reused | InUse
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time the platform stores is UTC.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class IdempotencyStore:
+    """The `idempotency_keys` table: claim a key, store its answer, or release it."""
+
+    def __init__(self, db: Database, table: sa.Table, ttl: timedelta, lock: timedelta) -> None:
+        self.db = db
+        self.table = table
+        self.ttl = ttl
+        self.lock = lock
+
+    def _where(self, client_id: str, key: str) -> sa.ColumnElement[bool]:
+        return sa.and_(self.table.c.client_id == client_id, self.table.c.key == key)
+
+    async def claim(self, client_id: str, key: str, fp: str, now: datetime | None = None) -> Claim:
+        """In one short transaction of its own: take a new (or expired, or abandoned) key, or say what
+        the request gets instead. Concurrent claims of one key serialise on its row: one executes."""
+        now = now or utcnow()
+        fresh: dict[str, Any] = {
+            "fingerprint": fp,
+            "state": PROCESSING,
+            "status": None,
+            "headers": None,
+            "body": None,
+            "created_at": now,
+            "expires_at": now + self.ttl,
+            "locked_until": now + self.lock,
+        }
+        async with self.db.transaction() as session:
+            if await insert_ignore(session, self.table, {"client_id": client_id, "key": key, **fresh}):
+                return Execute()
+            row = (
+                await session.execute(
+                    sa.select(self.table).where(self._where(client_id, key)).with_for_update()
+                )
+            ).one_or_none()
+            if row is None:  # purged between the two statements
+                await session.execute(sa.insert(self.table).values(client_id=client_id, key=key, **fresh))
+                return Execute()
+            if _aware(row.expires_at) <= now:
+                # An expired key is a new key, whatever it named before.
+                await session.execute(
+                    sa.update(self.table).where(self._where(client_id, key)).values(**fresh)
+                )
+                return Execute()
+            if row.fingerprint != fp:
+                return Reused()
+            if row.state == COMPLETED:
+                headers = [(str(k), str(v)) for k, v in (row.headers or [])]
+                return Replay(StoredAnswer(int(row.status), headers, row.body))
+            locked_until = _aware(row.locked_until) if row.locked_until is not None else now
+            if locked_until > now:
+                return InUse(retry_after=max(1, min(5, math.ceil((locked_until - now).total_seconds()))))
+            # The request that held the key has not finished within the lock time: presumed crashed.
+            await session.execute(
+                sa.update(self.table).where(self._where(client_id, key)).values(locked_until=now + self.lock)
+            )
+            return Execute(taken_over=True)
+
+    async def complete(self, client_id: str, key: str, fp: str, answer: StoredAnswer) -> None:
+        """Keep the answer for the key's retries (only if the key is still this request's)."""
+        async with self.db.transaction() as session:
+            await session.execute(
+                sa.update(self.table)
+                .where(
+                    self._where(client_id, key),
+                    self.table.c.fingerprint == fp,
+                    self.table.c.state == PROCESSING,
+                )
+                .values(
+                    state=COMPLETED,
+                    status=answer.status,
+                    headers=[list(h) for h in answer.headers],
+                    body=answer.body,
+                    locked_until=None,
+                )
+            )
+
+    async def release(self, client_id: str, key: str, fp: str) -> None:
+        """Give the key up after a failure, so that a retry runs again."""
+        async with self.db.transaction() as session:
+            await session.execute(
+                sa.delete(self.table).where(
+                    self._where(client_id, key),
+                    self.table.c.fingerprint == fp,
+                    self.table.c.state == PROCESSING,
+                )
+            )
+
+    async def purge(self, now: datetime | None = None) -> int:
+        """Delete expired keys; how many went."""
+        async with self.db.transaction() as session:
+            result = await session.execute(
+                sa.delete(self.table).where(self.table.c.expires_at <= (now or utcnow()))
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What the middleware needs of the running service (resolved per request: the app starts later)."""
+
+    store: IdempotencyStore
+    verifier: TokenVerifier
+    service: str
+
+
+def _wiring_of_app(scope: Scope) -> Wiring | None:
+    app = scope.get("app")
+    state = getattr(app, "state", None)
+    runtime = getattr(state, "runtime", None)
+    store = getattr(runtime, "idempotency", None)
+    verifier = getattr(state, "token_verifier", None)
+    if runtime is None or store is None or verifier is None:
+        return None
+    return Wiring(store, verifier, runtime.settings.service_name)
+
+
+def _header(scope: Scope, name: bytes) -> list[bytes]:
+    return [v for k, v in scope["headers"] if k.lower() == name]
+
+
+def _bearer(scope: Scope) -> str | None:
+    values = _header(scope, b"authorization")
+    if len(values) != 1:
+        return None
+    scheme, _, token = values[0].decode("latin-1").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, wiring: Callable[[Scope], Wiring | None] = _wiring_of_app) -> None:
+        self.app = app
+        self.wiring = wiring
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        keys = _header(scope, HEADER.lower().encode())
+        wiring = self.wiring(scope) if keys else None
+        client_id = await self._caller(wiring, scope) if wiring is not None else None
+        if wiring is None or client_id is None:
+            # No key, no keys kept here, or no valid token (the route answers that with 401).
+            await self.app(scope, receive, send)
+            return
+        instance = scope.get("path", "")
+        try:
+            key = parse_key(keys)
+        except InvalidKey as exc:
+            OUTCOMES.labels(wiring.service, "invalid").inc()
+            await problem(400, str(exc), slug="invalid-idempotency-key", instance=instance)(
+                scope, receive, send
+            )
+            return
+
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away before it finished sending
+        content_type = b"".join(_header(scope, b"content-type")).decode("latin-1")
+        fp = fingerprint(scope["method"], scope["path"], scope.get("query_string", b""), content_type, body)
+        store = wiring.store
+        try:
+            claim = await store.claim(client_id, key, fp)
+        except Exception:
+            log.exception("cannot claim idempotency key on %s", instance)
+            await problem(
+                503,
+                "idempotency keys cannot be checked right now; retry with the same key",
+                slug="idempotency-unavailable",
+                instance=instance,
+                headers={"Retry-After": "1"},
+            )(scope, receive, send)
+            return
+
+        if isinstance(claim, Replay):
+            OUTCOMES.labels(wiring.service, "replayed").inc()
+            await _send_answer(send, claim.answer, replayed=True)
+            return
+        if isinstance(claim, Reused):
+            OUTCOMES.labels(wiring.service, "reused").inc()
+            await problem(
+                422,
+                "this Idempotency-Key was used for another request (method, path, query or body differ); "
+                "use a new key for a new request",
+                slug="idempotency-key-reused",
+                instance=instance,
+            )(scope, receive, send)
+            return
+        if isinstance(claim, InUse):
+            OUTCOMES.labels(wiring.service, "in_use").inc()
+            await problem(
+                409,
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+                slug="idempotency-key-in-use",
+                instance=instance,
+                headers={"Retry-After": str(claim.retry_after)},
+            )(scope, receive, send)
+            return
+        if claim.taken_over:
+            log.warning(
+                "took over idempotency key of %s on %s: its first request did not finish", client_id, instance
+            )
+        OUTCOMES.labels(wiring.service, "executed").inc()
+        await self._execute(scope, send, body, store, client_id, key, fp, receive)
+
+    async def _caller(self, wiring: Wiring, scope: Scope) -> str | None:
+        token = _bearer(scope)
+        if token is None:
+            return None
+        try:
+            principal = await wiring.verifier.verify(token)
+        except DomainError:
+            return None
+        return principal.client_id
+
+    async def _execute(
+        self,
+        scope: Scope,
+        send: Send,
+        body: bytes,
+        store: IdempotencyStore,
+        client_id: str,
+        key: str,
+        fp: str,
+        receive: Receive,
+    ) -> None:
+        delivered = False
+
+        async def replay_body() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: wait for the client to disconnect
+
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                start = message
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        try:
+            await self.app(scope, replay_body, capture)
+        except Exception:
+            await _quietly(store.release(client_id, key, fp), "release")
+            raise
+        if start is None:
+            await _quietly(store.release(client_id, key, fp), "release")
+            return
+        content = b"".join(chunks)
+        status = int(start["status"])
+        raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])]
+        if status >= 500:
+            await _quietly(store.release(client_id, key, fp), "release")
+        else:
+            kept = [(k.lower(), v) for k, v in raw_headers if k.lower() in STORED_HEADERS]
+            answer = StoredAnswer(status, kept, content if len(content) <= MAX_STORED_BODY else None)
+            if answer.body is None:
+                log.warning(
+                    "answer to %s is %d bytes: a replay will have no body", scope["path"], len(content)
+                )
+            await _quietly(store.complete(client_id, key, fp, answer), "store the answer of")
+        await send({**start, "headers": start.get("headers", [])})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+async def _quietly(work: Any, what: str) -> None:
+    # The answer still goes to the client; a key left `processing` frees itself after the lock time.
+    try:
+        await work
+    except Exception:
+        log.exception("could not %s an idempotency key", what)
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_answer(send: Send, answer: StoredAnswer, *, replayed: bool) -> None:
+    body = answer.body or b""
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers]
+    headers.append((b"content-length", str(len(body)).encode()))
+    if replayed:
+        headers.append((REPLAYED_HEADER.lower().encode(), b"true"))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def purge_expired_keys(store: IdempotencyStore, every_seconds: float) -> None:
+    """A background loop: expired keys are already ignored; this keeps the table small."""
+    while True:
+        purged = await store.purge()
+        if purged:
+            log.info("purged %d expired idempotency keys", purged)
+        await asyncio.sleep(every_seconds)

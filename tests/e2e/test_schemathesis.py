@@ -1,0 +1,109 @@
+"""Fuzzing: schemathesis drives every operation of the merged OpenAPI document through the gateway.
+
+The platform runs as `icep up` runs it, on real Kafka and a real database. The caller is a DEU client that
+holds every role, so the generated requests reach the use cases (not just the role checks). The run fails
+on any 5xx and on any response that does not match the document (status code, content type, body
+schema), so the document and the services must agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from icep.gateway.domain import hash_secret
+from tests.conftest import StartPlatform
+
+FUZZER_ID = "deu-fuzzer"
+FUZZER_SECRET = "deu-fuzzer-test-secret"
+
+#: What schemathesis checks on every response.
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
+
+
+def _clients_file(directory: Path) -> Path:
+    path = directory / "fuzz-clients.toml"
+    path.write_text(
+        "[[client]]\n"
+        f'client_id = "{FUZZER_ID}"\n'
+        f'secret_hash = "{hash_secret(FUZZER_SECRET)}"\n'
+        'nation = "DEU"\n'
+        'roles = ["planner", "procurement", "standards", "subscriber", "operator"]\n'
+        'scopes = ["read", "write"]\n'
+        'rate_tier = "standard"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+@pytest.mark.timeout(900)
+async def test_the_merged_document_survives_fuzzing_through_the_gateway(
+    kafka_bootstrap: str, start_platform: StartPlatform, tmp_path: Path
+) -> None:
+    platform = await start_platform(
+        kafka_bootstrap,
+        extra_env={
+            "ICEP_GATEWAY_CLIENTS_FILE": str(_clients_file(tmp_path)),
+            # One token for the whole run, and a budget no fuzzing run reaches.
+            "ICEP_GATEWAY_TOKEN_TTL_SECONDS": "3600",
+            "ICEP_GATEWAY_RATE_LIMITS": '{"standard": "100000/minute"}',
+        },
+    )
+    response = await platform.http.post(
+        f"{platform.gateway}/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(FUZZER_ID, FUZZER_SECRET),
+    )
+    assert response.status_code == 200, response.text
+    token = response.json()["access_token"]
+
+    document = f"{platform.gateway}/openapi.json"
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        document,
+        "--url",
+        platform.gateway,
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        CHECKS,
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--max-examples",
+        os.environ.get("ICEP_FUZZ_MAX_EXAMPLES", "12"),
+        "--seed",
+        os.environ.get("ICEP_FUZZ_SEED", "7"),
+        "--workers",
+        "2",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "20",
+        "--no-color",
+        "--report",
+        "junit",
+        "--report-junit-path",
+        str(tmp_path / "schemathesis-junit.xml"),
+        "--output-truncate",
+        "false",
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *command, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        stdout, _ = await asyncio.wait_for(process.communicate(), timeout=840)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = stdout.decode("utf-8", "replace")
+    assert process.returncode == 0, output[-20000:]
+    # The run really exercised the API: schemathesis names how many operations it tested.
+    assert "operations" in output.lower(), output[-2000:]
