@@ -57,6 +57,9 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Longer than the gateway keeps an idle pooled connection (30 s), so the gateway never sends a
+        # request on a connection the service is closing at that moment (a "disconnected" 502).
+        timeout_keep_alive=75,
     )
 
 

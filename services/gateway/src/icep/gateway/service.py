@@ -449,7 +449,8 @@ class Proxy:
             # The wait for the response head is bounded in `forward`; reads of the body are bounded per chunk
             # (except for event streams, which may rightly stay quiet for long).
             timeout=httpx.Timeout(self.timeout, read=None),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+            # Idle connections are dropped before the services' keep-alive timeout (75 s, see `icep serve`).
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30),
             follow_redirects=False,
             trust_env=False,
             # A shared client must not remember one caller's cookies and hand them to the next.
