@@ -112,6 +112,8 @@ async def _launch(
             "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true",
             # A partner's host name that points at the local receivers (development setting).
             "ICEP_NOTIFICATIONS_STATIC_HOSTS": json.dumps({"partner.test": "127.0.0.1"}),
+            # Webhooks go to this machine only: the static hosts and the loopback receivers, never DNS.
+            "ICEP_NOTIFICATIONS_ALLOWED_HOSTS": json.dumps(["127.0.0.1", "::1"]),
             "ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": json.dumps([0.2, 0.4, 0.8]),
             "ICEP_OUTBOX_POLL_SECONDS": "0.5",
             "ICEP_TOPIC_NAMESPACE": namespace,

@@ -1,6 +1,10 @@
 """Idempotency-Key through the gateway, on a POST of every service: a retry gets the first answer and
-nothing happens twice; another request with the key is 422; keys are each client's own; requests racing
+nothing happens twice; another request with the key is 422; a request refused before it changed anything
+does not spend its key, so the fixed request runs with it; keys are each client's own; requests racing
 with one key run once; and a key that expired is a new key.
+
+What happens when a request commits and its answer is lost (a crash, a 5xx after the commit) is tested
+with the store and a real unit of work in shared/tests/test_idempotency.py.
 """
 
 from __future__ import annotations
@@ -182,6 +186,40 @@ async def test_the_same_key_with_another_body_is_422(c: Clients) -> None:
     # ... and on another path too: a key names one request.
     elsewhere = await c["deu"].post(f"/v1/plans/{first.json()['id']}/submit", headers=sent)
     assert elsewhere.status_code == 422
+
+
+async def test_a_change_refused_for_its_precondition_runs_with_the_same_key_once_fixed(c: Clients) -> None:
+    plan = (await c["deu"].post("/v1/plans", json=plan_body())).json()
+    submit, sent = f"/v1/plans/{plan['id']}/submit", key()
+    refused = await c["deu"].post(submit, json={}, headers=sent)
+    assert refused.status_code == 428 and refused.headers["content-type"].startswith(PROBLEM), refused.text
+    # The refusal changed nothing and is not kept: the request with If-Match and the same key runs.
+    ran = await c["deu"].post(submit, json={}, headers={**sent, "If-Match": '"1"'})
+    assert ran.status_code == 200, ran.text
+    assert "idempotent-replayed" not in ran.headers and ran.json()["status"] == "submitted"
+    # From now on the key is spent: its retry gets that answer.
+    assert_replayed(ran, await c["deu"].post(submit, json={}, headers={**sent, "If-Match": '"1"'}))
+    versions = (await c["deu"].get(f"/v1/plans/{plan['id']}/versions")).json()["items"]
+    assert [v["status"] for v in versions] == ["draft", "submitted"]
+
+
+async def test_an_invalid_request_does_not_spend_its_key_so_the_corrected_one_runs(
+    c: Clients, platform: Any
+) -> None:
+    body, sent = plan_body(), key()
+    invalid = await c["deu"].post("/v1/plans", json={**body, "period_end": "not a date"}, headers=sent)
+    assert invalid.status_code == 422 and invalid.json()["type"].endswith("/validation"), invalid.text
+    # Another body with the key would be 422 `idempotency-key-reused` had the first run; it had no effect
+    # and was released, so the corrected request runs with the same key.
+    created = await c["deu"].post("/v1/plans", json=body, headers=sent)
+    assert created.status_code == 201 and "idempotent-replayed" not in created.headers, created.text
+    assert_replayed(created, await c["deu"].post("/v1/plans", json=body, headers=sent))
+    mine = (await c["deu"].get("/v1/plans", params={"nation": "DEU", "limit": 200})).json()["items"]
+    assert [p["id"] for p in mine if p["title"] == body["title"]] == [created.json()["id"]]
+    await platform.settled()
+    assert await events_of(platform, "icep.plans.events", created.json()["id"]) == [
+        "icep.plans.plan.created.v1"
+    ]
 
 
 async def test_two_clients_keys_do_not_meet(c: Clients) -> None:

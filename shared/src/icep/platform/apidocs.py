@@ -73,7 +73,13 @@ def contracts() -> dict[str, type[EventPayload]]:
 
     for module in pkgutil.iter_modules(package.__path__):
         importlib.import_module(f"{package.__name__}.{module.name}")
-    return dict(sorted(all_event_types().items()))
+    # Only the contracts' own types: a process may have registered others (tests define their own).
+    prefix = f"{package.__name__}."
+    return {
+        event_type: model
+        for event_type, model in sorted(all_event_types().items())
+        if model.__module__.startswith(prefix)
+    }
 
 
 def producer_of(event_type: str, model: type[EventPayload]) -> str:

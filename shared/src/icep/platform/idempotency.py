@@ -1,4 +1,4 @@
-"""`Idempotency-Key` on every POST: a retry gets the first answer, and the effect happens once.
+"""`Idempotency-Key` on every POST: a retry gets the first answer, and the effect happens at most once.
 
 A partner that sends `POST` with `Idempotency-Key: <key>` and does not hear back can send the same request
 again with the same key: the service answers with what it answered the first time (marked
@@ -6,15 +6,34 @@ again with the same key: the service answers with what it answered the first tim
 caller's (scoped by the token's client id), lives in the service's own database (`idempotency_keys`) and
 expires after `ICEP_IDEMPOTENCY_TTL_SECONDS` (default 24 h); after that the same key is a new request.
 
+The key is bound to the use case's transaction. A key row is `processing` while its request runs; the
+request's unit of work (`icep.platform.outbox.UnitOfWorkFactory`) marks it `committed` in the same
+transaction that writes the use case's rows and events (hook `outbox.before_commit`, set here for the
+request); once the answer is stored it is `completed`. So "the effect happened" and "the key is spent"
+commit together or not at all:
+
+- A key whose request committed never runs again (until it expires), whatever happens afterwards. If its
+  answer was stored, a retry gets it. If not (the process crashed after the commit, storing the answer
+  failed, the request failed with a 5xx after its commit, or the answer was over `MAX_STORED_BODY`), a
+  retry is 409 `idempotency-outcome-unknown`: the first request was carried out but its answer is lost;
+  read the resource to see the outcome. (While that request may still be finishing, i.e. within
+  `ICEP_IDEMPOTENCY_LOCK_SECONDS` of its start, a retry is 409 `idempotency-key-in-use` instead.)
+- A key whose request never committed (it was refused, failed, rolled back, or crashed before its commit)
+  had no effect, so running it again is safe: a non-2xx answer releases the key (a 400/401/403/404/412/
+  415/422/428/429 is not replayed for 24 h after the client fixed the request, as with Stripe), and a key
+  left `processing` by a crash is taken over by the next request with it after the lock time. A 2xx of a
+  route that commits nothing (a read-only POST) is stored like any answer.
+- A request that held its key longer than the lock time and lost it to a retry cannot commit any more:
+  its unit of work fails (409 `idempotency-key-in-use`) and rolls back, so the two never both commit.
 - The same key with another request (method, path, query, content type or body differ) is 422
-  (`idempotency-key-reused`): a key names one request, not a slot.
-- While the first request still runs, the same key is 409 (`idempotency-key-in-use`) with `Retry-After`.
-  A request that crashed leaves its key `processing`; after `ICEP_IDEMPOTENCY_LOCK_SECONDS` the next
-  request with it takes the key over and runs.
-- Answers below 500 are stored (a 4xx is the answer to that request too); a 5xx or a crash releases the
-  key, so a retry runs again.
+  (`idempotency-key-reused`): a key names one request, not a slot. A key released after a refusal is
+  free again, so a corrected request may reuse it.
 - Without a valid bearer token the request passes through untouched (the route answers 401), and a service
   without a database (the gateway) has no keys: its one POST, `/oauth/token`, issues a fresh token each time.
+- Client ids longer than the column (an external issuer's) are stored as `sha256:<hex>` of the id.
+
+A POST that writes outside `uow()` (directly through `Database.transaction()`) is not bound to its key:
+every POST of the services writes through a unit of work.
 
 This is one ASGI middleware that `service_app` installs for every service with a database, so no route
 has to remember it.
@@ -27,17 +46,20 @@ import hashlib
 import logging
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from prometheus_client import Counter
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from icep.platform import outbox
 from icep.platform.db import Database, insert_ignore
-from icep.platform.errors import DomainError
+from icep.platform.errors import Conflict, DomainError
 from icep.platform.events import utcnow
 from icep.platform.problems import problem
 
@@ -54,15 +76,22 @@ _KEY = re.compile(r"[\x21-\x7e]{1,255}", re.ASCII)
 STORED_HEADERS = frozenset(
     {"content-type", "content-language", "content-location", "etag", "last-modified", "link", "location"}
 )
-#: Answers longer than this are not kept (their status and headers are; a replay then has no body).
+#: Answers longer than this are not kept. A replay without its body would break the answer's schema, so
+#: a committed request whose answer is longer stays `committed` without an answer (a retry is 409
+#: `idempotency-outcome-unknown`), and an uncommitted one releases its key (a retry runs again). Every
+#: answer of the services is far below it; only a partner's huge request echoed back could reach it.
 MAX_STORED_BODY = 1024 * 1024
+#: The `client_id` column's length; a longer client id is stored as `sha256:<hex>` of it.
+MAX_CLIENT_ID = 200
 
 PROCESSING = "processing"
+COMMITTED = "committed"
 COMPLETED = "completed"
 
 OUTCOMES = Counter(
     "icep_idempotency_requests",
-    "POST requests with an Idempotency-Key, by outcome (executed, replayed, reused, in_use, invalid)",
+    "POST requests with an Idempotency-Key, by outcome "
+    "(executed, replayed, reused, in_use, unknown, invalid)",
     ["service", "outcome"],
 )
 
@@ -111,8 +140,10 @@ class StoredAnswer:
 
 @dataclass(frozen=True)
 class Execute:
-    """The key is this request's now: run it."""
+    """The key is this request's now: run it. `token` tells this hold of the key from any later one (it
+    is the row's `locked_until` as this claim set it): only the holder may commit, store or release."""
 
+    token: datetime
     taken_over: bool = False
 
 
@@ -131,7 +162,25 @@ class InUse:
     retry_after: int
 
 
-Claim = Execute | Replay | Reused | InUse
+@dataclass(frozen=True)
+class OutcomeUnknown:
+    """The key's request committed its effect, but its answer was not stored: it must not run again."""
+
+
+Claim = Execute | Replay | Reused | InUse | OutcomeUnknown
+
+
+class KeyLost(Conflict):
+    """Raised in a use case's commit when its request no longer holds its key (it ran past the lock time
+    and a retry took the key over, or the key expired): the use case rolls back, so only one commits."""
+
+    slug = "idempotency-key-in-use"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "another request with this Idempotency-Key took the key over while this one ran; "
+            "this one changed nothing"
+        )
 
 
 def _aware(value: datetime) -> datetime:
@@ -139,8 +188,16 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
+def stored_client_id(client_id: str) -> str:
+    """The client id as the `client_id` column keeps it: itself, or `sha256:<hex>` when it is longer than
+    the column (an external issuer's ids may be). A digest is as unique as the id, and stable."""
+    if len(client_id) <= MAX_CLIENT_ID:
+        return client_id
+    return "sha256:" + hashlib.sha256(client_id.encode("utf-8")).hexdigest()
+
+
 class IdempotencyStore:
-    """The `idempotency_keys` table: claim a key, store its answer, or release it."""
+    """The `idempotency_keys` table: claim a key, mark it committed, store its answer, or release it."""
 
     def __init__(self, db: Database, table: sa.Table, ttl: timedelta, lock: timedelta) -> None:
         self.db = db
@@ -149,12 +206,20 @@ class IdempotencyStore:
         self.lock = lock
 
     def _where(self, client_id: str, key: str) -> sa.ColumnElement[bool]:
-        return sa.and_(self.table.c.client_id == client_id, self.table.c.key == key)
+        return sa.and_(self.table.c.client_id == stored_client_id(client_id), self.table.c.key == key)
+
+    def _held(self, client_id: str, key: str, fp: str, token: datetime) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            self._where(client_id, key),
+            self.table.c.fingerprint == fp,
+            self.table.c.locked_until == token,
+        )
 
     async def claim(self, client_id: str, key: str, fp: str, now: datetime | None = None) -> Claim:
-        """In one short transaction of its own: take a new (or expired, or abandoned) key, or say what
-        the request gets instead. Concurrent claims of one key serialise on its row: one executes."""
+        """In one short transaction of its own: take a new (or expired, or abandoned uncommitted) key, or
+        say what the request gets instead. Concurrent claims of one key serialise on its row: one runs."""
         now = now or utcnow()
+        token = now + self.lock
         fresh: dict[str, Any] = {
             "fingerprint": fp,
             "state": PROCESSING,
@@ -163,49 +228,78 @@ class IdempotencyStore:
             "body": None,
             "created_at": now,
             "expires_at": now + self.ttl,
-            "locked_until": now + self.lock,
+            "locked_until": token,
         }
+        row_key = {"client_id": stored_client_id(client_id), "key": key}
         async with self.db.transaction() as session:
-            if await insert_ignore(session, self.table, {"client_id": client_id, "key": key, **fresh}):
-                return Execute()
+            if await insert_ignore(session, self.table, {**row_key, **fresh}):
+                return Execute(token)
             row = (
                 await session.execute(
                     sa.select(self.table).where(self._where(client_id, key)).with_for_update()
                 )
             ).one_or_none()
             if row is None:  # purged between the two statements
-                await session.execute(sa.insert(self.table).values(client_id=client_id, key=key, **fresh))
-                return Execute()
+                await session.execute(sa.insert(self.table).values(**row_key, **fresh))
+                return Execute(token)
             if _aware(row.expires_at) <= now:
                 # An expired key is a new key, whatever it named before.
                 await session.execute(
                     sa.update(self.table).where(self._where(client_id, key)).values(**fresh)
                 )
-                return Execute()
+                return Execute(token)
             if row.fingerprint != fp:
                 return Reused()
             if row.state == COMPLETED:
                 headers = [(str(k), str(v)) for k, v in (row.headers or [])]
                 return Replay(StoredAnswer(int(row.status), headers, row.body))
-            locked_until = _aware(row.locked_until) if row.locked_until is not None else now
-            if locked_until > now:
+            locked_until = _aware(row.locked_until) if row.locked_until is not None else None
+            if locked_until is not None and locked_until > now:
                 return InUse(retry_after=max(1, min(5, math.ceil((locked_until - now).total_seconds()))))
-            # The request that held the key has not finished within the lock time: presumed crashed.
+            if row.state == COMMITTED:
+                # Its effect is in; its answer never came. Never run it again: that would be a second effect.
+                return OutcomeUnknown()
+            # The request that held the key has neither committed nor finished within the lock time:
+            # presumed crashed before its commit, so it had no effect. If it is merely slow, its commit now
+            # fails (`KeyLost`), because the key's token is this request's.
             await session.execute(
-                sa.update(self.table).where(self._where(client_id, key)).values(locked_until=now + self.lock)
+                sa.update(self.table).where(self._where(client_id, key)).values(locked_until=token)
             )
-            return Execute(taken_over=True)
+            return Execute(token, taken_over=True)
 
-    async def complete(self, client_id: str, key: str, fp: str, answer: StoredAnswer) -> None:
-        """Keep the answer for the key's retries (only if the key is still this request's)."""
+    async def mark_committed(
+        self, session: AsyncSession, client_id: str, key: str, fp: str, token: datetime
+    ) -> None:
+        """In the use case's own transaction, just before it commits: the key is spent with its effect.
+        Fails (`KeyLost`, rolling the use case back) when the key is no longer this request's."""
+        result = await session.execute(
+            sa.update(self.table)
+            .where(
+                self._held(client_id, key, fp, token),
+                self.table.c.state.in_((PROCESSING, COMMITTED)),
+            )
+            .values(state=COMMITTED)
+        )
+        if not getattr(result, "rowcount", 0):
+            raise KeyLost()
+
+    async def complete(
+        self,
+        client_id: str,
+        key: str,
+        fp: str,
+        token: datetime,
+        answer: StoredAnswer,
+        *,
+        uncommitted: bool = False,
+    ) -> bool:
+        """Keep the answer for the key's retries, if the key is still this request's and its transaction
+        committed (or, with `uncommitted`, also if it committed nothing); True when it was kept."""
+        states = (COMMITTED, PROCESSING) if uncommitted else (COMMITTED,)
         async with self.db.transaction() as session:
-            await session.execute(
+            result = await session.execute(
                 sa.update(self.table)
-                .where(
-                    self._where(client_id, key),
-                    self.table.c.fingerprint == fp,
-                    self.table.c.state == PROCESSING,
-                )
+                .where(self._held(client_id, key, fp, token), self.table.c.state.in_(states))
                 .values(
                     state=COMPLETED,
                     status=answer.status,
@@ -214,16 +308,17 @@ class IdempotencyStore:
                     locked_until=None,
                 )
             )
+        return bool(getattr(result, "rowcount", 0))
 
-    async def release(self, client_id: str, key: str, fp: str) -> None:
-        """Give the key up after a failure, so that a retry runs again."""
+    async def release(self, client_id: str, key: str, fp: str, token: datetime) -> None:
+        """The request ends without a stored answer. If it never committed, the key is given up (it had no
+        effect, so a retry may run). If it committed, the key stays spent, and is unlocked at once so a
+        retry learns that right away (409 `idempotency-outcome-unknown`)."""
         async with self.db.transaction() as session:
+            held = self._held(client_id, key, fp, token)
+            await session.execute(sa.delete(self.table).where(held, self.table.c.state == PROCESSING))
             await session.execute(
-                sa.delete(self.table).where(
-                    self._where(client_id, key),
-                    self.table.c.fingerprint == fp,
-                    self.table.c.state == PROCESSING,
-                )
+                sa.update(self.table).where(held, self.table.c.state == COMMITTED).values(locked_until=None)
             )
 
     async def purge(self, now: datetime | None = None) -> int:
@@ -233,6 +328,32 @@ class IdempotencyStore:
                 sa.delete(self.table).where(self.table.c.expires_at <= (now or utcnow()))
             )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    @asynccontextmanager
+    async def holding(self, client_id: str, key: str, fp: str, token: datetime) -> AsyncIterator[None]:
+        """While inside: every unit of work this task (and what it starts) commits marks the key
+        `committed` in its own transaction. Leaving ends that, also for tasks that outlive the request."""
+        hold = _Hold(self, client_id, key, fp, token)
+        reset = outbox.before_commit.set(hold)
+        try:
+            yield
+        finally:
+            hold.active = False
+            outbox.before_commit.reset(reset)
+
+
+@dataclass
+class _Hold:
+    store: IdempotencyStore
+    client_id: str
+    key: str
+    fp: str
+    token: datetime
+    active: bool = field(default=True)
+
+    async def __call__(self, session: AsyncSession) -> None:
+        if self.active:
+            await self.store.mark_committed(session, self.client_id, self.key, self.fp, self.token)
 
 
 @dataclass(frozen=True)
@@ -336,12 +457,25 @@ class IdempotencyMiddleware:
                 headers={"Retry-After": str(claim.retry_after)},
             )(scope, receive, send)
             return
+        if isinstance(claim, OutcomeUnknown):
+            OUTCOMES.labels(wiring.service, "unknown").inc()
+            await problem(
+                409,
+                "the first request with this Idempotency-Key was carried out, but its answer was lost; "
+                "it will not be carried out again: read the resource to see the outcome",
+                title="Outcome of the first request unknown",
+                slug="idempotency-outcome-unknown",
+                instance=instance,
+            )(scope, receive, send)
+            return
         if claim.taken_over:
             log.warning(
-                "took over idempotency key of %s on %s: its first request did not finish", client_id, instance
+                "took over idempotency key of %s on %s: its first request neither committed nor finished",
+                client_id,
+                instance,
             )
         OUTCOMES.labels(wiring.service, "executed").inc()
-        await self._execute(scope, send, body, store, client_id, key, fp, receive)
+        await self._execute(scope, send, body, _Held(store, client_id, key, fp, claim.token), receive)
 
     async def _caller(self, wiring: Wiring, scope: Scope) -> str | None:
         token = _bearer(scope)
@@ -353,17 +487,7 @@ class IdempotencyMiddleware:
             return None
         return principal.client_id
 
-    async def _execute(
-        self,
-        scope: Scope,
-        send: Send,
-        body: bytes,
-        store: IdempotencyStore,
-        client_id: str,
-        key: str,
-        fp: str,
-        receive: Receive,
-    ) -> None:
+    async def _execute(self, scope: Scope, send: Send, body: bytes, held: _Held, receive: Receive) -> None:
         delivered = False
 
         async def replay_body() -> Message:
@@ -383,37 +507,67 @@ class IdempotencyMiddleware:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
+        store = held.store
         try:
-            await self.app(scope, replay_body, capture)
+            # Every unit of work the request commits marks the key `committed` in its own transaction.
+            async with store.holding(held.client_id, held.key, held.fp, held.token):
+                await self.app(scope, replay_body, capture)
         except Exception:
-            await _quietly(store.release(client_id, key, fp), "release")
+            await _quietly(held.release(), "release")
             raise
         if start is None:
-            await _quietly(store.release(client_id, key, fp), "release")
+            await _quietly(held.release(), "release")
             return
         content = b"".join(chunks)
         status = int(start["status"])
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])]
-        if status >= 500:
-            await _quietly(store.release(client_id, key, fp), "release")
-        else:
-            kept = [(k.lower(), v) for k, v in raw_headers if k.lower() in STORED_HEADERS]
-            answer = StoredAnswer(status, kept, content if len(content) <= MAX_STORED_BODY else None)
-            if answer.body is None:
-                log.warning(
-                    "answer to %s is %d bytes: a replay will have no body", scope["path"], len(content)
-                )
-            await _quietly(store.complete(client_id, key, fp, answer), "store the answer of")
+        kept = False
+        if status < 500 and len(content) <= MAX_STORED_BODY:
+            stored = [(k.lower(), v) for k, v in raw_headers if k.lower() in STORED_HEADERS]
+            # Kept if the request committed; a 2xx also if it committed nothing (a read-only POST).
+            kept = await _quietly(
+                store.complete(
+                    held.client_id,
+                    held.key,
+                    held.fp,
+                    held.token,
+                    StoredAnswer(status, stored, content),
+                    uncommitted=200 <= status < 300,
+                ),
+                "store the answer of",
+                failed=True,
+            )
+        elif len(content) > MAX_STORED_BODY:
+            log.warning("answer to %s is %d bytes: not kept for replays", scope["path"], len(content))
+        if not kept:
+            # Uncommitted: no effect, so the key is free again. Committed: a retry learns the outcome is lost.
+            await _quietly(held.release(), "release")
         await send({**start, "headers": start.get("headers", [])})
         await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
-async def _quietly(work: Any, what: str) -> None:
-    # The answer still goes to the client; a key left `processing` frees itself after the lock time.
+@dataclass(frozen=True)
+class _Held:
+    """The key a request holds while it runs."""
+
+    store: IdempotencyStore
+    client_id: str
+    key: str
+    fp: str
+    token: datetime
+
+    async def release(self) -> None:
+        await self.store.release(self.client_id, self.key, self.fp, self.token)
+
+
+async def _quietly(work: Awaitable[Any], what: str, failed: Any = None) -> Any:
+    # The answer still goes to the client. A key left `processing` frees itself after the lock time; one
+    # left `committed` answers 409 outcome-unknown after it.
     try:
-        await work
+        return await work
     except Exception:
         log.exception("could not %s an idempotency key", what)
+        return failed
 
 
 async def _read_body(receive: Receive) -> bytes | None:

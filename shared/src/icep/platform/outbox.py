@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -89,6 +90,15 @@ class UnitOfWork:
         )
 
 
+#: Work done inside a write transaction just before it commits.
+BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
+#: Set for one HTTP request by the `Idempotency-Key` middleware: the key's row is marked `committed` in the
+#: same transaction as the use case's rows and events, so "the effect happened" and "the key is spent" are
+#: one fact. Only units of work opened with `uow()` run it; a consumer's joined unit of work (no request)
+#: does not, and outside a request it is unset.
+before_commit: ContextVar[BeforeCommit | None] = ContextVar("icep_before_commit", default=None)
+
+
 class UnitOfWorkFactory:
     def __init__(self, db: Database, outbox: sa.Table, service: str, topic: str) -> None:
         self.db = db
@@ -105,6 +115,9 @@ class UnitOfWorkFactory:
                 uow = UnitOfWork(session, self.outbox, self.source, self.topic)
                 yield uow
                 await uow._flush_events()
+                pre_commit = before_commit.get()
+                if pre_commit is not None:
+                    await pre_commit(session)
             if uow.published:
                 for hook in self.after_commit:
                     hook()

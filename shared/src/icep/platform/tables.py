@@ -56,19 +56,22 @@ def inbox_columns() -> list[sa.Column[Any]]:
 
 def idempotency_columns() -> list[sa.Column[Any]]:
     return [
-        # Keys are the caller's: two clients may use the same key without meeting.
+        # Keys are the caller's: two clients may use the same key without meeting. A client id longer than
+        # the column is kept as `sha256:<hex>` of it.
         sa.Column("client_id", sa.String(200), primary_key=True),
         sa.Column("key", sa.String(255), primary_key=True),
         #: sha256 of method, path, query, content type and body: the same key with another request is 422.
         sa.Column("fingerprint", sa.String(64), nullable=False),
-        #: `processing` while the first request runs, `completed` once its answer is stored.
+        #: `processing` while the first request runs, `committed` once its use case's transaction committed
+        #: (marked in that transaction), `completed` once its answer is stored (`icep.platform.idempotency`).
         sa.Column("state", sa.String(20), nullable=False),
         sa.Column("status", sa.Integer(), nullable=True),
         sa.Column("headers", sa.JSON(), nullable=True),
         sa.Column("body", sa.LargeBinary(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        #: Until when the request in `processing` holds the key; after that another may take it over.
+        #: Until when the request holds the key (after that another may take over a `processing` key; a
+        #: `committed` one is never run again). Its value as claimed tells this hold from a later one.
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
     ]
 

@@ -21,6 +21,7 @@ from icep.gateway.service import (
     RequestIdMiddleware,
     SecurityHeadersMiddleware,
     SigningKeys,
+    StreamSlots,
     TokenIssuer,
     TokenRateLimitMiddleware,
     TokenService,
@@ -84,6 +85,8 @@ def gateway_startup(settings: GatewaySettings) -> Hook:
             timeout=settings.upstream_timeout_seconds,
             max_body_bytes=settings.max_body_bytes,
             rate_limits=app.state.rate_limits,
+            max_connections=settings.upstream_max_connections,
+            streams=StreamSlots(total=settings.max_streams, per_client=settings.max_streams_per_client),
         )
 
     return start

@@ -25,7 +25,7 @@ from limits import RateLimitItem
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -399,18 +399,30 @@ class _BodyTooLarge(Exception):
 
 
 class UpstreamResponse(StreamingResponse):
-    """Streams an upstream response through and always closes it, also when the caller goes away."""
+    """Streams an upstream response through and always closes it, also when the caller goes away; then
+    it gives back the stream slot it holds (if any), however the stream ended."""
 
-    def __init__(self, upstream: httpx.Response, headers: list[tuple[str, str]], idle_timeout: float | None):
+    def __init__(
+        self,
+        upstream: httpx.Response,
+        headers: list[tuple[str, str]],
+        idle_timeout: float | None,
+        slot: StreamSlot | None = None,
+    ) -> None:
         super().__init__(_relay(upstream, idle_timeout), status_code=upstream.status_code)
         self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
         self._upstream = upstream
+        self._slot = slot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self._upstream.aclose()
+            try:
+                await self._upstream.aclose()
+            finally:
+                if self._slot is not None:
+                    self._slot.release()
 
 
 async def _relay(upstream: httpx.Response, idle_timeout: float | None) -> AsyncIterator[bytes]:
@@ -426,9 +438,127 @@ async def _relay(upstream: httpx.Response, idle_timeout: float | None) -> AsyncI
         yield chunk
 
 
+#: The paths of the services' event streams (`text/event-stream`), as path segments.
+STREAM_PATHS: frozenset[tuple[str, ...]] = frozenset({("v1", "events", "stream")})
+#: Seconds a caller refused a stream is told to wait (`Retry-After`).
+STREAM_RETRY_AFTER_SECONDS = 5
+OPEN_STREAMS = Gauge("icep_gateway_open_streams", "Event streams open through this gateway process")
+STREAMS_REFUSED = Counter(
+    "icep_gateway_streams_refused_total",
+    "Event streams refused because a cap was reached: `client` (429) or `total` (503)",
+    ["cap"],
+)
+
+
+def wants_stream(request: Request) -> bool:
+    """Whether `request` asks for an event stream: a stream path, or `text/event-stream` in `Accept`."""
+    if tuple(s for s in request.url.path.split("/") if s) in STREAM_PATHS:
+        return True
+    return any(
+        part.split(";", 1)[0].strip().lower() == "text/event-stream"
+        for value in request.headers.getlist("accept")
+        for part in value.split(",")
+    )
+
+
+class StreamCapReached(Exception):
+    """No stream slot: the client has `cap` streams open (`per_client`), or the process has (total)."""
+
+    def __init__(self, cap: int, *, per_client: bool) -> None:
+        super().__init__(f"{cap} streams open {'for this client' if per_client else 'in all'}")
+        self.cap = cap
+        self.per_client = per_client
+
+
+class StreamSlot:
+    """One open stream's place in `StreamSlots`; `release()` gives it back (more calls do nothing)."""
+
+    def __init__(self, slots: StreamSlots, client: str) -> None:
+        self._slots = slots
+        self.client = client
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots._release(self.client)
+
+
+class StreamSlots:
+    """Caps on the event streams open at once through this process: `total`, and `per_client` for each.
+
+    Rate limits count requests; a stream is one request that then stays open, holding a connection to its
+    service. These caps bound what the open ones hold. They count in this process only (each replica has
+    its own), and need no lock: the event loop runs one acquire or release at a time.
+    """
+
+    def __init__(self, *, total: int, per_client: int) -> None:
+        self.total = total
+        self.per_client = per_client
+        self._open: dict[str, int] = {}
+        self._count = 0
+
+    def acquire(self, client: str) -> StreamSlot:
+        """A slot for one more stream of `client`; `StreamCapReached` when a cap is reached."""
+        if self._open.get(client, 0) >= self.per_client:
+            raise StreamCapReached(self.per_client, per_client=True)
+        if self._count >= self.total:
+            raise StreamCapReached(self.total, per_client=False)
+        self._open[client] = self._open.get(client, 0) + 1
+        self._count += 1
+        OPEN_STREAMS.inc()
+        return StreamSlot(self, client)
+
+    def _release(self, client: str) -> None:
+        left = self._open.get(client, 0) - 1
+        if left > 0:
+            self._open[client] = left
+        else:
+            self._open.pop(client, None)
+        self._count -= 1
+        OPEN_STREAMS.dec()
+
+    def open_for(self, client: str) -> int:
+        return self._open.get(client, 0)
+
+    @property
+    def open(self) -> int:
+        return self._count
+
+
+def stream_refused(cap: StreamCapReached, *, instance: str) -> Response:
+    """429 when the client has its streams open, 503 when the gateway has; both with `Retry-After`."""
+    retry = STREAM_RETRY_AFTER_SECONDS
+    if cap.per_client:
+        STREAMS_REFUSED.labels("client").inc()
+        return problem(
+            429,
+            f"this client already has {cap.cap} event streams open through this gateway, the most it may; "
+            f"close one or retry after {retry} s",
+            slug="too-many-streams",
+            instance=instance,
+            headers={"Retry-After": str(retry)},
+            retry_after=retry,
+        )
+    STREAMS_REFUSED.labels("total").inc()
+    return problem(
+        503,
+        f"this gateway has {cap.cap} event streams open, the most it serves; retry after {retry} s",
+        slug="stream-capacity-reached",
+        instance=instance,
+        headers={"Retry-After": str(retry)},
+        retry_after=retry,
+    )
+
+
 class Proxy:
-    """Forwards requests to the upstream services, one pooled HTTP client per upstream, within each client's
-    rate limits (`rate_limits`; None: unlimited)."""
+    """Forwards requests to the upstream services, within each client's rate limits (`rate_limits`; None:
+    unlimited) and its cap on open event streams (`streams`).
+
+    Each upstream has two pooled HTTP clients: one for ordinary requests (`max_connections`) and one for
+    requests that ask for an event stream (as large as the total stream cap). A stream holds its connection
+    for as long as it lasts; in a pool of its own it never makes an ordinary request wait for a connection.
+    """
 
     def __init__(
         self,
@@ -437,20 +567,28 @@ class Proxy:
         timeout: float,
         max_body_bytes: int,
         rate_limits: RateLimits | None = None,
+        max_connections: int = 256,
+        streams: StreamSlots | None = None,
     ) -> None:
         self.upstreams = dict(upstreams)
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
         self.rate_limits = rate_limits
-        self._clients = {name: self._client() for name in self.upstreams}
+        self.streams = streams if streams is not None else StreamSlots(total=1000, per_client=5)
+        self._clients = {name: self._client(max_connections) for name in self.upstreams}
+        self._stream_clients = {name: self._client(self.streams.total) for name in self.upstreams}
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self, max_connections: int) -> httpx.AsyncClient:
         client = httpx.AsyncClient(
             # The wait for the response head is bounded in `forward`; reads of the body are bounded per chunk
             # (except for event streams, which may rightly stay quiet for long).
             timeout=httpx.Timeout(self.timeout, read=None),
             # Idle connections are dropped before the services' keep-alive timeout (75 s, see `icep serve`).
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30),
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=min(64, max_connections),
+                keepalive_expiry=30,
+            ),
             follow_redirects=False,
             trust_env=False,
             # A shared client must not remember one caller's cookies and hand them to the next.
@@ -462,7 +600,8 @@ class Proxy:
         return client
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(client.aclose() for client in self._clients.values()))
+        clients = [*self._clients.values(), *self._stream_clients.values()]
+        await asyncio.gather(*(client.aclose() for client in clients))
 
     async def forward(self, request: Request) -> Response:
         """Count `request` against its client's rate limits, then forward it and stream the answer back."""
@@ -474,13 +613,17 @@ class Proxy:
             return too_many_requests(
                 verdict, "client", "this client has used its request budget", instance=request.url.path
             )
-        response = await self._forward(request)
+        # Streams are capped per client; a request without a principal (none reaches here) per address.
+        peer = request.client.host if request.client is not None else "unknown"
+        caller = principal.client_id if principal is not None else f"address:{peer}"
+        response = await self._forward(request, caller)
         if verdict is not None:
             response.headers.update(verdict.headers(time.time()))
         return response
 
-    async def _forward(self, request: Request) -> Response:
-        """Forward `request` to the service owning its path and stream the answer back."""
+    async def _forward(self, request: Request, caller: str) -> Response:
+        """Forward `request` to the service owning its path and stream the answer back; a stream takes one
+        of `caller`'s stream slots first, and goes through the upstream's stream pool."""
         instance = request.url.path
         upstream = route(instance)
         if upstream is None or upstream not in self._clients:
@@ -497,7 +640,54 @@ class Proxy:
         except ValueError:
             return problem(400, "the Content-Length header is invalid", slug="bad-request", instance=instance)
 
-        client = self._clients[upstream]
+        slot: StreamSlot | None = None
+        if wants_stream(request):
+            try:
+                slot = self.streams.acquire(caller)
+            except StreamCapReached as cap:
+                return stream_refused(cap, instance=instance)
+        return await self._send(request, upstream, slot, caller, body)
+
+    async def _send(
+        self, request: Request, upstream: str, slot: StreamSlot | None, caller: str, body: bytes
+    ) -> Response:
+        """Send to `upstream` and answer with its response, which takes over `slot`; on any other answer
+        the slot is given back here."""
+        instance = request.url.path
+        handed_over = False
+        try:
+            response = await self._exchange(request, upstream, slot is not None, body)
+            if not isinstance(response, httpx.Response):
+                return response
+            headers = end_to_end(
+                ((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw),
+                drop=_REPLACED_RESPONSE_HEADERS,
+            )
+            streaming = response.headers.get("content-type", "").startswith("text/event-stream")
+            if streaming and slot is None:
+                # A stream the request did not announce (a path not in STREAM_PATHS, no Accept): it holds
+                # an ordinary connection, but counts against the caps all the same.
+                log.warning("%s %s streams but was not sent as a stream", request.method, instance)
+                try:
+                    slot = self.streams.acquire(caller)
+                except StreamCapReached as cap:
+                    await response.aclose()
+                    return stream_refused(cap, instance=instance)
+            answer = UpstreamResponse(
+                response, headers, idle_timeout=None if streaming else self.timeout, slot=slot
+            )
+            handed_over = True
+            return answer
+        finally:
+            if slot is not None and not handed_over:
+                slot.release()
+
+    async def _exchange(
+        self, request: Request, upstream: str, stream: bool, body: bytes
+    ) -> httpx.Response | Response:
+        """The upstream's response (its body not read yet), or the problem that answers for it."""
+        instance = request.url.path
+        client = (self._stream_clients if stream else self._clients)[upstream]
         outgoing = client.build_request(
             request.method,
             self._target(upstream, request.scope),
@@ -526,13 +716,7 @@ class Proxy:
             return problem(
                 502, f"the {upstream} service gave no valid answer", slug="bad-gateway", instance=instance
             )
-
-        headers = end_to_end(
-            ((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw),
-            drop=_REPLACED_RESPONSE_HEADERS,
-        )
-        streaming = response.headers.get("content-type", "").startswith("text/event-stream")
-        return UpstreamResponse(response, headers, idle_timeout=None if streaming else self.timeout)
+        return response
 
     def _target(self, upstream: str, scope: Scope) -> httpx.URL:
         base = httpx.URL(self.upstreams[upstream])

@@ -46,6 +46,16 @@ class GatewaySettings(ServiceSettings):
     #: without a restart; token requests always check the clients file.
     reload_interval_seconds: float = Field(default=1.0, ge=0)
     upstream_timeout_seconds: float = 10.0
+    #: Connections per upstream for ordinary requests; past that, a request waits for one (up to the
+    #: upstream timeout). Event streams never use these: they have a pool of their own.
+    upstream_max_connections: int = Field(default=256, ge=1)
+    #: Event streams (`GET /v1/events/stream`, or any request that accepts `text/event-stream`) open at once
+    #: through this gateway process, all clients together; one more is refused with 503. Each upstream's
+    #: stream pool is this large, so an admitted stream never waits for a connection.
+    max_streams: int = Field(default=1000, ge=1)
+    #: Event streams one client may have open at once through this gateway process; one more is refused
+    #: with 429 (a slot frees when a stream ends, however it ends).
+    max_streams_per_client: int = Field(default=5, ge=1)
     max_body_bytes: int = 1024 * 1024
     #: Where the published API documents are (`icep docs` writes them): served at /openapi.json,
     #: /asyncapi.json and /docs. Relative to the working directory, like `clients_file`.

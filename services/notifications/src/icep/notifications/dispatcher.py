@@ -177,6 +177,7 @@ class WebhookDispatcher:
             static_hosts=settings.static_hosts,
             timeout=settings.request_timeout_seconds,
             max_connections=settings.dispatch_concurrency * 2,
+            allowed=settings.egress_allowed(),
         )
         #: Delivery id -> the task attempting it; and the (subscription, subject) heads those serve.
         self._in_flight: dict[str, asyncio.Task[None]] = {}

@@ -6,38 +6,157 @@ connection is made: `CheckedNetworkBackend` resolves the host itself, refuses it
 addresses is not public, and connects to one of those very addresses. httpcore still knows the request
 by its host name, so TLS sends that name (SNI) and verifies the certificate against it, and the `Host`
 header carries it too.
+
+A deployment may also narrow where webhooks go at all (`AllowedHosts`, the `allowed_hosts` setting): a
+host it does not list is refused before any look-up, so the service never asks DNS about it, let alone
+connects to it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
+import re
 import socket
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpcore
 import httpx
 
 from icep.notifications.domain import address_allowed
+from icep.platform.errors import Unprocessable
 
 
 class BlockedAddress(Exception):
     """The endpoint's host resolves to an address webhooks may not be sent to."""
 
 
+def canonical_host(host: str) -> str:
+    """A host as the allow-list compares it: without brackets, lower case, without the trailing dot, an
+    internationalised name in its ASCII (IDNA) form as it is dialled, an IP address in its normal
+    spelling (an IPv4-mapped IPv6 address as the IPv4 address a dual-stack socket reaches)."""
+    name = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ip)
+    name = name.lower()
+    if name.endswith("."):
+        name = name[:-1]
+    if not name.isascii():
+        # httpx's own encoding, so the name compared is the one the connection is made for (one that
+        # cannot be encoded is dialled by no one, and matches nothing ASCII).
+        with contextlib.suppress(httpx.InvalidURL, UnicodeError):
+            name = httpx.URL(f"https://{name}/").raw_host.decode("ascii")
+    return name
+
+
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_host_name(name: str) -> bool:
+    """A DNS name, whose last label is not a number (`10.0.0`, `215.14` are address fragments)."""
+    labels = name.split(".")
+    return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
+@dataclass(frozen=True)
+class AllowedHosts:
+    """The hosts webhooks may go to: `None` patterns (the default) allow any host (whose addresses are
+    still checked); a list allows only what it names, plus the `static_hosts` names.
+
+    A pattern is a host name (`hooks.partner.example`), a suffix pattern (`*.mod.example`: any name
+    under `mod.example`, not `mod.example` itself) or an IP address (an IP-literal endpoint is refused
+    unless its address is listed). Compared without case and trailing dot (`canonical_host`).
+    """
+
+    restricted: bool = False
+    names: frozenset[str] = frozenset()
+    suffixes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, patterns: Iterable[str] | None, static_hosts: Collection[str] = ()) -> AllowedHosts:
+        """The allow-list `patterns` (and the static hosts) describe; `ValueError` for a pattern that
+        is neither a host name, nor `*.` and a host name, nor an IP address."""
+        if patterns is None:
+            return cls()
+        names = {canonical_host(h) for h in static_hosts}
+        suffixes: list[str] = []
+        for pattern in patterns:
+            text = pattern.strip()
+            wildcard = text.startswith("*.")
+            found = canonical_host(text[2:] if wildcard else text)
+            if _is_address(found):
+                if wildcard:
+                    raise ValueError(f"{pattern!r}: a suffix pattern names a domain, not an address")
+                names.add(found)
+            elif not _is_host_name(found):
+                raise ValueError(f"{pattern!r} is not a host name, a *.suffix pattern or an IP address")
+            elif wildcard:
+                suffixes.append("." + found)
+            else:
+                names.add(found)
+        return cls(restricted=True, names=frozenset(names), suffixes=tuple(dict.fromkeys(suffixes)))
+
+    def allows(self, host: str) -> bool:
+        if not self.restricted:
+            return True
+        name = canonical_host(host)
+        if name in self.names:
+            return True
+        # A suffix pattern covers names under its domain, never an address.
+        return not _is_address(name) and any(name.endswith(s) and len(name) > len(s) for s in self.suffixes)
+
+    def check_endpoint(self, url: str) -> None:
+        """`Unprocessable` (on `url`) when the endpoint's host is not allowed; `url` passed
+        `validate_endpoint`."""
+        if self.restricted and not self.allows(urlsplit(url).hostname or ""):
+            raise Unprocessable(
+                "the endpoint's host is not on this deployment's list of allowed webhook hosts",
+                field="url",
+            )
+
+
 class CheckedResolver:
     """Host name -> the addresses to dial, each of them allowed (or `BlockedAddress`).
 
-    `static_hosts` (development: host -> IP) is consulted before DNS, like /etc/hosts; what it answers is
-    checked like any DNS answer.
+    A host `allowed` does not list is refused before anything is looked up. `static_hosts`
+    (development: host -> IP) is consulted before DNS, like /etc/hosts; what it answers is checked like
+    any DNS answer.
     """
 
-    def __init__(self, *, allow_loopback: bool, static_hosts: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        allow_loopback: bool,
+        static_hosts: Mapping[str, str] | None = None,
+        allowed: AllowedHosts | None = None,
+    ) -> None:
         self.allow_loopback = allow_loopback
-        self.static_hosts = {k.rstrip(".").lower(): v for k, v in (static_hosts or {}).items()}
+        self.static_hosts = {canonical_host(k): v for k, v in (static_hosts or {}).items()}
+        self.allowed = allowed if allowed is not None else AllowedHosts()
 
     async def addresses(self, host: str, port: int) -> list[str]:
-        fixed = self.static_hosts.get(host.rstrip(".").lower())
+        if not self.allowed.allows(host):
+            # Before any look-up: a host that is not allowed is not even asked about.
+            raise BlockedAddress(f"{host} is not on the list of allowed webhook hosts")
+        fixed = self.static_hosts.get(canonical_host(host))
         if fixed is not None:
             found = [fixed]
         else:
@@ -116,20 +235,28 @@ class CheckedTransport(httpx.AsyncHTTPTransport):
 
 
 def webhook_client(
-    *, allow_loopback: bool, static_hosts: Mapping[str, str], timeout: float, max_connections: int
+    *,
+    allow_loopback: bool,
+    static_hosts: Mapping[str, str],
+    timeout: float,
+    max_connections: int,
+    allowed: AllowedHosts | None = None,
 ) -> httpx.AsyncClient:
-    """The dispatcher's HTTP client: checked addresses only, no redirects, no proxies from the environment."""
+    """The dispatcher's HTTP client: allowed hosts and checked addresses only, no redirects, no proxies
+    from the environment."""
     transport = CheckedTransport(
-        CheckedResolver(allow_loopback=allow_loopback, static_hosts=static_hosts),
+        CheckedResolver(allow_loopback=allow_loopback, static_hosts=static_hosts, allowed=allowed),
         httpx.Limits(max_connections=max_connections),
     )
     return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
 
 
 __all__ = [
+    "AllowedHosts",
     "BlockedAddress",
     "CheckedNetworkBackend",
     "CheckedResolver",
     "CheckedTransport",
+    "canonical_host",
     "webhook_client",
 ]

@@ -77,6 +77,7 @@ async def create_subscription(
     url = validate_endpoint(
         new.url, allow_loopback=settings.allow_loopback_endpoints, loopback_names=settings.loopback_names()
     )
+    settings.egress_allowed().check_endpoint(url)
     now = utcnow()
     row = SubscriptionRow(
         id=new_id(),
@@ -201,6 +202,7 @@ async def update_subscription(
             allow_loopback=settings.allow_loopback_endpoints,
             loopback_names=settings.loopback_names(),
         )
+        settings.egress_allowed().check_endpoint(changes.url)
     if changes.description is not None:
         wanted["description"] = changes.description
     if changes.event_types is not None:

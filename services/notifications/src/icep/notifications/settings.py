@@ -3,9 +3,10 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from icep.notifications.egress import AllowedHosts
 from icep.platform.settings import ServiceSettings
 
 
@@ -34,6 +35,11 @@ class NotificationsSettings(ServiceSettings):
     #: Development only: host name -> IP address, consulted before DNS when the dispatcher connects (like
     #: /etc/hosts), so tests can point a name at a local receiver. The address is checked like any other.
     static_hosts: dict[str, str] = Field(default_factory=dict)
+    #: Where webhooks may go at all (air-gapped or allow-listed deployments): unset, any host whose
+    #: addresses are public; a JSON list, only the host names (`hooks.partner.example`), suffix patterns
+    #: (`*.mod.example`) and IP addresses it names, and the `static_hosts` names (`[]`: those alone).
+    #: Another host is refused when subscribing (422) and before any DNS look-up when connecting.
+    allowed_hosts: list[str] | None = None
     #: The catch-up feed keeps each event this long (days); a cursor from before that is 410 Gone.
     feed_retention_days: float = Field(default=30.0, gt=0)
     #: How often events past retention are purged from the feed.
@@ -45,6 +51,16 @@ class NotificationsSettings(ServiceSettings):
     stream_heartbeat_seconds: float = Field(default=15.0, gt=0)
     #: How often streams look for events another replica logged (this replica's commits wake them at once).
     stream_poll_seconds: float = Field(default=1.0, gt=0)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _known_patterns(cls, value: list[str] | None) -> list[str] | None:
+        AllowedHosts.of(value)  # a pattern that is not one fails at start, not at the first webhook
+        return value
+
+    def egress_allowed(self) -> AllowedHosts:
+        """The hosts webhooks may go to (`allowed_hosts` with the `static_hosts` names)."""
+        return AllowedHosts.of(self.allowed_hosts, self.static_hosts.keys())
 
     def loopback_names(self) -> frozenset[str]:
         """Names `static_hosts` points at loopback addresses: with `allow_loopback_endpoints` they are
