@@ -30,8 +30,9 @@ from pathlib import Path
 
 import httpx
 
+from bench.broker import with_broker
 from bench.results import Result, print_results
-from icep.platform.kafka_local import LocalKafka, fetch_jars, free_port
+from icep.platform.kafka_local import free_port
 from icep.platform.launcher import SERVICES, Launcher, platform_env
 
 REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_REQUESTS", "1000"))
@@ -211,20 +212,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
 
 async def run(results: list[Result], notes: list[str]) -> None:
     """Standalone: uses KAFKA_BOOTSTRAP_SERVERS, or starts a local broker for the run."""
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
-    broker: LocalKafka | None = None
-    try:
-        if not bootstrap:
-            fetch_jars()
-            tmp = Path(tempfile.mkdtemp(prefix="icep-bench-kafka-"))
-            broker = LocalKafka(data_dir=tmp / "kafka", port=free_port(), controller_port=free_port())
-            broker.start()
-            broker.wait_ready(120)
-            bootstrap = broker.bootstrap_servers
-        await measure(bootstrap, results, notes)
-    finally:
-        if broker is not None:
-            broker.stop()
+    await with_broker(measure, results, notes)
 
 
 async def main() -> int:

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
+from bench.broker import with_broker
 from bench.results import Result
 from icep.notifications.app import MIGRATIONS
 from icep.notifications.domain import DeliveryStatus, SubscriptionStatus, new_signing_secret
@@ -33,7 +34,7 @@ from icep.platform import migrations
 from icep.platform.db import Database
 from icep.platform.events import utcnow
 from icep.platform.ids import new_id
-from icep.platform.kafka_local import LocalKafka, fetch_jars, free_port
+from icep.platform.kafka_local import free_port
 from icep.platform.launcher import SERVICES, Launcher, platform_env
 from icep.platform.testing import WebhookReceiver, wait_for
 
@@ -207,20 +208,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
 
 async def run(results: list[Result], notes: list[str]) -> None:
     """The bench runner's hook: uses KAFKA_BOOTSTRAP_SERVERS, or starts a local broker for the run."""
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
-    broker: LocalKafka | None = None
-    try:
-        if not bootstrap:
-            fetch_jars()
-            tmp = Path(tempfile.mkdtemp(prefix="icep-bench-kafka-"))
-            broker = LocalKafka(data_dir=tmp / "kafka", port=free_port(), controller_port=free_port())
-            broker.start()
-            broker.wait_ready(120)
-            bootstrap = broker.bootstrap_servers
-        await measure(bootstrap, results, notes)
-    finally:
-        if broker is not None:
-            broker.stop()
+    await with_broker(measure, results, notes)
 
 
 async def main() -> int:

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from bench.broker import with_broker
 from bench.results import Result
 from icep.contracts import ReleasabilityScope
 from icep.contracts.nations import ALLIES
@@ -36,7 +37,7 @@ from icep.plans.domain import (
 from icep.plans.models import tables
 from icep.platform import migrations
 from icep.platform.db import Database
-from icep.platform.kafka_local import LocalKafka, fetch_jars, free_port
+from icep.platform.kafka_local import free_port
 from icep.platform.launcher import SERVICES, Launcher, platform_env
 from icep.platform.outbox import UnitOfWorkFactory
 from icep.platform.testing import wait_for
@@ -195,20 +196,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
 
 async def run(results: list[Result], notes: list[str]) -> None:
     """The bench runner's hook: uses KAFKA_BOOTSTRAP_SERVERS, or starts a local broker for the run."""
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
-    broker: LocalKafka | None = None
-    try:
-        if not bootstrap:
-            fetch_jars()
-            tmp = Path(tempfile.mkdtemp(prefix="icep-bench-kafka-"))
-            broker = LocalKafka(data_dir=tmp / "kafka", port=free_port(), controller_port=free_port())
-            broker.start()
-            broker.wait_ready(120)
-            bootstrap = broker.bootstrap_servers
-        await measure(bootstrap, results, notes)
-    finally:
-        if broker is not None:
-            broker.stop()
+    await with_broker(measure, results, notes)
 
 
 async def main() -> int:
