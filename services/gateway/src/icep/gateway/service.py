@@ -408,7 +408,7 @@ class _PathOutsideRoute(Exception):
 
 
 class UpstreamResponse(StreamingResponse):
-    """Streams an upstream response through and always closes it, also when the caller goes away; then
+    """Streams an upstream event stream through and always closes it, also when the caller goes away; then
     it gives back the stream slot it holds (if any), however the stream ended."""
 
     def __init__(
@@ -615,7 +615,7 @@ class Proxy:
         await asyncio.gather(*(client.aclose() for client in clients))
 
     async def forward(self, request: Request) -> Response:
-        """Count `request` against its client's rate limits, then forward it and stream the answer back."""
+        """Count `request` against its client's rate limits, then forward it and relay the answer."""
         principal = getattr(request.state, "principal", None)  # set by the token check before this
         verdict = None
         if self.rate_limits is not None and principal is not None:
@@ -633,8 +633,9 @@ class Proxy:
         return response
 
     async def _forward(self, request: Request, caller: str) -> Response:
-        """Forward `request` to the service owning its path and stream the answer back; a stream takes one
-        of `caller`'s stream slots first, and goes through the upstream's stream pool."""
+        """Forward `request` to the service owning its path and relay the answer (buffered, or streamed for
+        an event stream); a stream takes one of `caller`'s stream slots first, and goes through the
+        upstream's stream pool."""
         instance = request.url.path
         # Routed on the raw path, the very bytes sent upstream (`_target`), never on a decoded form of it.
         raw_path = raw_path_of(request.scope)
