@@ -132,6 +132,18 @@ async def test_a_state_changing_traversal_is_refused_too(env: Env) -> None:
     assert len(recorder.seen) == before
 
 
+async def test_an_absolute_form_request_target_is_checked_alike(env: Env) -> None:
+    gateway, recorder, token = env
+    before = len(recorder.seen)
+    status, _, body = await raw_request(
+        gateway,
+        f"GET {gateway}/v1/plans/%2e%2e/%2e%2e/metrics HTTP/1.1",
+        {"Authorization": f"Bearer {token}"},
+    )
+    assert status == 400, body
+    assert len(recorder.seen) == before
+
+
 async def test_ordinary_paths_are_forwarded_as_sent(env: Env) -> None:
     """The positive control: the same socket client, a path with dots inside segments and escapes that are
     no separators, reaches the upstream byte for byte."""
