@@ -37,12 +37,19 @@ ANSWERS: dict[str, bytes] = {
 }
 
 
+#: Sends the head and part of the body, then neither sends more nor hangs up (until the module ends).
+STALL = "/v1/plans/stall"
+_HANG_UP = asyncio.Event()
+
+
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
         path = head.split(b" ", 2)[1].decode("ascii")
-        writer.write(ANSWERS[path])
+        writer.write(ANSWERS["/v1/plans/cut"] if path == STALL else ANSWERS[path])
         await writer.drain()
+        if path == STALL:
+            await asyncio.wait_for(_HANG_UP.wait(), 30)
     finally:
         writer.close()
 
@@ -67,6 +74,7 @@ async def env(module_settings: Any, server: Any) -> AsyncIterator[Env]:
             )
             yield gateway, answer.json()["access_token"]
     finally:
+        _HANG_UP.set()
         upstream.close()
         await upstream.wait_closed()
 
@@ -77,7 +85,7 @@ async def _call(env: Env, path: str, method: str = "GET") -> httpx.Response:
         return await http.request(method, f"{gateway}{path}", headers={"Authorization": f"Bearer {token}"})
 
 
-@pytest.mark.parametrize("path", ["/v1/plans/cut", "/v1/plans/cut-chunked"])
+@pytest.mark.parametrize("path", ["/v1/plans/cut", "/v1/plans/cut-chunked", STALL])
 async def test_a_service_dying_mid_answer_is_a_502_problem(env: Env, path: str) -> None:
     # Had the gateway streamed, the client would have read the 201/200 head and then failed on the body.
     response = await _call(env, path)

@@ -714,18 +714,14 @@ class Proxy:
                 raise _BodyTooLarge
             chunks: list[bytes] = []
             size = 0
-            raw = response.aiter_raw()
-            while True:
-                # Each read is bounded, as for the head: a service that stalls mid-answer is a failure.
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        chunk = await anext(raw)
-                except StopAsyncIteration:
-                    break
-                size += len(chunk)
-                if size > limit:
-                    raise _BodyTooLarge
-                chunks.append(chunk)
+            # Bounded like the wait for the head: a service that stalls mid-answer is a failure. (One timer
+            # for the whole body, not one per chunk.)
+            async with asyncio.timeout(self.timeout):
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _BodyTooLarge
+                    chunks.append(chunk)
         except _BodyTooLarge:
             log.warning(
                 "upstream %s answered %s %s with more than %d bytes",
