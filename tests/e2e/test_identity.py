@@ -152,6 +152,59 @@ async def test_a_good_token_works_everywhere(platform: Any) -> None:
         assert response.status_code == 200, (where, response.text)
 
 
+def assert_insufficient_scope(response: httpx.Response, scope: str) -> None:
+    assert response.status_code == 403, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    assert f'error="insufficient_scope", scope="{scope}"' in response.headers["www-authenticate"]
+    body = response.json()
+    assert body["type"].endswith("insufficient_scope") and body["required_scope"] == scope
+
+
+async def test_a_token_is_held_to_its_scopes_by_the_gateway_and_by_every_service(
+    platform: Any, plan_body: Callable[..., dict[str, Any]]
+) -> None:
+    """A client asks the token endpoint for less than it may have: `read` reads and changes nothing,
+    `write` changes and reads nothing; a service reached directly holds the token to it as well."""
+
+    async def token(scope: str) -> dict[str, str]:
+        answer = await platform.http.post(
+            f"{platform.gateway}/oauth/token",
+            data={"grant_type": "client_credentials", "scope": scope},
+            auth=("deu-planner", "deu-planner-dev-secret"),
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["scope"] == scope and _claims(answer.json()["access_token"])["scope"] == scope
+        return {"Authorization": f"Bearer {answer.json()['access_token']}"}
+
+    read, write = await asyncio.gather(token("read"), token("write"))
+    plans = f"http://127.0.0.1:{platform.launcher.ports['plans']}"
+    http = platform.http
+    refused_writes = await asyncio.gather(
+        http.post(f"{platform.gateway}/v1/plans", json=plan_body(), headers=read),
+        http.post(f"{plans}/v1/plans", json=plan_body(), headers=read),
+    )
+    for response in refused_writes:
+        assert_insufficient_scope(response, "write")
+    reads = await asyncio.gather(*(http.get(url, headers=read) for url in endpoints(platform).values()))
+    assert [r.status_code for r in reads] == [200] * len(reads), [r.text for r in reads]
+
+    created = await http.post(f"{platform.gateway}/v1/plans", json=plan_body(), headers=write)
+    assert created.status_code == 201, created.text
+    refused_reads = await asyncio.gather(
+        http.get(f"{platform.gateway}/v1/plans/{created.json()['id']}", headers=write),
+        *(http.get(url, headers=write) for url in endpoints(platform).values()),
+    )
+    for response in refused_reads:
+        assert_insufficient_scope(response, "read")
+    # Nothing the client may not have: a scope outside its own is refused at the token endpoint.
+    wider = await http.post(
+        f"{platform.gateway}/oauth/token",
+        data={"grant_type": "client_credentials", "scope": "read admin"},
+        auth=("deu-planner", "deu-planner-dev-secret"),
+    )
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+
+
 @pytest.mark.parametrize("case", list(BAD_TOKENS))
 async def test_a_bad_token_is_refused_by_the_gateway_and_by_every_service(
     platform: Any, forger: Forger, case: str
@@ -337,7 +390,8 @@ class FakeKeycloak:
             "azp": client_id,
             "realm_access": {"roles": ["default-roles-icep", "offline_access", *realm_roles]},
             "resource_access": {"icep": {"roles": icep_roles}, "account": {"roles": ["manage-account"]}},
-            "scope": "profile email",
+            # `read` and `write` are client scopes of the realm, granted to ICEP's clients.
+            "scope": "profile email read write",
             "clientHost": "127.0.0.1",
             "client_id": client_id,
             "preferred_username": f"service-account-{client_id}",

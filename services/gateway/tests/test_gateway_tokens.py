@@ -500,7 +500,8 @@ class FakeIdentityProvider:
             "azp": "deu-mod",
             "realm_access": {"roles": ["offline_access", "planner"]},
             "resource_access": {"icep": {"roles": ["subscriber"]}},
-            "scope": "profile email",
+            # Keycloak lists the client scopes granted; `read` and `write` are client scopes of the realm.
+            "scope": "profile email read write",
             "nation": "DEU",
             **claims,
         }

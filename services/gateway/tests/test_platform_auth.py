@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from fastapi import Depends, FastAPI
 
-from icep.platform.auth import Principal, PrincipalDep, TokenVerifier, require_role
+from icep.platform.auth import Principal, PrincipalDep, TokenVerifier, require_role, required_scope
 from icep.platform.errors import Unauthorized
 from icep.platform.problems import install_problem_handlers
 
@@ -188,7 +188,7 @@ def _service(keys: KeySet) -> FastAPI:
     install_problem_handlers(app)
     app.state.token_verifier = keys.verifier()
 
-    @app.get("/who")
+    @app.api_route("/who", methods=["GET", "HEAD"])
     async def who(principal: PrincipalDep) -> dict[str, Any]:
         return {"client_id": principal.client_id, "nation": principal.nation}
 
@@ -228,6 +228,67 @@ async def test_dependencies_answer_401_and_403_as_problems() -> None:
 
         reviewer = {"Authorization": f"Bearer {keys.token(roles=['reviewer'], nation='NATO', sub='nato')}"}
         assert (await client.post("/review", headers=reviewer)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "scope"),
+    [
+        ("GET", "read"),
+        ("HEAD", "read"),
+        ("OPTIONS", "read"),
+        ("get", "read"),
+        ("POST", "write"),
+        ("PUT", "write"),
+        ("PATCH", "write"),
+        ("DELETE", "write"),
+        ("TRACE", "write"),  # anything not known to be safe needs the stronger scope
+    ],
+)
+def test_the_scope_an_operation_needs_follows_its_method(method: str, scope: str) -> None:
+    assert required_scope(method) == scope
+
+
+def _assert_insufficient_scope(response: httpx.Response, scope: str) -> None:
+    assert response.status_code == 403, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"] == (
+        f'Bearer realm="icep", error="insufficient_scope", scope="{scope}"'
+    )
+    if response.request.method == "HEAD":
+        return  # no body
+    problem = response.json()
+    assert problem["type"].endswith("/insufficient_scope")
+    assert problem["status"] == 403 and problem["required_scope"] == scope
+
+
+async def test_every_service_holds_a_token_to_its_scopes(server: Any) -> None:
+    """The shared dependency, in a service served for real: `read` reads, `write` changes, and a token
+    without the scope an operation needs is refused before the route runs (roles do not make up for it)."""
+    keys = KeySet()
+    async with server(_service(keys)) as url, httpx.AsyncClient(base_url=url, trust_env=False) as client:
+
+        def bearer(scope: str, **claims: Any) -> dict[str, str]:
+            return {"Authorization": f"Bearer {keys.token(scope=scope, **claims)}"}
+
+        reviewer = {"roles": ["reviewer"], "nation": "NATO", "sub": "nato"}
+        read_only = bearer("read")
+        assert (await client.get("/who", headers=read_only)).status_code == 200
+        assert (await client.head("/who", headers=read_only)).status_code == 200
+        _assert_insufficient_scope(await client.post("/review", headers=bearer("read", **reviewer)), "write")
+
+        write_only = bearer("write", **reviewer)
+        assert (await client.post("/review", headers=write_only)).status_code == 200
+        _assert_insufficient_scope(await client.get("/who", headers=write_only), "read")
+        _assert_insufficient_scope(await client.head("/who", headers=write_only), "read")
+
+        # No scope at all (a provider that grants none, or only its own): nothing.
+        for none in (bearer(""), bearer("profile email", **reviewer)):
+            _assert_insufficient_scope(await client.get("/who", headers=none), "read")
+            _assert_insufficient_scope(await client.post("/review", headers=none), "write")
+        # Both: everything the roles allow.
+        both = bearer("read write", **reviewer)
+        assert (await client.get("/who", headers=both)).status_code == 200
+        assert (await client.post("/review", headers=both)).status_code == 200
 
 
 def test_require_role_refuses_unknown_roles() -> None:

@@ -15,6 +15,12 @@ Use in a route:
     async def list_plans(principal: PrincipalDep) -> ...
 
     @router.post("/v1/plans", dependencies=[Depends(require_role("planner"))])
+
+Scopes are enforced by the same dependency, per operation: a read (GET, HEAD, OPTIONS, the event stream and
+the feed included) needs the `read` scope, every change (POST, PUT, PATCH, DELETE) the `write` scope. A
+token without it gets 403 `insufficient_scope` with `WWW-Authenticate: Bearer error="insufficient_scope"`
+(RFC 6750 section 3.1). So a client can hand a `read`-only token to a component that must never change
+anything, and every service, not only the gateway, holds it to that.
 """
 
 from __future__ import annotations
@@ -39,13 +45,17 @@ __all__ = [
     "ALLIES",
     "NATO",
     "PARTNERS",
+    "READ_SCOPE",
     "ROLES",
+    "WRITE_SCOPE",
+    "InsufficientScope",
     "JwksSource",
     "Principal",
     "PrincipalDep",
     "TokenVerifier",
     "current_principal",
     "require_role",
+    "required_scope",
 ]
 
 log = logging.getLogger("icep.auth")
@@ -69,6 +79,34 @@ _ALGORITHM_KEYS: dict[str, tuple[str, frozenset[str] | None]] = {
     "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
 }
 ACCEPTED_ALGORITHMS: frozenset[str] = frozenset(_ALGORITHM_KEYS)
+
+#: The scope every read needs, and the scope every change needs.
+READ_SCOPE = "read"
+WRITE_SCOPE = "write"
+#: Methods that change nothing (RFC 9110 section 9.2.1) and so need `read`; every other method needs `write`.
+_READ_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def required_scope(method: str) -> str:
+    """The scope a request with `method` needs: `read` for GET, HEAD and OPTIONS, `write` for the rest."""
+    return READ_SCOPE if method.upper() in _READ_METHODS else WRITE_SCOPE
+
+
+class InsufficientScope(Forbidden):
+    """403 for a valid token that lacks the scope the operation needs (RFC 6750 `insufficient_scope`)."""
+
+    title = "Insufficient scope"
+    slug = "insufficient_scope"
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(
+            f"this operation needs a token with the {scope!r} scope; request one that includes it",
+            required_scope=scope,
+        )
+        self.headers = {
+            "WWW-Authenticate": f'Bearer realm="icep", error="insufficient_scope", scope="{scope}"'
+        }
+
 
 #: Claims without which a token is refused.
 _REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat"]
@@ -399,12 +437,16 @@ def bearer_token(request: Request) -> str:
 
 
 async def current_principal(request: Request) -> Principal:
-    """FastAPI dependency: the verified caller. Needs `app.state.token_verifier` (a `TokenVerifier`)."""
+    """FastAPI dependency: the verified caller, whose token has the scope the request's method needs
+    (`required_scope`). Needs `app.state.token_verifier` (a `TokenVerifier`)."""
     verifier = getattr(request.app.state, "token_verifier", None)
     if not isinstance(verifier, TokenVerifier):
         # Wiring bug, not the caller's fault: let it surface as the 500 it is.
         raise RuntimeError("app.state.token_verifier is not set; the service cannot verify tokens")
     principal = await verifier.verify(bearer_token(request))
+    scope = required_scope(request.method)
+    if not principal.has_scope(scope):
+        raise InsufficientScope(scope)
     request.state.principal = principal
     return principal
 

@@ -60,6 +60,9 @@ def serve(
         # Longer than the gateway keeps an idle pooled connection (30 s), so the gateway never sends a
         # request on a connection the service is closing at that moment (a "disconnected" 502).
         timeout_keep_alive=75,
+        # The gateway alone decides whose X-Forwarded-* it believes (ICEP_GATEWAY_FORWARDED_ALLOW_IPS);
+        # uvicorn's own proxy headers would trust any 127.0.0.1 peer's claims before it could look.
+        proxy_headers=service != "gateway",
     )
 
 

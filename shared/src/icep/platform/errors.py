@@ -15,6 +15,8 @@ class DomainError(Exception):
     status = 400
     title = "Bad request"
     slug = "bad-request"
+    #: Response headers the problem carries (e.g. `WWW-Authenticate` of a scope refusal).
+    headers: dict[str, str] | None = None
 
     def __init__(self, detail: str, **extensions: Any) -> None:
         super().__init__(detail)

@@ -25,15 +25,17 @@ from fastapi import FastAPI
 from icep.platform.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 
 SECURITY_SCHEME = "OAuth2"
-#: The scopes a client may hold (see `deploy/dev-clients.toml`); a token carries a subset. No operation
-#: requires one today (the services authorize by the token's roles and nation), so the operations'
-#: security requirements name none: the document says what is enforced, not what might be.
+#: The scopes a client may hold (see `deploy/dev-clients.toml`); a token carries a subset. Every service
+#: enforces them per operation (`icep.platform.auth.required_scope`): reads need `read`, changes `write`.
 SCOPES: dict[str, str] = {
-    "read": "Reading (granted to clients; no operation requires it yet)",
-    "write": "Changing (granted to clients; no operation requires it yet)",
+    "read": "Reading: every GET and HEAD operation, the event stream and the feed",
+    "write": "Changing: every POST, PUT, PATCH and DELETE operation",
 }
-#: Scopes each operation requires, by method (none, see above).
-REQUIRED_SCOPES: dict[str, list[str]] = {}
+#: Scopes each operation requires, by method (as `icep.platform.auth.required_scope` enforces them).
+REQUIRED_SCOPES: dict[str, list[str]] = {
+    method: ["read" if method in ("get", "head", "options") else "write"]
+    for method in ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+}
 READ_METHODS = frozenset({"get", "head"})
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -171,7 +173,12 @@ _ERRORS: dict[int, tuple[str, str, dict[str, str]]] = {
         "Unauthorized: no bearer token, or one that is invalid or expired",
         {"WWW-Authenticate": "WWWAuthenticate"},
     ),
-    403: ("Forbidden", "Forbidden: the caller lacks a role or right this action needs", {}),
+    403: (
+        "Forbidden",
+        "Forbidden: the caller lacks a role or right this action needs, or its token lacks the scope "
+        "(`insufficient_scope`)",
+        {},
+    ),
     404: (
         "NotFound",
         "Not found: no such resource, or none the caller's nation may see (the two look the same)",
@@ -258,8 +265,9 @@ def components() -> dict[str, dict[str, Any]]:
                 "type": "oauth2",
                 "description": (
                     "OAuth2 client credentials: the gateway issues short-lived JWTs at `/oauth/token`; "
-                    "send them as `Authorization: Bearer <token>`. What a caller may do and see follows "
-                    "from the roles and the nation the token carries."
+                    "send them as `Authorization: Bearer <token>`. Reads need the `read` scope, changes "
+                    "the `write` scope; what a caller may do and see beyond that follows from the roles "
+                    "and the nation the token carries."
                 ),
                 "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": dict(SCOPES)}},
             }

@@ -78,7 +78,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
-        headers = {"WWW-Authenticate": 'Bearer realm="icep"'} if exc.status == 401 else None
+        headers = exc.headers or ({"WWW-Authenticate": 'Bearer realm="icep"'} if exc.status == 401 else None)
         return problem(
             exc.status,
             exc.detail,

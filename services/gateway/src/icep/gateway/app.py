@@ -10,6 +10,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from icep.gateway import api, docs
 from icep.gateway.domain import ClientsFile
+from icep.gateway.edge import ForwardedHeadersMiddleware, PathGuardMiddleware, TrustedProxies, parse_networks
 from icep.gateway.ratelimit import RateLimitPolicy
 from icep.gateway.service import (
     CORS_ALLOW_HEADERS,
@@ -86,6 +87,7 @@ def gateway_startup(settings: GatewaySettings) -> Hook:
             max_body_bytes=settings.max_body_bytes,
             rate_limits=app.state.rate_limits,
             max_connections=settings.upstream_max_connections,
+            max_response_bytes=settings.max_response_bytes,
             streams=StreamSlots(total=settings.max_streams, per_client=settings.max_streams_per_client),
         )
 
@@ -138,8 +140,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             readiness={"gateway": _ready},
         )
     )
-    # Outermost last: security headers on everything, CORS answers preflights, then the request id, and the
-    # token endpoint's limit inside it (so a 429 carries the id and the CORS headers too).
+    # Outermost last: the client address from trusted proxies only, security headers on everything, CORS
+    # answers preflights, then the request id, the token endpoint's limit inside it (so a 429 carries the id
+    # and the CORS headers too) and the path check (before any token is looked at).
+    app.add_middleware(PathGuardMiddleware)
     app.add_middleware(TokenRateLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)
     if settings.cors_origins:
@@ -158,4 +162,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         content_security_policy=settings.content_security_policy,
         strict_transport_security=settings.strict_transport_security,
     )
+    if settings.forwarded_allow_ips:
+        # Without trusted proxies there is nothing to do: every header from the peer is the peer's claim.
+        app.add_middleware(
+            ForwardedHeadersMiddleware, proxies=TrustedProxies(parse_networks(settings.forwarded_allow_ips))
+        )
     return app

@@ -31,6 +31,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from icep.gateway.domain import Client, ClientRegistry, ClientsFile, FileWatch, end_to_end, route
+from icep.gateway.edge import TRUSTED_PEER, path_refusal, raw_path_of, under_route
 from icep.gateway.models import TokenResponse
 from icep.gateway.ratelimit import (
     RATE_LIMIT_HEADERS,
@@ -375,7 +376,9 @@ def request_id_of(request: Request) -> str:
 
 # --- proxy --------------------------------------------------------------------------------------------
 
-#: Request headers the proxy sets itself rather than passing on (`expect`: the body is already read).
+#: Request headers the proxy sets itself rather than passing on (`expect`: the body is already read). The
+#: forwarding headers are rebuilt from what the gateway trusts (`Proxy._headers`); `Forwarded` and
+#: `X-Real-IP` are never passed on: the services read `X-Forwarded-*` only.
 _REPLACED_REQUEST_HEADERS = frozenset(
     {
         "host",
@@ -384,6 +387,8 @@ _REPLACED_REQUEST_HEADERS = frozenset(
         "x-forwarded-proto",
         "x-forwarded-host",
         "x-forwarded-for",
+        "forwarded",
+        "x-real-ip",
         "x-request-id",
     }
 )
@@ -398,8 +403,12 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _PathOutsideRoute(Exception):
+    """The upstream URL would not carry exactly the checked path, under its route's prefix."""
+
+
 class UpstreamResponse(StreamingResponse):
-    """Streams an upstream response through and always closes it, also when the caller goes away; then
+    """Streams an upstream event stream through and always closes it, also when the caller goes away; then
     it gives back the stream slot it holds (if any), however the stream ended."""
 
     def __init__(
@@ -569,10 +578,12 @@ class Proxy:
         rate_limits: RateLimits | None = None,
         max_connections: int = 256,
         streams: StreamSlots | None = None,
+        max_response_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self.upstreams = dict(upstreams)
         self.timeout = timeout
         self.max_body_bytes = max_body_bytes
+        self.max_response_bytes = max_response_bytes
         self.rate_limits = rate_limits
         self.streams = streams if streams is not None else StreamSlots(total=1000, per_client=5)
         self._clients = {name: self._client(max_connections) for name in self.upstreams}
@@ -604,7 +615,7 @@ class Proxy:
         await asyncio.gather(*(client.aclose() for client in clients))
 
     async def forward(self, request: Request) -> Response:
-        """Count `request` against its client's rate limits, then forward it and stream the answer back."""
+        """Count `request` against its client's rate limits, then forward it and relay the answer."""
         principal = getattr(request.state, "principal", None)  # set by the token check before this
         verdict = None
         if self.rate_limits is not None and principal is not None:
@@ -622,10 +633,16 @@ class Proxy:
         return response
 
     async def _forward(self, request: Request, caller: str) -> Response:
-        """Forward `request` to the service owning its path and stream the answer back; a stream takes one
-        of `caller`'s stream slots first, and goes through the upstream's stream pool."""
+        """Forward `request` to the service owning its path and relay the answer (buffered, or streamed for
+        an event stream); a stream takes one of `caller`'s stream slots first, and goes through the
+        upstream's stream pool."""
         instance = request.url.path
-        upstream = route(instance)
+        # Routed on the raw path, the very bytes sent upstream (`_target`), never on a decoded form of it.
+        raw_path = raw_path_of(request.scope)
+        reason = path_refusal(raw_path)  # PathGuardMiddleware refused these already; a Proxy stands alone
+        if reason is not None:
+            return problem(400, f"the request path contains {reason}", slug="invalid-path", instance=instance)
+        upstream = route(raw_path.decode("ascii"))
         if upstream is None or upstream not in self._clients:
             return problem(404, f"no service serves {instance}", slug="not-found", instance=instance)
         try:
@@ -664,7 +681,11 @@ class Proxy:
                 drop=_REPLACED_RESPONSE_HEADERS,
             )
             streaming = response.headers.get("content-type", "").startswith("text/event-stream")
-            if streaming and slot is None:
+            if not streaming:
+                # Buffered: a service that dies mid-answer gives the caller a 502, not a status line
+                # followed by a reset. (The slot of a request that asked for a stream is given back below.)
+                return await self._buffered(request, upstream, response, headers)
+            if slot is None:
                 # A stream the request did not announce (a path not in STREAM_PATHS, no Accept): it holds
                 # an ordinary connection, but counts against the caps all the same.
                 log.warning("%s %s streams but was not sent as a stream", request.method, instance)
@@ -673,14 +694,64 @@ class Proxy:
                 except StreamCapReached as cap:
                     await response.aclose()
                     return stream_refused(cap, instance=instance)
-            answer = UpstreamResponse(
-                response, headers, idle_timeout=None if streaming else self.timeout, slot=slot
-            )
+            answer = UpstreamResponse(response, headers, idle_timeout=None, slot=slot)
             handed_over = True
             return answer
         finally:
             if slot is not None and not handed_over:
                 slot.release()
+
+    async def _buffered(
+        self, request: Request, upstream: str, response: httpx.Response, headers: list[tuple[str, str]]
+    ) -> Response:
+        """The whole upstream answer as one response, read before anything is sent to the caller; a 502
+        problem when it cannot be read whole (the service failed mid-answer) or exceeds the size limit."""
+        instance = request.url.path
+        limit = self.max_response_bytes
+        try:
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                raise _BodyTooLarge
+            chunks: list[bytes] = []
+            size = 0
+            # Bounded like the wait for the head: a service that stalls mid-answer is a failure. (One timer
+            # for the whole body, not one per chunk.)
+            async with asyncio.timeout(self.timeout):
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _BodyTooLarge
+                    chunks.append(chunk)
+        except _BodyTooLarge:
+            log.warning(
+                "upstream %s answered %s %s with more than %d bytes",
+                upstream,
+                request.method,
+                instance,
+                limit,
+            )
+            return problem(
+                502,
+                f"the {upstream} service's answer exceeds {limit} bytes",
+                slug="upstream-answer-too-large",
+                instance=instance,
+            )
+        except (TimeoutError, httpx.TransportError) as exc:
+            log.warning("upstream %s failed mid-answer on %s %s: %r", upstream, request.method, instance, exc)
+            return problem(
+                502, f"the {upstream} service's answer broke off", slug="bad-gateway", instance=instance
+            )
+        finally:
+            await response.aclose()
+        # One copy at most: a body that came in one chunk is used as it is.
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        answer = Response(body, status_code=response.status_code)
+        # Raw bytes as the service sent them (still compressed, if it was); its Content-Length stays when it
+        # sent one (a HEAD answer's describes the GET body), else it is the length read.
+        answer.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        if "content-length" not in response.headers and _may_have_body(request.method, response.status_code):
+            answer.raw_headers.append((b"content-length", str(len(body)).encode("latin-1")))
+        return answer
 
     async def _exchange(
         self, request: Request, upstream: str, stream: bool, body: bytes
@@ -688,9 +759,18 @@ class Proxy:
         """The upstream's response (its body not read yet), or the problem that answers for it."""
         instance = request.url.path
         client = (self._stream_clients if stream else self._clients)[upstream]
+        try:
+            target = self._target(upstream, request.scope)
+        except _PathOutsideRoute:
+            log.warning(
+                "refused %s %s: the upstream URL would differ from the checked path", request.method, instance
+            )
+            return problem(
+                400, "the request path cannot be forwarded as sent", slug="invalid-path", instance=instance
+            )
         outgoing = client.build_request(
             request.method,
-            self._target(upstream, request.scope),
+            target,
             # Bytes, as received: httpx would encode str values as ASCII and fail on any other octet.
             headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers(request)],
             content=body or None,
@@ -719,25 +799,39 @@ class Proxy:
         return response
 
     def _target(self, upstream: str, scope: Scope) -> httpx.URL:
+        """The upstream URL: the service's base URL and the caller's raw path and query, unchanged.
+
+        `_PathOutsideRoute` if the URL's path is not exactly the checked one (httpx normalises dot segments
+        and escapes some characters when it builds a URL) or not under a prefix of `upstream`'s routes.
+        """
         base = httpx.URL(self.upstreams[upstream])
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
+        raw_path = raw_path_of(scope)
         query: bytes = scope.get("query_string", b"")
         prefix = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
-        return base.copy_with(raw_path=prefix + raw_path + (b"?" + query if query else b""))
+        expected = prefix + raw_path
+        try:
+            target = base.copy_with(raw_path=expected + (b"?" + query if query else b""))
+        except (UnicodeDecodeError, httpx.InvalidURL):
+            raise _PathOutsideRoute from None
+        if target.raw_path.split(b"?", 1)[0] != expected or not under_route(raw_path, upstream):
+            raise _PathOutsideRoute
+        return target
 
     def _headers(self, request: Request) -> list[tuple[str, str]]:
         incoming = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
         headers = end_to_end(incoming, drop=_REPLACED_REQUEST_HEADERS)
-        # Keep the chain of earlier proxies (a load balancer in front of the gateway) and add the caller. When
-        # the server already trusted that chain (uvicorn's proxy headers), the client is its last entry.
-        chain = [v for k, v in incoming if k.lower() == "x-forwarded-for"]
-        last = chain[-1].rsplit(",", 1)[-1].strip() if chain else None
-        if request.client is not None and request.client.host != last:
-            chain.append(request.client.host)
+        # The forwarding headers are the gateway's own. Only a trusted proxy in front of it (a load balancer,
+        # see ForwardedHeadersMiddleware) has its chain and its X-Forwarded-Host kept; the peer is appended.
+        trusted_peer = request.scope.get("state", {}).get(TRUSTED_PEER)
+        host = request.headers.get("host")
+        if trusted_peer is not None:
+            chain = [v for k, v in incoming if k.lower() == "x-forwarded-for"] + [trusted_peer]
+            host = next((v for k, v in reversed(incoming) if k.lower() == "x-forwarded-host"), host)
+        else:
+            chain = [request.client.host] if request.client is not None else []
         if chain:
             headers.append(("x-forwarded-for", ", ".join(chain)))
         headers.append(("x-forwarded-proto", request.url.scheme))
-        host = request.headers.get("host")
         if host:
             headers.append(("x-forwarded-host", host))
         headers.append(("x-request-id", request_id_of(request)))
@@ -759,6 +853,10 @@ class Proxy:
                 raise _BodyTooLarge
             parts.append(chunk)
         return b"".join(parts)
+
+
+def _may_have_body(method: str, status: int) -> bool:
+    return method != "HEAD" and status >= 200 and status not in (204, 304)
 
 
 # --- rate limits --------------------------------------------------------------------------------------
@@ -911,8 +1009,9 @@ def _with_headers(send: Send, headers: Iterable[tuple[str, str]], *, replace: bo
 class TokenRateLimitMiddleware:
     """Limits `POST /oauth/token` per client address, before the body is read or a secret is hashed.
 
-    The address is the peer's, or the caller's when the server trusts a proxy's forwarded headers (uvicorn
-    `--forwarded-allow-ips`); behind a load balancer without that, every caller shares the balancer's budget.
+    The address is the peer's, or the caller's when the peer is a trusted proxy (`ForwardedHeadersMiddleware`,
+    `ICEP_GATEWAY_FORWARDED_ALLOW_IPS`); behind a load balancer not trusted so, every caller shares the
+    balancer's budget, and a forged `X-Forwarded-For` never buys a fresh one.
     The limits live in `app.state.rate_limits` (none: no limit).
     """
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from icep.gateway.edge import parse_networks
 from icep.gateway.ratelimit import DEFAULT_TIERS, DEFAULT_TOKEN_LIMIT, async_storage_uri, parse_limits
 from icep.platform.settings import ServiceSettings
 
@@ -57,6 +60,14 @@ class GatewaySettings(ServiceSettings):
     #: with 429 (a slot frees when a stream ends, however it ends).
     max_streams_per_client: int = Field(default=5, ge=1)
     max_body_bytes: int = 1024 * 1024
+    #: Largest upstream answer (other than an event stream) the gateway buffers; a larger one is a 502.
+    #: Ordinary answers are read whole before the caller gets anything, so a service failing mid-answer
+    #: gives a 502 problem, never a status line followed by a reset.
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    #: Direct peers (addresses or CIDR networks, e.g. a load balancer's range; `*` for all) whose
+    #: `X-Forwarded-For`/`X-Forwarded-Proto`/`X-Forwarded-Host` the gateway believes. A JSON list or a
+    #: comma-separated string. Empty (the default): nobody's; the client is the TCP peer.
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Where the published API documents are (`icep docs` writes them): served at /openapi.json,
     #: /asyncapi.json and /docs. Relative to the working directory, like `clients_file`.
     api_docs_dir: str = "docs/api"
@@ -99,6 +110,16 @@ class GatewaySettings(ServiceSettings):
     @classmethod
     def _storage(cls, value: str) -> str:
         async_storage_uri(value)
+        return value
+
+    @field_validator("forwarded_allow_ips", mode="before")
+    @classmethod
+    def _forwarded_allow_ips(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            value = json.loads(text) if text.startswith("[") else [v for v in text.split(",") if v.strip()]
+        if isinstance(value, list):
+            parse_networks(str(v) for v in value)  # a bad entry is a ValueError: the setting is refused
         return value
 
     @field_validator("cors_origins")

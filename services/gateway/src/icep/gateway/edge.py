@@ -1,0 +1,176 @@
+"""What the gateway accepts at its edge before anything else: request paths it can forward safely, and
+forwarding headers (`X-Forwarded-For` and friends) only from proxies it is told to trust.
+
+Paths. The gateway routes on the raw path it received and sends exactly that path upstream. A path that a
+later hop could read differently is refused with 400 before routing and before the token check: dot
+segments (`.`, `..`, also percent-encoded as `%2e`), encoded slashes (`%2f`), backslashes (raw or `%5c`)
+and bytes outside ASCII. Otherwise `/v1/plans/../../metrics` would be routed as a plans path and then
+normalised by the HTTP client (or the service) to `/metrics`.
+
+Forwarding headers. The client address is the TCP peer's, unless the peer is in the configured trusted
+networks (`ICEP_GATEWAY_FORWARDED_ALLOW_IPS`, default none): then it is the right-most address of
+`X-Forwarded-For` that is not itself a trusted proxy, and `X-Forwarded-Proto` gives the scheme. The rate
+limits, the stream caps and the logs use that address. What reaches the services is rebuilt by the proxy
+(see `Proxy._headers`): headers from untrusted peers are never passed on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from icep.gateway.domain import ROUTES
+from icep.platform.problems import problem
+
+# --- paths --------------------------------------------------------------------------------------------
+
+_DOT_SEGMENTS = (b".", b"..")
+
+
+def raw_path_of(scope: Scope) -> bytes:
+    """The path as the caller sent it (no query); servers that keep no raw path give the decoded one."""
+    raw: bytes | None = scope.get("raw_path")
+    return raw if raw else scope["path"].encode("utf-8")
+
+
+def path_refusal(raw_path: bytes) -> str | None:
+    """Why `raw_path` (the path of the request line, undecoded) cannot be forwarded; None if it can.
+
+    Cheap for ordinary paths: the segment scan runs only when a dot is in the path.
+    """
+    if not raw_path.isascii():
+        return "bytes outside ASCII (percent-encode them)"
+    if b"\\" in raw_path:
+        return "a backslash"
+    path = raw_path
+    if b"%" in path:
+        lowered = path.lower()
+        if b"%2f" in lowered:
+            return "an encoded slash (%2F)"
+        if b"%5c" in lowered:
+            return "an encoded backslash (%5C)"
+        path = lowered.replace(b"%2e", b".")
+    if b"." in path:
+        for segment in path.split(b"/"):
+            # `..;x` is a dot segment to servers that strip path parameters.
+            if segment.split(b";", 1)[0] in _DOT_SEGMENTS:
+                return "a dot segment (. or ..)"
+    return None
+
+
+def under_route(path: bytes, upstream: str) -> bool:
+    """Whether `path` lies under one of `upstream`'s route prefixes (`/v1/plans` or `/v1/plans/...`)."""
+    text = path.decode("ascii", "replace")
+    return any(
+        owner == upstream and (text == prefix or text.startswith(prefix + "/"))
+        for prefix, owner in ROUTES.items()
+    )
+
+
+class PathGuardMiddleware:
+    """Refuses with 400 (problem JSON) every request whose path `path_refusal` refuses, whatever its token."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            reason = path_refusal(raw_path_of(scope))
+            if reason is not None:
+                response = problem(
+                    400,
+                    f"the request path contains {reason}; no API path does, so it is not forwarded",
+                    slug="invalid-path",
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# --- forwarding headers -------------------------------------------------------------------------------
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
+    """Addresses and CIDR networks (`10.0.0.0/8`, `2001:db8::/32`, `127.0.0.1`); `*` is every address."""
+    networks: list[Network] = []
+    for value in values:
+        value = value.strip()
+        if value == "*":
+            networks += [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
+        elif value:
+            networks.append(ipaddress.ip_network(value, strict=False))
+    return tuple(networks)
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class TrustedProxies:
+    networks: tuple[Network, ...]
+
+    def trusts(self, address: str) -> bool:
+        ip = _address(address)
+        return ip is not None and any(ip in network for network in self.networks)
+
+    def client_address(self, peer: str, forwarded_for: Iterable[str]) -> str:
+        """The caller's address: `peer` unless it is trusted; then the right-most `X-Forwarded-For` entry
+        that is not a trusted proxy (all trusted: the left-most). An entry that is no address ends the walk
+        at the trusted hop that wrote it: garbage never becomes an address."""
+        if not self.trusts(peer):
+            return peer
+        hops = [hop for value in forwarded_for for hop in value.split(",")]
+        current = peer
+        for hop in reversed(hops):
+            ip = _address(hop)
+            if ip is None:
+                return current
+            current = str(ip)
+            if not self.trusts(current):
+                return current
+        return current
+
+
+#: Where `ForwardedHeadersMiddleware` notes the direct peer when it trusted it (in the request state).
+TRUSTED_PEER = "trusted_peer"
+
+
+class ForwardedHeadersMiddleware:
+    """Takes the client address and scheme from the forwarding headers of trusted peers only.
+
+    For a trusted peer, `scope["client"]` becomes the caller's address and `scope["scheme"]` the right-most
+    `X-Forwarded-Proto` (http or https); the peer's own address is kept in the request state
+    (`TRUSTED_PEER`) for the proxy, which forwards the chain. Untrusted peers' headers change nothing here.
+    """
+
+    def __init__(self, app: ASGIApp, proxies: TrustedProxies) -> None:
+        self.app = app
+        self.proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client = scope.get("client")
+        if scope["type"] == "http" and client and self.proxies.trusts(client[0]):
+            peer = client[0]
+            forwarded_for: list[str] = []
+            proto: str | None = None
+            for name, value in scope["headers"]:
+                if name == b"x-forwarded-for":
+                    forwarded_for.append(value.decode("latin-1"))
+                elif name == b"x-forwarded-proto":
+                    proto = value.decode("latin-1").rsplit(",", 1)[-1].strip().lower()
+            address = self.proxies.client_address(peer, forwarded_for)
+            if address != peer:
+                scope["client"] = (address, 0)
+            if proto in ("http", "https"):
+                scope["scheme"] = proto
+            scope.setdefault("state", {})[TRUSTED_PEER] = peer
+        await self.app(scope, receive, send)
