@@ -39,6 +39,9 @@ def run(app: FastAPI, settings: ServiceSettings) -> None:
         # Longer than the gateway keeps an idle pooled connection (30 s), so the gateway never sends a
         # request on a connection the service is closing at that moment (a "disconnected" 502).
         timeout_keep_alive=75,
+        # The gateway alone decides whose X-Forwarded-* it believes (ICEP_GATEWAY_FORWARDED_ALLOW_IPS);
+        # uvicorn's own proxy headers would trust any 127.0.0.1 peer's claims before it could look.
+        proxy_headers=settings.service_name != "gateway",
     )
     host, port = settings.management_address
     management_config = uvicorn.Config(
