@@ -43,6 +43,8 @@ COPY --from=build /app /app
 RUN mkdir -p /app/var && chown icep:icep /app/var
 
 USER icep
-EXPOSE 8000 8001 8002 8003 8004
+# API ports (gateway, plans, procurement, standards, notifications), then their
+# management ports (/metrics, health, a service's own API documents).
+EXPOSE 8000 8001 8002 8003 8004 9000 9001 9002 9003 9004
 ENTRYPOINT ["/app/.venv/bin/icep"]
 CMD ["--help"]

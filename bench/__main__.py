@@ -35,7 +35,7 @@ from icep.platform.db import Database
 from icep.platform.events import OutgoingEvent, ReceivedEvent
 from icep.platform.kafka import ensure_topics
 from icep.platform.kafka_local import LocalKafka, fetch_jars, free_port
-from icep.platform.launcher import SERVICES, Launcher, platform_env
+from icep.platform.launcher import SERVICES, Launcher, free_platform_ports, platform_env
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.tables import platform_tables
 from icep.platform.testing import WebhookReceiver, wait_for
@@ -173,14 +173,15 @@ def rss_mib(pid: int) -> float:
 
 async def bench_end_to_end(bootstrap: str, results: list[Result], notes: list[str]) -> None:
     var_dir = Path(tempfile.mkdtemp(prefix="icep-bench-"))
-    ports = {name: free_port() for name in SERVICES}
+    ports, management_ports = free_platform_ports()
     env = platform_env(
         ports,
+        management_ports=management_ports,
         bootstrap=bootstrap,
         var_dir=var_dir,
         extra={"ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true"},
     )
-    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
+    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
     receiver = WebhookReceiver().start()
     try:
         launcher.start_all()

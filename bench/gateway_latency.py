@@ -32,8 +32,7 @@ import httpx
 
 from bench.broker import with_broker
 from bench.results import Result, print_results
-from icep.platform.kafka_local import free_port
-from icep.platform.launcher import SERVICES, Launcher, platform_env
+from icep.platform.launcher import Launcher, free_platform_ports, platform_env
 
 REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_REQUESTS", "1000"))
 THROUGHPUT_REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_THROUGHPUT_REQUESTS", "3000"))
@@ -113,14 +112,15 @@ def _client(base_url: str, token: str) -> httpx.AsyncClient:
 
 async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> None:
     var_dir = Path(tempfile.mkdtemp(prefix="icep-bench-gateway-"))
-    ports = {name: free_port() for name in SERVICES}
+    ports, management_ports = free_platform_ports()
     env = platform_env(
         ports,
+        management_ports=management_ports,
         bootstrap=bootstrap,
         var_dir=var_dir,
         extra={"ICEP_GATEWAY_RATE_LIMITS": json.dumps(RATE_LIMITS)},
     )
-    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
+    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
     gateway_url = f"http://127.0.0.1:{ports['gateway']}"
     plans_url = f"http://127.0.0.1:{ports['plans']}"
     try:

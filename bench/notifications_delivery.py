@@ -35,7 +35,7 @@ from icep.platform.db import Database
 from icep.platform.events import utcnow
 from icep.platform.ids import new_id
 from icep.platform.kafka_local import free_port
-from icep.platform.launcher import SERVICES, Launcher, platform_env
+from icep.platform.launcher import Launcher, free_platform_ports, platform_env
 from icep.platform.testing import WebhookReceiver, wait_for
 
 DELIVERIES = int(os.environ.get("ICEP_BENCH_DELIVERIES", "3000"))
@@ -133,14 +133,15 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
     bulk = start_receiver(bulk_port)
     bulk_url = f"http://127.0.0.1:{bulk_port}"
     live = WebhookReceiver().start()
-    ports = {name: free_port() for name in SERVICES}
+    ports, management_ports = free_platform_ports()
     env = platform_env(
         ports,
+        management_ports=management_ports,
         bootstrap=bootstrap,
         var_dir=var_dir,
         extra={"ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true", "ICEP_NOTIFICATIONS_DATABASE_URL": url},
     )
-    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
+    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
     try:
         await fill(url, f"{bulk_url}/hooks")
         async with httpx.AsyncClient(timeout=5) as http:

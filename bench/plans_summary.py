@@ -37,8 +37,7 @@ from icep.plans.domain import (
 from icep.plans.models import tables
 from icep.platform import migrations
 from icep.platform.db import Database
-from icep.platform.kafka_local import free_port
-from icep.platform.launcher import SERVICES, Launcher, platform_env
+from icep.platform.launcher import Launcher, free_platform_ports, platform_env
 from icep.platform.outbox import UnitOfWorkFactory
 from icep.platform.testing import wait_for
 
@@ -166,15 +165,23 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
         f"capacity summary: {len(NATIONS)} accepted plans of {COMMITMENTS} commitments each (filled through"
         f" the use cases in {time.perf_counter() - started:.1f} s), {REQUESTS} sequential requests per case"
     )
-    ports = {name: free_port() for name in SERVICES}
-    env = platform_env(ports, bootstrap=bootstrap, var_dir=var_dir, extra={"ICEP_PLANS_DATABASE_URL": url})
-    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
+    ports, management_ports = free_platform_ports()
+    env = platform_env(
+        ports,
+        management_ports=management_ports,
+        bootstrap=bootstrap,
+        var_dir=var_dir,
+        extra={"ICEP_PLANS_DATABASE_URL": url},
+    )
+    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
     try:
         launcher.start_all()
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['gateway']}", timeout=30) as http:
             # Measure a quiet service: the relay first publishes the events the fill wrote.
             await wait_for(
-                lambda: _backlog_empty(http, ports["plans"]), timeout=120, what="the plans outbox to drain"
+                lambda: _backlog_empty(http, management_ports["plans"]),
+                timeout=120,
+                what="the plans outbox to drain",
             )
             cases = [
                 ("deu-planner", {}, "DEU, no filter"),

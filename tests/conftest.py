@@ -12,8 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from icep.platform.kafka_local import free_port
-from icep.platform.launcher import SERVICES, Launcher, platform_env
+from icep.platform.launcher import SERVICES, Launcher, free_platform_ports, platform_env
 from icep.platform.testing import OtlpCollector, WebhookReceiver, consumer_caught_up, wait_for
 
 DEV_SECRETS = {
@@ -47,6 +46,10 @@ class RunningPlatform:
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.launcher.ports['gateway']}"
 
+    def management(self, process: str) -> str:
+        """A process's management port (metrics, health, its own API documents): operators only."""
+        return f"http://127.0.0.1:{self.launcher.management_ports[process]}"
+
     async def token(self, client_id: str) -> str:
         r = await self.http.post(
             f"{self.gateway}/oauth/token",
@@ -63,8 +66,10 @@ class RunningPlatform:
         )
 
     async def metric(self, process: str, name: str, **labels: str) -> float:
-        """One Prometheus sample from a process's /metrics (0 when absent)."""
-        text = (await self.http.get(f"http://127.0.0.1:{self.launcher.ports[process]}/metrics")).text
+        """One Prometheus sample from a process's /metrics on its management port (0 when absent)."""
+        response = await self.http.get(f"{self.management(process)}/metrics")
+        assert response.status_code == 200, response.text
+        text = response.text
         want = ",".join(f'{k}="{v}"' for k, v in labels.items())
         for line in text.splitlines():
             if line.startswith(f"{name}{{") and want in line:
@@ -101,11 +106,12 @@ async def _launch(
     var_dir = tmp_path_factory.mktemp("var")
     namespace = f"t{uuid.uuid4().hex[:10]}."
     collector = OtlpCollector().start()
-    ports = {name: free_port() for name in SERVICES}
+    ports, management_ports = free_platform_ports()
     env = platform_env(
         ports,
         bootstrap=bootstrap,
         var_dir=var_dir,
+        management_ports=management_ports,
         extra={
             "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
             "OTEL_BSP_SCHEDULE_DELAY": "100",
@@ -129,7 +135,7 @@ async def _launch(
             **(extra_env or {}),
         },
     )
-    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
+    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
     running = RunningPlatform(launcher, bootstrap, collector, var_dir, namespace)
     try:
         launcher.start_all()

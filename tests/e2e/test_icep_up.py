@@ -16,7 +16,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from icep.platform.kafka_local import free_port
-from icep.platform.launcher import SERVICES
+from icep.platform.launcher import SERVICES, free_platform_ports
 from icep.platform.testing import WebhookReceiver, wait_for
 
 
@@ -43,10 +43,13 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def icep_up(tmp_path: Path, repo_root: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, int], Path]]:
-    ports = {name: free_port() for name in SERVICES}
+def icep_up(
+    tmp_path: Path, repo_root: Path
+) -> Iterator[tuple[subprocess.Popen[str], dict[str, int], dict[str, int], Path]]:
+    ports, management_ports = free_platform_ports()
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     env.update({f"ICEP_{name.upper()}_PORT": str(port) for name, port in ports.items()})
+    env.update({f"ICEP_{name.upper()}_MANAGEMENT_PORT": str(port) for name, port in management_ports.items()})
     env.update({"ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": "[0.2, 0.5]", "COLUMNS": "200"})
     for name in SERVICES:
         env.pop(f"ICEP_{name.upper()}_DATABASE_URL", None)  # SQLite under --var-dir, as for a newcomer
@@ -70,7 +73,7 @@ def icep_up(tmp_path: Path, repo_root: Path) -> Iterator[tuple[subprocess.Popen[
             text=True,
         )
     try:
-        yield proc, ports, log
+        yield proc, ports, management_ports, log
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -82,11 +85,11 @@ def icep_up(tmp_path: Path, repo_root: Path) -> Iterator[tuple[subprocess.Popen[
 
 
 async def test_icep_up_runs_the_platform_and_stops_everything(
-    icep_up: tuple[subprocess.Popen[str], dict[str, int], Path],
+    icep_up: tuple[subprocess.Popen[str], dict[str, int], dict[str, int], Path],
     plan_body: Callable[..., dict[str, Any]],
     receiver: WebhookReceiver,
 ) -> None:
-    proc, ports, log = icep_up
+    proc, ports, management_ports, log = icep_up
     gateway = f"http://127.0.0.1:{ports['gateway']}"
     await wait_for(
         lambda: "ICEP is up" in log.read_text() or proc.poll() is not None, timeout=180, what="icep up"
@@ -95,6 +98,7 @@ async def test_icep_up_runs_the_platform_and_stops_everything(
     output = log.read_text()
     for name in SERVICES:
         assert f"http://127.0.0.1:{ports[name]}" in output
+        assert f"http://127.0.0.1:{management_ports[name]}" in output
 
     async with httpx.AsyncClient(base_url=gateway, timeout=20) as http:
         token = (
@@ -116,6 +120,11 @@ async def test_icep_up_runs_the_platform_and_stops_everything(
     )
     types = [Webhook(sub["secret"]).verify(h.body, h.headers)["type"] for h in hooks]
     assert types == ["icep.plans.plan.created.v1", "icep.plans.plan.submitted.v1"]
+
+    async with httpx.AsyncClient(timeout=20) as http:
+        # Each process's metrics are on the management port the table printed.
+        metrics = await http.get(f"http://127.0.0.1:{management_ports['plans']}/metrics")
+        assert metrics.status_code == 200 and "icep_outbox_backlog" in metrics.text
 
     started = children_of(proc.pid)
     assert len(started) == len(SERVICES) + 1  # five services and the broker

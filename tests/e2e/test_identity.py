@@ -25,6 +25,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from prometheus_client.parser import text_string_to_metric_families
 
 from icep.gateway.domain import load_clients
 from icep.gateway.service import SigningKey, SigningKeys, TokenIssuer
@@ -218,6 +219,64 @@ async def test_a_bad_token_is_refused_by_the_gateway_and_by_every_service(
             assert_401(response, detail)
         except AssertionError as exc:
             raise AssertionError(f"{case} at {where}: {exc}") from None
+
+
+# --- the management surface: for operators only, on a port of its own ---------------------------------------
+
+#: What only operators may read; on the API port it is not there at all (404), token or no token.
+SERVICE_ONLY_DOCUMENTS = ("/docs", "/redoc", "/openapi.json")
+
+
+async def _management_split(platform: Any, process: str, token: str) -> None:
+    http = platform.http
+    api = f"http://127.0.0.1:{platform.launcher.ports[process]}"
+    management = platform.management(process)
+    # A request on the API port first, so this process's own latency series is in its metrics below.
+    path = SERVICE_PATHS.get(process, "/v1/plans")
+    assert (await http.get(f"{api}{path}", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+
+    hidden = ["/metrics", *(SERVICE_ONLY_DOCUMENTS if process != "gateway" else ())]
+    for where in hidden:
+        for headers in ({}, {"Authorization": f"Bearer {token}"}):
+            answer = await http.get(f"{api}{where}", headers=headers)
+            assert answer.status_code == 404, (process, where, answer.text)
+            assert answer.headers["content-type"].startswith(PROBLEM), (process, where)
+            assert "icep_" not in answer.text and "swagger" not in answer.text.lower()
+
+    metrics = await http.get(f"{management}/metrics")
+    assert metrics.status_code == 200, (process, metrics.text)
+    assert metrics.headers["content-type"].startswith("text/plain")
+    samples = [
+        sample
+        for family in text_string_to_metric_families(metrics.text)
+        for sample in family.samples
+        if sample.name == "icep_http_request_duration_seconds_count"
+    ]
+    assert any(
+        s.labels["service"] == process and s.labels["method"] == "GET" and s.value >= 1 for s in samples
+    ), (process, samples)
+
+    if process != "gateway":
+        document = await http.get(f"{management}/openapi.json")
+        assert document.status_code == 200 and path in document.json()["paths"], process
+        for where in ("/docs", "/redoc"):
+            page = await http.get(f"{management}{where}")
+            assert page.status_code == 200 and "/openapi.json" in page.text, (process, where)
+    # Health answers on both ports: orchestrators and `icep up` ask the API port.
+    for base in (api, management):
+        assert (await http.get(f"{base}/healthz")).json() == {"status": "ok", "service": process}
+        ready = await http.get(f"{base}/readyz")
+        assert ready.status_code == 200 and ready.json()["status"] == "ready", (process, base, ready.text)
+
+
+async def test_metrics_and_service_documents_are_served_on_the_management_port_only(platform: Any) -> None:
+    token = await platform.token("deu-planner")
+    await asyncio.gather(*(_management_split(platform, p, token) for p in ["gateway", *SERVICE_PATHS]))
+    # The gateway's merged API documents are for partners: they stay on its public port, without a token.
+    for where in ("/docs", "/openapi.json", "/asyncapi.json"):
+        public = await platform.http.get(f"{platform.gateway}{where}")
+        assert public.status_code == 200, (where, public.text)
+    assert "/v1/plans" in (await platform.http.get(f"{platform.gateway}/openapi.json")).json()["paths"]
 
 
 # --- operators' commands against a running platform -------------------------------------------------

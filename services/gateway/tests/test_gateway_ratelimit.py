@@ -34,6 +34,7 @@ from icep.gateway.ratelimit import (
     redacted,
 )
 from icep.gateway.settings import GatewaySettings
+from icep.platform.app import management_of
 from icep.platform.kafka_local import free_port
 from icep.platform.testing import wait_for
 
@@ -251,16 +252,21 @@ async def _token(http: httpx.AsyncClient, url: str, client_id: str) -> dict[str,
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
-async def _metric(http: httpx.AsyncClient, url: str, sample: str) -> float:
-    """One sample of the gateway's /metrics, e.g. `icep_gateway_rate_limited_total{limit="client"}`."""
-    for line in (await http.get(f"{url}/metrics")).text.splitlines():
+async def _metric(gateway: Any, sample: str) -> float:
+    """One sample of the gateway's /metrics, e.g. `icep_gateway_rate_limited_total{limit="client"}`, from
+    its management app (which `icep serve` puts on the management port, never on the API port)."""
+    transport = httpx.ASGITransport(app=management_of(gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://management") as management:
+        response = await management.get("/metrics")
+    assert response.status_code == 200
+    for line in response.text.splitlines():
         if line.startswith(sample + " "):
             return float(line.split()[-1])
     return 0.0
 
 
-async def _fail_open_count(http: httpx.AsyncClient, url: str) -> float:
-    return await _metric(http, url, "icep_gateway_rate_limit_fail_open_total")
+async def _fail_open_count(gateway: Any) -> float:
+    return await _metric(gateway, "icep_gateway_rate_limit_fail_open_total")
 
 
 def _rate_headers(response: httpx.Response) -> dict[str, str]:
@@ -275,7 +281,8 @@ async def test_a_client_over_its_budget_gets_429_and_others_are_unaffected(
     bearer: Bearer,
 ) -> None:
     _, stand_in = upstream
-    async with server(create_app(settings_for(rate_limits={"standard": "3/hour"}))) as url:
+    gateway = create_app(settings_for(rate_limits={"standard": "3/hour"}))
+    async with server(gateway) as url:
         deu = await bearer(url, "deu-planner")
         nato = await bearer(url, "nato-reviewer")
 
@@ -291,7 +298,7 @@ async def test_a_client_over_its_budget_gets_429_and_others_are_unaffected(
             remaining.append(int(headers["ratelimit-remaining"]))
         assert remaining == [2, 1, 0]
         reached = stand_in.hits
-        refusals = await _metric(http, url, 'icep_gateway_rate_limited_total{limit="client"}')
+        refusals = await _metric(gateway, 'icep_gateway_rate_limited_total{limit="client"}')
 
         refused = await http.post(f"{url}/v1/plans", headers=deu, json={"title": "one more"})
         assert refused.status_code == 429
@@ -311,7 +318,7 @@ async def test_a_client_over_its_budget_gets_429_and_others_are_unaffected(
         }
         assert "x-request-id" in refused.headers
         assert stand_in.hits == reached  # the refused request never reached the service
-        assert await _metric(http, url, 'icep_gateway_rate_limited_total{limit="client"}') == refusals + 1
+        assert await _metric(gateway, 'icep_gateway_rate_limited_total{limit="client"}') == refusals + 1
 
         # Another client of the same tier has its own budget.
         other = await http.get(f"{url}/v1/plans", headers=nato)
@@ -575,12 +582,13 @@ async def test_the_api_stays_up_when_redis_is_unreachable(
             token_rate_limit="1/hour",
             rate_limit_storage=f"redis://127.0.0.1:{port}/0",
         )
-        async with server(create_app(settings)) as url:
-            before = await _fail_open_count(http, url)
+        gateway = create_app(settings)
+        async with server(gateway) as url:
+            before = await _fail_open_count(gateway)
             deu = await bearer(url, "deu-planner")
             await bearer(url, "deu-planner")  # over the token limit, were it counted
             answers = [await http.get(f"{url}/v1/plans", headers=deu) for _ in range(3)]
-            after = await _fail_open_count(http, url)
+            after = await _fail_open_count(gateway)
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert not _rate_headers(answers[0])  # nothing to tell: nothing was counted
     assert after - before == 5

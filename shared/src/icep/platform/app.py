@@ -3,6 +3,10 @@
 `service_app(ServiceSpec(...))` returns a FastAPI app whose lifespan sets up logs and traces, opens the
 database and migrates it, creates the Kafka topics, and runs the outbox relay, the consumer and any
 background loops the service names, each supervised (restarted with backoff when it fails).
+
+What is for operators only (/metrics, the service's own API documents) is not on that app: it is on the
+app's management app (`management_of(app)`), which `icep serve` serves on the management port of the same
+process (see `icep.platform.serving`). /healthz and /readyz answer on both ports.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -159,7 +164,7 @@ class RequestMetrics:
             await self.app(scope, receive, send_and_note)
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
-            if route not in ("/metrics", "/healthz", "/readyz"):
+            if route not in ("/healthz", "/readyz"):
                 REQUEST_SECONDS.labels(self.service, scope["method"], route, str(status)).observe(
                     asyncio.get_running_loop().time() - started
                 )
@@ -253,8 +258,10 @@ def service_app(spec: ServiceSpec) -> FastAPI:
         description=spec.description,
         version=spec.version,
         lifespan=lifespan,
-        openapi_url="/openapi.json" if spec.own_api_docs else None,
-        redoc_url="/redoc" if spec.own_api_docs else None,
+        # The API port serves no documents of its own: they are on the management port (see management_app).
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     install_openapi(app)
     install_problem_handlers(app)
@@ -266,38 +273,96 @@ def service_app(spec: ServiceSpec) -> FastAPI:
     for router in spec.routers:
         app.include_router(router)
 
+    # Health stays on the API port too: it says whether this port can serve (orchestrators, `icep up`).
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": name}
 
     @app.get("/readyz", include_in_schema=False)
-    async def readyz(request: Request) -> JSONResponse:
-        runtime: Runtime = request.app.state.runtime
-        checks: dict[str, bool] = {}
-        if runtime.db is not None:
-            try:
-                await asyncio.wait_for(runtime.db.ping(), 2.0)
-                checks["database"] = True
-            except Exception:
-                checks["database"] = False
-        if spec.uses_kafka:
-            checks["kafka"] = runtime.topics_ready and await kafka_reachable(settings.kafka_bootstrap_servers)
-        for check_name, check in spec.readiness.items():
-            try:
-                checks[check_name] = await asyncio.wait_for(check(request.app), 2.0)
-            except Exception:
-                checks[check_name] = False
-        ok = all(checks.values())
-        return JSONResponse(
-            {"status": "ready" if ok else "not ready", "service": name, "checks": checks},
-            status_code=200 if ok else 503,
-        )
+    async def readyz() -> JSONResponse:
+        return await readiness(app)
 
-    @app.get("/metrics", include_in_schema=False)
+    app.state.management = management_app(app, spec)
+    return app
+
+
+async def readiness(app: FastAPI) -> JSONResponse:
+    """The answer of /readyz for a service's API app: 200 when every check passes, else 503."""
+    runtime: Runtime | None = getattr(app.state, "runtime", None)
+    if runtime is None:  # the API app has not started (yet)
+        return JSONResponse({"status": "starting", "checks": {}}, status_code=503)
+    spec = runtime.spec
+    settings = runtime.settings
+    checks: dict[str, bool] = {}
+    if runtime.db is not None:
+        try:
+            await asyncio.wait_for(runtime.db.ping(), 2.0)
+            checks["database"] = True
+        except Exception:
+            checks["database"] = False
+    if spec.uses_kafka:
+        checks["kafka"] = runtime.topics_ready and await kafka_reachable(settings.kafka_bootstrap_servers)
+    for check_name, check in spec.readiness.items():
+        try:
+            checks[check_name] = await asyncio.wait_for(check(app), 2.0)
+        except Exception:
+            checks[check_name] = False
+    ok = all(checks.values())
+    return JSONResponse(
+        {"status": "ready" if ok else "not ready", "service": settings.service_name, "checks": checks},
+        status_code=200 if ok else 503,
+    )
+
+
+def management_app(api: FastAPI, spec: ServiceSpec) -> FastAPI:
+    """The operators' app of a service, served on its management port in the same process and event loop:
+    Prometheus metrics (the process's registry), health, and the service's own API documents. It has no
+    lifespan: it reads the runtime the API app's lifespan made."""
+    name = spec.settings.service_name
+    management = FastAPI(title=f"{spec.title} (management)", openapi_url=None, docs_url=None, redoc_url=None)
+    install_problem_handlers(management)
+
+    @management.get("/metrics")
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return app
+    @management.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": name}
+
+    @management.get("/readyz")
+    async def readyz() -> JSONResponse:
+        return await readiness(api)
+
+    if spec.own_api_docs:
+
+        @management.get("/openapi.json")
+        async def openapi() -> JSONResponse:
+            return JSONResponse(api.openapi())
+
+        @management.get("/docs")
+        async def docs() -> HTMLResponse:
+            return get_swagger_ui_html(
+                openapi_url="/openapi.json",
+                title=f"{spec.title} (service API)",
+                oauth2_redirect_url="/docs/oauth2-redirect",
+            )
+
+        @management.get("/docs/oauth2-redirect")
+        async def oauth2_redirect() -> HTMLResponse:
+            return get_swagger_ui_oauth2_redirect_html()
+
+        @management.get("/redoc")
+        async def redoc() -> HTMLResponse:
+            return get_redoc_html(openapi_url="/openapi.json", title=f"{spec.title} (service API)")
+
+    return management
+
+
+def management_of(app: FastAPI) -> FastAPI:
+    """The management app `service_app` made for `app`."""
+    management: FastAPI = app.state.management
+    return management
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -44,26 +44,15 @@ def _check_service(name: str) -> str:
 def serve(
     service: Annotated[str, typer.Argument(help="gateway, plans, procurement, standards or notifications")],
 ) -> None:
-    """Run one service in this process (uvicorn)."""
-    import uvicorn
+    """Run one service in this process (uvicorn): its API on ICEP_<SERVICE>_PORT, its metrics, health and
+    own API documents on ICEP_<SERVICE>_MANAGEMENT_PORT."""
+    from uvicorn.importer import import_from_string
+
+    from icep.platform import serving
 
     _check_service(service)
     settings = _settings_for(service)
-    uvicorn.run(
-        SERVICES[service][0],
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        # Longer than the gateway keeps an idle pooled connection (30 s), so the gateway never sends a
-        # request on a connection the service is closing at that moment (a "disconnected" 502).
-        timeout_keep_alive=75,
-        # The gateway alone decides whose X-Forwarded-* it believes (ICEP_GATEWAY_FORWARDED_ALLOW_IPS);
-        # uvicorn's own proxy headers would trust any 127.0.0.1 peer's claims before it could look.
-        proxy_headers=service != "gateway",
-    )
+    serving.run(import_from_string(SERVICES[service][0])(), settings)
 
 
 @app.command()
@@ -126,12 +115,15 @@ def up(
                 broker.start()
                 broker.wait_ready(90)
                 bootstrap = broker.bootstrap_servers
-            # Ports: the defaults, or ICEP_<SERVICE>_PORT where set.
-            ports = {name: int(_settings_for(name).port) for name in SERVICES}
+            # Ports: the defaults, or ICEP_<SERVICE>_PORT and ICEP_<SERVICE>_MANAGEMENT_PORT where set.
+            settings = {name: _settings_for(name) for name in SERVICES}
+            ports = {name: int(s.port) for name, s in settings.items()}
+            management_ports = {name: s.management_address[1] for name, s in settings.items()}
             env = platform_env(
                 ports,
                 bootstrap=bootstrap,
                 var_dir=var_dir,
+                management_ports=management_ports,
                 extra={
                     "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": os.environ.get(
                         "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS", "true"
@@ -145,7 +137,9 @@ def up(
                 if migrations_dir is not None:
                     status.update(f"migrating {name}")
                     migrations.upgrade(migrations_dir, _settings_for(name).database_url)
-            launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports)
+            launcher = Launcher(
+                env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports
+            )
             for name in START_ORDER:
                 status.update(f"starting {name}")
                 if name == "gateway":
@@ -156,12 +150,13 @@ def up(
             launcher.wait_ready("gateway", 90)
         table = Table(title="ICEP is up", show_header=True)
         table.add_column("process")
-        table.add_column("URL")
+        table.add_column("API")
+        table.add_column("management (metrics, health, docs)")
         table.add_column("pid")
         for name in START_ORDER:
             sp = launcher.processes[name]
-            table.add_row(name, sp.url, str(sp.process.pid))
-        table.add_row("kafka", bootstrap, str(broker.pid) if broker else "external")
+            table.add_row(name, sp.url, sp.management_url, str(sp.process.pid))
+        table.add_row("kafka", bootstrap, "", str(broker.pid) if broker else "external")
         console.print(table)
         console.print(f"API docs: {launcher.processes['gateway'].url}/docs   logs: {var_dir / 'logs'}")
         console.print("Press Ctrl-C to stop everything.")

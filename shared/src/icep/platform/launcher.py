@@ -1,8 +1,8 @@
 """Start the platform's processes the way `icep up` does: broker, four services and the gateway.
 
 Tests use the same code, so what they prove is how the platform really starts. Each service is its own
-OS process (`python -m icep.platform.cli serve <name>`), told its port, upstreams and token issuer by
-environment variables.
+OS process (`python -m icep.platform.cli serve <name>`), told its ports (API and management), upstreams
+and token issuer by environment variables.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from icep.platform.processes import die_with_parent
+from icep.platform.settings import MANAGEMENT_PORT_OFFSET
 
 #: name -> (app factory, default port). Import strings: the platform imports no service.
 SERVICES: dict[str, tuple[str, int]] = {
@@ -36,14 +37,33 @@ class LaunchError(RuntimeError):
     pass
 
 
+def management_ports_for(ports: Mapping[str, int]) -> dict[str, int]:
+    """The management ports the processes choose when told only their API ports (API port + 1000)."""
+    return {name: port + MANAGEMENT_PORT_OFFSET for name, port in ports.items()}
+
+
+def free_platform_ports() -> tuple[dict[str, int], dict[str, int]]:
+    """Free, distinct API and management ports for every process (tests and benchmarks)."""
+    from icep.platform.kafka_local import free_port
+
+    chosen: set[int] = set()
+    while len(chosen) < 2 * len(SERVICES):
+        chosen.add(free_port())
+    ports = list(chosen)
+    return dict(zip(SERVICES, ports[: len(SERVICES)], strict=True)), dict(
+        zip(SERVICES, ports[len(SERVICES) :], strict=True)
+    )
+
+
 def platform_env(
     ports: Mapping[str, int],
     *,
     bootstrap: str,
     var_dir: Path,
+    management_ports: Mapping[str, int] | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The environment every process gets: where Kafka, the issuer and the other services are."""
+    """The environment every process gets: its ports, where Kafka, the issuer and the other services are."""
     gateway = f"http://127.0.0.1:{ports['gateway']}"
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -55,6 +75,9 @@ def platform_env(
     }
     for name, port in ports.items():
         env[f"ICEP_{name.upper()}_PORT"] = str(port)
+    for name, port in (management_ports or management_ports_for(ports)).items():
+        env[f"ICEP_{name.upper()}_MANAGEMENT_PORT"] = str(port)
+    for name, port in ports.items():
         if name != "gateway":
             env[f"ICEP_GATEWAY_{name.upper()}_URL"] = f"http://127.0.0.1:{port}"
     env.update(extra or {})
@@ -65,12 +88,18 @@ def platform_env(
 class ServiceProcess:
     name: str
     port: int
+    management_port: int
     process: subprocess.Popen[bytes]
     log_path: Path
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def management_url(self) -> str:
+        """Where its /metrics, health and own API documents are (for operators only)."""
+        return f"http://127.0.0.1:{self.management_port}"
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -83,7 +112,12 @@ class Launcher:
     env: dict[str, str]
     log_dir: Path
     ports: dict[str, int] = field(default_factory=lambda: {n: p for n, (_, p) in SERVICES.items()})
+    #: Each process's management port; where not given, the API port + 1000 (what the process chooses).
+    management_ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.management_ports = {**management_ports_for(self.ports), **self.management_ports}
 
     def start(self, name: str, extra_env: Mapping[str, str] | None = None) -> ServiceProcess:
         if name in self.processes and self.processes[name].alive():
@@ -100,7 +134,7 @@ class Launcher:
                 stdin=subprocess.DEVNULL,
                 preexec_fn=die_with_parent(),
             )
-        sp = ServiceProcess(name, self.ports[name], proc, log_path)
+        sp = ServiceProcess(name, self.ports[name], self.management_ports[name], proc, log_path)
         self.processes[name] = sp
         return sp
 

@@ -10,6 +10,9 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: The management port's default distance from the API port.
+MANAGEMENT_PORT_OFFSET = 1000
+
 
 def _env(prefixed: str, *plain: str) -> AliasChoices:
     return AliasChoices(prefixed, *plain)
@@ -23,6 +26,11 @@ class ServiceSettings(BaseSettings):
     service_name: str = "service"
     host: str = "127.0.0.1"
     port: int = 8000
+    #: The operators' port: /metrics, /healthz, /readyz and the service's own API docs, never served on the
+    #: API port. Default: the API port + 1000 (gateway 9000, plans 9001, ...).
+    management_port: int | None = Field(default=None, ge=1, le=65535)
+    #: Where the management port listens; default: `host`.
+    management_host: str | None = None
     #: SQLAlchemy URL; `postgresql://` and `sqlite:///` are accepted and given their async driver.
     database_url: str = ""
     var_dir: str = Field(default="var", validation_alias=_env("ICEP_VAR_DIR"))
@@ -83,10 +91,24 @@ class ServiceSettings(BaseSettings):
     faults: str = Field(default="", validation_alias=_env("ICEP_FAULTS"))
 
     @model_validator(mode="after")
-    def _default_database(self) -> ServiceSettings:
+    def _defaults(self) -> ServiceSettings:
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.var_dir}/{self.service_name}.db"
+        if self.management_port is None:
+            self.management_port = self.port + MANAGEMENT_PORT_OFFSET
+        if self.management_host is None:
+            self.management_host = self.host
+        if self.management_port == self.port or not 0 < self.management_port <= 65535:
+            raise ValueError(
+                f"the management port {self.management_port} is not a free port beside {self.port}"
+            )
         return self
+
+    @property
+    def management_address(self) -> tuple[str, int]:
+        """Where the management port listens (host, port), defaults applied."""
+        assert self.management_host is not None and self.management_port is not None
+        return self.management_host, self.management_port
 
     def topic_name(self, logical: str) -> str:
         """The topic a logical name such as `icep.plans.events` has in this deployment."""
