@@ -55,6 +55,8 @@ from icep.procurement.domain import (
     name_key,
     next_initiative_status,
     readers_missing,
+    supplier_standing,
+    usable_claims,
     verified_editions,
 )
 
@@ -560,6 +562,75 @@ def test_award_refused_without_verified_conformance_for_each_required_edition() 
     assert e.value.extensions["missing_standards"] == ["4569 Ed. 3"]
     full = standing(CLEAN, ("4569", 3), ("2459", 1))
     assert i.award(DEU, AWARDS, {CLEAN.id: full}, NOW).status is S.AWARDED
+
+
+ALLIES_RELEASE = Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES)
+DEU_NATIONAL = Releasability(owner="DEU", scope=ReleasabilityScope.NATIONS, nations=("NATO",))
+STANDARDS = {"std-3": KnownStandard("std-3", "4569", 3, "promulgated")}
+
+
+def known(
+    release: Releasability | None = ALLIES_RELEASE,
+    manufacturer: str = CLEAN.name,
+    code: str = "SM-155-HE",
+    claim_id: str = "c1",
+) -> KnownConformance:
+    return KnownConformance(claim_id, code, "std-3", "verified", None, manufacturer, release)
+
+
+def test_an_award_counts_only_claims_every_reader_of_the_initiative_may_read() -> None:
+    i = in_state(S.TENDERING)  # DEU's, released to all Allies
+    assert i.releasability.scope is ReleasabilityScope.ALLIES
+
+    def award_with(*claims: KnownConformance, audience: Releasability = i.releasability) -> Initiative:
+        standing = supplier_standing(CLEAN, claims, STANDARDS, TODAY, audience)
+        return i.award(DEU, AWARDS, {CLEAN.id: standing}, NOW)
+
+    assert award_with(known()).status is S.AWARDED
+    # A national claim (DEU and NATO), a claim of unknown release, one to FRA only: FRA may read none of
+    # them, nor every Ally.
+    to_fra = Releasability(owner="DEU", scope=ReleasabilityScope.NATIONS, nations=("FRA",))
+    for release in (DEU_NATIONAL, None, to_fra):
+        with pytest.raises(AwardRefused) as refused:
+            award_with(known(release))
+        assert refused.value.extensions["missing_standards"] == ["4569 Ed. 3"]
+    # ... but an initiative only DEU and FRA read may rest on a claim released to FRA.
+    assert usable_claims(CLEAN, [known(to_fra)], to_fra) == [known(to_fra)]
+    # Allies and a partner read the initiative: an Allies-only claim is not enough.
+    with_ukr = Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES_PARTNERS, nations=("UKR",))
+    assert usable_claims(CLEAN, [known()], with_ukr) == []
+    assert usable_claims(CLEAN, [known(with_ukr)], with_ukr) == [known(with_ukr)]
+
+
+def test_a_refusal_reads_the_same_whether_an_unreadable_claim_exists_or_none() -> None:
+    i = in_state(S.TENDERING)
+    details = []
+    for claims in (
+        [],
+        [known(DEU_NATIONAL)],
+        [known(DEU_NATIONAL), known(manufacturer="Other AG", claim_id="c2")],
+    ):
+        with pytest.raises(AwardRefused) as refused:
+            i.award(
+                DEU,
+                AWARDS,
+                {CLEAN.id: supplier_standing(CLEAN, claims, STANDARDS, TODAY, i.releasability)},
+                NOW,
+            )
+        details.append((refused.value.detail, refused.value.extensions))
+    assert details[0] == details[1] == details[2]
+
+
+def test_a_claim_counts_for_the_product_of_its_manufacturer_only() -> None:
+    assert usable_claims(CLEAN, [known()], ALLIES_RELEASE) == [known()]
+    # The same code made by someone else is another product.
+    assert usable_claims(CLEAN, [known(manufacturer="Other Munitions AG (synthetic)")], ALLIES_RELEASE) == []
+    assert usable_claims(CLEAN, [known(manufacturer="")], ALLIES_RELEASE) == []
+    # The manufacturer as a person would write the supplier's name, or its organisation id.
+    for maker in (f"  {CLEAN.name.upper()} ", CLEAN.organisation_id.lower()):
+        assert usable_claims(CLEAN, [known(manufacturer=maker)], ALLIES_RELEASE) != []
+    # A code the supplier does not offer.
+    assert usable_claims(CLEAN, [known(code="OTHER")], ALLIES_RELEASE) == []
 
 
 def test_verified_editions_only_from_verified_unexpired_claims_of_the_products() -> None:

@@ -9,7 +9,8 @@ approval, recorded as an amendment). The aggregated demand is computed here.
 Suppliers are screened against restricted countries and parties: a match is a *potential* match that a
 named person adjudicates (cleared with a mitigation, or blocked); the machine never decides alone. An award
 goes only to a supplier that is clear or cleared and whose product holds verified conformance with every
-standard edition the initiative requires.
+standard edition the initiative requires: counted only from claims that name the supplier's product
+(manufacturer and code) and that every reader of the initiative may read.
 """
 
 from __future__ import annotations
@@ -1274,11 +1275,54 @@ class KnownStandard:
 
 @dataclass(frozen=True)
 class KnownConformance:
+    """Procurement's copy of a conformance claim: the product it names (manufacturer and code), its
+    status, and who may read it (None: not known, so no award counts it)."""
+
     claim_id: str
     product_code: str
     standard_id: str
     status: str
     expires_on: date | None
+    manufacturer: str = ""
+    releasability: Releasability | None = None
+
+
+def names_product_of(claim: KnownConformance, supplier: Supplier) -> bool:
+    """The claim is for one of the supplier's products: its code is the supplier's and its manufacturer is
+    the supplier, by name or organisation id (compared as screening compares names). A claim for the same
+    code by another manufacturer is another product."""
+    if claim.product_code not in supplier.products or not claim.manufacturer.strip():
+        return False
+    return name_key(claim.manufacturer) in {name_key(supplier.name), name_key(supplier.organisation_id)}
+
+
+def usable_claims(
+    supplier: Supplier, claims: Iterable[KnownConformance], audience: Releasability
+) -> list[KnownConformance]:
+    """The claims an award to `supplier` may rest on, for a decision released as `audience` (the
+    initiative): those naming the supplier's product that every reader of the decision may read. A claim
+    some reader may not see is left out exactly as if it did not exist, so a refusal reads the same
+    whether such a claim exists or none does (no oracle on what others hold)."""
+    return [
+        c
+        for c in claims
+        if c.releasability is not None
+        and not readers_missing(c.releasability, audience)
+        and names_product_of(c, supplier)
+    ]
+
+
+def supplier_standing(
+    supplier: Supplier,
+    claims: Iterable[KnownConformance],
+    standards: Mapping[str, KnownStandard],
+    on: date,
+    audience: Releasability,
+) -> SupplierStanding:
+    """What an award released as `audience` may credit the supplier with: per product, the editions held
+    by verified, unexpired claims that name that product and that every reader of the award may read."""
+    usable = usable_claims(supplier, claims, audience)
+    return SupplierStanding(supplier, verified_editions(supplier.products, usable, standards, on))
 
 
 def verified_editions(

@@ -671,13 +671,24 @@ async def record_bid(
     return await change_initiative(uow, actor, initiative_id, expected, step, announce, "record_bid")
 
 
-async def standing_of(session: AsyncSession, supplier: Supplier, on: date) -> SupplierStanding:
+async def standing_of(
+    session: AsyncSession, supplier: Supplier, on: date, audience: Releasability
+) -> SupplierStanding:
     """The supplier's screening and, per product, the standard editions that product holds verified
-    conformance with, from the local read model of the standards service's events."""
+    conformance with, from the local read model of the standards service's events: only the claims that
+    name the product and that every reader of `audience` (the initiative) may read count."""
     if not supplier.products:
         return SupplierStanding(supplier, {})
     claims = [
-        KnownConformance(r.claim_id, r.product_code, r.standard_id, r.status, r.expires_on)
+        KnownConformance(
+            r.claim_id,
+            r.product_code,
+            r.standard_id,
+            r.status,
+            r.expires_on,
+            r.manufacturer,
+            Releasability.from_marking(r.nation, r.releasable_to) if r.nation and r.releasable_to else None,
+        )
         for r in (
             await session.execute(
                 select(KnownConformanceRow).where(
@@ -697,7 +708,7 @@ async def standing_of(session: AsyncSession, supplier: Supplier, on: date) -> Su
         if ids
         else {}
     )
-    return SupplierStanding(supplier, domain.verified_editions(supplier.products, claims, standards, on))
+    return domain.supplier_standing(supplier, claims, standards, on, audience)
 
 
 async def suppliers_for_award(
@@ -725,7 +736,9 @@ async def award(
 ) -> Initiative:
     async def step(i: Initiative, now: datetime, session: AsyncSession) -> Initiative:
         suppliers = await suppliers_for_award(session, actor, [a.supplier_id for a in awards])
-        standings = {sid: await standing_of(session, s, now.date()) for sid, s in suppliers.items()}
+        standings = {
+            sid: await standing_of(session, s, now.date(), i.releasability) for sid, s in suppliers.items()
+        }
         return i.award(actor, [(new_id(), a) for a in awards], standings, now)
 
     def announce(i: Initiative, now: datetime) -> list[EventPayload]:
