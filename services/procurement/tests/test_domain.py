@@ -28,6 +28,7 @@ from icep.procurement.domain import (
     CallOff,
     Contract,
     DemandSignal,
+    Disclosure,
     Firmness,
     Initiative,
     InitiativeStatus,
@@ -862,13 +863,13 @@ def test_initiative_demand_by_firmness() -> None:
     i = opened().join(FRA, {2026: 1200}, NOW).commit(FRA, {2026: 1000}, {2026: 800}, NOW)
     i = i.join(POL, {2026: 300, 2027: 50}, NOW)
     i, _ = i.join(NLD, {2026: 999}, NOW).withdraw(NLD, "changed plans (synthetic)", NOW)
-    d = initiative_demand(i)
+    d = initiative_demand(i, "DEU", 3)  # as the lead nation sees it
     # FRA: 800 funded, 200 firm unfunded (planned), 200 indicative beyond the firm; POL: indicative only.
     assert d == {2026: YearDemand(indicative=200 + 300, planned=200, funded=800), 2027: YearDemand(50)}
     assert d[2026].total == 1500 and d[2026].firm == 1000
-    contracted = initiative_demand(in_state(S.CONTRACTED))
+    contracted = initiative_demand(in_state(S.CONTRACTED), "DEU", 3)
     assert contracted == {2026: YearDemand(indicative=200, contracted=1000)}
-    assert initiative_demand(in_state(S.CANCELLED)) == {}
+    assert initiative_demand(in_state(S.CANCELLED), "DEU", 3) == {}
 
 
 def test_demand_picture_adds_signals_and_initiatives_per_product() -> None:
@@ -878,7 +879,7 @@ def test_demand_picture_adds_signals_and_initiatives_per_product() -> None:
         signal(FRA, Firmness.PLANNED, {2026: 7}, product="PAC-3 MSE (synthetic)"),
     ]
     initiatives = [in_state(S.OPEN), in_state(S.CANCELLED)]
-    by_product = {p.product: p for p in demand_picture(signals, initiatives)}
+    by_product = {p.product: p for p in demand_picture(signals, initiatives, "DEU", 3)}
     assert list(by_product) == sorted(by_product)
     rounds = by_product[ROUND.product]
     assert (rounds.unit, rounds.signals, rounds.initiatives) == (
@@ -896,7 +897,7 @@ def test_demand_picture_adds_signals_and_initiatives_per_product() -> None:
 def test_demand_in_different_units_is_never_added_up() -> None:
     rounds = signal(POL, Firmness.FUNDED, {2026: 1000})
     thousands = replace(signal(NLD, Firmness.FUNDED, {2026: 5}), unit="thousand rounds")
-    lines = demand_picture([rounds, thousands], [in_state(S.OPEN)])
+    lines = demand_picture([rounds, thousands], [in_state(S.OPEN)], "DEU", 3)
     assert [(p.product, p.unit, p.signals, p.initiatives) for p in lines] == [
         (ROUND.product, "rounds", 1, 1),
         (ROUND.product, "thousand rounds", 1, 0),
@@ -1192,3 +1193,83 @@ def test_a_block_by_another_nation_on_the_same_organisation_is_a_match() -> None
     assert f"organisation {s.organisation_id} is blocked by POL" in again.matches
     # The block lifted elsewhere (the record cleared there): clear again.
     assert cleared.screen(LISTS, NOW).screening is Screening.CLEAR
+
+
+# --- disclosure control on aggregated demand ------------------------------------------------------------
+
+
+def _participated(*joins: tuple[Actor, dict[int, int]]) -> Initiative:
+    i = opened()
+    for actor, figures in joins:
+        i = i.join(actor, figures, NOW)
+    return i
+
+
+def test_the_aggregate_is_withheld_from_all_but_the_lead_and_nato_until_settled() -> None:
+    i = _participated((FRA, {2026: 100}), (POL, {2026: 50}), (NLD, {2026: 25}))
+    for viewer in ("DEU", "NATO"):
+        shown = i.demand_for(viewer, 3)
+        assert (shown.disclosure, shown.demand) == (Disclosure.FULL, i.demand)
+    for viewer in ("FRA", "POL", "UKR", None):  # a participant, a partner, everyone
+        shown = i.demand_for(viewer, 3)
+        assert shown.disclosure is Disclosure.WITHHELD
+        assert (shown.demand.participants, shown.demand.indicative, shown.demand.firm) == (3, {}, {})
+        assert initiative_demand(i, viewer, 3) == {}
+    # Settled with the tender: the firm demand of every year at least 3 nations commit to, published.
+    i = i.commit(FRA, {2026: 100, 2027: 9}, {2026: 100}, NOW).commit(POL, {2026: 50}, {}, NOW)
+    settled = i.commit(NLD, {2026: 20}, {}, NOW).close_participation(DEU, NOW)
+    i = settled.publish_tender(DEU, [Lot("L1", "all", 170)], TENDER_END, NOW)
+    shown = i.demand_for("FRA", 3)
+    assert shown.disclosure is Disclosure.PUBLISHED
+    assert (shown.demand.indicative, shown.demand.firm, shown.demand.funded) == ({}, {2026: 170}, {})
+    # By firmness: the published firm demand as planned (its funding is not published); 2027 is FRA's.
+    assert initiative_demand(i, "FRA", 3) == {2026: YearDemand(planned=170)}
+    assert initiative_demand(i, "DEU", 3) == {
+        2026: YearDemand(indicative=5, planned=70, funded=100),
+        2027: YearDemand(planned=9),
+    }
+    # With a threshold of 4 nothing of it is published; before the tender nothing at all.
+    assert i.demand_for("UKR", 4).demand.firm == {}
+    assert settled.demand_for("UKR", 3).disclosure is Disclosure.WITHHELD
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_fewer_than_k_contributors_never_publish_a_figure(count: int) -> None:
+    joins = [(FRA, {2026: 100}), (POL, {2026: 50})][:count]
+    i = _participated(*joins)
+    for actor, figures in joins:
+        i = i.commit(actor, figures, figures, NOW)
+    i = i.close_participation(DEU, NOW)
+    i = i.publish_tender(DEU, [Lot("L1", "all", 10)], TENDER_END, NOW)
+    shown = i.demand_for("POL", 3)
+    assert shown.disclosure is Disclosure.PUBLISHED and shown.demand.participants == count
+    assert (shown.demand.indicative, shown.demand.firm, shown.demand.funded) == ({}, {}, {})
+    assert demand_picture([], [i], "POL", 3) == []
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.integers(2026, 2029), st.integers(1, 10_000), min_size=1, max_size=4),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(2, 5),
+)
+def test_a_published_year_always_has_k_contributors(figures: list[dict[int, int]], k: int) -> None:
+    nations = [FRA, POL, NLD, DEU]
+    i = _participated(*zip(nations, figures, strict=False))
+    for actor, f in zip(nations, figures, strict=False):
+        i = i.commit(actor, f, {}, NOW)
+    i = i.close_participation(DEU, NOW).publish_tender(DEU, [Lot("L1", "all", 1)], TENDER_END, NOW)
+    shown = i.demand_for("UKR", k).demand
+    assert shown.indicative == {} and shown.funded == {}
+    for year, total in shown.firm.items():
+        contributors = [f[year] for f in figures if f.get(year, 0) > 0]
+        assert len(contributors) >= k and total == sum(contributors)
+    for year in {y for f in figures for y in f} - set(shown.firm):
+        assert sum(1 for f in figures if f.get(year, 0) > 0) < k
+    # The published aggregate never changes afterwards (the demand is settled): nothing to difference.
+    with pytest.raises(IllegalTransition):
+        i.join(POL, {2026: 1}, NOW)
+    with pytest.raises(IllegalTransition):
+        i.commit(FRA, {2026: 1}, {}, NOW)
