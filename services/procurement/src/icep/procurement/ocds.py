@@ -594,6 +594,11 @@ def _planning(initiative: Initiative, min_contributors: int) -> dict[str, Any]:
     }
     if shown.disclosure is Disclosure.WITHHELD:
         rationale += "The aggregated demand is published once it is settled, when the tender is published."
+    elif not demand.firm:
+        rationale += (
+            f"No year has firm commitments of at least {min_contributors} nations: no demand figure is"
+            " published."
+        )
     else:
         firm = sum(demand.firm.values())
         rationale += (
