@@ -4,8 +4,12 @@ signals, demand against capacity, and the OCDS export."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
+import itertools
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
@@ -19,7 +23,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from icep.platform.events import ReceivedEvent, decode
-from icep.platform.testing import read_records, wait_for
+from icep.platform.testing import WebhookReceiver, read_records, wait_for
 
 PROBLEM = "application/problem+json"
 Clients = dict[str, httpx.AsyncClient]
@@ -192,8 +196,17 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     await ok(deu, f"/v1/initiatives/{iid}/join", {"indicative": y({Y2: 300})})
     await ok(fra, f"/v1/initiatives/{iid}/commit", {"firm": y({Y1: 800, Y2: 1500}), "funded": y({Y1: 800})})
     i = await ok(pol, f"/v1/initiatives/{iid}/commit", {"firm": y({Y1: 500}), "funded": y({Y1: 250})})
+    # A participant sees no aggregate while the demand may change; the lead nation sees it as it stands.
     assert i["demand"] == {
         "participants": 3,
+        "disclosure": "withheld",
+        "indicative": {},
+        "firm": {},
+        "funded": {},
+    }
+    assert (await ok_get(deu, f"/v1/initiatives/{iid}"))["demand"] == {
+        "participants": 3,
+        "disclosure": "full",
         "indicative": y({Y1: 1500, Y2: 2300}),
         "firm": y({Y1: 1300, Y2: 1500}),
         "funded": y({Y1: 1050}),
@@ -252,7 +265,19 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
         "FRA": ("committed", None),
         "POL": ("committed", None),
     }
-    assert as_nld["demand"] == as_fra["demand"] == as_lead["demand"]
+    # Settled: published to the others, but no year has three nations' commitments (FRA's and POL's only).
+    assert (
+        as_nld["demand"]
+        == as_fra["demand"]
+        == {
+            "participants": 3,
+            "disclosure": "published",
+            "indicative": {},
+            "firm": {},
+            "funded": {},
+        }
+    )
+    assert as_lead["demand"]["disclosure"] == "full" and as_lead["demand"]["firm"] == y({Y1: 1300, Y2: 1500})
     # The list shows the same.
     listed = (await staff["nld"].get("/v1/initiatives", params={"product": i["item"]["product"]})).json()
     assert [(x["bids"], x["participations"][1]["firm"]) for x in listed["items"]] == [([], None)]
@@ -396,6 +421,7 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
         "initiative.committed",
         "initiative.demand_aggregated",
         "initiative.participation_closed",
+        "initiative.demand_aggregated",  # published to every reader once settled
         "tender.published",
         "bid.recorded",
         "award.made",
@@ -409,7 +435,8 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     got_events = await events(iid, *(f"{EV}{t}.v1" for t in expected))
     assert [e.type.removeprefix(EV).removesuffix(".v1") for e in got_events] == expected
     # One nation's quantities go to the lead nation, that nation and NATO staff; a bid to the lead
-    # nation alone; everything else (the aggregate too) to the initiative's readers.
+    # nation alone; the aggregate as it stands to the lead nation and NATO staff, as published once
+    # settled to the initiative's readers; everything else to the initiative's readers.
     assert all(e.nation == "DEU" for e in got_events)
     assert [
         (e.data.get("nation"), e.releasable_to)
@@ -426,14 +453,19 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     assert all(
         e.releasable_to == "ALLIES"
         for e in got_events
-        if not e.type.endswith(("joined.v1", "committed.v1", "bid.recorded.v1"))
+        if not e.type.endswith(("joined.v1", "committed.v1", "bid.recorded.v1", "demand_aggregated.v1"))
     )
+    assert [e.releasable_to for e in got_events if e.type.endswith("demand_aggregated.v1")] == [
+        *["DEU,NATO"] * 5,
+        "ALLIES",
+    ]
     bid_event = next(e.data for e in got_events if e.type.endswith("bid.recorded.v1"))
     assert (bid_event["supplier_id"], bid_event["value"], bid_event["lot_id"]) == (sid, 7.4e6, "lot-1")
     assert all(e.data["ocid"] == i["ocid"] for e in got_events)
     versions = [e.data["version"] for e in got_events]
     assert versions == sorted(versions) and versions[-1] == i["version"]
-    # DemandAggregated with every join and commit, with the sums at that moment.
+    # DemandAggregated with every join and commit, with the sums at that moment (to the lead nation and
+    # NATO); the published one: the firm demand of years three nations commit to (none here).
     sums = [
         (e.data["participants"], e.data["indicative"], e.data["firm"], e.data["funded"])
         for e in got_events
@@ -445,6 +477,7 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
         (3, y({Y1: 1500, Y2: 2300}), {}, {}),
         (3, y({Y1: 1500, Y2: 2300}), y({Y1: 800, Y2: 1500}), y({Y1: 800})),
         (3, y({Y1: 1500, Y2: 2300}), y({Y1: 1300, Y2: 1500}), y({Y1: 1050})),
+        (3, {}, {}, {}),
     ]
     by_type = {e.type.removeprefix(EV).removesuffix(".v1"): e.data for e in got_events}
     assert by_type["initiative.proposed"]["procuring_entity"] == "DEU"
@@ -470,9 +503,13 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
         set(p) <= {"id", "name", "roles", "address", "details"} for x in releases for p in x["parties"]
     )
     assert all(
-        set(x["planning"]["icepDemand"]) == {"unit", "participants", "committed", "totals", "years"}
+        set(x["planning"]["icepDemand"]) == {"unit", "participants", "committed", "disclosure"}
         for x in releases
     )
+    assert [x["planning"]["icepDemand"]["disclosure"] for x in releases] == [
+        *["withheld"] * 8,
+        *["published"] * (len(releases) - 8),
+    ]
     assert [x["tag"] for x in releases] == [
         ["planning"],
         *[["planningUpdate"]] * 7,
@@ -732,16 +769,16 @@ async def test_partners_join_only_where_allowed_and_see_only_what_is_released(st
     r = await nld.get("/v1/initiatives", params={"product": product, "status": "open", "lead_nation": "DEU"})
     assert {x["id"] for x in r.json()["items"]} == everyone
 
-    async def demand(client: httpx.AsyncClient) -> dict[str, Any]:
+    async def demand(client: httpx.AsyncClient) -> list[dict[str, Any]]:
         r = await client.get("/v1/demand", params={"product": product})
         assert r.status_code == 200, r.text
-        [line] = r.json()["items"]
-        return dict(line)
+        return list(r.json()["items"])
 
-    assert (await demand(fra))["years"][str(Y1)]["indicative"] == 5070
-    seen_by_nld = await demand(nld)
-    assert seen_by_nld["years"][str(Y1)]["indicative"] == 70 and seen_by_nld["initiatives"] == 1
-    assert (await demand(ukr))["years"][str(Y1)]["indicative"] == 70
+    # The lead nation sees the demand of both (DEU leads them); while they are open nobody else sees a
+    # figure of them (disclosure control), UKR's own 70 in the aggregate included.
+    [line] = await demand(deu)
+    assert line["years"][str(Y1)]["indicative"] == 5070 and line["initiatives"] == 2
+    assert await demand(fra) == await demand(nld) == await demand(ukr) == []
 
 
 # --- participation arithmetic ---------------------------------------------------------------------------
@@ -770,8 +807,11 @@ async def test_participation_and_the_aggregated_demand(staff: Clients, events: E
     await ok(fra, f"{path}/commit", {"firm": y({Y1: 900, Y2: 600}), "funded": y({Y1: 900, Y2: 100})})
     await ok(pol, f"{path}/commit", {"firm": y({Y1: 400}), "funded": y({Y1: 200})})
     i = await ok(nld, f"{path}/commit", {"firm": y({Y2: 250})})
+    assert i["demand"]["disclosure"] == "withheld"  # a participant: no aggregate while it may change
+    i = await ok_get(deu, path)
     assert i["demand"] == {
         "participants": 3,
+        "disclosure": "full",
         "indicative": y({Y1: 1400, Y2: 1250}),
         "firm": y({Y1: 1300, Y2: 850}),
         "funded": y({Y1: 1100, Y2: 100}),
@@ -783,7 +823,7 @@ async def test_participation_and_the_aggregated_demand(staff: Clients, events: E
     assert (
         pol_p["status"] == "withdrawal_requested" and pol_p["withdrawal_reason"] == "budget cut (synthetic)"
     )
-    assert i["demand"]["firm"] == y({Y1: 1300, Y2: 850})
+    assert (await ok_get(deu, path))["demand"]["firm"] == y({Y1: 1300, Y2: 850})
     # While it waits for a decision, participation does not close (the request would be stuck).
     p = problem(await act(deu, f"{path}/close-participation"), 409)
     assert "POL" in p["detail"] and p["pending_withdrawals"] == ["POL"]
@@ -794,6 +834,7 @@ async def test_participation_and_the_aggregated_demand(staff: Clients, events: E
     assert next(p for p in i["participations"] if p["nation"] == "POL")["status"] == "withdrawn"
     assert i["demand"] == {
         "participants": 2,
+        "disclosure": "full",
         "indicative": y({Y1: 1000, Y2: 1250}),
         "firm": y({Y1: 900, Y2: 850}),
         "funded": y({Y1: 900, Y2: 100}),
@@ -805,8 +846,8 @@ async def test_participation_and_the_aggregated_demand(staff: Clients, events: E
     assert i["demand"]["participants"] == 2 and i["demand"]["firm"] == y({Y1: 900, Y2: 850})
     # Only joined: gone at once, no amendment.
     await ok(pol, f"{path}/join", {"indicative": y({Y1: 50})})
-    i = await ok(pol, f"{path}/withdraw", {"reason": "not needed (synthetic)"})
-    assert i["demand"]["indicative"] == y({Y1: 1000, Y2: 1250})
+    await ok(pol, f"{path}/withdraw", {"reason": "not needed (synthetic)"})
+    assert (await ok_get(deu, path))["demand"]["indicative"] == y({Y1: 1000, Y2: 1250})
 
     types = [
         "initiative.joined",
@@ -880,20 +921,25 @@ async def test_cancelled_before_contract_with_a_reason(staff: Clients, events: E
     problem(await act(fra, f"/v1/initiatives/{iid}/cancel", {"reason": "mine"}), 403)
     i = await ok(deu, f"/v1/initiatives/{iid}/cancel", {"reason": "requirement withdrawn (synthetic)"})
     assert i["status"] == "cancelled" and i["cancellation_reason"] == "requirement withdrawn (synthetic)"
-    got = await events(iid, f"{EV}initiative.cancelled.v1", *[f"{EV}initiative.demand_aggregated.v1"] * 3)
-    assert [e.type.removeprefix(EV) for e in got[-2:]] == [
+    # join, commit (to the lead and NATO), published at the tender, and two at the cancellation.
+    got = await events(iid, f"{EV}initiative.cancelled.v1", *[f"{EV}initiative.demand_aggregated.v1"] * 5)
+    assert [e.type.removeprefix(EV) for e in got[-3:]] == [
         "initiative.cancelled.v1",
         "initiative.demand_aggregated.v1",
+        "initiative.demand_aggregated.v1",
     ]
-    assert got[-2].data["reason"] == "requirement withdrawn (synthetic)"
-    # Its demand leaves the picture for consumers too: zeros, under the initiative's releasability.
-    gone = got[-1]
+    assert got[-3].data["reason"] == "requirement withdrawn (synthetic)"
+    # Its demand leaves the picture for consumers too: zeros, to the lead nation and NATO staff; and to
+    # every reader zeros for what was published (nothing here: one nation committed).
+    gone, published_gone = got[-2], got[-1]
     assert (gone.data["participants"], gone.data["firm"], gone.data["indicative"]) == (
         0,
         y({Y1: 0}),
         y({Y1: 0}),
     )
-    assert gone.releasable_to == "ALLIES"
+    assert gone.releasable_to == "DEU,NATO"
+    assert (published_gone.data["participants"], published_gone.data["firm"]) == (0, {})
+    assert published_gone.releasable_to == "ALLIES"
     package = (await deu.get(f"/v1/initiatives/{iid}/ocds")).json()
     assert package["releases"][-1]["tag"] == ["tenderCancellation"]
     assert package["releases"][-1]["tender"]["status"] == "cancelled"
@@ -959,15 +1005,16 @@ async def test_demand_signals_and_the_demand_picture(staff: Clients, events: Eve
         [line] = r.json()["items"]
         return dict(line)
 
+    # NLD: the signals released to it; of the open initiative nothing (disclosure control).
     line = await picture(nld)
-    assert (line["product"], line["unit"], line["signals"], line["initiatives"]) == (product, "rounds", 2, 1)
+    assert (line["product"], line["unit"], line["signals"], line["initiatives"]) == (product, "rounds", 2, 0)
     assert line["years"][str(Y1)] == {
-        "indicative": 300 + 200,
-        "planned": 1000 + 100,
-        "funded": 100,
+        "indicative": 300,
+        "planned": 1000,
+        "funded": 0,
         "contracted": 0,
-        "firm": 1200,
-        "total": 1700,
+        "firm": 1000,
+        "total": 1300,
     }
     assert line["years"][str(Y2)] == {
         "indicative": 0,
@@ -977,8 +1024,17 @@ async def test_demand_signals_and_the_demand_picture(staff: Clients, events: Eve
         "firm": 2000,
         "total": 2000,
     }
+    # DEU, the lead nation: every signal released to it, and the initiative's demand as it stands.
     seen_by_deu = await picture(deu)
-    assert seen_by_deu["signals"] == 3 and seen_by_deu["years"][str(Y1)]["funded"] == 107
+    assert (seen_by_deu["signals"], seen_by_deu["initiatives"]) == (3, 1)
+    assert seen_by_deu["years"][str(Y1)] == {
+        "indicative": 300 + 200,
+        "planned": 1000 + 100,
+        "funded": 7 + 100,
+        "contracted": 0,
+        "firm": 1207,
+        "total": 1707,
+    }
     # Without a product: every product the caller may see, this one among them.
     r = await nld.get("/v1/demand")
     assert product in {x["product"] for x in r.json()["items"]}
@@ -992,9 +1048,11 @@ async def test_demand_signals_and_the_demand_picture(staff: Clients, events: Eve
     r = await fra.put(url, json=change, headers={"If-Match": '"1"'})
     assert r.status_code == 200, r.text
     assert (r.json()["version"], r.json()["firmness"], r.headers["etag"]) == (2, "funded", '"2"')
-    line = await picture(nld)
-    assert line["years"][str(Y1)]["funded"] == 1200 + 100 and line["years"][str(Y1)]["planned"] == 100
+    line = await picture(deu)
+    assert line["years"][str(Y1)]["funded"] == 1200 + 7 + 100 and line["years"][str(Y1)]["planned"] == 100
     assert str(Y2) not in line["years"]
+    line = await picture(nld)
+    assert line["years"][str(Y1)]["funded"] == 1200 and line["years"][str(Y1)]["planned"] == 0
 
     got = await events(s["id"], *[f"{EV}demand_signal.published.v1"] * 2)
     assert [(e.data["version"], e.data["firmness"], e.data["quantities"]) for e in got] == [
@@ -1120,3 +1178,187 @@ async def test_demand_against_committed_capacity(staff: Clients) -> None:
         2025: 0,
         year: 3_000,
     }
+
+
+# --- disclosure control on aggregated demand ------------------------------------------------------------
+
+#: Each nation's firm figure for Y1 (FRA also for Y2), chosen so that no sum of some of them equals
+#: another: any of them (or a partial sum) seen by someone else would be a disclosure.
+FIGURES = {"FRA": 11011, "POL": 20202, "NLD": 30303}
+FRA_Y2 = 7007
+TOTAL = sum(FIGURES.values())
+
+
+def numbers_in(value: Any) -> set[int]:
+    """Every whole number in a JSON value: its numbers and the digit runs of its strings (a figure in an
+    OCDS rationale is text)."""
+    if isinstance(value, bool):
+        return set()
+    if isinstance(value, int):
+        return {value}
+    if isinstance(value, str):
+        return {int(run) for run in re.findall(r"\d+", value)}
+    if isinstance(value, dict):
+        return set().union(*(numbers_in(v) for v in value.values())) if value else set()
+    if isinstance(value, list):
+        return set().union(*(numbers_in(v) for v in value)) if value else set()
+    return set()
+
+
+def forbidden_for(nation: str, settled: bool) -> set[int]:
+    """The figures `nation` must not see: every other nation's and every partial sum naming another
+    nation, and the total until the demand is settled (then it is published: 3 nations commit to Y1)."""
+    others = {n: q for n, q in FIGURES.items() if n != nation}
+    partial = {a + b for a, b in itertools.combinations(FIGURES.values(), 2)}
+    out = set(others.values()) | partial | ({FRA_Y2} if nation != "FRA" else set())
+    return out if settled else out | {TOTAL}
+
+
+async def test_aggregated_demand_reaches_others_only_settled_and_of_three_nations(
+    staff: Clients, platform: Any, receiver: WebhookReceiver
+) -> None:
+    """With 1, 2 and 3 participants, a non-lead participant (FRA, and POL) and a partner (UKR) read every
+    channel: the API, /v1/demand, /v1/demand-capacity, the OCDS release and record, webhooks, the feed and
+    the stream; none of them ever carries another nation's figure, nor the total before it is settled
+    (then only the firm demand of the year three nations commit to)."""
+    deu, nato, ukr = staff["deu"], staff["nato"], staff["ukr"]
+    product = new_product()
+    subscribers = {"FRA": staff["fra"], "UKR": ukr}
+    subs = {}
+    for nation, client in subscribers.items():
+        r = await client.post(
+            "/v1/subscriptions",
+            json={"url": f"{receiver.url}/{nation}", "products": [product], "description": "disclosure"},
+        )
+        assert r.status_code == 201, r.text
+        subs[nation] = r.json()
+
+    async with contextlib.AsyncExitStack() as stack:
+        streams = {
+            nation: await stack.enter_async_context(
+                client.stream("GET", "/v1/events/stream", params={"products": product}, timeout=60)
+            )
+            for nation, client in subscribers.items()
+        }
+        for response in streams.values():
+            assert response.status_code == 200
+        lines = {nation: response.aiter_lines() for nation, response in streams.items()}
+        i = await opened(
+            deu,
+            product=product,
+            open_to_partners=["UKR"],
+            releasability={"scope": "allies_partners", "nations": ["UKR"]},
+        )
+        iid = i["id"]
+        readers = {"FRA": staff["fra"], "POL": staff["pol"], "UKR": ukr}
+
+        async def everything_seen_by(client: httpx.AsyncClient) -> list[Any]:
+            """The initiative, the demand, the demand against capacity and the OCDS release and record."""
+            paths = (
+                f"/v1/initiatives/{iid}",
+                f"/v1/demand?product={product}",
+                f"/v1/demand-capacity?product={product}",
+                f"/v1/initiatives/{iid}/ocds",
+                f"/v1/initiatives/{iid}/ocds/record",
+            )
+            answers = await asyncio.gather(*(client.get(p) for p in paths))
+            for path, r in zip(paths, answers, strict=True):
+                assert r.status_code == 200, (path, r.text)
+            return [r.json() for r in answers]
+
+        async def check(settled: bool) -> None:
+            seen = await asyncio.gather(*(everything_seen_by(c) for c in readers.values()))
+            for nation, got in zip(readers, seen, strict=True):
+                leaked = numbers_in(got) & forbidden_for(nation, settled)
+                assert not leaked, (nation, leaked)
+                initiative = got[0]
+                assert initiative["demand"]["disclosure"] == ("published" if settled else "withheld")
+            # The lead nation and NATO staff see the aggregate as it stands.
+            lead, nato_view = await asyncio.gather(
+                ok_get(deu, f"/v1/initiatives/{iid}"), ok_get(nato, f"/v1/initiatives/{iid}")
+            )
+            assert lead["demand"] == nato_view["demand"] and lead["demand"]["disclosure"] == "full"
+
+        # One, two, three participants: each joins and commits; nobody but the lead and NATO sees sums.
+        for count, nation in enumerate(FIGURES, 1):
+            client = staff[nation.lower()]
+            figures = {Y1: FIGURES[nation], **({Y2: FRA_Y2} if nation == "FRA" else {})}
+            await ok(client, f"/v1/initiatives/{iid}/join", {"indicative": y(figures)})
+            await ok(client, f"/v1/initiatives/{iid}/commit", {"firm": y(figures), "funded": {}})
+            await check(settled=False)
+            lead = await ok_get(deu, f"/v1/initiatives/{iid}")
+            assert lead["demand"]["participants"] == count
+            assert lead["demand"]["firm"][str(Y1)] == sum(list(FIGURES.values())[:count])
+            own = next(
+                p
+                for p in (await ok_get(client, f"/v1/initiatives/{iid}"))["participations"]
+                if p["nation"] == nation
+            )
+            assert own["firm"][str(Y1)] == FIGURES[nation]  # a nation sees its own figure
+
+        # Settled: participation closed (still withheld: figures may change), then the tender published.
+        await ok(deu, f"/v1/initiatives/{iid}/close-participation")
+        await check(settled=False)
+        tender = {"lots": [{"id": "L1", "title": "all", "quantity": TOTAL}], "tender_period_end": DEADLINE}
+        await ok(deu, f"/v1/initiatives/{iid}/tender", tender)
+        await check(settled=True)
+        published = (await ok_get(ukr, f"/v1/initiatives/{iid}"))["demand"]
+        assert (published["firm"], published["indicative"], published["funded"]) == ({str(Y1): TOTAL}, {}, {})
+        ocds_demand = (await ok_get(ukr, f"/v1/initiatives/{iid}/ocds"))["releases"][-1]["planning"][
+            "icepDemand"
+        ]
+        assert ocds_demand["years"] == [{"year": Y1, "firm": TOTAL}]
+
+        # The events each subscriber got, on the stream, the feed and its webhooks: the published aggregate
+        # is the last of them (one aggregate's events keep their order); nothing before it carries a sum.
+        def is_published(event: dict[str, Any]) -> bool:
+            return event["type"] == f"{EV}initiative.demand_aggregated.v1" and event["subject"] == iid
+
+        async def streamed(nation: str) -> list[dict[str, Any]]:
+            got: list[dict[str, Any]] = []
+            async for line in lines[nation]:
+                if line.startswith("data:"):
+                    got.append(json.loads(line.removeprefix("data:").strip()))
+                    if is_published(got[-1]):
+                        return got
+            raise AssertionError("the stream ended")
+
+        on_stream = dict(
+            zip(
+                subscribers,
+                await asyncio.wait_for(asyncio.gather(*(streamed(n) for n in subscribers)), 60),
+                strict=True,
+            )
+        )
+
+    async def feed_and_hooks() -> dict[str, list[list[dict[str, Any]]]] | None:
+        feeds = await asyncio.gather(
+            *(c.get("/v1/events", params={"products": product, "limit": 200}) for c in subscribers.values())
+        )
+        out = {}
+        for nation, page in zip(subscribers, feeds, strict=True):
+            items = [e for e in page.json()["items"] if e["subject"] == iid]
+            hooks = [h.json() for h in receiver.received() if h.path == f"/hooks/{nation}"]
+            hooks = [e for e in hooks if e.get("subject") == iid]
+            if not (any(map(is_published, items)) and any(map(is_published, hooks))):
+                return None
+            out[nation] = [items, hooks]
+        return out
+
+    channels = await wait_for(feed_and_hooks, timeout=60, interval=0.3, what="the feed and the webhooks")
+    assert channels is not None
+    for nation in subscribers:
+        for got in (*channels[nation], on_stream[nation]):
+            mine = [e for e in got if e["subject"] == iid]
+            aggregates = [e for e in mine if is_published(e)]
+            assert len(aggregates) == 1, (nation, [e["type"] for e in mine])  # published once, settled
+            assert (
+                aggregates[0]["data"]["firm"] == {str(Y1): TOTAL}
+                and aggregates[0]["releasableto"] == "ALLIES,UKR"
+            )
+            at = next(n for n, e in enumerate(mine) if is_published(e))
+            before, since = mine[:at], mine[at:]  # since: the published aggregate and the tender
+            leaked = numbers_in([e["data"] for e in before]) & forbidden_for(nation, settled=False)
+            assert not leaked, (nation, leaked)
+            assert not numbers_in([e["data"] for e in since]) & forbidden_for(nation, settled=True)
+            assert before, nation  # the participation's events came first (FRA's own, UKR's none)

@@ -143,7 +143,8 @@ async def test_procurement_seed_is_idempotent_and_labelled(platform: Any) -> Non
         allies = sum(sum(seed.SHELLS[n].values()) for n in ("DEU", "FRA", "POL", "NLD"))
         assert allies == 220_000  # the sourced size of NSPA's frameworks, split (synthetically)
 
-        # The demand picture adds the nations' signals to the initiative's demand, by firmness.
+        # The demand picture adds the nations' signals to the initiative's demand, by firmness (as NATO,
+        # which leads it, sees it: a participant sees no aggregate of an open initiative).
         expected: dict[str, dict[str, int]] = {}
         for p in sample.participants:
             for year in set(p.indicative) | set(p.firm):
@@ -155,19 +156,22 @@ async def test_procurement_seed_is_idempotent_and_labelled(platform: Any) -> Non
         for s in sample.signals:
             for year, q in s.quantities.items():
                 expected.setdefault(str(year), {"indicative": 0, "planned": 0, "funded": 0})[s.firmness] += q
-        [picture] = (await deu.get("/v1/demand", params={"product": seed.SHELL_155})).json()["items"]
+        [picture] = (await nspa.get("/v1/demand", params={"product": seed.SHELL_155})).json()["items"]
         assert (picture["unit"], picture["signals"], picture["initiatives"]) == ("rounds", 2, 1)
         assert {
             y: {k: d[k] for k in ("indicative", "planned", "funded")} for y, d in picture["years"].items()
         } == expected
         assert all(d["contracted"] == 0 for d in picture["years"].values())
-        # Ukraine sees the initiative it takes part in, not the Allies' signals (released to Allies only).
-        [partner_view] = (await ukr.get("/v1/demand", params={"product": seed.SHELL_155})).json()["items"]
-        assert (partner_view["signals"], partner_view["initiatives"]) == (0, 1)
+        # Ukraine sees neither the Allies' signals (released to Allies only) nor, while it is open, the
+        # aggregate of the initiative it takes part in; DEU, a participant, sees only the signals.
+        assert (await ukr.get("/v1/demand", params={"product": seed.SHELL_155})).json()["items"] == []
+        [as_deu] = (await deu.get("/v1/demand", params={"product": seed.SHELL_155})).json()["items"]
+        assert (as_deu["signals"], as_deu["initiatives"]) == (2, 0)
 
-        # GEM-T's demand is contracted now.
-        [missiles] = (await deu.get("/v1/demand", params={"product": seed.GEMT})).json()["items"]
+        # GEM-T's demand is contracted now (NATO leads it; two nations committed: DEU sees no sum).
+        [missiles] = (await nspa.get("/v1/demand", params={"product": seed.GEMT})).json()["items"]
         assert sum(d["contracted"] for d in missiles["years"].values()) == seed.GEMT_TOTAL
+        assert (await deu.get("/v1/demand", params={"product": seed.GEMT})).json()["items"] == []
 
         everything = (await nspa.get("/v1/initiatives", params={"limit": 200})).json()["items"]
         assert len(everything) == len(seed.INITIATIVES)

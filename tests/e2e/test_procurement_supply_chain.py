@@ -38,6 +38,7 @@ async def people(platform: Any) -> AsyncIterator[Clients]:
             "ukr": "ukr-procurement",
             "nato_std": "nato-standards",
             "deu_std": "deu-standards",
+            "fra_std": "fra-standards",
             "deu_planner": "deu-planner",
             "pol_planner": "pol-planner",
             "nato_reviewer": "nato-reviewer",
@@ -354,9 +355,11 @@ def initiative_body(product: str, number: str, edition: int) -> dict[str, Any]:
     }
 
 
-async def tendering(c: Clients, product: str, number: str, edition: int) -> dict[str, Any]:
-    """An initiative led by DEU, FRA committed to 1,000 rounds, tendered in one lot."""
-    deu, fra = c["deu"], c["fra"]
+async def tendering(
+    c: Clients, product: str, number: str, edition: int, lead: str = "deu", joins: str = "fra"
+) -> dict[str, Any]:
+    """An initiative led by DEU (`lead`), FRA (`joins`) committed to 1,000 rounds, tendered in one lot."""
+    deu, fra = c[lead], c[joins]
     i = await ok(deu.post("/v1/initiatives", json=initiative_body(product, number, edition)), 201)
     iid = i["id"]
     await ok(deu.post(f"/v1/initiatives/{iid}/open", headers=ANY))
@@ -516,6 +519,97 @@ async def test_award_needs_clearance_and_verified_conformance_then_a_new_edition
     # Flagged once: the event is not repeated.
     got = await events(platform, "icep.procurement.events", iid, "icep.procurement.initiative.flagged.v1")
     assert [e.type for e in got].count("icep.procurement.initiative.flagged.v1") == 1
+
+
+async def claim_verified(
+    c: Clients, manufacturer: str, code: str, standard_id: str, releasability: dict[str, Any]
+) -> dict[str, Any]:
+    """DEU's standards staff claim conformance of the product, NATO tests and verifies it."""
+    product = {"manufacturer": manufacturer, "product_code": code, "name": "155mm HE round (synthetic)"}
+    body = {"product": product, "standard_id": standard_id, "level": "2", "releasability": releasability}
+    claim = await ok(c["deu_std"].post("/v1/standards/conformance", json=body), 201)
+    await ok(c["nato_std"].post(f"/v1/standards/conformance/{claim['id']}/start-test", headers=ANY))
+    expires = (TODAY + dt.timedelta(days=365)).isoformat()
+    verify = {"expires_on": expires, "evidence": ["firing trial report (synthetic)"]}
+    done = await ok(
+        c["nato_std"].post(f"/v1/standards/conformance/{claim['id']}/verify", json=verify, headers=ANY)
+    )
+    assert done["status"] == "verified"
+    return done
+
+
+async def test_an_award_counts_only_claims_every_reader_may_see_that_name_the_product(
+    people: Clients, platform: Any
+) -> None:
+    fra = people["fra"]
+    number = f"48{uuid.uuid4().int % 10**8:08d}"
+    ed1 = await promulgate(people["nato_std"], number, 1)
+    code = f"FR155-{uuid.uuid4().hex[:8]}"
+    i = await tendering(people, unique("155mm HE round"), number, 1, lead="fra", joins="deu")
+    iid = i["id"]
+    french = await register(fra, supplier_body(unique("Obus de Synthese SA"), "FRA", products=[code]))
+    award = award_body(french["id"])
+
+    async def refusal() -> httpx.Response:
+        r = await fra.post(f"/v1/initiatives/{iid}/award", json=award, headers=ANY)
+        problem(r, 409)
+        return r
+
+    no_claim = await refusal()
+
+    # A DEU national claim (DEU and NATO only) for exactly this product, verified by NATO: FRA cannot read
+    # it, so it does not count, and the refusal is the very one of no claim at all (no oracle).
+    national = await claim_verified(people, french["name"], code, ed1, {"scope": "national"})
+    problem(await fra.get(f"/v1/standards/conformance/{national['id']}"), 404)
+    # The same code by another manufacturer, released to all Allies: another product, not counted.
+    other_maker = await claim_verified(people, "Other Works GmbH (synthetic)", code, ed1, {"scope": "allies"})
+    for claim in (national, other_maker):
+        await events(platform, "icep.standards.events", claim["id"], "icep.standards.conformance.verified.v1")
+    await caught_up(platform, "icep.standards.events")
+    refused = await refusal()
+    assert refused.content == no_claim.content
+    assert refused.json()["missing_standards"] == [f"{number} Ed. 1"]
+    assert national["id"] not in refused.text and "DEU" not in refused.text
+
+    # A claim every reader of the initiative may read (all Allies), naming the supplier as manufacturer
+    # (as screening compares names: case and spacing aside): the award is made.
+    readable = await claim_verified(people, f"  {french['name'].upper()} ", code, ed1, {"scope": "allies"})
+    await events(platform, "icep.standards.events", readable["id"], "icep.standards.conformance.verified.v1")
+    await caught_up(platform, "icep.standards.events")
+    awarded = await ok(fra.post(f"/v1/initiatives/{iid}/award", json=award, headers=ANY))
+    assert awarded["status"] == "awarded" and awarded["awards"][0]["supplier_id"] == french["id"]
+
+
+async def test_conformance_is_verified_independently_unless_the_setting_allows_self_verification(
+    people: Clients, platform: Any
+) -> None:
+    deu_std, fra_std, nato_std = people["deu_std"], people["fra_std"], people["nato_std"]
+    number = f"49{uuid.uuid4().int % 10**8:08d}"
+    std = await promulgate(nato_std, number, 1)
+    expires = (TODAY + dt.timedelta(days=365)).isoformat()
+    verify = {"expires_on": expires, "evidence": ["trial report (synthetic)"]}
+
+    async def under_test(releasability: dict[str, Any]) -> str:
+        product = {"manufacturer": "Synthetic Works", "product_code": unique("SW"), "name": "Round"}
+        body = {"product": product, "standard_id": std, "level": "1", "releasability": releasability}
+        claim = await ok(deu_std.post("/v1/standards/conformance", json=body), 201)
+        await ok(deu_std.post(f"/v1/standards/conformance/{claim['id']}/start-test", headers=ANY))
+        return str(claim["id"])
+
+    own, by_fra, later = [await under_test({"scope": "allies"}) for _ in range(3)]
+    p = problem(await deu_std.post(f"/v1/standards/conformance/{own}/verify", json=verify, headers=ANY), 403)
+    assert "independently" in p["detail"]
+    # Another nation's test centre (the claim is released to FRA), or NATO, verifies.
+    done = await ok(fra_std.post(f"/v1/standards/conformance/{by_fra}/verify", json=verify, headers=ANY))
+    assert done["status"] == "verified" and done["history"][-1]["by"].startswith("fra-standards")
+    # A deployment that allows self-verification (ICEP_STANDARDS_ALLOW_SELF_VERIFICATION).
+    platform.restart("standards", {"ICEP_STANDARDS_ALLOW_SELF_VERIFICATION": "true"})
+    try:
+        done = await ok(deu_std.post(f"/v1/standards/conformance/{own}/verify", json=verify, headers=ANY))
+        assert done["status"] == "verified"
+    finally:
+        platform.restart("standards")
+    problem(await deu_std.post(f"/v1/standards/conformance/{later}/verify", json=verify, headers=ANY), 403)
 
 
 # --- demand against capacity, on the plans service's events ---------------------------------------------

@@ -518,7 +518,9 @@ async def test_conformance_claim_to_verified_and_rejected(staff: Clients, events
     claim = r.json()
     assert claim["status"] == "claimed" and claim["nation"] == "DEU"
     cid = claim["id"]
-    problem(await act(deu, f"/v1/standards/conformance/{cid}/verify", {"expires_on": "2030-01-01"}), 409)
+    # Verification is independent: never by the claiming nation (by default), whatever the claim's state.
+    problem(await act(deu, f"/v1/standards/conformance/{cid}/verify", {"expires_on": "2030-01-01"}), 403)
+    problem(await act(nato, f"/v1/standards/conformance/{cid}/verify", {"expires_on": "2030-01-01"}), 409)
     problem(await act(staff["fra"], f"/v1/standards/conformance/{cid}/start-test"), 403)
     assert (await act(nato, f"/v1/standards/conformance/{cid}/start-test")).json()["status"] == "under_test"
     problem(

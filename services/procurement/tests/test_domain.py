@@ -28,6 +28,7 @@ from icep.procurement.domain import (
     CallOff,
     Contract,
     DemandSignal,
+    Disclosure,
     Firmness,
     Initiative,
     InitiativeStatus,
@@ -55,6 +56,8 @@ from icep.procurement.domain import (
     name_key,
     next_initiative_status,
     readers_missing,
+    supplier_standing,
+    usable_claims,
     verified_editions,
 )
 
@@ -562,6 +565,75 @@ def test_award_refused_without_verified_conformance_for_each_required_edition() 
     assert i.award(DEU, AWARDS, {CLEAN.id: full}, NOW).status is S.AWARDED
 
 
+ALLIES_RELEASE = Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES)
+DEU_NATIONAL = Releasability(owner="DEU", scope=ReleasabilityScope.NATIONS, nations=("NATO",))
+STANDARDS = {"std-3": KnownStandard("std-3", "4569", 3, "promulgated")}
+
+
+def known(
+    release: Releasability | None = ALLIES_RELEASE,
+    manufacturer: str = CLEAN.name,
+    code: str = "SM-155-HE",
+    claim_id: str = "c1",
+) -> KnownConformance:
+    return KnownConformance(claim_id, code, "std-3", "verified", None, manufacturer, release)
+
+
+def test_an_award_counts_only_claims_every_reader_of_the_initiative_may_read() -> None:
+    i = in_state(S.TENDERING)  # DEU's, released to all Allies
+    assert i.releasability.scope is ReleasabilityScope.ALLIES
+
+    def award_with(*claims: KnownConformance, audience: Releasability = i.releasability) -> Initiative:
+        standing = supplier_standing(CLEAN, claims, STANDARDS, TODAY, audience)
+        return i.award(DEU, AWARDS, {CLEAN.id: standing}, NOW)
+
+    assert award_with(known()).status is S.AWARDED
+    # A national claim (DEU and NATO), a claim of unknown release, one to FRA only: FRA may read none of
+    # them, nor every Ally.
+    to_fra = Releasability(owner="DEU", scope=ReleasabilityScope.NATIONS, nations=("FRA",))
+    for release in (DEU_NATIONAL, None, to_fra):
+        with pytest.raises(AwardRefused) as refused:
+            award_with(known(release))
+        assert refused.value.extensions["missing_standards"] == ["4569 Ed. 3"]
+    # ... but an initiative only DEU and FRA read may rest on a claim released to FRA.
+    assert usable_claims(CLEAN, [known(to_fra)], to_fra) == [known(to_fra)]
+    # Allies and a partner read the initiative: an Allies-only claim is not enough.
+    with_ukr = Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES_PARTNERS, nations=("UKR",))
+    assert usable_claims(CLEAN, [known()], with_ukr) == []
+    assert usable_claims(CLEAN, [known(with_ukr)], with_ukr) == [known(with_ukr)]
+
+
+def test_a_refusal_reads_the_same_whether_an_unreadable_claim_exists_or_none() -> None:
+    i = in_state(S.TENDERING)
+    details = []
+    for claims in (
+        [],
+        [known(DEU_NATIONAL)],
+        [known(DEU_NATIONAL), known(manufacturer="Other AG", claim_id="c2")],
+    ):
+        with pytest.raises(AwardRefused) as refused:
+            i.award(
+                DEU,
+                AWARDS,
+                {CLEAN.id: supplier_standing(CLEAN, claims, STANDARDS, TODAY, i.releasability)},
+                NOW,
+            )
+        details.append((refused.value.detail, refused.value.extensions))
+    assert details[0] == details[1] == details[2]
+
+
+def test_a_claim_counts_for_the_product_of_its_manufacturer_only() -> None:
+    assert usable_claims(CLEAN, [known()], ALLIES_RELEASE) == [known()]
+    # The same code made by someone else is another product.
+    assert usable_claims(CLEAN, [known(manufacturer="Other Munitions AG (synthetic)")], ALLIES_RELEASE) == []
+    assert usable_claims(CLEAN, [known(manufacturer="")], ALLIES_RELEASE) == []
+    # The manufacturer as a person would write the supplier's name, or its organisation id.
+    for maker in (f"  {CLEAN.name.upper()} ", CLEAN.organisation_id.lower()):
+        assert usable_claims(CLEAN, [known(manufacturer=maker)], ALLIES_RELEASE) != []
+    # A code the supplier does not offer.
+    assert usable_claims(CLEAN, [known(code="OTHER")], ALLIES_RELEASE) == []
+
+
 def test_verified_editions_only_from_verified_unexpired_claims_of_the_products() -> None:
     standards = {
         "std-3": KnownStandard("std-3", "4569", 3, "promulgated"),
@@ -791,13 +863,13 @@ def test_initiative_demand_by_firmness() -> None:
     i = opened().join(FRA, {2026: 1200}, NOW).commit(FRA, {2026: 1000}, {2026: 800}, NOW)
     i = i.join(POL, {2026: 300, 2027: 50}, NOW)
     i, _ = i.join(NLD, {2026: 999}, NOW).withdraw(NLD, "changed plans (synthetic)", NOW)
-    d = initiative_demand(i)
+    d = initiative_demand(i, "DEU", 3)  # as the lead nation sees it
     # FRA: 800 funded, 200 firm unfunded (planned), 200 indicative beyond the firm; POL: indicative only.
     assert d == {2026: YearDemand(indicative=200 + 300, planned=200, funded=800), 2027: YearDemand(50)}
     assert d[2026].total == 1500 and d[2026].firm == 1000
-    contracted = initiative_demand(in_state(S.CONTRACTED))
+    contracted = initiative_demand(in_state(S.CONTRACTED), "DEU", 3)
     assert contracted == {2026: YearDemand(indicative=200, contracted=1000)}
-    assert initiative_demand(in_state(S.CANCELLED)) == {}
+    assert initiative_demand(in_state(S.CANCELLED), "DEU", 3) == {}
 
 
 def test_demand_picture_adds_signals_and_initiatives_per_product() -> None:
@@ -807,7 +879,7 @@ def test_demand_picture_adds_signals_and_initiatives_per_product() -> None:
         signal(FRA, Firmness.PLANNED, {2026: 7}, product="PAC-3 MSE (synthetic)"),
     ]
     initiatives = [in_state(S.OPEN), in_state(S.CANCELLED)]
-    by_product = {p.product: p for p in demand_picture(signals, initiatives)}
+    by_product = {p.product: p for p in demand_picture(signals, initiatives, "DEU", 3)}
     assert list(by_product) == sorted(by_product)
     rounds = by_product[ROUND.product]
     assert (rounds.unit, rounds.signals, rounds.initiatives) == (
@@ -825,7 +897,7 @@ def test_demand_picture_adds_signals_and_initiatives_per_product() -> None:
 def test_demand_in_different_units_is_never_added_up() -> None:
     rounds = signal(POL, Firmness.FUNDED, {2026: 1000})
     thousands = replace(signal(NLD, Firmness.FUNDED, {2026: 5}), unit="thousand rounds")
-    lines = demand_picture([rounds, thousands], [in_state(S.OPEN)])
+    lines = demand_picture([rounds, thousands], [in_state(S.OPEN)], "DEU", 3)
     assert [(p.product, p.unit, p.signals, p.initiatives) for p in lines] == [
         (ROUND.product, "rounds", 1, 1),
         (ROUND.product, "thousand rounds", 1, 0),
@@ -1121,3 +1193,83 @@ def test_a_block_by_another_nation_on_the_same_organisation_is_a_match() -> None
     assert f"organisation {s.organisation_id} is blocked by POL" in again.matches
     # The block lifted elsewhere (the record cleared there): clear again.
     assert cleared.screen(LISTS, NOW).screening is Screening.CLEAR
+
+
+# --- disclosure control on aggregated demand ------------------------------------------------------------
+
+
+def _participated(*joins: tuple[Actor, dict[int, int]]) -> Initiative:
+    i = opened()
+    for actor, figures in joins:
+        i = i.join(actor, figures, NOW)
+    return i
+
+
+def test_the_aggregate_is_withheld_from_all_but_the_lead_and_nato_until_settled() -> None:
+    i = _participated((FRA, {2026: 100}), (POL, {2026: 50}), (NLD, {2026: 25}))
+    for viewer in ("DEU", "NATO"):
+        shown = i.demand_for(viewer, 3)
+        assert (shown.disclosure, shown.demand) == (Disclosure.FULL, i.demand)
+    for viewer in ("FRA", "POL", "UKR", None):  # a participant, a partner, everyone
+        shown = i.demand_for(viewer, 3)
+        assert shown.disclosure is Disclosure.WITHHELD
+        assert (shown.demand.participants, shown.demand.indicative, shown.demand.firm) == (3, {}, {})
+        assert initiative_demand(i, viewer, 3) == {}
+    # Settled with the tender: the firm demand of every year at least 3 nations commit to, published.
+    i = i.commit(FRA, {2026: 100, 2027: 9}, {2026: 100}, NOW).commit(POL, {2026: 50}, {}, NOW)
+    settled = i.commit(NLD, {2026: 20}, {}, NOW).close_participation(DEU, NOW)
+    i = settled.publish_tender(DEU, [Lot("L1", "all", 170)], TENDER_END, NOW)
+    shown = i.demand_for("FRA", 3)
+    assert shown.disclosure is Disclosure.PUBLISHED
+    assert (shown.demand.indicative, shown.demand.firm, shown.demand.funded) == ({}, {2026: 170}, {})
+    # By firmness: the published firm demand as planned (its funding is not published); 2027 is FRA's.
+    assert initiative_demand(i, "FRA", 3) == {2026: YearDemand(planned=170)}
+    assert initiative_demand(i, "DEU", 3) == {
+        2026: YearDemand(indicative=5, planned=70, funded=100),
+        2027: YearDemand(planned=9),
+    }
+    # With a threshold of 4 nothing of it is published; before the tender nothing at all.
+    assert i.demand_for("UKR", 4).demand.firm == {}
+    assert settled.demand_for("UKR", 3).disclosure is Disclosure.WITHHELD
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_fewer_than_k_contributors_never_publish_a_figure(count: int) -> None:
+    joins = [(FRA, {2026: 100}), (POL, {2026: 50})][:count]
+    i = _participated(*joins)
+    for actor, figures in joins:
+        i = i.commit(actor, figures, figures, NOW)
+    i = i.close_participation(DEU, NOW)
+    i = i.publish_tender(DEU, [Lot("L1", "all", 10)], TENDER_END, NOW)
+    shown = i.demand_for("POL", 3)
+    assert shown.disclosure is Disclosure.PUBLISHED and shown.demand.participants == count
+    assert (shown.demand.indicative, shown.demand.firm, shown.demand.funded) == ({}, {}, {})
+    assert demand_picture([], [i], "POL", 3) == []
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.integers(2026, 2029), st.integers(1, 10_000), min_size=1, max_size=4),
+        min_size=1,
+        max_size=4,
+    ),
+    st.integers(2, 5),
+)
+def test_a_published_year_always_has_k_contributors(figures: list[dict[int, int]], k: int) -> None:
+    nations = [FRA, POL, NLD, DEU]
+    i = _participated(*zip(nations, figures, strict=False))
+    for actor, f in zip(nations, figures, strict=False):
+        i = i.commit(actor, f, {}, NOW)
+    i = i.close_participation(DEU, NOW).publish_tender(DEU, [Lot("L1", "all", 1)], TENDER_END, NOW)
+    shown = i.demand_for("UKR", k).demand
+    assert shown.indicative == {} and shown.funded == {}
+    for year, total in shown.firm.items():
+        contributors = [f[year] for f in figures if f.get(year, 0) > 0]
+        assert len(contributors) >= k and total == sum(contributors)
+    for year in {y for f in figures for y in f} - set(shown.firm):
+        assert sum(1 for f in figures if f.get(year, 0) > 0) < k
+    # The published aggregate never changes afterwards (the demand is settled): nothing to difference.
+    with pytest.raises(IllegalTransition):
+        i.join(POL, {2026: 1}, NOW)
+    with pytest.raises(IllegalTransition):
+        i.commit(FRA, {2026: 1}, {}, NOW)

@@ -21,11 +21,12 @@ from icep.contracts.plans import (
     RampStepFigure,
     ShortfallDetected,
 )
+from icep.contracts.standards import ConformanceVerified
 from icep.platform.db import Database
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
 from icep.procurement.handlers import HANDLERS, shortfall_detected, widest, yearly_output
-from icep.procurement.models import CapacityRow, EndedPlanRow, ShortfallRow, metadata
+from icep.procurement.models import CapacityRow, EndedPlanRow, KnownConformanceRow, ShortfallRow, metadata
 
 
 def committed(ramp: list[tuple[date, int]], current: int = 10_000) -> CapacityCommitted:
@@ -207,3 +208,55 @@ async def test_a_later_shortfall_report_of_a_month_replaces_the_earlier(db: Data
         )
     [row] = await rows(db, ShortfallRow)
     assert row.shortfall == 1_000 and row.readers == ",ALLIES,DEU,"
+
+
+async def test_the_conformance_copy_keeps_the_claims_releasability_and_manufacturer(db: Database) -> None:
+    verified = ConformanceVerified(
+        claim_id="c1",
+        nation="DEU",
+        manufacturer="Synthetic Munitions GmbH",
+        product_code="SM-155-HE",
+        product_name="155 mm HE round (synthetic)",
+        standard_id="std-1",
+        standard_reference="STANAG 4569 Ed. 3",
+        level=None,
+        version=3,
+        evidence=["trial (synthetic)"],
+        expires_on=date(2030, 1, 1),
+        verified_by="nato-standards",
+        verified_at=utcnow(),
+    )
+
+    def event(payload: ConformanceVerified, marking: str) -> ReceivedEvent:
+        return replace(received_plan_free(payload), releasable_to=marking)
+
+    await handle(db, event(verified, "DEU,NATO"))
+    [row] = await rows(db, KnownConformanceRow)
+    assert (row.nation, row.manufacturer, row.product_code, row.status) == (
+        "DEU",
+        "Synthetic Munitions GmbH",
+        "SM-155-HE",
+        "verified",
+    )
+    assert (row.releasable_to, row.readers) == ("DEU,NATO", ",DEU,NATO,")
+    # The owner releases it to all Allies: the next event's marking is the copy's.
+    await handle(db, event(verified.model_copy(update={"version": 4}), "ALLIES"))
+    [row] = await rows(db, KnownConformanceRow)
+    assert (row.releasable_to, row.readers, row.version) == ("ALLIES", ",ALLIES,DEU,", 4)
+    # An older copy arriving late changes nothing, its marking included.
+    await handle(db, event(verified, "DEU"))
+    [row] = await rows(db, KnownConformanceRow)
+    assert (row.releasable_to, row.version) == ("ALLIES", 4)
+
+
+def received_plan_free(payload: ConformanceVerified) -> ReceivedEvent:
+    return ReceivedEvent(
+        id=new_id(),
+        type=payload.event_type,
+        source="/icep/standards",
+        subject=payload.claim_id,
+        time=utcnow(),
+        nation=payload.nation,
+        releasable_to="ALLIES",
+        data=payload.model_dump(mode="json"),
+    )

@@ -425,16 +425,15 @@ def test_tender_status_follows_the_life_cycle(story: Story) -> None:
 
 
 def test_planning_carries_the_aggregated_demand_and_the_deadline(story: Story) -> None:
-    proposed, after_commits = story.releases[0], story.releases[9]
+    proposed, after_commits, tendered = story.releases[0], story.releases[9], story.releases[12]
     assert proposed["planning"]["icepDemand"]["participants"] == 0
     assert "quantity" not in proposed["tender"]["items"][0]
+    # While participants may still change their figures, the release (read by everyone who may read the
+    # initiative) carries who participates but no figure (disclosure control).
     demand = after_commits["planning"]["icepDemand"]
-    assert demand["participants"] == 3
-    assert demand["committed"] == 3
-    assert demand["years"] == [
-        {"year": 2027, "indicative": 230, "firm": 230, "funded": 230},
-        {"year": 2028, "indicative": 200, "firm": 150, "funded": 0},
-    ]
+    assert (demand["participants"], demand["committed"], demand["disclosure"]) == (3, 3, "withheld")
+    assert "years" not in demand and "totals" not in demand
+    assert "published once it is settled" in after_commits["planning"]["rationale"]
     item = after_commits["tender"]["items"][0]
     assert item == {
         "id": "1",
@@ -444,9 +443,15 @@ def test_planning_carries_the_aggregated_demand_and_the_deadline(story: Story) -
             "id": "35330000",
             "description": "155 mm artillery shell",
         },
-        "quantity": 380,
         "unit": {"name": "round"},
     }
+    # Settled with the tender: the firm demand published, each year only when 3 nations commit to it
+    # (2027: FRA, POL and DEU; 2028 only FRA, left out). No indicative or funded figure.
+    published = tendered["planning"]["icepDemand"]
+    assert published["disclosure"] == "published"
+    assert published["years"] == [{"year": 2027, "firm": 230}]
+    assert published["totals"] == {"firm": 230}
+    assert all(r["planning"]["icepDemand"] == published for r in story.releases[13:])
     deadline = after_commits["planning"]["milestones"][0]
     assert (deadline["status"], deadline["dueDate"]) == ("scheduled", "2026-12-28T23:59:59Z")
     closed = story.releases[11]["planning"]["milestones"][0]
@@ -720,7 +725,14 @@ def test_nspa_procures_for_the_nations() -> None:
     }
     assert r["tender"]["procuringEntity"]["id"] == "org-NSPA"
     assert "classification" not in r["tender"]["items"][0]  # no classification id given
-    assert r["tender"]["items"][0]["quantity"] == 12
+    # One nation's figure (POL's 12 interceptors) is never in the release every reader reads.
+    assert "quantity" not in r["tender"]["items"][0]
+    assert r["planning"]["icepDemand"] == {
+        "unit": "missile",
+        "participants": 1,
+        "committed": 0,
+        "disclosure": "withheld",
+    }
 
 
 def test_every_currency_the_api_takes_is_in_the_ocds_currency_codelist() -> None:

@@ -32,6 +32,7 @@ from icep.procurement.domain import (
     Initiative,
     InitiativeStatus,
     Item,
+    Lot,
     RequiredStandard,
 )
 from icep.procurement.models import InitiativeRow, KnownStandardRow, OcdsReleaseRow, metadata, tables
@@ -193,7 +194,8 @@ async def test_one_nations_quantities_and_the_bids_go_only_to_whom_they_concern(
     await service.decide_withdrawal(store.uow, DEU, i.id, None, "POL", True)
     events = [e for e in await store.events() if e["subject"] == i.id]
     marked = [(e["type"], e["data"].get("nation"), e["nation"], e["releasable_to"]) for e in events]
-    agg = ("initiative.demand_aggregated", None, "DEU", "ALLIES")
+    # The aggregate as it stands: to the lead nation and NATO staff only (disclosure control).
+    agg = ("initiative.demand_aggregated", None, "DEU", "DEU,NATO")
     assert marked == [
         ("initiative.proposed", None, "DEU", "ALLIES"),
         ("initiative.opened", None, "DEU", "ALLIES"),
@@ -276,7 +278,43 @@ async def test_cancelling_takes_the_demand_out_with_zeros(store: Store) -> None:
     zeros = {str(NEXT_YEAR): 0, str(NEXT_YEAR + 1): 0}
     assert (last["data"]["participants"], last["data"]["status"]) == (0, "cancelled")
     assert (last["data"]["indicative"], last["data"]["firm"], last["data"]["funded"]) == (zeros, zeros, zeros)
-    assert last["releasable_to"] == "ALLIES"
+    # Never published (not settled): the wider audience is told nothing of it.
+    assert last["releasable_to"] == "DEU,NATO"
+
+
+async def test_the_settled_demand_is_published_once_with_the_tender_each_year_of_k_nations(
+    store: Store,
+) -> None:
+    i = await service.propose_initiative(store.uow, DEU, new_initiative())
+    await service.open_initiative(store.uow, DEU, i.id, None)
+    y1, y2 = NEXT_YEAR, NEXT_YEAR + 1
+    for nation, figures in ((FRA, {y1: 100, y2: 7}), (POL, {y1: 50}), (DEU, {y1: 30})):
+        await service.join_initiative(store.uow, nation, i.id, None, figures)
+    await service.commit_to_initiative(store.uow, FRA, i.id, None, {y1: 100, y2: 7}, {y1: 60})
+    await service.commit_to_initiative(store.uow, POL, i.id, None, {y1: 40}, {})
+    await service.commit_to_initiative(store.uow, DEU, i.id, None, {y1: 30}, {})
+    await service.close_participation(store.uow, DEU, i.id, None)
+    before = len(await store.events())
+    await service.publish_tender(
+        store.uow, DEU, i.id, None, [Lot("L1", "All rounds", 100)], TODAY + timedelta(days=30)
+    )
+    new = (await store.events())[before:]
+    [wide] = [e for e in new if e["type"] == "initiative.demand_aggregated"]
+    assert wide["releasable_to"] == "ALLIES"
+    # The firm demand only: three nations commit to y1; only FRA to y2, left out (not a zero).
+    assert (wide["data"]["indicative"], wide["data"]["firm"], wide["data"]["funded"]) == (
+        {},
+        {str(y1): 170},
+        {},
+    )
+    assert wide["data"]["participants"] == 3
+    # Cancelled after it was published: zeros for the published years, to the wider audience too.
+    await service.cancel_initiative(store.uow, DEU, i.id, None, "requirement met otherwise (synthetic)")
+    last = [e for e in await store.events() if e["type"] == "initiative.demand_aggregated"][-2:]
+    assert [(e["releasable_to"], e["data"]["firm"]) for e in last] == [
+        ("DEU,NATO", {str(y1): 0, str(y2): 0}),
+        ("ALLIES", {str(y1): 0}),
+    ]
 
 
 # --- call-offs: one transaction for the framework's change and the call-off's own release ---------------

@@ -431,7 +431,7 @@ def claim(
 def test_conformance_life_to_verified_and_expired_exactly_once() -> None:
     c = claim().start_test(NSO, NOW, ("ballistic-trial-0042 (synthetic)",))
     assert c.status is ConformanceStatus.UNDER_TEST and len(c.evidence) == 2
-    v = c.verify(DEU, date(2026, 12, 31), NOW)
+    v = c.verify(NSO, date(2026, 12, 31), NOW)
     assert v.status is ConformanceStatus.VERIFIED and v.expires_on == date(2026, 12, 31)
     day_before = datetime(2026, 12, 30, 23, 59, tzinfo=UTC)
     on_the_day = datetime(2026, 12, 31, 0, 0, tzinfo=UTC)
@@ -452,7 +452,7 @@ def test_conformance_life_to_verified_and_expired_exactly_once() -> None:
 )
 def test_expire_due_is_idempotent(days: list[int], elapsed: int) -> None:
     base = claim().start_test(NSO, NOW)
-    claims = [base.verify(DEU, TODAY + timedelta(days=d), NOW) for d in days]
+    claims = [base.verify(NSO, TODAY + timedelta(days=d), NOW) for d in days]
     now = NOW + timedelta(days=elapsed)
     first = expire_due(claims, now)
     assert len(first) == sum(1 for d in days if d <= elapsed)
@@ -495,16 +495,41 @@ def test_claim_rules() -> None:
         ConformanceClaim.claim(
             id="c", actor=DEU_PLANNER, product=BOXER, standard=promulgated(), level="4", now=NOW
         )
-    c = claim().start_test(DEU, NOW)
+    c = claim(releasability=Releasability(owner="DEU")).start_test(DEU, NOW)
     with pytest.raises(Forbidden):
-        c.verify(FRA, date(2027, 1, 1), NOW)  # neither the owner nor NATO
+        c.verify(FRA, date(2027, 1, 1), NOW)  # the national claim is not released to FRA
     with pytest.raises(Unprocessable):
-        c.verify(DEU, TODAY, NOW)  # expires the day it is given
+        c.verify(NSO, TODAY, NOW)  # expires the day it is given
     bare = ConformanceClaim.claim(
         id="c", actor=DEU, product=BOXER, standard=promulgated(), level="4", now=NOW
     )
     with pytest.raises(Unprocessable):
-        bare.start_test(DEU, NOW).verify(DEU, date(2027, 1, 1), NOW)  # no evidence
+        bare.start_test(DEU, NOW).verify(NSO, date(2027, 1, 1), NOW)  # no evidence
+
+
+def test_verification_is_independent_unless_self_verification_is_allowed() -> None:
+    national = claim(releasability=Releasability(owner="DEU")).start_test(DEU, NOW)
+    # The claiming nation's own staff: refused by default, whatever they verify with.
+    with pytest.raises(Forbidden, match="independently"):
+        national.verify(DEU, date(2027, 1, 1), NOW)
+    own = national.verify(DEU, date(2027, 1, 1), NOW, allow_self_verification=True)
+    assert own.status is ConformanceStatus.VERIFIED and own.history[-1].by == DEU.id
+    # NATO verifies any claim; another nation's test centre a claim released to it, and no other.
+    assert national.verify(NSO, date(2027, 1, 1), NOW).status is ConformanceStatus.VERIFIED
+    with pytest.raises(Forbidden):
+        national.verify(FRA, date(2027, 1, 1), NOW)
+    to_fra = claim(
+        releasability=Releasability(owner="DEU", scope=ReleasabilityScope.NATIONS, nations=("FRA",))
+    )
+    under_test = to_fra.start_test(DEU, NOW)
+    assert under_test.verify(FRA, date(2027, 1, 1), NOW).history[-1].by == FRA.id
+    with pytest.raises(Forbidden):
+        under_test.verify(POL, date(2027, 1, 1), NOW)
+    # Standards staff only; and the claiming nation may still withdraw its claim by rejecting it.
+    with pytest.raises(Forbidden):
+        under_test.verify(NATO_PLANNER, date(2027, 1, 1), NOW)
+    assert under_test.reject(DEU, "withdrawn (synthetic)", NOW).status is ConformanceStatus.REJECTED
+    assert under_test.reject(FRA, "failed at the test centre (synthetic)", NOW).rejection_reason
 
 
 # --- interoperability -------------------------------------------------------------------------------------

@@ -6,8 +6,18 @@ year as a string (`{"2026": 120000}`), as JSON requires.
 
 Most initiative events go to whoever may read the initiative. Those with one nation's quantities
 (joined, committed, participant withdrawn) go to the lead nation, that nation and NATO staff; a
-withdrawal requested or refused to the lead nation and that nation; a bid to the lead nation alone. The
-aggregated demand goes to the initiative's readers.
+withdrawal requested or refused to the lead nation and that nation; a bid to the lead nation alone.
+
+Declared marking exception (disclosure control on aggregated demand): `demand_aggregated` is narrower
+than the initiative. The aggregate as it stands, with every change that moves it, goes to the lead nation
+and NATO staff only (NATO when the initiative is released to NATO staff). The wider audience, everyone
+who may read the initiative, gets one `demand_aggregated` when the demand is settled (with the tender's
+publication) carrying the published aggregate: the firm demand only (`indicative` and `funded` empty),
+a year only when at least `ICEP_PROCUREMENT_MIN_AGGREGATE_PARTICIPANTS` nations (default 3) commit to it
+(a year left out is not a zero); and, when a published demand is cancelled, one with zeros for those
+years. Readers of the
+initiative other than the lead nation and NATO staff (participants and partners included) thus never
+receive a figure that one nation's quantity could be recovered from, alone or by differencing.
 """
 
 from __future__ import annotations
@@ -107,7 +117,10 @@ class ParticipantWithdrawn(_ParticipationEvent):
 
 
 class DemandAggregated(_InitiativeEvent):
-    """The initiative's aggregated demand changed (published with every change that moves it)."""
+    """The initiative's aggregated demand: as it stands, to the lead nation and NATO staff with every
+    change that moves it; as published (the firm demand of the years k or more nations commit to), to
+    every reader of the initiative once, when the demand is settled (see the module's marking
+    exception)."""
 
     event_type: ClassVar[str] = "icep.procurement.initiative.demand_aggregated.v1"
 

@@ -39,6 +39,7 @@ from icep.procurement.domain import (
     CallOff,
     Change,
     Contract,
+    Disclosure,
     Firmness,
     Initiative,
     InitiativeStatus,
@@ -56,7 +57,7 @@ from icep.procurement.domain import (
     YearDemand,
 )
 from icep.procurement.domain import DemandSignal as Signal
-from icep.procurement.settings import ProcurementSettings
+from icep.procurement.settings import ProcurementSettings, min_aggregate_participants
 
 initiatives_router = APIRouter(prefix="/v1/initiatives", tags=["initiatives"])
 demand_router = APIRouter(prefix="/v1/demand", tags=["demand"])
@@ -343,7 +344,14 @@ class ParticipationOut(BaseModel):
 
 
 class DemandOut(BaseModel):
+    """The aggregated demand as the caller may see it (disclosure control): the lead nation and NATO staff
+    see it as it stands (`full`); every other reader sees no figure until the tender is published
+    (`withheld`), then the settled firm demand only (`published`), a year only when at least
+    `ICEP_PROCUREMENT_MIN_AGGREGATE_PARTICIPANTS` nations (default 3) commit to it (a year left out is
+    not a zero)."""
+
     participants: int = Field(description="Nations joined, committed or asking to withdraw")
+    disclosure: Disclosure = Field(description="full, published (settled, k or more nations) or withheld")
     indicative: dict[str, int]
     firm: dict[str, int]
     funded: dict[str, int]
@@ -503,9 +511,11 @@ class InitiativeOut(BaseModel):
     @classmethod
     def fields_of(cls, i: Initiative, viewer: str) -> dict[str, Any]:
         """As `viewer` (a nation, or NATO) may see it: the lead nation (NATO staff, when NATO leads) sees
-        everything; any other reader the aggregate demand, who participates and how, its own
-        participation's quantities (when it participates), and no bids."""
-        d = i.demand
+        everything; NATO staff the aggregate demand as it stands; any other reader the aggregate demand as
+        published (`DemandOut`), who participates and how, its own participation's quantities (when it
+        participates), and no bids."""
+        shown = i.demand_for(viewer, min_aggregate_participants())
+        d = shown.demand
         lead = viewer == i.lead_nation
         return {
             "id": i.id,
@@ -534,6 +544,7 @@ class InitiativeOut(BaseModel):
             ],
             "demand": DemandOut(
                 participants=d.participants,
+                disclosure=shown.disclosure,
                 indicative=years_out(d.indicative),
                 firm=years_out(d.firm),
                 funded=years_out(d.funded),

@@ -9,7 +9,8 @@ approval, recorded as an amendment). The aggregated demand is computed here.
 Suppliers are screened against restricted countries and parties: a match is a *potential* match that a
 named person adjudicates (cleared with a mitigation, or blocked); the machine never decides alone. An award
 goes only to a supplier that is clear or cleared and whose product holds verified conformance with every
-standard edition the initiative requires.
+standard edition the initiative requires: counted only from claims that name the supplier's product
+(manufacturer and code) and that every reader of the initiative may read.
 """
 
 from __future__ import annotations
@@ -201,6 +202,56 @@ def aggregate(participations: Iterable[Participation]) -> Demand:
     return Demand(
         count, dict(sorted(indicative.items())), dict(sorted(firm.items())), dict(sorted(funded.items()))
     )
+
+
+#: By default an aggregate reaches readers other than the lead nation and NATO staff only when at least
+#: this many nations contribute to it (`ICEP_PROCUREMENT_MIN_AGGREGATE_PARTICIPANTS`).
+MIN_AGGREGATE_PARTICIPANTS = 3
+
+
+class Disclosure(StrEnum):
+    """How much of an initiative's aggregated demand a reader is shown.
+
+    Disclosure control: the lead nation and NATO staff see the demand as it stands (`full`). Every other
+    reader, participants and partners included, sees no figure while the demand can still change
+    (`withheld`: until the tender is published, participants may join, revise, commit and withdraw), and
+    afterwards the settled demand once (`published`): one measure only, the firm (committed) quantity
+    per year, each year only when at least k nations commit a quantity to it (a year fewer commit to is
+    left out, not a zero); indicative and funded figures are not published. A published figure never
+    changes again (the demand is settled), so no sequence of published figures can be differenced to one
+    nation's; one measure leaves no two figures of the same year to subtract from each other; and k >= 3
+    keeps a participant from learning another's figure by subtracting its own."""
+
+    FULL = "full"
+    PUBLISHED = "published"
+    WITHHELD = "withheld"
+
+
+@dataclass(frozen=True)
+class DisclosedDemand:
+    disclosure: Disclosure
+    demand: Demand
+
+
+def _cells_of_enough(contributions: Iterable[Mapping[int, int]], min_contributors: int) -> dict[int, int]:
+    """Per year, the sum of the contributions, for the years at least `min_contributors` nations contribute
+    a positive quantity to (the others are left out, not shown as zero)."""
+    total: dict[int, int] = {}
+    count: dict[int, int] = {}
+    for c in contributions:
+        for year, q in c.items():
+            if q > 0:
+                total[year] = total.get(year, 0) + q
+                count[year] = count.get(year, 0) + 1
+    return {y: total[y] for y in sorted(total) if count[y] >= max(min_contributors, 1)}
+
+
+def published_demand(participations: Sequence[Participation], min_contributors: int) -> Demand:
+    """The aggregate as published to every reader (`Disclosure`): the firm quantity per year, each year
+    only when at least `min_contributors` nations commit a quantity to it; no indicative or funded figure."""
+    active = [p for p in participations if p.status in ACTIVE]
+    firm = (p.firm for p in active if p.status in FIRM)
+    return Demand(len(active), {}, _cells_of_enough(firm, min_contributors), {})
 
 
 @dataclass(frozen=True)
@@ -466,7 +517,27 @@ class Initiative:
 
     @property
     def demand(self) -> Demand:
+        """The aggregate as it stands: the lead nation's and NATO staff's to see (`demand_for`)."""
         return aggregate(self.participations)
+
+    @property
+    def demand_settled(self) -> bool:
+        """The tender was published: no participant may change its figures any more."""
+        return any(c.action == "publish_tender" for c in self.history)
+
+    def sees_demand_in_full(self, viewer: str | None) -> bool:
+        """The lead nation and NATO staff see the aggregate as it stands."""
+        return viewer is not None and viewer in (self.lead_nation, NATO)
+
+    def demand_for(self, viewer: str | None, min_contributors: int) -> DisclosedDemand:
+        """The aggregate as `viewer` (a nation, NATO, or None: everyone who may read the initiative) may
+        see it; see `Disclosure`."""
+        if self.sees_demand_in_full(viewer):
+            return DisclosedDemand(Disclosure.FULL, self.demand)
+        active = sum(1 for p in self.participations if p.status in ACTIVE)
+        if not self.demand_settled:
+            return DisclosedDemand(Disclosure.WITHHELD, Demand(active, {}, {}, {}))
+        return DisclosedDemand(Disclosure.PUBLISHED, published_demand(self.participations, min_contributors))
 
     # -- life cycle (the lead nation)
 
@@ -935,26 +1006,35 @@ class YearDemand:
         return replace(self, **{firmness.value: getattr(self, firmness.value) + quantity})
 
 
-def initiative_demand(initiative: Initiative) -> dict[int, YearDemand]:
+def initiative_demand(
+    initiative: Initiative, viewer: str | None, min_contributors: int
+) -> dict[int, YearDemand]:
     """An initiative's demand by firmness: contracted once a contract is signed; before that, funded, then
-    firm but unfunded (planned), then the indicative quantity beyond the firm one."""
-    out: dict[int, YearDemand] = {}
+    firm but unfunded (planned), then the indicative quantity beyond the firm one.
+
+    As `viewer` (a nation, NATO, or None: everyone who may read the initiative) may see it (see
+    `Disclosure`): in full for the lead nation and NATO staff; for anyone else only the published firm
+    demand (nothing until the demand is settled), as planned (its funding is not published) or, once a
+    contract is signed, contracted."""
     if initiative.status is S.CANCELLED:
-        return out
+        return {}
     contracted = initiative.status in CONTRACTED_STATES
+    if not initiative.sees_demand_in_full(viewer):
+        firm = initiative.demand_for(viewer, min_contributors).demand.firm
+        as_ = Firmness.CONTRACTED if contracted else Firmness.PLANNED
+        return {y: YearDemand().plus(as_, q) for y, q in firm.items()}
+    out: dict[int, YearDemand] = {}
     for p in initiative.participations:
         if p.status not in ACTIVE:
             continue
-        years = set(p.indicative) | set(p.firm)
-        for y in years:
-            firm, funded = (p.firm.get(y, 0), p.funded.get(y, 0)) if p.status in FIRM else (0, 0)
+        for y in set(p.indicative) | set(p.firm):
+            firm_q, funded = (p.firm.get(y, 0), p.funded.get(y, 0)) if p.status in FIRM else (0, 0)
             d = out.get(y, YearDemand())
             if contracted:
-                d = d.plus(Firmness.CONTRACTED, firm)
+                d = d.plus(Firmness.CONTRACTED, firm_q)
             else:
-                d = d.plus(Firmness.FUNDED, funded).plus(Firmness.PLANNED, firm - funded)
-            d = d.plus(Firmness.INDICATIVE, max(p.indicative.get(y, 0) - firm, 0))
-            out[y] = d
+                d = d.plus(Firmness.FUNDED, funded).plus(Firmness.PLANNED, firm_q - funded)
+            out[y] = d.plus(Firmness.INDICATIVE, max(p.indicative.get(y, 0) - firm_q, 0))
     return out
 
 
@@ -967,9 +1047,15 @@ class ProductDemand:
     initiatives: int
 
 
-def demand_picture(signals: Iterable[DemandSignal], initiatives: Iterable[Initiative]) -> list[ProductDemand]:
-    """Per product, unit and year: standing signals and initiative demand, by firmness. Quantities in
-    different units are never added up: a product demanded in two units has a line for each."""
+def demand_picture(
+    signals: Iterable[DemandSignal],
+    initiatives: Iterable[Initiative],
+    viewer: str | None,
+    min_contributors: int,
+) -> list[ProductDemand]:
+    """Per product, unit and year: standing signals and initiative demand, by firmness, each initiative's
+    as `viewer` may see it (`initiative_demand`). Quantities in different units are never added up: a
+    product demanded in two units has a line for each."""
     by_product: dict[tuple[str, str], dict[int, YearDemand]] = {}
     counts: dict[tuple[str, str], list[int]] = {}
     for s in signals:
@@ -979,7 +1065,7 @@ def demand_picture(signals: Iterable[DemandSignal], initiatives: Iterable[Initia
         for y, q in s.quantities.items():
             years[y] = years.get(y, YearDemand()).plus(s.firmness, q)
     for i in initiatives:
-        d = initiative_demand(i)
+        d = initiative_demand(i, viewer, min_contributors)
         if not d:
             continue
         key = (i.item.product, i.item.unit)
@@ -1274,11 +1360,54 @@ class KnownStandard:
 
 @dataclass(frozen=True)
 class KnownConformance:
+    """Procurement's copy of a conformance claim: the product it names (manufacturer and code), its
+    status, and who may read it (None: not known, so no award counts it)."""
+
     claim_id: str
     product_code: str
     standard_id: str
     status: str
     expires_on: date | None
+    manufacturer: str = ""
+    releasability: Releasability | None = None
+
+
+def names_product_of(claim: KnownConformance, supplier: Supplier) -> bool:
+    """The claim is for one of the supplier's products: its code is the supplier's and its manufacturer is
+    the supplier, by name or organisation id (compared as screening compares names). A claim for the same
+    code by another manufacturer is another product."""
+    if claim.product_code not in supplier.products or not claim.manufacturer.strip():
+        return False
+    return name_key(claim.manufacturer) in {name_key(supplier.name), name_key(supplier.organisation_id)}
+
+
+def usable_claims(
+    supplier: Supplier, claims: Iterable[KnownConformance], audience: Releasability
+) -> list[KnownConformance]:
+    """The claims an award to `supplier` may rest on, for a decision released as `audience` (the
+    initiative): those naming the supplier's product that every reader of the decision may read. A claim
+    some reader may not see is left out exactly as if it did not exist, so a refusal reads the same
+    whether such a claim exists or none does (no oracle on what others hold)."""
+    return [
+        c
+        for c in claims
+        if c.releasability is not None
+        and not readers_missing(c.releasability, audience)
+        and names_product_of(c, supplier)
+    ]
+
+
+def supplier_standing(
+    supplier: Supplier,
+    claims: Iterable[KnownConformance],
+    standards: Mapping[str, KnownStandard],
+    on: date,
+    audience: Releasability,
+) -> SupplierStanding:
+    """What an award released as `audience` may credit the supplier with: per product, the editions held
+    by verified, unexpired claims that name that product and that every reader of the award may read."""
+    usable = usable_claims(supplier, claims, audience)
+    return SupplierStanding(supplier, verified_editions(supplier.products, usable, standards, on))
 
 
 def verified_editions(

@@ -8,7 +8,9 @@
   counts only the rows a caller may read.
 - Standards: each standard edition's status, and each product's conformance claims (an award needs
   verified, unexpired conformance). A required edition superseded or cancelled flags the open initiatives
-  that require it.
+  that require it. Both keep the releasability of the event they copy (owner nation, `releasableto`
+  marking, reader tokens) and a claim its manufacturer: an award counts only a claim every reader of the
+  initiative may read that names the supplier's product.
 
 Every handler runs in the consumer's transaction with the inbox row (a duplicate is skipped), and applies
 an event only if it is not older than what the read model holds (its aggregate `version`), so a replay or
@@ -238,6 +240,7 @@ async def standard_changed(session: AsyncSession, event: ReceivedEvent) -> None:
         session.add(row)
     row.kind, row.number, row.edition = str(data["kind"]), str(data["number"]), int(data["edition"])
     row.status, row.version, row.updated_at = status, version, utcnow()
+    _keep_releasability(row, event, event.nation or NATO)
     if status in WITHDRAWN_STANDARD:
         await service.flag_initiatives(session, row.number, row.edition, status, utcnow())
 
@@ -264,6 +267,7 @@ async def conformance_changed(session: AsyncSession, event: ReceivedEvent) -> No
         )
         session.add(row)
     expires = data.get("expires_on")
+    row.manufacturer = str(data["manufacturer"])
     row.product_code = str(data["product_code"])
     row.standard_id = str(data["standard_id"])
     row.level = None if data.get("level") is None else str(data["level"])
@@ -271,6 +275,17 @@ async def conformance_changed(session: AsyncSession, event: ReceivedEvent) -> No
     row.expires_on = date.fromisoformat(str(expires)) if expires else None
     row.version = version
     row.updated_at = utcnow()
+    _keep_releasability(row, event, event.nation or str(data["nation"]))
+
+
+def _keep_releasability(
+    row: KnownStandardRow | KnownConformanceRow, event: ReceivedEvent, owner: str
+) -> None:
+    """The copy is released exactly as the event it came from: its owner nation and marking, and the
+    reader tokens derived from them."""
+    row.nation = owner
+    row.releasable_to = event.releasable_to
+    row.readers = encode_tokens(reader_tokens(Releasability.from_marking(owner, event.releasable_to)))
 
 
 HANDLERS: dict[str, Handler] = {

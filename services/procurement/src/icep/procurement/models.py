@@ -151,19 +151,30 @@ class KnownStandardRow(ProcurementTable, table=True):
     edition: int
     status: str = Field(max_length=20)
     version: int
+    #: The owner nation and `releasableto` marking of the event it came from, and the reader tokens.
+    nation: str = Field(default="", max_length=8)
+    releasable_to: str = Field(default="", max_length=400)
+    readers: str = Field(default="", max_length=400)
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
 
 
 class KnownConformanceRow(ProcurementTable, table=True):
-    """Read model: a product's conformance claim as the standards service last announced it."""
+    """Read model: a product's conformance claim as the standards service last announced it, with who may
+    read it (an award counts a claim only when every reader of the initiative may read it)."""
 
     __tablename__ = "known_conformance"
 
     claim_id: str = Field(primary_key=True, max_length=36)
+    #: The product as the claim names it: its manufacturer and code.
+    manufacturer: str = Field(default="", max_length=300)
     product_code: str = Field(index=True, max_length=100)
     standard_id: str = Field(max_length=36)
     level: str | None = Field(default=None, max_length=40)
     status: str = Field(max_length=20)
     expires_on: date | None = None
     version: int
+    #: The owner nation and `releasableto` marking of the event it came from, and the reader tokens.
+    nation: str = Field(default="", max_length=8)
+    releasable_to: str = Field(default="", max_length=400)
+    readers: str = Field(default="", max_length=400)
     updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

@@ -14,7 +14,9 @@ Mapping, in short:
   given for a single-buyer process only, once its buyers can no longer change (from tendering on), and
   always for a call-off (one nation).
 - planning: a `rationale`, the participation deadline as a `preProcurement` milestone, and the aggregated
-  demand per year under `planning.icepDemand` (ICEP's own field).
+  demand per year under `planning.icepDemand` (ICEP's own field), as published to every reader
+  (`domain.Disclosure`): no figures until the tender is published (`disclosure: withheld`), then the
+  settled firm demand (`published`), a year only when at least k nations commit to it.
 - tender: status `planning` until the tender is published, `active` while tendering, `complete` after the
   award, `cancelled` when cancelled. Items are numbered "1".."n": before the tender item "1" is the whole
   planned quantity; once published, item *n* is lot *n* (`relatedLot`, with `tender.lots`, from the OCDS
@@ -43,10 +45,12 @@ from icep.contracts.nations import ALLIES, PARTNERS
 from icep.procurement.domain import (
     ACTIVE,
     FIRM,
+    MIN_AGGREGATE_PARTICIPANTS,
     Award,
     CallOff,
     Change,
     Contract,
+    Disclosure,
     Initiative,
     InitiativeStatus,
     Lot,
@@ -199,8 +203,11 @@ def release(
     release_id: str,
     date: datetime,
     suppliers: Suppliers | None = None,
+    min_contributors: int = MIN_AGGREGATE_PARTICIPANTS,
 ) -> Release:
-    """One complete OCDS release of the initiative's process as it is now: a full snapshot.
+    """One complete OCDS release of the initiative's process as it is now: a full snapshot, published to
+    every reader of the initiative, so its demand is the published one (`Disclosure`: none until the
+    tender is published, then the firm demand of each year at least `min_contributors` nations commit to).
 
     `suppliers` maps a supplier id to its (name, scale) where known: names and scales of bidders and
     awarded suppliers (an award carries its supplier's name already)."""
@@ -209,7 +216,7 @@ def release(
     buyer = _single_buyer(initiative)
     if buyer is not None:
         out["buyer"] = _ref(buyer)
-    out["planning"] = _planning(initiative)
+    out["planning"] = _planning(initiative, min_contributors)
     out["tender"] = _tender(initiative, suppliers or {})
     if initiative.awards:
         out["awards"] = [_award(initiative, a) for a in initiative.awards]
@@ -218,7 +225,12 @@ def release(
     return out
 
 
-def latest_release(initiative: Initiative, *, suppliers: Suppliers | None = None) -> Release:
+def latest_release(
+    initiative: Initiative,
+    *,
+    suppliers: Suppliers | None = None,
+    min_contributors: int = MIN_AGGREGATE_PARTICIPANTS,
+) -> Release:
     """The release for the initiative's latest change: tagged by its action, dated when it happened, with
     the id `<ocid>-<version>` (unique across processes, as every change bumps the version)."""
     last = initiative.history[-1]
@@ -228,6 +240,7 @@ def latest_release(initiative: Initiative, *, suppliers: Suppliers | None = None
         release_id=f"{initiative.ocid}-{initiative.version}",
         date=_aware(last.at),
         suppliers=suppliers,
+        min_contributors=min_contributors,
     )
 
 
@@ -562,22 +575,38 @@ def _single_buyer(initiative: Initiative) -> dict[str, Any] | None:
     return {"id": _party_id(active[0].nation), "name": _name(active[0].nation)}
 
 
-def _planning(initiative: Initiative) -> dict[str, Any]:
-    demand = initiative.demand
+def _planning(initiative: Initiative, min_contributors: int) -> dict[str, Any]:
+    shown = initiative.demand_for(None, min_contributors)
+    demand = shown.demand
     years = sorted(set(demand.indicative) | set(demand.firm) | set(demand.funded))
     unit = initiative.item.unit
-    totals = {
-        "indicative": sum(demand.indicative.values()),
-        "firm": sum(demand.firm.values()),
-        "funded": sum(demand.funded.values()),
-    }
     lead, procuring = _name(initiative.lead_nation), _name(initiative.procuring_entity)
     by = f"led and procured by {lead}" if lead == procuring else f"led by {lead}, procured by {procuring}"
     rationale = (
         f"Joint procurement of {initiative.item.product} ({initiative.capability_area}), {by}. "
-        f"Participating nations: {demand.participants}. Demand in {unit}: {totals['indicative']} indicative, "
-        f"{totals['firm']} firm, {totals['funded']} funded."
+        f"Participating nations: {demand.participants}. "
     )
+    icep_demand: dict[str, Any] = {
+        "unit": unit,
+        "participants": demand.participants,
+        "committed": sum(1 for p in initiative.participations if p.status in FIRM),
+        "disclosure": shown.disclosure.value,
+    }
+    if shown.disclosure is Disclosure.WITHHELD:
+        rationale += "The aggregated demand is published once it is settled, when the tender is published."
+    elif not demand.firm:
+        rationale += (
+            f"No year has firm commitments of at least {min_contributors} nations: no demand figure is"
+            " published."
+        )
+    else:
+        firm = sum(demand.firm.values())
+        rationale += (
+            f"Firm demand in {unit}: {firm} (a year counted only when at least {min_contributors} nations"
+            " commit to it)."
+        )
+        icep_demand["totals"] = {"firm": firm}
+        icep_demand["years"] = [{"year": y, "firm": demand.firm[y]} for y in years]
     if initiative.description:
         rationale = f"{initiative.description} {rationale}"
     deadline: dict[str, Any] = {
@@ -591,25 +620,7 @@ def _planning(initiative: Initiative) -> dict[str, Any]:
     closed = _last_change(initiative, "close_participation")
     if closed is not None:
         deadline.update(status="met", dateMet=_dt(closed.at), dateModified=_dt(closed.at))
-    return {
-        "rationale": rationale,
-        "milestones": [deadline],
-        "icepDemand": {
-            "unit": unit,
-            "participants": demand.participants,
-            "committed": sum(1 for p in initiative.participations if p.status in FIRM),
-            "totals": totals,
-            "years": [
-                {
-                    "year": y,
-                    "indicative": demand.indicative.get(y, 0),
-                    "firm": demand.firm.get(y, 0),
-                    "funded": demand.funded.get(y, 0),
-                }
-                for y in years
-            ],
-        },
-    }
+    return {"rationale": rationale, "milestones": [deadline], "icepDemand": icep_demand}
 
 
 def _tender_status(initiative: Initiative) -> str:
@@ -621,18 +632,6 @@ def _tender_status(initiative: Initiative) -> str:
     if s is InitiativeStatus.TENDERING:
         return "active"
     return "complete"
-
-
-def _planned_quantity(initiative: Initiative) -> int | None:
-    """Before the tender: the firm demand once a nation committed, else the indicative demand; None while
-    nobody has joined (kept once given, as a withdrawal cannot remove a published quantity)."""
-    if not initiative.participations:
-        return None
-    demand = initiative.demand
-    firm = sum(demand.firm.values())
-    return (
-        firm if any(p.status in FIRM for p in initiative.participations) else sum(demand.indicative.values())
-    )
 
 
 def _item(
@@ -673,7 +672,9 @@ def _tender(initiative: Initiative, suppliers: Suppliers) -> dict[str, Any]:
     tender["procuringEntity"] = parties.ref(_party_id(initiative.procuring_entity))
     t = initiative.tender
     if t is None:
-        tender["items"] = [_item(initiative, "1", _planned_quantity(initiative))]
+        # The planned quantity is the aggregated demand, withheld until the tender is published (then the
+        # items are the lots): see `Disclosure`.
+        tender["items"] = [_item(initiative, "1", None)]
     else:
         tender["items"] = [_item(initiative, str(n), lot.quantity, lot.id) for n, lot in enumerate(t.lots, 1)]
         value = _lots_value(t.lots)

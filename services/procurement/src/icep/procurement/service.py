@@ -70,6 +70,7 @@ from icep.procurement.domain import (
     Bid,
     CallOff,
     Contract,
+    Demand,
     DemandSignal,
     Firmness,
     Initiative,
@@ -100,7 +101,7 @@ from icep.procurement.models import (
     ShortfallRow,
     SupplierRow,
 )
-from icep.procurement.settings import current_lists
+from icep.procurement.settings import current_lists, min_aggregate_participants
 
 log = logging.getLogger("icep.procurement")
 
@@ -174,7 +175,14 @@ async def _record_release(session: AsyncSession, i: Initiative, action: str, now
     release_id = f"{i.ocid}-{position + 1:04d}"
     tags = ocds.tags_for(action, i)
     suppliers = await _supplier_parties(session, i)
-    body = ocds.release(i, tags, release_id=release_id, date=now, suppliers=suppliers)
+    body = ocds.release(
+        i,
+        tags,
+        release_id=release_id,
+        date=now,
+        suppliers=suppliers,
+        min_contributors=min_aggregate_participants(),
+    )
     session.add(
         OcdsReleaseRow(id=release_id, ocid=i.ocid, position=position + 1, date=now, tags=tags, release=body)
     )
@@ -207,21 +215,15 @@ def _years(q: Mapping[int, int]) -> dict[str, int]:
     return {str(y): v for y, v in sorted(q.items())}
 
 
-def _demand_event(i: Initiative) -> DemandAggregated:
-    """The initiative's aggregated demand; a cancelled one's demand leaves the picture: zeros for every
-    year it had."""
-    d = i.demand
+def _demand_figures(
+    i: Initiative, d: Demand, release: Releasability
+) -> tuple[DemandAggregated, Releasability]:
+    """The demand `d` of the initiative as an event released as `release`; a cancelled one's demand leaves
+    the picture: zeros for every year it had."""
     if i.status is InitiativeStatus.CANCELLED:
         gone = dict.fromkeys(sorted(set(d.indicative) | set(d.firm) | set(d.funded)), 0)
-        return DemandAggregated(
-            **_fields(i),
-            unit=i.item.unit,
-            participants=0,
-            indicative=_years(gone),
-            firm=_years(gone),
-            funded=_years(gone),
-        )
-    return DemandAggregated(
+        d = Demand(0, gone, gone, gone)
+    event = DemandAggregated(
         **_fields(i),
         unit=i.item.unit,
         participants=d.participants,
@@ -229,6 +231,24 @@ def _demand_event(i: Initiative) -> DemandAggregated:
         firm=_years(d.firm),
         funded=_years(d.funded),
     )
+    return event, release
+
+
+def demand_release(i: Initiative) -> Releasability:
+    """Who receives the aggregate as it stands: the lead nation and NATO staff (when the initiative is
+    released to NATO staff), never the wider audience (disclosure control, `domain.Disclosure`)."""
+    return lead_and(i, *((NATO,) if i.visible_to(NATO) else ()))
+
+
+def _demand_events(i: Initiative, *, published: bool = False) -> list[Announcement]:
+    """The aggregate as it stands, to the lead nation and NATO staff; and, when `published` (the demand is
+    settled: the tender is published, or a published demand leaves the picture at cancellation), the
+    aggregate as published (`Initiative.demand_for(None, k)`) to every reader of the initiative."""
+    out: list[Announcement] = [_demand_figures(i, i.demand, demand_release(i))]
+    if published and i.demand_settled:
+        shown = i.demand_for(None, min_aggregate_participants()).demand
+        out.append(_demand_figures(i, shown, i.releasability))
+    return out
 
 
 # --- initiatives: commands ------------------------------------------------------------------------------
@@ -448,7 +468,7 @@ async def join_initiative(
         joined = InitiativeJoined(
             **_participation_fields(i, actor.nation, actor, now), indicative=_years(p.indicative)
         )
-        return [(joined, participant_release(i, actor.nation)), _demand_event(i)]
+        return [(joined, participant_release(i, actor.nation)), *_demand_events(i)]
 
     return await change_initiative(
         uow,
@@ -475,7 +495,7 @@ async def commit_to_initiative(
         committed = InitiativeCommitted(
             **_participation_fields(i, actor.nation, actor, now), firm=_years(p.firm), funded=_years(p.funded)
         )
-        return [(committed, participant_release(i, actor.nation)), _demand_event(i)]
+        return [(committed, participant_release(i, actor.nation)), *_demand_events(i)]
 
     return await change_initiative(
         uow,
@@ -512,7 +532,7 @@ async def withdraw_from_initiative(
             approved_by=actor.id if amendment else None,
             reason=p.withdrawal_reason or reason,
         )
-        return [(withdrawn, participant_release(i, actor.nation)), _demand_event(i)]
+        return [(withdrawn, participant_release(i, actor.nation)), *_demand_events(i)]
 
     return await change_initiative(
         uow, actor, initiative_id, expected, _sync(step), announce, lambda i: i.history[-1].action
@@ -539,7 +559,7 @@ async def decide_withdrawal(
         withdrawn = ParticipantWithdrawn(
             **fields, amendment=True, approved_by=actor.id, reason=p.withdrawal_reason or reason_given
         )
-        return [(withdrawn, participant_release(i, nation)), _demand_event(i)]
+        return [(withdrawn, participant_release(i, nation)), *_demand_events(i)]
 
     return await change_initiative(
         uow,
@@ -579,7 +599,7 @@ async def cancel_initiative(
             InitiativeCancelled(
                 **_fields(i), reason=i.cancellation_reason or reason, cancelled_by=actor.id, cancelled_at=now
             ),
-            _demand_event(i),  # its demand leaves the picture
+            *_demand_events(i, published=True),  # its demand leaves the picture
         ],
         "cancel",
     )
@@ -593,9 +613,11 @@ async def publish_tender(
     lots: Sequence[Lot],
     period_end: date,
 ) -> Initiative:
-    def announce(i: Initiative, now: datetime) -> list[EventPayload]:
+    def announce(i: Initiative, now: datetime) -> list[Announcement]:
         assert i.tender is not None
         return [
+            # The demand is settled: its aggregate is published to every reader (disclosure control).
+            *_demand_events(i, published=True)[1:],
             TenderPublished(
                 **_fields(i),
                 lots=[
@@ -611,7 +633,7 @@ async def publish_tender(
                 tender_period_end=i.tender.period_end,
                 published_by=actor.id,
                 published_at=now,
-            )
+            ),
         ]
 
     return await change_initiative(
@@ -671,13 +693,24 @@ async def record_bid(
     return await change_initiative(uow, actor, initiative_id, expected, step, announce, "record_bid")
 
 
-async def standing_of(session: AsyncSession, supplier: Supplier, on: date) -> SupplierStanding:
+async def standing_of(
+    session: AsyncSession, supplier: Supplier, on: date, audience: Releasability
+) -> SupplierStanding:
     """The supplier's screening and, per product, the standard editions that product holds verified
-    conformance with, from the local read model of the standards service's events."""
+    conformance with, from the local read model of the standards service's events: only the claims that
+    name the product and that every reader of `audience` (the initiative) may read count."""
     if not supplier.products:
         return SupplierStanding(supplier, {})
     claims = [
-        KnownConformance(r.claim_id, r.product_code, r.standard_id, r.status, r.expires_on)
+        KnownConformance(
+            r.claim_id,
+            r.product_code,
+            r.standard_id,
+            r.status,
+            r.expires_on,
+            r.manufacturer,
+            Releasability.from_marking(r.nation, r.releasable_to) if r.nation and r.releasable_to else None,
+        )
         for r in (
             await session.execute(
                 select(KnownConformanceRow).where(
@@ -697,7 +730,7 @@ async def standing_of(session: AsyncSession, supplier: Supplier, on: date) -> Su
         if ids
         else {}
     )
-    return SupplierStanding(supplier, domain.verified_editions(supplier.products, claims, standards, on))
+    return domain.supplier_standing(supplier, claims, standards, on, audience)
 
 
 async def suppliers_for_award(
@@ -725,7 +758,9 @@ async def award(
 ) -> Initiative:
     async def step(i: Initiative, now: datetime, session: AsyncSession) -> Initiative:
         suppliers = await suppliers_for_award(session, actor, [a.supplier_id for a in awards])
-        standings = {sid: await standing_of(session, s, now.date()) for sid, s in suppliers.items()}
+        standings = {
+            sid: await standing_of(session, s, now.date(), i.releasability) for sid, s in suppliers.items()
+        }
         return i.award(actor, [(new_id(), a) for a in awards], standings, now)
 
     def announce(i: Initiative, now: datetime) -> list[EventPayload]:
@@ -1165,7 +1200,7 @@ async def demand(db: Database, actor: Actor, product: str | None) -> list[Produc
     """The demand signal industry asks for: per product and year, by firmness, within what the caller sees."""
     async with db.sessions() as session:
         signals, initiatives = await _visible_demand(session, actor, product)
-    return domain.demand_picture(signals, initiatives)
+    return domain.demand_picture(signals, initiatives, actor.nation, min_aggregate_participants())
 
 
 def _reads(readers_column: str, actor: Actor) -> bool:
@@ -1223,7 +1258,7 @@ async def demand_against_capacity(
         signals, initiatives = await _visible_demand(session, actor, product)
         capacity = await capacity_rows(session, actor, product)
         shortfalls = await shortfall_rows(session, actor, product)
-    picture = domain.demand_picture(signals, initiatives)
+    picture = domain.demand_picture(signals, initiatives, actor.nation, min_aggregate_participants())
     demanded = {p.unit for p in picture}
     unit = unit or _most_used([r.unit for r in capacity], demanded) or _most_used([p.unit for p in picture])
     years = next((p.years for p in picture if p.unit == unit), {})

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from icep.platform.settings import ServiceSettings
-from icep.procurement.domain import ScreeningLists
+from icep.procurement.domain import MIN_AGGREGATE_PARTICIPANTS, ScreeningLists
 
 #: Countries under restrictive measures (ISO 3166-1 alpha-3), as a sensible default for development.
 DEFAULT_RESTRICTED_COUNTRIES = ("RUS", "BLR", "PRK", "IRN", "SYR")
@@ -34,6 +34,10 @@ class ProcurementSettings(ServiceSettings):
     restricted_parties: list[str] = Field(default_factory=lambda: list(DEFAULT_RESTRICTED_PARTIES))
     #: How often every supplier screened under other lists is screened again (also once at start).
     rescreen_interval_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
+    #: Disclosure control: an initiative's aggregated demand reaches readers other than the lead nation
+    #: and NATO staff only once settled (the tender published): its firm demand, each year only when at
+    #: least this many nations commit to it (see `icep.procurement.domain.Disclosure`).
+    min_aggregate_participants: int = Field(default=MIN_AGGREGATE_PARTICIPANTS, ge=2, le=100)
     #: Where callers reach the API (the gateway): the base of the `uri` of OCDS packages. Configured, never
     #: taken from request headers, which a caller controls.
     public_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
@@ -62,13 +66,25 @@ class ProcurementSettings(ServiceSettings):
 
 
 _lists: ScreeningLists | None = None
+_min_aggregate: int | None = None
 
 
 def configure_lists(settings: ProcurementSettings) -> ScreeningLists:
-    """Make `settings`' lists the ones in force in this process (the app does this when it is created)."""
-    global _lists
+    """Make `settings`' lists (and disclosure threshold) the ones in force in this process (the app does
+    this when it is created)."""
+    global _lists, _min_aggregate
     _lists = settings.screening_lists()
+    _min_aggregate = settings.min_aggregate_participants
     return _lists
+
+
+def min_aggregate_participants() -> int:
+    """The disclosure threshold in force: that of the settings the app was created with, else the
+    environment's, read once."""
+    if _min_aggregate is None:
+        configure_lists(ProcurementSettings())
+    assert _min_aggregate is not None
+    return _min_aggregate
 
 
 def current_lists() -> ScreeningLists:

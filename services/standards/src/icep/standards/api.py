@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from icep.contracts import NationCode, Releasability
 from icep.contracts.nations import ALLIES, NATO
 from icep.contracts.releasability import ReleasabilityIn, ReleasabilityOut
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import database, runtime_of, unit_of_work
 from icep.platform.auth import PrincipalDep
 from icep.platform.domain import invalid
 from icep.platform.errors import PreconditionRequired
@@ -38,6 +38,7 @@ from icep.standards.domain import (
     StandardKind,
     StandardStatus,
 )
+from icep.standards.settings import StandardsSettings
 
 standards_router = APIRouter(prefix="/v1/standards", tags=["standards"])
 interoperability_router = APIRouter(prefix="/v1/interoperability", tags=["interoperability"])
@@ -453,8 +454,19 @@ async def start_test(
 async def verify_claim(
     claim_id: str, body: VerifyIn, request: Request, response: Response, who: ActorDep, expected: IfMatch
 ) -> ClaimOut:
+    """Verification is independent: NATO's standards staff or another nation's test centre (standards
+    staff of a nation the claim is released to) verify a claim under test. The claiming nation's own staff
+    are refused with 403 unless the deployment allows self-verification
+    (`ICEP_STANDARDS_ALLOW_SELF_VERIFICATION`)."""
+    settings = runtime_of(request).settings
     claim = await service.verify_claim(
-        unit_of_work(request), who, claim_id, expected, body.expires_on, tuple(body.evidence)
+        unit_of_work(request),
+        who,
+        claim_id,
+        expected,
+        body.expires_on,
+        tuple(body.evidence),
+        allow_self_verification=isinstance(settings, StandardsSettings) and settings.allow_self_verification,
     )
     return _claim(response, claim)
 

@@ -572,10 +572,35 @@ class ConformanceClaim:
         self._check_assessor(actor, "test")
         return self._move("start_test", actor.id, now, evidence=(*self.evidence, *evidence))
 
+    def _check_verifier(self, actor: Actor, action: str, allow_self_verification: bool) -> None:
+        """Verification is independent: NATO's standards staff or another nation's test centre (standards
+        staff of a nation the claim is released to) verify or reject a claim under test, never the
+        claiming nation itself, unless the deployment allows self-verification. A refusal is 403: it is
+        about who acts, whatever the claim's state (the claiming nation may read the claim, so it learns
+        nothing it does not know)."""
+        if STANDARDS_ROLE not in actor.roles:
+            raise Forbidden(f"only standards staff may {action} this claim")
+        if actor.nation == self.nation:
+            if allow_self_verification:
+                return
+            raise Forbidden(
+                f"a claim is verified independently: by NATO or another nation's test centre, not by"
+                f" {self.nation}, whose claim it is"
+            )
+        if actor.nation != NATO and not may_read(self.release, actor.nation):
+            raise Forbidden(f"only standards staff the claim is released to may {action} it")
+
     def verify(
-        self, actor: Actor, expires_on: date, now: datetime, evidence: tuple[str, ...] = ()
+        self,
+        actor: Actor,
+        expires_on: date,
+        now: datetime,
+        evidence: tuple[str, ...] = (),
+        *,
+        allow_self_verification: bool = False,
     ) -> ConformanceClaim:
-        self._check_assessor(actor, "verify")
+        """Verified until `expires_on`, by an independent verifier (`_check_verifier`)."""
+        self._check_verifier(actor, "verify", allow_self_verification)
         all_evidence = (*self.evidence, *evidence)
         if not all_evidence:
             raise invalid("body.evidence", "a verification rests on at least one evidence reference")
@@ -586,7 +611,8 @@ class ConformanceClaim:
         )
 
     def reject(self, actor: Actor, reason: str, now: datetime) -> ConformanceClaim:
-        self._check_assessor(actor, "reject")
+        """Rejected by an independent verifier, or withdrawn this way by the claiming nation itself."""
+        self._check_verifier(actor, "reject", allow_self_verification=True)
         if not reason.strip():
             raise invalid("body.reason", "a rejection needs a reason")
         return self._move("reject", actor.id, now, note=reason.strip(), rejection_reason=reason.strip())

@@ -811,13 +811,17 @@ async def verify_claim(
     expected: int | None,
     expires_on: date,
     evidence: tuple[str, ...],
+    *,
+    allow_self_verification: bool = False,
 ) -> ConformanceClaim:
     return await _change_claim(
         uow,
         actor,
         claim_id,
         expected,
-        lambda c, now: c.verify(actor, expires_on, now, evidence),
+        lambda c, now: c.verify(
+            actor, expires_on, now, evidence, allow_self_verification=allow_self_verification
+        ),
         lambda c, f, now: ConformanceVerified(
             **f, evidence=list(c.evidence), expires_on=expires_on, verified_by=actor.id, verified_at=now
         ),
