@@ -6,8 +6,8 @@ year as a string (`{"2026": 120000}`), as JSON requires.
 
 Most initiative events go to whoever may read the initiative. Those with one nation's quantities
 (joined, committed, participant withdrawn) go to the lead nation, that nation and NATO staff; a
-withdrawal requested or refused to the lead nation and that nation; a bid to the lead nation alone. The
-aggregated demand goes to the initiative's readers.
+withdrawal requested or refused to the lead nation and that nation; a bid to the lead nation alone (each
+declared as its `audience`). The aggregated demand goes to the initiative's readers.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from icep.contracts.base import EventPayload
+from icep.contracts.base import Audience, EventPayload
 
 # --- initiatives ----------------------------------------------------------------------------------------
 
@@ -68,12 +68,20 @@ class _ParticipationEvent(_InitiativeEvent):
 
 class InitiativeJoined(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.joined.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation", "NATO"),
+        "one nation's quantities: its readers among the lead nation, that nation and NATO staff",
+    )
 
     indicative: dict[str, int]
 
 
 class InitiativeCommitted(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.committed.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation", "NATO"),
+        "one nation's quantities: its readers among the lead nation, that nation and NATO staff",
+    )
 
     firm: dict[str, int]
     funded: dict[str, int]
@@ -84,6 +92,9 @@ class WithdrawalRequested(_ParticipationEvent):
     Released to the lead nation and that nation."""
 
     event_type: ClassVar[str] = "icep.procurement.initiative.withdrawal_requested.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation"), "a matter between the lead nation and the nation asking to withdraw"
+    )
 
     reason: str
 
@@ -93,12 +104,19 @@ class WithdrawalRefused(_ParticipationEvent):
     that nation."""
 
     event_type: ClassVar[str] = "icep.procurement.initiative.withdrawal_refused.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation"), "a matter between the lead nation and the nation asking to withdraw"
+    )
 
     reason: str = Field(description="The reason the nation gave for asking to withdraw")
 
 
 class ParticipantWithdrawn(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.participant_withdrawn.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation", "NATO"),
+        "one nation's quantities: its readers among the lead nation, that nation and NATO staff",
+    )
 
     #: After a firm commitment a withdrawal is an amendment the lead nation approved.
     amendment: bool
@@ -166,6 +184,9 @@ class BidRecorded(_InitiativeEvent):
     """A supplier's bid on a lot, as the lead nation recorded it: released to the lead nation alone."""
 
     event_type: ClassVar[str] = "icep.procurement.bid.recorded.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation",), "bids are commercial offers the lead nation evaluates alone"
+    )
 
     bid_id: str
     lot_id: str

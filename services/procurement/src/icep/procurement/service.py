@@ -56,7 +56,8 @@ from icep.contracts.procurement import (
     WithdrawalRefused,
     WithdrawalRequested,
 )
-from icep.contracts.releasability import encode_tokens, nation_tokens, reader_tokens
+from icep.contracts.releasability import nation_tokens
+from icep.platform import visibility
 from icep.platform.db import Database
 from icep.platform.domain import invalid
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed
@@ -122,12 +123,14 @@ def to_json(adapter: TypeAdapter[T], value: T) -> dict[str, Any]:
 
 
 def readers(r: Releasability) -> str:
-    return encode_tokens(reader_tokens(r))
+    """The stored readers of an initiative, supplier or demand signal: who may read it, and who its
+    events are marked for (`publish` with the same releasability), by `icep.platform.visibility`."""
+    return visibility.encode(domain.readers(r))
 
 
 def readable_by(column: Any, actor: Actor) -> Any:
     """SQL: the reader tokens in `column` share one with the caller's."""
-    return sa.or_(*(column.like(f"%,{token},%") for token in sorted(nation_tokens(actor.nation))))
+    return visibility.readable_by(column, actor.nation)
 
 
 def check_version(kind: str, version: int, expected: int | None) -> None:
