@@ -4,10 +4,11 @@ Aggregates: `initiative` (a joint procurement initiative: an OCDS contracting pr
 `ocid` is in every event), `supplier` and `demand_signal`. Quantities per year are objects keyed by the
 year as a string (`{"2026": 120000}`), as JSON requires.
 
-Most initiative events go to whoever may read the initiative. Those with one nation's quantities
-(joined, committed, participant withdrawn) go to the lead nation, that nation and NATO staff; a
-withdrawal requested or refused to the lead nation and that nation; a bid to the lead nation alone (each
-declared as its `audience`). The aggregated demand goes to the initiative's readers.
+Most initiative events go to whoever may read the initiative. Those about one nation's participation
+(joined, committed, withdrawal requested or refused, participant withdrawn) go to the lead nation, that
+nation and NATO staff, who alone read its quantities in the initiative; a bid to the lead nation alone,
+who alone reads bids (each declared as its `audience`). The aggregated demand goes to the initiative's
+readers (subject to the disclosure rule on aggregates).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class InitiativeJoined(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.joined.v1"
     audience: ClassVar[Audience] = Audience.narrower(
         ("lead_nation", "nation", "NATO"),
-        "one nation's quantities: its readers among the lead nation, that nation and NATO staff",
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
     )
 
     indicative: dict[str, int]
@@ -80,7 +81,7 @@ class InitiativeCommitted(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.committed.v1"
     audience: ClassVar[Audience] = Audience.narrower(
         ("lead_nation", "nation", "NATO"),
-        "one nation's quantities: its readers among the lead nation, that nation and NATO staff",
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
     )
 
     firm: dict[str, int]
@@ -89,23 +90,25 @@ class InitiativeCommitted(_ParticipationEvent):
 
 class WithdrawalRequested(_ParticipationEvent):
     """A committed nation asks to withdraw: the lead nation approves (ParticipantWithdrawn) or refuses it.
-    Released to the lead nation and that nation."""
+    Released to the lead nation, that nation and NATO staff."""
 
     event_type: ClassVar[str] = "icep.procurement.initiative.withdrawal_requested.v1"
     audience: ClassVar[Audience] = Audience.narrower(
-        ("lead_nation", "nation"), "a matter between the lead nation and the nation asking to withdraw"
+        ("lead_nation", "nation", "NATO"),
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
     )
 
     reason: str
 
 
 class WithdrawalRefused(_ParticipationEvent):
-    """The lead nation refused a withdrawal: the nation stays committed. Released to the lead nation and
-    that nation."""
+    """The lead nation refused a withdrawal: the nation stays committed. Released to the lead nation, that
+    nation and NATO staff."""
 
     event_type: ClassVar[str] = "icep.procurement.initiative.withdrawal_refused.v1"
     audience: ClassVar[Audience] = Audience.narrower(
-        ("lead_nation", "nation"), "a matter between the lead nation and the nation asking to withdraw"
+        ("lead_nation", "nation", "NATO"),
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
     )
 
     reason: str = Field(description="The reason the nation gave for asking to withdraw")
@@ -115,7 +118,7 @@ class ParticipantWithdrawn(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.participant_withdrawn.v1"
     audience: ClassVar[Audience] = Audience.narrower(
         ("lead_nation", "nation", "NATO"),
-        "one nation's quantities: its readers among the lead nation, that nation and NATO staff",
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
     )
 
     #: After a firm commitment a withdrawal is an amendment the lead nation approved.

@@ -363,8 +363,9 @@ def lead_and(i: Initiative, *nations: str) -> Releasability:
 
 
 def participant_release(i: Initiative, nation: str) -> Releasability:
-    """An event carrying one nation's quantities: the lead nation, that nation and NATO staff, when the
-    initiative is released to NATO staff (an event never reaches who may not read the initiative)."""
+    """Who reads one nation's participation (its quantities, its reason to withdraw), in the initiative's
+    answer and in the events about it: the lead nation, that nation and NATO staff, when the initiative is
+    released to NATO staff (an event never reaches who may not read the initiative)."""
     return lead_and(i, nation, *((NATO,) if i.visible_to(NATO) else ()))
 
 
@@ -507,7 +508,7 @@ async def withdraw_from_initiative(
         if p.status is not domain.ParticipationStatus.WITHDRAWN:
             # Requested: the demand still counts it until the lead nation decides.
             requested = WithdrawalRequested(**fields, reason=p.withdrawal_reason or reason)
-            return [(requested, lead_and(i, actor.nation))]
+            return [(requested, participant_release(i, actor.nation))]
         amendment = bool(p.firm)
         withdrawn = ParticipantWithdrawn(
             **fields,
@@ -538,7 +539,7 @@ async def decide_withdrawal(
         assert p is not None
         fields = _participation_fields(i, nation, actor, now)
         if not approve:
-            return [(WithdrawalRefused(**fields, reason=reason_given), lead_and(i, nation))]
+            return [(WithdrawalRefused(**fields, reason=reason_given), participant_release(i, nation))]
         withdrawn = ParticipantWithdrawn(
             **fields, amendment=True, approved_by=actor.id, reason=p.withdrawal_reason or reason_given
         )
