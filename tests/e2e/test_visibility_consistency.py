@@ -567,7 +567,14 @@ async def _procurement(h: Harness) -> None:
         "ukr-procurement",
         "nato-procurement",
     )
-    clean = await h.act(lead, "POST", "/v1/suppliers", supplier_body("Clean Shells GmbH", "DEU"))
+    clean = await h.act(
+        lead,
+        "POST",
+        "/v1/suppliers",
+        supplier_body(
+            "Clean Shells GmbH", "DEU", releasability={"scope": "allies_partners", "nations": ["UKR"]}
+        ),
+    )
     await h.check(
         "a supplier",
         ("procurement.supplier.registered", clean["id"]),
