@@ -1333,7 +1333,8 @@ async def test_nato_operators_see_only_deliveries_of_events_released_to_nato(wor
 
 async def test_counts_follow_releasability(world: World) -> None:
     """The standard in force counts for an Ally's caller, not for a partner's; a nation's quantities
-    in an initiative are the lead nation's and its own; NATO reviewers never read a draft version."""
+    in an initiative are the lead nation's, its own and NATO staff's (as the events about them); NATO
+    reviewers never read a draft version."""
     c, ids = world.clients, world.ids
 
     async def in_force(client_id: str) -> int:
@@ -1349,7 +1350,8 @@ async def test_counts_follow_releasability(world: World) -> None:
         for who in ("deu-procurement", "fra-procurement", "nld-procurement", "nato-procurement")
     }
     assert fra_as["deu-procurement"]["firm"] == fra_as["fra-procurement"]["firm"] == {Y1: 1000}
-    assert fra_as["nld-procurement"]["firm"] is None and fra_as["nato-procurement"]["firm"] is None
+    assert fra_as["nato-procurement"]["firm"] == {Y1: 1000}
+    assert fra_as["nld-procurement"]["firm"] is None
     assert fra_as["nld-procurement"]["withdrawal_reason"] is None
 
     versions = f"/v1/plans/{ids['plan_nat']}/versions"

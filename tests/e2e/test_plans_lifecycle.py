@@ -323,7 +323,9 @@ async def test_release_changes_who_sees_an_accepted_plan(clients: Clients, plan_
     assert pid not in [p["id"] for p in ok(await fra.get("/v1/plans", params={"limit": 200}))["items"]]
     events = await plan_events(pid, "icep.plans.plan.released.v1")
     [rel] = [e for e in events if e.type.endswith("released.v1")]
-    assert rel.releasable_to == "DEU,POL" and rel.data["releasable_to"] == "DEU,POL"
+    # NATO reviewed it: NATO staff still read it, and are told (one rule for reads and events).
+    assert rel.releasable_to == "DEU,NATO,POL" and rel.data["releasable_to"] == "DEU,NATO,POL"
+    ok(await clients["nato"].get(f"/v1/plans/{pid}"))
 
 
 async def test_validation_names_the_fields(clients: Clients) -> None:

@@ -870,14 +870,14 @@ async def test_participation_and_the_aggregated_demand(staff: Clients, events: E
     assert names[2:] == [
         x for t in types for x in ((t, "initiative.demand_aggregated") if t in moving else (t,))
     ]
-    # A request and a refusal go to the lead nation and the nation that asked.
+    # A request and a refusal go to the lead nation, the nation that asked and NATO staff.
     asked = [
         (e.type.removeprefix(EV), e.data["nation"], e.releasable_to) for e in got if "withdrawal_" in e.type
     ]
     assert asked == [
-        ("initiative.withdrawal_requested.v1", "POL", "DEU,POL"),
-        ("initiative.withdrawal_requested.v1", "NLD", "DEU,NLD"),
-        ("initiative.withdrawal_refused.v1", "NLD", "DEU,NLD"),
+        ("initiative.withdrawal_requested.v1", "POL", "DEU,NATO,POL"),
+        ("initiative.withdrawal_requested.v1", "NLD", "DEU,NATO,NLD"),
+        ("initiative.withdrawal_refused.v1", "NLD", "DEU,NATO,NLD"),
     ]
     assert got[names.index("initiative.withdrawal_requested")].data["reason"] == "budget cut (synthetic)"
     withdrawn = [e.data for e in got if e.type.endswith("participant_withdrawn.v1")]

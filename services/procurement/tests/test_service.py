@@ -207,9 +207,9 @@ async def test_one_nations_quantities_and_the_bids_go_only_to_whom_they_concern(
         agg,
         ("initiative.committed", "POL", "DEU", "DEU,NATO,POL"),
         agg,
-        ("initiative.withdrawal_requested", "POL", "DEU", "DEU,POL"),
-        ("initiative.withdrawal_refused", "POL", "DEU", "DEU,POL"),
-        ("initiative.withdrawal_requested", "POL", "DEU", "DEU,POL"),
+        ("initiative.withdrawal_requested", "POL", "DEU", "DEU,NATO,POL"),
+        ("initiative.withdrawal_refused", "POL", "DEU", "DEU,NATO,POL"),
+        ("initiative.withdrawal_requested", "POL", "DEU", "DEU,NATO,POL"),
         ("initiative.participant_withdrawn", "POL", "DEU", "DEU,NATO,POL"),
         agg,
     ]

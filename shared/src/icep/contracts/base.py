@@ -1,10 +1,51 @@
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
 _registry: dict[str, type[EventPayload]] = {}
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who an event goes to (its `releasableto`), against who may read its aggregate (the resource its
+    subject names). By default exactly the aggregate's readers: a nation told of a change may read the
+    record, and every nation that may read it is told. An event that goes further or less far says so
+    here, next to its contract, with the reason (docs/visibility.md lists them).
+    """
+
+    relation: Literal["same_as_aggregate", "wider", "narrower"] = "same_as_aggregate"
+    #: `wider`: the part of the aggregate the event carries, released further than the whole.
+    part: str = ""
+    #: `narrower`: the only readers of the aggregate told: payload fields naming a nation
+    #: (e.g. `lead_nation`), or `NATO` (NATO staff, when they may read the aggregate).
+    only: tuple[str, ...] = ()
+    reason: str = ""
+    #: `narrower`: a payload field and value for which the event goes to every reader of the aggregate
+    #: after all (e.g. demand as published, once disclosure control lets it out).
+    except_when: tuple[str, str] | None = None
+
+    def for_payload(self, data: Mapping[str, Any]) -> Audience:
+        """The audience of one event of this type, given its payload (`except_when` applied)."""
+        if self.except_when is not None and str(data.get(self.except_when[0])) == self.except_when[1]:
+            return SAME_AS_AGGREGATE
+        return self
+
+    @classmethod
+    def wider(cls, part: str, reason: str) -> Audience:
+        return cls("wider", part=part, reason=reason)
+
+    @classmethod
+    def narrower(
+        cls, only: tuple[str, ...], reason: str, *, except_when: tuple[str, str] | None = None
+    ) -> Audience:
+        return cls("narrower", only=only, reason=reason, except_when=except_when)
+
+
+SAME_AS_AGGREGATE = Audience()
 
 
 class EventPayload(BaseModel):
@@ -15,6 +56,8 @@ class EventPayload(BaseModel):
     event_type: ClassVar[str]
     #: The aggregate this event is about, e.g. `plan`; its id is the CloudEvent subject and record key.
     aggregate: ClassVar[str]
+    #: Who receives it, against who may read the aggregate (see `Audience`).
+    audience: ClassVar[Audience] = SAME_AS_AGGREGATE
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -28,3 +71,8 @@ class EventPayload(BaseModel):
 def all_event_types() -> dict[str, type[EventPayload]]:
     """Every contract known to the process (modules must be imported first)."""
     return dict(_registry)
+
+
+def audiences() -> dict[str, Audience]:
+    """Event type -> its declared audience, for every contract known to the process."""
+    return {t: cls.audience for t, cls in _registry.items()}

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import ClassVar
 
-from icep.contracts.base import EventPayload
+from icep.contracts.base import SAME_AS_AGGREGATE, Audience, EventPayload
 
 
 class _CapacityEvent(EventPayload):
@@ -14,6 +14,11 @@ class _CapacityEvent(EventPayload):
     these events carry the figures and the plan's id and period, never its title or other content."""
 
     aggregate: ClassVar[str] = "plan"
+    audience: ClassVar[Audience] = Audience.wider(
+        "capacity figures",
+        "the owner may release a plan's capacity figures (commitments, progress, shortfalls) more widely "
+        "than the plan (`capacity_releasability`): they go to the plan's readers and that wider release",
+    )
 
     plan_id: str
     nation: str
@@ -23,6 +28,8 @@ class _CapacityEvent(EventPayload):
 
 
 class _PlanEvent(_CapacityEvent):
+    audience: ClassVar[Audience] = SAME_AS_AGGREGATE
+
     title: str
 
 
@@ -85,7 +92,8 @@ class PlanReleased(_PlanEvent):
 
     released_by: str
     released_at: datetime
-    #: STANAG 4774-style markings, e.g. `ALLIES`, `DEU,FRA,POL`, `ALLIES,UKR`.
+    #: Who may now read the plan, and its capacity figures, as STANAG 4774-style markings (the
+    #: `releasableto` of the plan's events and of its capacity events), e.g. `ALLIES`, `DEU,FRA,NATO`.
     releasable_to: str
     capacity_releasable_to: str
 

@@ -4,9 +4,11 @@ Aggregates: `initiative` (a joint procurement initiative: an OCDS contracting pr
 `ocid` is in every event), `supplier` and `demand_signal`. Quantities per year are objects keyed by the
 year as a string (`{"2026": 120000}`), as JSON requires.
 
-Most initiative events go to whoever may read the initiative. Those with one nation's quantities
-(joined, committed, participant withdrawn) go to the lead nation, that nation and NATO staff; a
-withdrawal requested or refused to the lead nation and that nation; a bid to the lead nation alone.
+Most initiative events go to whoever may read the initiative. Those about one nation's participation
+(joined, committed, withdrawal requested or refused, participant withdrawn) go to the lead nation, that
+nation and NATO staff, who alone read its quantities in the initiative; a bid to the lead nation alone,
+who alone reads bids (each declared as its `audience`). The aggregated demand goes to the initiative's
+readers (subject to the disclosure rule on aggregates, below).
 
 Declared marking exception (disclosure control on aggregated demand): `demand_aggregated` is narrower
 than the initiative. The aggregate as it stands, with every change that moves it, goes to the lead nation
@@ -23,11 +25,11 @@ receive a figure that one nation's quantity could be recovered from, alone or by
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from icep.contracts.base import EventPayload
+from icep.contracts.base import Audience, EventPayload
 
 # --- initiatives ----------------------------------------------------------------------------------------
 
@@ -78,12 +80,20 @@ class _ParticipationEvent(_InitiativeEvent):
 
 class InitiativeJoined(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.joined.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation", "NATO"),
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
+    )
 
     indicative: dict[str, int]
 
 
 class InitiativeCommitted(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.committed.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation", "NATO"),
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
+    )
 
     firm: dict[str, int]
     funded: dict[str, int]
@@ -91,24 +101,36 @@ class InitiativeCommitted(_ParticipationEvent):
 
 class WithdrawalRequested(_ParticipationEvent):
     """A committed nation asks to withdraw: the lead nation approves (ParticipantWithdrawn) or refuses it.
-    Released to the lead nation and that nation."""
+    Released to the lead nation, that nation and NATO staff."""
 
     event_type: ClassVar[str] = "icep.procurement.initiative.withdrawal_requested.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation", "NATO"),
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
+    )
 
     reason: str
 
 
 class WithdrawalRefused(_ParticipationEvent):
-    """The lead nation refused a withdrawal: the nation stays committed. Released to the lead nation and
-    that nation."""
+    """The lead nation refused a withdrawal: the nation stays committed. Released to the lead nation, that
+    nation and NATO staff."""
 
     event_type: ClassVar[str] = "icep.procurement.initiative.withdrawal_refused.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation", "NATO"),
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
+    )
 
     reason: str = Field(description="The reason the nation gave for asking to withdraw")
 
 
 class ParticipantWithdrawn(_ParticipationEvent):
     event_type: ClassVar[str] = "icep.procurement.initiative.participant_withdrawn.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "nation", "NATO"),
+        "one nation's participation: its readers among the lead nation, that nation and NATO staff",
+    )
 
     #: After a firm commitment a withdrawal is an amendment the lead nation approved.
     amendment: bool
@@ -123,12 +145,20 @@ class DemandAggregated(_InitiativeEvent):
     exception)."""
 
     event_type: ClassVar[str] = "icep.procurement.initiative.demand_aggregated.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation", "NATO"),
+        "disclosure control: the aggregate as it stands could be differenced to one nation's quantity",
+        except_when=("disclosure", "published"),
+    )
 
     unit: str
     participants: int
     indicative: dict[str, int]
     firm: dict[str, int]
     funded: dict[str, int]
+    #: `full`: the aggregate as it stands (to the lead nation and NATO staff); `published`: the settled
+    #: aggregate every reader of the initiative receives.
+    disclosure: Literal["full", "published"] = "full"
 
 
 class ParticipationClosed(_InitiativeEvent):
@@ -179,6 +209,9 @@ class BidRecorded(_InitiativeEvent):
     """A supplier's bid on a lot, as the lead nation recorded it: released to the lead nation alone."""
 
     event_type: ClassVar[str] = "icep.procurement.bid.recorded.v1"
+    audience: ClassVar[Audience] = Audience.narrower(
+        ("lead_nation",), "bids are commercial offers the lead nation evaluates alone"
+    )
 
     bid_id: str
     lot_id: str

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.contracts import Releasability
-from icep.contracts.releasability import encode_tokens, nation_tokens, reader_tokens
+from icep.contracts.releasability import encode_tokens, reader_tokens
 from icep.notifications.domain import (
     SubscriptionFilters,
     entitled,
@@ -43,6 +43,7 @@ from icep.notifications.domain import (
 )
 from icep.notifications.models import EventLogHorizonRow, EventLogRow
 from icep.notifications.settings import NotificationsSettings
+from icep.platform import visibility
 from icep.platform.app import Runtime
 from icep.platform.db import Database, advisory_key
 from icep.platform.errors import DomainError, Forbidden, Unprocessable
@@ -193,9 +194,7 @@ def _conditions(reader: FeedReader, filters: SubscriptionFilters) -> list[sa.Col
     """SQL that keeps every row the caller may see and its filters may accept (and perhaps a few more:
     SQLite's LIKE ignores case; the Python check after it decides)."""
     c = _log.c
-    found: list[sa.ColumnElement[bool]] = [
-        sa.or_(*(c.readers.like(f"%,{token},%") for token in sorted(nation_tokens(reader.nation))))
-    ]
+    found: list[sa.ColumnElement[bool]] = [visibility.readable_by(c.readers, reader.nation)]
     if "*" not in filters.event_types:
         found.append(
             sa.or_(

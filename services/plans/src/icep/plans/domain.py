@@ -14,11 +14,12 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from icep.contracts import Releasability, ReleasabilityScope
-from icep.contracts.nations import ALLIES, NATO
+from icep.contracts.nations import NATO
 from icep.contracts.plans import planned_in_year
 from icep.contracts.releasability import encode_tokens as encode_tokens
 from icep.contracts.releasability import nation_tokens
 from icep.contracts.releasability import reader_tokens as release_tokens
+from icep.platform import visibility
 from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
 from icep.platform.domain import invalid, transition
 from icep.platform.errors import Forbidden, IllegalTransition, Unprocessable
@@ -202,37 +203,18 @@ def check_period(start: date, end: date) -> None:
 
 # --- visibility -----------------------------------------------------------------------------------------
 
-#: Reader tokens (see `icep.contracts.releasability`), plus NATO_REVIEW: NATO's reviewers.
-NATO_REVIEW = "NATO:reviewer"
 
-
-def caller_tokens(nation: str, roles: frozenset[str]) -> frozenset[str]:
-    """The reader tokens a caller holds; it may see a record whose readers share one of them."""
-    tokens = set(nation_tokens(nation))
-    if nation == NATO:
-        # NATO staff read what was submitted to NATO (only reviewers act on it): the same audience
-        # as the events' `NATO` marking, which notifications checks by nation.
-        tokens.add(NATO_REVIEW)
-    return frozenset(tokens)
+def caller_tokens(nation: str, roles: frozenset[str] = frozenset()) -> frozenset[str]:
+    """The reader tokens a caller holds (see `icep.platform.visibility`). Reading a plan needs no role:
+    every principal of a nation reads what is released to that nation, so that the nations reading a plan
+    are exactly the nations its events are marked for (NATO staff read what was submitted to NATO; only
+    its reviewers act on it)."""
+    return nation_tokens(nation)
 
 
 def widest(a: Releasability, b: Releasability) -> Releasability:
     """The union of two releasabilities of one owner (capacity figures may go further than the plan)."""
-    order = [
-        ReleasabilityScope.NATIONAL,
-        ReleasabilityScope.NATIONS,
-        ReleasabilityScope.ALLIES,
-        ReleasabilityScope.ALLIES_PARTNERS,
-    ]
-    wide_a, wide_b = a.scope in order[2:], b.scope in order[2:]
-    if wide_a or wide_b:
-        partners = tuple(n for n in (*a.nations, *b.nations) if n not in ALLIES and n != NATO)
-        scope = ReleasabilityScope.ALLIES_PARTNERS if partners else ReleasabilityScope.ALLIES
-        return Releasability(owner=a.owner, scope=scope, nations=partners)
-    nations = (*a.nations, *b.nations)
-    if nations:
-        return Releasability(owner=a.owner, scope=ReleasabilityScope.NATIONS, nations=nations)
-    return Releasability(owner=a.owner)
+    return visibility.union(a.owner, a, b)
 
 
 # --- the plan ---------------------------------------------------------------------------------------------
@@ -417,7 +399,7 @@ class NationalPlan:
             self, releasability=releasability, capacity_releasability=capacity, version=self.version + 1
         )
 
-    # -- visibility
+    # -- visibility: one rule for reads, lists, aggregates and the marking of events
 
     def _nato_saw_it(self) -> bool:
         if self.status is PlanStatus.DRAFT:
@@ -429,16 +411,18 @@ class NationalPlan:
         return True
 
     def readers(self) -> frozenset[str]:
-        """Reader tokens of the whole plan (see `caller_tokens`)."""
+        """Who may read the whole plan now: the owner always; NATO staff once it was submitted to NATO
+        (also after acceptance, whatever the release says: NATO reviewed it); once accepted, whoever the
+        owner released it to."""
         tokens = {self.nation}
         if self._nato_saw_it():
-            tokens.add(NATO_REVIEW)
+            tokens.add(NATO)
         if self.status in (PlanStatus.ACCEPTED, PlanStatus.SUPERSEDED):
             tokens |= release_tokens(self.releasability)
         return frozenset(tokens)
 
     def capacity_readers(self) -> frozenset[str]:
-        """Reader tokens of the capacity figures: the plan's readers, plus the wider capacity release."""
+        """Who may read the capacity figures: the plan's readers, plus the wider capacity release."""
         tokens = set(self.readers())
         if self.capacity_releasability is not None and self.status in (
             PlanStatus.ACCEPTED,
@@ -458,34 +442,20 @@ class NationalPlan:
             return True
         return status in (PlanStatus.ACCEPTED.value, PlanStatus.SUPERSEDED.value)
 
-    def visible_to(self, nation: str, roles: frozenset[str]) -> bool:
-        """The owner always; NATO reviewers once submitted; others once accepted and released to them."""
-        return not self.readers().isdisjoint(caller_tokens(nation, roles))
+    def visible_to(self, nation: str, roles: frozenset[str] = frozenset()) -> bool:
+        """The owner always; NATO staff once submitted; others once accepted and released to them."""
+        return visibility.may_read(self.readers(), nation)
 
-    def capacity_visible_to(self, nation: str, roles: frozenset[str]) -> bool:
-        return not self.capacity_readers().isdisjoint(caller_tokens(nation, roles))
+    def capacity_visible_to(self, nation: str, roles: frozenset[str] = frozenset()) -> bool:
+        return visibility.may_read(self.capacity_readers(), nation)
 
     def event_releasability(self) -> Releasability:
-        """Who may learn of the plan now: the same rule as `visible_to`, for events.
-
-        A draft is the owner's alone; once submitted NATO (its reviewers) may know of it too; once
-        accepted, whoever the owner released it to.
-        """
-        if self.status in (PlanStatus.ACCEPTED, PlanStatus.SUPERSEDED):
-            return self.releasability
-        if not self._nato_saw_it():
-            return Releasability(owner=self.nation)
-        return Releasability(owner=self.nation, scope=ReleasabilityScope.NATIONS, nations=(NATO,))
+        """The marking of the plan's events: exactly its readers (`readers`), after the change."""
+        return visibility.releasability_of(self.nation, self.readers())
 
     def capacity_event_releasability(self) -> Releasability:
-        """Who may learn of the capacity figures now (capacity committed, progress, shortfalls)."""
-        plan = self.event_releasability()
-        if self.capacity_releasability is None or self.status not in (
-            PlanStatus.ACCEPTED,
-            PlanStatus.SUPERSEDED,
-        ):
-            return plan
-        return widest(plan, self.capacity_releasability)
+        """The marking of its capacity events (committed, progress, shortfalls): `capacity_readers`."""
+        return visibility.releasability_of(self.nation, self.capacity_readers())
 
 
 # --- progress and targets -----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -30,7 +29,6 @@ from icep.contracts.plans import (
     RampStepFigure,
     ShortfallDetected,
 )
-from icep.contracts.releasability import reader_tokens as release_tokens
 from icep.plans.domain import (
     TARGET_RELEASABILITY,
     Actor,
@@ -50,6 +48,7 @@ from icep.plans.domain import (
     report_progress,
 )
 from icep.plans.models import CapabilityTargetRow, PlanRow, PlanVersionRow, ProgressRow
+from icep.platform import visibility
 from icep.platform.db import Database, advisory_key
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
 from icep.platform.events import OutgoingEvent, utcnow
@@ -283,10 +282,8 @@ def _keep_version(session: AsyncSession, plan: NationalPlan, now: datetime) -> N
 
 
 def _readable_by(column: Any, actor: Actor) -> Any:
-    """SQL: the reader tokens in `column` share one with the caller's (tokens hold no LIKE wildcards)."""
-    return sa.or_(
-        *(column.like(f"%,{token},%") for token in sorted(caller_tokens(actor.nation, actor.roles)))
-    )
+    """SQL: the reader tokens in `column` share one with the caller's (the plan's `readers` rule)."""
+    return visibility.readable_by(column, actor.nation)
 
 
 def _event_fields(plan: NationalPlan) -> dict[str, Any]:
@@ -546,9 +543,7 @@ async def accept_plan(
                 PlanSuperseded(
                     **_event_fields(superseded),
                     # Named only when everyone told of the old plan may also see the new one.
-                    superseded_by=plan.id
-                    if release_tokens(superseded.releasability) <= release_tokens(plan.releasability)
-                    else None,
+                    superseded_by=plan.id if superseded.readers() <= plan.readers() else None,
                     superseded_at=now,
                 ),
             )
@@ -588,8 +583,9 @@ async def release_plan(
             **_event_fields(p),
             released_by=actor.id,
             released_at=now,
-            releasable_to=p.releasability.marking(),
-            capacity_releasable_to=(p.capacity_releasability or p.releasability).marking(),
+            # Who may read the plan and its figures now: the marking of its events from here on.
+            releasable_to=p.event_releasability().marking(),
+            capacity_releasable_to=p.capacity_event_releasability().marking(),
         )
 
     return await _change(uow, actor, plan_id, expected_version, change, announce)
@@ -970,7 +966,7 @@ async def _visible_capacity(db: Database, actor: Actor, nation: str | None) -> l
     )
     if nation:
         query = query.where(col(PlanRow.nation) == nation)
-    mine = caller_tokens(actor.nation, actor.roles)
+    mine = caller_tokens(actor.nation)
     async with db.sessions() as session:
         rows = [
             r

@@ -315,12 +315,13 @@ class RequiredStandardOut(BaseModel):
     label: str = Field(examples=["4425 Ed. 2"])
 
 
-_NATION_ONLY = "Null unless the caller is this nation or the lead nation"
+_NATION_ONLY = "Null unless the caller is this nation, the lead nation or NATO staff"
 
 
 class ParticipationOut(BaseModel):
-    """A nation's participation. Its quantities and reason are the nation's and the lead nation's to see;
-    other readers see who participates, and how (the aggregate is in the initiative's `demand`)."""
+    """A nation's participation. Its quantities and reason are for the nation, the lead nation and NATO
+    staff to see (as the events about it); other readers see who participates, and how (the aggregate is
+    in the initiative's `demand`)."""
 
     nation: str
     status: ParticipationStatus
@@ -540,7 +541,8 @@ class InitiativeOut(BaseModel):
             "version": i.version,
             "created_at": i.created_at,
             "participations": [
-                ParticipationOut.of(p, full=lead or p.nation == viewer) for p in i.participations
+                ParticipationOut.of(p, full=service.participant_release(i, p.nation).allows(viewer))
+                for p in i.participations
             ],
             "demand": DemandOut(
                 participants=d.participants,

@@ -26,6 +26,7 @@ from functools import cached_property
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
 from icep.contracts.releasability import ALLIES_TOKEN, nation_tokens, reader_tokens
+from icep.platform import visibility
 from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
 from icep.platform.domain import invalid, transition
 from icep.platform.errors import Conflict, Forbidden, IllegalTransition, NotFound
@@ -53,8 +54,14 @@ class Change:
     note: str = ""
 
 
+def readers(r: Releasability) -> frozenset[str]:
+    """Who may read a record released as `r` (an initiative, supplier or demand signal): the one rule for
+    reads, lists and the marking of its events (`icep.platform.visibility`)."""
+    return visibility.readers_of(r)
+
+
 def may_read(r: Releasability, nation: str) -> bool:
-    return not reader_tokens(r).isdisjoint(nation_tokens(nation))
+    return visibility.may_read(readers(r), nation)
 
 
 def readers_missing(record: Releasability, wider: Releasability) -> list[str]:

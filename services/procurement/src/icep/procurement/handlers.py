@@ -25,8 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from icep.contracts import Releasability, ReleasabilityScope
-from icep.contracts.nations import ALLIES, NATO
+from icep.contracts import Releasability
 from icep.contracts.plans import (
     CapacityCommitted,
     PlanReleased,
@@ -35,7 +34,7 @@ from icep.contracts.plans import (
     ShortfallDetected,
     planned_in_year,
 )
-from icep.contracts.releasability import ALLIES_TOKEN, encode_tokens, reader_tokens
+from icep.contracts.releasability import encode_tokens, reader_tokens
 from icep.contracts.standards import (
     ConformanceClaimed,
     ConformanceExpired,
@@ -48,6 +47,7 @@ from icep.contracts.standards import (
     StandardPromulgated,
     StandardSuperseded,
 )
+from icep.platform import visibility
 from icep.platform.consumer import Handler
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.procurement import service
@@ -68,17 +68,7 @@ SUBSCRIBED_TOPICS: list[str] = ["icep.plans.events", "icep.standards.events"]
 def widest(owner: str, *markings: str) -> Releasability:
     """Everyone any of the `releasableto` markings releases to (a plan's capacity figures go to the
     plan's readers and to the wider capacity release)."""
-    tokens: set[str] = set()
-    for marking in markings:
-        tokens |= reader_tokens(Releasability.from_marking(owner, marking))
-    if ALLIES_TOKEN in tokens:
-        partners = tuple(sorted(t for t in tokens if t not in ALLIES and t not in (NATO, ALLIES_TOKEN)))
-        scope = ReleasabilityScope.ALLIES_PARTNERS if partners else ReleasabilityScope.ALLIES
-        return Releasability(owner=owner, scope=scope, nations=partners)
-    others = tuple(sorted(tokens - {owner}))
-    if others:
-        return Releasability(owner=owner, scope=ReleasabilityScope.NATIONS, nations=others)
-    return Releasability(owner=owner)
+    return visibility.union_of_markings(owner, *markings)
 
 
 def yearly_output(c: CapacityCommitted) -> dict[str, int]:

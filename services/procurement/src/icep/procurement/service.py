@@ -56,7 +56,8 @@ from icep.contracts.procurement import (
     WithdrawalRefused,
     WithdrawalRequested,
 )
-from icep.contracts.releasability import encode_tokens, nation_tokens, reader_tokens
+from icep.contracts.releasability import nation_tokens
+from icep.platform import visibility
 from icep.platform.db import Database
 from icep.platform.domain import invalid
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed
@@ -123,12 +124,14 @@ def to_json(adapter: TypeAdapter[T], value: T) -> dict[str, Any]:
 
 
 def readers(r: Releasability) -> str:
-    return encode_tokens(reader_tokens(r))
+    """The stored readers of an initiative, supplier or demand signal: who may read it, and who its
+    events are marked for (`publish` with the same releasability), by `icep.platform.visibility`."""
+    return visibility.encode(domain.readers(r))
 
 
 def readable_by(column: Any, actor: Actor) -> Any:
     """SQL: the reader tokens in `column` share one with the caller's."""
-    return sa.or_(*(column.like(f"%,{token},%") for token in sorted(nation_tokens(actor.nation))))
+    return visibility.readable_by(column, actor.nation)
 
 
 def check_version(kind: str, version: int, expected: int | None) -> None:
@@ -216,7 +219,7 @@ def _years(q: Mapping[int, int]) -> dict[str, int]:
 
 
 def _demand_figures(
-    i: Initiative, d: Demand, release: Releasability
+    i: Initiative, d: Demand, release: Releasability, *, published: bool = False
 ) -> tuple[DemandAggregated, Releasability]:
     """The demand `d` of the initiative as an event released as `release`; a cancelled one's demand leaves
     the picture: zeros for every year it had."""
@@ -230,6 +233,7 @@ def _demand_figures(
         indicative=_years(d.indicative),
         firm=_years(d.firm),
         funded=_years(d.funded),
+        disclosure="published" if published else "full",
     )
     return event, release
 
@@ -247,7 +251,7 @@ def _demand_events(i: Initiative, *, published: bool = False) -> list[Announceme
     out: list[Announcement] = [_demand_figures(i, i.demand, demand_release(i))]
     if published and i.demand_settled:
         shown = i.demand_for(None, min_aggregate_participants()).demand
-        out.append(_demand_figures(i, shown, i.releasability))
+        out.append(_demand_figures(i, shown, i.releasability, published=True))
     return out
 
 
@@ -380,8 +384,9 @@ def lead_and(i: Initiative, *nations: str) -> Releasability:
 
 
 def participant_release(i: Initiative, nation: str) -> Releasability:
-    """An event carrying one nation's quantities: the lead nation, that nation and NATO staff, when the
-    initiative is released to NATO staff (an event never reaches who may not read the initiative)."""
+    """Who reads one nation's participation (its quantities, its reason to withdraw), in the initiative's
+    answer and in the events about it: the lead nation, that nation and NATO staff, when the initiative is
+    released to NATO staff (an event never reaches who may not read the initiative)."""
     return lead_and(i, nation, *((NATO,) if i.visible_to(NATO) else ()))
 
 
@@ -524,7 +529,7 @@ async def withdraw_from_initiative(
         if p.status is not domain.ParticipationStatus.WITHDRAWN:
             # Requested: the demand still counts it until the lead nation decides.
             requested = WithdrawalRequested(**fields, reason=p.withdrawal_reason or reason)
-            return [(requested, lead_and(i, actor.nation))]
+            return [(requested, participant_release(i, actor.nation))]
         amendment = bool(p.firm)
         withdrawn = ParticipantWithdrawn(
             **fields,
@@ -555,7 +560,7 @@ async def decide_withdrawal(
         assert p is not None
         fields = _participation_fields(i, nation, actor, now)
         if not approve:
-            return [(WithdrawalRefused(**fields, reason=reason_given), lead_and(i, nation))]
+            return [(WithdrawalRefused(**fields, reason=reason_given), participant_release(i, nation))]
         withdrawn = ParticipantWithdrawn(
             **fields, amendment=True, approved_by=actor.id, reason=p.withdrawal_reason or reason_given
         )

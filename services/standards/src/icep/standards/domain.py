@@ -20,7 +20,7 @@ from itertools import combinations
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
-from icep.contracts.releasability import nation_tokens, reader_tokens
+from icep.platform import visibility
 from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
 from icep.platform.domain import invalid, transition
 from icep.platform.errors import Forbidden, IllegalTransition, NotFound
@@ -66,12 +66,14 @@ def including(r: Releasability, *nations: str) -> Releasability:
 
 
 def readers(r: Releasability) -> frozenset[str]:
-    """The reader tokens of a record released as `r` (see `icep.contracts.releasability`)."""
-    return reader_tokens(r)
+    """Who may read a record released as `r`: a standard, a national answer (`NationalResponse.
+    releasability_for`), a claim or a clearance (their `release`). Its events are marked with the same
+    releasability, so readers and recipients are one set (`icep.platform.visibility`)."""
+    return visibility.readers_of(r)
 
 
 def may_read(r: Releasability, nation: str) -> bool:
-    return not reader_tokens(r).isdisjoint(nation_tokens(nation))
+    return visibility.may_read(readers(r), nation)
 
 
 def _check_nato_standards(actor: Actor, action: str) -> None:

@@ -12,13 +12,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from icep.contracts import EventPayload, Releasability, ReleasabilityScope
-from icep.contracts.releasability import encode_tokens, nation_tokens
+from icep.contracts.releasability import encode_tokens
 from icep.contracts.standards import (
     ConformanceClaimed,
     ConformanceExpired,
@@ -39,6 +38,7 @@ from icep.contracts.standards import (
     StandardPromulgated,
     StandardSuperseded,
 )
+from icep.platform import visibility
 from icep.platform.db import Database, advisory_key
 from icep.platform.domain import invalid
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed
@@ -230,7 +230,7 @@ def _store_clearance(row: ClearanceRow, c: Interchangeability) -> None:
 
 def _readable_by(column: Any, actor: Actor) -> Any:
     """SQL: the reader tokens in `column` share one with the caller's."""
-    return sa.or_(*(column.like(f"%,{token},%") for token in sorted(nation_tokens(actor.nation))))
+    return visibility.readable_by(column, actor.nation)
 
 
 def _check_version(kind: str, version: int, expected: int | None) -> None:
