@@ -57,6 +57,7 @@ from icep.contracts.procurement import (
     WithdrawalRequested,
 )
 from icep.contracts.releasability import encode_tokens, nation_tokens, reader_tokens
+from icep.platform import audit
 from icep.platform.db import Database
 from icep.platform.domain import invalid
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed
@@ -161,6 +162,8 @@ async def initiative_row(
 ) -> InitiativeRow:
     query = select(InitiativeRow).where(col(InitiativeRow.id) == initiative_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
+    if row is not None:
+        audit.subject("initiative", row.id, row.lead_nation)  # a refused attempt is the lead's to see too
     if row is None or not _initiative(row).visible_to(actor.nation):
         raise NotFound(f"no initiative {initiative_id}")
     return row
@@ -956,7 +959,9 @@ async def close_initiative(
 
 async def get_initiative(db: Database, actor: Actor, initiative_id: str) -> Initiative:
     async with db.sessions() as session:
-        return _initiative(await initiative_row(session, actor, initiative_id, lock=False))
+        initiative = _initiative(await initiative_row(session, actor, initiative_id, lock=False))
+    audit.read("initiative", initiative.id, initiative.lead_nation)
+    return initiative
 
 
 async def list_initiatives(

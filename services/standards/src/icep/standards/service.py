@@ -39,6 +39,7 @@ from icep.contracts.standards import (
     StandardPromulgated,
     StandardSuperseded,
 )
+from icep.platform import audit
 from icep.platform.db import Database, advisory_key
 from icep.platform.domain import invalid
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed
@@ -533,6 +534,7 @@ async def get_response(db: Database, actor: Actor, standard_id: str, nation: str
         row = await session.get(ResponseRow, (standard_id, nation))
     if row is None:
         return ResponseView(standard, NationalResponse.pending(standard, nation))
+    audit.read("national_response", f"{standard_id}/{nation}", nation)
     return ResponseView(standard, _response(row))
 
 
@@ -550,6 +552,7 @@ async def _change_response(
     announce: ResponseAnnounce,
 ) -> ResponseView:
     async with uow() as tx:
+        audit.subject("national_response", f"{standard_id}/{nation}", nation)
         standard = _standard(await _standard_row(tx.session, actor, standard_id, lock=False, share=True))
         row = (
             await tx.session.execute(
