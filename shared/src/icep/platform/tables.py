@@ -173,14 +173,21 @@ $$
 
 
 def create_audit_table_v1() -> None:
-    """Alembic: create the audit log as of platform schema v1 (frozen: later changes add v2); on
-    PostgreSQL a trigger refuses every UPDATE, DELETE and TRUNCATE of it."""
+    """Alembic: create the audit log as of platform schema v1 (frozen: later changes add v2); triggers
+    refuse every UPDATE and DELETE of it (and TRUNCATE on PostgreSQL)."""
     from alembic import op
 
     op.create_table(AUDIT_TABLE, *audit_columns())
     for name, columns in AUDIT_INDEXES:
         op.create_index(name, AUDIT_TABLE, list(columns))
-    if op.get_bind().dialect.name == "postgresql":
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER audit_log_no_{verb.lower()} BEFORE {verb} ON {AUDIT_TABLE}"
+                f" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: {verb} refused'); END"
+            )
+    if dialect == "postgresql":
         op.execute(_AUDIT_GUARD)
         op.execute(
             f"CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON {AUDIT_TABLE}"
