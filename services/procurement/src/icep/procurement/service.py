@@ -1092,7 +1092,10 @@ def _announce_signal(tx: UnitOfWork, s: DemandSignal, actor: Actor) -> None:
 async def _signal_row(session: AsyncSession, actor: Actor, signal_id: str, *, lock: bool) -> DemandSignalRow:
     query = select(DemandSignalRow).where(col(DemandSignalRow.id) == signal_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-    if row is None or not domain.may_read(SIGNAL.validate_python(row.document).releasability, actor.nation):
+    release = None if row is None else SIGNAL.validate_python(row.document).releasability
+    if release is not None:
+        audit.subject("demand_signal", signal_id, release.owner)
+    if release is None or row is None or not domain.may_read(release, actor.nation):
         raise NotFound(f"no demand signal {signal_id}")
     return row
 
@@ -1144,7 +1147,9 @@ async def list_demand_signals(
 
 async def get_demand_signal(db: Database, actor: Actor, signal_id: str) -> DemandSignal:
     async with db.sessions() as session:
-        return SIGNAL.validate_python((await _signal_row(session, actor, signal_id, lock=False)).document)
+        signal = SIGNAL.validate_python((await _signal_row(session, actor, signal_id, lock=False)).document)
+    audit.read("demand_signal", signal_id, signal.releasability.owner)
+    return signal
 
 
 async def _visible_demand(
@@ -1440,14 +1445,19 @@ async def register_supplier(
 async def _supplier_row(session: AsyncSession, actor: Actor, supplier_id: str, *, lock: bool) -> SupplierRow:
     query = select(SupplierRow).where(col(SupplierRow.id) == supplier_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-    if row is None or not domain.may_read(_supplier_of(row).releasability, actor.nation):
+    release = None if row is None else _supplier_of(row).releasability
+    if release is not None:
+        audit.subject("supplier", supplier_id, release.owner)
+    if release is None or row is None or not domain.may_read(release, actor.nation):
         raise NotFound(f"no supplier {supplier_id}")
     return row
 
 
 async def get_supplier(db: Database, actor: Actor, supplier_id: str) -> Supplier:
     async with db.sessions() as session:
-        return _supplier_of(await _supplier_row(session, actor, supplier_id, lock=False))
+        supplier = _supplier_of(await _supplier_row(session, actor, supplier_id, lock=False))
+    audit.read("supplier", supplier_id, supplier.releasability.owner)
+    return supplier
 
 
 async def list_suppliers(

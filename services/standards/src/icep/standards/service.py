@@ -767,7 +767,10 @@ async def claim_conformance(
 async def _claim_row(session: AsyncSession, actor: Actor, claim_id: str, *, lock: bool) -> ConformanceRow:
     query = select(ConformanceRow).where(col(ConformanceRow.id) == claim_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-    if row is None or not domain.may_read(_claim(row).release, actor.nation):
+    release = None if row is None else _claim(row).release
+    if release is not None:
+        audit.subject("conformance_claim", claim_id, release.owner)
+    if release is None or row is None or not domain.may_read(release, actor.nation):
         raise NotFound(f"no conformance claim {claim_id}")
     return row
 
@@ -881,7 +884,9 @@ async def expire_due_claims(uow: UnitOfWorkFactory, now: datetime | None = None,
 
 async def get_claim(db: Database, actor: Actor, claim_id: str) -> ConformanceClaim:
     async with db.sessions() as session:
-        return _claim(await _claim_row(session, actor, claim_id, lock=False))
+        claim = _claim(await _claim_row(session, actor, claim_id, lock=False))
+    audit.read("conformance_claim", claim_id, claim.release.owner)
+    return claim
 
 
 async def list_claims(
@@ -1009,7 +1014,10 @@ async def _clearance_row(
 ) -> ClearanceRow:
     query = select(ClearanceRow).where(col(ClearanceRow.id) == clearance_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-    if row is None or not domain.may_read(_clearance(row).release, actor.nation):
+    release = None if row is None else _clearance(row).release
+    if release is not None:
+        audit.subject("clearance", clearance_id, release.owner)
+    if release is None or row is None or not domain.may_read(release, actor.nation):
         raise NotFound(f"no interchangeability clearance {clearance_id}")
     return row
 
@@ -1037,7 +1045,9 @@ async def update_clearance(
 
 async def get_clearance(db: Database, actor: Actor, clearance_id: str) -> Interchangeability:
     async with db.sessions() as session:
-        return _clearance(await _clearance_row(session, actor, clearance_id, lock=False))
+        clearance = _clearance(await _clearance_row(session, actor, clearance_id, lock=False))
+    audit.read("clearance", clearance_id, clearance.release.owner)
+    return clearance
 
 
 async def _visible_clearances(session: AsyncSession, actor: Actor, *where: Any) -> list[Interchangeability]:
