@@ -7,7 +7,7 @@ alternating request by request so both see the same machine:
 - a change: DEU's planner creates a plan (its entry written in the change's own transaction);
 - the floor: GET /healthz (no token, no database), the cost of a round trip on this machine in this run.
 
-Added latency is taken per pair of neighbouring requests (audit on minus audit off), at p50 and p99. CPU is
+Added latency is taken per pair of neighbouring requests (audit on minus audit off), at p50 and p95. CPU is
 each process's user + system time over the run (its background tasks included: the outbox relay, the audit
 writer) divided by the requests it answered.
 
@@ -134,6 +134,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
                 base_url=urls[name], headers={"Authorization": f"Bearer {token}"}, timeout=30
             )
 
+        load_before = os.getloadavg()[0]
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         async with (
             client("on", nato) as nato_on,
@@ -157,7 +158,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
             ("POST a plan (change recorded in its transaction)", changes, (3.0, 15.0)),
         ):
             diffs = [a - b for a, b in zip(took["on"], took["off"], strict=True)]
-            for p, target in zip((50, 99), targets, strict=True):
+            for p, target in zip((50, 95), targets, strict=True):
                 added = _percentile(diffs, p) * 1000
                 results.append(
                     Result(
@@ -168,10 +169,10 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
                         added <= target,
                     )
                 )
-            ms = {(n, p): _percentile(took[n], p) * 1000 for n in ("on", "off") for p in (50, 99)}
+            ms = {(n, p): _percentile(took[n], p) * 1000 for n in ("on", "off") for p in (50, 95)}
             notes.append(
-                f"{label}: audit on p50 {ms['on', 50]:.1f} ms, p99 {ms['on', 99]:.1f} ms; audit off p50"
-                f" {ms['off', 50]:.1f} ms, p99 {ms['off', 99]:.1f} ms"
+                f"{label}: audit on p50 {ms['on', 50]:.1f} ms, p95 {ms['on', 95]:.1f} ms; audit off p50"
+                f" {ms['off', 50]:.1f} ms, p95 {ms['off', 95]:.1f} ms"
                 f" ({len(took['on'])} requests each way, alternating, keep-alive)"
             )
         floor50 = _percentile(floor["on"] + floor["off"], 50) * 1000
@@ -191,6 +192,10 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
             f"CPU: user + system time of each plans process over the run ({cpu['on']:.2f} s with the audit"
             f" trail, {cpu['off']:.2f} s without) over the {answered} requests each answered, background"
             " tasks included; the client runs on the same machine"
+        )
+        notes.append(
+            f"audit overhead: 1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f}"
+            f" after the measurements on {os.cpu_count()} cores (anything else running shares them)"
         )
     finally:
         without.stop_all()
