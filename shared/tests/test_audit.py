@@ -209,3 +209,15 @@ async def test_operators_see_their_nations_records_and_nato_all(db: Database, ta
     audit.may_query(principal("nato-reviewer:NATO:operator,reviewer"))
     with pytest.raises(Forbidden):
         audit.may_query(principal("deu-planner:DEU:planner"))
+
+
+def test_query_times_are_utc_and_out_of_range_ones_refused() -> None:
+    from datetime import datetime, timezone
+
+    from icep.platform.errors import Unprocessable
+
+    plus_one = timezone(timedelta(hours=1))
+    query = audit.audit_query(since=datetime(2026, 12, 6, 10, 0, tzinfo=plus_one))
+    assert query.since is not None and query.since.utcoffset() == timedelta(0) and query.since.hour == 9
+    with pytest.raises(Unprocessable):
+        audit.audit_query(until=datetime(1, 1, 1, 0, 30, tzinfo=plus_one))

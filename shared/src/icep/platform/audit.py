@@ -29,19 +29,19 @@ from collections.abc import Sequence
 from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
 from opentelemetry import trace
 from prometheus_client import Counter
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from icep.platform.auth import NATO, Principal, PrincipalDep
-from icep.platform.errors import Forbidden
+from icep.platform.errors import Forbidden, Unprocessable
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.http import next_link
 from icep.platform.ids import new_id
@@ -457,8 +457,8 @@ def audit_query(
     client_id: Text = None,
     action: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
     outcome: Outcome | None = None,
-    since: Annotated[datetime | None, Query(description="Entries at or after this time")] = None,
-    until: Annotated[datetime | None, Query(description="Entries before this time")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Entries at or after this time")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Entries before this time")] = None,
 ) -> AuditQuery:
     """The query parameters of `GET /v1/audit` (the gateway validates them too, then fans out)."""
     return AuditQuery(
@@ -470,9 +470,16 @@ def audit_query(
         client_id=client_id,
         action=action,
         outcome=outcome,
-        since=since,
-        until=until,
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
     )
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    try:
+        return None if value is None else value.astimezone(UTC)
+    except OverflowError:
+        raise Unprocessable(f"{name} is out of range", parameter=name) from None
 
 
 AuditQueryDep = Annotated[AuditQuery, Depends(audit_query)]
