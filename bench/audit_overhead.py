@@ -7,7 +7,9 @@ alternating request by request so both see the same machine:
 - a change: DEU's planner creates a plan (its entry written in the change's own transaction);
 - the floor: GET /healthz (no token, no database), the cost of a round trip on this machine in this run.
 
-Added latency is taken per pair of neighbouring requests (audit on minus audit off), at p50 and p95. CPU is
+Added latency: the median of the differences of neighbouring requests (audit on minus audit off), the
+typical cost; and at the tail, p95 with the audit trail minus p95 without (a percentile of paired
+differences would measure the machine's noise, not the audit, when the cost is near zero). CPU is
 each process's user + system time over the run (its background tasks included: the outbox relay, the audit
 writer) divided by the requests it answered.
 
@@ -158,18 +160,13 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
             ("POST a plan (change recorded in its transaction)", changes, (3.0, 15.0)),
         ):
             diffs = [a - b for a, b in zip(took["on"], took["off"], strict=True)]
-            for p, target in zip((50, 95), targets, strict=True):
-                added = _percentile(diffs, p) * 1000
-                results.append(
-                    Result(
-                        f"{label}: added by the audit trail, p{p}",
-                        added,
-                        "ms",
-                        f"<= {target:g}",
-                        added <= target,
-                    )
-                )
             ms = {(n, p): _percentile(took[n], p) * 1000 for n in ("on", "off") for p in (50, 95)}
+            added = {
+                "added by the audit trail, median of paired differences": statistics.median(diffs) * 1000,
+                "added by the audit trail at p95 (p95 on - p95 off)": ms["on", 95] - ms["off", 95],
+            }
+            for (what, value), target in zip(added.items(), targets, strict=True):
+                results.append(Result(f"{label}: {what}", value, "ms", f"<= {target:g}", value <= target))
             notes.append(
                 f"{label}: audit on p50 {ms['on', 50]:.1f} ms, p95 {ms['on', 95]:.1f} ms; audit off p50"
                 f" {ms['off', 50]:.1f} ms, p95 {ms['off', 95]:.1f} ms"
