@@ -1,6 +1,7 @@
 """ICEP benchmarks, by section: outbox relay and consumer throughput, end-to-end webhook latency and service
 memory, the capacity summary (bench/plans_summary.py), webhook delivery throughput and latency
-(bench/notifications_delivery.py), what the gateway adds to latency and throughput (bench/gateway_latency.py).
+(bench/notifications_delivery.py), what the gateway adds to latency and throughput (bench/gateway_latency.py),
+what the audit trail adds to a request's latency and CPU (bench/audit_overhead.py).
 
 Run with `make bench` (or `uv run python -m bench`) for all of them, or `uv run python -m bench
 gateway_latency ...` for the sections named (`--list` lists them): only their parts of bench/REPORT.md are
@@ -27,7 +28,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bench import gateway_latency, notifications_delivery, plans_summary
+from bench import audit_overhead, gateway_latency, notifications_delivery, plans_summary
 from bench.results import Result, Section, print_results, write_report
 from icep.contracts import EventPayload, Releasability
 from icep.platform.consumer import ConsumerRunner
@@ -245,6 +246,7 @@ def sections(database_url: str) -> dict[str, tuple[str, Measure]]:
         "plans_summary": ("Capacity summary", plans_summary.measure),
         "notifications_delivery": ("Webhook delivery", notifications_delivery.measure),
         "gateway_latency": ("Gateway overhead", gateway_latency.measure),
+        "audit_overhead": ("Audit trail overhead", audit_overhead.measure),
     }
 
 

@@ -26,6 +26,7 @@ DEV_SECRETS = {
     **{
         f"{n}-procurement": f"{n}-procurement-dev-secret" for n in ("deu", "fra", "pol", "nld", "nato", "ukr")
     },
+    **{f"{n}-operator": f"{n}-operator-dev-secret" for n in ("deu", "fra")},
 }
 
 

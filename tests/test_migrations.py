@@ -18,7 +18,7 @@ from icep.platform.db import create_engine
 
 SERVICES = ["plans", "procurement", "standards", "notifications"]
 #: The platform's tables, which every service with a database has (each in its own database).
-PLATFORM_TABLES = ("outbox", "inbox", "idempotency_keys")
+PLATFORM_TABLES = ("outbox", "inbox", "idempotency_keys", "audit_log")
 
 
 async def table_names(url: str) -> set[str]:
@@ -69,3 +69,33 @@ def test_no_table_of_one_service_is_in_another() -> None:
             assert table not in owners, f"{table} is in both {owners[table]} and {service}"
             owners[table] = service
     assert owners["plans"] == "plans" and owners["subscriptions"] == "notifications"
+
+
+async def test_the_audit_log_refuses_update_and_delete(make_database_url: Callable[[str], str]) -> None:
+    """Append-only by the database itself: a trigger refuses UPDATE and DELETE of an audit entry."""
+    app_module = importlib.import_module("icep.plans.app")
+    url = make_database_url("mig_audit")
+    await asyncio.to_thread(migrations.upgrade, app_module.MIGRATIONS, url)
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO audit_log (id, time, client_id, client_nation, roles, action, kind,"
+                    " resource_type, resource_id, owner_nation, outcome, method, path) VALUES ('e1',"
+                    " CURRENT_TIMESTAMP, 'fra-planner', 'FRA', 'planner', 'submitPlan', 'change', 'plan',"
+                    " 'p1', 'DEU', 'refused', 'POST', '/v1/plans/p1/submit')"
+                )
+            )
+        for statement in (
+            "UPDATE audit_log SET client_id = 'someone-else' WHERE id = 'e1'",
+            "DELETE FROM audit_log WHERE id = 'e1'",
+        ):
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+                async with engine.begin() as conn:
+                    await conn.execute(sa.text(statement))
+        async with engine.connect() as conn:
+            rows = (await conn.execute(sa.text("SELECT client_id FROM audit_log"))).all()
+        assert [r[0] for r in rows] == ["fra-planner"]
+    finally:
+        await engine.dispose()

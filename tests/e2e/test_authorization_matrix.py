@@ -49,6 +49,8 @@ CLIENTS = (
     "deu-subscriber",
     *(f"{n}-standards" for n in ("deu", "fra", "pol", "nato")),
     *(f"{n}-procurement" for n in ("deu", "fra", "pol", "nld", "nato", "ukr")),
+    "deu-operator",
+    "fra-operator",
 )
 NOT_SUBSCRIBERS = frozenset({"pol-planner", "nato-reviewer"})
 
@@ -792,6 +794,17 @@ MATRIX: tuple[Op, ...] = (
     ),
     Op("GET", "/v1/events", NO_SUBSCRIBER_ROLE),
     Op("GET", "/v1/events/stream", NO_SUBSCRIBER_ROLE),
+    # --- every service: the audit trail is for operators ---
+    Op(
+        "GET",
+        "/v1/audit",
+        {
+            "deu-planner": FORBIDDEN,
+            "nato-standards": FORBIDDEN,
+            "fra-procurement": FORBIDDEN,
+            "ukr-partner": FORBIDDEN,
+        },
+    ),
 )
 
 #: What each target reads as (its owner, the path): the same before and after every refused call.
@@ -1498,3 +1511,68 @@ async def test_feed_and_stream_show_nothing_not_released(world: World) -> None:
             assert world.ids["plan_nat"] in text and world.ids["plan_draft"] in text
         if client_id == "ukr-partner":
             assert marker("ukr-initiative") in text
+
+
+# --- the audit trail: each nation's operators see their own records' entries ---------------------------
+
+#: DEU's records in the world: DEU's operators find each in the audit trail (its creation at least), NATO's
+#: operators too, FRA's operators never (they see FRA's records only).
+DEU_RECORDS = (
+    "plan_nat",
+    "plan_sub",
+    "plan_draft",
+    "initiative_full",
+    "initiative_open",
+    "signal",
+    "supplier_pm",
+    "claim",
+    "clearance",
+    "subscription",
+)
+
+
+async def whole_trail(client: httpx.AsyncClient, **params: str) -> list[dict[str, Any]]:
+    """Every page of the caller's audit trail (through the gateway: every service's, merged)."""
+    items: list[dict[str, Any]] = []
+    r = await client.get("/v1/audit", params={"limit": "200", **params})
+    while True:
+        assert r.status_code == 200, r.text
+        page = r.json()
+        items.extend(page["items"])
+        if page["next"] is None:
+            return items
+        r = await client.get(page["next"])
+
+
+async def test_the_audit_trail_shows_each_nation_only_its_own_records(world: World) -> None:
+    c, ids = world.clients, world.ids
+    # FRA tries to submit DEU's draft: refused as if it did not exist, and DEU's operators learn of it.
+    tried = await c["fra-planner"].post(f"/v1/plans/{ids['plan_draft']}/submit", headers={"If-Match": "*"})
+    assert tried.status_code == NOT_FOUND, tried.text
+
+    async def fra_attempt_seen() -> bool:
+        trail = await whole_trail(c["deu-operator"], resource_id=ids["plan_draft"], client_id="fra-planner")
+        return any(e["action"] == "submitPlan" and e["outcome"] == "refused" for e in trail)
+
+    await wait_for(fra_attempt_seen, timeout=30, what="FRA's refused attempt in DEU's audit trail")
+
+    names = ("deu-operator", "fra-operator", "nato-reviewer")
+    trails = dict(zip(names, await asyncio.gather(*(whole_trail(c[n]) for n in names)), strict=True))
+    failures: list[str] = []
+    for key in DEU_RECORDS:
+        for who in names:
+            found = ids[key] in json.dumps(trails[who])
+            if who == "fra-operator" and found:
+                failures.append(f"/v1/audit: {who} sees entries of DEU's {key}")
+            if who != "fra-operator" and not found:
+                failures.append(f"/v1/audit: {who} does not see entries of DEU's {key}, it should")
+    assert not failures, "\n".join(failures)
+    assert {e["owner_nation"] for e in trails["deu-operator"]} == {"DEU"}
+    assert {e["owner_nation"] for e in trails["fra-operator"]} <= {"FRA"}
+    # NATO's operators see every service's entries, merged newest first, each once.
+    nato = trails["nato-reviewer"]
+    assert {e["service"] for e in nato} == set(SERVICES)
+    order = [e["id"] for e in nato]
+    assert order == sorted(order, reverse=True) and len(set(order)) == len(order)
+    # Asking for another nation's records by name is an empty answer, not a refusal.
+    assert await whole_trail(c["fra-operator"], nation="DEU") == []

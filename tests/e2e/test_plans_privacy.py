@@ -1,8 +1,10 @@
 """What a plan's readers may not learn: earlier drafts, a successor they may not see, the plan's
-title through its capacity events; and a newer accepted version is never superseded by an older one."""
+title through its capacity events; and a newer accepted version is never superseded by an older one.
+What its owner does learn: who touched it (the audit trail)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -135,3 +137,70 @@ async def test_capacity_events_carry_no_title(clients: Clients, platform: Any) -
     event = await wait_for(committed, timeout=30, what="the capacity committed event")
     assert event.releasability.allows("UKR")
     assert "title" not in event.data and plan["title"] not in event.body().__repr__()
+
+
+async def test_the_owner_nations_operators_see_who_touched_its_plan(clients: Clients, platform: Any) -> None:
+    """DEU's planner creates and submits a plan, NATO's reviewer reads it, FRA's planner tries to withdraw
+    it: DEU's operator sees each, with who, how and the trace; FRA's operator sees none; NATO's sees all."""
+    plan = ok(await clients["deu"].post("/v1/plans", json=body()), 201)
+    pid = plan["id"]
+    submitted = ok(await clients["deu"].post(f"/v1/plans/{pid}/submit", headers=if_match(plan)))
+    ok(await clients["nato"].get(f"/v1/plans/{pid}"))
+    refused = await clients["fra"].post(f"/v1/plans/{pid}/withdraw", headers=if_match(submitted))
+    assert refused.status_code == 404, refused.text  # a submitted plan is not FRA's to see
+
+    deu_op, fra_op = await platform.as_client("deu-operator"), await platform.as_client("fra-operator")
+    try:
+
+        async def trail(client: httpx.AsyncClient, **params: str) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = ok(await client.get("/v1/audit", params=params))["items"]
+            return items
+
+        async def all_four() -> list[dict[str, Any]] | None:
+            found = await trail(deu_op, resource_id=pid)
+            return found if len(found) == 4 else None  # the read is written by the batch writer
+
+        entries = await wait_for(all_four, timeout=30, what="four audit entries of the plan")
+        seen = [
+            (e["client_id"], e["client_nation"], e["roles"], e["action"], e["kind"], e["outcome"])
+            for e in entries
+        ]
+        assert seen == [  # newest first
+            ("fra-planner", "FRA", ["planner", "subscriber"], "withdrawPlan", "change", "refused"),
+            ("nato-reviewer", "NATO", ["operator", "reviewer"], "getPlan", "read", "success"),
+            ("deu-planner", "DEU", ["planner", "subscriber"], "submitPlan", "change", "success"),
+            ("deu-planner", "DEU", ["planner", "subscriber"], "createPlan", "change", "success"),
+        ]
+        assert all(
+            (e["service"], e["resource_type"], e["owner_nation"]) == ("plans", "plan", "DEU") for e in entries
+        )
+        assert entries[0]["status"] == 404 and entries[0]["problem_type"].endswith("/not-found")
+
+        # Each entry names the trace of its request: one trace from the gateway through the plans service.
+        traces = [e["trace_id"] for e in entries]
+        assert all(re.fullmatch(r"[0-9a-f]{32}", t) for t in traces) and len(set(traces)) == 4
+
+        def traced() -> bool:
+            spans = platform.collector.collected()
+            in_gateway = {s.trace_id for s in spans if s.service == "icep-gateway"}
+            return set(traces) <= in_gateway & {s.trace_id for s in spans if s.service == "icep-plans"}
+
+        await wait_for(traced, timeout=30, what="gateway and plans spans in each audited request's trace")
+
+        # FRA's operator sees nothing of DEU's plan, even when asking for DEU's records by name.
+        assert await trail(fra_op, resource_id=pid) == []
+        assert await trail(fra_op, nation="DEU") == []
+        # NATO's operators see every nation's records; a planner is no operator.
+        nato_view = await trail(clients["nato"], resource_id=pid)
+        assert [e["id"] for e in nato_view] == [e["id"] for e in entries]
+        assert (await clients["deu"].get("/v1/audit")).status_code == 403
+        # One cursor pages through the trail, newest first, each entry once.
+        first = ok(await deu_op.get("/v1/audit", params={"resource_id": pid, "limit": 3}))
+        assert [e["id"] for e in first["items"]] == [e["id"] for e in entries[:3]] and first["next"]
+        rest = ok(await deu_op.get(first["next"]))
+        assert [e["id"] for e in rest["items"]] == [entries[3]["id"]] and rest["next"] is None
+        refusals = await trail(deu_op, resource_id=pid, outcome="refused", client_id="fra-planner")
+        assert [e["id"] for e in refusals] == [entries[0]["id"]]
+    finally:
+        await deu_op.aclose()
+        await fra_op.aclose()

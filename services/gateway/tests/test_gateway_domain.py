@@ -108,6 +108,7 @@ DEV_CLIENTS = {
         f"{n.lower()}-procurement": (n, {"procurement", "subscriber"})
         for n in ("DEU", "FRA", "POL", "NLD", "NATO", "UKR")
     },
+    **{f"{n.lower()}-operator": (n, {"operator"}) for n in ("DEU", "FRA")},
 }
 
 

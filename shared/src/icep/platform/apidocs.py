@@ -402,6 +402,11 @@ def merge_openapi(
     documents = {"gateway": copy.deepcopy(gateway_doc)} | {
         name: copy.deepcopy(doc) for name, doc in service_docs.items()
     }
+    # A path the gateway serves itself for every service (the audit trail, fanned out) is the gateway's.
+    for service, doc in documents.items():
+        if service != "gateway":
+            for path in set(doc.get("paths", {})) & set(gateway_doc.get("paths", {})):
+                del doc["paths"][path]
     _resolve_schema_clashes(documents)
     info = gateway_doc.get("info", {})
     merged: Json = {

@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.platform import faults, migrations, telemetry
+from icep.platform import audit, faults, migrations, telemetry
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, purge_expired_keys
@@ -211,6 +211,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                     )
                     runtime.after_commit.append(runtime.relay.wake)
                 runtime.uow.after_commit.append(runtime.committed)
+                audit.attach(runtime)
                 if spec.subscribe_topics and settings.consumer_enabled and spec.uses_kafka:
                     runtime.consumer = ConsumerRunner(
                         db=db,
@@ -266,6 +267,8 @@ def service_app(spec: ServiceSpec) -> FastAPI:
     install_openapi(app)
     install_problem_handlers(app)
     if spec.metadata is not None and spec.tables is not None:
+        app.add_middleware(audit.AuditMiddleware)  # inside the idempotency replays: a replay changes nothing
+        app.include_router(audit.router)
         # Inside the metrics and tracing middleware, so replays are measured and traced like any answer.
         app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMetrics, service=name)

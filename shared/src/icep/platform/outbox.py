@@ -14,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
@@ -99,6 +99,10 @@ BeforeCommit = Callable[[AsyncSession], Awaitable[None]]
 before_commit: ContextVar[BeforeCommit | None] = ContextVar("icep_before_commit", default=None)
 
 
+class ChangeRecorder(Protocol):
+    async def record_change(self, session: AsyncSession, events: Sequence[OutgoingEvent]) -> None: ...
+
+
 class UnitOfWorkFactory:
     def __init__(self, db: Database, outbox: sa.Table, service: str, topic: str) -> None:
         self.db = db
@@ -106,6 +110,8 @@ class UnitOfWorkFactory:
         self.source = f"/icep/{service}"
         self.topic = topic
         self.after_commit: list[Callable[[], None]] = []
+        #: Writes the request's change to the audit log in the change's transaction (`icep.platform.audit`).
+        self.audit: ChangeRecorder | None = None
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[UnitOfWork]:
@@ -115,6 +121,8 @@ class UnitOfWorkFactory:
                 uow = UnitOfWork(session, self.outbox, self.source, self.topic)
                 yield uow
                 await uow._flush_events()
+                if self.audit is not None:
+                    await self.audit.record_change(session, uow.published)
                 pre_commit = before_commit.get()
                 if pre_commit is not None:
                     await pre_commit(session)

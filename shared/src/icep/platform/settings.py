@@ -86,6 +86,13 @@ class ServiceSettings(BaseSettings):
         default=300.0, gt=0, validation_alias=_env("ICEP_IDEMPOTENCY_PURGE_SECONDS")
     )
 
+    #: Record changes and other nations' reads in the service's audit log (`icep.platform.audit`).
+    audit_enabled: bool = Field(default=True, validation_alias=_env("ICEP_AUDIT_ENABLED"))
+    #: Read entries wait in memory for the audit writer; beyond this many they are dropped (and counted).
+    audit_queue_size: int = Field(default=10_000, gt=0, validation_alias=_env("ICEP_AUDIT_QUEUE_SIZE"))
+    #: How often the audit writer writes the queued entries (one INSERT per batch).
+    audit_flush_seconds: float = Field(default=0.5, gt=0, validation_alias=_env("ICEP_AUDIT_FLUSH_SECONDS"))
+
     log_level: str = Field(default="INFO", validation_alias=_env("ICEP_LOG_LEVEL"))
     #: Comma-separated names of fault points that end the process (tests of crash recovery only).
     faults: str = Field(default="", validation_alias=_env("ICEP_FAULTS"))

@@ -1,5 +1,5 @@
-"""The platform's own tables, added to each service's metadata: the outbox, the inbox and the
-idempotency keys.
+"""The platform's own tables, added to each service's metadata: the outbox, the inbox, the
+idempotency keys and the audit log.
 
 They live in the service's database so that domain rows and events commit in one transaction (outbox),
 a handler's effects and its "seen" mark commit together (inbox), and a POST's `Idempotency-Key` is
@@ -13,6 +13,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from icep.platform.db import UtcDateTime
+
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
@@ -21,6 +23,7 @@ class PlatformTables:
     outbox: sa.Table
     inbox: sa.Table
     idempotency: sa.Table
+    audit: sa.Table
 
 
 def outbox_columns() -> list[sa.Column[Any]]:
@@ -77,6 +80,42 @@ def idempotency_columns() -> list[sa.Column[Any]]:
 
 
 IDEMPOTENCY_TABLE = "idempotency_keys"
+AUDIT_TABLE = "audit_log"
+
+
+def audit_columns() -> list[sa.Column[Any]]:
+    """Who touched which record, how, when and with what outcome (`icep.platform.audit`). Append-only."""
+    return [
+        #: UUIDv7: the newest-first order and the cursor, across services too.
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("time", UtcDateTime(), nullable=False),
+        sa.Column("client_id", sa.String(200), nullable=False),
+        sa.Column("client_nation", sa.String(8), nullable=False),
+        #: The caller's roles, comma-separated and sorted.
+        sa.Column("roles", sa.String(200), nullable=False),
+        #: The operation id (`submitPlan`, `getPlan`).
+        sa.Column("action", sa.String(100), nullable=False),
+        #: `read` or `change`.
+        sa.Column("kind", sa.String(10), nullable=False),
+        sa.Column("resource_type", sa.String(100), nullable=False),
+        sa.Column("resource_id", sa.String(200), nullable=True),
+        #: The record's owner nation, whose operators may read the entry; NULL when unknown (NATO only).
+        sa.Column("owner_nation", sa.String(8), nullable=True),
+        #: `success`, `refused` (4xx) or `failed` (5xx).
+        sa.Column("outcome", sa.String(10), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=True),
+        #: The problem type of a refusal (`https://icep.nato.int/problems/not-found`).
+        sa.Column("problem_type", sa.String(200), nullable=True),
+        sa.Column("trace_id", sa.String(32), nullable=True),
+        sa.Column("method", sa.String(10), nullable=False),
+        sa.Column("path", sa.String(500), nullable=False),
+    ]
+
+
+AUDIT_INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ix_audit_log_owner_id", ("owner_nation", "id")),
+    ("ix_audit_log_resource", ("resource_type", "resource_id")),
+)
 
 
 def platform_tables(metadata: sa.MetaData) -> PlatformTables:
@@ -85,7 +124,10 @@ def platform_tables(metadata: sa.MetaData) -> PlatformTables:
     inbox = sa.Table("inbox", metadata, *inbox_columns())
     idempotency = sa.Table(IDEMPOTENCY_TABLE, metadata, *idempotency_columns())
     sa.Index("ix_idempotency_keys_expires_at", idempotency.c.expires_at)
-    return PlatformTables(outbox=outbox, inbox=inbox, idempotency=idempotency)
+    audit = sa.Table(AUDIT_TABLE, metadata, *audit_columns())
+    for name, columns in AUDIT_INDEXES:
+        sa.Index(name, *(audit.c[c] for c in columns))
+    return PlatformTables(outbox=outbox, inbox=inbox, idempotency=idempotency, audit=audit)
 
 
 def create_platform_tables_v1() -> None:
@@ -118,3 +160,48 @@ def drop_idempotency_table_v1() -> None:
 
     op.drop_index("ix_idempotency_keys_expires_at", table_name=IDEMPOTENCY_TABLE)
     op.drop_table(IDEMPOTENCY_TABLE)
+
+
+#: PostgreSQL: the audit log refuses UPDATE, DELETE and TRUNCATE, whoever sends them.
+_AUDIT_GUARD = """
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the audit log is append-only: % refused', TG_OP USING ERRCODE = 'insufficient_privilege';
+END
+$$
+"""
+
+
+def create_audit_table_v1() -> None:
+    """Alembic: create the audit log as of platform schema v1 (frozen: later changes add v2); triggers
+    refuse every UPDATE and DELETE of it (and TRUNCATE on PostgreSQL)."""
+    from alembic import op
+
+    op.create_table(AUDIT_TABLE, *audit_columns())
+    for name, columns in AUDIT_INDEXES:
+        op.create_index(name, AUDIT_TABLE, list(columns))
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(
+                f"CREATE TRIGGER audit_log_no_{verb.lower()} BEFORE {verb} ON {AUDIT_TABLE}"
+                f" BEGIN SELECT RAISE(ABORT, 'the audit log is append-only: {verb} refused'); END"
+            )
+    if dialect == "postgresql":
+        op.execute(_AUDIT_GUARD)
+        op.execute(
+            f"CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON {AUDIT_TABLE}"
+            " FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()"
+        )
+        op.execute(
+            f"CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON {AUDIT_TABLE}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()"
+        )
+
+
+def drop_audit_table_v1() -> None:
+    from alembic import op
+
+    op.drop_table(AUDIT_TABLE)  # its triggers go with it
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")

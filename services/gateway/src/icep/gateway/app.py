@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from icep.gateway import api, docs
+from icep.gateway import api, audit, docs
 from icep.gateway.domain import ClientsFile
 from icep.gateway.edge import ForwardedHeadersMiddleware, PathGuardMiddleware, TrustedProxies, parse_networks
 from icep.gateway.ratelimit import RateLimitPolicy
@@ -129,14 +129,14 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = service_app(
         ServiceSpec(
             settings=settings,
-            routers=[api.router, docs.router],
+            routers=[audit.router, api.router, docs.router],  # /v1/audit before the proxy's /v1/...
             own_api_docs=False,  # docs.router serves the merged documents instead
             title="ICEP gateway",
             description=DESCRIPTION,
             metadata=None,
             uses_kafka=False,
             startup=[gateway_startup(settings)],
-            shutdown=[gateway_shutdown],
+            shutdown=[gateway_shutdown, audit.close_fanout],
             readiness={"gateway": _ready},
         )
     )

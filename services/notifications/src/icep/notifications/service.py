@@ -36,6 +36,7 @@ from icep.notifications.domain import (
 )
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
+from icep.platform import audit
 from icep.platform.db import Database
 from icep.platform.errors import (
     Forbidden,
@@ -96,6 +97,7 @@ async def create_subscription(
         updated_at=now,
     )
     async with uow() as tx:
+        audit.subject("subscription", row.id, row.nation)
         tx.session.add(row)
         tx.publish(
             OutgoingEvent(
@@ -170,6 +172,8 @@ async def _load_for_update(
             select(SubscriptionRow).where(col(SubscriptionRow.id) == subscription_id).with_for_update()
         )
     ).scalar_one_or_none()
+    if row is not None:
+        audit.subject("subscription", row.id, row.nation)  # a refused attempt is its nation's to see too
     if row is None or row.owner != who.client_id or row.status == SubscriptionStatus.DELETED.value:
         raise NotFound(f"no subscription {subscription_id}")
     if expected_version is not None and expected_version != row.version:
@@ -406,6 +410,8 @@ async def _delivery_subscription(
     if for_update:
         query = query.with_for_update()
     row = (await session.execute(query)).scalar_one_or_none()
+    if row is not None:
+        audit.subject("subscription", row.id, row.nation)
     if (
         row is None
         or row.status == SubscriptionStatus.DELETED.value

@@ -48,7 +48,7 @@ from icep.plans.domain import (
     report_progress,
 )
 from icep.plans.models import CapabilityTargetRow, PlanRow, PlanVersionRow, ProgressRow
-from icep.platform import visibility
+from icep.platform import audit, visibility
 from icep.platform.db import Database, advisory_key
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed, PreconditionRequired
 from icep.platform.events import OutgoingEvent, utcnow
@@ -342,6 +342,8 @@ async def _load_for_update(session: AsyncSession, actor: Actor, plan_id: str) ->
     row = (
         await session.execute(select(PlanRow).where(col(PlanRow.id) == plan_id).with_for_update())
     ).scalar_one_or_none()
+    if row is not None:
+        audit.subject("plan", row.id, row.nation)  # a refused attempt is the owner's to see too
     if row is None or not _to_domain(row).visible_to(actor.nation, actor.roles):
         raise NotFound(f"no plan {plan_id}")
     return row
@@ -784,6 +786,7 @@ async def get_plan(db: Database, actor: Actor, plan_id: str) -> NationalPlan:
     plan = _to_domain(row)
     if not plan.visible_to(actor.nation, actor.roles):
         raise NotFound(f"no plan {plan_id}")
+    audit.read("plan", plan.id, plan.nation)
     [shown] = await _hide_unseen_successors(db, actor, [plan])
     return shown
 

@@ -57,7 +57,7 @@ from icep.contracts.procurement import (
     WithdrawalRequested,
 )
 from icep.contracts.releasability import nation_tokens
-from icep.platform import visibility
+from icep.platform import audit, visibility
 from icep.platform.db import Database
 from icep.platform.domain import invalid
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed
@@ -165,6 +165,8 @@ async def initiative_row(
 ) -> InitiativeRow:
     query = select(InitiativeRow).where(col(InitiativeRow.id) == initiative_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
+    if row is not None:
+        audit.subject("initiative", row.id, row.lead_nation)  # a refused attempt is the lead's to see too
     if row is None or not _initiative(row).visible_to(actor.nation):
         raise NotFound(f"no initiative {initiative_id}")
     return row
@@ -996,7 +998,9 @@ async def close_initiative(
 
 async def get_initiative(db: Database, actor: Actor, initiative_id: str) -> Initiative:
     async with db.sessions() as session:
-        return _initiative(await initiative_row(session, actor, initiative_id, lock=False))
+        initiative = _initiative(await initiative_row(session, actor, initiative_id, lock=False))
+    audit.read("initiative", initiative.id, initiative.lead_nation)
+    return initiative
 
 
 async def list_initiatives(
@@ -1127,7 +1131,10 @@ def _announce_signal(tx: UnitOfWork, s: DemandSignal, actor: Actor) -> None:
 async def _signal_row(session: AsyncSession, actor: Actor, signal_id: str, *, lock: bool) -> DemandSignalRow:
     query = select(DemandSignalRow).where(col(DemandSignalRow.id) == signal_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-    if row is None or not domain.may_read(SIGNAL.validate_python(row.document).releasability, actor.nation):
+    release = None if row is None else SIGNAL.validate_python(row.document).releasability
+    if release is not None:
+        audit.subject("demand_signal", signal_id, release.owner)
+    if release is None or row is None or not domain.may_read(release, actor.nation):
         raise NotFound(f"no demand signal {signal_id}")
     return row
 
@@ -1179,7 +1186,9 @@ async def list_demand_signals(
 
 async def get_demand_signal(db: Database, actor: Actor, signal_id: str) -> DemandSignal:
     async with db.sessions() as session:
-        return SIGNAL.validate_python((await _signal_row(session, actor, signal_id, lock=False)).document)
+        signal = SIGNAL.validate_python((await _signal_row(session, actor, signal_id, lock=False)).document)
+    audit.read("demand_signal", signal_id, signal.releasability.owner)
+    return signal
 
 
 async def _visible_demand(
@@ -1475,14 +1484,19 @@ async def register_supplier(
 async def _supplier_row(session: AsyncSession, actor: Actor, supplier_id: str, *, lock: bool) -> SupplierRow:
     query = select(SupplierRow).where(col(SupplierRow.id) == supplier_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-    if row is None or not domain.may_read(_supplier_of(row).releasability, actor.nation):
+    release = None if row is None else _supplier_of(row).releasability
+    if release is not None:
+        audit.subject("supplier", supplier_id, release.owner)
+    if release is None or row is None or not domain.may_read(release, actor.nation):
         raise NotFound(f"no supplier {supplier_id}")
     return row
 
 
 async def get_supplier(db: Database, actor: Actor, supplier_id: str) -> Supplier:
     async with db.sessions() as session:
-        return _supplier_of(await _supplier_row(session, actor, supplier_id, lock=False))
+        supplier = _supplier_of(await _supplier_row(session, actor, supplier_id, lock=False))
+    audit.read("supplier", supplier_id, supplier.releasability.owner)
+    return supplier
 
 
 async def list_suppliers(

@@ -38,7 +38,7 @@ from icep.contracts.standards import (
     StandardPromulgated,
     StandardSuperseded,
 )
-from icep.platform import visibility
+from icep.platform import audit, visibility
 from icep.platform.db import Database, advisory_key
 from icep.platform.domain import invalid
 from icep.platform.errors import Conflict, NotFound, PreconditionFailed
@@ -533,6 +533,7 @@ async def get_response(db: Database, actor: Actor, standard_id: str, nation: str
         row = await session.get(ResponseRow, (standard_id, nation))
     if row is None:
         return ResponseView(standard, NationalResponse.pending(standard, nation))
+    audit.read("national_response", f"{standard_id}/{nation}", nation)
     return ResponseView(standard, _response(row))
 
 
@@ -550,6 +551,7 @@ async def _change_response(
     announce: ResponseAnnounce,
 ) -> ResponseView:
     async with uow() as tx:
+        audit.subject("national_response", f"{standard_id}/{nation}", nation)
         standard = _standard(await _standard_row(tx.session, actor, standard_id, lock=False, share=True))
         row = (
             await tx.session.execute(
@@ -764,7 +766,10 @@ async def claim_conformance(
 async def _claim_row(session: AsyncSession, actor: Actor, claim_id: str, *, lock: bool) -> ConformanceRow:
     query = select(ConformanceRow).where(col(ConformanceRow.id) == claim_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-    if row is None or not domain.may_read(_claim(row).release, actor.nation):
+    release = None if row is None else _claim(row).release
+    if release is not None:
+        audit.subject("conformance_claim", claim_id, release.owner)
+    if release is None or row is None or not domain.may_read(release, actor.nation):
         raise NotFound(f"no conformance claim {claim_id}")
     return row
 
@@ -882,7 +887,9 @@ async def expire_due_claims(uow: UnitOfWorkFactory, now: datetime | None = None,
 
 async def get_claim(db: Database, actor: Actor, claim_id: str) -> ConformanceClaim:
     async with db.sessions() as session:
-        return _claim(await _claim_row(session, actor, claim_id, lock=False))
+        claim = _claim(await _claim_row(session, actor, claim_id, lock=False))
+    audit.read("conformance_claim", claim_id, claim.release.owner)
+    return claim
 
 
 async def list_claims(
@@ -1010,7 +1017,10 @@ async def _clearance_row(
 ) -> ClearanceRow:
     query = select(ClearanceRow).where(col(ClearanceRow.id) == clearance_id)
     row = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-    if row is None or not domain.may_read(_clearance(row).release, actor.nation):
+    release = None if row is None else _clearance(row).release
+    if release is not None:
+        audit.subject("clearance", clearance_id, release.owner)
+    if release is None or row is None or not domain.may_read(release, actor.nation):
         raise NotFound(f"no interchangeability clearance {clearance_id}")
     return row
 
@@ -1038,7 +1048,9 @@ async def update_clearance(
 
 async def get_clearance(db: Database, actor: Actor, clearance_id: str) -> Interchangeability:
     async with db.sessions() as session:
-        return _clearance(await _clearance_row(session, actor, clearance_id, lock=False))
+        clearance = _clearance(await _clearance_row(session, actor, clearance_id, lock=False))
+    audit.read("clearance", clearance_id, clearance.release.owner)
+    return clearance
 
 
 async def _visible_clearances(session: AsyncSession, actor: Actor, *where: Any) -> list[Interchangeability]:
