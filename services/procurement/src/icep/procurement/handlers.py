@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from icep.contracts import Releasability
+from icep.contracts.nations import NATO
 from icep.contracts.plans import (
     CapacityCommitted,
     PlanReleased,
