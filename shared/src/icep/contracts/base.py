@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Strict
+
+#: An amount of money: a JSON number (an integer is fine), never `true` (which lax parsing reads as 1) nor
+#: a string. Every money field of the contracts and of the APIs is one of these.
+MoneyAmount = Annotated[float, Strict()]
 
 _registry: dict[str, type[EventPayload]] = {}
 

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from icep.contracts.base import EventPayload
+from icep.contracts.base import EventPayload, MoneyAmount
 
 # --- initiatives ----------------------------------------------------------------------------------------
 
@@ -149,7 +149,7 @@ class LotFigure(EventPayload):
     lot_id: str
     title: str
     quantity: int
-    estimated_value: float | None
+    estimated_value: MoneyAmount | None
     currency: str | None
 
 
@@ -171,7 +171,7 @@ class BidRecorded(_InitiativeEvent):
     lot_id: str
     supplier_id: str
     quantity: int
-    value: float
+    value: MoneyAmount
     currency: str
     recorded_by: str
     recorded_at: datetime
@@ -183,7 +183,7 @@ class AwardFigure(EventPayload):
     supplier_id: str
     supplier_name: str
     quantity: int
-    value: float
+    value: MoneyAmount
     currency: str
 
 
@@ -209,7 +209,7 @@ class ContractSigned(_InitiativeEvent):
     award_id: str
     supplier_id: str
     framework: bool
-    value: float
+    value: MoneyAmount
     currency: str
     period_start: date
     period_end: date
@@ -228,7 +228,7 @@ class CallOffPlaced(_InitiativeEvent):
     contract_id: str
     buyer: str
     quantity: int
-    value: float
+    value: MoneyAmount
     currency: str
     delivery_by: date
     placed_by: str

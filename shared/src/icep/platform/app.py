@@ -26,6 +26,7 @@ from icep.platform import faults, migrations, telemetry
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, purge_expired_keys
+from icep.platform.jsonbody import RejectDuplicateKeys
 from icep.platform.kafka import ensure_topics, kafka_reachable
 from icep.platform.openapi import install_openapi
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
@@ -259,6 +260,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
     install_openapi(app)
     install_problem_handlers(app)
     if spec.metadata is not None and spec.tables is not None:
+        app.add_middleware(RejectDuplicateKeys)  # inside the key's hold: a refused body releases it
         # Inside the metrics and tracing middleware, so replays are measured and traced like any answer.
         app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMetrics, service=name)
