@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.platform import faults, migrations, telemetry
+from icep.platform import faults, migrations, secrets, telemetry
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, purge_expired_keys
@@ -189,11 +189,16 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                 await asyncio.to_thread(migrations.upgrade, spec.migrations_dir, settings.database_url)
             if spec.tables is not None:
                 runtime.uow = UnitOfWorkFactory(db, spec.tables.outbox, name, settings.topic)
+                box = secrets.box_from_settings(
+                    name, settings.secret_keys, settings.var_dir, required=settings.require_secret_keys
+                )
+                secrets.install(box)  # for `Sealed` columns
                 runtime.idempotency = IdempotencyStore(
                     db,
                     spec.tables.idempotency,
                     ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
                     lock=timedelta(seconds=settings.idempotency_lock_seconds),
+                    box=box,
                 )
                 if settings.outbox_relay_enabled and spec.uses_kafka:
                     runtime.relay = OutboxRelay(

@@ -68,6 +68,7 @@ from icep.platform.db import Database, insert_ignore
 from icep.platform.errors import Conflict, DomainError
 from icep.platform.events import utcnow
 from icep.platform.problems import problem
+from icep.platform.secrets import SecretBox
 
 if TYPE_CHECKING:
     from icep.platform.auth import TokenVerifier
@@ -205,11 +206,21 @@ def stored_client_id(client_id: str) -> str:
 class IdempotencyStore:
     """The `idempotency_keys` table: claim a key, mark it committed, store its answer, or release it."""
 
-    def __init__(self, db: Database, table: sa.Table, ttl: timedelta, lock: timedelta) -> None:
+    def __init__(
+        self, db: Database, table: sa.Table, ttl: timedelta, lock: timedelta, box: SecretBox | None = None
+    ) -> None:
         self.db = db
         self.table = table
         self.ttl = ttl
         self.lock = lock
+        #: Seals stored answers at rest (one may show a webhook secret); None: kept as they are (tests).
+        self.box = box
+
+    def _seal(self, body: bytes | None) -> bytes | None:
+        return body if body is None or self.box is None else self.box.seal_bytes(body)
+
+    def _open(self, stored: bytes | None) -> bytes | None:
+        return stored if stored is None or self.box is None else self.box.open_bytes(bytes(stored))
 
     def _where(self, client_id: str, key: str) -> sa.ColumnElement[bool]:
         return sa.and_(self.table.c.client_id == stored_client_id(client_id), self.table.c.key == key)
@@ -258,7 +269,7 @@ class IdempotencyStore:
                 return Reused()
             if row.state == COMPLETED:
                 headers = [(str(k), str(v)) for k, v in (row.headers or [])]
-                return Replay(StoredAnswer(int(row.status), headers, row.body))
+                return Replay(StoredAnswer(int(row.status), headers, self._open(row.body)))
             locked_until = _aware(row.locked_until) if row.locked_until is not None else None
             if locked_until is not None and locked_until > now:
                 return InUse(retry_after=max(1, min(5, math.ceil((locked_until - now).total_seconds()))))
@@ -310,7 +321,7 @@ class IdempotencyStore:
                     state=COMPLETED,
                     status=answer.status,
                     headers=[list(h) for h in answer.headers],
-                    body=answer.body,
+                    body=self._seal(answer.body),
                     locked_until=None,
                 )
             )
@@ -326,6 +337,35 @@ class IdempotencyStore:
             await session.execute(
                 sa.update(self.table).where(held, self.table.c.state == COMMITTED).values(locked_until=None)
             )
+
+    async def reseal(self, batch: int = 200) -> int:
+        """Seal stored answers kept in plaintext (before sealing) or under an older key with the current
+        key; how many changed. A row that changed meanwhile is left as it is now."""
+        box = self.box
+        if box is None:
+            return 0
+        async with self.db.sessions() as session:
+            rows = (
+                await session.execute(
+                    sa.select(self.table.c.client_id, self.table.c.key, self.table.c.body).where(
+                        self.table.c.body.is_not(None)
+                    )
+                )
+            ).all()
+        stale = [r for r in rows if not box.is_current_bytes(bytes(r.body))]
+        for start in range(0, len(stale), batch):
+            async with self.db.transaction() as session:
+                for r in stale[start : start + batch]:
+                    await session.execute(
+                        sa.update(self.table)
+                        .where(
+                            self.table.c.client_id == r.client_id,
+                            self.table.c.key == r.key,
+                            self.table.c.body == r.body,
+                        )
+                        .values(body=box.seal_bytes(box.open_bytes(bytes(r.body))))
+                    )
+        return len(stale)
 
     async def purge(self, now: datetime | None = None) -> int:
         """Delete expired keys; how many went."""
@@ -347,7 +387,7 @@ class IdempotencyStore:
                 state=COMPLETED,
                 status=answer.status,
                 headers=[list(h) for h in answer.headers],
-                body=answer.body,
+                body=self._seal(answer.body),
                 locked_until=None,
             )
         )
@@ -672,7 +712,14 @@ async def _send_answer(send: Send, answer: StoredAnswer, *, replayed: bool) -> N
 
 
 async def purge_expired_keys(store: IdempotencyStore, every_seconds: float) -> None:
-    """A background loop: expired keys are already ignored; this keeps the table small."""
+    """A background loop: expired keys are already ignored; this keeps the table small. It first seals the
+    stored answers that are not under the current key (after a key rotation, or kept before sealing)."""
+    try:
+        resealed = await store.reseal()
+        if resealed:
+            log.info("sealed %d stored answers with the current secret key", resealed)
+    except Exception:
+        log.exception("could not reseal stored answers; they stay readable, and are resealed at next start")
     while True:
         purged = await store.purge()
         if purged:
