@@ -547,19 +547,71 @@ async def test_a_failure_before_the_commit_releases_the_key_so_a_retry_runs(
     assert len(app.created) == 1 and await count_effects(db, effects_table) == 1
 
 
-async def test_a_5xx_after_the_commit_never_runs_again(
+async def test_a_5xx_after_the_use_case_rolls_its_change_back_so_a_retry_runs(
     things: tuple[Things, Keys, httpx.AsyncClient], db: Database, effects_table: sa.Table
 ) -> None:
+    """The use case's transaction is still open while the answer is made: a request that fails with a 5xx
+    after its use case leaves no effect and no spent key, so the retry runs (once)."""
     app, keys, client = things
     app.fail_after_commit = True
     failed = await client.post("/things", json={"name": "1"}, headers=_as(keys, "c1", "k"))
     assert failed.status_code == 500
+    assert await count_effects(db, effects_table) == 0
     app.fail_after_commit = False
-    for _ in range(2):
-        retried = await client.post("/things", json={"name": "1"}, headers=_as(keys, "c1", "k"))
-        _problem(retried, 409, "idempotency-outcome-unknown")
-        assert "read the resource" in retried.json()["detail"]
-    assert len(app.created) == 1 and await count_effects(db, effects_table) == 1
+    retried = await client.post("/things", json={"name": "1"}, headers=_as(keys, "c1", "k"))
+    assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+    again = await client.post("/things", json={"name": "1"}, headers=_as(keys, "c1", "k"))
+    assert again.status_code == 201 and again.headers["idempotent-replayed"] == "true"
+    assert again.headers["location"] == retried.headers["location"]
+    assert await count_effects(db, effects_table) == 1
+
+
+async def test_an_answer_lost_after_the_commit_is_replayed_with_its_location(
+    store: IdempotencyStore, uow: UnitOfWorkFactory, effects_table: sa.Table, db: Database
+) -> None:
+    """The answer is written in the use case's own transaction: when the answer never reaches the caller
+    (the connection, or the process, dies right after the commit), the retry gets it, never
+    `idempotency-outcome-unknown`."""
+    things, keys = Things(uow, effects_table), Keys()
+    app = things.app(store, keys)
+    headers = {**_as(keys, "c1", "lost"), "Content-Type": "application/json"}
+    body = b'{"name":"lost"}'
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/things",
+        "raw_path": b"/things",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "server": ("service.test", 80),
+        "client": ("127.0.0.1", 1234),
+    }
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def connection_gone(message: Any) -> None:
+        raise OSError("connection reset by peer")
+
+    with pytest.raises(OSError):
+        await app(scope, receive, connection_gone)
+    assert await state_of(db, store.table, "c1", "lost") == "completed"
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service.test") as client:
+        retried = await client.post("/things", content=body, headers=headers)
+    assert retried.status_code == 201 and retried.headers["idempotent-replayed"] == "true"
+    assert retried.headers["location"] == "/things/1" and retried.json() == {"id": "1", "name": "lost"}
+    assert len(things.created) == 1 and await count_effects(db, effects_table) == 1
 
 
 async def test_a_crash_after_the_commit_leaves_a_key_that_never_runs_again(

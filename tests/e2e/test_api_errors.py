@@ -121,3 +121,33 @@ async def test_webhook_endpoints_must_be_public_https(deu: httpx.AsyncClient) ->
 async def test_unknown_paths_are_404_problems(deu: httpx.AsyncClient) -> None:
     assert_problem(await deu.get("/v1/nothing-here"), 404)
     assert_problem(await deu.get("/v1/plans/does-not-exist"), 404)
+
+
+@pytest.mark.parametrize(
+    ("client_id", "path"),
+    [
+        ("deu-planner", "/v1/plans"),
+        ("deu-procurement", "/v1/initiatives"),
+        ("deu-standards", "/v1/standards"),
+        ("deu-subscriber", "/v1/subscriptions"),
+    ],
+)
+async def test_every_service_refuses_a_body_that_repeats_a_key(
+    platform: Any, client_id: str, path: str
+) -> None:
+    """`{"title": "a", "title": "b"}` is one value to one parser and the other to the next: refused."""
+    client = await platform.as_client(client_id)
+    try:
+        body = b'{"title": "harmless", "releasability": {"scope": "allies", "scope": "national"}}'
+        problem = assert_problem(
+            await client.post(path, content=body, headers={"content-type": "application/json"}), 422
+        )
+        assert problem["errors"] == [
+            {
+                "location": "body.releasability.scope",
+                "message": "the key 'scope' appears more than once in this object; send it once",
+                "type": "duplicate_key",
+            }
+        ]
+    finally:
+        await client.aclose()

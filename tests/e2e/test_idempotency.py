@@ -3,8 +3,9 @@ nothing happens twice; another request with the key is 422; a request refused be
 does not spend its key, so the fixed request runs with it; keys are each client's own; requests racing
 with one key run once; and a key that expired is a new key.
 
-What happens when a request commits and its answer is lost (a crash, a 5xx after the commit) is tested
-with the store and a real unit of work in shared/tests/test_idempotency.py.
+A service that dies after its commit, before its answer leaves, still gives the retry the first answer
+(the answer is kept in the change's transaction): the last test. The finer cases (a 5xx after the use case,
+a lost connection) are tested with the store and a real unit of work in shared/tests/test_idempotency.py.
 """
 
 from __future__ import annotations
@@ -301,3 +302,34 @@ async def test_an_expired_key_is_a_new_key(
         )
     finally:
         await deu.aclose()
+
+
+# --- the answer is kept with the change -----------------------------------------------------------------
+
+
+async def test_an_answer_lost_when_the_service_dies_after_its_commit_is_replayed(
+    c: Clients, platform: Any
+) -> None:
+    """Plans dies right after committing a new plan, before its answer leaves (fault point
+    `idempotency.after_commit`). The answer was written in the same transaction as the plan, so after a
+    restart the retry with the same key gets it: 201, the same id and `Location`, and one plan exists.
+    (Last in this module: it restarts plans, then leaves it as it found it.)"""
+    platform.restart("plans", {"ICEP_FAULTS": "idempotency.after_commit"})
+    try:
+        body, sent = plan_body(), key()
+        lost = await c["deu"].post("/v1/plans", json=body, headers=sent)
+        assert lost.status_code >= 500, lost.text  # the gateway never got the answer
+        plans = platform.launcher.processes["plans"]
+        await wait_for(lambda: not plans.alive(), timeout=30, what="plans to die after its commit")
+        assert plans.process.returncode == 86
+    finally:
+        platform.restart("plans", {"ICEP_FAULTS": ""})
+    retried = await c["deu"].post("/v1/plans", json=body, headers=sent)
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["idempotent-replayed"] == "true"
+    plan_id = retried.json()["id"]
+    assert retried.headers["location"] == f"/v1/plans/{plan_id}"
+    mine = (await c["deu"].get("/v1/plans", params={"nation": "DEU", "limit": 200})).json()["items"]
+    assert [p["id"] for p in mine if p["title"] == body["title"]] == [plan_id]
+    fetched = await c["deu"].get(retried.headers["location"])
+    assert fetched.status_code == 200 and fetched.json()["title"] == body["title"]

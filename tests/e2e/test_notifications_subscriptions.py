@@ -9,13 +9,16 @@ import datetime as dt
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from icep.platform.db import Database
 from icep.platform.events import decode
 from icep.platform.testing import WebhookReceiver, consumer_caught_up, read_records, wait_for
 
@@ -383,15 +386,20 @@ async def test_a_subscriber_never_gets_what_its_nation_may_not_see(
 
 
 async def test_after_a_rotation_webhooks_verify_with_the_old_and_the_new_secret(
-    c: Clients, receivers: Callable[[], WebhookReceiver]
+    c: Clients, receivers: Callable[[], WebhookReceiver], platform: Any
 ) -> None:
     receiver = receivers()
     sub = await subscribe(c["deu"], receiver.url, event_types=["icep.plans.plan.created.*"])
     path = f"/v1/subscriptions/{sub['id']}"
     problem(await c["deu"].post(f"{path}/rotate-secret", headers=if_match(3)), 412)
     problem(await c["deu_planner"].post(f"{path}/rotate-secret", headers=if_match(1)), 404)
-    r = await c["deu"].post(f"{path}/rotate-secret", headers=if_match(1))
+    sent = {**if_match(1), "Idempotency-Key": str(uuid.uuid4())}
+    r = await c["deu"].post(f"{path}/rotate-secret", headers=sent)
     assert r.status_code == 200, r.text
+    # The answer showing the secret is kept for retries (and replayed whole), but sealed at rest.
+    again = await c["deu"].post(f"{path}/rotate-secret", headers=sent)
+    assert again.headers["idempotent-replayed"] == "true" and again.json() == r.json()
+    await assert_no_plaintext_secrets(platform, [sub["secret"], r.json()["secret"]])
     rotated = r.json()
     assert r.headers["etag"] == '"2"' and rotated["version"] == 2
     assert rotated["secret"].startswith("whsec_") and rotated["secret"] != sub["secret"]
@@ -410,6 +418,29 @@ async def test_after_a_rotation_webhooks_verify_with_the_old_and_the_new_secret(
     assert Webhook(rotated["secret"]).verify(hook.body, hook.headers)["subject"] == plan_id
     with pytest.raises(WebhookVerificationError):
         Webhook(sub["secret"]).verify(hook.body.replace(plan_id.encode(), b"x"), hook.headers)
+
+
+async def assert_no_plaintext_secrets(platform: Any, known: list[str]) -> None:
+    """Read the notifications database directly: the signing secrets and the stored answers that show
+    them are sealed; no `whsec_` anywhere in the rows (nor in the SQLite file)."""
+    url = platform.launcher.env["ICEP_NOTIFICATIONS_DATABASE_URL"]
+    db = Database(url)
+    try:
+        async with db.connect() as conn:
+            secrets = (await conn.execute(sa.text("SELECT secret, previous_secret FROM subscriptions"))).all()
+            answers = (await conn.execute(sa.text("SELECT body FROM idempotency_keys"))).all()
+    finally:
+        await db.dispose()
+    assert secrets and answers
+    stored = [v for row in secrets for v in row if v is not None]
+    assert all(v.startswith("icep-sealed:v1:") for v in stored)
+    assert not [v for v in stored if "whsec_" in v]
+    assert not [a for (a,) in answers if a is not None and b"whsec_" in bytes(a)]
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        for file in (f for f in (path, path.with_name(path.name + "-wal")) if f.exists()):
+            content = file.read_bytes()
+            assert not [k for k in known if k.encode() in content] and b"whsec_" not in content, file
 
 
 async def test_ping_sends_a_signed_ping_and_reports_the_answer(

@@ -22,7 +22,7 @@ from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import DeliveryStatus, SubscriptionStatus, new_signing_secret
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow, tables
 from icep.notifications.settings import NotificationsSettings
-from icep.platform import migrations
+from icep.platform import migrations, secrets
 from icep.platform.db import Database
 from icep.platform.events import utcnow
 from icep.platform.ids import new_id
@@ -150,6 +150,17 @@ class Store:
                 .where(DeliveryRow.__table__.c.id == delivery_id)  # type: ignore[attr-defined]
                 .values(next_attempt_at=utcnow())
             )
+
+
+@pytest.fixture(autouse=True)
+def secret_box() -> Iterator[secrets.SecretBox]:
+    """Signing secrets are sealed at rest: the process's box, as a started service installs it."""
+    box = secrets.SecretBox([secrets.new_key()])
+    secrets.install(box)
+    try:
+        yield box
+    finally:
+        secrets.install(None)
 
 
 @pytest.fixture

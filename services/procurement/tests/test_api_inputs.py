@@ -101,6 +101,32 @@ def test_a_count_is_a_json_integer_never_a_boolean() -> None:
     assert errors(api.OwnerIn, {**owner, "share_percent": 40}) == []
 
 
+@pytest.mark.parametrize(("model", "body"), WITH_CURRENCY)
+def test_money_is_a_json_number_never_a_boolean_or_a_string(
+    model: type[BaseModel], body: dict[str, Any]
+) -> None:
+    field = "estimated_value" if "estimated_value" in body else "value"
+    for wrong in (True, False, "100000", None if field == "value" else [1]):
+        assert errors(model, {**body, field: wrong}) == [(field,)], wrong
+        # As FastAPI validates a parsed body (Python mode), and as the JSON parser does.
+        with pytest.raises(ValidationError):
+            model.model_validate({**body, field: wrong})
+    assert errors(model, {**body, field: 100000}) == []
+    assert errors(model, {**body, field: 1.5e5}) == []
+
+
+def test_money_in_the_event_contracts_refuses_booleans() -> None:
+    from pydantic import TypeAdapter
+
+    from icep.contracts.base import MoneyAmount
+
+    money = TypeAdapter(MoneyAmount)
+    assert money.validate_json("12") == 12.0 and money.validate_python(2.5) == 2.5
+    for wrong in ("true", '"12"'):
+        with pytest.raises(ValidationError):
+            money.validate_json(wrong)
+
+
 def test_an_award_may_name_the_product_offered() -> None:
     assert api.AwardItemIn.model_validate({**BID, "product_code": "SM-155-HE"}).product_code == "SM-155-HE"
     assert api.AwardItemIn.model_validate(BID).product_code is None

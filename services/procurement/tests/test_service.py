@@ -494,3 +494,38 @@ async def test_demand_against_capacity_in_one_unit_with_reported_shortfalls(stor
     # A partner sees none of it.
     nothing = await service.demand_against_capacity(store.db, UKR, PRODUCT)
     assert (nothing.unit, nothing.years) == (None, [])
+
+
+# --- blocks follow the organisation, whatever the case of its id ----------------------------------------
+
+
+async def test_a_block_on_an_organisation_id_reaches_it_in_any_case(store: Store) -> None:
+    from icep.procurement.domain import Scale, Screening, ScreeningLists
+
+    lists = ScreeningLists(frozenset({"RUS"}), frozenset())
+    deu = await service.register_supplier(
+        store.uow, DEU, service.NewSupplier("ACME-1", "Synthetic Acme GmbH", Scale.SME, "RUS"), lists
+    )
+    fra = await service.register_supplier(
+        store.uow, FRA, service.NewSupplier("acme-1", "Synthetic Acme SARL", Scale.SME, "DEU"), lists
+    )
+    assert (deu.screening, fra.screening) == (Screening.POTENTIAL_MATCH, Screening.CLEAR)
+    # The same nation cannot register the organisation twice by changing the case of its id.
+    with pytest.raises(Conflict):
+        await service.register_supplier(
+            store.uow, DEU, service.NewSupplier(" Acme-1 ", "Synthetic Acme", Scale.SME, "DEU"), lists
+        )
+    blocked = await service.block_supplier(store.uow, DEU, deu.id, None, "sanctioned owner", "J. Doe")
+    assert blocked.screening is Screening.BLOCKED
+    # FRA's record of `acme-1` was screened again with DEU's block on `ACME-1` as a match.
+    again = await service.get_supplier(store.db, FRA, fra.id)
+    assert again.screening is Screening.POTENTIAL_MATCH
+    assert any("blocked by DEU" in m for m in again.matches), again.matches
+    # A later registration in yet another case is screened against the block at once.
+    pol = await service.register_supplier(
+        store.uow, POL, service.NewSupplier("aCmE-1", "Synthetic Acme Sp.", Scale.SME, "DEU"), lists
+    )
+    assert pol.screening is Screening.POTENTIAL_MATCH
+    # And a filter by organisation id finds every record of it.
+    listed, _ = await service.list_suppliers(store.db, DEU, organisation_id="acme-1")
+    assert {s.id for s in listed} >= {deu.id}

@@ -39,6 +39,7 @@ def row(s: Supplier) -> SupplierRow:
         id=s.id,
         nation=s.nation,
         organisation_id=s.organisation_id,
+        organisation_key=s.organisation_key,
         name=s.name,
         screening="",
         version=1,
@@ -91,7 +92,7 @@ async def test_registration_reads_the_organisations_records_for_share() -> None:
     session = Recording([row(blocked), row(supplier("s2", "POL"))])
     # Every record of the organisation is read (and locked); the blocked ones count.
     found = await service._blocks_of(session, ["HRB-1"], lock=True)  # type: ignore[arg-type]
-    assert found == {"HRB-1": [blocked]}
+    assert found == {"hrb-1": [blocked]}  # by the organisation id as compared (case-folded)
     text = sql(session.statements[0])
     assert text.endswith("FOR SHARE") and "screening" not in text.split("WHERE")[1]
     # Re-screening in the background reads only the blocked records, without locks.

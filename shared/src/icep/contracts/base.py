@@ -2,9 +2,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Strict
+
+#: An amount of money: a JSON number (an integer is fine), never `true` (which lax parsing reads as 1) nor
+#: a string. Every money field of the contracts and of the APIs is one of these.
+MoneyAmount = Annotated[float, Strict()]
 
 _registry: dict[str, type[EventPayload]] = {}
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import ClassVar
 
-from icep.contracts.base import SAME_AS_AGGREGATE, Audience, EventPayload
+from icep.contracts.base import SAME_AS_AGGREGATE, Audience, EventPayload, MoneyAmount
 
 
 class _CapacityEvent(EventPayload):
@@ -123,7 +123,7 @@ class CapacityCommitted(_CapacityEvent):
     lead_time_days: int | None
     operator: str
     operator_is_sme: bool
-    investment_amount: float | None
+    investment_amount: MoneyAmount | None
     investment_currency: str | None
 
 

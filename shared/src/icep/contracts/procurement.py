@@ -29,7 +29,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from icep.contracts.base import Audience, EventPayload
+from icep.contracts.base import Audience, EventPayload, MoneyAmount
 
 # --- initiatives ----------------------------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ class LotFigure(EventPayload):
     lot_id: str
     title: str
     quantity: int
-    estimated_value: float | None
+    estimated_value: MoneyAmount | None
     currency: str | None
 
 
@@ -217,7 +217,7 @@ class BidRecorded(_InitiativeEvent):
     lot_id: str
     supplier_id: str
     quantity: int
-    value: float
+    value: MoneyAmount
     currency: str
     recorded_by: str
     recorded_at: datetime
@@ -229,7 +229,7 @@ class AwardFigure(EventPayload):
     supplier_id: str
     supplier_name: str
     quantity: int
-    value: float
+    value: MoneyAmount
     currency: str
 
 
@@ -255,7 +255,7 @@ class ContractSigned(_InitiativeEvent):
     award_id: str
     supplier_id: str
     framework: bool
-    value: float
+    value: MoneyAmount
     currency: str
     period_start: date
     period_end: date
@@ -274,7 +274,7 @@ class CallOffPlaced(_InitiativeEvent):
     contract_id: str
     buyer: str
     quantity: int
-    value: float
+    value: MoneyAmount
     currency: str
     delivery_by: date
     placed_by: str

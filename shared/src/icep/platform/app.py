@@ -27,10 +27,11 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.platform import audit, faults, migrations, telemetry
+from icep.platform import audit, faults, migrations, secrets, telemetry
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, purge_expired_keys
+from icep.platform.jsonbody import RejectDuplicateKeys
 from icep.platform.kafka import ensure_topics, kafka_reachable
 from icep.platform.openapi import install_openapi
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
@@ -193,11 +194,16 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                 await asyncio.to_thread(migrations.upgrade, spec.migrations_dir, settings.database_url)
             if spec.tables is not None:
                 runtime.uow = UnitOfWorkFactory(db, spec.tables.outbox, name, settings.topic)
+                box = secrets.box_from_settings(
+                    name, settings.secret_keys, settings.var_dir, required=settings.require_secret_keys
+                )
+                secrets.install(box)  # for `Sealed` columns
                 runtime.idempotency = IdempotencyStore(
                     db,
                     spec.tables.idempotency,
                     ttl=timedelta(seconds=settings.idempotency_ttl_seconds),
                     lock=timedelta(seconds=settings.idempotency_lock_seconds),
+                    box=box,
                 )
                 if settings.outbox_relay_enabled and spec.uses_kafka:
                     runtime.relay = OutboxRelay(
@@ -269,6 +275,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
     if spec.metadata is not None and spec.tables is not None:
         app.add_middleware(audit.AuditMiddleware)  # inside the idempotency replays: a replay changes nothing
         app.include_router(audit.router)
+        app.add_middleware(RejectDuplicateKeys)  # inside the key's hold: a refused body releases it
         # Inside the metrics and tracing middleware, so replays are measured and traced like any answer.
         app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMetrics, service=name)

@@ -228,6 +228,21 @@ def docs(
     raise typer.Exit(1)
 
 
+secrets_app = typer.Typer(
+    help="Keys that seal secrets at rest (docs/operations/secrets.md).", no_args_is_help=True
+)
+app.add_typer(secrets_app, name="secrets")
+
+
+@secrets_app.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new key for `ICEP_<SERVICE>_SECRET_KEYS`: put it first in the list, keep the old ones after
+    it until every service has restarted (which reseals what they keep under it), then remove them."""
+    from icep.platform.secrets import new_key
+
+    typer.echo(new_key())
+
+
 def main() -> None:
     app()
 

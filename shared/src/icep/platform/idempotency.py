@@ -6,18 +6,24 @@ again with the same key: the service answers with what it answered the first tim
 caller's (scoped by the token's client id), lives in the service's own database (`idempotency_keys`) and
 expires after `ICEP_IDEMPOTENCY_TTL_SECONDS` (default 24 h); after that the same key is a new request.
 
-The key is bound to the use case's transaction. A key row is `processing` while its request runs; the
-request's unit of work (`icep.platform.outbox.UnitOfWorkFactory`) marks it `committed` in the same
-transaction that writes the use case's rows and events (hook `outbox.before_commit`, set here for the
-request); once the answer is stored it is `completed`. So "the effect happened" and "the key is spent"
-commit together or not at all:
+The key and the answer are bound to the use case's transaction. A key row is `processing` while its
+request runs; the request's unit of work (`icep.platform.outbox.UnitOfWorkFactory`) marks it `committed` in
+the same transaction that writes the use case's rows and events (hook `outbox.before_commit`, set here for
+the request), and does not commit when the use case's block ends: the transaction stays open
+(`outbox.DeferredCommit`) until the route has made its answer, which is written into it (`completed`, with
+status, the headers a replay repeats such as `Location`, and body); then it commits, and only then is the
+answer sent. So "the effect happened", "the key is spent" and "the answer is kept" commit together or not
+at all:
 
-- A key whose request committed never runs again (until it expires), whatever happens afterwards. If its
-  answer was stored, a retry gets it. If not (the process crashed after the commit, storing the answer
-  failed, the request failed with a 5xx after its commit, or the answer was over `MAX_STORED_BODY`), a
-  retry is 409 `idempotency-outcome-unknown`: the first request was carried out but its answer is lost;
-  read the resource to see the outcome. (While that request may still be finishing, i.e. within
-  `ICEP_IDEMPOTENCY_LOCK_SECONDS` of its start, a retry is 409 `idempotency-key-in-use` instead.)
+- A key whose request committed never runs again (until it expires), whatever happens afterwards, and a
+  retry gets the first answer (same id, same `Location`), also when the process died right after the
+  commit. Only where the answer could not be kept with the effect is a retry 409
+  `idempotency-outcome-unknown` (the first request was carried out but its answer is lost; read the
+  resource): the answer was over `MAX_STORED_BODY`, or a request committed more than one unit of work
+  (each but the last commits on its own) and died before the last. (While that request may still be
+  finishing, i.e. within `ICEP_IDEMPOTENCY_LOCK_SECONDS` of its start, a retry is 409
+  `idempotency-key-in-use` instead.)
+- A request that fails with a 5xx after its use case ran rolls the use case back: no effect, key released.
 - A key whose request never committed (it was refused, failed, rolled back, or crashed before its commit)
   had no effect, so running it again is safe: a non-2xx answer releases the key (a 400/401/403/404/412/
   415/422/428/429 is not replayed for 24 h after the client fixed the request, as with Stripe), and a key
@@ -57,11 +63,12 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.platform import outbox
+from icep.platform import faults, outbox
 from icep.platform.db import Database, insert_ignore
 from icep.platform.errors import Conflict, DomainError
 from icep.platform.events import utcnow
 from icep.platform.problems import problem
+from icep.platform.secrets import SecretBox
 
 if TYPE_CHECKING:
     from icep.platform.auth import TokenVerifier
@@ -199,11 +206,21 @@ def stored_client_id(client_id: str) -> str:
 class IdempotencyStore:
     """The `idempotency_keys` table: claim a key, mark it committed, store its answer, or release it."""
 
-    def __init__(self, db: Database, table: sa.Table, ttl: timedelta, lock: timedelta) -> None:
+    def __init__(
+        self, db: Database, table: sa.Table, ttl: timedelta, lock: timedelta, box: SecretBox | None = None
+    ) -> None:
         self.db = db
         self.table = table
         self.ttl = ttl
         self.lock = lock
+        #: Seals stored answers at rest (one may show a webhook secret); None: kept as they are (tests).
+        self.box = box
+
+    def _seal(self, body: bytes | None) -> bytes | None:
+        return body if body is None or self.box is None else self.box.seal_bytes(body)
+
+    def _open(self, stored: bytes | None) -> bytes | None:
+        return stored if stored is None or self.box is None else self.box.open_bytes(bytes(stored))
 
     def _where(self, client_id: str, key: str) -> sa.ColumnElement[bool]:
         return sa.and_(self.table.c.client_id == stored_client_id(client_id), self.table.c.key == key)
@@ -252,7 +269,7 @@ class IdempotencyStore:
                 return Reused()
             if row.state == COMPLETED:
                 headers = [(str(k), str(v)) for k, v in (row.headers or [])]
-                return Replay(StoredAnswer(int(row.status), headers, row.body))
+                return Replay(StoredAnswer(int(row.status), headers, self._open(row.body)))
             locked_until = _aware(row.locked_until) if row.locked_until is not None else None
             if locked_until is not None and locked_until > now:
                 return InUse(retry_after=max(1, min(5, math.ceil((locked_until - now).total_seconds()))))
@@ -304,7 +321,7 @@ class IdempotencyStore:
                     state=COMPLETED,
                     status=answer.status,
                     headers=[list(h) for h in answer.headers],
-                    body=answer.body,
+                    body=self._seal(answer.body),
                     locked_until=None,
                 )
             )
@@ -321,6 +338,35 @@ class IdempotencyStore:
                 sa.update(self.table).where(held, self.table.c.state == COMMITTED).values(locked_until=None)
             )
 
+    async def reseal(self, batch: int = 200) -> int:
+        """Seal stored answers kept in plaintext (before sealing) or under an older key with the current
+        key; how many changed. A row that changed meanwhile is left as it is now."""
+        box = self.box
+        if box is None:
+            return 0
+        async with self.db.sessions() as session:
+            rows = (
+                await session.execute(
+                    sa.select(self.table.c.client_id, self.table.c.key, self.table.c.body).where(
+                        self.table.c.body.is_not(None)
+                    )
+                )
+            ).all()
+        stale = [r for r in rows if not box.is_current_bytes(bytes(r.body))]
+        for start in range(0, len(stale), batch):
+            async with self.db.transaction() as session:
+                for r in stale[start : start + batch]:
+                    await session.execute(
+                        sa.update(self.table)
+                        .where(
+                            self.table.c.client_id == r.client_id,
+                            self.table.c.key == r.key,
+                            self.table.c.body == r.body,
+                        )
+                        .values(body=box.seal_bytes(box.open_bytes(bytes(r.body))))
+                    )
+        return len(stale)
+
     async def purge(self, now: datetime | None = None) -> int:
         """Delete expired keys; how many went."""
         async with self.db.transaction() as session:
@@ -329,16 +375,46 @@ class IdempotencyStore:
             )
         return int(getattr(result, "rowcount", 0) or 0)
 
+    async def complete_in(
+        self, session: AsyncSession, client_id: str, key: str, fp: str, token: datetime, answer: StoredAnswer
+    ) -> bool:
+        """Keep the answer in the use case's own transaction, still open (`outbox.DeferredCommit`): the
+        answer commits with the effect, or neither does. True when the key was this request's."""
+        result = await session.execute(
+            sa.update(self.table)
+            .where(self._held(client_id, key, fp, token), self.table.c.state == COMMITTED)
+            .values(
+                state=COMPLETED,
+                status=answer.status,
+                headers=[list(h) for h in answer.headers],
+                body=self._seal(answer.body),
+                locked_until=None,
+            )
+        )
+        return bool(getattr(result, "rowcount", 0))
+
     @asynccontextmanager
-    async def holding(self, client_id: str, key: str, fp: str, token: datetime) -> AsyncIterator[None]:
+    async def holding(
+        self,
+        client_id: str,
+        key: str,
+        fp: str,
+        token: datetime,
+        deferral: outbox.DeferredCommit | None = None,
+    ) -> AsyncIterator[None]:
         """While inside: every unit of work this task (and what it starts) commits marks the key
-        `committed` in its own transaction. Leaving ends that, also for tasks that outlive the request."""
+        `committed` in its own transaction, and with `deferral` the last one is left open for the answer.
+        Leaving ends that, also for tasks that outlive the request."""
         hold = _Hold(self, client_id, key, fp, token)
         reset = outbox.before_commit.set(hold)
+        reset_deferral = outbox.deferred_commit.set(deferral)
         try:
             yield
         finally:
             hold.active = False
+            if deferral is not None:
+                deferral.active = False
+            outbox.deferred_commit.reset(reset_deferral)
             outbox.before_commit.reset(reset)
 
 
@@ -508,42 +584,86 @@ class IdempotencyMiddleware:
                 chunks.append(message.get("body", b""))
 
         store = held.store
+        deferral = outbox.DeferredCommit()
         try:
-            # Every unit of work the request commits marks the key `committed` in its own transaction.
-            async with store.holding(held.client_id, held.key, held.fp, held.token):
+            # Every unit of work the request commits marks the key `committed` in its own transaction; the
+            # last one stays open until the answer is written into it (`_finish`).
+            async with store.holding(held.client_id, held.key, held.fp, held.token, deferral):
                 await self.app(scope, replay_body, capture)
         except Exception:
+            await _quietly(deferral.abandon(), "roll back the request of")
             await _quietly(held.release(), "release")
             raise
         if start is None:
+            await _quietly(deferral.abandon(), "roll back the request of")
             await _quietly(held.release(), "release")
             return
         content = b"".join(chunks)
         status = int(start["status"])
         raw_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start.get("headers", [])]
-        kept = False
-        if status < 500 and len(content) <= MAX_STORED_BODY:
-            stored = [(k.lower(), v) for k, v in raw_headers if k.lower() in STORED_HEADERS]
-            # Kept if the request committed; a 2xx also if it committed nothing (a read-only POST).
+        stored = StoredAnswer(
+            status, [(k.lower(), v) for k, v in raw_headers if k.lower() in STORED_HEADERS], content
+        )
+        if len(content) > MAX_STORED_BODY:
+            log.warning("answer to %s is %d bytes: not kept for replays", scope["path"], len(content))
+        if deferral.pending is not None:
+            if not await self._finish(scope, send, held, deferral, stored):
+                return
+            kept = status < 500 and len(content) <= MAX_STORED_BODY
+        elif status < 500 and len(content) <= MAX_STORED_BODY:
+            # Nothing left open: the request committed nothing (kept if a 2xx: a read-only POST), or an
+            # earlier unit of work of it committed on its own.
             kept = await _quietly(
                 store.complete(
-                    held.client_id,
-                    held.key,
-                    held.fp,
-                    held.token,
-                    StoredAnswer(status, stored, content),
-                    uncommitted=200 <= status < 300,
+                    held.client_id, held.key, held.fp, held.token, stored, uncommitted=200 <= status < 300
                 ),
                 "store the answer of",
                 failed=True,
             )
-        elif len(content) > MAX_STORED_BODY:
-            log.warning("answer to %s is %d bytes: not kept for replays", scope["path"], len(content))
+        else:
+            kept = False
         if not kept:
             # Uncommitted: no effect, so the key is free again. Committed: a retry learns the outcome is lost.
             await _quietly(held.release(), "release")
         await send({**start, "headers": start.get("headers", [])})
         await send({"type": "http.response.body", "body": content, "more_body": False})
+
+    async def _finish(
+        self, scope: Scope, send: Send, held: _Held, deferral: outbox.DeferredCommit, answer: StoredAnswer
+    ) -> bool:
+        """The request's last unit of work is still open: write the answer into it and commit both, or roll
+        the effect back (a 5xx, or a failure to store the answer). False when the caller got a problem
+        instead of the route's answer."""
+        pending = deferral.pending
+        assert pending is not None
+        if answer.status >= 500:
+            # The request failed after its change: undo the change rather than keep an effect nobody heard of.
+            await _quietly(deferral.abandon(), "roll back the request of")
+            return True
+        try:
+            if len(answer.body or b"") <= MAX_STORED_BODY and not await held.store.complete_in(
+                pending.session, held.client_id, held.key, held.fp, held.token, answer
+            ):
+                raise KeyLost()
+            await deferral.settle()
+        except Exception:
+            log.exception("could not commit the change and answer of %s", scope["path"])
+            await _quietly(deferral.abandon(), "roll back the request of")
+            await _quietly(held.release(), "release")
+            await problem(
+                503,
+                "the change could not be committed, so nothing changed; retry with the same Idempotency-Key",
+                slug="commit-failed",
+                instance=scope.get("path", ""),
+                headers={"Retry-After": "1"},
+            )(scope, _no_body, send)
+            return False
+        faults.point("idempotency.after_commit")
+        return True
+
+
+async def _no_body() -> Message:
+    return {"type": "http.disconnect"}
 
 
 @dataclass(frozen=True)
@@ -592,7 +712,14 @@ async def _send_answer(send: Send, answer: StoredAnswer, *, replayed: bool) -> N
 
 
 async def purge_expired_keys(store: IdempotencyStore, every_seconds: float) -> None:
-    """A background loop: expired keys are already ignored; this keeps the table small."""
+    """A background loop: expired keys are already ignored; this keeps the table small. It first seals the
+    stored answers that are not under the current key (after a key rotation, or kept before sealing)."""
+    try:
+        resealed = await store.reseal()
+        if resealed:
+            log.info("sealed %d stored answers with the current secret key", resealed)
+    except Exception:
+        log.exception("could not reseal stored answers; they stay readable, and are resealed at next start")
     while True:
         purged = await store.purge()
         if purged:

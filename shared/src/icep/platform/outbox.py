@@ -103,6 +103,59 @@ class ChangeRecorder(Protocol):
     async def record_change(self, session: AsyncSession, events: Sequence[OutgoingEvent]) -> None: ...
 
 
+class OpenTransaction:
+    """A unit of work whose rows are written but not yet committed: the request's answer is written into it
+    first (`DeferredCommit`), then it commits. Whoever holds it ends it: `commit()` or `rollback()`."""
+
+    def __init__(
+        self, session: AsyncSession, transaction: Any, after_commit: list[Callable[[], None]]
+    ) -> None:
+        self.session = session
+        self._transaction = transaction
+        self._after_commit = after_commit
+
+    async def commit(self) -> None:
+        try:
+            await self._transaction.commit()
+        finally:
+            await self.session.close()
+        for hook in self._after_commit:  # wake the relay (and what else waits for a commit)
+            hook()
+
+    async def rollback(self) -> None:
+        try:
+            await self._transaction.rollback()
+        finally:
+            await self.session.close()
+
+
+class DeferredCommit:
+    """Set for one HTTP request by the `Idempotency-Key` middleware: the request's unit of work does not
+    commit when its block ends but is handed over here (`pending`), so the middleware writes the answer the
+    route built into the same transaction and then commits. The answer then exists if and only if the
+    effect does: a retry after a crash between commit and answer gets the original answer.
+
+    A second unit of work in the same request commits the first one before it begins (on SQLite the first
+    holds the one write lock); only the last one carries the answer then."""
+
+    def __init__(self) -> None:
+        self.pending: OpenTransaction | None = None
+        self.active = True
+
+    async def settle(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending.commit()
+
+    async def abandon(self) -> None:
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            await pending.rollback()
+
+
+deferred_commit: ContextVar[DeferredCommit | None] = ContextVar("icep_deferred_commit", default=None)
+
+
 class UnitOfWorkFactory:
     def __init__(self, db: Database, outbox: sa.Table, service: str, topic: str) -> None:
         self.db = db
@@ -115,8 +168,16 @@ class UnitOfWorkFactory:
 
     @asynccontextmanager
     async def __call__(self) -> AsyncIterator[UnitOfWork]:
-        async with self.db.sessions() as session:
-            async with session.begin():
+        deferral = deferred_commit.get()
+        if deferral is not None and not deferral.active:
+            deferral = None  # a task that outlived its request commits as usual
+        if deferral is not None:
+            await deferral.settle()
+        session = self.db.sessions()
+        handed_over = False
+        try:
+            transaction = await session.begin()
+            try:
                 await begin_write(session)
                 uow = UnitOfWork(session, self.outbox, self.source, self.topic)
                 yield uow
@@ -126,9 +187,21 @@ class UnitOfWorkFactory:
                 pre_commit = before_commit.get()
                 if pre_commit is not None:
                     await pre_commit(session)
-            if uow.published:
-                for hook in self.after_commit:
-                    hook()
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if deferral is not None:
+                # The request's middleware writes the answer into this transaction and commits it.
+                deferral.pending = OpenTransaction(session, transaction, self.after_commit)
+                handed_over = True
+                return
+            await transaction.commit()
+        finally:
+            if not handed_over:
+                await session.close()
+        if uow.published:
+            for hook in self.after_commit:
+                hook()
 
     def joined(self, session: AsyncSession) -> UnitOfWork:
         """A unit of work inside a transaction someone else owns and commits (a consumer's batch): events

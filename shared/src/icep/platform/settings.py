@@ -92,6 +92,12 @@ class ServiceSettings(BaseSettings):
     audit_queue_size: int = Field(default=10_000, gt=0, validation_alias=_env("ICEP_AUDIT_QUEUE_SIZE"))
     #: How often the audit writer writes the queued entries (one INSERT per batch).
     audit_flush_seconds: float = Field(default=0.5, gt=0, validation_alias=_env("ICEP_AUDIT_FLUSH_SECONDS"))
+    #: Fernet keys sealing secrets at rest (stored idempotent answers; webhook signing secrets), comma-
+    #: separated, newest first: the first seals, all open (`icep.platform.secrets`). Unset: a development
+    #: key file under `var_dir`, with a warning.
+    secret_keys: str = Field(default="", repr=False)
+    #: Refuse to start without `secret_keys` (production).
+    require_secret_keys: bool = Field(default=False, validation_alias=_env("ICEP_REQUIRE_SECRET_KEYS"))
 
     log_level: str = Field(default="INFO", validation_alias=_env("ICEP_LOG_LEVEL"))
     #: Comma-separated names of fault points that end the process (tests of crash recovery only).

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from icep.notifications import api, feed, feed_api
+from icep.notifications import api, feed, feed_api, sealing
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.notifications.models import metadata, tables
@@ -43,6 +43,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
                 ("webhook-dispatcher", dispatch_webhooks),
                 ("event-log-retention", feed.keep_retention),
                 ("event-log-watch", feed.watch),
+                ("reseal-signing-secrets", sealing.reseal_at_start),
             ],
         )
     )

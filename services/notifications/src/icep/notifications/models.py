@@ -9,6 +9,7 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from icep.platform.db import UtcDateTime
+from icep.platform.secrets import Sealed
 from icep.platform.tables import BigId, platform_tables
 
 
@@ -18,6 +19,8 @@ class NotificationsTable(SQLModel, registry=registry()):
 
 metadata = NotificationsTable.metadata
 tables = platform_tables(metadata)
+#: A sealed `whsec_` secret (50 characters) is about 180; room for a longer secret or a newer format.
+SEALED_SECRET_LENGTH = 400
 
 
 class SubscriptionRow(NotificationsTable, table=True):
@@ -41,9 +44,10 @@ class SubscriptionRow(NotificationsTable, table=True):
     )
     status: str = Field(max_length=20)
     disabled_reason: str | None = Field(default=None, max_length=500)
-    secret: str = Field(max_length=100)
-    #: After a rotation the previous secret also signs, until it expires (the grace period).
-    previous_secret: str | None = Field(default=None, max_length=100)
+    #: Sealed at rest (`icep.platform.secrets`): the database holds `icep-sealed:v1:...`, never `whsec_`.
+    secret: str = Field(sa_column=Column(Sealed(SEALED_SECRET_LENGTH), nullable=False))
+    #: After a rotation the previous secret also signs, until it expires (the grace period). Sealed too.
+    previous_secret: str | None = Field(default=None, sa_column=Column(Sealed(SEALED_SECRET_LENGTH)))
     previous_secret_expires_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
     version: int
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from icep.contracts import NationCode, ReleasabilityScope
+from icep.contracts.base import MoneyAmount
 from icep.plans import service
 from icep.plans.domain import (
     Actor,
@@ -51,7 +52,7 @@ class OperatorIn(_In):
 
 
 class InvestmentIn(_In):
-    amount: float = Field(ge=0, le=1e13)
+    amount: MoneyAmount = Field(ge=0, le=1e13)
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217")
 
 

@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from icep.contracts import NationCode, Releasability
+from icep.contracts.base import MoneyAmount
 from icep.contracts.releasability import ReleasabilityIn, ReleasabilityOut
 from icep.platform.app import database, runtime_of, unit_of_work
 from icep.platform.auth import PrincipalDep
@@ -101,7 +102,8 @@ Currency = Annotated[
     Field(pattern=r"^[A-Z]{3}$", description="ISO 4217", examples=["EUR"]),
     AfterValidator(iso_currency),
 ]
-Money = Annotated[float, Field(ge=0, le=1e13)]
+#: An amount of money: a JSON number, never `true` or `"5"`.
+Money = Annotated[MoneyAmount, Field(ge=0, le=1e13)]
 #: A count of units: a JSON integer (never `true`, `5.0` or `"5"`).
 Count = Annotated[StrictInt, Field(ge=1, le=MAX_QUANTITY)]
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")]
@@ -362,7 +364,7 @@ class LotOut(BaseModel):
     id: str
     title: str
     quantity: int
-    estimated_value: float | None
+    estimated_value: MoneyAmount | None
     currency: str | None
 
 
@@ -377,7 +379,7 @@ class BidOut(BaseModel):
     lot_id: str
     supplier_id: str
     quantity: int
-    value: float
+    value: MoneyAmount
     currency: str
     received_at: datetime
 
@@ -388,7 +390,7 @@ class AwardOut(BaseModel):
     supplier_id: str
     supplier_name: str
     quantity: int
-    value: float
+    value: MoneyAmount
     currency: str
     date: datetime
 
@@ -420,7 +422,7 @@ class ContractOut(BaseModel):
     award_id: str
     supplier_id: str
     framework: bool
-    value: float
+    value: MoneyAmount
     currency: str
     period_start: date
     period_end: date
@@ -449,7 +451,7 @@ class CallOffOut(BaseModel):
     contract_id: str
     buyer: str
     quantity: int
-    value: float
+    value: MoneyAmount
     currency: str
     delivery_by: date
     placed_at: datetime

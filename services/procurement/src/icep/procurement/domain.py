@@ -1171,6 +1171,12 @@ class ScreeningLists:
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def organisation_key(organisation_id: str) -> str:
+    """An organisation id as it is compared: registries write the same id in either case (`ACME-1`,
+    `acme-1`), so a block, a duplicate registration or a filter on one is one on the other."""
+    return organisation_id.strip().casefold()
+
+
 @dataclass(frozen=True)
 class Supplier:
     id: str
@@ -1194,6 +1200,10 @@ class Supplier:
     blocked_reason: str | None = None
     #: The matches a person adjudicated when clearing: a re-screening finding only these stays cleared.
     adjudicated: tuple[str, ...] = ()
+
+    @property
+    def organisation_key(self) -> str:
+        return organisation_key(self.organisation_id)
 
     @classmethod
     def register(

@@ -77,6 +77,8 @@ class SupplierRow(ProcurementTable, table=True):
     id: str = Field(primary_key=True, max_length=36)
     nation: str = Field(max_length=8)
     organisation_id: str = Field(max_length=100)
+    #: `organisation_id` as compared (`domain.organisation_key`): blocks and duplicates ignore case.
+    organisation_key: str = Field(index=True, max_length=100)
     name: str = Field(max_length=300)
     screening: str = Field(index=True, max_length=30)
     lists_version: str | None = Field(default=None, max_length=32)

@@ -1339,9 +1339,10 @@ def _supplier_fields(s: Supplier) -> dict[str, Any]:
 async def _blocks_of(
     session: AsyncSession, organisation_ids: Iterable[str], *, lock: bool = False
 ) -> dict[str, list[Supplier]]:
-    """The blocked supplier records of these organisations (any nation's), by organisation id. `lock`:
+    """The blocked supplier records of these organisations (any nation's), by organisation key. `lock`:
     every record of them is read FOR SHARE, so a block being committed meanwhile is waited for and seen."""
-    query = select(SupplierRow).where(col(SupplierRow.organisation_id).in_(sorted(set(organisation_ids))))
+    keys = sorted({domain.organisation_key(o) for o in organisation_ids})
+    query = select(SupplierRow).where(col(SupplierRow.organisation_key).in_(keys))
     if lock:
         query = query.order_by(col(SupplierRow.id)).with_for_update(read=True)
     else:
@@ -1350,7 +1351,7 @@ async def _blocks_of(
     for row in (await session.execute(query)).scalars():
         s = _supplier_of(row)
         if s.screening is Screening.BLOCKED:
-            out.setdefault(s.organisation_id, []).append(s)
+            out.setdefault(s.organisation_key, []).append(s)
     return out
 
 
@@ -1436,13 +1437,13 @@ async def register_supplier(
         screened = registered.screen(
             lists if lists is not None else current_lists(),
             now,
-            _blocked_elsewhere(registered, blocks.get(registered.organisation_id, ())),
+            _blocked_elsewhere(registered, blocks.get(registered.organisation_key, ())),
         )
         taken = (
             await tx.session.execute(
                 select(col(SupplierRow.id)).where(
                     col(SupplierRow.nation) == actor.nation,
-                    col(SupplierRow.organisation_id) == registered.organisation_id,
+                    col(SupplierRow.organisation_key) == registered.organisation_key,
                 )
             )
         ).scalar_one_or_none()
@@ -1452,6 +1453,7 @@ async def register_supplier(
             id=screened.id,
             nation=screened.nation,
             organisation_id=screened.organisation_id,
+            organisation_key=screened.organisation_key,
             name=screened.name,
             screening=screened.screening.value,
             version=screened.version,
@@ -1515,7 +1517,7 @@ async def list_suppliers(
     if nation:
         query = query.where(col(SupplierRow.nation) == nation)
     if organisation_id:
-        query = query.where(col(SupplierRow.organisation_id) == organisation_id)
+        query = query.where(col(SupplierRow.organisation_key) == domain.organisation_key(organisation_id))
     if after:
         query = query.where(col(SupplierRow.id) > after)
     async with db.sessions() as session:
@@ -1557,7 +1559,7 @@ async def _adjudicate(
 def _organisation_rows(organisation_id: str) -> Any:
     return (
         select(SupplierRow)
-        .where(col(SupplierRow.organisation_id) == organisation_id)
+        .where(col(SupplierRow.organisation_key) == domain.organisation_key(organisation_id))
         .order_by(col(SupplierRow.id))
         .with_for_update()
     )
@@ -1664,9 +1666,9 @@ async def rescreen_suppliers(
                 .with_for_update(skip_locked=True)
             )
             rows = (await tx.session.execute(query)).scalars().all()
-            blocks = await _blocks_of(tx.session, {r.organisation_id for r in rows}) if rows else {}
+            blocks = await _blocks_of(tx.session, {r.organisation_key for r in rows}) if rows else {}
             for row in rows:
-                elsewhere = _blocked_elsewhere(_supplier_of(row), blocks.get(row.organisation_id, ()))
+                elsewhere = _blocked_elsewhere(_supplier_of(row), blocks.get(row.organisation_key, ()))
                 changed += _screen_again(tx, row, lists, now, elsewhere)
         screened += len(rows)
         if len(rows) < batch:

@@ -1,0 +1,26 @@
+"""What the plans API takes for money: a JSON number, never `true` (lax parsing reads it as 1) nor a
+string. (The models alone, without web, database or Kafka.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from icep.plans import api
+
+
+@pytest.mark.parametrize("wrong", [True, False, "1000", None])
+def test_an_investment_amount_is_a_json_number(wrong: object) -> None:
+    body = {"amount": wrong, "currency": "EUR"}
+    with pytest.raises(ValidationError) as raised:
+        api.InvestmentIn.model_validate_json(json.dumps(body))
+    assert [e["loc"] for e in raised.value.errors()] == [("amount",)]
+    with pytest.raises(ValidationError):
+        api.InvestmentIn.model_validate(body)  # as FastAPI validates a parsed body
+
+
+def test_integers_and_decimals_are_amounts() -> None:
+    assert api.InvestmentIn.model_validate_json('{"amount": 250000000, "currency": "EUR"}').amount == 2.5e8
+    assert api.InvestmentIn.model_validate_json('{"amount": 1.5e6, "currency": "EUR"}').amount == 1.5e6
