@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,26 @@ class RunningPlatform:
         self.launcher.stop(name)
         self.launcher.start(name, extra_env)
         self.launcher.wait_ready(name, 60)
+
+
+class FreshToken(httpx.Auth):
+    """A token from the gateway's OAuth endpoint, fetched again before it expires (long modules)."""
+
+    def __init__(self, platform: Any, client_id: str) -> None:
+        self.platform = platform
+        self.client_id = client_id
+        self.token: str | None = None
+        self.fetched = 0.0
+
+    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        if self.token is None or time.monotonic() - self.fetched > 120:
+            self.token = await self.platform.token(self.client_id)
+            self.fetched = time.monotonic()
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        raise RuntimeError("async clients only")
 
 
 StartPlatform = Callable[..., Awaitable[RunningPlatform]]

@@ -22,9 +22,8 @@ import asyncio
 import datetime as dt
 import importlib
 import json
-import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +31,7 @@ import httpx
 import pytest
 
 from icep.platform.testing import WebhookReceiver, consumer_caught_up, wait_for
+from tests.conftest import FreshToken
 
 PROBLEM = "application/problem+json"
 SERVICES = ("plans", "procurement", "standards", "notifications")
@@ -922,26 +922,6 @@ def test_every_operation_is_in_the_matrix() -> None:
 
 
 # --- the platform's state for the module ----------------------------------------------------------------
-
-
-class FreshToken(httpx.Auth):
-    """A token from the gateway's OAuth endpoint, fetched again before it expires (the module runs long)."""
-
-    def __init__(self, platform: Any, client_id: str) -> None:
-        self.platform = platform
-        self.client_id = client_id
-        self.token: str | None = None
-        self.fetched = 0.0
-
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        if self.token is None or time.monotonic() - self.fetched > 120:
-            self.token = await self.platform.token(self.client_id)
-            self.fetched = time.monotonic()
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        yield request
-
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("async clients only")
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
 import uuid
-from collections.abc import AsyncGenerator, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,7 +33,7 @@ import icep.contracts.standards
 from icep.contracts.base import Audience, EventPayload, all_event_types
 from icep.platform.db import create_engine
 from icep.platform.testing import WebhookReceiver, wait_for
-from tests.conftest import DEV_SECRETS
+from tests.conftest import DEV_SECRETS, FreshToken
 
 PRODUCERS = (icep.contracts.plans, icep.contracts.procurement, icep.contracts.standards)
 TODAY = dt.datetime.now(dt.UTC).date()
@@ -104,26 +102,6 @@ def test_every_event_declares_a_checkable_audience() -> None:
 
 
 # --- the harness ----------------------------------------------------------------------------------------
-
-
-class FreshToken(httpx.Auth):
-    """A token from the gateway's OAuth endpoint, fetched again before it expires."""
-
-    def __init__(self, platform: Any, client_id: str) -> None:
-        self.platform = platform
-        self.client_id = client_id
-        self.token: str | None = None
-        self.fetched = 0.0
-
-    async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        if self.token is None or time.monotonic() - self.fetched > 120:
-            self.token = await self.platform.token(self.client_id)
-            self.fetched = time.monotonic()
-        request.headers["Authorization"] = f"Bearer {self.token}"
-        yield request
-
-    def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        raise RuntimeError("async clients only")
 
 
 @dataclass
