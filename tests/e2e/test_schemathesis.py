@@ -87,7 +87,7 @@ async def test_the_merged_document_survives_fuzzing_through_the_gateway(
         "--phases",
         os.environ.get("ICEP_FUZZ_PHASES", "examples,fuzzing"),
         "--max-examples",
-        os.environ.get("ICEP_FUZZ_MAX_EXAMPLES", "15"),
+        os.environ.get("ICEP_FUZZ_MAX_EXAMPLES", "10"),
         "--seed",
         os.environ.get("ICEP_FUZZ_SEED", "7"),
         "--workers",

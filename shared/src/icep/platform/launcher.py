@@ -29,7 +29,7 @@ SERVICES: dict[str, tuple[str, int]] = {
     "notifications": ("icep.notifications.app:create_app", 8004),
     "gateway": ("icep.gateway.app:create_app", 8000),
 }
-#: Start order: the gateway last, once the services it routes to are up.
+#: Start order: the gateway last; `icep up` starts it once the services it routes to are up.
 START_ORDER = ["plans", "procurement", "standards", "notifications", "gateway"]
 
 
@@ -163,12 +163,12 @@ class Launcher:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
     def start_all(self, timeout: float = 90.0) -> None:
+        """Start every process at once (the gateway needs no service to start: it routes lazily), then wait
+        until each is ready, the gateway last."""
         for name in START_ORDER:
-            if name == "gateway":
-                for other in START_ORDER[:-1]:
-                    self.wait_ready(other, timeout)
             self.start(name)
-        self.wait_ready("gateway", timeout)
+        for name in START_ORDER:
+            self.wait_ready(name, timeout)
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
         sp = self.processes.pop(name, None)
