@@ -190,8 +190,12 @@ def service_app(spec: ServiceSpec) -> FastAPI:
             db = Database(settings.database_url)
             telemetry.instrument_engine(db.engine.sync_engine)
             runtime.db = db
-            if spec.migrations_dir is not None:
+            if spec.migrations_dir is not None and settings.migrate_on_start:
                 await asyncio.to_thread(migrations.upgrade, spec.migrations_dir, settings.database_url)
+            elif spec.migrations_dir is not None:  # a migrations Job migrates (deploy/k8s)
+                await migrations.wait_until_current(
+                    spec.migrations_dir, settings.database_url, settings.migration_wait_seconds
+                )
             if spec.tables is not None:
                 runtime.uow = UnitOfWorkFactory(db, spec.tables.outbox, name, settings.topic)
                 box = secrets.box_from_settings(

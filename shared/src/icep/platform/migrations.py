@@ -1,21 +1,30 @@
 """Alembic migrations, one environment per service (`services/<name>/migrations/`).
 
 Each service's `env.py` is two lines: import its metadata and call `run_env(metadata)`. Migrations run
-on start (`upgrade`), and `icep migrate <service>` runs them by hand.
+on start (`upgrade`), and `icep migrate <service>` runs them by hand. In production a migrations Job runs
+`icep migrate` with a role that may change the schema, and the services (`ICEP_<SERVICE>_MIGRATE_ON_START=
+false`, an application role without DDL rights) wait until the schema is the one their code expects
+(`wait_until_current`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, pool, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from icep.platform.db import advisory_key, ensure_sqlite_dir, normalize_url
+
+log = logging.getLogger("icep.migrations")
 
 
 def alembic_config(migrations_dir: Path, url: str) -> Config:
@@ -29,6 +38,48 @@ def upgrade(migrations_dir: Path, url: str, revision: str = "head") -> None:
     """Blocking; call from a thread (`asyncio.to_thread`) when an event loop is running."""
     ensure_sqlite_dir(url)
     command.upgrade(alembic_config(migrations_dir, url), revision)
+
+
+def heads(migrations_dir: Path, url: str) -> set[str]:
+    """The revisions the code expects (the scripts' heads)."""
+    return set(ScriptDirectory.from_config(alembic_config(migrations_dir, url)).get_heads())
+
+
+async def applied(url: str) -> set[str]:
+    """The revisions the database is at (empty before the first migration)."""
+    engine = create_async_engine(normalize_url(url), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            return set(await connection.run_sync(lambda c: MigrationContext.configure(c).get_current_heads()))
+    finally:
+        await engine.dispose()
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database is not (yet) at the revision the code expects: the migrations Job has not run."""
+
+
+async def wait_until_current(migrations_dir: Path, url: str, timeout: float, interval: float = 2.0) -> None:
+    """Wait until the database is at the code's head revisions, without changing anything.
+
+    For a service that does not migrate on start: a rolling update's new pods wait here for the
+    migrations Job, while the old pods keep serving. A database that cannot be reached counts as not
+    current (it may be starting too). Raises `SchemaNotCurrent` after `timeout` seconds.
+    """
+    expected = heads(migrations_dir, url)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            found = await applied(url)
+            problem = f"at {sorted(found) or 'no revision'}, the code expects {sorted(expected)}"
+        except (OSError, SQLAlchemyError) as exc:
+            found, problem = set(), f"unreachable ({type(exc).__name__}: {exc})"
+        if found == expected:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            raise SchemaNotCurrent(f"the database is {problem}; run `icep migrate` (the migrations Job)")
+        log.warning("waiting for the migrations Job: the database is %s", problem)
+        await asyncio.sleep(interval)
 
 
 def downgrade(migrations_dir: Path, url: str, revision: str = "base") -> None:

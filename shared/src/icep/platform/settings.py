@@ -33,6 +33,11 @@ class ServiceSettings(BaseSettings):
     management_host: str | None = None
     #: SQLAlchemy URL; `postgresql://` and `sqlite:///` are accepted and given their async driver.
     database_url: str = ""
+    #: Migrate the database on start (`make up`, tests, compose). False where a migrations Job does it
+    #: with a DDL role (deploy/k8s): the service then only waits, up to `migration_wait_seconds`, until
+    #: the schema is at the revision its code expects, and may run with a role that has DML rights only.
+    migrate_on_start: bool = True
+    migration_wait_seconds: float = Field(default=300.0, ge=0)
     var_dir: str = Field(default="var", validation_alias=_env("ICEP_VAR_DIR"))
 
     kafka_bootstrap_servers: str = Field(
