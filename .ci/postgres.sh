@@ -4,8 +4,10 @@
 # Source this file, then call pg_start and (always, e.g. from an EXIT trap) pg_stop.
 # The cluster lives in a fresh temporary directory, listens on 127.0.0.1 only,
 # keeps its unix socket in that directory, trades durability for speed
-# (fsync=off) and has a role icep/icep that may CREATE DATABASE: the test
-# suite creates and drops its own databases through it.
+# (fsync=off) and has a role icep/icep that may CREATE DATABASE and CREATE ROLE:
+# the test suite creates and drops its own databases through it, and
+# tests/test_database_roles.py runs deploy/postgres/roles.sql with it, as the
+# administrator of a managed PostgreSQL would (roles of its own, dropped after).
 #
 # initdb refuses to run as root, so the server runs as the `postgres` OS user.
 # Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<major>/bin.
@@ -96,9 +98,22 @@ CONF
         sleep 0.5
     done
 
+    pg_setup_role
+}
+
+# The suite's admin role, with the rights it needs; safe to run again on a
+# cluster that has it already (with fewer rights, e.g. made by an older
+# version of this file, it gets them).
+pg_setup_role() {
     _pg_as_owner "$PG_BINDIR/psql" --quiet --no-psqlrc --host="$PG_TMPDIR" --port="$PG_PORT" \
         --username=postgres --dbname=postgres -v ON_ERROR_STOP=1 \
-        -c "CREATE ROLE \"$PG_ROLE\" LOGIN CREATEDB PASSWORD '$PG_PASSWORD'" \
+        -c "SET client_min_messages = warning" \
+        -c "DO \$\$ BEGIN
+                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$PG_ROLE') THEN
+                    CREATE ROLE \"$PG_ROLE\";
+                END IF;
+            END \$\$" \
+        -c "ALTER ROLE \"$PG_ROLE\" LOGIN CREATEDB CREATEROLE PASSWORD '$PG_PASSWORD'" \
         -c "GRANT pg_signal_backend TO \"$PG_ROLE\"" >/dev/null
 }
 
