@@ -2,7 +2,8 @@
 
 Spans are exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the exporter reads the
 standard `OTEL_*` variables itself). Logs are JSON lines carrying `trace_id` and `span_id`, so a log line
-leads to its trace.
+leads to its trace, the request id while a request is handled, and a UTC time with its offset (see
+`icep.platform.logs` and docs/operations/logs.md).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -19,6 +21,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from pythonjsonlogger.json import JsonFormatter
+
+from icep.platform.logs import KafkaOutageFilter, RequestContextFilter
 
 _configured_service: str | None = None
 
@@ -32,21 +36,33 @@ class _TraceContextFilter(logging.Filter):
         return True
 
 
+class UtcJsonFormatter(JsonFormatter):
+    """JSON lines whose `time` is RFC 3339 in UTC with its offset (`2026-12-06T23:10:00.123+00:00`)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+
+
 def setup_logging(service: str, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter(
+        UtcJsonFormatter(
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             static_fields={"service": service},
         )
     )
     handler.addFilter(_TraceContextFilter())
+    handler.addFilter(RequestContextFilter())
+    handler.addFilter(KafkaOutageFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "kafka", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The outage filter learns from aiokafka's per-request DEBUG line that a client talks to the broker
+    # again; it drops those lines itself.
+    logging.getLogger("aiokafka.conn").setLevel(logging.DEBUG)
 
 
 def setup_tracing(service: str) -> TracerProvider:
