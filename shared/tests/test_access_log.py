@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -136,6 +137,9 @@ async def test_one_access_line_per_request_with_its_fields(served: Served) -> No
     assert line["level"] == "INFO" and line["service"] == "demo"
     assert re.fullmatch(r"[0-9a-f]{32}", line["trace_id"]), line
     assert UTC_TIME.match(line["time"]), line["time"]
+    # UTC whatever the machine's zone: the time is now.
+    logged = datetime.fromisoformat(line["time"].replace("Z", "+00:00"))
+    assert abs((datetime.now(UTC) - logged).total_seconds()) < 60
 
     # The handler's own line carries the request id and the same trace.
     (inner,) = [x for x in served.lines() if x.get("logger") == "icep.test.things"]

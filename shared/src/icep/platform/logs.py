@@ -48,6 +48,15 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`|~/=:@]{1,128}$")
 _request_id: ContextVar[str | None] = ContextVar("icep_request_id", default=None)
 
 
+def utc_times(formatter: logging.Formatter) -> logging.Formatter:
+    """Make `formatter` write `%(asctime)s` as RFC 3339 in UTC with its offset and milliseconds
+    (`2026-12-06T23:10:00.123+00:00`), whatever the machine's zone."""
+    formatter.converter = time.gmtime
+    formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+    formatter.default_msec_format = "%s.%03d+00:00"
+    return formatter
+
+
 def current_request_id() -> str | None:
     """The id of the request being handled in this context, if any."""
     return _request_id.get()

@@ -2,8 +2,7 @@
 
 Spans are exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (the exporter reads the
 standard `OTEL_*` variables itself). Logs are JSON lines carrying `trace_id` and `span_id`, so a log line
-leads to its trace, the request id while a request is handled, and a UTC time with its offset (see
-`icep.platform.logs` and docs/operations/logs.md).
+leads to its trace.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ import logging
 import os
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -21,8 +19,6 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from pythonjsonlogger.json import JsonFormatter
-
-from icep.platform.logs import KafkaOutageFilter, RequestContextFilter
 
 _configured_service: str | None = None
 
@@ -36,25 +32,24 @@ class _TraceContextFilter(logging.Filter):
         return True
 
 
-class UtcJsonFormatter(JsonFormatter):
-    """JSON lines whose `time` is RFC 3339 in UTC with its offset (`2026-12-06T23:10:00.123+00:00`)."""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
-
-
 def setup_logging(service: str, level: str = "INFO") -> None:
+    """JSON lines on stderr: UTC times with offset, the trace and the request id they were written in, a
+    broker outage collapsed per Kafka client (see `icep.platform.logs` and docs/operations/logs.md)."""
+    from icep.platform import logs
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        UtcJsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            static_fields={"service": service},
+        logs.utc_times(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                static_fields={"service": service},
+            )
         )
     )
     handler.addFilter(_TraceContextFilter())
-    handler.addFilter(RequestContextFilter())
-    handler.addFilter(KafkaOutageFilter())
+    handler.addFilter(logs.RequestContextFilter())
+    handler.addFilter(logs.KafkaOutageFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
