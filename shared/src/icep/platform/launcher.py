@@ -256,12 +256,12 @@ class Watchdog:
             self._pending[name] = _Pending(crashes, now + delay)
             why = _exit_text(sp.process.returncode)
             again = (
-                f"; it keeps crashing ({crashes} times in a row), still retrying every {delay:.0f}s"
+                f"; it keeps crashing ({crashes} times in a row), still retrying every {delay:g}s"
                 if delay >= self.policy.maximum
                 else ""
             )
             self._tell(
-                name, "warning", f"{name} exited ({why}) after {ran:.1f}s; restarting in {delay:.1f}s{again}"
+                name, "warning", f"{name} exited ({why}) after {ran:.1f}s; restarting in {delay:g}s{again}"
             )
         for name, pending in list(self._pending.items()):
             if pending.due > now:
@@ -274,7 +274,7 @@ class Watchdog:
                 delay = self.policy.delay(crashes)
                 self._pending[name] = _Pending(crashes, now + delay)
                 self._tell(
-                    name, "error", f"{name} could not be started again ({exc}); next try in {delay:.1f}s"
+                    name, "error", f"{name} could not be started again ({exc}); next try in {delay:g}s"
                 )
                 continue
             self._awaiting_ready.add(name)
