@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from icep.platform.testing import wait_for
 
 PROBLEM = "application/problem+json"
 
@@ -121,6 +126,57 @@ async def test_webhook_endpoints_must_be_public_https(deu: httpx.AsyncClient) ->
 async def test_unknown_paths_are_404_problems(deu: httpx.AsyncClient) -> None:
     assert_problem(await deu.get("/v1/nothing-here"), 404)
     assert_problem(await deu.get("/v1/plans/does-not-exist"), 404)
+
+
+def access_lines(log: Path, request_id: str) -> list[dict[str, Any]]:
+    """The access-log lines of `request_id` in a process's log file (JSON lines, among other output)."""
+    found = []
+    for text in log.read_text(errors="replace").splitlines():
+        if request_id not in text:
+            continue
+        try:
+            line = json.loads(text)
+        except ValueError:
+            continue
+        if line.get("logger") == "icep.access" and line.get("request_id") == request_id:
+            found.append(line)
+    return found
+
+
+async def test_a_request_id_is_in_the_access_logs_of_the_gateway_and_the_service(
+    platform: Any, deu: httpx.AsyncClient, plan_body: Callable[..., dict[str, Any]]
+) -> None:
+    created = await deu.post("/v1/plans", json=plan_body())
+    assert created.status_code == 201, created.text
+    plan_id = created.json()["id"]
+    request_id = f"partner-{uuid.uuid4().hex}"
+    read = await deu.get(f"/v1/plans/{plan_id}", headers={"X-Request-Id": request_id})
+    assert read.status_code == 200 and read.headers["x-request-id"] == request_id
+    # A 404 through the gateway carries the id too, and it is logged.
+    missing = await deu.get("/v1/plans/does-not-exist", headers={"X-Request-Id": f"{request_id}-404"})
+    assert missing.status_code == 404 and missing.headers["x-request-id"] == f"{request_id}-404"
+
+    logs = {name: sp.log_path for name, sp in platform.launcher.processes.items()}
+    (gateway,) = await wait_for(lambda: access_lines(logs["gateway"], request_id), what="the gateway's line")
+    (plans,) = await wait_for(lambda: access_lines(logs["plans"], request_id), what="the service's line")
+    for line in (gateway, plans):
+        assert (line["method"], line["status"]) == ("GET", 200)
+        assert (line["client_id"], line["nation"]) == ("deu-planner", "DEU")
+        assert line["time"].endswith(("+00:00", "Z")), line["time"]
+        assert isinstance(line["duration_ms"], int | float)
+        assert line["client_address"] == "127.0.0.1"
+    assert plans["route"] == "/v1/plans/{plan_id}"  # the template, not the id
+    # The gateway routes by prefix: it names the upstream's template where it knows it, else the path.
+    assert gateway["route"] == "/v1/plans/{plan_id}" or gateway["path"] == f"/v1/plans/{plan_id}"
+    assert (gateway["service"], plans["service"]) == ("gateway", "plans")
+    assert gateway["trace_id"] == plans["trace_id"]  # one trace from the gateway to the service
+    assert gateway["duration_ms"] >= plans["duration_ms"]  # the service's time is part of the gateway's
+    # Nothing else was logged for the request at either hop (one line per request per process).
+    assert len(access_lines(logs["gateway"], request_id)) == len(access_lines(logs["plans"], request_id)) == 1
+    (not_found,) = await wait_for(
+        lambda: access_lines(logs["plans"], f"{request_id}-404"), what="the plans service's 404 line"
+    )
+    assert not_found["status"] == 404
 
 
 @pytest.mark.parametrize(

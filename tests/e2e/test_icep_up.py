@@ -1,5 +1,5 @@
 """`icep up` as a newcomer runs it: broker from the jars, all five services, a webhook for a submitted
-plan, and on SIGTERM nothing it started is left running."""
+plan, a service killed with -9 restarted, and on SIGTERM nothing it started is left running."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def serves(pid: int) -> str | None:
+    """The service a process serves (`... icep.platform.cli serve <name>`), if it is one."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return argv[argv.index(b"serve") + 1].decode() if b"serve" in argv else None
+
+
 @pytest.fixture
 def icep_up(
     tmp_path: Path, repo_root: Path
@@ -51,6 +60,7 @@ def icep_up(
     env.update({f"ICEP_{name.upper()}_PORT": str(port) for name, port in ports.items()})
     env.update({f"ICEP_{name.upper()}_MANAGEMENT_PORT": str(port) for name, port in management_ports.items()})
     env.update({"ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": "[0.2, 0.5]", "COLUMNS": "200"})
+    env.update({"ICEP_UP_RESTART_BACKOFF_SECONDS": "0.2", "ICEP_UP_RESTART_BACKOFF_MAX_SECONDS": "1"})
     for name in SERVICES:
         env.pop(f"ICEP_{name.upper()}_DATABASE_URL", None)  # SQLite under --var-dir, as for a newcomer
     log = tmp_path / "icep-up.log"
@@ -84,10 +94,11 @@ def icep_up(
                 proc.wait()
 
 
-async def test_icep_up_runs_the_platform_and_stops_everything(
+async def test_icep_up_runs_the_platform_restarts_what_dies_and_stops_everything(
     icep_up: tuple[subprocess.Popen[str], dict[str, int], dict[str, int], Path],
     plan_body: Callable[..., dict[str, Any]],
     receiver: WebhookReceiver,
+    tmp_path: Path,
 ) -> None:
     proc, ports, management_ports, log = icep_up
     gateway = f"http://127.0.0.1:{ports['gateway']}"
@@ -125,6 +136,27 @@ async def test_icep_up_runs_the_platform_and_stops_everything(
         # Each process's metrics are on the management port the table printed.
         metrics = await http.get(f"http://127.0.0.1:{management_ports['plans']}/metrics")
         assert metrics.status_code == 200 and "icep_outbox_backlog" in metrics.text
+
+    # A service that dies (kill -9) is restarted and ready again; the rest keeps running, and both the
+    # console and the service's own log say so.
+    (victim,) = [pid for pid in children_of(proc.pid) if serves(pid) == "procurement"]
+    os.kill(victim, signal.SIGKILL)
+    await wait_for(
+        lambda: "procurement is ready again" in log.read_text() or proc.poll() is not None,
+        timeout=90,
+        what="procurement restarted and ready",
+    )
+    assert proc.poll() is None, log.read_text()
+    output = log.read_text()
+    assert "procurement exited (killed by SIGKILL)" in output and "restarting in 0.2s" in output, output
+    assert "procurement restarted (pid" in output
+    (again,) = [pid for pid in children_of(proc.pid) if serves(pid) == "procurement"]
+    assert again != victim
+    async with httpx.AsyncClient(timeout=20) as http:
+        ready = await http.get(f"http://127.0.0.1:{ports['procurement']}/readyz")
+        assert ready.status_code == 200, ready.text
+    own_log = (tmp_path / "var" / "logs" / "procurement.log").read_text()
+    assert "procurement exited (killed by SIGKILL)" in own_log and "procurement is ready again" in own_log
 
     started = children_of(proc.pid)
     assert len(started) == len(SERVICES) + 1  # five services and the broker

@@ -7,6 +7,7 @@ exactly once at a real webhook receiver.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -46,6 +47,30 @@ def hook_ids(receiver: WebhookReceiver) -> Counter[str]:
     return Counter(r.headers["webhook-id"] for r in receiver.received())
 
 
+#: The processes that use Kafka (the gateway does not), and those with a client busy during the outage below
+#: (plans' relay has rows to send, procurement and notifications consume; standards' relay has nothing to send
+#: and so no producer yet).
+KAFKA_USERS = ("plans", "procurement", "standards", "notifications")
+BUSY_DURING_OUTAGE = ("plans", "procurement", "notifications")
+
+
+def aiokafka_lines(log: Path, since: int) -> list[dict[str, Any]]:
+    """The lines aiokafka's loggers wrote to a process's log after byte `since`."""
+    lines = []
+    for text in log.read_bytes()[since:].decode(errors="replace").splitlines():
+        try:
+            line = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and str(line.get("logger", "")).startswith("aiokafka"):
+            lines.append(line)
+    return lines
+
+
+def outage_clients(lines: list[dict[str, Any]], kind: str) -> Counter[str]:
+    return Counter(str(line["kafka_client"]) for line in lines if line.get("kafka_outage") == kind)
+
+
 async def test_broker_down_while_plans_are_submitted(
     start_platform: Any,
     own_broker: LocalKafka,
@@ -54,8 +79,10 @@ async def test_broker_down_while_plans_are_submitted(
 ) -> None:
     platform = await start_platform(own_broker.bootstrap_servers)
     deu = await platform.as_client("deu-planner")
+    logs = {name: platform.launcher.processes[name].log_path for name in KAFKA_USERS}
     try:
         await subscribe(deu, receiver.url, [SUBMITTED])
+        before = {name: log.stat().st_size for name, log in logs.items()}
         own_broker.stop()
         plan_ids = []
         for n in range(3):
@@ -64,12 +91,47 @@ async def test_broker_down_while_plans_are_submitted(
             assert r.status_code == 200, r.text  # the API does not need the broker: the outbox keeps it
             plan_ids.append(plan["id"])
         assert receiver.received() == []
+        # Every process using Kafka notices the outage (aiokafka retries many times a second meanwhile) ...
+        for name in BUSY_DURING_OUTAGE:
+            log = logs[name]
+            await wait_for(
+                lambda log=log, name=name: outage_clients(aiokafka_lines(log, before[name]), "started"),
+                timeout=30,
+                what=f"{name}'s outage warning",
+            )
         own_broker.start()
         own_broker.wait_ready(120)
 
         await wait_for(
             lambda: len(receiver.received()) >= 3, timeout=60, what="three webhooks after the broker is back"
         )
+        # ... and says once per client that it lost the broker, and once that it has it again (when it next
+        # talks to the broker: the consumers at once, plans' relay as it sends the backlog; a producer with
+        # nothing to send says so at its next send).
+        for name, client in [
+            ("plans", "outbox producer"),
+            ("procurement", "consumer"),
+            ("notifications", "consumer"),
+        ]:
+            log = logs[name]
+            await wait_for(
+                lambda log=log, name=name, client=client: any(
+                    c.startswith(client) for c in outage_clients(aiokafka_lines(log, before[name]), "ended")
+                ),
+                timeout=30,
+                what=f"{name}'s {client} connected again",
+            )
+        for name, log in logs.items():
+            lines = aiokafka_lines(log, before[name])
+            started = outage_clients(lines, "started")
+            assert all(n == 1 for n in started.values()), (name, started)
+            assert started or name not in BUSY_DURING_OUTAGE
+            assert set(outage_clients(lines, "ended")) <= set(started)
+            assert all(n == 1 for n in outage_clients(lines, "ended").values())
+            assert all(line["level"] == "WARNING" for line in lines if line.get("kafka_outage") == "started")
+            # Beyond those: a few lines at most (a broker answering while it settles), not thousands.
+            others = [line for line in lines if "kafka_outage" not in line]
+            assert len(others) <= 5, (name, [line["message"] for line in others])
         await platform.settled()
         subjects = sorted(r.json()["subject"] for r in receiver.received())
         assert subjects == sorted(plan_ids)

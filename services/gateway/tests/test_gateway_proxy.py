@@ -192,7 +192,7 @@ async def test_a_request_id_is_made_when_the_caller_sent_none(
     url, _, _ = env
     response = await http.get(f"{url}/v1/capacity/DEU", headers=auth)
     request_id = response.headers["x-request-id"]
-    assert uuid.UUID(request_id).version == 4
+    assert uuid.UUID(request_id).version == 7  # time-ordered (icep.platform.ids)
     assert _header(response.json(), "x-request-id") == [request_id]
 
 

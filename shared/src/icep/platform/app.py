@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.platform import audit, faults, migrations, secrets, telemetry
+from icep.platform import audit, faults, logs, migrations, secrets, telemetry
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, purge_expired_keys
@@ -283,6 +283,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
         # Inside the metrics and tracing middleware, so replays are measured and traced like any answer.
         app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMetrics, service=name)
+    logs.install_access_log(app, name)  # outside every middleware, inside the tracing one (installed next)
     telemetry.instrument_app(app)
     for router in spec.routers:
         app.include_router(router)

@@ -14,7 +14,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from icep.platform.launcher import SERVICES, START_ORDER, Launcher, LaunchError, platform_env
+from icep.platform.launcher import (
+    SERVICES,
+    START_ORDER,
+    Launcher,
+    LaunchError,
+    RestartPolicy,
+    Watchdog,
+    platform_env,
+)
 
 app = typer.Typer(help="ICEP: the NATO Industrial Capacity Expansion Pledge platform.", no_args_is_help=True)
 console = Console()
@@ -86,8 +94,24 @@ def up(
     kafka_port: Annotated[
         int, typer.Option(help="Port of the local broker (its controller uses the next one)")
     ] = 9092,
+    restart_backoff: Annotated[
+        float,
+        typer.Option(
+            envvar="ICEP_UP_RESTART_BACKOFF_SECONDS", help="Wait before restarting a process that died"
+        ),
+    ] = 1.0,
+    restart_backoff_max: Annotated[
+        float,
+        typer.Option(
+            envvar="ICEP_UP_RESTART_BACKOFF_MAX_SECONDS",
+            help="Longest wait between restarts of a process that keeps dying (the wait doubles up to it)",
+        ),
+    ] = 30.0,
 ) -> None:
-    """Start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), migrate, start all five services; Ctrl-C stops."""
+    """Start Kafka (unless KAFKA_BOOTSTRAP_SERVERS is set), migrate, start all five services; Ctrl-C stops.
+
+    A process that dies is restarted (after `--restart-backoff` seconds, doubling up to
+    `--restart-backoff-max` while it keeps dying); only Ctrl-C or SIGTERM stops everything."""
     from icep.platform import kafka_local, migrations
 
     stop = threading.Event()
@@ -160,11 +184,13 @@ def up(
         console.print(table)
         console.print(f"API docs: {launcher.processes['gateway'].url}/docs   logs: {var_dir / 'logs'}")
         console.print("Press Ctrl-C to stop everything.")
-        while not stop.wait(1.0):
-            for name, sp in list(launcher.processes.items()):
-                if not sp.alive():
-                    console.print(f"[red]{name} exited ({sp.process.returncode}); stopping[/]")
-                    stop.set()
+        watchdog = Watchdog(
+            launcher,
+            say=lambda line: console.print(line, markup=False, soft_wrap=True),
+            policy=RestartPolicy(initial=restart_backoff, maximum=max(restart_backoff, restart_backoff_max)),
+        )
+        while not stop.wait(0.5):
+            watchdog.check()
     except (LaunchError, kafka_local.KafkaLocalError) as exc:
         console.print(f"[red]could not start ICEP:[/] {exc}")
         raise typer.Exit(1) from exc

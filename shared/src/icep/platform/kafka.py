@@ -11,6 +11,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from icep.platform.logs import kafka_client
+
 log = logging.getLogger("icep.kafka")
 
 
@@ -32,16 +34,23 @@ def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
 
 
 async def start_with_retry(client: AIOKafkaProducer | AIOKafkaAdminClient, what: str) -> None:
-    """Start a client, waiting (with capped backoff) for the broker to become reachable."""
-    async for attempt in AsyncRetrying(
-        wait=wait_exponential(multiplier=0.2, max=5),
-        retry=retry_if_exception_type(Exception),
-        reraise=True,
-    ):
-        with attempt:
-            if attempt.retry_state.attempt_number > 1:
-                log.info("retrying %s start (attempt %d)", what, attempt.retry_state.attempt_number)
-            await client.start()
+    """Start a client, waiting (with capped backoff) for the broker to become reachable.
+
+    The tasks the client starts carry `what` as their Kafka client name, so a broker outage is logged once
+    per client (`icep.platform.logs.KafkaOutageFilter`)."""
+    token = kafka_client.set(what)
+    try:
+        async for attempt in AsyncRetrying(
+            wait=wait_exponential(multiplier=0.2, max=5),
+            retry=retry_if_exception_type(Exception),
+            reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    log.info("retrying %s start (attempt %d)", what, attempt.retry_state.attempt_number)
+                await client.start()
+    finally:
+        kafka_client.reset(token)
 
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, replication: int) -> None:

@@ -7,13 +7,15 @@ and token issuer by environment variables.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -91,6 +93,7 @@ class ServiceProcess:
     management_port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def url(self) -> str:
@@ -193,3 +196,114 @@ class Launcher:
             self.stop(name)
         for name in list(self.processes):
             self.stop(name)
+
+
+# --- restarts under `icep up` -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How `icep up` restarts a process that died: after `initial` seconds, doubling for each crash in a
+    row up to `maximum`, for ever. A process that ran `stable_after` seconds counts as healthy again: its
+    next crash waits `initial` again."""
+
+    initial: float = 1.0
+    maximum: float = 30.0
+    stable_after: float = 60.0
+
+    def delay(self, crashes_in_a_row: int) -> float:
+        return float(min(self.initial * 2 ** max(crashes_in_a_row - 1, 0), self.maximum))
+
+
+@dataclass
+class _Pending:
+    crashes: int
+    due: float
+
+
+def _exit_text(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+@dataclass
+class Watchdog:
+    """Keeps the launcher's processes running: `check()` (called every fraction of a second by `icep up`)
+    notices a process that died, restarts it after the policy's backoff, and says when it is ready again.
+    Everything it does is told to `say` (the console) and written to the process's own log."""
+
+    launcher: Launcher
+    say: Callable[[str], None]
+    policy: RestartPolicy = field(default_factory=RestartPolicy)
+    _pending: dict[str, _Pending] = field(default_factory=dict)
+    _crashes: dict[str, int] = field(default_factory=dict)
+    _awaiting_ready: set[str] = field(default_factory=set)
+
+    def check(self) -> None:
+        now = time.monotonic()
+        for name, sp in list(self.launcher.processes.items()):
+            if name in self._pending or sp.alive():
+                continue
+            self._awaiting_ready.discard(name)
+            ran = now - sp.started_at
+            crashes = 1 if ran >= self.policy.stable_after else self._crashes.get(name, 0) + 1
+            self._crashes[name] = crashes
+            delay = self.policy.delay(crashes)
+            self._pending[name] = _Pending(crashes, now + delay)
+            why = _exit_text(sp.process.returncode)
+            again = (
+                f"; it keeps crashing ({crashes} times in a row), still retrying every {delay:g}s"
+                if delay >= self.policy.maximum
+                else ""
+            )
+            self._tell(
+                name, "warning", f"{name} exited ({why}) after {ran:.1f}s; restarting in {delay:g}s{again}"
+            )
+        for name, pending in list(self._pending.items()):
+            if pending.due > now:
+                continue
+            del self._pending[name]
+            try:
+                sp = self.launcher.start(name)
+            except (OSError, LaunchError) as exc:
+                crashes = pending.crashes + 1
+                delay = self.policy.delay(crashes)
+                self._pending[name] = _Pending(crashes, now + delay)
+                self._tell(
+                    name, "error", f"{name} could not be started again ({exc}); next try in {delay:g}s"
+                )
+                continue
+            self._awaiting_ready.add(name)
+            note = f"pid {sp.process.pid}; {pending.crashes} crash(es) in a row"
+            self._tell(name, "warning", f"{name} restarted ({note})")
+        for name in list(self._awaiting_ready):
+            sp = self.launcher.processes[name]
+            if sp.alive() and self._ready(sp):
+                self._awaiting_ready.discard(name)
+                self._tell(name, "info", f"{name} is ready again (pid {sp.process.pid})")
+
+    @staticmethod
+    def _ready(sp: ServiceProcess) -> bool:
+        try:
+            return httpx.get(f"{sp.url}/readyz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _tell(self, name: str, level: str, message: str) -> None:
+        self.say(message)
+        line = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": level.upper(),
+            "logger": "icep.up",
+            "message": message,
+            "service": name,
+        }
+        try:
+            with (self.launcher.log_dir / f"{name}.log").open("a") as log:
+                log.write(json.dumps(line) + "\n")
+        except OSError:
+            pass

@@ -33,20 +33,31 @@ class _TraceContextFilter(logging.Filter):
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:
+    """JSON lines on stderr: UTC times with offset, the trace and the request id they were written in, a
+    broker outage collapsed per Kafka client (see `icep.platform.logs` and docs/operations/logs.md)."""
+    from icep.platform import logs
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        JsonFormatter(
-            "%(asctime)s %(levelname)s %(name)s %(message)s",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-            static_fields={"service": service},
+        logs.utc_times(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                static_fields={"service": service},
+            )
         )
     )
     handler.addFilter(_TraceContextFilter())
+    handler.addFilter(logs.RequestContextFilter())
+    handler.addFilter(logs.KafkaOutageFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "kafka", "httpx", "httpcore", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The outage filter learns from aiokafka's per-request DEBUG line that a client talks to the broker
+    # again; it drops those lines itself.
+    logging.getLogger("aiokafka.conn").setLevel(logging.DEBUG)
 
 
 def setup_tracing(service: str) -> TracerProvider:

@@ -19,7 +19,6 @@ from icep.gateway.service import (
     Proxy,
     RateLimiter,
     RateLimits,
-    RequestIdMiddleware,
     SecurityHeadersMiddleware,
     SigningKeys,
     StreamSlots,
@@ -141,11 +140,11 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         )
     )
     # Outermost last: the client address from trusted proxies only, security headers on everything, CORS
-    # answers preflights, then the request id, the token endpoint's limit inside it (so a 429 carries the id
-    # and the CORS headers too) and the path check (before any token is looked at).
+    # answers preflights, the token endpoint's limit inside it (so a 429 carries the CORS headers too) and
+    # the path check (before any token is looked at). The request id and the access log are outside all of
+    # them (`service_app` installs them, see `icep.platform.logs`): every answer carries the id.
     app.add_middleware(PathGuardMiddleware)
     app.add_middleware(TokenRateLimitMiddleware)
-    app.add_middleware(RequestIdMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -43,6 +42,7 @@ from icep.gateway.ratelimit import (
     redacted,
 )
 from icep.platform.errors import Unauthorized
+from icep.platform.ids import new_id
 from icep.platform.problems import problem
 
 log = logging.getLogger("icep.gateway")
@@ -338,40 +338,14 @@ class TokenService:
 
 
 # --- request ids --------------------------------------------------------------------------------------
-
-_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,200}$")  # visible ASCII: safe in headers and logs
-
-
-class RequestIdMiddleware:
-    """Gives each request an id (the caller's `X-Request-Id` if sensible, else a uuid4) and returns it.
-
-    The id is in `request.state.request_id`, forwarded upstream, and set on every response, error or not.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        sent = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"]
-        request_id = sent[0] if len(sent) == 1 and _REQUEST_ID.match(sent[0]) else str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = request_id
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode("latin-1")))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+# Accepted or made, returned and logged by the platform's access log (`icep.platform.logs`), outside every
+# gateway middleware; the proxy forwards it upstream.
 
 
 def request_id_of(request: Request) -> str:
+    """The request's id (`icep.platform.logs.AccessLogMiddleware` puts it in the request state)."""
     request_id = getattr(request.state, "request_id", None)
-    return request_id if isinstance(request_id, str) else str(uuid.uuid4())
+    return request_id if isinstance(request_id, str) else new_id()
 
 
 # --- proxy --------------------------------------------------------------------------------------------
