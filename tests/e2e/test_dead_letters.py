@@ -11,13 +11,15 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from icep.platform.testing import wait_for
-from tests.conftest import RunningPlatform
+from tests.conftest import RunningPlatform, _launch, _shutdown
 
 CREATED = "icep.plans.plan.created.v1"
 PROBLEM = "application/problem+json"
@@ -28,6 +30,20 @@ CONSUMER_ENV = {
     "ICEP_DEAD_LETTERS_GAUGE_SECONDS": "0.5",
 }
 BASE = "/v1/operations/notifications/dead-letters"
+#: The bug: notifications' handler fails on plan-created events (procurement does not consume them).
+BUG = {"ICEP_FAULTS": f"consumer.fail:{CREATED}"}
+
+
+@pytest.fixture(scope="module")
+async def platform(
+    kafka_bootstrap: str, make_database_url: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[RunningPlatform]:
+    """The module's platform, started with the bug (one start, no restart to break it)."""
+    running = await _launch(kafka_bootstrap, make_database_url, tmp_path_factory, {**CONSUMER_ENV, **BUG})
+    try:
+        yield running
+    finally:
+        await _shutdown(running)
 
 
 def icep(platform: RunningPlatform, *args: str) -> subprocess.CompletedProcess[str]:
@@ -60,7 +76,6 @@ async def feed_ids(client: httpx.AsyncClient) -> list[str]:
 async def test_a_poison_record_is_listed_redriven_after_the_fix_and_applied_once(
     platform: RunningPlatform,
 ) -> None:
-    platform.restart("notifications", {**CONSUMER_ENV, "ICEP_FAULTS": f"consumer.fail:{CREATED}"})
     deu = await platform.as_client("deu-planner")
     operator = await platform.as_client("deu-operator")
     fra_operator = await platform.as_client("fra-operator")
@@ -122,7 +137,7 @@ async def test_a_poison_record_is_listed_redriven_after_the_fix_and_applied_once
         assert "InjectedFault" in show.stdout and event_id in show.stdout and plan["id"] in show.stdout
 
         # The fix: the service restarted without the bug. Then the redrive, through the gateway.
-        platform.restart("notifications", CONSUMER_ENV)
+        platform.restart("notifications", {"ICEP_FAULTS": ""})
         read_only = await operator.post(f"{BASE}/{listed['id']}/redrive")
         assert read_only.status_code == 403 and read_only.json()["required_scope"] == "write"
         redriven = ok(await nato_operator.post(f"{BASE}/{listed['id']}/redrive"))
