@@ -331,3 +331,17 @@ async def test_reprocessing_from_a_time_takes_the_offsets_of_that_time(
     group.start()
     await wait_for(group.caught_up, timeout=30, what="the later event handled again")
     assert await group.effects_of() == ["before", "after", "after"]
+
+
+async def test_a_record_that_is_no_event_is_a_dead_letter_named_by_its_position(
+    groups: tuple[Group, Group], producer: AIOKafkaProducer
+) -> None:
+    broken, _ = groups
+    sent = await producer.send_and_wait(broken.topic, value=b"not json", key=b"k", headers=[("x", b"\xff")])
+    broken.start()
+    await wait_for(broken.caught_up, timeout=30, what="the group past the record")
+    [row], _ = await broken.store().query(DeadLetterQuery())
+    assert row["event_id"] == f"{broken.topic}/{sent.partition}/{sent.offset}"
+    assert row["event_type"] is None and row["owner_nation"] is None and row["attempts"] == 1
+    assert row["error"].startswith("InvalidEnvelope") and row["record_value"] == b"not json"
+    assert row["headers"] == [{"name": "x", "base64": "/w=="}]

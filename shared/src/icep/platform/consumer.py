@@ -389,9 +389,9 @@ class ConsumerRunner:
                         session,
                         self.dead_letters,
                         group=self.group,
-                        event_id=event_id,
-                        event_type=event_type,
-                        owner_nation=owner_nation or None,
+                        event_id=event_id[:300],
+                        event_type=event_type[:200] if event_type else None,
+                        owner_nation=owner_nation[:8] if owner_nation else None,
                         origin=dead_letter_rows.Origin(record.topic, record.partition, record.offset),
                         dead_letter=sent_to,
                         key=record.key,
@@ -403,7 +403,14 @@ class ConsumerRunner:
                 break
             except Exception as exc:
                 if not is_transient(exc):
-                    raise
+                    # Never a reason to stop the partition: the record is safe on the dead-letter topic.
+                    log.exception(
+                        "could not record dead letter %s (it is on %s at %d)",
+                        event_id,
+                        sent_to.topic,
+                        sent_to.offset,
+                    )
+                    return
                 outage += 1
                 log.warning(
                     "database unavailable while recording dead letter %s (%s); waiting", event_id, exc
