@@ -220,13 +220,19 @@ def router_for(service: str) -> APIRouter:
     @router.post(
         prefix + "/redrive",
         operation_id=f"redriveAll{name}DeadLetters",
-        summary=f"Redrive every waiting dead letter of {service} (optionally of one event type) (operators)",
+        summary=f"Redrive the waiting dead letters of {service} (optionally of one event type) (operators)",
         response_model=RedriveResult,
     )
     async def redrive_all_dead_letters(
-        principal: Operator, store: Store, event_type: EventType = None
+        principal: Operator,
+        store: Store,
+        event_type: EventType = None,
+        status: Annotated[
+            Literal["waiting", "redriven"],
+            Query(description="Those in this state: waiting, or redriven ones not handled yet"),
+        ] = "waiting",
     ) -> RedriveResult:
-        rows = await store.redrive_all(event_type=event_type, owner_nation=_nation(principal))
+        rows = await store.redrive_all(event_type=event_type, owner_nation=_nation(principal), status=status)
         return RedriveResult(redriven=len(rows), items=[summary(r, service) for r in rows])
 
     @router.delete(

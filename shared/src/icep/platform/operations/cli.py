@@ -220,19 +220,22 @@ def redrive(
     dead_letter_id: Annotated[str | None, typer.Argument(help="The dead letter's id")] = None,
     everything: Annotated[bool, typer.Option("--all", help="Every waiting dead letter")] = False,
     event_type: TypeOpt = None,
+    status: Annotated[
+        str, typer.Option("--status", help="With --all: waiting, or redriven (sent, not handled yet)")
+    ] = "waiting",
 ) -> None:
     """Send a dead letter (or all waiting ones, optionally of one type) to its origin topic again: the
     consumer group handles it once more and marks it resolved."""
     if (dead_letter_id is None) == (not everything):
         raise typer.BadParameter("name one dead letter, or --all")
-    if event_type is not None and not everything:
-        raise typer.BadParameter("--type goes with --all")
+    if (event_type is not None or status != "waiting") and not everything:
+        raise typer.BadParameter("--type and --status go with --all")
 
     async def work(context: ServiceContext, db: Database) -> list[dict[str, Any]]:
         store = context.store(db)
         if dead_letter_id is not None:
             return [await store.redrive(dead_letter_id)]
-        return await store.redrive_all(event_type=event_type)
+        return await store.redrive_all(event_type=event_type, status=status)
 
     rows = _run(service, work)
     for row in rows:
