@@ -18,7 +18,7 @@ from icep.platform.db import create_engine
 
 SERVICES = ["plans", "procurement", "standards", "notifications"]
 #: The platform's tables, which every service with a database has (each in its own database).
-PLATFORM_TABLES = ("outbox", "inbox", "idempotency_keys", "audit_log")
+PLATFORM_TABLES = ("outbox", "inbox", "idempotency_keys", "audit_log", "dead_letters")
 
 
 async def table_names(url: str) -> set[str]:

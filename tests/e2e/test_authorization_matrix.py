@@ -207,6 +207,14 @@ DELIVERIES = {k: v for k, v in NOT_THE_OWNER.items() if k != "nato-reviewer"}  #
 DELIVERY = NOT_THE_OWNER
 NO_SUBSCRIBER_ROLE = {"pol-planner": FORBIDDEN, "nato-reviewer": FORBIDDEN}
 
+NOT_OPERATORS = {
+    "deu-planner": FORBIDDEN,
+    "nato-standards": FORBIDDEN,
+    "fra-procurement": FORBIDDEN,
+    "ukr-partner": FORBIDDEN,
+}
+#: No dead letter exists in the world: the role is checked before any lookup.
+DEAD_LETTER = {"dead_letter_id": "=01900000-0000-7000-8000-000000000000"}
 I_OPEN = {"initiative_id": "initiative_open"}
 I_FULL = {"initiative_id": "initiative_full"}
 RESPONSE = {"standard_id": "standard_allies", "nation": "=DEU"}
@@ -804,6 +812,19 @@ MATRIX: tuple[Op, ...] = (
             "fra-procurement": FORBIDDEN,
             "ukr-partner": FORBIDDEN,
         },
+    ),
+    # --- each consuming service: its dead letters are for operators (docs/operations/dead-letters.md) ---
+    *(
+        Op(method, f"/v1/operations/{service}/dead-letters{tail}", NOT_OPERATORS, args)
+        for service in ("procurement", "notifications")
+        for method, tail, args in (
+            ("GET", "", {}),
+            ("GET", "/{dead_letter_id}", DEAD_LETTER),
+            ("POST", "/{dead_letter_id}/redrive", DEAD_LETTER),
+            ("POST", "/redrive", {}),
+            ("DELETE", "/{dead_letter_id}", DEAD_LETTER),
+            ("POST", "/purge", {}),
+        )
     ),
 )
 

@@ -34,6 +34,8 @@ from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, p
 from icep.platform.jsonbody import RejectDuplicateKeys
 from icep.platform.kafka import ensure_topics, kafka_reachable
 from icep.platform.openapi import install_openapi
+from icep.platform.operations import api as operations_api
+from icep.platform.operations.dead_letters import keep_gauge_fresh
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.problems import install_problem_handlers
 from icep.platform.settings import ServiceSettings
@@ -238,6 +240,19 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                         ),
                         after_commit=runtime.committed,
                         uow=runtime.uow,
+                        dead_letters=spec.tables.dead_letters,
+                        service=name,
+                    )
+                    dead_letters = spec.tables.dead_letters
+                    runtime.start(
+                        "dead-letters-gauge",
+                        lambda rt: keep_gauge_fresh(
+                            db,
+                            dead_letters,
+                            name,
+                            [settings.dead_letter_topic],
+                            settings.dead_letters_gauge_seconds,
+                        ),
                     )
         for hook in spec.startup:
             await hook(app)
@@ -287,6 +302,8 @@ def service_app(spec: ServiceSpec) -> FastAPI:
     telemetry.instrument_app(app)
     for router in spec.routers:
         app.include_router(router)
+    if spec.subscribe_topics and spec.tables is not None:
+        app.include_router(operations_api.router_for(name))
 
     # Health stays on the API port too: it says whether this port can serve (orchestrators, `icep up`).
     @app.get("/healthz", include_in_schema=False)

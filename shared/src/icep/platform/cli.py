@@ -254,6 +254,12 @@ def docs(
     raise typer.Exit(1)
 
 
+# Operators' tools for a consuming service (docs/operations/dead-letters.md).
+from icep.platform.operations.cli import consumer_app, dead_letters_app  # noqa: E402
+
+app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(consumer_app, name="consumer")
+
 secrets_app = typer.Typer(
     help="Keys that seal secrets at rest (docs/operations/secrets.md).", no_args_is_help=True
 )

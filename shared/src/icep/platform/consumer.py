@@ -3,7 +3,9 @@
 Each handled event runs in one transaction together with an inbox row `(consumer, event id)`; a
 duplicate finds the row and is skipped. Offsets are committed only after that transaction committed. A
 failing handler is retried with backoff; after the last try the record goes to `icep.dlq.<group>` with
-the error, the attempt count and its origin in headers, and the partition moves on.
+the error, the attempt count and its origin in headers, is recorded in the service's `dead_letters` table
+and logged once, and the partition moves on. A redriven record (`icep_redrive` header) that is handled
+resolves its dead letter in the handling transaction (`icep.platform.operations.dead_letters`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from icep.platform import faults
 from icep.platform.db import Database, insert_ignore, insert_ignore_many
 from icep.platform.events import InvalidEnvelope, ReceivedEvent, decode, utcnow
 from icep.platform.kafka import dlq_topic, new_producer, start_with_retry
+from icep.platform.operations import dead_letters as dead_letter_rows
 from icep.platform.outbox import SESSION_KEY, UnitOfWorkFactory
 from icep.platform.telemetry import context_from, tracer
 
@@ -78,6 +81,8 @@ class ConsumerRunner:
         after_commit: Callable[[], None] | None = None,
         dead_letter_topic: str | None = None,
         uow: UnitOfWorkFactory | None = None,
+        dead_letters: sa.Table | None = None,
+        service: str | None = None,
     ) -> None:
         self.db = db
         self.inbox = inbox
@@ -90,6 +95,10 @@ class ConsumerRunner:
         self.dead_letter_topic = dead_letter_topic or dlq_topic(group)
         #: Lets handlers raise events in their transaction (`outbox.joined_unit_of_work`).
         self.uow = uow
+        #: Where dead letters are recorded for operators (None: the Kafka topic only).
+        self.dead_letters = dead_letters
+        self.service = service or group
+        self._origin_columns = "origin_topic" in inbox.c
         self.consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
 
@@ -171,7 +180,9 @@ class ConsumerRunner:
                         fresh.discard(event.id)  # a second copy in the same batch is a duplicate
                         try:
                             with self._span(record, event, attempt=1):
+                                faults.fail(f"consumer.fail:{event.type}")
                                 await handler(session, event)
+                                await self._resolve_redriven(session, event)
                         except Exception as exc:
                             raise _BatchFailed(index, exc) from exc
                         outcomes.append("handled")
@@ -195,12 +206,27 @@ class ConsumerRunner:
         return self.handlers.get(event.type) or self.handlers.get("*")
 
     def _inbox_row(self, event: ReceivedEvent) -> dict[str, Any]:
-        return {
+        row: dict[str, Any] = {
             "consumer": self.group,
             "event_id": event.id,
             "event_type": event.type,
             "processed_at": utcnow(),
         }
+        if self._origin_columns:  # where it was read: reprocessing from an offset starts there
+            row |= {
+                "origin_topic": event.topic,
+                "origin_partition": event.partition,
+                "origin_offset": event.offset,
+            }
+        return row
+
+    async def _resolve_redriven(self, session: AsyncSession, event: ReceivedEvent) -> None:
+        """A redriven record handled: its dead letter is resolved, in the inbox row's transaction."""
+        if self.dead_letters is None:
+            return
+        dead_letter_id = event.header(dead_letter_rows.REDRIVE_HEADER)
+        if dead_letter_id is not None:
+            await dead_letter_rows.resolve(session, self.dead_letters, self.group, dead_letter_id)
 
     async def _mark_seen(self, session: AsyncSession, event: ReceivedEvent) -> bool:
         """The inbox row; False when this consumer has already handled the event."""
@@ -256,8 +282,7 @@ class ConsumerRunner:
                         await asyncio.sleep(self.retry.delay(min(outage, 8)))
                         continue
                     if attempt >= self.retry.max_attempts:
-                        log.error("handler for %s failed %d times; dead-lettering", event.id, attempt)
-                        await self._dead_letter(record, exc, attempts=attempt)
+                        await self._dead_letter(record, exc, attempts=attempt, event=event)
                         return "dead-lettered"
                     log.warning("handler for %s failed (attempt %d): %s", event.id, attempt, exc)
                 else:
@@ -271,22 +296,32 @@ class ConsumerRunner:
             fresh = await self._mark_seen(session, event)
             if not fresh:
                 return "duplicate"
+            faults.fail(f"consumer.fail:{event.type}")
             await handler(session, event)
+            await self._resolve_redriven(session, event)
         if self.after_commit is not None:
             self.after_commit()
         return "handled"
 
     async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], exc: BaseException, attempts: int
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        exc: BaseException,
+        attempts: int,
+        event: ReceivedEvent | None = None,
     ) -> None:
+        """Send the record to the dead-letter topic (the durable copy), record it in `dead_letters`, log
+        it once; only then may the offset move on."""
         if self._dlq is None:
             self._dlq = new_producer(self.bootstrap, f"{self.group}-dlq")
             await start_with_retry(self._dlq, "dead-letter producer")
+        own_headers = dead_letter_rows.kept_headers(record.headers)
+        reason = f"{type(exc).__name__}: {exc}"[:4000]
         headers: list[tuple[str, bytes]] = [
             (k, v) for k, v in (record.headers or ()) if not k.startswith("icep_dlq_")
         ]
         headers += [
-            ("icep_dlq_error", f"{type(exc).__name__}: {exc}"[:4000].encode()),
+            ("icep_dlq_error", reason.encode()),
             ("icep_dlq_attempts", str(attempts).encode()),
             ("icep_dlq_origin_topic", record.topic.encode()),
             ("icep_dlq_origin_partition", str(record.partition).encode()),
@@ -295,7 +330,95 @@ class ConsumerRunner:
             ("icep_dlq_time", utcnow().isoformat().encode()),
         ]
         # Until the dead letter is safely stored the offset must not move on, so this waits for the ack.
-        await self._dlq.send_and_wait(
+        sent = await self._dlq.send_and_wait(
             self.dead_letter_topic, value=record.value, key=record.key, headers=headers
         )
         DEAD_LETTERS.labels(self.group).inc()
+        event_id = event.id if event else dead_letter_rows.header(own_headers, "ce_id")
+        event_type = event.type if event else dead_letter_rows.header(own_headers, "ce_type")
+        if self.dead_letters is not None:
+            await self._record_dead_letter(
+                record,
+                sent_to=dead_letter_rows.Origin(sent.topic, sent.partition, sent.offset),
+                event_id=event_id or f"{record.topic}/{record.partition}/{record.offset}",
+                event_type=event_type,
+                owner_nation=event.nation if event else dead_letter_rows.header(own_headers, "ce_nation"),
+                headers=own_headers,
+                reason=reason,
+                attempts=attempts,
+            )
+        log.error(
+            "dead-lettered event %s (%s) from %s[%d]@%d after %d attempts: %s",
+            event_id,
+            event_type,
+            record.topic,
+            record.partition,
+            record.offset,
+            attempts,
+            reason,
+            extra={
+                "event_id": event_id,
+                "event_type": event_type,
+                "consumer_group": self.group,
+                "origin": f"{record.topic}/{record.partition}/{record.offset}",
+                "dead_letter_topic": self.dead_letter_topic,
+                "reason": reason,
+            },
+        )
+
+    async def _record_dead_letter(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        *,
+        sent_to: dead_letter_rows.Origin,
+        event_id: str,
+        event_type: str | None,
+        owner_nation: str | None,
+        headers: list[tuple[str, bytes]],
+        reason: str,
+        attempts: int,
+    ) -> None:
+        """The row operators list and redrive; waits out a database outage (the record is on the DLQ
+        topic already, and the offset must not move before the row exists)."""
+        assert self.dead_letters is not None
+        outage = 0
+        while True:
+            try:
+                async with self.db.transaction() as session:
+                    await dead_letter_rows.record(
+                        session,
+                        self.dead_letters,
+                        group=self.group,
+                        event_id=event_id[:300],
+                        event_type=event_type[:200] if event_type else None,
+                        owner_nation=owner_nation[:8] if owner_nation else None,
+                        origin=dead_letter_rows.Origin(record.topic, record.partition, record.offset),
+                        dead_letter=sent_to,
+                        key=record.key,
+                        value=record.value,
+                        headers=headers,
+                        error=reason,
+                        attempts=attempts,
+                    )
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    # Never a reason to stop the partition: the record is safe on the dead-letter topic.
+                    log.exception(
+                        "could not record dead letter %s (it is on %s at %d)",
+                        event_id,
+                        sent_to.topic,
+                        sent_to.offset,
+                    )
+                    return
+                outage += 1
+                log.warning(
+                    "database unavailable while recording dead letter %s (%s); waiting", event_id, exc
+                )
+                await asyncio.sleep(self.retry.delay(min(outage, 8)))
+        try:
+            await dead_letter_rows.refresh_gauge(
+                self.db, self.dead_letters, self.service, [self.dead_letter_topic]
+            )
+        except Exception as exc:  # only the gauge: the loop in the service refreshes it again
+            log.warning("could not count the dead letters waiting (%s)", exc)

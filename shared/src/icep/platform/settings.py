@@ -104,6 +104,11 @@ class ServiceSettings(BaseSettings):
     #: Refuse to start without `secret_keys` (production).
     require_secret_keys: bool = Field(default=False, validation_alias=_env("ICEP_REQUIRE_SECRET_KEYS"))
 
+    #: How often `icep_dead_letters_waiting` is counted again (it also moves at each dead letter).
+    dead_letters_gauge_seconds: float = Field(
+        default=30.0, gt=0, validation_alias=_env("ICEP_DEAD_LETTERS_GAUGE_SECONDS")
+    )
+
     log_level: str = Field(default="INFO", validation_alias=_env("ICEP_LOG_LEVEL"))
     #: Comma-separated names of fault points that end the process (tests of crash recovery only).
     faults: str = Field(default="", validation_alias=_env("ICEP_FAULTS"))

@@ -1,5 +1,5 @@
 """The platform's own tables, added to each service's metadata: the outbox, the inbox, the
-idempotency keys and the audit log.
+idempotency keys, the audit log and the dead letters.
 
 They live in the service's database so that domain rows and events commit in one transaction (outbox),
 a handler's effects and its "seen" mark commit together (inbox), and a POST's `Idempotency-Key` is
@@ -24,6 +24,7 @@ class PlatformTables:
     inbox: sa.Table
     idempotency: sa.Table
     audit: sa.Table
+    dead_letters: sa.Table
 
 
 def outbox_columns() -> list[sa.Column[Any]]:
@@ -54,6 +55,55 @@ def inbox_columns() -> list[sa.Column[Any]]:
         sa.Column("event_id", sa.String(36), primary_key=True),
         sa.Column("event_type", sa.String(200), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    ]
+
+
+def inbox_origin_columns() -> list[sa.Column[Any]]:
+    """The inbox's columns since platform schema v2 (migrations add them with their own frozen copy):
+    where the handled record was read, NULL for older rows. Reprocessing a group from an offset or a time
+    deletes the group's rows at or after it (`icep.platform.operations`)."""
+    return [
+        sa.Column("origin_topic", sa.String(255), nullable=True),
+        sa.Column("origin_partition", sa.Integer(), nullable=True),
+        sa.Column("origin_offset", sa.BigInteger(), nullable=True),
+    ]
+
+
+INBOX_ORIGIN_INDEX = "ix_inbox_origin"
+DEAD_LETTERS_TABLE = "dead_letters"
+DEAD_LETTER_STATUSES = ("waiting", "redriven", "resolved")
+
+
+def dead_letter_columns() -> list[sa.Column[Any]]:
+    """A record this service's consumer gave up on (`icep.platform.consumer`), kept until an operator
+    purges it; the Kafka topic `icep.dlq.<group>` holds the durable copy (`icep.platform.operations`)."""
+    return [
+        #: UUIDv7: the list's order and cursor.
+        sa.Column("id", sa.String(36), primary_key=True),
+        sa.Column("consumer", sa.String(200), nullable=False),
+        #: The event's id; for a record that is no event, `<topic>/<partition>/<offset>`.
+        sa.Column("event_id", sa.String(300), nullable=False),
+        sa.Column("event_type", sa.String(200), nullable=True),
+        #: The event's owner nation (its operators may see the dead letter; NATO's see all).
+        sa.Column("owner_nation", sa.String(8), nullable=True),
+        sa.Column("origin_topic", sa.String(255), nullable=False),
+        sa.Column("origin_partition", sa.Integer(), nullable=False),
+        sa.Column("origin_offset", sa.BigInteger(), nullable=False),
+        sa.Column("dlq_topic", sa.String(255), nullable=False),
+        sa.Column("dlq_partition", sa.Integer(), nullable=False),
+        sa.Column("dlq_offset", sa.BigInteger(), nullable=False),
+        sa.Column("record_key", sa.LargeBinary(), nullable=True),
+        sa.Column("record_value", sa.LargeBinary(), nullable=True),
+        #: The record's headers as [name, value] pairs (values as text), without `icep_dlq_*`.
+        sa.Column("headers", sa.JSON(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("dead_lettered_at", UtcDateTime(), nullable=False),
+        #: waiting | redriven | resolved
+        sa.Column("status", sa.String(20), nullable=False),
+        sa.Column("redriven_at", UtcDateTime(), nullable=True),
+        sa.Column("resolved_at", UtcDateTime(), nullable=True),
+        sa.Column("redrive_count", sa.Integer(), nullable=False, server_default="0"),
     ]
 
 
@@ -121,13 +171,30 @@ AUDIT_INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
 def platform_tables(metadata: sa.MetaData) -> PlatformTables:
     outbox = sa.Table("outbox", metadata, *outbox_columns())
     sa.Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.position)
-    inbox = sa.Table("inbox", metadata, *inbox_columns())
+    inbox = sa.Table("inbox", metadata, *inbox_columns(), *inbox_origin_columns())
     idempotency = sa.Table(IDEMPOTENCY_TABLE, metadata, *idempotency_columns())
     sa.Index("ix_idempotency_keys_expires_at", idempotency.c.expires_at)
     audit = sa.Table(AUDIT_TABLE, metadata, *audit_columns())
     for name, columns in AUDIT_INDEXES:
         sa.Index(name, *(audit.c[c] for c in columns))
-    return PlatformTables(outbox=outbox, inbox=inbox, idempotency=idempotency, audit=audit)
+    sa.Index(
+        INBOX_ORIGIN_INDEX,
+        inbox.c.consumer,
+        inbox.c.origin_topic,
+        inbox.c.origin_partition,
+        inbox.c.origin_offset,
+    )
+    dead_letters = sa.Table(
+        DEAD_LETTERS_TABLE,
+        metadata,
+        *dead_letter_columns(),
+        # One row per group and event: dead-lettered again, the row is updated.
+        sa.UniqueConstraint("consumer", "event_id", name="uq_dead_letters_consumer_event"),
+    )
+    sa.Index("ix_dead_letters_status", dead_letters.c.status, dead_letters.c.dlq_topic)
+    return PlatformTables(
+        outbox=outbox, inbox=inbox, idempotency=idempotency, audit=audit, dead_letters=dead_letters
+    )
 
 
 def create_platform_tables_v1() -> None:

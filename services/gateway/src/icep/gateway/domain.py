@@ -517,6 +517,9 @@ ROUTES: dict[str, str] = {
     "/v1/standards": "standards",
     "/v1/interoperability": "standards",
     "/v1/interchangeability": "standards",
+    # Operators' tools of each consuming service (dead letters): `icep.platform.operations.api`.
+    "/v1/operations/procurement": "procurement",
+    "/v1/operations/notifications": "notifications",
 }
 
 UPSTREAMS: frozenset[str] = frozenset(ROUTES.values())
