@@ -363,8 +363,8 @@ async def test_a_cursor_older_than_retention_is_gone(start_platform: Any, kafka_
         kafka_bootstrap,
         {
             # Ten seconds of retention, purged twice a second.
-            "ICEP_NOTIFICATIONS_FEED_RETENTION_DAYS": str(10 / 86400),
-            "ICEP_NOTIFICATIONS_FEED_PURGE_INTERVAL_SECONDS": "0.5",
+            "ICEP_NOTIFICATIONS_EVENT_LOG_RETENTION_DAYS": str(10 / 86400),
+            "ICEP_NOTIFICATIONS_RETENTION_PURGE_SECONDS": "0.5",
         },
     )
     deu = await platform.as_client("deu-planner")

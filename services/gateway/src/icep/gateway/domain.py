@@ -517,6 +517,11 @@ ROUTES: dict[str, str] = {
     "/v1/standards": "standards",
     "/v1/interoperability": "standards",
     "/v1/interchangeability": "standards",
+    # Operators' tools of each service (outbox, dead letters): the service's name is in the path.
+    "/v1/operations/plans": "plans",
+    "/v1/operations/procurement": "procurement",
+    "/v1/operations/standards": "standards",
+    "/v1/operations/notifications": "notifications",
 }
 
 UPSTREAMS: frozenset[str] = frozenset(ROUTES.values())
