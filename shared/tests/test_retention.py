@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
@@ -114,6 +115,25 @@ async def test_batches_are_bounded(db: Database, tables: PlatformTables) -> None
         sa.event.remove(db.engine.sync_engine, "before_cursor_execute", note)
     assert deleted == 7
     assert len(statements) == 3  # 3 + 3 + 1
+
+
+async def test_the_broker_is_asked_whether_a_topic_outlives_the_inbox(kafka_bootstrap: str) -> None:
+    short, long = f"icep.test-{new_id()[-8:]}.short", f"icep.test-{new_id()[-8:]}.long"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(short, 1, 1, topic_configs={"retention.ms": str(7 * 24 * 3_600_000)}),
+                NewTopic(long, 1, 1, topic_configs={"retention.ms": "-1"}),
+            ]
+        )
+    finally:
+        await admin.close()
+    assert await retention.topic_retention_hours(kafka_bootstrap, [short, long]) == {short: 168.0, long: None}
+    warnings = await retention.check_inbox_outlives_topics(kafka_bootstrap, [short, long], inbox_days=14)
+    assert len(warnings) == 1 and long in warnings[0] and "forever" in warnings[0]
+    assert len(await retention.check_inbox_outlives_topics(kafka_bootstrap, [short], inbox_days=7)) == 1
 
 
 def test_the_inbox_must_outlive_the_topics() -> None:

@@ -14,7 +14,9 @@ rules once. Every row deleted counts in `icep_retention_purged_total{service,tab
 Why the inbox must outlive the topics: the inbox row is what tells a redelivered event from a new one. If
 it is purged while Kafka can still deliver the event again (a consumer group reset, a reprocess, a
 rebalance after a long stall), the handler runs twice. Settings refuse an inbox retention that is not
-longer than `ICEP_KAFKA_TOPIC_RETENTION_HOURS` (Kafka's default: 168 hours).
+longer than `ICEP_KAFKA_TOPIC_RETENTION_HOURS` (Kafka's default: 168 hours), and the loop asks the broker
+once at start for the subscribed topics' real `retention.ms` and warns when one keeps records as long as
+the inbox keeps its rows, or longer (or forever).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from prometheus_client import Counter
 
 from icep.platform.db import Database, LeaderLock
@@ -156,6 +160,42 @@ async def purge_once(
     return done
 
 
+async def topic_retention_hours(bootstrap: str, topics: Sequence[str]) -> dict[str, float | None]:
+    """The topics' `retention.ms` from the broker, in hours (None: kept forever, `-1`)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, {"retention.ms": None}) for t in topics]
+        )
+    finally:
+        await admin.close()
+    found: dict[str, float | None] = {}
+    for response in responses:
+        for _error, _message, _type, name, entries in response.resources:
+            for entry in entries:
+                if entry[0] == "retention.ms" and entry[1] is not None:
+                    ms = int(entry[1])
+                    found[name] = None if ms < 0 else ms / 3_600_000
+    return found
+
+
+async def check_inbox_outlives_topics(bootstrap: str, topics: Sequence[str], inbox_days: float) -> list[str]:
+    """Warnings (also logged) for each topic that keeps records as long as the inbox keeps its rows, or
+    longer: a record redelivered after its inbox row was purged would be handled a second time."""
+    warnings = []
+    for topic, hours in sorted((await topic_retention_hours(bootstrap, topics)).items()):
+        if hours is None or hours >= inbox_days * 24:
+            kept = "forever" if hours is None else f"{hours:g} hours"
+            warnings.append(
+                f"topic {topic} keeps records {kept}, the inbox its rows {inbox_days:g} days: an event "
+                "redelivered after that would be handled twice; raise the inbox retention"
+            )
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
+
+
 async def keep(runtime: Runtime) -> None:
     """Background loop of a service: purge past retention every `retention_purge_seconds`, on the leader."""
     db = runtime.db
@@ -166,6 +206,18 @@ async def keep(runtime: Runtime) -> None:
     for rule in rules:
         for table in (rule.table, *rule.also):
             RETENTION_PURGED.labels(service, table)  # present at 0 from the start
+    spec = runtime.spec
+    if spec.uses_kafka and spec.subscribe_topics and spec.tables is not None:
+        try:
+            topics = [settings.topic_name(t) for t in spec.subscribe_topics]
+            await asyncio.wait_for(
+                check_inbox_outlives_topics(
+                    settings.kafka_bootstrap_servers, topics, settings.inbox_retention_days
+                ),
+                30,
+            )
+        except Exception:  # the broker may be down at start: the settings' check stands
+            log.info("could not ask the broker for the topics' retention", exc_info=True)
     leadership = LeaderLock(db, f"icep-retention-{service}")
     try:
         while True:
