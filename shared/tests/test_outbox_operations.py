@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -21,6 +22,7 @@ from jwt.algorithms import ECAlgorithm
 
 from icep.contracts import EventPayload, Releasability
 from icep.platform import outbox_admin
+from icep.platform.audit import AuditLog, AuditMiddleware
 from icep.platform.auth import TokenVerifier
 from icep.platform.db import Database
 from icep.platform.errors import Conflict, NotFound
@@ -191,28 +193,42 @@ class Issuer:
         }
 
 
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    issuer: Issuer
+    woken: list[int]
+    audit: AuditLog
+
+
 @pytest.fixture
-async def api(
-    db: Database, tables: PlatformTables
-) -> AsyncIterator[tuple[httpx.AsyncClient, Issuer, list[int]]]:
-    """The routes as a service mounts them, on a real database (the relay's wake-up is counted)."""
+async def api(db: Database, tables: PlatformTables) -> AsyncIterator[Api]:
+    """The routes as a service mounts them, on a real database, with its audit trail (the relay's wake-up
+    is counted)."""
     issuer = Issuer()
     woken: list[int] = []
+    log = AuditLog(db, tables.audit, "test")
+    uow = UnitOfWorkFactory(db, tables.outbox, "test", "icep.test.events")
+    uow.audit = log
     app = FastAPI()
     install_problem_handlers(app)
+    app.add_middleware(AuditMiddleware)
     app.include_router(outbox_admin.operations_router("test"))
     app.state.runtime = SimpleNamespace(
-        db=db, spec=SimpleNamespace(tables=tables), relay=None, committed=lambda: woken.append(1)
+        db=db,
+        uow=uow,
+        spec=SimpleNamespace(tables=tables),
+        relay=None,
+        extras={"audit": log},
+        committed=lambda: woken.append(1),
     )
     app.state.token_verifier = TokenVerifier(ISSUER, "icep", "unused", jwks_source=issuer.jwks)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield client, issuer, woken
+        yield Api(client, issuer, woken, log)
 
 
-async def test_operator_routes(
-    api: tuple[httpx.AsyncClient, Issuer, list[int]], db: Database, tables: PlatformTables
-) -> None:
-    client, issuer, woken = api
+async def test_operator_routes(api: Api, db: Database, tables: PlatformTables) -> None:
+    client, issuer, woken = api.client, api.issuer, api.woken
     uow = UnitOfWorkFactory(db, tables.outbox, "test", "icep.test.events")
     async with uow() as tx:
         tx.publish(bump("deu-key", 1))
@@ -243,6 +259,16 @@ async def test_operator_routes(
     )
     assert r.status_code == 200 and r.json()["parked_reason"] == "poison: the broker refuses it"
     assert woken == [1]
+    # Who parked it is in the audit trail, written with the change.
+    async with db.sessions() as s:
+        [entry] = (await s.execute(sa.select(tables.audit))).mappings().all()
+    assert (entry["client_id"], entry["action"], entry["kind"], entry["outcome"]) == (
+        "deu-operator",
+        "parkTestOutboxRow",
+        "change",
+        "success",
+    )
+    assert (entry["resource_type"], entry["resource_id"], entry["owner_nation"]) == ("outbox_row", deu, "DEU")
     # Another nation's event is not the DEU operator's to see or touch; NATO's operators see all.
     r = await client.post(f"{base}/{pol}/park", json={"reason": "x"}, headers=operator)
     assert r.status_code == 404 and r.json()["type"].endswith("/not-found")

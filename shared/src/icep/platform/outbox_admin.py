@@ -15,13 +15,17 @@ operator-role routes `/v1/operations/<service>/outbox...` of each service that k
   that row's place in the order. Retrying or unparking it queues it again (then it is published after the
   rows that went on meanwhile).
 
-Who may see which rows: a nation's operators the rows of events their nation owns, NATO's operators all
-(the rule of the audit trail). The counts of the status say nothing about any record and are shown to every
-operator. A row an operator may not see is answered 404, like one that does not exist.
+A change made through the API runs in the service's unit of work, so the audit trail records who retried,
+parked or unparked which row (`resource_type` `outbox_row`, the event's owner nation), in the change's
+transaction. Who may see which rows: a nation's operators the rows of events their nation owns, NATO's
+operators all (the rule of the audit trail). The counts of the status say nothing about any record and are
+shown to every operator. A row an operator may not see is answered 404, like one that does not exist.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -29,14 +33,19 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from icep.platform import audit
 from icep.platform.auth import NATO, Principal, require_role
 from icep.platform.db import Database, LeaderLock
 from icep.platform.errors import Conflict, NotFound
 from icep.platform.events import utcnow
-from icep.platform.outbox import publishable
+from icep.platform.outbox import UnitOfWorkFactory, publishable
 
 OPERATOR = "operator"
+#: Opens the write transaction a change runs in: `Database.transaction`, or (a request) the service's unit
+#: of work, whose audit log then records who changed the row in the same transaction.
+Transaction = Callable[[], AbstractAsyncContextManager[AsyncSession]]
 #: How many of the most failing and of the parked rows a status lists.
 STATUS_ROWS = 10
 
@@ -193,9 +202,10 @@ async def _change_unsent(
     principal: Principal | None,
     action: str,
     values: dict[str, Any],
+    transaction: Transaction | None,
 ) -> OutboxRow:
     """Change one unsent row the caller may see: 404 when there is none, 409 when it was sent already."""
-    async with db.transaction() as session:
+    async with (transaction or db.transaction)() as session:
         found = (
             (
                 await session.execute(
@@ -207,6 +217,7 @@ async def _change_unsent(
         )
         if found is None:
             raise NotFound(f"no outbox row {row_id}")
+        audit.subject("outbox_row", row_id, found["nation"])
         if found["sent_at"] is not None:
             raise Conflict(
                 f"cannot {action} outbox row {row_id}: it was published already",
@@ -221,7 +232,13 @@ async def _change_unsent(
     return _row(changed)
 
 
-async def retry(db: Database, outbox: sa.Table, row_id: str, principal: Principal | None = None) -> OutboxRow:
+async def retry(
+    db: Database,
+    outbox: sa.Table,
+    row_id: str,
+    principal: Principal | None = None,
+    transaction: Transaction | None = None,
+) -> OutboxRow:
     """Queue a row again from scratch: no error, no attempts, not parked. (The caller wakes the relay.)"""
     return await _change_unsent(
         db,
@@ -230,11 +247,17 @@ async def retry(db: Database, outbox: sa.Table, row_id: str, principal: Principa
         principal,
         "retry",
         {"attempts": 0, "last_error": None, "parked_at": None, "parked_reason": None},
+        transaction,
     )
 
 
 async def park(
-    db: Database, outbox: sa.Table, row_id: str, reason: str, principal: Principal | None = None
+    db: Database,
+    outbox: sa.Table,
+    row_id: str,
+    reason: str,
+    principal: Principal | None = None,
+    transaction: Transaction | None = None,
 ) -> OutboxRow:
     """Take a row out of the relay's queue; its key's later rows go on without it. Parking a parked row
     again keeps its time and replaces the reason."""
@@ -248,15 +271,20 @@ async def park(
             "parked_at": sa.func.coalesce(outbox.c.parked_at, utcnow()),
             "parked_reason": reason[:500],
         },
+        transaction,
     )
 
 
 async def unpark(
-    db: Database, outbox: sa.Table, row_id: str, principal: Principal | None = None
+    db: Database,
+    outbox: sa.Table,
+    row_id: str,
+    principal: Principal | None = None,
+    transaction: Transaction | None = None,
 ) -> OutboxRow:
     """Queue a parked row again, keeping its attempts and last error (`retry` clears them too)."""
     return await _change_unsent(
-        db, outbox, row_id, principal, "unpark", {"parked_at": None, "parked_reason": None}
+        db, outbox, row_id, principal, "unpark", {"parked_at": None, "parked_reason": None}, transaction
     )
 
 
@@ -277,6 +305,20 @@ def _runtime_parts(request: Request) -> tuple[Database, sa.Table, Any]:
     if runtime.db is None or tables is None:
         raise RuntimeError("this service keeps no outbox")
     return runtime.db, tables.outbox, runtime
+
+
+def _audited(runtime: Any) -> Transaction | None:
+    """The service's unit of work as the change's transaction (its audit log records the change)."""
+    uow = getattr(runtime, "uow", None)
+    if not isinstance(uow, UnitOfWorkFactory):
+        return None
+
+    @asynccontextmanager
+    async def begin() -> AsyncIterator[AsyncSession]:
+        async with uow() as tx:
+            yield tx.session
+
+    return begin
 
 
 def _pascal(service: str) -> str:
@@ -312,7 +354,7 @@ def operations_router(service: str) -> APIRouter:
     )
     async def retry_row(request: Request, row_id: RowId, principal: OperatorDep) -> OutboxRow:
         db, outbox, runtime = _runtime_parts(request)
-        row = await retry(db, outbox, row_id, principal)
+        row = await retry(db, outbox, row_id, principal, _audited(runtime))
         runtime.committed()  # wake the relay
         return row
 
@@ -327,7 +369,7 @@ def operations_router(service: str) -> APIRouter:
         request: Request, row_id: RowId, body: ParkRequest, principal: OperatorDep
     ) -> OutboxRow:
         db, outbox, runtime = _runtime_parts(request)
-        row = await park(db, outbox, row_id, body.reason, principal)
+        row = await park(db, outbox, row_id, body.reason, principal, _audited(runtime))
         runtime.committed()  # the key's later rows may go now
         return row
 
@@ -340,7 +382,7 @@ def operations_router(service: str) -> APIRouter:
     )
     async def unpark_row(request: Request, row_id: RowId, principal: OperatorDep) -> OutboxRow:
         db, outbox, runtime = _runtime_parts(request)
-        row = await unpark(db, outbox, row_id, principal)
+        row = await unpark(db, outbox, row_id, principal, _audited(runtime))
         runtime.committed()
         return row
 
