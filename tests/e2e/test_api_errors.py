@@ -207,3 +207,27 @@ async def test_every_service_refuses_a_body_that_repeats_a_key(
         ]
     finally:
         await client.aclose()
+
+
+async def test_operator_routes_go_to_their_service_and_refuse_everyone_else(
+    platform: Any, deu: httpx.AsyncClient
+) -> None:
+    """`/v1/operations/<service>/outbox` through the gateway: the service's outbox status for operators,
+    problem JSON for the rest (no token 401, not an operator 403, unknown row 404)."""
+    operator = await platform.as_client("deu-operator")
+    try:
+        for service in ("plans", "procurement", "standards", "notifications"):
+            r = await operator.get(f"/v1/operations/{service}/outbox")
+            assert r.status_code == 200, r.text
+            status = r.json()
+            assert status["service"] == service and status["parked"] == 0
+            assert status["leader"]["this_replica_active"] is True
+        assert_problem(await platform.http.get(f"{platform.gateway}/v1/operations/plans/outbox"), 401)
+        assert_problem(await deu.get("/v1/operations/plans/outbox"), 403)
+        missing = await operator.post(
+            "/v1/operations/plans/outbox/0190e4d2-0000-7000-8000-000000000000/retry"
+        )
+        assert_problem(missing, 404)
+        assert_problem(await operator.post("/v1/operations/plans/outbox/x/park", json={}), 422)
+    finally:
+        await operator.aclose()

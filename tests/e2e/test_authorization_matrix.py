@@ -56,6 +56,14 @@ NOT_SUBSCRIBERS = frozenset({"pol-planner", "nato-reviewer"})
 
 NOT_FOUND, FORBIDDEN = 404, 403
 
+#: Everyone but the operators (with the write scope, so the refusal is the role's).
+NOT_OPERATORS = {
+    "deu-planner": FORBIDDEN,
+    "nato-standards": FORBIDDEN,
+    "fra-procurement": FORBIDDEN,
+    "ukr-partner": FORBIDDEN,
+}
+
 Ids = dict[str, str]
 Clients = dict[str, httpx.AsyncClient]
 
@@ -802,6 +810,24 @@ MATRIX: tuple[Op, ...] = (
     ),
     Op("GET", "/v1/events", NO_SUBSCRIBER_ROLE),
     Op("GET", "/v1/events/stream", NO_SUBSCRIBER_ROLE),
+    # --- every service: the outbox tools are for operators ---
+    *(
+        op
+        for service in SERVICES
+        for op in (
+            Op("GET", f"/v1/operations/{service}/outbox", NOT_OPERATORS),
+            *(
+                Op(
+                    "POST",
+                    f"/v1/operations/{service}/outbox/{{row_id}}/{action}",
+                    NOT_OPERATORS,
+                    {"row_id": "=0190e4d2-0000-7000-8000-000000000000"},
+                    (lambda ids: {"reason": "refused anyway"}) if action == "park" else None,
+                )
+                for action in ("retry", "park", "unpark")
+            ),
+        )
+    ),
     # --- every service: the audit trail is for operators ---
     Op(
         "GET",

@@ -363,8 +363,8 @@ async def test_a_cursor_older_than_retention_is_gone(start_platform: Any, kafka_
         kafka_bootstrap,
         {
             # Ten seconds of retention, purged twice a second.
-            "ICEP_NOTIFICATIONS_FEED_RETENTION_DAYS": str(10 / 86400),
-            "ICEP_NOTIFICATIONS_FEED_PURGE_INTERVAL_SECONDS": "0.5",
+            "ICEP_NOTIFICATIONS_EVENT_LOG_RETENTION_DAYS": str(10 / 86400),
+            "ICEP_NOTIFICATIONS_RETENTION_PURGE_SECONDS": "0.5",
         },
     )
     deu = await platform.as_client("deu-planner")
@@ -383,6 +383,11 @@ async def test_a_cursor_older_than_retention_is_gone(start_platform: Any, kafka_
         problem = r.json()
         assert problem["status"] == 410 and "retention" in problem["detail"]
         assert problem["purged_through"] >= before["items"][0]["position"]
+        # The service's retention loop did it, and counted it.
+        purged = await platform.metric(
+            "notifications", "icep_retention_purged_total", service="notifications", table="event_log"
+        )
+        assert purged >= 2
         resumed = await deu.get("/v1/events/stream", headers={"Last-Event-ID": "0"})
         assert resumed.status_code == 410 and resumed.headers["content-type"].startswith(PROBLEM)
         # Without a cursor, or from the horizon on, the feed goes on.

@@ -27,7 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.platform import audit, faults, logs, migrations, secrets, telemetry
+from icep.platform import audit, faults, logs, migrations, outbox_admin, retention, secrets, telemetry
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, purge_expired_keys
@@ -38,6 +38,7 @@ from icep.platform.operations import api as operations_api
 from icep.platform.operations.dead_letters import keep_gauge_fresh
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.problems import install_problem_handlers
+from icep.platform.retention import RetentionRule
 from icep.platform.settings import ServiceSettings
 from icep.platform.tables import PlatformTables
 
@@ -73,6 +74,8 @@ class ServiceSpec:
     shutdown: Sequence[Hook] = ()
     #: Extra readiness checks: name -> async check returning True when ready.
     readiness: Mapping[str, Callable[[FastAPI], Awaitable[bool]]] = field(default_factory=dict)
+    #: The service's own retention rules besides the platform's (inbox, outbox): `icep.platform.retention`.
+    retention: Sequence[RetentionRule] = ()
     #: Serve the app's own document at /openapi.json and /docs (the gateway serves the merged ones).
     own_api_docs: bool = True
 
@@ -260,6 +263,8 @@ def service_app(spec: ServiceSpec) -> FastAPI:
             runtime.start("kafka-setup", _kafka_setup)
         for task_name, body in spec.background:
             runtime.start(task_name, body)
+        if runtime.db is not None and spec.tables is not None:
+            runtime.start("retention", retention.keep)
         if runtime.idempotency is not None:
             store = runtime.idempotency
             runtime.start(
@@ -294,6 +299,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
     if spec.metadata is not None and spec.tables is not None:
         app.add_middleware(audit.AuditMiddleware)  # inside the idempotency replays: a replay changes nothing
         app.include_router(audit.router)
+        app.include_router(outbox_admin.operations_router(name))
         app.add_middleware(RejectDuplicateKeys)  # inside the key's hold: a refused body releases it
         # Inside the metrics and tracing middleware, so replays are measured and traced like any answer.
         app.add_middleware(IdempotencyMiddleware)
@@ -315,6 +321,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
         return await readiness(app)
 
     app.state.management = management_app(app, spec)
+    app.state.spec = spec  # for the CLI's tools that work on the service's database (`icep retention`)
     return app
 
 

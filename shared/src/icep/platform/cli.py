@@ -275,6 +275,165 @@ def secrets_new_key() -> None:
     typer.echo(new_key())
 
 
+# --- outbox and retention (docs/operations/outbox-and-retention.md) -----------------------------------
+
+outbox_app = typer.Typer(
+    help="A service's outbox: status, retry, park, unpark (docs/operations/outbox-and-retention.md).",
+    no_args_is_help=True,
+)
+app.add_typer(outbox_app, name="outbox")
+retention_app = typer.Typer(
+    help="Purge what is past retention (docs/operations/outbox-and-retention.md).", no_args_is_help=True
+)
+app.add_typer(retention_app, name="retention")
+errors = Console(stderr=True)
+ServiceArg = Annotated[str, typer.Argument(help="plans, procurement, standards or notifications")]
+RowArg = Annotated[str, typer.Argument(help="The outbox row's id (the event id)")]
+
+
+def _service_spec(service: str) -> Any:
+    """The service's settings and spec (tables, retention rules), as its app would run with them."""
+    _check_service(service)
+    settings = _settings_for(service)
+    module = importlib.import_module(f"icep.{service}.app")
+    spec = module.create_app(settings).state.spec
+    if spec.tables is None or spec.metadata is None:
+        errors.print(f"{service} keeps no database")
+        raise typer.Exit(2)
+    return spec
+
+
+def _on_database(service: str, work: Any) -> Any:
+    """Run `work(db, spec)` against the service's database (from its own settings), like `icep migrate`."""
+    import asyncio
+
+    from icep.platform.db import Database
+    from icep.platform.errors import DomainError
+
+    spec = _service_spec(service)
+
+    async def run() -> Any:
+        db = Database(spec.settings.database_url)
+        try:
+            return await work(db, spec)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except DomainError as exc:
+        errors.print(f"[red]{exc.detail}[/]", soft_wrap=True)
+        raise typer.Exit(2) from exc
+
+
+def _show_rows(title: str, rows: list[Any]) -> None:
+    table = Table(title=title, show_header=True)
+    for column in ("id", "key", "type", "attempts", "last error", "parked"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        parked = f"{row.parked_at:%Y-%m-%d %H:%M:%SZ} {row.parked_reason or ''}" if row.parked_at else ""
+        table.add_row(row.id, row.key, row.type, str(row.attempts), row.last_error or "", parked)
+    console.print(table)
+
+
+@outbox_app.command("status")
+def outbox_status(
+    service: ServiceArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON")] = False,
+) -> None:
+    """Backlog, age of the oldest unsent row, parked rows, the rows failing most, and the relay's leader."""
+    from icep.platform import outbox_admin
+
+    found = _on_database(
+        service, lambda db, spec: outbox_admin.status(db, spec.tables.outbox, spec.settings.service_name)
+    )
+    if as_json:
+        typer.echo(found.model_dump_json(indent=2))
+        return
+    leader = found.leader
+    if leader.mode == "single-process":
+        who = "SQLite: the relay of the process using the database"
+    elif leader.held:
+        who = f"held (database backend pid {leader.holder_pid})"
+    else:
+        who = "[red]no relay holds the lock[/]"
+    console.print(f"[bold]{service}[/] outbox")
+    console.print(
+        f"  backlog: {found.backlog}   oldest: {found.oldest_age_seconds:.1f} s   parked: {found.parked}"
+    )
+    console.print(f"  leader: {who}")
+    if found.failing:
+        _show_rows("failing rows (most attempts first)", found.failing)
+    if found.parked_rows:
+        _show_rows("parked rows", found.parked_rows)
+
+
+def _changed(row: Any, what: str) -> None:
+    console.print(f"outbox row {row.id} ({row.type}, key {row.key}) {what}", markup=False, soft_wrap=True)
+
+
+@outbox_app.command("retry")
+def outbox_retry(service: ServiceArg, row_id: RowArg) -> None:
+    """Queue a row again from scratch: clears its error and attempts and unparks it. The relay publishes it
+    at its next poll (`ICEP_<SERVICE>_OUTBOX_POLL_SECONDS`)."""
+    from icep.platform import outbox_admin
+
+    row = _on_database(service, lambda db, spec: outbox_admin.retry(db, spec.tables.outbox, row_id))
+    _changed(row, "queued again")
+
+
+@outbox_app.command("park")
+def outbox_park(
+    service: ServiceArg,
+    row_id: RowArg,
+    reason: Annotated[str, typer.Option("--reason", help="Why it cannot be published (kept with the row)")],
+) -> None:
+    """Take a row that cannot be published out of the relay's queue. Its key's later rows then go on
+    without it: the order of that key is given up for this row, on purpose."""
+    from icep.platform import outbox_admin
+
+    if not reason.strip() or len(reason) > 500:
+        raise typer.BadParameter("give a reason of 1 to 500 characters", param_hint="--reason")
+    row = _on_database(service, lambda db, spec: outbox_admin.park(db, spec.tables.outbox, row_id, reason))
+    _changed(row, "parked")
+
+
+@outbox_app.command("unpark")
+def outbox_unpark(service: ServiceArg, row_id: RowArg) -> None:
+    """Queue a parked row again, keeping its attempts and last error."""
+    from icep.platform import outbox_admin
+
+    row = _on_database(service, lambda db, spec: outbox_admin.unpark(db, spec.tables.outbox, row_id))
+    _changed(row, "unparked")
+
+
+@retention_app.command("purge")
+def retention_purge(
+    service: ServiceArg,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be purged; delete nothing")
+    ] = False,
+) -> None:
+    """Purge once what is past retention (the service does it on schedule too); prints rows per table."""
+    from icep.platform import retention
+
+    async def work(db: Any, spec: Any) -> list[retention.Purged]:
+        rules = retention.rules_for(spec.tables, spec.retention)
+        return await retention.purge_once(
+            db, spec.settings.service_name, spec.settings, rules, dry_run=dry_run
+        )
+
+    done = _on_database(service, work)
+    table = Table(title=f"{service}: {'would purge' if dry_run else 'purged'}", show_header=True)
+    table.add_column("table")
+    table.add_column("older than")
+    table.add_column("rows", justify="right")
+    for purged in done:
+        for name, rows in purged.rows.items():
+            table.add_row(name, f"{purged.cutoff:%Y-%m-%d %H:%M:%SZ}", str(rows))
+    console.print(table)
+
+
 def main() -> None:
     app()
 

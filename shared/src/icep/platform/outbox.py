@@ -7,6 +7,10 @@ a failure stops that key's later rows until the next round, while other keys go 
 right after a commit and also polls, to pick up what a crash left behind. On PostgreSQL exactly one relay
 per database is active (session advisory lock); others stand by. Sent rows are purged after a retention
 period.
+
+An operator may park a row that cannot be published (`icep.platform.outbox_admin`): the relay skips it.
+Parking is the operator's explicit decision to let the key's later rows go on without it, so that key's
+order is broken on purpose for that one row; retrying (or unparking) it puts it back in the queue.
 """
 
 from __future__ import annotations
@@ -221,6 +225,11 @@ def joined_unit_of_work(session: AsyncSession) -> UnitOfWork:
     return factory.joined(session)
 
 
+def publishable(outbox: sa.Table) -> sa.ColumnElement[bool]:
+    """The rows the relay is to publish: not yet sent and not parked by an operator."""
+    return sa.and_(outbox.c.sent_at.is_(None), outbox.c.parked_at.is_(None))
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -245,7 +254,6 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.leadership = LeaderLock(db, f"icep-outbox-{service}")
         self.active = False
-        self._last_purge = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -267,7 +275,6 @@ class OutboxRelay:
                     self.active = await self.leadership.hold()
                     if self.active:
                         more = await self.publish_once()
-                        await self._purge_if_due()
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -291,7 +298,9 @@ class OutboxRelay:
                 (
                     await session.execute(
                         sa.select(self.outbox)
-                        .where(self.outbox.c.sent_at.is_(None))
+                        # Parked rows are left out of the batch altogether: a full batch of publishable
+                        # rows still means "there may be more", and a parked row never blocks its key.
+                        .where(publishable(self.outbox))
                         .order_by(self.outbox.c.position)
                         .limit(self.batch_size)
                     )
@@ -379,8 +388,9 @@ class OutboxRelay:
         async with self.db.sessions() as session:
             count, oldest = (
                 await session.execute(
+                    # Parked rows wait for an operator, not for the relay: not backlog (see the status).
                     sa.select(sa.func.count(), sa.func.min(self.outbox.c.created_at)).where(
-                        self.outbox.c.sent_at.is_(None)
+                        publishable(self.outbox)
                     )
                 )
             ).one()
@@ -389,20 +399,9 @@ class OutboxRelay:
             oldest = oldest.replace(tzinfo=utcnow().tzinfo)
         OUTBOX_AGE.labels(self.service).set((utcnow() - oldest).total_seconds() if oldest else 0)
 
-    async def _purge_if_due(self) -> None:
-        loop = asyncio.get_running_loop()
-        if loop.time() - self._last_purge < 60:
-            return
-        self._last_purge = loop.time()
-        await self.purge()
-
     async def purge(self) -> int:
-        """Delete rows sent before the retention period; unsent rows are never deleted."""
-        cutoff = utcnow() - self.retention
-        async with self.db.transaction() as session:
-            result = await session.execute(
-                sa.delete(self.outbox).where(
-                    self.outbox.c.sent_at.is_not(None), self.outbox.c.sent_at < cutoff
-                )
-            )
-        return int(getattr(result, "rowcount", 0) or 0)
+        """Delete rows sent before the retention period; unsent rows are never deleted. (The service's
+        retention loop does this on schedule: `icep.platform.retention`.)"""
+        from icep.platform.retention import purge_sent_outbox_rows
+
+        return await purge_sent_outbox_rows(self.db, self.outbox, utcnow() - self.retention)

@@ -55,7 +55,19 @@ class ServiceSettings(BaseSettings):
     outbox_batch_size: int = 200
     #: How often the relay looks for rows that no wake-up announced (left by a crash, or another replica).
     outbox_poll_seconds: float = 1.0
-    outbox_retention_hours: float = 24.0
+    #: Sent outbox rows are kept this long (for an operator's look), then purged; unsent rows never are.
+    outbox_retention_hours: float = Field(default=24.0, gt=0)
+    #: Handled events' inbox rows are kept this long: it must be longer than the topics keep their records
+    #: (`kafka_topic_retention_hours`), or a redelivered event would be handled a second time.
+    inbox_retention_days: float = Field(default=14.0, gt=0)
+    #: How long the deployment's topics keep records (Kafka's `retention.ms`; Kafka's default is 168 h).
+    kafka_topic_retention_hours: float = Field(
+        default=168.0, gt=0, validation_alias=_env("ICEP_KAFKA_TOPIC_RETENTION_HOURS")
+    )
+    #: How often the retention purge runs (inbox, outbox and the service's own tables).
+    retention_purge_seconds: float = Field(default=3600.0, gt=0)
+    #: Rows deleted per purge transaction: short transactions, no long locks.
+    retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
 
     consumer_enabled: bool = True
     consumer_max_attempts: int = 5
@@ -121,6 +133,11 @@ class ServiceSettings(BaseSettings):
             self.management_port = self.port + MANAGEMENT_PORT_OFFSET
         if self.management_host is None:
             self.management_host = self.host
+        if self.inbox_retention_days * 24 <= self.kafka_topic_retention_hours:
+            raise ValueError(
+                f"the inbox retention ({self.inbox_retention_days} days) must be longer than the topics' "
+                f"({self.kafka_topic_retention_hours} hours): a redelivered event would be handled twice"
+            )
         if self.management_port == self.port or not 0 < self.management_port <= 65535:
             raise ValueError(
                 f"the management port {self.management_port} is not a free port beside {self.port}"

@@ -49,6 +49,15 @@ def outbox_columns() -> list[sa.Column[Any]]:
     ]
 
 
+def outbox_parking_columns() -> list[sa.Column[Any]]:
+    """Platform schema v2 of the outbox: an operator parks a row that cannot be published, so the relay
+    skips it (`icep.platform.outbox_admin`). Migrations add these as plain columns of their own (frozen)."""
+    return [
+        sa.Column("parked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("parked_reason", sa.String(500), nullable=True),
+    ]
+
+
 def inbox_columns() -> list[sa.Column[Any]]:
     return [
         sa.Column("consumer", sa.String(200), primary_key=True),
@@ -169,9 +178,10 @@ AUDIT_INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def platform_tables(metadata: sa.MetaData) -> PlatformTables:
-    outbox = sa.Table("outbox", metadata, *outbox_columns())
+    outbox = sa.Table("outbox", metadata, *outbox_columns(), *outbox_parking_columns())
     sa.Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.position)
     inbox = sa.Table("inbox", metadata, *inbox_columns(), *inbox_origin_columns())
+    sa.Index("ix_inbox_processed_at", inbox.c.processed_at)  # the retention purge
     idempotency = sa.Table(IDEMPOTENCY_TABLE, metadata, *idempotency_columns())
     sa.Index("ix_idempotency_keys_expires_at", idempotency.c.expires_at)
     audit = sa.Table(AUDIT_TABLE, metadata, *audit_columns())

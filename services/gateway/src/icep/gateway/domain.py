@@ -517,8 +517,10 @@ ROUTES: dict[str, str] = {
     "/v1/standards": "standards",
     "/v1/interoperability": "standards",
     "/v1/interchangeability": "standards",
-    # Operators' tools of each consuming service (dead letters): `icep.platform.operations.api`.
+    # Operators' tools of each service (outbox, dead letters): the service's name is in the path.
+    "/v1/operations/plans": "plans",
     "/v1/operations/procurement": "procurement",
+    "/v1/operations/standards": "standards",
     "/v1/operations/notifications": "notifications",
 }
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from icep.notifications import api, feed, feed_api, sealing
+from icep.notifications import api, feed, feed_api, retention, sealing
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.notifications.models import metadata, tables
@@ -39,9 +39,9 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             migrations_dir=MIGRATIONS,
             handlers=HANDLERS,
             subscribe_topics=SUBSCRIBED_TOPICS,
+            retention=retention.RULES,
             background=[
                 ("webhook-dispatcher", dispatch_webhooks),
-                ("event-log-retention", feed.keep_retention),
                 ("event-log-watch", feed.watch),
                 ("reseal-signing-secrets", sealing.reseal_at_start),
             ],

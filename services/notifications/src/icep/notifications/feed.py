@@ -22,7 +22,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -461,45 +461,39 @@ async def _raise_horizon(session: AsyncSession, through: int) -> None:
 
 async def purge(db: Database, retention: timedelta) -> int:
     """Delete the events logged before `retention` ago, as one cut in position order; how many."""
-    cutoff = utcnow() - retention
+    return await purge_before(db, utcnow() - retention)
+
+
+async def purge_before(
+    db: Database, cutoff: datetime, batch: int = PURGE_BATCH, dry_run: bool = False
+) -> int:
+    """Delete the events logged before `cutoff`, as one cut in position order (everything up to the newest
+    of them); how many (`dry_run`: how many it would). The horizon moves first, so a reader that finds rows
+    missing also finds its cursor gone (410)."""
     async with db.transaction() as session:
         through = (
             await session.execute(sa.select(sa.func.max(_log.c.position)).where(_log.c.recorded_at < cutoff))
         ).scalar_one_or_none()
         if through is None:
             return 0
-        # The horizon moves first, so a reader that finds rows missing also finds its cursor gone.
+        if dry_run:
+            return int(
+                (
+                    await session.execute(sa.select(sa.func.count()).where(_log.c.position <= through))
+                ).scalar_one()
+            )
         await _raise_horizon(session, int(through))
     deleted = 0
     while True:
         async with db.transaction() as session:
-            batch = (
+            chosen = (
                 sa.select(_log.c.position)
                 .where(_log.c.position <= through)
                 .order_by(_log.c.position)
-                .limit(PURGE_BATCH)
+                .limit(batch)
             )
-            result = await session.execute(sa.delete(_log).where(_log.c.position.in_(batch)))
+            result = await session.execute(sa.delete(_log).where(_log.c.position.in_(chosen)))
             count = int(getattr(result, "rowcount", 0) or 0)
         deleted += count
-        if count < PURGE_BATCH:
+        if count < batch:
             return deleted
-
-
-async def keep_retention(runtime: Runtime) -> None:
-    """Background loop: purge what is past retention, every `feed_purge_interval_seconds`."""
-    assert runtime.db is not None
-    settings = runtime.settings
-    assert isinstance(settings, NotificationsSettings)
-    retention = timedelta(days=settings.feed_retention_days)
-    while True:
-        try:
-            deleted = await purge(runtime.db, retention)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("purging the event log failed; trying again later")
-        else:
-            if deleted:
-                log.info("purged %d events past the feed's retention", deleted)
-        await asyncio.sleep(settings.feed_purge_interval_seconds)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from icep.notifications.egress import AllowedHosts
@@ -40,10 +40,31 @@ class NotificationsSettings(ServiceSettings):
     #: (`*.mod.example`) and IP addresses it names, and the `static_hosts` names (`[]`: those alone).
     #: Another host is refused when subscribing (422) and before any DNS look-up when connecting.
     allowed_hosts: list[str] | None = None
-    #: The catch-up feed keeps each event this long (days); a cursor from before that is 410 Gone.
-    feed_retention_days: float = Field(default=30.0, gt=0)
-    #: How often events past retention are purged from the feed.
-    feed_purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    #: The event log (the catch-up feed and the stream) keeps each event this long (days); a cursor from
+    #: before that is 410 Gone. `ICEP_NOTIFICATIONS_FEED_RETENTION_DAYS` is the older name.
+    feed_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "feed_retention_days",
+            "ICEP_NOTIFICATIONS_EVENT_LOG_RETENTION_DAYS",
+            "ICEP_NOTIFICATIONS_FEED_RETENTION_DAYS",
+        ),
+    )
+    #: Finished webhook deliveries (delivered, or failed for good) and their attempts are kept this long
+    #: after they finished (days); pending ones are never purged.
+    delivery_retention_days: float = Field(default=30.0, gt=0)
+    #: How often the retention purge runs (event log, deliveries, inbox, outbox).
+    #: `ICEP_NOTIFICATIONS_FEED_PURGE_INTERVAL_SECONDS` is the older name.
+    retention_purge_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "retention_purge_seconds",
+            "ICEP_NOTIFICATIONS_RETENTION_PURGE_SECONDS",
+            "ICEP_NOTIFICATIONS_FEED_PURGE_INTERVAL_SECONDS",
+        ),
+    )
     #: How many logged events one feed page (or stream read) looks at, at most, to fill itself with
     #: events that pass the caller's filters; the page says how far it got.
     feed_scan_limit: int = Field(default=5000, ge=1)
