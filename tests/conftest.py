@@ -90,10 +90,12 @@ class RunningPlatform:
 
         await wait_for(quiet, timeout=timeout, interval=0.2, what="the platform to settle")
 
-    def restart(self, name: str, extra_env: dict[str, str] | None = None) -> None:
+    def restart(self, name: str, extra_env: dict[str, str] | None = None, *, topics: bool = True) -> None:
+        """Restart a process; by default wait for its Kafka topics too (readiness alone means only that
+        its database answers), `topics=False` while the broker is down."""
         self.launcher.stop(name)
         self.launcher.start(name, extra_env)
-        self.launcher.wait_ready(name, 60)
+        self.launcher.wait_ready(name, 60, topics=topics)
 
 
 class FreshToken(httpx.Auth):
@@ -144,6 +146,12 @@ async def _launch(
             "ICEP_NOTIFICATIONS_ALLOWED_HOSTS": json.dumps(["127.0.0.1", "::1"]),
             "ICEP_NOTIFICATIONS_RETRY_SCHEDULE_SECONDS": json.dumps([0.2, 0.4, 0.8]),
             "ICEP_OUTBOX_POLL_SECONDS": "0.5",
+            # The operators' gauges follow quickly (`settled()` reads the outbox backlog).
+            **{
+                f"ICEP_{name.upper()}_{setting}": "0.2"
+                for name in SERVICES
+                for setting in ("OUTBOX_OBSERVE_SECONDS", "DEPENDENCY_OBSERVE_SECONDS")
+            },
             "ICEP_TOPIC_NAMESPACE": namespace,
             # Test modules make far more calls (and fetch far more tokens) from 127.0.0.1 than a partner
             # would; the rate limits themselves are tested in services/gateway/tests.
@@ -160,7 +168,7 @@ async def _launch(
     launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
     running = RunningPlatform(launcher, bootstrap, collector, var_dir, namespace)
     try:
-        launcher.start_all()
+        launcher.start_all(topics=True)  # tests send events at once: their topics must exist
     except BaseException:
         await _shutdown(running)
         raise
