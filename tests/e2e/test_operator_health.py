@@ -222,6 +222,11 @@ async def test_operator_health_and_metrics(
             ),
             what="one active subscription counted",
         )
+        assert (
+            await value("notifications", "icep_webhook_deliveries_pending", service="notifications")
+            is not None
+        )
+        assert await value("notifications", "icep_webhook_oldest_pending_age_seconds") is not None
         for process in KAFKA_SERVICES:
             assert await value(process, "icep_dependency_up", service=process, dependency="kafka") == 1
             assert await value(process, "icep_dependency_up", service=process, dependency="database") == 1
