@@ -82,11 +82,19 @@ class RunningPlatform:
         """Wait until every plans event is published and consumed by notifications, so a count taken
         afterwards would also see a late duplicate."""
 
+        looks: list[bool] = []
+
         async def quiet() -> bool:
             backlog = await self.metric("plans", "icep_outbox_backlog", service="plans")
-            return backlog == 0 and await consumer_caught_up(
-                self.bootstrap, f"{self.namespace}icep-notifications", self.topic("icep.plans.events")
+            looks.append(
+                backlog == 0
+                and await consumer_caught_up(
+                    self.bootstrap, f"{self.namespace}icep-notifications", self.topic("icep.plans.events")
+                )
             )
+            # Twice in a row: the backlog gauge is counted apart from the relay, up to an observation
+            # interval (0.1 s here) after a commit, so one quiet look may predate the last commit's count.
+            return looks[-2:] == [True, True]
 
         await wait_for(quiet, timeout=timeout, interval=0.2, what="the platform to settle")
 
@@ -148,9 +156,12 @@ async def _launch(
             "ICEP_OUTBOX_POLL_SECONDS": "0.5",
             # The operators' gauges follow quickly (`settled()` reads the outbox backlog).
             **{
-                f"ICEP_{name.upper()}_{setting}": "0.2"
+                f"ICEP_{name.upper()}_{setting}": seconds
                 for name in SERVICES
-                for setting in ("OUTBOX_OBSERVE_SECONDS", "DEPENDENCY_OBSERVE_SECONDS")
+                for setting, seconds in (
+                    ("OUTBOX_OBSERVE_SECONDS", "0.1"),
+                    ("DEPENDENCY_OBSERVE_SECONDS", "0.2"),
+                )
             },
             "ICEP_TOPIC_NAMESPACE": namespace,
             # Test modules make far more calls (and fetch far more tokens) from 127.0.0.1 than a partner
