@@ -185,7 +185,7 @@ async def bench_end_to_end(bootstrap: str, results: list[Result], notes: list[st
     launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
     receiver = WebhookReceiver().start()
     try:
-        launcher.start_all()
+        launcher.start_all(topics=True)
         gateway = f"http://127.0.0.1:{ports['gateway']}"
         async with httpx.AsyncClient(base_url=gateway, timeout=30) as http:
             token = (

@@ -123,9 +123,9 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
     without = Launcher(env=off_env, log_dir=var_dir / "logs-audit-off", ports=off_ports)
     urls = {"on": f"http://127.0.0.1:{ports['plans']}", "off": f"http://127.0.0.1:{off_ports['plans']}"}
     try:
-        launcher.start_all()
+        launcher.start_all(topics=True)
         without.start("plans")
-        without.wait_ready("plans")
+        without.wait_ready("plans", topics=True)
         gateway = f"http://127.0.0.1:{ports['gateway']}"
         deu, nato = await _token(gateway, "deu-planner"), await _token(gateway, "nato-reviewer")
         plan = {name: await _submitted_plan(url, deu) for name, url in urls.items()}

@@ -124,7 +124,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
     gateway_url = f"http://127.0.0.1:{ports['gateway']}"
     plans_url = f"http://127.0.0.1:{ports['plans']}"
     try:
-        launcher.start_all()
+        launcher.start_all(topics=True)
         async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as http:
             r = await http.post(
                 "/oauth/token",

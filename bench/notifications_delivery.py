@@ -146,7 +146,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
         await fill(url, f"{bulk_url}/hooks")
         async with httpx.AsyncClient(timeout=5) as http:
             await wait_for(lambda: _stats(http, f"{bulk_url}/stats"), timeout=30, what="the receiver")
-            launcher.start_all()
+            launcher.start_all(topics=True)
 
             # Throughput: the backlog drains as soon as the service is up.
             async def all_sent() -> dict[str, float] | None:

@@ -175,7 +175,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
     )
     launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
     try:
-        launcher.start_all()
+        launcher.start_all(topics=True)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['gateway']}", timeout=30) as http:
             # Measure a quiet service: the relay first publishes the events the fill wrote.
             await wait_for(

@@ -81,7 +81,7 @@ async def test_expiry_fires_exactly_once_across_restarts(kafka_bootstrap: str, s
         running.launcher.stop("standards")
         await _expire_in_the_database(url, claims)  # the third claim is not verified: it never expires
         running.launcher.start("standards")
-        running.launcher.wait_ready("standards", 60)
+        running.launcher.wait_ready("standards", 60, topics=True)
 
         async def expired_events() -> list[Any]:
             records = await read_records(running.bootstrap, running.topic("icep.standards.events"))

@@ -27,7 +27,17 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.platform import audit, faults, logs, migrations, outbox_admin, retention, secrets, telemetry
+from icep.platform import (
+    audit,
+    faults,
+    logs,
+    migrations,
+    observe,
+    outbox_admin,
+    retention,
+    secrets,
+    telemetry,
+)
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, purge_expired_keys
@@ -92,6 +102,8 @@ class Runtime:
     #: The POST `Idempotency-Key` store (services with a database; see `icep.platform.idempotency`).
     idempotency: IdempotencyStore | None = None
     topics_ready: bool = False
+    #: The last look of the dependency observer: name (database, kafka) -> up (`icep.platform.observe`).
+    dependencies: dict[str, bool] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     #: Called after each commit that wrote events or handled one (wakes the relay, a dispatcher, ...).
@@ -134,9 +146,22 @@ async def _kafka_setup(runtime: Runtime) -> None:
     topics = [s.topic] if spec.tables is not None else []
     if spec.subscribe_topics:
         topics += [*(s.topic_name(t) for t in spec.subscribe_topics), s.dead_letter_topic]
-    await ensure_topics(s.kafka_bootstrap_servers, topics, s.topic_partitions, s.topic_replication_factor)
+    creating = asyncio.ensure_future(
+        ensure_topics(s.kafka_bootstrap_servers, topics, s.topic_partitions, s.topic_replication_factor)
+    )
+    try:
+        await asyncio.wait_for(asyncio.shield(creating), s.outbox_send_timeout_seconds)
+    except TimeoutError:
+        # The broker is down at start: the API serves (readiness is the database), events wait in the
+        # outbox, and the relay, which starts once the topics exist, is reported blocked until then.
+        if runtime.relay is not None:
+            runtime.relay.mark_blocked("the broker does not answer: its topics are not created yet")
+        await creating
+    finally:
+        creating.cancel()
     runtime.topics_ready = True
     if runtime.relay is not None:
+        runtime.relay.mark_unblocked()  # the broker answered; the relay's rounds say whether it publishes
         runtime.start("outbox-relay", lambda rt: rt.relay.run() if rt.relay else _noop())
     if runtime.consumer is not None:
         runtime.start("consumer", lambda rt: rt.consumer.run() if rt.consumer else _noop())
@@ -144,6 +169,48 @@ async def _kafka_setup(runtime: Runtime) -> None:
 
 async def _noop() -> None:
     return None
+
+
+def _start_observers(runtime: Runtime) -> None:
+    """The loops that keep the operators' gauges moving apart from the work they describe (a relay
+    blocked by a broker outage, a consumer stopped or disabled): see `icep.platform.observe`."""
+    spec, settings = runtime.spec, runtime.settings
+    name = settings.service_name
+    observe.build_info(name)
+    checks: dict[str, Callable[[], Awaitable[bool]]] = {}
+    db = runtime.db
+    if db is not None:
+
+        async def database_up() -> bool:
+            await db.ping()
+            return True
+
+        checks["database"] = database_up
+    if spec.uses_kafka:
+        checks["kafka"] = observe.kafka_check(settings.kafka_bootstrap_servers)
+    if checks:
+        every = settings.dependency_observe_seconds
+        runtime.start(
+            "dependency-observer",
+            lambda rt: observe.observe_dependencies(name, checks, every, rt.dependencies),
+        )
+    if db is not None and spec.tables is not None and spec.uses_kafka:
+        outbox = observe.OutboxObserver(
+            db.sessions, spec.tables.outbox, name, settings.outbox_observe_seconds
+        )
+        runtime.after_commit.append(outbox.wake)
+        if runtime.relay is not None:
+            runtime.relay.after_sent.append(outbox.wake)
+        runtime.start("outbox-observer", lambda _: outbox.run())
+    if spec.tables is not None and spec.subscribe_topics and spec.uses_kafka:
+        # Also when this process's consumer is disabled: the group's lag is what an operator must see then.
+        lag = observe.LagObserver(
+            settings.kafka_bootstrap_servers,
+            runtime.group,
+            [settings.topic_name(t) for t in spec.subscribe_topics],
+        )
+        lag_every = settings.consumer_lag_observe_seconds
+        runtime.start("consumer-lag-observer", lambda _: lag.run(lag_every))
 
 
 class RequestMetrics:
@@ -169,7 +236,8 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_and_note)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            # A gateway names the upstream's route template (`icep.gateway.metrics`) for its catch-all route.
+            route = scope.get("icep.route_template") or getattr(scope.get("route"), "path", "unmatched")
             if route not in ("/healthz", "/readyz"):
                 REQUEST_SECONDS.labels(self.service, scope["method"], route, str(status)).observe(
                     asyncio.get_running_loop().time() - started
@@ -223,6 +291,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                         batch_size=settings.outbox_batch_size,
                         poll_seconds=settings.outbox_poll_seconds,
                         retention=timedelta(hours=settings.outbox_retention_hours),
+                        send_timeout=settings.outbox_send_timeout_seconds,
                     )
                     runtime.after_commit.append(runtime.relay.wake)
                 runtime.uow.after_commit.append(runtime.committed)
@@ -259,6 +328,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                     )
         for hook in spec.startup:
             await hook(app)
+        _start_observers(runtime)
         if spec.uses_kafka:
             runtime.start("kafka-setup", _kafka_setup)
         for task_name, body in spec.background:
@@ -326,7 +396,12 @@ def service_app(spec: ServiceSpec) -> FastAPI:
 
 
 async def readiness(app: FastAPI) -> JSONResponse:
-    """The answer of /readyz for a service's API app: 200 when every check passes, else 503."""
+    """The answer of /readyz for a service's API app: 200 when it can serve its API, else 503.
+
+    Ready means the database answers (and the service's own checks pass). The broker is reported in
+    `checks.kafka` (and `topics_ready`) but does not count: during a broker outage the outbox keeps the
+    events and the API goes on serving, so the pods must stay in rotation. `degraded` names what is down
+    without making the pod unready."""
     runtime: Runtime | None = getattr(app.state, "runtime", None)
     if runtime is None:  # the API app has not started (yet)
         return JSONResponse({"status": "starting", "checks": {}}, status_code=503)
@@ -339,18 +414,25 @@ async def readiness(app: FastAPI) -> JSONResponse:
             checks["database"] = True
         except Exception:
             checks["database"] = False
-    if spec.uses_kafka:
-        checks["kafka"] = runtime.topics_ready and await kafka_reachable(settings.kafka_bootstrap_servers)
     for check_name, check in spec.readiness.items():
         try:
             checks[check_name] = await asyncio.wait_for(check(app), 2.0)
         except Exception:
             checks[check_name] = False
     ok = all(checks.values())
-    return JSONResponse(
-        {"status": "ready" if ok else "not ready", "service": settings.service_name, "checks": checks},
-        status_code=200 if ok else 503,
-    )
+    reported: dict[str, bool] = {}
+    if spec.uses_kafka:
+        reported["kafka"] = await kafka_reachable(settings.kafka_bootstrap_servers)
+    body: dict[str, Any] = {
+        "status": "ready" if ok else "not ready",
+        "service": settings.service_name,
+        "checks": {**checks, **reported},
+        "required": sorted(checks),
+        "degraded": sorted(k for k, up in reported.items() if not up),
+    }
+    if spec.uses_kafka:
+        body["topics_ready"] = runtime.topics_ready
+    return JSONResponse(body, status_code=200 if ok else 503)
 
 
 def management_app(api: FastAPI, spec: ServiceSpec) -> FastAPI:

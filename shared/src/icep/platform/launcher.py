@@ -141,7 +141,10 @@ class Launcher:
         self.processes[name] = sp
         return sp
 
-    def wait_ready(self, name: str, timeout: float = 60.0) -> None:
+    def wait_ready(self, name: str, timeout: float = 60.0, *, topics: bool = False) -> None:
+        """Wait until the process is ready (it can serve its API: its database answers). Readiness does
+        not include the broker; `topics=True` also waits until the service has created its Kafka topics
+        (its `topics_ready` detail), so events written from now on find their topics and consumers."""
         sp = self.processes[name]
         deadline = time.monotonic() + timeout
         last = "no answer yet"
@@ -151,7 +154,7 @@ class Launcher:
                     raise LaunchError(f"{name} exited with {sp.process.returncode}:\n{self.log_tail(name)}")
                 try:
                     r = http.get(f"{sp.url}/readyz")
-                    if r.status_code == 200:
+                    if r.status_code == 200 and (not topics or r.json().get("topics_ready", True)):
                         return
                     last = r.text
                 except httpx.HTTPError as exc:
@@ -165,13 +168,13 @@ class Launcher:
             return ""
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
-    def start_all(self, timeout: float = 90.0) -> None:
+    def start_all(self, timeout: float = 90.0, *, topics: bool = False) -> None:
         """Start every process at once (the gateway needs no service to start: it routes lazily), then wait
         until each is ready, the gateway last."""
         for name in START_ORDER:
             self.start(name)
         for name in START_ORDER:
-            self.wait_ready(name, timeout)
+            self.wait_ready(name, timeout, topics=topics)
 
     def stop(self, name: str, timeout: float = 15.0) -> None:
         sp = self.processes.pop(name, None)

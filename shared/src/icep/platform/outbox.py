@@ -34,15 +34,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from icep.platform import events, faults
 from icep.platform.db import Database, LeaderLock, begin_write
 from icep.platform.events import OutgoingEvent, utcnow
-from icep.platform.kafka import new_producer, start_with_retry
+from icep.platform.kafka import new_producer
+from icep.platform.observe import set_leader
 from icep.platform.telemetry import context_from, current_trace_headers, tracer
 
 log = logging.getLogger("icep.outbox")
 
-OUTBOX_BACKLOG = Gauge("icep_outbox_backlog", "Outbox rows not yet acknowledged by Kafka", ["service"])
-OUTBOX_AGE = Gauge("icep_outbox_oldest_age_seconds", "Age of the oldest unsent outbox row", ["service"])
 OUTBOX_PUBLISHED = Counter("icep_outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_FAILURES = Counter("icep_outbox_publish_failures_total", "Failed publish attempts", ["service"])
+OUTBOX_BLOCKED = Gauge(
+    "icep_outbox_relay_blocked", "1 while the relay cannot publish (broker down, sends failing)", ["service"]
+)
 
 
 class UnitOfWork:
@@ -242,6 +244,7 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         retention: timedelta = timedelta(hours=24),
         producer: AIOKafkaProducer | None = None,
+        send_timeout: float = 10.0,
     ) -> None:
         self.db = db
         self.outbox = outbox
@@ -254,16 +257,77 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.leadership = LeaderLock(db, f"icep-outbox-{service}")
         self.active = False
+        #: How long one round waits for a send's acknowledgement (and a producer's start) before it counts a
+        #: failure and moves on: the relay never hangs for a whole broker outage.
+        self.send_timeout = send_timeout
+        #: Row id -> its send still waiting for the broker: a later round waits for that same send again
+        #: instead of sending a second copy (an outage must not multiply the records on the topic).
+        self._unacked: dict[str, asyncio.Future[Any]] = {}
+        self.blocked = False
+        #: Called after a round that marked rows sent (the backlog observer counts again).
+        self.after_sent: list[Callable[[], None]] = []
+        OUTBOX_BLOCKED.labels(service).set(0)
+        OUTBOX_PUBLISHED.labels(service)  # exported from the start, so rates and alerts see a 0
+        OUTBOX_FAILURES.labels(service)
 
     def wake(self) -> None:
         self._wake.set()
 
     async def _ensure_producer(self) -> AIOKafkaProducer:
+        """The producer, started now if need be: one bounded try per round (the next round tries again)."""
         if self._producer is None:
             producer = new_producer(self.bootstrap, f"icep-{self.service}-relay")
-            await start_with_retry(producer, "outbox producer")
+            try:
+                await asyncio.wait_for(producer.start(), self.send_timeout)
+            except BaseException:
+                with suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), self.send_timeout)
+                raise
             self._producer = producer
         return self._producer
+
+    async def _acked(
+        self, producer: AIOKafkaProducer, row_id: str, topic: str, value: bytes, key: bytes, headers: Any
+    ) -> None:
+        """Send a row (or keep waiting for its earlier send) for at most `send_timeout` seconds."""
+        pending = self._unacked.get(row_id)
+        if pending is None:
+            pending = asyncio.ensure_future(
+                producer.send_and_wait(topic, value=value, key=key, headers=headers)
+            )
+            self._unacked[row_id] = pending
+        try:
+            await asyncio.wait_for(asyncio.shield(pending), self.send_timeout)
+        except TimeoutError:
+            raise TimeoutError(f"no acknowledgement from the broker within {self.send_timeout:g}s") from None
+        finally:
+            if pending.done():
+                self._unacked.pop(row_id, None)
+                if not pending.cancelled():
+                    pending.exception()  # retrieved: a failed send is reported once, by the raise above
+
+    def mark_blocked(self, reason: str) -> None:
+        """The relay cannot publish: say so once (log, gauge), not once per row per round."""
+        if not self.blocked:
+            self.blocked = True
+            OUTBOX_BLOCKED.labels(self.service).set(1)
+            log.warning(
+                "outbox relay of %s is blocked (%s); events wait in the outbox until the broker takes them",
+                self.service,
+                reason,
+            )
+
+    def mark_unblocked(self) -> None:
+        if self.blocked:
+            self.blocked = False
+            OUTBOX_BLOCKED.labels(self.service).set(0)
+            log.info("outbox relay of %s is no longer blocked", self.service)
+
+    def _forget_producer(self) -> None:
+        """After a failed round of the loop: the next producer is a new one, and waits for nothing old."""
+        for pending in self._unacked.values():
+            pending.cancel()
+        self._unacked.clear()
 
     async def run(self) -> None:
         """Publish until cancelled. Any failure (broker, database, lock) is logged and retried; the
@@ -273,6 +337,7 @@ class OutboxRelay:
                 more = False
                 try:
                     self.active = await self.leadership.hold()
+                    set_leader(self.service, "outbox-relay", self.active)
                     if self.active:
                         more = await self.publish_once()
                 except asyncio.CancelledError:
@@ -280,16 +345,21 @@ class OutboxRelay:
                 except Exception:
                     log.exception("outbox relay round failed; retrying")
                     self.active = False
+                    set_leader(self.service, "outbox-relay", False)
                 if more:
                     continue
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
                 self._wake.clear()
         finally:
+            set_leader(self.service, "outbox-relay", False)
             await self.leadership.release()
+            self._forget_producer()
             producer, self._producer = self._producer, None
             if producer is not None:
-                await producer.stop()
+                # Bounded: stopping flushes what waits for a broker that may be gone.
+                with suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), self.send_timeout)
 
     async def publish_once(self) -> bool:
         """Publish one batch of unsent rows. True when a full batch was read (there may be more)."""
@@ -308,10 +378,14 @@ class OutboxRelay:
                 .mappings()
                 .all()
             )
-        await self._observe_backlog()
         if not rows:
             return False
-        producer = await self._ensure_producer()
+        try:
+            producer = await self._ensure_producer()
+        except Exception as exc:
+            OUTBOX_FAILURES.labels(self.service).inc()
+            self.mark_blocked(f"the producer does not start: {type(exc).__name__}: {exc}")
+            return False
         by_key: OrderedDict[str, list[Any]] = OrderedDict()
         for row in rows:
             by_key.setdefault(row["key"], []).append(row)
@@ -338,9 +412,14 @@ class OutboxRelay:
                     .values(attempts=self.outbox.c.attempts + 1, last_error=err[:2000])
                 )
         OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
+        if sent:
+            for hook in self.after_sent:
+                hook()
         if failed:
             OUTBOX_FAILURES.labels(self.service).inc(len(failed))
+            self.mark_blocked(next(iter(failed.values())))
             return False  # back off until the next wake-up or poll instead of spinning
+        self.mark_unblocked()
         return len(rows) == self.batch_size
 
     async def _send_key(
@@ -375,29 +454,14 @@ class OutboxRelay:
                 )
                 faults.point("relay.before_publish")
                 try:
-                    await producer.send_and_wait(row["topic"], value=value, key=key, headers=headers)
+                    await self._acked(producer, row["id"], row["topic"], value, key, headers)
                 except Exception as exc:
                     span.record_exception(exc)
                     span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-                    log.warning("publishing outbox row %s failed: %s", row["id"], exc)
+                    log.debug("publishing outbox row %s failed: %s", row["id"], exc)  # see mark_blocked
                     return sent, (row["id"], repr(exc))
             sent.append(row["id"])
         return sent, None
-
-    async def _observe_backlog(self) -> None:
-        async with self.db.sessions() as session:
-            count, oldest = (
-                await session.execute(
-                    # Parked rows wait for an operator, not for the relay: not backlog (see the status).
-                    sa.select(sa.func.count(), sa.func.min(self.outbox.c.created_at)).where(
-                        publishable(self.outbox)
-                    )
-                )
-            ).one()
-        OUTBOX_BACKLOG.labels(self.service).set(count)
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=utcnow().tzinfo)
-        OUTBOX_AGE.labels(self.service).set((utcnow() - oldest).total_seconds() if oldest else 0)
 
     async def purge(self) -> int:
         """Delete rows sent before the retention period; unsent rows are never deleted. (The service's

@@ -8,7 +8,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from icep.platform.errors import DomainError
@@ -17,6 +25,46 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://icep.nato.int/problems/"
 
 log = logging.getLogger("icep.problems")
+
+#: Seconds a client is asked to wait (`Retry-After`) when the service's database does not answer.
+UNAVAILABLE_RETRY_AFTER = 5
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The error says the database cannot be reached (connection refused or lost, pool exhausted, timed
+    out), not that the request or the code is wrong: the answer is 503 with Retry-After, not 500."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:  # the cause chain: drivers wrap OSErrors
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(
+            current,
+            OperationalError
+            | InterfaceError
+            | DisconnectionError
+            | PoolTimeout
+            | ConnectionError
+            | TimeoutError,
+        ):
+            return True
+        if isinstance(current, OSError) and current.errno is not None:
+            return True  # e.g. EHOSTUNREACH, ENETUNREACH while connecting
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def unavailable(request: Request) -> JSONResponse:
+    return problem(
+        503,
+        "the service cannot reach its database right now; retry later",
+        title="Service unavailable",
+        slug="unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+    )
+
 
 _TITLES = {
     400: "Bad request",
@@ -136,5 +184,8 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        if database_unavailable(exc):
+            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+            return unavailable(request)
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "an unexpected error occurred; it has been logged", instance=request.url.path)

@@ -68,6 +68,16 @@ class ServiceSettings(BaseSettings):
     retention_purge_seconds: float = Field(default=3600.0, gt=0)
     #: Rows deleted per purge transaction: short transactions, no long locks.
     retention_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    #: How often the backlog and the age of the oldest unsent row are counted for the metrics, apart from
+    #: the relay (which may be blocked by a broker outage); a commit also triggers a count.
+    outbox_observe_seconds: float = Field(default=5.0, gt=0)
+    #: How long the relay waits for the broker to acknowledge a send (or its producer to start) before it
+    #: counts a failure, reports itself blocked and tries again in a later round.
+    outbox_send_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: How often consumer lag (committed vs end offsets of the group's topics) is observed.
+    consumer_lag_observe_seconds: float = Field(default=10.0, gt=0)
+    #: How often the database and the broker are checked for `icep_dependency_up` and readiness details.
+    dependency_observe_seconds: float = Field(default=5.0, gt=0)
 
     consumer_enabled: bool = True
     consumer_max_attempts: int = 5

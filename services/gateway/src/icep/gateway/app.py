@@ -5,12 +5,16 @@ Run it with `uvicorn icep.gateway.app:create_app --factory --port 8000`.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from icep.gateway import api, audit, docs
+from icep.gateway.docs import OPENAPI_FILE
 from icep.gateway.domain import ClientsFile
 from icep.gateway.edge import ForwardedHeadersMiddleware, PathGuardMiddleware, TrustedProxies, parse_networks
+from icep.gateway.metrics import GatewayRequestMetrics
 from icep.gateway.ratelimit import RateLimitPolicy
 from icep.gateway.service import (
     CORS_ALLOW_HEADERS,
@@ -143,6 +147,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     # answers preflights, the token endpoint's limit inside it (so a 429 carries the CORS headers too) and
     # the path check (before any token is looked at). The request id and the access log are outside all of
     # them (`service_app` installs them, see `icep.platform.logs`): every answer carries the id.
+    # Inside the path guard (a refused path is no upstream's call), outside the platform's request metrics
+    # (which take the route template it finds).
+    app.add_middleware(GatewayRequestMetrics, openapi_file=Path(settings.api_docs_dir) / OPENAPI_FILE)
     app.add_middleware(PathGuardMiddleware)
     app.add_middleware(TokenRateLimitMiddleware)
     if settings.cors_origins:

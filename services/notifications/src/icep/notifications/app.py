@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from icep.notifications import api, feed, feed_api, retention, sealing
+from icep.notifications import api, feed, feed_api, observe, retention, sealing
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.notifications.models import metadata, tables
@@ -44,6 +44,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
                 ("webhook-dispatcher", dispatch_webhooks),
                 ("event-log-watch", feed.watch),
                 ("reseal-signing-secrets", sealing.reseal_at_start),
+                ("webhook-observer", observe.keep_observing),
             ],
         )
     )

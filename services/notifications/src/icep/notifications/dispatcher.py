@@ -33,6 +33,7 @@ from icep.platform.db import Database, LeaderLock
 from icep.platform.errors import Unprocessable
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.ids import new_id
+from icep.platform.observe import set_leader
 from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
 from icep.platform.telemetry import context_from, tracer
 
@@ -46,6 +47,12 @@ DELIVERIES = Counter(
 SUBSCRIPTIONS_DISABLED = Counter(
     "icep_webhook_subscriptions_disabled_total", "Subscriptions disabled, by cause", ["cause"]
 )
+#: The outcomes an attempt is counted under: `delivered` succeeded; `failed` (retried later), `exhausted`
+#: (no retry left), `gone` (410) and `disabled` (failing too long) did not; `late` recorded nothing (the
+#: delivery was settled meanwhile). Failure ratio: the not-delivered ones over all but `late`.
+ATTEMPT_OUTCOMES = ("delivered", "failed", "exhausted", "gone", "disabled", "late")
+for _outcome in ATTEMPT_OUTCOMES:
+    ATTEMPTS.labels(_outcome)
 for _outcome in ("delivered", "failed"):
     DELIVERIES.labels(_outcome)
 for _cause in ("gone", "failing", "owner", "operator"):
@@ -212,6 +219,7 @@ class WebhookDispatcher:
                 self._wake.clear()
                 try:
                     self.active = await self.leadership.hold()
+                    set_leader(self.settings.service_name, "webhook-dispatcher", self.active)
                     if self.active:
                         await self._start_due()
                     else:
@@ -221,9 +229,11 @@ class WebhookDispatcher:
                     raise
                 except Exception:
                     log.exception("webhook dispatch round failed; retrying")
+                    set_leader(self.settings.service_name, "webhook-dispatcher", False)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatch_poll_seconds)
         finally:
+            set_leader(self.settings.service_name, "webhook-dispatcher", False)
             await self._cancel_in_flight()
             await self._stop_recorder()
             await self.leadership.release()

@@ -24,6 +24,8 @@ class NotificationsSettings(ServiceSettings):
     max_response_bytes: int = 4096
     dispatch_concurrency: int = 20
     dispatch_poll_seconds: float = 1.0
+    #: How often pending deliveries and subscriptions are counted for the metrics.
+    webhook_observe_seconds: float = Field(default=5.0, gt=0)
     #: After a secret is rotated the previous one still signs (alongside the new one) this long.
     secret_grace_seconds: float = Field(default=24 * 3600.0, ge=0)
     #: Development only: let endpoints be http:// on loopback addresses (local receivers, tests).
