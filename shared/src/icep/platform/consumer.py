@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,15 +31,29 @@ from icep.platform.db import Database, insert_ignore, insert_ignore_many
 from icep.platform.events import InvalidEnvelope, ReceivedEvent, decode, utcnow
 from icep.platform.kafka import dlq_topic, new_producer, start_with_retry
 from icep.platform.outbox import SESSION_KEY, UnitOfWorkFactory
-from icep.platform.telemetry import context_from, tracer
+from icep.platform.telemetry import (
+    LinkReason,
+    continued_or_linked_span,
+    messaging_attributes,
+    span_context_from,
+    tracer,
+)
 
 log = logging.getLogger("icep.consumer")
+
+#: Set on a record an operator sent back from a dead-letter topic (its processing is a new, linked trace).
+REDRIVE_HEADER = "icep_redrive"
 
 Handler = Callable[[AsyncSession, ReceivedEvent], Awaitable[None]]
 
 HANDLED = Counter("icep_consumer_handled_total", "Events handled", ["group", "outcome"])
 HANDLER_FAILURES = Counter("icep_consumer_handler_failures_total", "Failed handler attempts", ["group"])
 DEAD_LETTERS = Counter("icep_consumer_dead_letters_total", "Records sent to the dead-letter topic", ["group"])
+
+
+def _replayed(event: ReceivedEvent) -> LinkReason | None:
+    """ "redrive" for a dead letter sent back to its topic by an operator, else None."""
+    return "redrive" if event.header(REDRIVE_HEADER) is not None else None
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -156,29 +173,36 @@ class ConsumerRunner:
             except InvalidEnvelope as exc:
                 raise _BatchFailed(index, exc) from exc
         outcomes: list[str] = []
-        try:
-            async with self.db.transaction() as session:
-                session.info[SESSION_KEY] = self.uow
-                wanted = {e.id: self._inbox_row(e) for e in events if self._handler_for(e)}
-                fresh = await insert_ignore_many(session, self.inbox, list(wanted.values()), "event_id")
-                for index, (record, event) in enumerate(zip(records, events, strict=True)):
-                    handler = self._handler_for(event)
-                    if handler is None:
-                        outcomes.append("ignored")
-                    elif event.id not in fresh:
-                        outcomes.append("duplicate")
-                    else:
-                        fresh.discard(event.id)  # a second copy in the same batch is a duplicate
-                        try:
-                            with self._span(record, event, attempt=1):
-                                await handler(session, event)
-                        except Exception as exc:
-                            raise _BatchFailed(index, exc) from exc
-                        outcomes.append("handled")
-        except _BatchFailed:
-            raise
-        except Exception as exc:  # the commit itself failed: no record had its try
-            raise _BatchFailed(-1, exc) from exc
+        # The batch's own work (the inbox statement, the commit) is under one span of a new trace, linked to
+        # every record's context; each fresh event's handler is under a span that continues its producer's
+        # trace. A duplicate (redelivered after a rebalance or restart) gets no span in its original trace.
+        with self._batch_span(records, events) as batch_span:
+            try:
+                async with self.db.transaction() as session:
+                    session.info[SESSION_KEY] = self.uow
+                    wanted = {e.id: self._inbox_row(e) for e in events if self._handler_for(e)}
+                    fresh = await insert_ignore_many(session, self.inbox, list(wanted.values()), "event_id")
+                    batch_link = Link(batch_span.get_span_context(), {"icep.link.reason": "batch"})
+                    for index, (record, event) in enumerate(zip(records, events, strict=True)):
+                        handler = self._handler_for(event)
+                        if handler is None:
+                            outcomes.append("ignored")
+                        elif event.id not in fresh:
+                            outcomes.append("duplicate")
+                        else:
+                            fresh.discard(event.id)  # a second copy in the same batch is a duplicate
+                            try:
+                                with self._span(
+                                    record, event, attempt=1, again=_replayed(event), links=[batch_link]
+                                ):
+                                    await handler(session, event)
+                            except Exception as exc:
+                                raise _BatchFailed(index, exc) from exc
+                            outcomes.append("handled")
+            except _BatchFailed:
+                raise
+            except Exception as exc:  # the commit itself failed: no record had its try
+                raise _BatchFailed(-1, exc) from exc
         return outcomes
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> ReceivedEvent:
@@ -206,24 +230,78 @@ class ConsumerRunner:
         """The inbox row; False when this consumer has already handled the event."""
         return await insert_ignore(session, self.inbox, self._inbox_row(event))
 
-    def _span(self, record: ConsumerRecord[bytes, bytes], event: ReceivedEvent, attempt: int) -> Any:
-        parent = context_from(
-            {"traceparent": event.header("traceparent"), "tracestate": event.header("tracestate")}
+    def _attributes(self, record: ConsumerRecord[bytes, bytes]) -> dict[str, AttributeValue]:
+        return messaging_attributes(
+            "process",
+            topic=record.topic,
+            bootstrap=self.bootstrap,
+            partition=record.partition,
+            group=self.group,
         )
-        return tracer("icep.consumer").start_as_current_span(
-            f"{record.topic} process",
-            context=parent,
+
+    def _span(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: ReceivedEvent,
+        attempt: int,
+        *,
+        again: LinkReason | None,
+        links: Sequence[Link] = (),
+    ) -> AbstractContextManager[Span]:
+        """The span of one try at one record: the first continues the producer's trace; a retry, a
+        redelivery or a redriven dead letter (`again`) is a new trace linked to it."""
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        return continued_or_linked_span(
+            f"process {record.topic}",
+            {"traceparent": event.header("traceparent"), "tracestate": event.header("tracestate")},
+            again=again,
             kind=SpanKind.CONSUMER,
             attributes={
-                "messaging.system": "kafka",
-                "messaging.consumer.group.name": self.group,
-                "messaging.destination.name": record.topic,
+                **self._attributes(record),
                 "messaging.message.id": event.id,
                 "messaging.kafka.offset": record.offset,
+                **({"messaging.kafka.message.key": key} if key is not None else {}),
                 "cloudevents.event_type": event.type,
                 "icep.attempt": attempt,
             },
+            tracer_name="icep.consumer",
+            links=links,
         )
+
+    def _batch_span(
+        self, records: list[ConsumerRecord[bytes, bytes]], events: list[ReceivedEvent]
+    ) -> AbstractContextManager[Span]:
+        links = [
+            Link(found, {"icep.link.reason": "batch"})
+            for found in (
+                span_context_from(
+                    {"traceparent": e.header("traceparent"), "tracestate": e.header("tracestate")}
+                )
+                for e in events
+            )
+            if found is not None
+        ]
+        return tracer("icep.consumer").start_as_current_span(
+            f"process {records[0].topic}",
+            context=otel_context.Context(),
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={**self._attributes(records[0]), "messaging.batch.message_count": len(records)},
+        )
+
+    async def _seen(self, event: ReceivedEvent) -> bool:
+        """Whether this consumer has handled the event already (a redelivery), before its span starts: a
+        redelivery is a new trace, not a second processing in the original one. Unsure is "no"."""
+        try:
+            async with self.db.sessions() as session:
+                found = await session.execute(
+                    sa.select(sa.literal(1))
+                    .select_from(self.inbox)
+                    .where(self.inbox.c.consumer == self.group, self.inbox.c.event_id == event.id)
+                )
+                return found.first() is not None
+        except Exception:
+            return False
 
     async def process(self, record: ConsumerRecord[bytes, bytes], tries_made: int = 0) -> str:
         """Handle one record to the end: 'handled', 'duplicate', 'ignored' or 'dead-lettered'."""
@@ -238,9 +316,15 @@ class ConsumerRunner:
             return "ignored"
         attempt = tries_made
         outage = 0
+        again = _replayed(event)
+        if again is None and tries_made:
+            again = "retry"
+        elif again is None and await self._seen(event):
+            again = "redelivery"
         while True:
             attempt += 1
-            with self._span(record, event, attempt) as span:
+            with self._span(record, event, attempt, again=again) as span:
+                again = again or "retry"  # any further try is a new trace
                 try:
                     outcome = await self._handle_once(handler, event)
                 except Exception as exc:

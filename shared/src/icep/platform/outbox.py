@@ -31,7 +31,7 @@ from icep.platform import events, faults
 from icep.platform.db import Database, LeaderLock, begin_write
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.kafka import new_producer, start_with_retry
-from icep.platform.telemetry import context_from, current_trace_headers, tracer
+from icep.platform.telemetry import continued_or_linked_span, current_trace_headers, messaging_attributes
 
 log = logging.getLogger("icep.outbox")
 
@@ -340,18 +340,25 @@ class OutboxRelay:
         """Send one key's rows in order; stop at the first failure so later rows never overtake it."""
         sent: list[str] = []
         for row in rows:
-            parent = context_from({"traceparent": row["traceparent"], "tracestate": row["tracestate"]})
-            with tracer("icep.outbox").start_as_current_span(
-                f"{row['topic']} publish",
-                context=parent,
+            # The first try continues the trace of the change that raised the event; a re-send after a
+            # failed try is a new trace linked to it (a broker outage must not stretch that trace).
+            with continued_or_linked_span(
+                f"send {row['topic']}",
+                {"traceparent": row["traceparent"], "tracestate": row["tracestate"]},
+                again="retry" if row["attempts"] else None,
                 kind=SpanKind.PRODUCER,
                 attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": row["topic"],
-                    "messaging.message.id": row["id"],
-                    "messaging.kafka.message.key": row["key"],
+                    **messaging_attributes(
+                        "send",
+                        topic=row["topic"],
+                        bootstrap=self.bootstrap,
+                        message_id=row["id"],
+                        key=row["key"],
+                    ),
                     "cloudevents.event_type": row["type"],
+                    "icep.attempt": row["attempts"] + 1,
                 },
+                tracer_name="icep.outbox",
             ) as span:
                 key, value, headers = events.encode(
                     id=row["id"],
@@ -366,12 +373,16 @@ class OutboxRelay:
                 )
                 faults.point("relay.before_publish")
                 try:
-                    await producer.send_and_wait(row["topic"], value=value, key=key, headers=headers)
+                    sent_to = await producer.send_and_wait(
+                        row["topic"], value=value, key=key, headers=headers
+                    )
                 except Exception as exc:
                     span.record_exception(exc)
                     span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                     log.warning("publishing outbox row %s failed: %s", row["id"], exc)
                     return sent, (row["id"], repr(exc))
+                span.set_attribute("messaging.destination.partition.id", str(sent_to.partition))
+                span.set_attribute("messaging.kafka.offset", sent_to.offset)
             sent.append(row["id"])
         return sent, None
 
