@@ -1,12 +1,13 @@
-"""The consumer's spans on real Kafka and a real database: the first try continues the producer's trace;
-a retry, a redelivery and a redriven record are new traces linked to it; a batch's database work is under
-its spans."""
+"""The relay's and the consumer's spans on real Kafka and a real database: the first try continues the
+trace it came with; a re-send, a retry, a redelivery and a redriven record are new traces linked to it; a
+batch's database work is under its spans."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import pytest
 import sqlalchemy as sa
@@ -17,14 +18,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icep.contracts import EventPayload, Releasability
 from icep.platform import telemetry
 from icep.platform.consumer import REDRIVE_HEADER, ConsumerRunner, RetryPolicy
 from icep.platform.db import Database
-from icep.platform.events import ReceivedEvent, encode
+from icep.platform.events import OutgoingEvent, ReceivedEvent, decode, encode
 from icep.platform.ids import new_id
 from icep.platform.kafka import dlq_topic, ensure_topics
+from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.tables import PlatformTables
-from icep.platform.testing import recording_spans, wait_for
+from icep.platform.testing import read_records, recording_spans, wait_for
 
 
 @pytest.fixture
@@ -213,3 +216,67 @@ async def _batch(
     assert all(any("effects" in query for query in under(s)) for s in records)
     # And no query of the consumer is a root span (which the platform's sampler would drop anyway).
     assert all(q.parent is not None for q in spans if q.kind is SpanKind.CLIENT)
+
+
+class ThingDone(EventPayload):
+    event_type: ClassVar[str] = "icep.test.thing.done.v1"
+    aggregate: ClassVar[str] = "thing"
+
+    value: str
+
+
+async def test_the_relay_continues_the_request_trace_and_a_resend_is_a_new_linked_trace(
+    exported: InMemorySpanExporter, db: Database, tables: PlatformTables, topic: str, kafka_bootstrap: str
+) -> None:
+    uow = UnitOfWorkFactory(db, tables.outbox, "test", topic)
+    requests: dict[str, str] = {}
+    for key in ("fresh", "failed-before"):
+        with telemetry.tracer("test").start_as_current_span("POST /v1/things", kind=SpanKind.SERVER) as span:
+            async with uow() as tx:
+                tx.publish(
+                    OutgoingEvent(
+                        payload=ThingDone(value=key), subject=key, releasability=Releasability(owner="DEU")
+                    )
+                )
+        requests[key] = format(span.get_span_context().span_id, "016x")
+    # As if the relay had tried this row before and the broker had refused it.
+    async with db.transaction() as session:
+        await session.execute(
+            sa.update(tables.outbox)
+            .where(tables.outbox.c.key == "failed-before")
+            .values(attempts=1, last_error="KafkaTimeoutError")
+        )
+    relay = OutboxRelay(db=db, outbox=tables.outbox, service="test", bootstrap=kafka_bootstrap)
+    try:
+        await relay.publish_once()
+    finally:
+        if relay._producer is not None:
+            await relay._producer.stop()
+
+    sends = {
+        str((s.attributes or {})["messaging.kafka.message.key"]): s
+        for s in exported.get_finished_spans()
+        if s.name == f"send {topic}"
+    }
+    fresh, resent = sends["fresh"], sends["failed-before"]
+    assert fresh.kind is SpanKind.PRODUCER and fresh.parent is not None
+    assert format(fresh.parent.span_id, "016x") == requests["fresh"]
+    host, _, port = kafka_bootstrap.split(",")[0].rpartition(":")
+    attributes = dict(fresh.attributes or {})
+    assert attributes["messaging.system"] == "kafka" and attributes["messaging.operation.type"] == "send"
+    assert attributes["messaging.destination.name"] == topic
+    assert (attributes["server.address"], attributes["server.port"]) == (host, int(port))
+    assert str(attributes["messaging.destination.partition.id"]).isdigit()
+    assert int(str(attributes["messaging.kafka.offset"])) >= 0
+    assert resent.parent is None and (resent.attributes or {})["icep.attempt"] == 2
+    [link] = resent.links
+    assert format(link.context.span_id, "016x") == requests["failed-before"]
+    assert link.attributes == {"icep.link.reason": "retry"}
+    # The record carries the send span's context: its consumer continues the send span's trace.
+    records = [
+        decode(r.key, r.value, r.headers) for r in await read_records(kafka_bootstrap, topic, expect=2)
+    ]
+    by_key = {e.subject: e.header("traceparent") for e in records}
+    for key, span in (("fresh", fresh), ("failed-before", resent)):
+        assert span.context is not None
+        assert by_key[key] is not None and by_key[key].split("-")[2] == format(span.context.span_id, "016x")
