@@ -56,6 +56,16 @@ def _replayed(event: ReceivedEvent) -> LinkReason | None:
     return "redrive" if event.header(REDRIVE_HEADER) is not None else None
 
 
+def _trace_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str | None]:
+    found = {k: v.decode(errors="replace") for k, v in (record.headers or ()) if v is not None}
+    return {"traceparent": found.get("traceparent"), "tracestate": found.get("tracestate")}
+
+
+def _in_batch() -> list[Link]:
+    """A link to the batch span around the current event (see `ConsumerRunner._batch_span`)."""
+    return [Link(trace.get_current_span().get_span_context(), {"icep.link.reason": "batch"})]
+
+
 def is_transient(exc: BaseException) -> bool:
     """Errors of the infrastructure (database connection lost, timeouts), not of the event."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
@@ -150,7 +160,11 @@ class ConsumerRunner:
         failed_at = -1
         if len(records) > 1:
             try:
-                outcomes = await self._handle_together(records)
+                # The batch's own work (the inbox statement, the commit) is under a span of a new trace,
+                # linked to every record's context; each fresh event's handler is under a span continuing
+                # its producer's trace. A duplicate (a redelivery) gets no span in its original trace.
+                with self._batch_span(records):
+                    outcomes = await self._handle_together(records)
             except _BatchFailed as failure:
                 failed_at = failure.index
                 log.info("batch of %d failed at %d (%s); one by one now", len(records), failed_at, failure)
@@ -173,36 +187,31 @@ class ConsumerRunner:
             except InvalidEnvelope as exc:
                 raise _BatchFailed(index, exc) from exc
         outcomes: list[str] = []
-        # The batch's own work (the inbox statement, the commit) is under one span of a new trace, linked to
-        # every record's context; each fresh event's handler is under a span that continues its producer's
-        # trace. A duplicate (redelivered after a rebalance or restart) gets no span in its original trace.
-        with self._batch_span(records, events) as batch_span:
-            try:
-                async with self.db.transaction() as session:
-                    session.info[SESSION_KEY] = self.uow
-                    wanted = {e.id: self._inbox_row(e) for e in events if self._handler_for(e)}
-                    fresh = await insert_ignore_many(session, self.inbox, list(wanted.values()), "event_id")
-                    batch_link = Link(batch_span.get_span_context(), {"icep.link.reason": "batch"})
-                    for index, (record, event) in enumerate(zip(records, events, strict=True)):
-                        handler = self._handler_for(event)
-                        if handler is None:
-                            outcomes.append("ignored")
-                        elif event.id not in fresh:
-                            outcomes.append("duplicate")
-                        else:
-                            fresh.discard(event.id)  # a second copy in the same batch is a duplicate
-                            try:
-                                with self._span(
-                                    record, event, attempt=1, again=_replayed(event), links=[batch_link]
-                                ):
-                                    await handler(session, event)
-                            except Exception as exc:
-                                raise _BatchFailed(index, exc) from exc
-                            outcomes.append("handled")
-            except _BatchFailed:
-                raise
-            except Exception as exc:  # the commit itself failed: no record had its try
-                raise _BatchFailed(-1, exc) from exc
+        try:
+            async with self.db.transaction() as session:
+                session.info[SESSION_KEY] = self.uow
+                wanted = {e.id: self._inbox_row(e) for e in events if self._handler_for(e)}
+                fresh = await insert_ignore_many(session, self.inbox, list(wanted.values()), "event_id")
+                for index, (record, event) in enumerate(zip(records, events, strict=True)):
+                    handler = self._handler_for(event)
+                    if handler is None:
+                        outcomes.append("ignored")
+                    elif event.id not in fresh:
+                        outcomes.append("duplicate")
+                    else:
+                        fresh.discard(event.id)  # a second copy in the same batch is a duplicate
+                        try:
+                            with self._span(
+                                record, event, attempt=1, again=_replayed(event), links=_in_batch()
+                            ):
+                                await handler(session, event)
+                        except Exception as exc:
+                            raise _BatchFailed(index, exc) from exc
+                        outcomes.append("handled")
+        except _BatchFailed:
+            raise
+        except Exception as exc:  # the commit itself failed: no record had its try
+            raise _BatchFailed(-1, exc) from exc
         return outcomes
 
     def _decode(self, record: ConsumerRecord[bytes, bytes]) -> ReceivedEvent:
@@ -268,17 +277,10 @@ class ConsumerRunner:
             links=links,
         )
 
-    def _batch_span(
-        self, records: list[ConsumerRecord[bytes, bytes]], events: list[ReceivedEvent]
-    ) -> AbstractContextManager[Span]:
+    def _batch_span(self, records: list[ConsumerRecord[bytes, bytes]]) -> AbstractContextManager[Span]:
         links = [
             Link(found, {"icep.link.reason": "batch"})
-            for found in (
-                span_context_from(
-                    {"traceparent": e.header("traceparent"), "tracestate": e.header("tracestate")}
-                )
-                for e in events
-            )
+            for found in (span_context_from(_trace_headers(record)) for record in records)
             if found is not None
         ]
         return tracer("icep.consumer").start_as_current_span(
