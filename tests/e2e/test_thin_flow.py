@@ -80,8 +80,8 @@ async def test_submitted_plan_reaches_the_subscriber_signed_and_traced(
 
         # Spans arrive in batches, in no particular order: wait for the ones that prove the chain.
         expected = {
-            ("icep-plans", f"{platform.topic('icep.plans.events')} publish"),
-            ("icep-notifications", f"{platform.topic('icep.plans.events')} process"),
+            ("icep-plans", f"send {platform.topic('icep.plans.events')}"),
+            ("icep-notifications", f"process {platform.topic('icep.plans.events')}"),
             ("icep-notifications", "webhook deliver"),
         }
         found = await wait_for(

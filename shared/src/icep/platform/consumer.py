@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,15 +34,39 @@ from icep.platform.events import InvalidEnvelope, ReceivedEvent, decode, utcnow
 from icep.platform.kafka import dlq_topic, new_producer, start_with_retry
 from icep.platform.operations import dead_letters as dead_letter_rows
 from icep.platform.outbox import SESSION_KEY, UnitOfWorkFactory
-from icep.platform.telemetry import context_from, tracer
+from icep.platform.telemetry import (
+    LinkReason,
+    continued_or_linked_span,
+    messaging_attributes,
+    span_context_from,
+    tracer,
+)
 
 log = logging.getLogger("icep.consumer")
+
+#: Set on a record an operator sent back from a dead-letter topic (its processing is a new, linked trace).
+REDRIVE_HEADER = "icep_redrive"
 
 Handler = Callable[[AsyncSession, ReceivedEvent], Awaitable[None]]
 
 HANDLED = Counter("icep_consumer_handled_total", "Events handled", ["group", "outcome"])
 HANDLER_FAILURES = Counter("icep_consumer_handler_failures_total", "Failed handler attempts", ["group"])
 DEAD_LETTERS = Counter("icep_consumer_dead_letters_total", "Records sent to the dead-letter topic", ["group"])
+
+
+def _replayed(event: ReceivedEvent) -> LinkReason | None:
+    """ "redrive" for a dead letter sent back to its topic by an operator, else None."""
+    return "redrive" if event.header(REDRIVE_HEADER) is not None else None
+
+
+def _trace_headers(record: ConsumerRecord[bytes, bytes]) -> dict[str, str | None]:
+    found = {k: v.decode(errors="replace") for k, v in (record.headers or ()) if v is not None}
+    return {"traceparent": found.get("traceparent"), "tracestate": found.get("tracestate")}
+
+
+def _in_batch() -> list[Link]:
+    """A link to the batch span around the current event (see `ConsumerRunner._batch_span`)."""
+    return [Link(trace.get_current_span().get_span_context(), {"icep.link.reason": "batch"})]
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -142,7 +169,11 @@ class ConsumerRunner:
         failed_at = -1
         if len(records) > 1:
             try:
-                outcomes = await self._handle_together(records)
+                # The batch's own work (the inbox statement, the commit) is under a span of a new trace,
+                # linked to every record's context; each fresh event's handler is under a span continuing
+                # its producer's trace. A duplicate (a redelivery) gets no span in its original trace.
+                with self._batch_span(records):
+                    outcomes = await self._handle_together(records)
             except _BatchFailed as failure:
                 failed_at = failure.index
                 log.info("batch of %d failed at %d (%s); one by one now", len(records), failed_at, failure)
@@ -179,7 +210,9 @@ class ConsumerRunner:
                     else:
                         fresh.discard(event.id)  # a second copy in the same batch is a duplicate
                         try:
-                            with self._span(record, event, attempt=1):
+                            with self._span(
+                                record, event, attempt=1, again=_replayed(event), links=_in_batch()
+                            ):
                                 faults.fail(f"consumer.fail:{event.type}")
                                 await handler(session, event)
                                 await self._resolve_redriven(session, event)
@@ -232,24 +265,71 @@ class ConsumerRunner:
         """The inbox row; False when this consumer has already handled the event."""
         return await insert_ignore(session, self.inbox, self._inbox_row(event))
 
-    def _span(self, record: ConsumerRecord[bytes, bytes], event: ReceivedEvent, attempt: int) -> Any:
-        parent = context_from(
-            {"traceparent": event.header("traceparent"), "tracestate": event.header("tracestate")}
+    def _attributes(self, record: ConsumerRecord[bytes, bytes]) -> dict[str, AttributeValue]:
+        return messaging_attributes(
+            "process",
+            topic=record.topic,
+            bootstrap=self.bootstrap,
+            partition=record.partition,
+            group=self.group,
         )
-        return tracer("icep.consumer").start_as_current_span(
-            f"{record.topic} process",
-            context=parent,
+
+    def _span(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: ReceivedEvent,
+        attempt: int,
+        *,
+        again: LinkReason | None,
+        links: Sequence[Link] = (),
+    ) -> AbstractContextManager[Span]:
+        """The span of one try at one record: the first continues the producer's trace; a retry, a
+        redelivery or a redriven dead letter (`again`) is a new trace linked to it."""
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        return continued_or_linked_span(
+            f"process {record.topic}",
+            {"traceparent": event.header("traceparent"), "tracestate": event.header("tracestate")},
+            again=again,
             kind=SpanKind.CONSUMER,
             attributes={
-                "messaging.system": "kafka",
-                "messaging.consumer.group.name": self.group,
-                "messaging.destination.name": record.topic,
+                **self._attributes(record),
                 "messaging.message.id": event.id,
                 "messaging.kafka.offset": record.offset,
+                **({"messaging.kafka.message.key": key} if key is not None else {}),
                 "cloudevents.event_type": event.type,
                 "icep.attempt": attempt,
             },
+            tracer_name="icep.consumer",
+            links=links,
         )
+
+    def _batch_span(self, records: list[ConsumerRecord[bytes, bytes]]) -> AbstractContextManager[Span]:
+        links = [
+            Link(found, {"icep.link.reason": "batch"})
+            for found in (span_context_from(_trace_headers(record)) for record in records)
+            if found is not None
+        ]
+        return tracer("icep.consumer").start_as_current_span(
+            f"process {records[0].topic}",
+            context=otel_context.Context(),
+            kind=SpanKind.CONSUMER,
+            links=links,
+            attributes={**self._attributes(records[0]), "messaging.batch.message_count": len(records)},
+        )
+
+    async def _seen(self, event: ReceivedEvent) -> bool:
+        """Whether this consumer has handled the event already (a redelivery), before its span starts: a
+        redelivery is a new trace, not a second processing in the original one. Unsure is "no"."""
+        try:
+            async with self.db.sessions() as session:
+                found = await session.execute(
+                    sa.select(sa.literal(1))
+                    .select_from(self.inbox)
+                    .where(self.inbox.c.consumer == self.group, self.inbox.c.event_id == event.id)
+                )
+                return found.first() is not None
+        except Exception:
+            return False
 
     async def process(self, record: ConsumerRecord[bytes, bytes], tries_made: int = 0) -> str:
         """Handle one record to the end: 'handled', 'duplicate', 'ignored' or 'dead-lettered'."""
@@ -264,9 +344,15 @@ class ConsumerRunner:
             return "ignored"
         attempt = tries_made
         outage = 0
+        again = _replayed(event)
+        if again is None and tries_made:
+            again = "retry"
+        elif again is None and await self._seen(event):
+            again = "redelivery"
         while True:
             attempt += 1
-            with self._span(record, event, attempt) as span:
+            with self._span(record, event, attempt, again=again) as span:
+                again = again or "retry"  # any further try is a new trace
                 try:
                     outcome = await self._handle_once(handler, event)
                 except Exception as exc:

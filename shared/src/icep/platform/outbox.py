@@ -36,7 +36,7 @@ from icep.platform.db import Database, LeaderLock, begin_write
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.kafka import new_producer
 from icep.platform.observe import set_leader
-from icep.platform.telemetry import context_from, current_trace_headers, tracer
+from icep.platform.telemetry import continued_or_linked_span, current_trace_headers, messaging_attributes
 
 log = logging.getLogger("icep.outbox")
 
@@ -288,7 +288,7 @@ class OutboxRelay:
 
     async def _acked(
         self, producer: AIOKafkaProducer, row_id: str, topic: str, value: bytes, key: bytes, headers: Any
-    ) -> None:
+    ) -> Any:
         """Send a row (or keep waiting for its earlier send) for at most `send_timeout` seconds."""
         pending = self._unacked.get(row_id)
         if pending is None:
@@ -297,7 +297,7 @@ class OutboxRelay:
             )
             self._unacked[row_id] = pending
         try:
-            await asyncio.wait_for(asyncio.shield(pending), self.send_timeout)
+            return await asyncio.wait_for(asyncio.shield(pending), self.send_timeout)
         except TimeoutError:
             raise TimeoutError(f"no acknowledgement from the broker within {self.send_timeout:g}s") from None
         finally:
@@ -428,18 +428,25 @@ class OutboxRelay:
         """Send one key's rows in order; stop at the first failure so later rows never overtake it."""
         sent: list[str] = []
         for row in rows:
-            parent = context_from({"traceparent": row["traceparent"], "tracestate": row["tracestate"]})
-            with tracer("icep.outbox").start_as_current_span(
-                f"{row['topic']} publish",
-                context=parent,
+            # The first try continues the trace of the change that raised the event; a re-send after a
+            # failed try is a new trace linked to it (a broker outage must not stretch that trace).
+            with continued_or_linked_span(
+                f"send {row['topic']}",
+                {"traceparent": row["traceparent"], "tracestate": row["tracestate"]},
+                again="retry" if row["attempts"] else None,
                 kind=SpanKind.PRODUCER,
                 attributes={
-                    "messaging.system": "kafka",
-                    "messaging.destination.name": row["topic"],
-                    "messaging.message.id": row["id"],
-                    "messaging.kafka.message.key": row["key"],
+                    **messaging_attributes(
+                        "send",
+                        topic=row["topic"],
+                        bootstrap=self.bootstrap,
+                        message_id=row["id"],
+                        key=row["key"],
+                    ),
                     "cloudevents.event_type": row["type"],
+                    "icep.attempt": row["attempts"] + 1,
                 },
+                tracer_name="icep.outbox",
             ) as span:
                 key, value, headers = events.encode(
                     id=row["id"],
@@ -454,12 +461,14 @@ class OutboxRelay:
                 )
                 faults.point("relay.before_publish")
                 try:
-                    await self._acked(producer, row["id"], row["topic"], value, key, headers)
+                    sent_to = await self._acked(producer, row["id"], row["topic"], value, key, headers)
                 except Exception as exc:
                     span.record_exception(exc)
                     span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                     log.debug("publishing outbox row %s failed: %s", row["id"], exc)  # see mark_blocked
                     return sent, (row["id"], repr(exc))
+                span.set_attribute("messaging.destination.partition.id", str(sent_to.partition))
+                span.set_attribute("messaging.kafka.offset", sent_to.offset)
             sent.append(row["id"])
         return sent, None
 

@@ -15,7 +15,7 @@ import inspect
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar, cast
@@ -127,14 +127,38 @@ class WebhookReceiver:
 
 
 @dataclass
+class CollectedLink:
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+
+
+@dataclass
 class CollectedSpan:
     service: str
     name: str
     trace_id: str
     span_id: str
     parent_span_id: str
+    #: OTLP's `Span.SpanKind`: 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
     kind: int
     attributes: dict[str, Any]
+    links: list[CollectedLink] = field(default_factory=list)
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:
+    """OTLP key-values as plain Python values (lists for arrays)."""
+    found: dict[str, Any] = {}
+    for pair in pairs:
+        found[pair.key] = _value(pair.value)
+    return found
+
+
+def _value(value: Any) -> Any:
+    which = value.WhichOneof("value")
+    if which == "array_value":
+        return [_value(v) for v in value.array_value.values]
+    return getattr(value, which) if which else None
 
 
 @dataclass
@@ -167,10 +191,6 @@ class OtlpCollector:
                     )
                     for ss in rs.scope_spans:
                         for span in ss.spans:
-                            attrs = {
-                                a.key: (a.value.string_value or a.value.int_value or a.value.bool_value)
-                                for a in span.attributes
-                            }
                             found.append(
                                 CollectedSpan(
                                     service,
@@ -179,7 +199,15 @@ class OtlpCollector:
                                     span.span_id.hex(),
                                     span.parent_span_id.hex(),
                                     span.kind,
-                                    attrs,
+                                    _attributes(span.attributes),
+                                    [
+                                        CollectedLink(
+                                            link.trace_id.hex(),
+                                            link.span_id.hex(),
+                                            _attributes(link.attributes),
+                                        )
+                                        for link in span.links
+                                    ],
                                 )
                             )
                 with collector._lock:
@@ -212,6 +240,40 @@ class OtlpCollector:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+@contextlib.contextmanager
+def recording_spans() -> Iterator[Any]:
+    """In-process tests: the global tracer provider is, for the block, one that records every span with
+    the platform's sampler (`QuietSampler`) into the `InMemorySpanExporter` it yields."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+    from opentelemetry.util._once import Once
+
+    from icep.platform.telemetry import QuietSampler
+
+    def install(provider: Any) -> None:
+        # The global provider may be set once per process; tests swap it, as OpenTelemetry's own do.
+        trace._TRACER_PROVIDER_SET_ONCE = Once()
+        trace._TRACER_PROVIDER = None
+        trace.set_tracer_provider(provider)
+
+    previous = trace.get_tracer_provider()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=QuietSampler(ALWAYS_ON))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    install(provider)
+    try:
+        yield exporter
+    finally:
+        if isinstance(previous, TracerProvider):
+            install(previous)
+        else:
+            trace._TRACER_PROVIDER_SET_ONCE = Once()
+            trace._TRACER_PROVIDER = None
 
 
 async def read_records(bootstrap: str, topic: str, *, expect: int = 0, timeout: float = 30.0) -> list[Any]:

@@ -31,6 +31,7 @@ from icep.gateway.service import (
     TokenService,
 )
 from icep.gateway.settings import GatewaySettings
+from icep.platform import telemetry
 from icep.platform.app import Hook, ServiceSpec, service_app
 from icep.platform.auth import TokenVerifier
 
@@ -173,4 +174,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.add_middleware(
             ForwardedHeadersMiddleware, proxies=TrustedProxies(parse_networks(settings.forwarded_allow_ips))
         )
+    # The public edge: a partner's trace context is a link of the gateway's own trace, never its parent.
+    telemetry.public_edge(app)
     return app

@@ -35,7 +35,7 @@ from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.observe import set_leader
 from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
-from icep.platform.telemetry import context_from, tracer
+from icep.platform.telemetry import continued_or_linked_span
 
 log = logging.getLogger("icep.notifications.dispatcher")
 
@@ -327,16 +327,20 @@ class WebhookDispatcher:
     async def _deliver(self, delivery: DeliveryRow, sub: SubscriptionRow) -> None:
         """Attempt one delivery and record the outcome. Whatever goes wrong in the attempt is that
         delivery's failed attempt, never the dispatcher's."""
-        parent = context_from({"traceparent": delivery.traceparent})
         started = time.perf_counter()
-        with tracer("icep.webhooks").start_as_current_span(
+        # The first attempt continues the event's trace (so one trace runs from the API call to the
+        # partner's endpoint); a retry, maybe hours later, is a new trace linked to it.
+        with continued_or_linked_span(
             "webhook deliver",
-            context=parent,
+            {"traceparent": delivery.traceparent},
+            again="retry" if delivery.attempts else None,
             attributes={
                 "icep.subscription_id": sub.id,
+                "icep.delivery_id": delivery.id,
                 "icep.event_id": delivery.event_id,
                 "icep.attempt": delivery.attempts + 1,
             },
+            tracer_name="icep.webhooks",
         ) as span:
             try:
                 result = await self.attempt(sub, delivery)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -45,6 +46,7 @@ from icep.platform.errors import Conflict, NotFound, PreconditionFailed
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
+from icep.platform.telemetry import tracer
 from icep.standards import domain
 from icep.standards.domain import (
     ALLIES_RELEASE,
@@ -855,7 +857,9 @@ async def expire_due_claims(uow: UnitOfWorkFactory, now: datetime | None = None,
     now = now or utcnow()
     expired = 0
     while True:
-        async with uow() as tx:
+        # A run that finds nothing is no trace (its queries are not recorded); one that expires claims
+        # starts a trace of its own, which its events carry on (outbox, Kafka, subscribers).
+        async with AsyncExitStack() as found_work, uow() as tx:
             query = (
                 select(ConformanceRow)
                 .where(
@@ -867,6 +871,12 @@ async def expire_due_claims(uow: UnitOfWorkFactory, now: datetime | None = None,
                 .with_for_update(skip_locked=True)
             )
             rows = (await tx.session.execute(query)).scalars().all()
+            if rows:
+                found_work.enter_context(
+                    tracer("icep.standards").start_as_current_span(
+                        "expire conformance", attributes={"icep.expired": len(rows)}
+                    )
+                )
             for row in rows:
                 claim = _claim(row).expire(now)
                 _store_claim(row, claim)
