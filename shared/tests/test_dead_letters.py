@@ -196,7 +196,7 @@ async def test_a_dead_letter_is_on_the_topic_in_the_table_and_logged_once(
 
 
 async def test_a_redriven_record_is_handled_once_by_its_group_and_skipped_by_the_others(
-    groups: tuple[Group, Group], producer: AIOKafkaProducer
+    groups: tuple[Group, Group], producer: AIOKafkaProducer, db: Database, tables: PlatformTables
 ) -> None:
     broken, healthy = groups
     poison_id = new_id()
@@ -223,6 +223,14 @@ async def test_a_redriven_record_is_handled_once_by_its_group_and_skipped_by_the
     assert waiting_gauge(dlq_topic(broken.name)) == 1
 
     broken.broken = False  # the fix
+    # The healthy group's inbox no longer remembers the event (its retention has passed): the redriven
+    # copy is addressed to the broken group alone, so the healthy group must not apply it again.
+    async with db.transaction() as session:
+        await session.execute(
+            sa.delete(tables.inbox).where(
+                (tables.inbox.c.consumer == healthy.name) & (tables.inbox.c.event_id == poison_id)
+            )
+        )
     calls_before = list(broken.calls)
     redriven = await store.redrive(row["id"])
     assert redriven["status"] in ("redriven", "resolved") and redriven["redrive_count"] == 2

@@ -206,6 +206,8 @@ class ConsumerRunner:
                     if handler is None:
                         outcomes.append("ignored")
                     elif event.id not in fresh:
+                        # A redriven copy of an event handled meanwhile: its dead letter is settled too.
+                        await self._resolve_redriven(session, event)
                         outcomes.append("duplicate")
                     else:
                         fresh.discard(event.id)  # a second copy in the same batch is a duplicate
@@ -236,6 +238,9 @@ class ConsumerRunner:
         )
 
     def _handler_for(self, event: ReceivedEvent) -> Handler | None:
+        redriven_for = event.header(dead_letter_rows.REDRIVE_GROUP_HEADER)
+        if redriven_for is not None and redriven_for != self.group:
+            return None  # another group's redriven dead letter: not this group's to handle again
         return self.handlers.get(event.type) or self.handlers.get("*")
 
     def _inbox_row(self, event: ReceivedEvent) -> dict[str, Any]:
@@ -381,6 +386,7 @@ class ConsumerRunner:
             session.info[SESSION_KEY] = self.uow
             fresh = await self._mark_seen(session, event)
             if not fresh:
+                await self._resolve_redriven(session, event)  # a redriven copy of an event handled since
                 return "duplicate"
             faults.fail(f"consumer.fail:{event.type}")
             await handler(session, event)

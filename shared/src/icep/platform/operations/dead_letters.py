@@ -43,6 +43,9 @@ log = logging.getLogger("icep.operations")
 
 #: The header a redriven record carries: the id of its dead letter.
 REDRIVE_HEADER = "icep_redrive"
+#: The consumer group a redriven record is for: the origin topic is shared, and every other group that reads
+#: it ignores the copy (its inbox may no longer remember the event once inbox retention has passed).
+REDRIVE_GROUP_HEADER = "icep_redrive_group"
 #: Headers the consumer adds to a dead-letter record (error, attempts, origin); never sent back.
 DLQ_HEADER_PREFIX = "icep_dlq_"
 
@@ -70,7 +73,9 @@ def kept_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> list[tup
     return [
         (k, v)
         for k, v in (headers or ())
-        if v is not None and not k.startswith(DLQ_HEADER_PREFIX) and k != REDRIVE_HEADER
+        if v is not None
+        and not k.startswith(DLQ_HEADER_PREFIX)
+        and k not in (REDRIVE_HEADER, REDRIVE_GROUP_HEADER)
     ]
 
 
@@ -331,7 +336,11 @@ class DeadLetters:
                 .where(t.c.id == row["id"])
                 .values(status=REDRIVEN, redriven_at=now, redrive_count=t.c.redrive_count + 1)
             )
-        headers = [*headers_from_json(row["headers"]), (REDRIVE_HEADER, row["id"].encode())]
+        headers = [
+            *headers_from_json(row["headers"]),
+            (REDRIVE_HEADER, row["id"].encode()),
+            (REDRIVE_GROUP_HEADER, row["consumer"].encode()),
+        ]
         try:
             metadata = await asyncio.wait_for(
                 producer.send_and_wait(
