@@ -82,6 +82,8 @@ async def test_an_unreachable_database_is_unavailable_not_a_bug() -> None:
         await db.dispose()
     assert database_unavailable(refused.value)
     assert not database_unavailable(ValueError("a bug"))
+    assert not database_unavailable(FileNotFoundError(2, "a missing file is a bug, not an outage"))
+    assert database_unavailable(ConnectionRefusedError(111, "refused"))
 
 
 async def _write(db: Database, tables: PlatformTables, topic: str, n: int) -> None:

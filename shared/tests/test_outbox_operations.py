@@ -4,6 +4,7 @@ operator routes answer problems for everyone else."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -294,3 +295,26 @@ async def test_operator_routes(api: Api, db: Database, tables: PlatformTables) -
     assert r.status_code == 409 and r.json()["current_state"] == "sent"
     r = await client.post(f"{base}/{deu}/retry", headers=operator)
     assert r.status_code == 409
+
+
+async def test_a_send_acknowledged_after_its_row_was_parked_marks_the_row_sent(
+    db: Database, tables: PlatformTables, topic: str, kafka_bootstrap: str
+) -> None:
+    """A send timed out during an outage, the operator parked the row, then the broker acknowledged the
+    send after all: the record is on Kafka, so the row is sent and unparked (a retry must not publish it
+    a second time)."""
+    uow = UnitOfWorkFactory(db, tables.outbox, "test", topic)
+    async with uow() as tx:
+        tx.publish(bump("late", 1))
+    row_id = (await rows_by_n(db, tables))[1]["id"]
+    await outbox_admin.park(db, tables.outbox, row_id, "the broker does not answer")
+    relay = OutboxRelay(db=db, outbox=tables.outbox, service="test", bootstrap=kafka_bootstrap)
+    acknowledged: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    acknowledged.set_result(None)
+    relay._unacked[row_id] = acknowledged  # the earlier send, acknowledged since it timed out
+    assert await relay.publish_once() is False
+    row = (await rows_by_n(db, tables))[1]
+    assert row["sent_at"] is not None and row["parked_at"] is None and row["parked_reason"] is None
+    assert relay._unacked == {}
+    with pytest.raises(Conflict):
+        await outbox_admin.retry(db, tables.outbox, row_id)

@@ -60,6 +60,9 @@ REQUEST_SECONDS = Histogram(
     ["service", "method", "route", "status"],
 )
 
+#: Methods that get their own label value; any other token a client sends is counted as "OTHER".
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 Background = Callable[["Runtime"], Awaitable[None]]
 Hook = Callable[[FastAPI], Awaitable[None]]
 
@@ -239,7 +242,8 @@ class RequestMetrics:
             # A gateway names the upstream's route template (`icep.gateway.metrics`) for its catch-all route.
             route = scope.get("icep.route_template") or getattr(scope.get("route"), "path", "unmatched")
             if route not in ("/healthz", "/readyz"):
-                REQUEST_SECONDS.labels(self.service, scope["method"], route, str(status)).observe(
+                method = scope["method"] if scope["method"] in HTTP_METHODS else "OTHER"  # bounded labels
+                REQUEST_SECONDS.labels(self.service, method, route, str(status)).observe(
                     asyncio.get_running_loop().time() - started
                 )
 
@@ -422,7 +426,12 @@ async def readiness(app: FastAPI) -> JSONResponse:
     ok = all(checks.values())
     reported: dict[str, bool] = {}
     if spec.uses_kafka:
-        reported["kafka"] = await kafka_reachable(settings.kafka_bootstrap_servers)
+        # What the dependency observer last saw (no network I/O here: a broker that drops packets must not
+        # make the probe itself time out); only before its first look is the broker asked, briefly.
+        seen = runtime.dependencies.get("kafka")
+        if seen is None:
+            seen = await kafka_reachable(settings.kafka_bootstrap_servers, timeout=0.5)
+        reported["kafka"] = seen
     body: dict[str, Any] = {
         "status": "ready" if ok else "not ready",
         "service": settings.service_name,

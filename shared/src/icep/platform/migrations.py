@@ -45,6 +45,12 @@ def heads(migrations_dir: Path, url: str) -> set[str]:
     return set(ScriptDirectory.from_config(alembic_config(migrations_dir, url)).get_heads())
 
 
+def revisions(migrations_dir: Path, url: str) -> set[str]:
+    """Every revision the code's scripts know."""
+    script = ScriptDirectory.from_config(alembic_config(migrations_dir, url))
+    return {r.revision for r in script.walk_revisions()}
+
+
 async def applied(url: str) -> set[str]:
     """The revisions the database is at (empty before the first migration)."""
     engine = create_async_engine(normalize_url(url), poolclass=pool.NullPool)
@@ -63,10 +69,12 @@ async def wait_until_current(migrations_dir: Path, url: str, timeout: float, int
     """Wait until the database is at the code's head revisions, without changing anything.
 
     For a service that does not migrate on start: a rolling update's new pods wait here for the
-    migrations Job, while the old pods keep serving. A database that cannot be reached counts as not
+    migrations Job, while the old pods keep serving. A database ahead of the code (revisions it does not
+    know) is accepted with a warning: an older release keeps running on a newer, additive schema. A database that cannot be reached counts as not
     current (it may be starting too). Raises `SchemaNotCurrent` after `timeout` seconds.
     """
     expected = heads(migrations_dir, url)
+    known = revisions(migrations_dir, url)
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
@@ -75,6 +83,12 @@ async def wait_until_current(migrations_dir: Path, url: str, timeout: float, int
         except (OSError, SQLAlchemyError) as exc:
             found, problem = set(), f"unreachable ({type(exc).__name__}: {exc})"
         if found == expected:
+            return
+        if found and not found & known:
+            # Revisions this code does not know: a newer release migrated the database (a rollback, or an
+            # old pod restarting during a rollout). Migrations are additive (expand, then contract in a
+            # later release), so the older code runs on the newer schema; waiting would only crash-loop it.
+            log.warning("the database is ahead of this code (%s > %s); serving", sorted(found), sorted(expected))
             return
         if asyncio.get_running_loop().time() >= deadline:
             raise SchemaNotCurrent(f"the database is {problem}; run `icep migrate` (the migrations Job)")

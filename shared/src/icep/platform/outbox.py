@@ -287,7 +287,13 @@ class OutboxRelay:
         return self._producer
 
     async def _acked(
-        self, producer: AIOKafkaProducer, row_id: str, topic: str, value: bytes, key: bytes, headers: Any
+        self,
+        producer: AIOKafkaProducer,
+        row_id: str,
+        topic: str,
+        value: bytes,
+        key: bytes | None,
+        headers: Any,
     ) -> Any:
         """Send a row (or keep waiting for its earlier send) for at most `send_timeout` seconds."""
         pending = self._unacked.get(row_id)
@@ -378,6 +384,7 @@ class OutboxRelay:
                 .mappings()
                 .all()
             )
+        await self._settle_late_acks({row["id"] for row in rows})
         if not rows:
             return False
         try:
@@ -422,12 +429,42 @@ class OutboxRelay:
         self.mark_unblocked()
         return len(rows) == self.batch_size
 
+    async def _settle_late_acks(self, batch: set[str]) -> None:
+        """Sends that timed out earlier and were acknowledged since, for rows no longer in the batch (an
+        operator parked them meanwhile): the record is on Kafka, so the row is sent (and no longer parked),
+        and a later retry cannot publish it a second time."""
+        late: list[str] = []
+        for row_id, pending in list(self._unacked.items()):
+            if row_id in batch or not pending.done():
+                continue
+            del self._unacked[row_id]
+            if not pending.cancelled() and pending.exception() is None:
+                late.append(row_id)
+        if late:
+            async with self.db.transaction() as session:
+                await session.execute(
+                    sa.update(self.outbox)
+                    .where(self.outbox.c.id.in_(late), self.outbox.c.sent_at.is_(None))
+                    .values(sent_at=utcnow(), parked_at=None, parked_reason=None, last_error=None)
+                )
+            OUTBOX_PUBLISHED.labels(self.service).inc(len(late))
+
     async def _send_key(
         self, producer: AIOKafkaProducer, rows: list[Any]
     ) -> tuple[list[str], tuple[str, str] | None]:
         """Send one key's rows in order; stop at the first failure so later rows never overtake it."""
         sent: list[str] = []
         for row in rows:
+            if row["id"] in self._unacked:
+                # An earlier send of this row still waits for the broker: wait for that one again (no new
+                # send, so no new span: a long outage does not make a trace per blocked key per round).
+                try:
+                    await self._acked(producer, row["id"], row["topic"], b"", None, None)
+                except Exception as exc:
+                    log.debug("outbox row %s still unacknowledged: %s", row["id"], exc)
+                    return sent, (row["id"], repr(exc))
+                sent.append(row["id"])
+                continue
             # The first try continues the trace of the change that raised the event; a re-send after a
             # failed try is a new trace linked to it (a broker outage must not stretch that trace).
             with continued_or_linked_span(

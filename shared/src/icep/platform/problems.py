@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -28,6 +30,21 @@ log = logging.getLogger("icep.problems")
 
 #: Seconds a client is asked to wait (`Retry-After`) when the service's database does not answer.
 UNAVAILABLE_RETRY_AFTER = 5
+#: OS errors that mean "the database cannot be reached" (a driver's socket), not a bug in the code.
+_CONNECTION_ERRNOS = frozenset(
+    {
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.EHOSTDOWN,
+        errno.ETIMEDOUT,
+        errno.EPIPE,
+        errno.ENOTCONN,
+    }
+)
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -49,8 +66,10 @@ def database_unavailable(exc: BaseException) -> bool:
             | TimeoutError,
         ):
             return True
-        if isinstance(current, OSError) and current.errno is not None:
-            return True  # e.g. EHOSTUNREACH, ENETUNREACH while connecting
+        if isinstance(current, socket.gaierror) or (
+            isinstance(current, OSError) and current.errno in _CONNECTION_ERRNOS
+        ):
+            return True  # e.g. EHOSTUNREACH, ENETUNREACH while connecting; a missing file is a bug (500)
         current = current.__cause__ or current.__context__
     return False
 
