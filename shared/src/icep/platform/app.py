@@ -319,6 +319,8 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                         dead_letters=spec.tables.dead_letters,
                         service=name,
                     )
+                if spec.subscribe_topics and spec.uses_kafka:
+                    # Also while the consumer is disabled: what waits is still the operators' to see.
                     dead_letters = spec.tables.dead_letters
                     runtime.start(
                         "dead-letters-gauge",
