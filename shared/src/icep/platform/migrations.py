@@ -70,8 +70,8 @@ async def wait_until_current(migrations_dir: Path, url: str, timeout: float, int
 
     For a service that does not migrate on start: a rolling update's new pods wait here for the
     migrations Job, while the old pods keep serving. A database ahead of the code (revisions it does not
-    know) is accepted with a warning: an older release keeps running on a newer, additive schema. A database that cannot be reached counts as not
-    current (it may be starting too). Raises `SchemaNotCurrent` after `timeout` seconds.
+    know) is accepted with a warning: an older release keeps running on a newer, additive schema. A
+    database that cannot be reached counts as not current (it may be starting too). Raises `SchemaNotCurrent` after `timeout` seconds.
     """
     expected = heads(migrations_dir, url)
     known = revisions(migrations_dir, url)
@@ -88,7 +88,9 @@ async def wait_until_current(migrations_dir: Path, url: str, timeout: float, int
             # Revisions this code does not know: a newer release migrated the database (a rollback, or an
             # old pod restarting during a rollout). Migrations are additive (expand, then contract in a
             # later release), so the older code runs on the newer schema; waiting would only crash-loop it.
-            log.warning("the database is ahead of this code (%s > %s); serving", sorted(found), sorted(expected))
+            log.warning(
+                "the database is ahead of this code (%s > %s); serving", sorted(found), sorted(expected)
+            )
             return
         if asyncio.get_running_loop().time() >= deadline:
             raise SchemaNotCurrent(f"the database is {problem}; run `icep migrate` (the migrations Job)")
