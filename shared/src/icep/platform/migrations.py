@@ -71,7 +71,8 @@ async def wait_until_current(migrations_dir: Path, url: str, timeout: float, int
     For a service that does not migrate on start: a rolling update's new pods wait here for the
     migrations Job, while the old pods keep serving. A database ahead of the code (revisions it does not
     know) is accepted with a warning: an older release keeps running on a newer, additive schema. A
-    database that cannot be reached counts as not current (it may be starting too). Raises `SchemaNotCurrent` after `timeout` seconds.
+    database that cannot be reached counts as not current (it may be starting too). Raises
+    `SchemaNotCurrent` after `timeout` seconds.
     """
     expected = heads(migrations_dir, url)
     known = revisions(migrations_dir, url)
