@@ -244,10 +244,16 @@ async def test_operator_health_and_metrics(
         # --- broker outage: ready, writes succeed, backlog and age grow, relay blocked -----------------
         own_broker.stop()
         for process in SERVICES:
-            ready = await readiness(process)
-            assert ready.status_code == 200, ready.text  # a broker outage keeps every pod in rotation
-            if process != "gateway":
-                assert ready.json()["checks"]["kafka"] is False and ready.json()["degraded"] == ["kafka"]
+
+            async def reported_down(process: str = process) -> bool:
+                ready = await readiness(process)
+                assert ready.status_code == 200, ready.text  # a broker outage keeps every pod in rotation
+                checks = ready.json()
+                return process == "gateway" or (
+                    checks["checks"]["kafka"] is False and checks["degraded"] == ["kafka"]
+                )
+
+            await wait_for(reported_down, what=f"{process} ready, with the broker reported down")
         written = []
         r = await deu.post("/v1/plans", json=plan_body("Outage plan"))
         assert r.status_code == 201, r.text  # the API does not need the broker: the outbox keeps the event
@@ -297,8 +303,13 @@ async def test_operator_health_and_metrics(
             what="the outage's events delivered",
         )
         for process in SERVICES:
-            ready = (await readiness(process)).json()
-            assert ready["status"] == "ready" and ready["checks"].get("kafka", True) is True
+
+            async def reported_up(process: str = process) -> bool:
+                ready = (await readiness(process)).json()
+                assert ready["status"] == "ready", ready
+                return ready["checks"].get("kafka", True) is True
+
+            await wait_for(reported_up, what=f"{process} reporting the broker back")
         log = platform.launcher.processes["plans"].log_path.read_text()
         # One warning per process for the outage (the first one, and the one started during it), not one
         # per row or round.
