@@ -23,6 +23,38 @@ from icep.platform import kafka_local
 POSTGRES_ADMIN_URL = os.environ.get("ICEP_TEST_POSTGRES_URL", "")
 
 
+ROOT = Path(__file__).resolve().parent
+
+#: Tests whose outcome cannot depend on the database: the gateway keeps none (its tests and the token and
+#: key checks of test_identity), `icep up` always runs SQLite, the manifests, alert rules and dashboards are
+#: files, the local broker and the launcher are no database's. When CI runs SQLite and PostgreSQL side by
+#: side, the PostgreSQL run leaves them out (`-m "not database_agnostic"`): they run once, not twice.
+#: A test here that asks for a database of its own (`make_database_url` in its signature) is not one.
+DATABASE_AGNOSTIC = (
+    "services/gateway/tests/",
+    "shared/tests/test_kafka_local.py",
+    "shared/tests/test_kafka_outage_log.py",
+    "shared/tests/test_launcher_restarts.py",
+    "shared/tests/test_telemetry.py",
+    "tests/e2e/test_icep_up.py",
+    "tests/e2e/test_identity.py",
+    "tests/test_deploy.py",
+    "tests/test_k8s.py",
+    "tests/test_observability.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            where = item.path.resolve().relative_to(ROOT).as_posix()
+        except ValueError:
+            continue
+        own_database = "make_database_url" in getattr(getattr(item, "_fixtureinfo", None), "argnames", ())
+        if where.startswith(DATABASE_AGNOSTIC) and not own_database:
+            item.add_marker(pytest.mark.database_agnostic)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"icep database: {'postgresql' if POSTGRES_ADMIN_URL else 'sqlite'}",

@@ -16,11 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import httpx
 import pytest
 import yaml
-
-from icep.platform.testing import WebhookReceiver, wait_for
 
 OBS = "deploy/observability"
 PROCESSES = ["gateway", "plans", "procurement", "standards", "notifications"]
@@ -316,40 +313,3 @@ def test_dashboards_are_well_formed(repo_root: Path) -> None:
             box = panel["gridPos"]
             assert box["x"] + box["w"] <= 24, panel["title"]
     assert len(uids) == 4
-
-
-# --- every metric named is emitted by the running platform ------------------------------------------------
-
-
-async def test_every_metric_a_rule_or_panel_names_is_emitted(
-    platform: Any,
-    clients: dict[str, httpx.AsyncClient],
-    plan_body: Any,
-    receiver: WebhookReceiver,
-    repo_root: Path,
-) -> None:
-    # A little traffic so that the labelled series exist: a plan (outbox, Kafka, consumers), a webhook
-    # subscription and one delivered webhook, all through the gateway.
-    deu = clients["deu"]
-    sub = await deu.post(
-        "/v1/subscriptions", json={"url": receiver.url, "event_types": ["icep.plans.plan.created.v1"]}
-    )
-    assert sub.status_code == 201, sub.text
-    created = await deu.post("/v1/plans", json=plan_body())
-    assert created.status_code == 201, created.text
-    await wait_for(lambda: receiver.received(), timeout=60, what="a webhook delivered")
-    await platform.settled()
-
-    exposed: set[str] = set()
-    for process in PROCESSES:
-        response = await platform.http.get(f"{platform.management(process)}/metrics")
-        assert response.status_code == 200, response.text
-        exposed |= exposed_names(response.text)
-
-    referenced = referenced_metrics(repo_root)
-    missing = {
-        name: sorted(where)
-        for name, where in referenced.items()
-        if name not in PROMETHEUS_OWN and not is_emitted(name, exposed)
-    }
-    assert not missing, f"named in rules or dashboards but emitted by no process: {missing}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 
 from icep.platform.testing import CollectedSpan, WebhookReceiver, wait_for
 from tests.conftest import RunningPlatform
+from tests.test_observability import PROCESSES, PROMETHEUS_OWN, exposed_names, is_emitted, referenced_metrics
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
 PARTNER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -289,3 +291,42 @@ async def test_a_webhook_retry_is_a_new_trace_linked_to_the_first_attempt(
     finally:
         failing.stop()
         await fra.aclose()
+
+
+# --- every metric a rule or a dashboard panel names is emitted -------------------------------------------
+# Here rather than in tests/test_observability.py (which holds the rule and dashboard checks and the
+# parsing): it needs a running platform, and this module's serves (one platform start less per run).
+
+
+async def test_every_metric_a_rule_or_panel_names_is_emitted(
+    platform: Any,
+    clients: dict[str, httpx.AsyncClient],
+    plan_body: Any,
+    receiver: WebhookReceiver,
+    repo_root: Path,
+) -> None:
+    # A little traffic so that the labelled series exist: a plan (outbox, Kafka, consumers), a webhook
+    # subscription and one delivered webhook, all through the gateway.
+    deu = clients["deu"]
+    sub = await deu.post(
+        "/v1/subscriptions", json={"url": receiver.url, "event_types": ["icep.plans.plan.created.v1"]}
+    )
+    assert sub.status_code == 201, sub.text
+    created = await deu.post("/v1/plans", json=plan_body())
+    assert created.status_code == 201, created.text
+    await wait_for(lambda: receiver.received(), timeout=60, what="a webhook delivered")
+    await platform.settled()
+
+    exposed: set[str] = set()
+    for process in PROCESSES:
+        response = await platform.http.get(f"{platform.management(process)}/metrics")
+        assert response.status_code == 200, response.text
+        exposed |= exposed_names(response.text)
+
+    referenced = referenced_metrics(repo_root)
+    missing = {
+        name: sorted(where)
+        for name, where in referenced.items()
+        if name not in PROMETHEUS_OWN and not is_emitted(name, exposed)
+    }
+    assert not missing, f"named in rules or dashboards but emitted by no process: {missing}"
