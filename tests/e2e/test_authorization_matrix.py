@@ -35,8 +35,14 @@ from tests.conftest import FreshToken
 
 PROBLEM = "application/problem+json"
 SERVICES = ("plans", "procurement", "standards", "notifications")
-TODAY = dt.datetime.now(dt.UTC).date()
-Y1 = str(TODAY.year + 1)
+
+
+def today() -> dt.date:
+    """The date now, asked at each use (a run may cross midnight, UTC)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+Y1 = str(today().year + 1)
 TAG = uuid.uuid4().hex[:8]
 
 #: Every development client (deploy/dev-clients.toml), and which of them hold the subscriber role.
@@ -139,7 +145,7 @@ def initiative_body(title: str, product: str, **extra: Any) -> dict[str, Any]:
         "title": title,
         "item": {"product": product, "unit": "rounds", "classification_scheme": "CPV"},
         "capability_area": "munitions",
-        "participation_deadline": (TODAY + dt.timedelta(days=60)).isoformat(),
+        "participation_deadline": (today() + dt.timedelta(days=60)).isoformat(),
         **extra,
     }
 
@@ -170,7 +176,7 @@ def standard_body(number: str, title: str, edition: int = 1, **extra: Any) -> di
 
 
 def later(days: int) -> str:
-    return (TODAY + dt.timedelta(days=days)).isoformat()
+    return (today() + dt.timedelta(days=days)).isoformat()
 
 
 # Who may not do it, and with which answer. Reads need no role, so a wrong role is refused only on changes.
@@ -459,7 +465,7 @@ MATRIX: tuple[Op, ...] = (
             "framework": True,
             "value": 1.0,
             "currency": "EUR",
-            "period_start": TODAY.isoformat(),
+            "period_start": today().isoformat(),
             "period_end": later(365),
             "milestones": [],
         },
@@ -476,7 +482,7 @@ MATRIX: tuple[Op, ...] = (
         "/v1/initiatives/{initiative_id}/contracts/{contract_id}/milestones/{milestone_id}",
         LEAD_ONLY_FULL,
         {**I_FULL, "contract_id": "contract", "milestone_id": "=m1"},
-        lambda ids: {"met_on": TODAY.isoformat()},
+        lambda ids: {"met_on": today().isoformat()},
         "initiative_full",
     ),
     Op(
@@ -722,7 +728,7 @@ MATRIX: tuple[Op, ...] = (
         "/v1/standards/{standard_id}/responses/{nation}/implementation",
         RESPONSE_OF_DEU,
         RESPONSE,
-        lambda ids: {"implemented_on": TODAY.isoformat()},
+        lambda ids: {"implemented_on": today().isoformat()},
         "response",
     ),
     Op(
@@ -1146,7 +1152,7 @@ async def world(platform: Any, principals: Clients) -> AsyncIterator[World]:
             "framework": True,
             "value": 4e6,
             "currency": "EUR",
-            "period_start": TODAY.isoformat(),
+            "period_start": today().isoformat(),
             "period_end": later(730),
             "milestones": [{"id": "m1", "title": "First batch", "due": later(90), "quantity": 500}],
         }

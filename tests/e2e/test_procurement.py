@@ -27,9 +27,15 @@ from icep.platform.testing import WebhookReceiver, read_records, wait_for
 
 PROBLEM = "application/problem+json"
 Clients = dict[str, httpx.AsyncClient]
-TODAY = dt.datetime.now(dt.UTC).date()
-DEADLINE = (TODAY + dt.timedelta(days=60)).isoformat()
-Y1, Y2 = TODAY.year + 1, TODAY.year + 2
+
+
+def today() -> dt.date:
+    """The date now, asked at each use (a run may cross midnight, UTC)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+DEADLINE = (today() + dt.timedelta(days=60)).isoformat()
+Y1, Y2 = today().year + 1, today().year + 2
 EV = "icep.procurement."
 
 
@@ -230,7 +236,7 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
             },
             {"id": "lot-2", "title": "Practice rounds", "quantity": 500},
         ],
-        "tender_period_end": (TODAY + dt.timedelta(days=30)).isoformat(),
+        "tender_period_end": (today() + dt.timedelta(days=30)).isoformat(),
     }
     i = await ok(deu, f"/v1/initiatives/{iid}/tender", tender)
     assert i["status"] == "tendering" and [x["id"] for x in i["tender"]["lots"]] == ["lot-1", "lot-2"]
@@ -299,19 +305,19 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
         "framework": True,
         "value": 7.5e6,
         "currency": "EUR",
-        "period_start": TODAY.isoformat(),
-        "period_end": (TODAY + dt.timedelta(days=730)).isoformat(),
+        "period_start": today().isoformat(),
+        "period_end": (today() + dt.timedelta(days=730)).isoformat(),
         "milestones": [
             {
                 "id": "m1",
                 "title": "First batch",
-                "due": (TODAY + dt.timedelta(days=90)).isoformat(),
+                "due": (today() + dt.timedelta(days=90)).isoformat(),
                 "quantity": 1000,
             },
             {
                 "id": "m2",
                 "title": "Second batch",
-                "due": (TODAY + dt.timedelta(days=180)).isoformat(),
+                "due": (today() + dt.timedelta(days=180)).isoformat(),
                 "quantity": 1000,
             },
         ],
@@ -337,13 +343,14 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
         "quantity": 500,
         "value": 1.9e6,
         "currency": "EUR",
-        "delivery_by": (TODAY + dt.timedelta(days=120)).isoformat(),
+        "delivery_by": (today() + dt.timedelta(days=120)).isoformat(),
     }
     problem(await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"buyer": "NLD"}), 422)
     problem(await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"currency": "USD"}), 422)
     # Delivered by a day to come.
     p = problem(
-        await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"delivery_by": TODAY.isoformat()}), 422
+        await act(deu, f"/v1/initiatives/{iid}/call-offs", call_off | {"delivery_by": today().isoformat()}),
+        422,
     )
     assert p["errors"][0]["location"] == "body.delivery_by"
     # The framework covers the 2,000 awarded: no call-off beyond it.
@@ -375,14 +382,14 @@ async def test_an_initiative_from_proposal_to_closure_with_every_event(
     i = await ok(deu, f"/v1/initiatives/{iid}/start-delivery")
     assert i["status"] == "delivering"
     milestones = f"/v1/initiatives/{iid}/contracts/{cid}/milestones"
-    problem(await act(deu, f"{milestones}/m1", {"met_on": TODAY.isoformat(), "missed": True}), 422)
-    await ok(deu, f"{milestones}/m1", {"met_on": TODAY.isoformat()})
+    problem(await act(deu, f"{milestones}/m1", {"met_on": today().isoformat(), "missed": True}), 422)
+    await ok(deu, f"{milestones}/m1", {"met_on": today().isoformat()})
     # Open milestones keep it from closing.
     p = problem(await act(deu, f"/v1/initiatives/{iid}/close"), 409)
     assert "m2" in p["detail"]
     i = await ok(deu, f"{milestones}/m2", {"missed": True, "reason": "propellant shortage (synthetic)"})
     assert [m["status"] for m in i["contracts"][0]["milestones"]] == ["met", "missed"]
-    p = problem(await act(deu, f"{milestones}/m2", {"met_on": TODAY.isoformat()}), 409)
+    p = problem(await act(deu, f"{milestones}/m2", {"met_on": today().isoformat()}), 409)
     assert "missed" in p["detail"]
     problem(await act(fra, f"/v1/initiatives/{iid}/close"), 403)
     i = await ok(deu, f"/v1/initiatives/{iid}/close")
@@ -611,7 +618,7 @@ async def _drive(staff: Clients, steps: list[str]) -> str:
                     f"/v1/initiatives/{iid}/tender",
                     {
                         "lots": [{"id": "lot-1", "title": "All", "quantity": 100}],
-                        "tender_period_end": (TODAY + dt.timedelta(days=10)).isoformat(),
+                        "tender_period_end": (today() + dt.timedelta(days=10)).isoformat(),
                     },
                 )
             case _:
@@ -657,7 +664,7 @@ async def test_illegal_steps_are_409_naming_the_state(
     if action == "tender":
         body = {
             "lots": [{"id": "lot-1", "title": "All", "quantity": 1}],
-            "tender_period_end": (TODAY + dt.timedelta(days=10)).isoformat(),
+            "tender_period_end": (today() + dt.timedelta(days=10)).isoformat(),
         }
     p = problem(await act(staff[who], f"/v1/initiatives/{iid}/{action}", body), 409)
     assert current in p["detail"], p
@@ -690,7 +697,7 @@ async def test_only_the_lead_nation_runs_the_initiative(staff: Clients) -> None:
     await ok(deu, f"/v1/initiatives/{iid}/close-participation")
     tender = {
         "lots": [{"id": "lot-1", "title": "All", "quantity": 10}],
-        "tender_period_end": (TODAY + dt.timedelta(days=10)).isoformat(),
+        "tender_period_end": (today() + dt.timedelta(days=10)).isoformat(),
     }
     problem(await act(fra, f"/v1/initiatives/{iid}/tender", tender), 403)
     # More than the firm demand is not tendered.

@@ -22,8 +22,14 @@ from icep.platform.testing import consumer_caught_up, read_records, wait_for
 
 PROBLEM = "application/problem+json"
 Clients = dict[str, httpx.AsyncClient]
-TODAY = dt.datetime.now(dt.UTC).date()
-NEXT_YEAR = TODAY.year + 1
+
+
+def today() -> dt.date:
+    """The date now, asked at each use (a run may cross midnight, UTC)."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+NEXT_YEAR = today().year + 1
 
 
 @pytest.fixture(scope="module")
@@ -351,7 +357,7 @@ def initiative_body(product: str, number: str, edition: int) -> dict[str, Any]:
         "item": {"product": product, "unit": "rounds"},
         "capability_area": "munitions",
         "required_standards": [{"number": number, "edition": edition}],
-        "participation_deadline": (TODAY + dt.timedelta(days=60)).isoformat(),
+        "participation_deadline": (today() + dt.timedelta(days=60)).isoformat(),
     }
 
 
@@ -371,7 +377,7 @@ async def tendering(
     await ok(deu.post(f"/v1/initiatives/{iid}/close-participation", headers=ANY))
     tender = {
         "lots": [{"id": "L1", "title": f"{product}, lot 1", "quantity": 1000}],
-        "tender_period_end": (TODAY + dt.timedelta(days=90)).isoformat(),
+        "tender_period_end": (today() + dt.timedelta(days=90)).isoformat(),
     }
     done = await ok(deu.post(f"/v1/initiatives/{iid}/tender", json=tender, headers=ANY))
     assert done["status"] == "tendering"
@@ -459,7 +465,7 @@ async def test_award_needs_clearance_and_verified_conformance_then_a_new_edition
     )
     assert p["missing_standards"] == [f"{number} Ed. 1"]
     await ok(nato_std.post(f"/v1/standards/conformance/{claim['id']}/start-test", headers=ANY))
-    expires = (TODAY + dt.timedelta(days=365)).isoformat()
+    expires = (today() + dt.timedelta(days=365)).isoformat()
     verified = await ok(
         nato_std.post(
             f"/v1/standards/conformance/{claim['id']}/verify",
@@ -529,7 +535,7 @@ async def claim_verified(
     body = {"product": product, "standard_id": standard_id, "level": "2", "releasability": releasability}
     claim = await ok(c["deu_std"].post("/v1/standards/conformance", json=body), 201)
     await ok(c["nato_std"].post(f"/v1/standards/conformance/{claim['id']}/start-test", headers=ANY))
-    expires = (TODAY + dt.timedelta(days=365)).isoformat()
+    expires = (today() + dt.timedelta(days=365)).isoformat()
     verify = {"expires_on": expires, "evidence": ["firing trial report (synthetic)"]}
     done = await ok(
         c["nato_std"].post(f"/v1/standards/conformance/{claim['id']}/verify", json=verify, headers=ANY)
@@ -586,7 +592,7 @@ async def test_conformance_is_verified_independently_unless_the_setting_allows_s
     deu_std, fra_std, nato_std = people["deu_std"], people["fra_std"], people["nato_std"]
     number = f"49{uuid.uuid4().int % 10**8:08d}"
     std = await promulgate(nato_std, number, 1)
-    expires = (TODAY + dt.timedelta(days=365)).isoformat()
+    expires = (today() + dt.timedelta(days=365)).isoformat()
     verify = {"expires_on": expires, "evidence": ["trial report (synthetic)"]}
 
     async def under_test(releasability: dict[str, Any]) -> str:

@@ -18,7 +18,12 @@ from icep.platform.testing import WebhookReceiver, consumer_caught_up, read_reco
 
 PROBLEM = "application/problem+json"
 Clients = dict[str, httpx.AsyncClient]
-TODAY = dt.datetime.now(dt.UTC).date()
+
+
+def today() -> dt.date:
+    """The date now, asked at each use: a run that crosses midnight (UTC) must not compare with the date
+    the module was imported on."""
+    return dt.datetime.now(dt.UTC).date()
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +135,7 @@ async def test_a_standard_from_study_to_superseded_with_every_event(staff: Clien
     r = await act(nato, f"/v1/standards/{ed2['id']}/circulate", version=1)
     assert r.status_code == 200 and r.json()["status"] == "ratification_draft"
     r = await act(nato, f"/v1/standards/{ed2['id']}/promulgate", version=2)
-    assert r.json()["status"] == "promulgated" and r.json()["promulgated_on"] == TODAY.isoformat()
+    assert r.json()["status"] == "promulgated" and r.json()["promulgated_on"] == today().isoformat()
 
     r = await nato.post("/v1/standards", json=standard_body(number, 3, supersedes=ed2["id"]))
     assert r.status_code == 201, r.text
@@ -291,7 +296,7 @@ async def test_a_nations_answer_its_reservations_and_implementation(staff: Clien
     problem(await deu.delete(f"{base}/reservations/9.9", headers=if_match(r.json())), 404)
     r = await deu.delete(f"{base}/reservations/5.1", headers=if_match(r.json()))
     assert r.json()["status"] == "ratified" and r.json()["reservations"] == []
-    forecast = (TODAY + dt.timedelta(days=200)).isoformat()
+    forecast = (today() + dt.timedelta(days=200)).isoformat()
     r = await deu.post(
         f"{base}/implementation-forecast",
         json={"implementation_forecast": forecast},
@@ -305,9 +310,9 @@ async def test_a_nations_answer_its_reservations_and_implementation(staff: Clien
         422,
     )
     r = await deu.post(
-        f"{base}/implementation", json={"implemented_on": TODAY.isoformat()}, headers=if_match(r.json())
+        f"{base}/implementation", json={"implemented_on": today().isoformat()}, headers=if_match(r.json())
     )
-    assert r.json()["implemented_on"] == TODAY.isoformat()
+    assert r.json()["implemented_on"] == today().isoformat()
     history = r.json()["history"]
     assert [h["action"] for h in history] == [
         "ratify",
@@ -367,13 +372,13 @@ async def test_who_may_record_a_nations_answer(staff: Clients, events: Events) -
     # ... but never whether or when a nation implemented.
     problem(
         await staff["nato"].post(
-            f"{fra}/implementation", json={"implemented_on": TODAY.isoformat()}, headers=if_match(r.json())
+            f"{fra}/implementation", json={"implemented_on": today().isoformat()}, headers=if_match(r.json())
         ),
         403,
     )
     assert (
         await staff["fra"].post(
-            f"{fra}/implementation", json={"implemented_on": TODAY.isoformat()}, headers=if_match(r.json())
+            f"{fra}/implementation", json={"implemented_on": today().isoformat()}, headers=if_match(r.json())
         )
     ).status_code == 200
     got = await events(
@@ -392,7 +397,7 @@ async def test_who_may_record_a_nations_answer(staff: Clients, events: Events) -
     ("setup", "path", "body"),
     [
         ([], "reservations", {"clause": "1", "kind": "limited", "detail": "x"}),
-        ([], "implementation", {"implemented_on": TODAY.isoformat()}),
+        ([], "implementation", {"implemented_on": today().isoformat()}),
         (["ratify"], "ratify", None),
         (["decline"], "decline", None),
         (["ratify"], "reservations/1", None),
@@ -419,16 +424,16 @@ async def test_illegal_response_steps(staff: Clients, setup: list[str], path: st
 async def test_interoperability_verdicts_carry_the_reservations(staff: Clients) -> None:
     s = await promulgated(staff["nato"])
     base = f"/v1/standards/{s['id']}/responses"
-    today = {"implemented_on": TODAY.isoformat()}
+    implemented = {"implemented_on": today().isoformat()}
     await act(staff["deu"], f"{base}/DEU/ratify")
-    await staff["deu"].post(f"{base}/DEU/implementation", json=today, headers=ANY)
+    await staff["deu"].post(f"{base}/DEU/implementation", json=implemented, headers=ANY)
     reservation = {
         "clause": "6.3",
         "kind": "will_not_implement",
         "detail": "no 155 mm artillery threat tests",
     }
     await act(staff["fra"], f"{base}/FRA/ratify", {"reservations": [reservation]})
-    await staff["fra"].post(f"{base}/FRA/implementation", json=today, headers=ANY)
+    await staff["fra"].post(f"{base}/FRA/implementation", json=implemented, headers=ANY)
     await act(staff["pol"], f"{base}/POL/decline")
 
     r = await staff["deu"].get(
@@ -483,7 +488,7 @@ async def test_progress_per_nation(staff: Clients) -> None:
     assert s["reference"] not in middle["implemented"]
     await staff["pol"].post(
         f"/v1/standards/{s['id']}/responses/POL/implementation",
-        json={"implemented_on": TODAY.isoformat()},
+        json={"implemented_on": today().isoformat()},
         headers=ANY,
     )
     after = await progress("POL")
@@ -524,9 +529,9 @@ async def test_conformance_claim_to_verified_and_rejected(staff: Clients, events
     problem(await act(staff["fra"], f"/v1/standards/conformance/{cid}/start-test"), 403)
     assert (await act(nato, f"/v1/standards/conformance/{cid}/start-test")).json()["status"] == "under_test"
     problem(
-        await act(nato, f"/v1/standards/conformance/{cid}/verify", {"expires_on": TODAY.isoformat()}), 422
+        await act(nato, f"/v1/standards/conformance/{cid}/verify", {"expires_on": today().isoformat()}), 422
     )
-    expires = (TODAY + dt.timedelta(days=365)).isoformat()
+    expires = (today() + dt.timedelta(days=365)).isoformat()
     r = await act(
         nato, f"/v1/standards/conformance/{cid}/verify", {"expires_on": expires, "evidence": ["trial X"]}
     )

@@ -23,6 +23,24 @@ HOSTILE = f"00-{PARTNER_TRACE}-00f067aa0ba902b7-00"
 IDLE_TRACES_PER_MINUTE = 2
 
 
+@pytest.fixture(scope="module", autouse=True)
+def partner_sends_what_the_test_says() -> Iterator[None]:
+    """The partner here is this test process, and an earlier in-process test of the session (a service app's
+    lifespan) may have instrumented httpx in it: it would put the process's own traceparent on every request,
+    over the hostile one. A partner's tracing is its own business; this module sends exactly its headers."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    instrumentor = HTTPXClientInstrumentor()
+    instrumented = instrumentor.is_instrumented_by_opentelemetry
+    if instrumented:
+        instrumentor.uninstrument()
+    try:
+        yield
+    finally:
+        if instrumented:
+            instrumentor.instrument()
+
+
 @pytest.fixture(scope="module")
 def hooks() -> Iterator[WebhookReceiver]:
     """DEU's endpoint for the whole module: it must outlive each test, or later events would be retried."""

@@ -36,8 +36,15 @@ from icep.platform.testing import WebhookReceiver, wait_for
 from tests.conftest import DEV_SECRETS, FreshToken
 
 PRODUCERS = (icep.contracts.plans, icep.contracts.procurement, icep.contracts.standards)
-TODAY = dt.datetime.now(dt.UTC).date()
-Y1 = str(TODAY.year + 1)
+
+
+def today() -> dt.date:
+    """The date now, asked at each use: a run that crosses midnight (UTC) must not compare with the date
+    the module was imported on."""
+    return dt.datetime.now(dt.UTC).date()
+
+
+Y1 = str(today().year + 1)
 TAG = uuid.uuid4().hex[:8]
 
 #: Each nation's subscriber: its webhooks and its feed.
@@ -232,14 +239,14 @@ async def _expire_claims(url: str, claim_ids: list[str]) -> None:
                 sa.text("UPDATE conformance_claims SET expires_on = :day WHERE id IN :ids").bindparams(
                     sa.bindparam("ids", expanding=True)
                 ),
-                {"day": TODAY - dt.timedelta(days=1), "ids": claim_ids},
+                {"day": today() - dt.timedelta(days=1), "ids": claim_ids},
             )
     finally:
         await engine.dispose()
 
 
 def later(days: int) -> str:
-    return (TODAY + dt.timedelta(days=days)).isoformat()
+    return (today() + dt.timedelta(days=days)).isoformat()
 
 
 def plan_body(start: int, product: str, **releases: Any) -> dict[str, Any]:
@@ -465,7 +472,7 @@ async def _standards(h: Harness, platform: Any) -> None:
         deu, "POST", f"{answers}/DEU/implementation-forecast", {"implementation_forecast": later(90)}, "*"
     )
     await h.check("a forecast", ("standards.response.implementation_forecast", f"{e1}:DEU"))
-    await h.act(deu, "POST", f"{answers}/DEU/implementation", {"implemented_on": TODAY.isoformat()}, "*")
+    await h.act(deu, "POST", f"{answers}/DEU/implementation", {"implemented_on": today().isoformat()}, "*")
     await h.check("an implementation", ("standards.response.implemented", f"{e1}:DEU"))
     await h.act(staff, "POST", f"{answers}/UKR/decline", version="*")  # NATO records a partner's answer
     await h.check("a partner's answer", ("standards.response.recorded", f"{e1}:UKR"))
@@ -654,7 +661,7 @@ async def _procurement(h: Harness) -> None:
         "framework": True,
         "value": 4e6,
         "currency": "EUR",
-        "period_start": TODAY.isoformat(),
+        "period_start": today().isoformat(),
         "period_end": later(730),
         "milestones": [
             {"id": "m1", "title": "First batch", "due": later(90), "quantity": 500},
@@ -676,7 +683,7 @@ async def _procurement(h: Harness) -> None:
     await h.act(lead, "POST", f"{path}/start-delivery", None, "*")
     await h.check("delivery", ("procurement.initiative.delivering", i))
     milestones = f"{path}/contracts/{contract_id}/milestones"
-    await h.act(lead, "POST", f"{milestones}/m1", {"met_on": TODAY.isoformat()}, "*")
+    await h.act(lead, "POST", f"{milestones}/m1", {"met_on": today().isoformat()}, "*")
     await h.check("a milestone met", ("procurement.milestone.met", i))
     await h.act(lead, "POST", f"{milestones}/m2", {"missed": True, "reason": "propellant shortage"}, "*")
     await h.check("a milestone missed", ("procurement.milestone.missed", i))
