@@ -44,6 +44,12 @@ DATABASE_AGNOSTIC = (
 )
 
 
+#: Long runs whose findings are the same on either database, so once is enough, on the production one: the
+#: fuzzing of the whole API. When CI runs both side by side, the SQLite run leaves them out
+#: (`-m "not production_database"`); a run on SQLite alone runs them.
+PRODUCTION_DATABASE = ("tests/e2e/test_schemathesis.py",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         try:
@@ -53,6 +59,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         own_database = "make_database_url" in getattr(getattr(item, "_fixtureinfo", None), "argnames", ())
         if where.startswith(DATABASE_AGNOSTIC) and not own_database:
             item.add_marker(pytest.mark.database_agnostic)
+        if where.startswith(PRODUCTION_DATABASE):
+            item.add_marker(pytest.mark.production_database)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
