@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer
 
 from icep.platform.kafka import ensure_topics, new_producer, start_with_retry
 from icep.platform.kafka_local import LocalKafka, fetch_jars, free_port
-from icep.platform.logs import KafkaOutageFilter
+from icep.platform.logs import KafkaOutageFilter, kafka_client
 from icep.platform.testing import wait_for
 
 
@@ -163,3 +163,32 @@ def test_other_aiokafka_errors_pass_unchanged() -> None:
     messages = [r.getMessage() for r in kept.records]
     assert messages[:2] == ["Unexpected error in coordinator routine"] * 2
     assert len(messages) == 3 and "cannot reach the broker" in messages[2]
+
+
+async def test_an_idle_client_is_announced_back_after_its_one_request(handlers: tuple[Kept, Kept]) -> None:
+    """The outbox relay sends its backlog as soon as the broker is back, right after its last error, and may
+    send nothing more for minutes: that one request is enough once the quiet period (0.5 s here) passes
+    without another error. A request followed by an error is not."""
+    _raw, shown = handlers
+    conn = logging.getLogger("aiokafka.conn")
+    token = kafka_client.set("idle producer")
+    try:
+        conn.warning("Unable connect to node with id 1: refused")
+        conn.debug("Request to %s:%d %d: %s", "127.0.0.1", 9092, 1, "ProduceRequest")
+        await asyncio.sleep(0.3)
+        conn.warning("Unable connect to node with id 1: refused")  # the broker went away again
+        await asyncio.sleep(1.0)
+        assert outage_lines(shown.records, "ended") == {}
+        conn.warning("Unable connect to node with id 1: refused")
+        conn.debug("Request to %s:%d %d: %s", "127.0.0.1", 9092, 2, "ProduceRequest")  # and then nothing
+    finally:
+        kafka_client.reset(token)
+    await wait_for(
+        lambda: outage_lines(shown.records, "ended"), timeout=5, what="the idle client's recovery line"
+    )
+    await asyncio.sleep(0.8)  # and only one
+    assert outage_lines(shown.records, "started") == {"idle producer": 1}
+    assert outage_lines(shown.records, "ended") == {"idle producer": 1}
+    back = next(r for r in shown.records if getattr(r, "kafka_outage", None) == "ended")
+    assert back.levelno == logging.INFO and "connected to the broker again" in back.getMessage()
+    assert back.suppressed == 2  # type: ignore[attr-defined]

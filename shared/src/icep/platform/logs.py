@@ -14,11 +14,14 @@ to forward upstream, and is in every log line written while the request is handl
 Broker outages. aiokafka logs every failed connection attempt, metadata refresh and fetch: thousands of
 ERROR lines a minute per process while a broker is away. `KafkaOutageFilter` lets the first such line of
 each Kafka client through as one WARNING, drops the repeats, and writes one line when the client talks to
-the broker again (with how many lines it held back). Other aiokafka errors pass unchanged.
+the broker again (with how many lines it held back): at its request, or, when that request came right after
+the last error, once the broker has stayed quiet for a while (an idle client, such as a relay that sent its
+backlog at once, may send nothing more for minutes). Other aiokafka errors pass unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import threading
@@ -215,6 +218,11 @@ class _Outage:
     since: float
     last_error: float
     suppressed: int = 0
+    #: When and on which logger the client last sent a request within the quiet period: the recovery line
+    #: is written (on that logger) when the quiet period passes with no error after it (`_confirm`).
+    talked_at: float = 0.0
+    talked_on: str = ""
+    confirming: bool = False
 
 
 class KafkaOutageFilter(logging.Filter):
@@ -224,7 +232,10 @@ class KafkaOutageFilter(logging.Filter):
 
     Needs the `aiokafka.conn` logger at DEBUG (`setup_logging` does it) to see the client talk again. A
     client counts as back when it sends a request `quiet_seconds` after its last connection error, so a
-    cluster with one broker down does not announce recovery between two errors.
+    cluster with one broker down does not announce recovery between two errors. A client that sent a
+    request within that time and no error after it until `quiet_seconds` have passed counts as back too
+    (the line is written then, on the event loop the client runs on): an idle client may send nothing more
+    for minutes.
     """
 
     def __init__(self, quiet_seconds: float = 2.0) -> None:
@@ -236,6 +247,8 @@ class KafkaOutageFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not (record.name == "aiokafka" or record.name.startswith("aiokafka.")):
             return True
+        if getattr(record, "kafka_outage", None) == "ended":
+            return True  # a recovery line this filter wrote itself (`_confirm`)
         client = kafka_client.get() or _client_from_logger(record.name)
         if record.levelno < logging.WARNING:
             if record.msg == _REQUEST_SENT:
@@ -259,29 +272,65 @@ class KafkaOutageFilter(logging.Filter):
             logging.WARNING,
             f"kafka {client}: cannot reach the broker ({message}); its repeats are held back until it is "
             "connected again",
-            kafka_client=client,
-            kafka_outage="started",
+            {"kafka_client": client, "kafka_outage": "started"},
         )
         return True
 
     def _maybe_recovered(self, record: logging.LogRecord, client: str) -> bool:
         with self._lock:
             outage = self._outages.get(client)
-            if outage is None or record.created - outage.last_error < self.quiet_seconds:
+            if outage is None:
+                return False
+            if record.created - outage.last_error < self.quiet_seconds:
+                outage.talked_at, outage.talked_on = record.created, record.name
+                if not outage.confirming:
+                    outage.confirming = self._confirm_later(client, outage)
                 return False
             del self._outages[client]
-        down = record.created - outage.since
-        _rewrite(
-            record,
-            logging.INFO,
-            f"kafka {client}: connected to the broker again after {down:.1f}s "
-            f"({outage.suppressed} repeated errors held back)",
-            kafka_client=client,
-            kafka_outage="ended",
-            outage_seconds=round(down, 1),
-            suppressed=outage.suppressed,
-        )
+        _rewrite(record, logging.INFO, *_recovered(client, outage, record.created))
         return True
+
+    def _confirm_later(self, client: str, outage: _Outage) -> bool:
+        """Check again when the quiet period after the client's last error has passed (False: cannot)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False  # not on an event loop: the client's next request says it
+        delay = max(0.0, outage.last_error + self.quiet_seconds - time.time()) + 0.05
+        loop.call_later(delay, self._confirm, client, outage)
+        return True
+
+    def _confirm(self, client: str, outage: _Outage) -> None:
+        """The client sent a request within the quiet period: it is back if no error came after it."""
+        now = time.time()
+        with self._lock:
+            outage.confirming = False
+            if self._outages.get(client) is not outage or outage.talked_at <= outage.last_error:
+                return  # over already, or an error came after the request: its next request decides
+            if now - outage.last_error < self.quiet_seconds:
+                outage.confirming = self._confirm_later(client, outage)
+                return
+            del self._outages[client]
+        logger = logging.getLogger(outage.talked_on)
+        message, fields = _recovered(client, outage, now)
+        line = logger.makeRecord(logger.name, logging.INFO, __file__, 0, message, (), None, extra=fields)
+        logger.handle(line)
+
+
+def _recovered(client: str, outage: _Outage, now: float) -> tuple[str, dict[str, Any]]:
+    """The recovery line of a client's outage: its message and fields."""
+    down = now - outage.since
+    message = (
+        f"kafka {client}: connected to the broker again after {down:.1f}s "
+        f"({outage.suppressed} repeated errors held back)"
+    )
+    fields = {
+        "kafka_client": client,
+        "kafka_outage": "ended",
+        "outage_seconds": round(down, 1),
+        "suppressed": outage.suppressed,
+    }
+    return message, fields
 
 
 def _client_from_logger(name: str) -> str:
@@ -291,7 +340,7 @@ def _client_from_logger(name: str) -> str:
     return "client"
 
 
-def _rewrite(record: logging.LogRecord, level: int, message: str, **fields: Any) -> None:
+def _rewrite(record: logging.LogRecord, level: int, message: str, fields: dict[str, Any]) -> None:
     record.levelno = level
     record.levelname = logging.getLevelName(level)
     record.msg = message

@@ -35,10 +35,14 @@ from icep.platform import events, faults
 from icep.platform.db import Database, LeaderLock, begin_write
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.kafka import new_producer
+from icep.platform.logs import kafka_client
 from icep.platform.observe import set_leader
 from icep.platform.telemetry import continued_or_linked_span, current_trace_headers, messaging_attributes
 
 log = logging.getLogger("icep.outbox")
+
+#: The relay's producer in the broker-outage log lines (`icep.platform.logs.KafkaOutageFilter`).
+RELAY_CLIENT = "outbox producer"
 
 OUTBOX_PUBLISHED = Counter("icep_outbox_published_total", "Outbox rows published", ["service"])
 OUTBOX_FAILURES = Counter("icep_outbox_publish_failures_total", "Failed publish attempts", ["service"])
@@ -277,12 +281,17 @@ class OutboxRelay:
         """The producer, started now if need be: one bounded try per round (the next round tries again)."""
         if self._producer is None:
             producer = new_producer(self.bootstrap, f"icep-{self.service}-relay")
+            # The tasks the producer starts log under the relay's client name, the same for every producer
+            # made anew, so a broker outage is one warning and one recovery line for the relay.
+            token = kafka_client.set(RELAY_CLIENT)
             try:
                 await asyncio.wait_for(producer.start(), self.send_timeout)
             except BaseException:
                 with suppress(Exception):
                     await asyncio.wait_for(producer.stop(), self.send_timeout)
                 raise
+            finally:
+                kafka_client.reset(token)
             self._producer = producer
         return self._producer
 
