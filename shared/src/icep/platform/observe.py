@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from prometheus_client import Gauge
 
 from icep.platform.kafka import kafka_reachable
+from icep.platform.logs import kafka_client
 
 log = logging.getLogger("icep.observe")
 
@@ -201,6 +202,14 @@ class LagObserver:
         self._offsets: Any = None
 
     async def _clients(self) -> tuple[Any, Any]:
+        # Named for the outage log (`icep.platform.logs`): the tasks these clients start carry the name.
+        token = kafka_client.set(f"lag observer {self.group}")
+        try:
+            return await self._start_clients()
+        finally:
+            kafka_client.reset(token)
+
+    async def _start_clients(self) -> tuple[Any, Any]:
         from aiokafka import AIOKafkaConsumer
         from aiokafka.admin import AIOKafkaAdminClient
 

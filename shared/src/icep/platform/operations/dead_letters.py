@@ -37,6 +37,7 @@ from icep.platform.errors import Conflict, DomainError, NotFound, Unprocessable
 from icep.platform.events import utcnow
 from icep.platform.ids import new_id
 from icep.platform.kafka import new_producer
+from icep.platform.logs import kafka_client
 from icep.platform.tables import DEAD_LETTER_STATUSES
 
 log = logging.getLogger("icep.operations")
@@ -316,7 +317,11 @@ class DeadLetters:
     async def _producer(self) -> AIOKafkaProducer:
         producer = new_producer(self.bootstrap, f"{self.group}-redrive")
         try:
-            await asyncio.wait_for(producer.start(), self.send_timeout)
+            token = kafka_client.set(f"dead-letter redrive {self.group}")  # named for the outage log
+            try:
+                await asyncio.wait_for(producer.start(), self.send_timeout)
+            finally:
+                kafka_client.reset(token)
         except (KafkaError, OSError, TimeoutError) as exc:
             await producer.stop()
             raise KafkaUnavailable(
