@@ -175,8 +175,9 @@ async def test_an_idle_client_is_announced_back_after_its_one_request(handlers: 
     try:
         conn.warning("Unable connect to node with id 1: refused")
         conn.debug("Request to %s:%d %d: %s", "127.0.0.1", 9092, 1, "ProduceRequest")
-        await asyncio.sleep(0.3)
-        conn.warning("Unable connect to node with id 1: refused")  # the broker went away again
+        # The broker goes away again before the quiet period can pass (nothing yields in between, so this
+        # holds however slow the machine is).
+        conn.warning("Unable connect to node with id 1: refused")
         await asyncio.sleep(1.0)
         assert outage_lines(shown.records, "ended") == {}
         conn.warning("Unable connect to node with id 1: refused")
