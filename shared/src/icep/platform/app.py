@@ -47,7 +47,7 @@ from icep.platform.openapi import install_openapi
 from icep.platform.operations import api as operations_api
 from icep.platform.operations.dead_letters import keep_gauge_fresh
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
-from icep.platform.problems import install_problem_handlers
+from icep.platform.problems import AnswerErrors, install_problem_handlers
 from icep.platform.retention import RetentionRule
 from icep.platform.settings import ServiceSettings
 from icep.platform.tables import PlatformTables
@@ -379,6 +379,8 @@ def service_app(spec: ServiceSpec) -> FastAPI:
         app.add_middleware(RejectDuplicateKeys)  # inside the key's hold: a refused body releases it
         # Inside the metrics and tracing middleware, so replays are measured and traced like any answer.
         app.add_middleware(IdempotencyMiddleware)
+    # Outside the idempotency, audit and body middlewares: what they raise is answered as a problem too.
+    app.add_middleware(AnswerErrors)
     app.add_middleware(RequestMetrics, service=name)
     logs.install_access_log(app, name)  # outside every middleware, inside the tracing one (installed next)
     telemetry.instrument_app(app)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from icep.platform.errors import DomainError
 
@@ -140,6 +141,43 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _last_resort(request: Request, exc: BaseException) -> JSONResponse:
+    if database_unavailable(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return unavailable(request)
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "an unexpected error occurred; it has been logged", instance=request.url.path)
+
+
+class AnswerErrors:
+    """The last net of an app's middleware: an exception that escaped every handler (one raised by a
+    middleware, or one only the server-error layer would see) is answered here as problem JSON: 503 when the
+    database cannot be reached, else 500. It never reaches the server, which would drop the connection, and
+    a keep-alive peer (the gateway) would then meet a closed connection on its next request (a 502)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def noted(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, noted)
+        except Exception as exc:
+            if started:
+                raise  # half an answer is out: only closing the connection tells the peer
+            await _last_resort(Request(scope), exc)(scope, receive, send)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map every error, expected or not, to problem JSON (a 500 is logged as the bug it is)."""
 
@@ -203,8 +241,12 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        if database_unavailable(exc):
-            log.warning("database unavailable on %s %s: %s", request.method, request.url.path, exc)
-            return unavailable(request)
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "an unexpected error occurred; it has been logged", instance=request.url.path)
+        return _last_resort(request, exc)
+
+    # Answered inside the app (the server-error layer would answer and then re-raise to the server, which
+    # drops the connection): a database that cannot be reached is 503, any other of these a 500.
+    @app.exception_handler(OSError)
+    @app.exception_handler(DisconnectionError)
+    @app.exception_handler(PoolTimeout)
+    async def _unreachable(request: Request, exc: Exception) -> JSONResponse:
+        return _last_resort(request, exc)
