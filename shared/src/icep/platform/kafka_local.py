@@ -327,7 +327,7 @@ def _probe_broker(port: int, timeout: float) -> bool:
 
 
 def _metadata_brokers(port: int, timeout: float) -> list[int]:
-    """The ids of the registered, unfenced brokers the node on ``port`` knows (empty if it does not answer)."""
+    """Ids of the registered, unfenced brokers the node on ``port`` knows (empty if it does not answer)."""
     correlation_id = 0x1CE9
     client_id = b"icep-kafka-local"
     # Request header v1: api_key=3 (Metadata), api_version=4, correlation id,
