@@ -176,10 +176,9 @@ async def test_broker_killed_under_load(
             new_leaders, timeout=60, interval=0.2, what="new leaders for the killed node's partitions"
         )
         stage("new leaders")
-        # The node comes back and joins again while the load goes on.
+        # The node comes back and joins the cluster again while the events drain.
         cluster.start(victim)
-        await asyncio.to_thread(cluster.wait_ready, 120)
-        stage("node back")
+        rejoined = asyncio.ensure_future(asyncio.to_thread(cluster.wait_ready, 120))
         await load.stop()
 
         expected = {(t, p) for p in load.plans for t in (CREATED, SUBMITTED)}
@@ -191,6 +190,8 @@ async def test_broker_killed_under_load(
         stage("all delivered")
         await platform.settled(timeout=120)
         stage("settled")
+        await rejoined
+        stage("node back")
     finally:
         if not load.stopping.is_set():
             await load.stop()
