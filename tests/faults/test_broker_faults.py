@@ -123,8 +123,8 @@ class Load:
 
 
 async def test_broker_killed_under_load(
+    cluster: LocalKafkaCluster,  # first: set up before the platform, torn down after it
     start_platform: Any,
-    cluster: LocalKafkaCluster,
     plan_body: Callable[..., dict[str, Any]],
     receiver: WebhookReceiver,
 ) -> None:
