@@ -467,14 +467,6 @@ def retention_purge(
     console.print(table)
 
 
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()
-
-
 def _start_cluster(var_dir: Path, kafka_port: int, nodes: int) -> LocalKafkaCluster:
     """A local KRaft cluster for `icep up --brokers N`: node i on `kafka_port + 2(i-1)`, its controller on
     the next port, data in `var_dir/kafka-cluster` (kept between runs, like the single broker's)."""
@@ -493,3 +485,11 @@ def _start_cluster(var_dir: Path, kafka_port: int, nodes: int) -> LocalKafkaClus
         cluster.stop()
         raise
     return cluster
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
