@@ -25,7 +25,7 @@ from aiokafka.errors import KafkaError
 
 from icep.platform.events import decode
 from icep.platform.kafka_local import LocalKafkaCluster, fetch_jars
-from icep.platform.testing import WebhookReceiver, read_records, wait_for
+from icep.platform.testing import ReceivedRequest, WebhookReceiver, read_records, wait_for
 
 CREATED = "icep.plans.plan.created.v1"
 SUBMITTED = "icep.plans.plan.submitted.v1"
@@ -86,6 +86,11 @@ async def end_offsets(bootstrap: str, topic: str, partitions: list[int]) -> dict
     finally:
         await consumer.stop()
     return {tp.partition: offset for tp, offset in ends.items()}
+
+
+def delivered(hooks: list[ReceivedRequest]) -> set[tuple[str, str]]:
+    """(event type, plan id) of each webhook received."""
+    return {(h.json()["type"], h.json()["subject"]) for h in hooks}
 
 
 class Load:
@@ -182,11 +187,11 @@ async def test_broker_killed_under_load(
         await load.stop()
 
         expected = {(t, p) for p in load.plans for t in (CREATED, SUBMITTED)}
-
-        def delivered() -> set[tuple[str, str]]:
-            return {(h.json()["type"], h.json()["subject"]) for h in receiver.received()}
-
-        await wait_for(lambda: expected <= delivered(), timeout=120, what="every accepted event's webhook")
+        await wait_for(
+            lambda: expected <= delivered(receiver.received()),
+            timeout=120,
+            what="every accepted event's webhook",
+        )
         stage("all delivered")
         await platform.settled(timeout=120)
         stage("settled")
@@ -204,7 +209,7 @@ async def test_broker_killed_under_load(
     ids = Counter(h.headers["webhook-id"] for h in hooks)
     assert all(n == 1 for n in ids.values()), [i for i, n in ids.items() if n > 1]
     # Every writer finished its create and submit before the load stopped: exactly the answered writes.
-    assert delivered_set(hooks) == {(t, p) for p in load.plans for t in (CREATED, SUBMITTED)}
+    assert delivered(hooks) == expected
     assert len(hooks) == 2 * len(load.plans)
     # Per plan the order is kept: created before submitted.
     seen: dict[str, list[str]] = defaultdict(list)
@@ -234,7 +239,3 @@ async def test_broker_killed_under_load(
         f"{worst:.2f}s; {len(load.plans)} plans, {len(hooks)} webhooks, statuses {dict(load.statuses)}; "
         + ", ".join(f"{name} {at:.1f}s" for name, at in stages)
     )
-
-
-def delivered_set(hooks: list[Any]) -> set[tuple[str, str]]:
-    return {(h.json()["type"], h.json()["subject"]) for h in hooks}
