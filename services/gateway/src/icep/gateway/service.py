@@ -35,6 +35,7 @@ from icep.gateway.models import TokenResponse
 from icep.gateway.ratelimit import (
     RATE_LIMIT_HEADERS,
     LimitState,
+    MemoryWindows,
     RateLimitPolicy,
     Verdict,
     async_storage_uri,
@@ -859,29 +860,35 @@ class RateLimiter:
 
     def __init__(self, storage_uri: str, *, timeout: float, retry_interval: float = 1.0) -> None:
         uri = async_storage_uri(storage_uri)
-        options: dict[str, float] = (
-            {"connect_timeout": timeout, "stream_timeout": timeout} if is_shared_storage(uri) else {}
-        )
         self.storage_uri = redacted(storage_uri)
-        self.storage = storage_from_string(uri, **options)
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self._retry_at = 0.0
+        self._failing = False
+        #: This process's memory (checked synchronously: nothing to wait for), or None for a shared storage.
+        self.memory: MemoryWindows | None = None
+        self.storage: Any = None
+        if not is_shared_storage(uri):
+            self.memory = MemoryWindows()
+            self._errors: tuple[type[BaseException], ...] = ()
+            return
+        self.storage = storage_from_string(uri, connect_timeout=timeout, stream_timeout=timeout)
         self._strategy = MovingWindowRateLimiter(self.storage)
         base = self.storage.base_exceptions
-        self._errors: tuple[type[BaseException], ...] = (
+        self._errors = (
             TimeoutError,
             OSError,
             StorageError,
             *(base if isinstance(base, tuple) else (base,)),
         )
-        self.timeout = timeout
-        self.retry_interval = retry_interval
-        self._retry_at = 0.0
-        self._failing = False
 
     async def hit(self, items: tuple[RateLimitItem, ...], *key: str) -> Verdict | None:
         """Count one request for `key` against each of `items`, in order, until one refuses.
 
         None when the storage could not be asked: the caller lets the request through.
         """
+        if self.memory is not None:
+            return self.hit_memory(items, *key)
         if self._failing and time.monotonic() < self._retry_at:
             RATE_LIMIT_FAIL_OPEN.inc()
             return None
@@ -908,6 +915,17 @@ class RateLimiter:
         if self._failing:
             self._failing = False
             log.info("rate-limit storage %s answers again; rate limits apply", self.storage_uri)
+        return Verdict(items, tuple(states))
+
+    def hit_memory(self, items: tuple[RateLimitItem, ...], *key: str) -> Verdict:
+        """`hit` on this process's memory: no I/O, so no await, no timeout and no failure to open on."""
+        assert self.memory is not None
+        states: list[LimitState] = []
+        for item in items:
+            state = self.memory.hit(item, *key)
+            states.append(state)
+            if not state.allowed:
+                break
         return Verdict(items, tuple(states))
 
     async def aclose(self) -> None:
