@@ -579,6 +579,22 @@ def end_to_end(headers: Iterable[tuple[str, str]], *, drop: Iterable[str] = ()) 
     return [(name, value) for name, value in headers if name.lower() not in skip]
 
 
+def end_to_end_raw(
+    headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes] = frozenset()
+) -> list[tuple[bytes, bytes]]:
+    """`end_to_end` on the raw header pairs of an ASGI scope or an HTTP client (bytes, names lower-cased),
+    as the proxy forwards them; `drop` holds lower-case names besides `HOP_BY_HOP`."""
+    headers = [(name.lower(), value) for name, value in headers]
+    skip = _HOP_BY_HOP_RAW | drop
+    named = [value for name, value in headers if name == b"connection"]
+    if named:
+        skip = skip | {t.strip().lower() for value in named for t in value.split(b",") if t.strip()}
+    return [(name, value) for name, value in headers if name not in skip]
+
+
+_HOP_BY_HOP_RAW: frozenset[bytes] = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
+
+
 # --- command line -------------------------------------------------------------------------------------
 
 

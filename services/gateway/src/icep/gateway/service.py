@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.gateway.domain import Client, ClientRegistry, ClientsFile, FileWatch, end_to_end, route
+from icep.gateway.domain import Client, ClientRegistry, ClientsFile, FileWatch, end_to_end_raw, route
 from icep.gateway.edge import TRUSTED_PEER, path_refusal, raw_path_of, under_route
 from icep.gateway.models import TokenResponse
 from icep.gateway.ratelimit import (
@@ -372,6 +372,8 @@ _REPLACED_REQUEST_HEADERS = frozenset(
 _REPLACED_RESPONSE_HEADERS = frozenset(
     {"date", "server", "x-request-id", *(name.lower() for name in RATE_LIMIT_HEADERS)}
 )
+_REPLACED_REQUEST_RAW = frozenset(name.encode("latin-1") for name in _REPLACED_REQUEST_HEADERS)
+_REPLACED_RESPONSE_RAW = frozenset(name.encode("latin-1") for name in _REPLACED_RESPONSE_HEADERS)
 
 
 class _BodyTooLarge(Exception):
@@ -389,12 +391,12 @@ class UpstreamResponse(StreamingResponse):
     def __init__(
         self,
         upstream: httpx.Response,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         idle_timeout: float | None,
         slot: StreamSlot | None = None,
     ) -> None:
         super().__init__(_relay(upstream, idle_timeout), status_code=upstream.status_code)
-        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        self.raw_headers = headers
         self._upstream = upstream
         self._slot = slot
 
@@ -562,6 +564,11 @@ class Proxy:
         self.rate_limits = rate_limits
         self.streams = streams if streams is not None else StreamSlots(total=1000, per_client=5)
         self._clients = {name: self._client(max_connections) for name in self.upstreams}
+        #: Each upstream's parsed base URL and its path prefix, parsed once rather than per request.
+        self._bases = {
+            name: (base, base.raw_path.split(b"?", 1)[0].rstrip(b"/"))
+            for name, base in ((name, httpx.URL(url)) for name, url in self.upstreams.items())
+        }
         self._stream_clients = {name: self._client(self.streams.total) for name in self.upstreams}
 
     def _client(self, max_connections: int) -> httpx.AsyncClient:
@@ -651,10 +658,7 @@ class Proxy:
             response = await self._exchange(request, upstream, slot is not None, body)
             if not isinstance(response, httpx.Response):
                 return response
-            headers = end_to_end(
-                ((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw),
-                drop=_REPLACED_RESPONSE_HEADERS,
-            )
+            headers = end_to_end_raw(response.headers.raw, _REPLACED_RESPONSE_RAW)
             streaming = response.headers.get("content-type", "").startswith("text/event-stream")
             if not streaming:
                 # Buffered: a service that dies mid-answer gives the caller a 502, not a status line
@@ -677,7 +681,7 @@ class Proxy:
                 slot.release()
 
     async def _buffered(
-        self, request: Request, upstream: str, response: httpx.Response, headers: list[tuple[str, str]]
+        self, request: Request, upstream: str, response: httpx.Response, headers: list[tuple[bytes, bytes]]
     ) -> Response:
         """The whole upstream answer as one response, read before anything is sent to the caller; a 502
         problem when it cannot be read whole (the service failed mid-answer) or exceeds the size limit."""
@@ -723,7 +727,7 @@ class Proxy:
         answer = Response(body, status_code=response.status_code)
         # Raw bytes as the service sent them (still compressed, if it was); its Content-Length stays when it
         # sent one (a HEAD answer's describes the GET body), else it is the length read.
-        answer.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        answer.raw_headers = headers
         if "content-length" not in response.headers and _may_have_body(request.method, response.status_code):
             answer.raw_headers.append((b"content-length", str(len(body)).encode("latin-1")))
         return answer
@@ -747,7 +751,7 @@ class Proxy:
             request.method,
             target,
             # Bytes, as received: httpx would encode str values as ASCII and fail on any other octet.
-            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers(request)],
+            headers=self._headers(request),
             content=body or None,
         )
         try:
@@ -779,10 +783,9 @@ class Proxy:
         `_PathOutsideRoute` if the URL's path is not exactly the checked one (httpx normalises dot segments
         and escapes some characters when it builds a URL) or not under a prefix of `upstream`'s routes.
         """
-        base = httpx.URL(self.upstreams[upstream])
+        base, prefix = self._bases[upstream]
         raw_path = raw_path_of(scope)
         query: bytes = scope.get("query_string", b"")
-        prefix = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
         expected = prefix + raw_path
         try:
             target = base.copy_with(raw_path=expected + (b"?" + query if query else b""))
@@ -792,24 +795,28 @@ class Proxy:
             raise _PathOutsideRoute
         return target
 
-    def _headers(self, request: Request) -> list[tuple[str, str]]:
-        incoming = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        headers = end_to_end(incoming, drop=_REPLACED_REQUEST_HEADERS)
+    def _headers(self, request: Request) -> list[tuple[bytes, bytes]]:
+        """The request's end-to-end headers, as received (bytes), and the gateway's forwarding headers."""
+        incoming: list[tuple[bytes, bytes]] = request.scope["headers"]
+        headers = end_to_end_raw(incoming, _REPLACED_REQUEST_RAW)
         # The forwarding headers are the gateway's own. Only a trusted proxy in front of it (a load balancer,
         # see ForwardedHeadersMiddleware) has its chain and its X-Forwarded-Host kept; the peer is appended.
         trusted_peer = request.scope.get("state", {}).get(TRUSTED_PEER)
-        host = request.headers.get("host")
+        host = next((v for k, v in incoming if k.lower() == b"host"), None)
         if trusted_peer is not None:
-            chain = [v for k, v in incoming if k.lower() == "x-forwarded-for"] + [trusted_peer]
-            host = next((v for k, v in reversed(incoming) if k.lower() == "x-forwarded-host"), host)
+            chain = [v for k, v in incoming if k.lower() == b"x-forwarded-for"] + [
+                trusted_peer.encode("latin-1")
+            ]
+            host = next((v for k, v in reversed(incoming) if k.lower() == b"x-forwarded-host"), host)
         else:
-            chain = [request.client.host] if request.client is not None else []
+            client = request.scope.get("client")
+            chain = [client[0].encode("latin-1")] if client else []
         if chain:
-            headers.append(("x-forwarded-for", ", ".join(chain)))
-        headers.append(("x-forwarded-proto", request.url.scheme))
+            headers.append((b"x-forwarded-for", b", ".join(chain)))
+        headers.append((b"x-forwarded-proto", request.scope.get("scheme", "http").encode("latin-1")))
         if host:
-            headers.append(("x-forwarded-host", host))
-        headers.append(("x-request-id", request_id_of(request)))
+            headers.append((b"x-forwarded-host", host))
+        headers.append((b"x-request-id", request_id_of(request).encode("latin-1")))
         return headers
 
     async def _read_body(self, request: Request) -> bytes:
