@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import getpass
 import hashlib
 import hmac
@@ -531,12 +532,17 @@ def _segments(path: str) -> list[str]:
     return [s for s in path.split("/") if s]
 
 
+@functools.lru_cache(maxsize=256)
+def _prefix_segments(prefix: str) -> tuple[str, ...]:
+    return tuple(_segments(prefix))
+
+
 def route(path: str, routes: Mapping[str, str] = ROUTES) -> str | None:
     """The upstream that serves `path`, or None. `/v1/plans` matches `/v1/plans/7`, not `/v1/plansx`."""
-    segments = _segments(path)
+    segments = tuple(_segments(path))
     best: tuple[int, str] | None = None
     for prefix, upstream in routes.items():
-        wanted = _segments(prefix)
+        wanted = _prefix_segments(prefix)  # split once per prefix, not on every request
         if segments[: len(wanted)] == wanted and (best is None or len(wanted) > best[0]):
             best = (len(wanted), upstream)
     return best[1] if best else None

@@ -985,9 +985,13 @@ def too_many_requests(verdict: Verdict, limit: str, detail: str, *, instance: st
     )
 
 
+def _encoded(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
 def _with_headers(send: Send, headers: Iterable[tuple[str, str]], *, replace: bool) -> Send:
     """`send`, adding `headers` to the response head: replacing same-named ones, or only where absent."""
-    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    extra = _encoded(headers)
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -1095,17 +1099,36 @@ class SecurityHeadersMiddleware:
         self.headers = list(headers.items())
         self.content_security_policy = content_security_policy
         self.strict_transport_security = strict_transport_security
+        # The header sets a response can get, encoded once: by (API path, HTTPS, proxied path).
+        self._sets: dict[tuple[bool, bool, bool], list[tuple[bytes, bytes]]] = {}
+        for api in (False, True):
+            for https in (False, True):
+                for proxied in (False, True):
+                    chosen = list(self.headers)
+                    if content_security_policy and api:
+                        chosen.append(("Content-Security-Policy", content_security_policy))
+                    if strict_transport_security and https:
+                        chosen.append(("Strict-Transport-Security", strict_transport_security))
+                    if proxied:
+                        chosen.append(("Cache-Control", "no-store"))
+                    self._sets[api, https, proxied] = _encoded(chosen)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        headers = list(self.headers)
-        if self.content_security_policy and not any(_under(path, docs) for docs in DOCS_PATHS):
-            headers.append(("Content-Security-Policy", self.content_security_policy))
-        if self.strict_transport_security and scope.get("scheme") == "https":
-            headers.append(("Strict-Transport-Security", self.strict_transport_security))
-        if _under(path, PROXIED_PREFIX):
-            headers.append(("Cache-Control", "no-store"))
-        await self.app(scope, receive, _with_headers(send, headers, replace=False))
+        extra = self._sets[
+            not any(_under(path, docs) for docs in DOCS_PATHS),
+            scope.get("scheme") == "https",
+            _under(path, PROXIED_PREFIX),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                current: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+                present = {k.lower() for k, _ in current}
+                message = {**message, "headers": current + [(k, v) for k, v in extra if k not in present]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
