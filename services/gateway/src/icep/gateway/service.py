@@ -853,11 +853,14 @@ RATE_LIMIT_FAIL_OPEN = Counter(
 
 
 class RateLimiter:
-    """Counts requests against limits in a `limits` storage: this process's memory, or a Redis that every
+    """Counts requests against limits: in this process's memory, or in a Redis (`limits` storage) that every
     gateway replica shares (then a client has one budget, whichever replica it reaches).
 
     Moving windows: 600/minute means at most 600 requests in any 60 seconds, with no double burst where
     two fixed windows meet, and a refused caller is told exactly when the oldest request leaves the window.
+
+    In memory the counting is `MemoryWindows`, synchronous: no await, no thread, nothing that can fail.
+    Redis is asked through `limits`' asyncio strategy.
 
     It fails open. When the storage does not answer within `timeout` seconds, the request passes unchecked,
     `icep_gateway_rate_limit_fail_open_total` counts it and a warning is logged (once per outage): losing
