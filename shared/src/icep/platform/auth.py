@@ -237,7 +237,9 @@ class TokenVerifier:
             now = time.time()
             if key is verified.key and verified.valid_from <= now < verified.valid_until:
                 return verified.principal
-            del self._verified[token]  # expired, or its key changed: the full check says why (or passes)
+            # Expired, or its key changed: the full check says why (or passes). Another request may have
+            # dropped it already while this one waited for the key.
+            self._verified.pop(token, None)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
