@@ -26,6 +26,7 @@ from icep.gateway.app import create_app
 from icep.gateway.domain import hash_secret
 from icep.gateway.ratelimit import (
     LimitState,
+    MemoryWindows,
     RateLimitPolicy,
     Verdict,
     async_storage_uri,
@@ -96,6 +97,41 @@ def test_a_refusal_reports_the_refusing_limit_and_when_to_retry() -> None:
     assert headers["Retry-After"] == "18"
     # Never "retry after 0 seconds", even when the window frees in a moment.
     assert _verdict(("1/second", False, 0, now + 0.01)).retry_after(now) == 1
+
+
+class _Clock:
+    """Stands in for the `time` module of `icep.gateway.ratelimit`: time moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_memory_windows_count_a_moving_window_and_forget_idle_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr("icep.gateway.ratelimit.time", clock)
+    windows = MemoryWindows(sweep_seconds=60)
+    [item] = parse_many("2/minute")
+    first = windows.hit(item, "client", "a")
+    assert (first.allowed, first.remaining, first.reset_at) == (True, 1, clock.now + 60)
+    clock.now += 30
+    assert windows.hit(item, "client", "a").remaining == 0
+    refused = windows.hit(item, "client", "a")
+    assert (refused.allowed, refused.remaining, refused.reset_at) == (False, 0, clock.now + 30)
+    assert windows.hit(item, "client", "b").allowed  # another client has its own window
+    clock.now += 31  # the first request has left the window: one more fits
+    assert windows.hit(item, "client", "a").allowed
+    assert not windows.hit(item, "client", "a").allowed
+    clock.now += 120  # both idle for longer than the window: the next sweep forgets them
+    windows.hit(item, "client", "c")
+    assert len(windows) == 1
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI
 from icep.platform.auth import Principal, PrincipalDep, TokenVerifier, require_role, required_scope
 from icep.platform.errors import Unauthorized
 from icep.platform.problems import install_problem_handlers
+from icep.platform.testing import wait_for
 
 ISSUER = "https://gateway.icep.test"
 AUDIENCE = "icep"
@@ -139,6 +140,54 @@ async def test_a_withdrawn_key_stops_working_once_the_cache_ages() -> None:
     keys.add("k2", ec.generate_private_key(ec.SECP256R1()), "ES256")
     with pytest.raises(Unauthorized, match="unknown key"):
         await verifier.verify(token)
+
+
+async def test_a_verified_token_is_remembered_until_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = KeySet()
+    verifier = keys.verifier(leeway=0)
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    token = keys.token(exp=int(time.time()) + 1)
+    first = await verifier.verify(token)
+    assert await verifier.verify(token) == first
+    assert len(decoded) == 1  # the signature was checked once
+
+    async def refused() -> str | None:
+        try:
+            await verifier.verify(token)
+        except Unauthorized as exc:
+            return exc.detail
+        return None
+
+    assert (
+        await wait_for(refused, timeout=5, what="the remembered token to expire") == "the token has expired"
+    )
+
+
+async def test_a_remembered_token_is_checked_again_when_its_key_changes() -> None:
+    keys = KeySet()
+    verifier = keys.verifier(max_key_age=0)
+    token = keys.token()
+    await verifier.verify(token)
+    keys.add("k1", ec.generate_private_key(ec.SECP256R1()), "ES256")  # same kid, another key
+    with pytest.raises(Unauthorized, match="signature is invalid"):
+        await verifier.verify(token)
+
+
+async def test_remembered_tokens_are_bounded() -> None:
+    keys = KeySet()
+    verifier = keys.verifier(max_tokens=4)
+    tokens = [keys.token(jti=str(n)) for n in range(10)]
+    for token in tokens:
+        await verifier.verify(token)
+    assert len(verifier._verified) <= 4
+    assert (await verifier.verify(tokens[0])).client_id == "deu-planner"  # a forgotten one verifies again
 
 
 async def test_symmetric_and_private_keys_in_a_jwks_are_ignored() -> None:

@@ -152,6 +152,17 @@ class _VerificationKey:
     key: Any  # a `cryptography` public key object
 
 
+@dataclass(frozen=True)
+class _Verified:
+    """A token that verified: who it names, the key that checked it, and while its claims let it pass."""
+
+    principal: Principal
+    key: _VerificationKey
+    #: Epoch seconds, leeway included: the token passes from `valid_from` until before `valid_until`.
+    valid_from: float
+    valid_until: float
+
+
 class _KeySetUnavailable(Exception):
     pass
 
@@ -177,6 +188,7 @@ class TokenVerifier:
         max_key_age: float = 300.0,
         jwks_source: JwksSource | None = None,
         nation_claim: str = "nation",
+        max_tokens: int = 10_000,
     ) -> None:
         self.issuer = issuer
         self.audience = audience
@@ -194,6 +206,8 @@ class TokenVerifier:
         self._failed_at: float | None = None
         self._missed_at: float | None = None
         self._lock = asyncio.Lock()
+        self._verified: dict[str, _Verified] = {}
+        self.max_tokens = max_tokens
 
     @classmethod
     def from_settings(
@@ -217,6 +231,15 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """The principal a valid token names; `Unauthorized` with a precise detail otherwise."""
+        verified = self._verified.get(token)
+        if verified is not None:
+            key = await self._key(verified.key.kid)
+            now = time.time()
+            if key is verified.key and verified.valid_from <= now < verified.valid_until:
+                return verified.principal
+            # Expired, or its key changed: the full check says why (or passes). Another request may have
+            # dropped it already while this one waited for the key.
+            self._verified.pop(token, None)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -261,7 +284,28 @@ class TokenVerifier:
             raise Unauthorized("the bearer token is malformed") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"the token is invalid: {exc}") from None
-        return _principal(claims, audience=self.audience, nation_claim=self.nation_claim)
+        principal = _principal(claims, audience=self.audience, nation_claim=self.nation_claim)
+        self._remember(token, principal, key, claims)
+        return principal
+
+    def _remember(
+        self, token: str, principal: Principal, key: _VerificationKey, claims: Mapping[str, Any]
+    ) -> None:
+        """Keep a verified token for its next uses, with the window in which PyJWT would pass it again."""
+        try:
+            # PyJWT: expired once exp <= now - leeway; too early while nbf or iat > now + leeway.
+            valid_until = int(claims["exp"]) + self.leeway
+            valid_from = max(int(claims["iat"]), int(claims.get("nbf", claims["iat"]))) - self.leeway
+        except (TypeError, ValueError, OverflowError):
+            return
+        if len(self._verified) >= self.max_tokens:
+            now = time.time()
+            self._verified = {t: v for t, v in self._verified.items() if v.valid_until > now}
+            if len(self._verified) >= self.max_tokens:
+                # Still full of live tokens: forget the older half (dicts keep insertion order).
+                keep = list(self._verified.items())[self.max_tokens // 2 :]
+                self._verified = dict(keep)
+        self._verified[token] = _Verified(principal, key, valid_from, valid_until)
 
     async def _key(self, kid: str) -> _VerificationKey:
         key = self._keys.get(kid)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import getpass
 import hashlib
 import hmac
@@ -531,12 +532,17 @@ def _segments(path: str) -> list[str]:
     return [s for s in path.split("/") if s]
 
 
+@functools.lru_cache(maxsize=256)
+def _prefix_segments(prefix: str) -> tuple[str, ...]:
+    return tuple(_segments(prefix))
+
+
 def route(path: str, routes: Mapping[str, str] = ROUTES) -> str | None:
     """The upstream that serves `path`, or None. `/v1/plans` matches `/v1/plans/7`, not `/v1/plansx`."""
-    segments = _segments(path)
+    segments = tuple(_segments(path))
     best: tuple[int, str] | None = None
     for prefix, upstream in routes.items():
-        wanted = _segments(prefix)
+        wanted = _prefix_segments(prefix)  # split once per prefix, not on every request
         if segments[: len(wanted)] == wanted and (best is None or len(wanted) > best[0]):
             best = (len(wanted), upstream)
     return best[1] if best else None
@@ -577,6 +583,22 @@ def end_to_end(headers: Iterable[tuple[str, str]], *, drop: Iterable[str] = ()) 
     headers = list(headers)
     skip = hop_by_hop(headers) | {d.lower() for d in drop}
     return [(name, value) for name, value in headers if name.lower() not in skip]
+
+
+def end_to_end_raw(
+    headers: Iterable[tuple[bytes, bytes]], drop: frozenset[bytes] = frozenset()
+) -> list[tuple[bytes, bytes]]:
+    """`end_to_end` on the raw header pairs of an ASGI scope or an HTTP client (bytes, names lower-cased),
+    as the proxy forwards them; `drop` holds lower-case names besides `HOP_BY_HOP`."""
+    headers = [(name.lower(), value) for name, value in headers]
+    skip = _HOP_BY_HOP_RAW | drop
+    named = [value for name, value in headers if name == b"connection"]
+    if named:
+        skip = skip | {t.strip().lower() for value in named for t in value.split(b",") if t.strip()}
+    return [(name, value) for name, value in headers if name not in skip]
+
+
+_HOP_BY_HOP_RAW: frozenset[bytes] = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
 
 
 # --- command line -------------------------------------------------------------------------------------

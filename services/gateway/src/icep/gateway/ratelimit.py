@@ -12,6 +12,8 @@ as `<requests>;w=<window seconds>`, and on a refusal `Retry-After` (seconds).
 from __future__ import annotations
 
 import math
+import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -132,6 +134,54 @@ class Verdict:
 
 
 # --- storage ------------------------------------------------------------------------------------------
+
+
+class MemoryWindows:
+    """Moving windows in this process's memory, counted synchronously: what `limits`' moving-window
+    strategy does with its memory storage, without its thread hop per check (its asyncio memory storage
+    hands each expiry scan to a thread) or its list insertions at the front.
+
+    Each key keeps the times of the requests in its window, oldest first; a check drops those that left the
+    window, then counts the request if fewer than the limit remain. Keys whose window emptied are swept at
+    most once per `sweep_seconds`, so memory stays bounded by the clients active within a window.
+    """
+
+    def __init__(self, *, sweep_seconds: float = 60.0) -> None:
+        self._windows: dict[str, tuple[float, deque[float]]] = {}
+        self._sweep_seconds = sweep_seconds
+        self._sweep_at = time.monotonic() + sweep_seconds
+
+    def hit(self, item: RateLimitItem, *identifiers: str) -> LimitState:
+        """Count one request for `identifiers` against `item` unless its window is full."""
+        now = time.time()
+        if time.monotonic() >= self._sweep_at:
+            self._sweep(now)
+        key = item.key_for(*identifiers)
+        expiry = float(item.get_expiry())
+        entry = self._windows.get(key)
+        if entry is None:
+            entry = self._windows[key] = (expiry, deque())
+        times = entry[1]
+        start = now - expiry
+        while times and times[0] < start:
+            times.popleft()
+        allowed = len(times) < item.amount
+        if allowed:
+            times.append(now)
+        reset_at = (times[0] if times else now) + expiry
+        return LimitState(item, allowed, max(0, item.amount - len(times)), reset_at)
+
+    def _sweep(self, now: float) -> None:
+        self._sweep_at = time.monotonic() + self._sweep_seconds
+        gone = [
+            key for key, (expiry, times) in self._windows.items() if not times or times[-1] < now - expiry
+        ]
+        for key in gone:
+            del self._windows[key]
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
 
 #: Schemes operators may write, as `limits` names their asyncio storages (Redis through coredis; a Valkey
 #: server speaks the same protocol and is reached with `redis://` too).

@@ -29,12 +29,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.gateway.domain import Client, ClientRegistry, ClientsFile, FileWatch, end_to_end, route
+from icep.gateway.domain import Client, ClientRegistry, ClientsFile, FileWatch, end_to_end_raw, route
 from icep.gateway.edge import TRUSTED_PEER, path_refusal, raw_path_of, under_route
 from icep.gateway.models import TokenResponse
 from icep.gateway.ratelimit import (
     RATE_LIMIT_HEADERS,
     LimitState,
+    MemoryWindows,
     RateLimitPolicy,
     Verdict,
     async_storage_uri,
@@ -371,6 +372,8 @@ _REPLACED_REQUEST_HEADERS = frozenset(
 _REPLACED_RESPONSE_HEADERS = frozenset(
     {"date", "server", "x-request-id", *(name.lower() for name in RATE_LIMIT_HEADERS)}
 )
+_REPLACED_REQUEST_RAW = frozenset(name.encode("latin-1") for name in _REPLACED_REQUEST_HEADERS)
+_REPLACED_RESPONSE_RAW = frozenset(name.encode("latin-1") for name in _REPLACED_RESPONSE_HEADERS)
 
 
 class _BodyTooLarge(Exception):
@@ -388,12 +391,12 @@ class UpstreamResponse(StreamingResponse):
     def __init__(
         self,
         upstream: httpx.Response,
-        headers: list[tuple[str, str]],
+        headers: list[tuple[bytes, bytes]],
         idle_timeout: float | None,
         slot: StreamSlot | None = None,
     ) -> None:
         super().__init__(_relay(upstream, idle_timeout), status_code=upstream.status_code)
-        self.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        self.raw_headers = headers
         self._upstream = upstream
         self._slot = slot
 
@@ -561,6 +564,11 @@ class Proxy:
         self.rate_limits = rate_limits
         self.streams = streams if streams is not None else StreamSlots(total=1000, per_client=5)
         self._clients = {name: self._client(max_connections) for name in self.upstreams}
+        #: Each upstream's parsed base URL and its path prefix, parsed once rather than per request.
+        self._bases = {
+            name: (base, base.raw_path.split(b"?", 1)[0].rstrip(b"/"))
+            for name, base in ((name, httpx.URL(url)) for name, url in self.upstreams.items())
+        }
         self._stream_clients = {name: self._client(self.streams.total) for name in self.upstreams}
 
     def _client(self, max_connections: int) -> httpx.AsyncClient:
@@ -650,10 +658,7 @@ class Proxy:
             response = await self._exchange(request, upstream, slot is not None, body)
             if not isinstance(response, httpx.Response):
                 return response
-            headers = end_to_end(
-                ((k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw),
-                drop=_REPLACED_RESPONSE_HEADERS,
-            )
+            headers = end_to_end_raw(response.headers.raw, _REPLACED_RESPONSE_RAW)
             streaming = response.headers.get("content-type", "").startswith("text/event-stream")
             if not streaming:
                 # Buffered: a service that dies mid-answer gives the caller a 502, not a status line
@@ -676,7 +681,7 @@ class Proxy:
                 slot.release()
 
     async def _buffered(
-        self, request: Request, upstream: str, response: httpx.Response, headers: list[tuple[str, str]]
+        self, request: Request, upstream: str, response: httpx.Response, headers: list[tuple[bytes, bytes]]
     ) -> Response:
         """The whole upstream answer as one response, read before anything is sent to the caller; a 502
         problem when it cannot be read whole (the service failed mid-answer) or exceeds the size limit."""
@@ -722,7 +727,7 @@ class Proxy:
         answer = Response(body, status_code=response.status_code)
         # Raw bytes as the service sent them (still compressed, if it was); its Content-Length stays when it
         # sent one (a HEAD answer's describes the GET body), else it is the length read.
-        answer.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        answer.raw_headers = headers
         if "content-length" not in response.headers and _may_have_body(request.method, response.status_code):
             answer.raw_headers.append((b"content-length", str(len(body)).encode("latin-1")))
         return answer
@@ -746,7 +751,7 @@ class Proxy:
             request.method,
             target,
             # Bytes, as received: httpx would encode str values as ASCII and fail on any other octet.
-            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in self._headers(request)],
+            headers=self._headers(request),
             content=body or None,
         )
         try:
@@ -778,10 +783,9 @@ class Proxy:
         `_PathOutsideRoute` if the URL's path is not exactly the checked one (httpx normalises dot segments
         and escapes some characters when it builds a URL) or not under a prefix of `upstream`'s routes.
         """
-        base = httpx.URL(self.upstreams[upstream])
+        base, prefix = self._bases[upstream]
         raw_path = raw_path_of(scope)
         query: bytes = scope.get("query_string", b"")
-        prefix = base.raw_path.split(b"?", 1)[0].rstrip(b"/")
         expected = prefix + raw_path
         try:
             target = base.copy_with(raw_path=expected + (b"?" + query if query else b""))
@@ -791,24 +795,28 @@ class Proxy:
             raise _PathOutsideRoute
         return target
 
-    def _headers(self, request: Request) -> list[tuple[str, str]]:
-        incoming = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-        headers = end_to_end(incoming, drop=_REPLACED_REQUEST_HEADERS)
+    def _headers(self, request: Request) -> list[tuple[bytes, bytes]]:
+        """The request's end-to-end headers, as received (bytes), and the gateway's forwarding headers."""
+        incoming: list[tuple[bytes, bytes]] = request.scope["headers"]
+        headers = end_to_end_raw(incoming, _REPLACED_REQUEST_RAW)
         # The forwarding headers are the gateway's own. Only a trusted proxy in front of it (a load balancer,
         # see ForwardedHeadersMiddleware) has its chain and its X-Forwarded-Host kept; the peer is appended.
         trusted_peer = request.scope.get("state", {}).get(TRUSTED_PEER)
-        host = request.headers.get("host")
+        host = next((v for k, v in incoming if k.lower() == b"host"), None)
         if trusted_peer is not None:
-            chain = [v for k, v in incoming if k.lower() == "x-forwarded-for"] + [trusted_peer]
-            host = next((v for k, v in reversed(incoming) if k.lower() == "x-forwarded-host"), host)
+            chain = [v for k, v in incoming if k.lower() == b"x-forwarded-for"] + [
+                trusted_peer.encode("latin-1")
+            ]
+            host = next((v for k, v in reversed(incoming) if k.lower() == b"x-forwarded-host"), host)
         else:
-            chain = [request.client.host] if request.client is not None else []
+            client = request.scope.get("client")
+            chain = [client[0].encode("latin-1")] if client else []
         if chain:
-            headers.append(("x-forwarded-for", ", ".join(chain)))
-        headers.append(("x-forwarded-proto", request.url.scheme))
+            headers.append((b"x-forwarded-for", b", ".join(chain)))
+        headers.append((b"x-forwarded-proto", request.scope.get("scheme", "http").encode("latin-1")))
         if host:
-            headers.append(("x-forwarded-host", host))
-        headers.append(("x-request-id", request_id_of(request)))
+            headers.append((b"x-forwarded-host", host))
+        headers.append((b"x-request-id", request_id_of(request).encode("latin-1")))
         return headers
 
     async def _read_body(self, request: Request) -> bytes:
@@ -845,11 +853,14 @@ RATE_LIMIT_FAIL_OPEN = Counter(
 
 
 class RateLimiter:
-    """Counts requests against limits in a `limits` storage: this process's memory, or a Redis that every
+    """Counts requests against limits: in this process's memory, or in a Redis (`limits` storage) that every
     gateway replica shares (then a client has one budget, whichever replica it reaches).
 
     Moving windows: 600/minute means at most 600 requests in any 60 seconds, with no double burst where
     two fixed windows meet, and a refused caller is told exactly when the oldest request leaves the window.
+
+    In memory the counting is `MemoryWindows`, synchronous: no await, no thread, nothing that can fail.
+    Redis is asked through `limits`' asyncio strategy.
 
     It fails open. When the storage does not answer within `timeout` seconds, the request passes unchecked,
     `icep_gateway_rate_limit_fail_open_total` counts it and a warning is logged (once per outage): losing
@@ -859,29 +870,35 @@ class RateLimiter:
 
     def __init__(self, storage_uri: str, *, timeout: float, retry_interval: float = 1.0) -> None:
         uri = async_storage_uri(storage_uri)
-        options: dict[str, float] = (
-            {"connect_timeout": timeout, "stream_timeout": timeout} if is_shared_storage(uri) else {}
-        )
         self.storage_uri = redacted(storage_uri)
-        self.storage = storage_from_string(uri, **options)
+        self.timeout = timeout
+        self.retry_interval = retry_interval
+        self._retry_at = 0.0
+        self._failing = False
+        #: This process's memory (checked synchronously: nothing to wait for), or None for a shared storage.
+        self.memory: MemoryWindows | None = None
+        self.storage: Any = None
+        if not is_shared_storage(uri):
+            self.memory = MemoryWindows()
+            self._errors: tuple[type[BaseException], ...] = ()
+            return
+        self.storage = storage_from_string(uri, connect_timeout=timeout, stream_timeout=timeout)
         self._strategy = MovingWindowRateLimiter(self.storage)
         base = self.storage.base_exceptions
-        self._errors: tuple[type[BaseException], ...] = (
+        self._errors = (
             TimeoutError,
             OSError,
             StorageError,
             *(base if isinstance(base, tuple) else (base,)),
         )
-        self.timeout = timeout
-        self.retry_interval = retry_interval
-        self._retry_at = 0.0
-        self._failing = False
 
     async def hit(self, items: tuple[RateLimitItem, ...], *key: str) -> Verdict | None:
         """Count one request for `key` against each of `items`, in order, until one refuses.
 
         None when the storage could not be asked: the caller lets the request through.
         """
+        if self.memory is not None:
+            return self.hit_memory(items, *key)
         if self._failing and time.monotonic() < self._retry_at:
             RATE_LIMIT_FAIL_OPEN.inc()
             return None
@@ -908,6 +925,17 @@ class RateLimiter:
         if self._failing:
             self._failing = False
             log.info("rate-limit storage %s answers again; rate limits apply", self.storage_uri)
+        return Verdict(items, tuple(states))
+
+    def hit_memory(self, items: tuple[RateLimitItem, ...], *key: str) -> Verdict:
+        """`hit` on this process's memory: no I/O, so no await, no timeout and no failure to open on."""
+        assert self.memory is not None
+        states: list[LimitState] = []
+        for item in items:
+            state = self.memory.hit(item, *key)
+            states.append(state)
+            if not state.allowed:
+                break
         return Verdict(items, tuple(states))
 
     async def aclose(self) -> None:
@@ -960,9 +988,13 @@ def too_many_requests(verdict: Verdict, limit: str, detail: str, *, instance: st
     )
 
 
+def _encoded(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+
+
 def _with_headers(send: Send, headers: Iterable[tuple[str, str]], *, replace: bool) -> Send:
     """`send`, adding `headers` to the response head: replacing same-named ones, or only where absent."""
-    extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers]
+    extra = _encoded(headers)
 
     async def send_with_headers(message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -1070,17 +1102,36 @@ class SecurityHeadersMiddleware:
         self.headers = list(headers.items())
         self.content_security_policy = content_security_policy
         self.strict_transport_security = strict_transport_security
+        # The header sets a response can get, encoded once: by (API path, HTTPS, proxied path).
+        self._sets: dict[tuple[bool, bool, bool], list[tuple[bytes, bytes]]] = {}
+        for api in (False, True):
+            for https in (False, True):
+                for proxied in (False, True):
+                    chosen = list(self.headers)
+                    if content_security_policy and api:
+                        chosen.append(("Content-Security-Policy", content_security_policy))
+                    if strict_transport_security and https:
+                        chosen.append(("Strict-Transport-Security", strict_transport_security))
+                    if proxied:
+                        chosen.append(("Cache-Control", "no-store"))
+                    self._sets[api, https, proxied] = _encoded(chosen)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
-        headers = list(self.headers)
-        if self.content_security_policy and not any(_under(path, docs) for docs in DOCS_PATHS):
-            headers.append(("Content-Security-Policy", self.content_security_policy))
-        if self.strict_transport_security and scope.get("scheme") == "https":
-            headers.append(("Strict-Transport-Security", self.strict_transport_security))
-        if _under(path, PROXIED_PREFIX):
-            headers.append(("Cache-Control", "no-store"))
-        await self.app(scope, receive, _with_headers(send, headers, replace=False))
+        extra = self._sets[
+            not any(_under(path, docs) for docs in DOCS_PATHS),
+            scope.get("scheme") == "https",
+            _under(path, PROXIED_PREFIX),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                current: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+                present = {k.lower() for k, _ in current}
+                message = {**message, "headers": current + [(k, v) for k, v in extra if k not in present]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -225,7 +225,7 @@ class DeliveryList(BaseModel):
     next: str | None = Field(default=None, description="The next page (newer ones come first)")
 
 
-def subscriber(principal: PrincipalDep) -> service.Subscriber:
+async def subscriber(principal: PrincipalDep) -> service.Subscriber:
     return service.Subscriber(client_id=principal.client_id, nation=principal.nation, roles=principal.roles)
 
 

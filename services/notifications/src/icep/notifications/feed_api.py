@@ -69,7 +69,7 @@ class FeedPage(BaseModel):
     more: bool = Field(description="More events may follow at once; false: none until new ones arrive")
 
 
-def feed_reader(principal: PrincipalDep) -> feed.FeedReader:
+async def feed_reader(principal: PrincipalDep) -> feed.FeedReader:
     return feed.FeedReader(client_id=principal.client_id, nation=principal.nation, roles=principal.roles)
 
 

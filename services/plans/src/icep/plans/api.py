@@ -269,7 +269,8 @@ class DependenciesOut(BaseModel):
     items: list[DependencyOut]
 
 
-def actor(principal: PrincipalDep) -> Actor:
+async def actor(principal: PrincipalDep) -> Actor:
+    # Async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per request.
     return Actor(id=principal.client_id, nation=principal.nation, roles=principal.roles)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Row, Table, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -203,7 +203,12 @@ def plan_document(plan: NationalPlan) -> dict[str, Any]:
     }
 
 
-def _to_domain(row: PlanRow) -> NationalPlan:
+#: The plans table, for reads that need no ORM objects (`get_plan`).
+_PLANS: Table = PlanRow.__table__  # type: ignore[attr-defined]
+
+
+def _to_domain(row: PlanRow | Row[Any]) -> NationalPlan:
+    """The domain plan of a stored row: an ORM `PlanRow` or a Core row of the plans table."""
     return NationalPlan(
         id=row.id,
         nation=row.nation,
@@ -779,8 +784,10 @@ async def set_capability_target(
 
 
 async def get_plan(db: Database, actor: Actor, plan_id: str) -> NationalPlan:
-    async with db.sessions() as session:
-        row = await session.get(PlanRow, plan_id)
+    # A Core read on a connection: the same columns and types as `PlanRow`, without a session, its identity
+    # map or the ORM object (a read changes nothing, so it needs none of them).
+    async with db.connect() as conn:
+        row = (await conn.execute(select(_PLANS).where(_PLANS.c.id == plan_id))).one_or_none()
     if row is None:
         raise NotFound(f"no plan {plan_id}")
     plan = _to_domain(row)

@@ -124,7 +124,7 @@ def years_out(quantities: Mapping[int, int]) -> dict[str, int]:
     return {str(y): q for y, q in sorted(quantities.items())}
 
 
-def actor(principal: PrincipalDep) -> Actor:
+async def actor(principal: PrincipalDep) -> Actor:
     return Actor(id=principal.client_id, nation=principal.nation, roles=principal.roles)
 
 

@@ -51,7 +51,7 @@ CLAUSE = r"^[A-Za-z0-9][A-Za-z0-9 .()\-]{0,99}$"
 Nation = Annotated[str, Path(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3 of the answering nation")]
 
 
-def actor(principal: PrincipalDep) -> Actor:
+async def actor(principal: PrincipalDep) -> Actor:
     return Actor(id=principal.client_id, nation=principal.nation, roles=principal.roles)
 
 
