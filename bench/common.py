@@ -141,11 +141,15 @@ class PgDatabases:
 
 
 def _pg_bindir() -> Path | None:
-    found = shutil.which("initdb")
-    if found:
-        return Path(found).parent
+    """Debian's server binaries (the newest major), else the directory of an `initdb` on PATH that has the
+    other server programs beside it."""
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
-    return candidates[-1].parent if candidates else None
+    if candidates:
+        return candidates[-1].parent
+    found = shutil.which("initdb")
+    if found and all((Path(found).parent / tool).exists() for tool in ("postgres", "pg_isready", "psql")):
+        return Path(found).parent
+    return None
 
 
 @contextlib.contextmanager

@@ -30,7 +30,7 @@ from bench.results import Result
 from icep.notifications.app import MIGRATIONS
 from icep.notifications.domain import DeliveryStatus, SubscriptionStatus, new_signing_secret
 from icep.notifications.models import DeliveryRow, SubscriptionRow
-from icep.platform import migrations
+from icep.platform import migrations, secrets
 from icep.platform.db import Database
 from icep.platform.events import utcnow
 from icep.platform.ids import new_id
@@ -43,9 +43,12 @@ AGGREGATES = 300
 PLANS = int(os.environ.get("ICEP_BENCH_DELIVERY_PLANS", "200"))
 
 
-async def fill(url: str, endpoint: str) -> None:
-    """One subscription and DELIVERIES pending deliveries of realistic size, as the consumer leaves them."""
+async def fill(url: str, endpoint: str, var_dir: Path) -> None:
+    """One subscription and DELIVERIES pending deliveries of realistic size, as the consumer leaves them.
+    The subscription's signing secret is sealed with the development key the service will use (the one
+    in its var dir), so the service can open it."""
     await asyncio.to_thread(migrations.upgrade, MIGRATIONS, url)
+    secrets.install(secrets.box_from_settings("notifications", "", str(var_dir), required=False))
     db = Database(url)
     now = utcnow()
     sub = SubscriptionRow(
@@ -145,7 +148,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
     )
     launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
     try:
-        await fill(url, f"{bulk_url}/hooks")
+        await fill(url, f"{bulk_url}/hooks", var_dir)
         async with httpx.AsyncClient(timeout=5) as http:
             await wait_for(lambda: _stats(http, f"{bulk_url}/stats"), timeout=30, what="the receiver")
             launcher.start_all(topics=True)
