@@ -211,7 +211,8 @@ async def throughput_phase(
 ) -> None:
     await asyncio.sleep(0.5)
     tag = "e2e-" + "".join(c if c.isalnum() else "-" for c in label.lower())
-    spies = start_profiles(run.pids(), tag, PROFILE_SECONDS)
+    python = {name: pid for name, pid in run.pids().items() if name != "kafka"}  # py-spy reads Python only
+    spies = start_profiles(python, tag, PROFILE_SECONDS)
     meter = CpuMeter(run.pids()).start()
     started = time.time()
     made, api_seconds = await _in_flight(run, WRITES, IN_FLIGHT)

@@ -32,6 +32,8 @@ def fmt(value: float) -> str:
     """Enough digits for floors far below 1 (a bare commit is microseconds), no noise on big figures."""
     if value != value or value in (float("inf"), float("-inf")):
         return str(value)
+    if value == int(value):
+        return f"{int(value):,}"
     if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 1:

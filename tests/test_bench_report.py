@@ -32,18 +32,18 @@ def _section(key: str, value: float, ok: bool) -> Any:
 
 
 def test_a_rerun_of_one_section_keeps_the_others_goals_and_the_hand_written_part() -> None:
-    first = render_report([_section("a", 5.0, True), _section("b", 9.0, False)], ["a", "b"])
-    assert "| goal a (<= 6 ms) | 5.0 ms | 1 ms | yes | [a](#title-a) |" in first
-    assert "| goal b (<= 6 ms) | 9.0 ms | 1 ms | NO | [b](#title-b) |" in first
+    first = render_report([_section("a", 5.5, True), _section("b", 9.5, False)], ["a", "b"])
+    assert "| goal a (<= 6 ms) | 5.5 ms | 1 ms | yes | [a](#title-a) |" in first
+    assert "| goal b (<= 6 ms) | 9.5 ms | 1 ms | NO | [b](#title-b) |" in first
     assert CHANGES in first
     edited = first.replace("_To be filled in:", "Batching the relay bought 3x. _To be filled in:")
 
-    second = render_report([_section("b", 4.0, True)], ["a", "b"], edited)
+    second = render_report([_section("b", 4.5, True)], ["a", "b"], edited)
 
-    assert "| goal a (<= 6 ms) | 5.0 ms | 1 ms | yes | [a](#title-a) |" in second
-    assert "| goal b (<= 6 ms) | 4.0 ms | 1 ms | yes | [b](#title-b) |" in second
-    assert "9.0 ms" not in second
+    assert "| goal a (<= 6 ms) | 5.5 ms | 1 ms | yes | [a](#title-a) |" in second
+    assert "| goal b (<= 6 ms) | 4.5 ms | 1 ms | yes | [b](#title-b) |" in second
+    assert "9.5 ms" not in second
     assert second.count("| goal b") == 1
     assert "Batching the relay bought 3x." in second
     assert second.index("## Goals") < second.index("## What changed") < second.index("## Title a")
-    assert "| detail a | 5.0 ms | - ms | yes |" in second
+    assert "| detail a | 5.5 ms | - ms | yes |" in second
