@@ -50,7 +50,7 @@ from icep.platform.launcher import Launcher
 from icep.platform.testing import OtlpCollector
 
 LATENCY_PLANS = int(os.environ.get("ICEP_BENCH_E2E_PLANS", "100"))
-WRITES = int(os.environ.get("ICEP_BENCH_E2E_WRITES", "1000"))
+WRITES = int(os.environ.get("ICEP_BENCH_E2E_WRITES", "800"))
 IN_FLIGHT = int(os.environ.get("ICEP_BENCH_E2E_IN_FLIGHT", "16"))
 SWEEP_RATES = [int(r) for r in os.environ.get("ICEP_BENCH_SWEEP_RATES", "25,50,100,150,250").split(",")]
 SWEEP_SECONDS = float(os.environ.get("ICEP_BENCH_SWEEP_SECONDS", "4"))
