@@ -41,6 +41,11 @@ def fmt(value: float) -> str:
     return f"{value:.3f}"
 
 
+def _target(r: Result) -> str:
+    """The target with its unit; a floor or a detail without a target is shown as such."""
+    return r.target if r.target in ("-", "floor") else f"{r.target} {r.unit}".rstrip()
+
+
 @dataclass
 class Section:
     """What one benchmark section measured in one run."""
@@ -64,9 +69,7 @@ class Section:
             "|---|---:|---|---|",
         ]
         for r in self.results:
-            lines.append(
-                f"| {r.name} | {fmt(r.value)} {r.unit} | {r.target} {r.unit} | {'yes' if r.ok else 'NO'} |"
-            )
+            lines.append(f"| {r.name} | {fmt(r.value)} {r.unit} | {_target(r)} | {'yes' if r.ok else 'NO'} |")
         if self.notes:
             lines += ["", *[f"- {n}" for n in self.notes]]
         return "\n".join(lines) + "\n"
@@ -94,31 +97,25 @@ def _anchor(title: str) -> str:
     return re.sub(r"[^a-z0-9 -]", "", title.lower()).replace(" ", "-")
 
 
-def goals_table(sections: Iterable[Section], previous: str = "") -> str:
-    """The Goals table: one row per goal figure of the sections measured now, and the rows of sections not
-    measured now kept from `previous`."""
+def goals_table(sections: Iterable[Section], order: Sequence[str], previous: str = "") -> str:
+    """The Goals table, in the sections' order: one row per goal figure of the sections measured now, and
+    the rows of sections not measured now kept from `previous`."""
     sections = list(sections)
     measured = {s.key for s in sections}
-    rows = [m.group(0) for m in _GOAL_ROW.finditer(previous) if m["key"] not in measured]
+    by_key: dict[str, list[str]] = {}
+    for m in _GOAL_ROW.finditer(previous):
+        if m["key"] not in measured:
+            by_key.setdefault(m["key"], []).append(m.group(0))
     for s in sections:
         for r in s.results:
             if r.goal:
-                rows.append(
+                by_key.setdefault(s.key, []).append(
                     f"| {r.goal} ({r.target} {r.unit}) | {fmt(r.value)} {r.unit} | {r.floor or '-'} |"
                     f" {'yes' if r.ok else 'NO'} | [{s.key}](#{_anchor(s.title)}) |"
                 )
-    return (
-        "\n".join(
-            [
-                "## Goals",
-                "",
-                "| goal | figure | floor / ratio | met | section |",
-                "|---|---:|---|---|---|",
-                *rows,
-            ]
-        )
-        + "\n"
-    )
+    rows = [row for key in order for row in by_key.get(key, [])]
+    head = ["## Goals", "", "| goal | figure | floor / ratio | met | section |", "|---|---:|---|---|---|"]
+    return "\n".join([*head, *rows]) + "\n"
 
 
 _MARKER = re.compile(r"^<!-- bench section: (?P<key>[a-z0-9_]+) -->$", re.MULTILINE)
@@ -143,7 +140,7 @@ def render_report(sections: Iterable[Section], order: Sequence[str], previous: s
     return (
         HEADER
         + "\n"
-        + goals_table(sections, previous)
+        + goals_table(sections, order, previous)
         + "\n"
         + parts.pop("changes", CHANGES)
         + "".join(f"\n{parts[key]}" for key in order if key in parts)

@@ -46,4 +46,4 @@ def test_a_rerun_of_one_section_keeps_the_others_goals_and_the_hand_written_part
     assert second.count("| goal b") == 1
     assert "Batching the relay bought 3x." in second
     assert second.index("## Goals") < second.index("## What changed") < second.index("## Title a")
-    assert "| detail a | 5.5 ms | - ms | yes |" in second
+    assert "| detail a | 5.5 ms | - | yes |" in second
