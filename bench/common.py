@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from icep.platform.kafka_local import free_port
-from icep.platform.launcher import Launcher, free_platform_ports, platform_env
+from icep.platform.launcher import LaunchError, Launcher, free_platform_ports, platform_env
 from icep.platform.testing import wait_for
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -83,23 +83,32 @@ async def token(http: httpx.AsyncClient, client_id: str = "deu-planner") -> str:
 def start_platform(
     bootstrap: str, extra: Mapping[str, str] | None = None, *, prefix: str = "icep-bench-"
 ) -> Launcher:
-    """All five processes, as `icep up` starts them, on free ports; the caller stops them (stop_all)."""
-    var_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    ports, management_ports = free_platform_ports()
-    env = platform_env(
-        ports,
-        management_ports=management_ports,
-        bootstrap=bootstrap,
-        var_dir=var_dir,
-        extra={"ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true", **NO_RATE_LIMITS, **(extra or {})},
-    )
-    launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
-    try:
-        launcher.start_all(topics=True)
-    except BaseException:
-        launcher.stop_all()
-        raise
-    return launcher
+    """All five processes, as `icep up` starts them, on free ports; the caller stops them (stop_all).
+    A port found free may be taken by another program before a service binds it (a shared machine): then
+    the platform is started again on other ports, up to three times."""
+    for attempt in range(3):
+        var_dir = Path(tempfile.mkdtemp(prefix=prefix))
+        ports, management_ports = free_platform_ports()
+        env = platform_env(
+            ports,
+            management_ports=management_ports,
+            bootstrap=bootstrap,
+            var_dir=var_dir,
+            extra={"ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true", **NO_RATE_LIMITS, **(extra or {})},
+        )
+        launcher = Launcher(env=env, log_dir=var_dir / "logs", ports=ports, management_ports=management_ports)
+        try:
+            launcher.start_all(topics=True)
+        except LaunchError as exc:
+            launcher.stop_all()
+            if "Address already in use" in str(exc) and attempt < 2:
+                continue
+            raise
+        except BaseException:
+            launcher.stop_all()
+            raise
+        return launcher
+    raise AssertionError("unreachable")
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------------------
