@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from icep.platform.kafka_local import free_port
-from icep.platform.launcher import LaunchError, Launcher, free_platform_ports, platform_env
+from icep.platform.launcher import Launcher, LaunchError, free_platform_ports, platform_env
 from icep.platform.testing import wait_for
 
 _TICKS = os.sysconf("SC_CLK_TCK")
