@@ -36,8 +36,8 @@ from bench.common import CpuMeter
 from bench.results import Result, print_results
 from icep.platform.launcher import Launcher, free_platform_ports, platform_env
 
-REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_REQUESTS", "1000"))
-THROUGHPUT_REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_THROUGHPUT_REQUESTS", "3000"))
+REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_REQUESTS", "500"))
+THROUGHPUT_REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_THROUGHPUT_REQUESTS", "1500"))
 CONCURRENCY = int(os.environ.get("ICEP_BENCH_GATEWAY_CONCURRENCY", "16"))
 ROUNDS = 3
 WARMUP = 50
