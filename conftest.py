@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parent
 
 #: Tests whose outcome cannot depend on the database: the gateway keeps none (its tests and the token and
 #: key checks of test_identity), `icep up` always runs SQLite, the manifests, alert rules and dashboards are
-#: files, the local broker and the launcher are no database's. When CI runs SQLite and PostgreSQL side by
-#: side, the PostgreSQL run leaves them out (`-m "not database_agnostic"`): they run once, not twice.
+#: files, the local broker (and a broker cluster losing a node) and the launcher are no database's. When CI
+#: runs SQLite and PostgreSQL side by side, the PostgreSQL run leaves them out (`-m "not database_agnostic"`):
+#: they run once, not twice.
 #: A test here that asks for a database of its own (`make_database_url` in its signature) is not one.
 DATABASE_AGNOSTIC = (
     "services/gateway/tests/",
@@ -38,6 +39,7 @@ DATABASE_AGNOSTIC = (
     "shared/tests/test_telemetry.py",
     "tests/e2e/test_icep_up.py",
     "tests/e2e/test_identity.py",
+    "tests/faults/test_broker_faults.py",
     "tests/test_deploy.py",
     "tests/test_k8s.py",
     "tests/test_observability.py",

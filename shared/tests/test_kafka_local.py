@@ -19,6 +19,7 @@ import pytest
 from icep.platform.kafka_local import (
     KafkaStartError,
     LocalKafka,
+    LocalKafkaCluster,
     fetch_jars,
     free_port,
     free_ports,
@@ -147,3 +148,48 @@ def test_wait_ready_reports_dead_broker(tmp_path: Path) -> None:
         finally:
             broker.stop()
     assert not broker.is_running()
+
+
+def _properties(path: Path) -> dict[str, str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    pairs = [line.split("=", 1) for line in lines if "=" in line and not line.startswith("#")]
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def test_cluster_node_config(tmp_path: Path) -> None:
+    """Each node of a cluster: its own id and ports, a static quorum of all nodes, production's replication;
+    the single node's rendering is untouched (no JVM needed)."""
+    cluster = LocalKafkaCluster(tmp_path / "cluster", nodes=3)
+    configs = {i: _properties(node.write_config()) for i, node in cluster.nodes.items()}
+    voters = ",".join(f"{i}@127.0.0.1:{n.controller_port}" for i, n in cluster.nodes.items())
+    for i, config in configs.items():
+        node = cluster.nodes[i]
+        assert config["node.id"] == str(i)
+        assert (
+            config["listeners"]
+            == f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}"
+        )
+        assert config["controller.quorum.voters"] == voters
+        assert "controller.quorum.bootstrap.servers" not in config
+        assert config["log.dirs"] == str(tmp_path / "cluster" / f"node-{i}" / "kafka-logs")
+        for key in (
+            "default.replication.factor",
+            "offsets.topic.replication.factor",
+            "transaction.state.log.replication.factor",
+        ):
+            assert config[key] == "3", key
+        assert config["min.insync.replicas"] == "2"
+        assert config["transaction.state.log.min.isr"] == "2"
+    assert cluster.bootstrap_servers == ",".join(f"127.0.0.1:{n.port}" for n in cluster.nodes.values())
+    assert (
+        len({*[n.port for n in cluster.nodes.values()], *[n.controller_port for n in cluster.nodes.values()]})
+        == 6
+    )
+
+    single = _properties(
+        LocalKafka(tmp_path / "single", port=free_port(), controller_port=free_port()).write_config()
+    )
+    assert single["node.id"] == "1"
+    assert "controller.quorum.voters" not in single
+    assert single["default.replication.factor"] == "1"
+    assert single["min.insync.replicas"] == "1"

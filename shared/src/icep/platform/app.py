@@ -150,7 +150,13 @@ async def _kafka_setup(runtime: Runtime) -> None:
     if spec.subscribe_topics:
         topics += [*(s.topic_name(t) for t in spec.subscribe_topics), s.dead_letter_topic]
     creating = asyncio.ensure_future(
-        ensure_topics(s.kafka_bootstrap_servers, topics, s.topic_partitions, s.topic_replication_factor)
+        ensure_topics(
+            s.kafka_bootstrap_servers,
+            topics,
+            s.topic_partitions,
+            s.topic_replication_factor,
+            min_insync_replicas=s.topic_min_insync_replicas,
+        )
     )
     try:
         await asyncio.wait_for(asyncio.shield(creating), s.outbox_send_timeout_seconds)

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from icep.platform.launcher import (
     Watchdog,
     platform_env,
 )
+
+if TYPE_CHECKING:
+    from icep.platform.kafka_local import LocalKafkaCluster
 
 app = typer.Typer(help="ICEP: the NATO Industrial Capacity Expansion Pledge platform.", no_args_is_help=True)
 console = Console()
@@ -94,6 +97,16 @@ def up(
     kafka_port: Annotated[
         int, typer.Option(help="Port of the local broker (its controller uses the next one)")
     ] = 9092,
+    brokers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="ICEP_UP_BROKERS",
+            help="Local Kafka nodes: 3 runs a KRaft cluster replicated like production (topics at "
+            "replication factor 3, min.insync.replicas=2); node i listens on --kafka-port + 2(i-1), its "
+            "controller on the port after",
+        ),
+    ] = 1,
     restart_backoff: Annotated[
         float,
         typer.Option(
@@ -124,7 +137,9 @@ def up(
 
     var_dir = var_dir.resolve()
     broker: kafka_local.LocalKafka | None = None
+    cluster: kafka_local.LocalKafkaCluster | None = None
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    topic_settings: dict[str, str] = {}
     launcher: Launcher | None = None
     try:
         with console.status("[bold]preparing ICEP[/]") as status:
@@ -132,13 +147,24 @@ def up(
                 if not kafka_local.jars_present():
                     status.update("downloading Apache Kafka with Maven (first run only)")
                     kafka_local.fetch_jars()
-                status.update(f"starting Apache Kafka (KRaft, 127.0.0.1:{kafka_port})")
-                broker = kafka_local.LocalKafka(
-                    data_dir=var_dir / "kafka", port=kafka_port, controller_port=kafka_port + 1
-                )
-                broker.start()
-                broker.wait_ready(90)
-                bootstrap = broker.bootstrap_servers
+                if brokers > 1:
+                    status.update(
+                        f"starting Apache Kafka (KRaft, {brokers} nodes from 127.0.0.1:{kafka_port})"
+                    )
+                    cluster = _start_cluster(var_dir, kafka_port, brokers)
+                    bootstrap = cluster.bootstrap_servers
+                    replication = str(min(brokers, 3))
+                    topic_settings["ICEP_TOPIC_REPLICATION_FACTOR"] = os.environ.get(
+                        "ICEP_TOPIC_REPLICATION_FACTOR", replication
+                    )
+                else:
+                    status.update(f"starting Apache Kafka (KRaft, 127.0.0.1:{kafka_port})")
+                    broker = kafka_local.LocalKafka(
+                        data_dir=var_dir / "kafka", port=kafka_port, controller_port=kafka_port + 1
+                    )
+                    broker.start()
+                    broker.wait_ready(90)
+                    bootstrap = broker.bootstrap_servers
             # Ports: the defaults, or ICEP_<SERVICE>_PORT and ICEP_<SERVICE>_MANAGEMENT_PORT where set.
             settings = {name: _settings_for(name) for name in SERVICES}
             ports = {name: int(s.port) for name, s in settings.items()}
@@ -151,7 +177,8 @@ def up(
                 extra={
                     "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": os.environ.get(
                         "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS", "true"
-                    )
+                    ),
+                    **topic_settings,
                 },
             )
             os.environ.update(env)
@@ -180,7 +207,11 @@ def up(
         for name in START_ORDER:
             sp = launcher.processes[name]
             table.add_row(name, sp.url, sp.management_url, str(sp.process.pid))
-        table.add_row("kafka", bootstrap, "", str(broker.pid) if broker else "external")
+        if cluster is not None:
+            pids = ", ".join(str(pid) for pid in cluster.pids.values())
+            table.add_row(f"kafka ({len(cluster.nodes)} nodes)", bootstrap, "", pids)
+        else:
+            table.add_row("kafka", bootstrap, "", str(broker.pid) if broker else "external")
         console.print(table)
         console.print(f"API docs: {launcher.processes['gateway'].url}/docs   logs: {var_dir / 'logs'}")
         console.print("Press Ctrl-C to stop everything.")
@@ -198,6 +229,8 @@ def up(
         console.print("stopping ...")
         if launcher is not None:
             launcher.stop_all()
+        if cluster is not None:
+            cluster.stop()  # its nodes together: each one's clean shutdown needs the others
         if broker is not None:
             broker.stop()
         console.print("stopped")
@@ -432,6 +465,26 @@ def retention_purge(
         for name, rows in purged.rows.items():
             table.add_row(name, f"{purged.cutoff:%Y-%m-%d %H:%M:%SZ}", str(rows))
     console.print(table)
+
+
+def _start_cluster(var_dir: Path, kafka_port: int, nodes: int) -> LocalKafkaCluster:
+    """A local KRaft cluster for `icep up --brokers N`: node i on `kafka_port + 2(i-1)`, its controller on
+    the next port, data in `var_dir/kafka-cluster` (kept between runs, like the single broker's)."""
+    from icep.platform import kafka_local
+
+    cluster = kafka_local.LocalKafkaCluster(
+        var_dir / "kafka-cluster",
+        nodes=nodes,
+        ports=[kafka_port + 2 * i for i in range(nodes)],
+        controller_ports=[kafka_port + 2 * i + 1 for i in range(nodes)],
+    )
+    cluster.start()
+    try:
+        cluster.wait_ready(120)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
 
 
 def main() -> None:

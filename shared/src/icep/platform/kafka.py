@@ -53,17 +53,45 @@ async def start_with_retry(client: AIOKafkaProducer | AIOKafkaAdminClient, what:
         kafka_client.reset(token)
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[str], partitions: int, replication: int) -> None:
-    """Create missing topics; existing ones are left as they are."""
+def min_insync_for(replication: int) -> int:
+    """The usual `min.insync.replicas` for a replication factor: 2 from 3 replicas up (a write survives one
+    broker's loss and one broker may be down without stopping writes), 1 below (a single broker down must
+    not stop writes on a 2-replica topic)."""
+    return 2 if replication >= 3 else 1
+
+
+async def ensure_topics(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int,
+    replication: int,
+    *,
+    min_insync_replicas: int | None = None,
+) -> None:
+    """Create missing topics; existing ones are left as they are.
+
+    Replicated topics (factor > 1) are created with `min.insync.replicas` (default `min_insync_for`) as
+    their own config, so the guarantee does not depend on a broker default."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await start_with_retry(admin, "kafka admin")
     try:
         existing = set(await admin.list_topics())
         missing = [t for t in dict.fromkeys(topics) if t not in existing]
+        configs: dict[str, str] = {}
+        if replication > 1:
+            configs["min.insync.replicas"] = str(min_insync_replicas or min_insync_for(replication))
         if missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(t, num_partitions=partitions, replication_factor=replication) for t in missing]
+                    [
+                        NewTopic(
+                            t,
+                            num_partitions=partitions,
+                            replication_factor=replication,
+                            topic_configs=configs,
+                        )
+                        for t in missing
+                    ]
                 )
                 log.info("created topics %s", missing)
             except TopicAlreadyExistsError:

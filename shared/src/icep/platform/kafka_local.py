@@ -11,6 +11,13 @@ Typical use::
                     controller_port=free_port()) as kafka:
         connect(kafka.bootstrap_servers)
 
+    # Three combined broker+controller nodes, replicated like production
+    # (replication factor 3, min.insync.replicas=2); kill(node) for fault tests.
+    with LocalKafkaCluster(tmp_path / "cluster", nodes=3) as cluster:
+        connect(cluster.bootstrap_servers)   # every node, comma-separated
+        cluster.kill(2)
+        cluster.start(2)
+
 Everything here is standard library only.
 """
 
@@ -30,6 +37,8 @@ import struct
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from string import Template
 from types import TracebackType
@@ -43,6 +52,8 @@ __all__ = [
     "KafkaSetupError",
     "KafkaStartError",
     "LocalKafka",
+    "LocalKafkaCluster",
+    "cluster_settings",
     "fetch_jars",
     "free_port",
     "free_ports",
@@ -88,6 +99,10 @@ _JVM_FLAGS = (
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 )
+# A node of a LocalKafkaCluster: three JVMs share a small machine, and a
+# dev/test broker's working set is well under 100 MB.  (The CDS archive is
+# the single node's: a dynamic archive does not depend on the heap size.)
+_CLUSTER_HEAP = ("-Xms96m", "-Xmx320m")
 _TOOL_JVM_FLAGS = (
     "-Xmx256m",
     "-XX:+UseSerialGC",
@@ -308,6 +323,11 @@ def _probe_broker(port: int, timeout: float) -> bool:
     v4 request for no topics and checks that the reply lists at least one
     registered, unfenced broker, which is when clients can use it.
     """
+    return bool(_metadata_brokers(port, timeout))
+
+
+def _metadata_brokers(port: int, timeout: float) -> list[int]:
+    """Ids of the registered, unfenced brokers the node on ``port`` knows (empty if it does not answer)."""
     correlation_id = 0x1CE9
     client_id = b"icep-kafka-local"
     # Request header v1: api_key=3 (Metadata), api_version=4, correlation id,
@@ -322,13 +342,28 @@ def _probe_broker(port: int, timeout: float) -> bool:
             head = _recv_exact(sock, 4)
             (size,) = struct.unpack(">i", head)
             if size < 12 or size > 16 * 1024 * 1024:
-                return False
+                return []
             body = _recv_exact(sock, size)
     except OSError:
-        return False
-    # Response header v0: correlation id; body v4: throttle_time_ms, brokers[].
-    got_id, _throttle, broker_count = struct.unpack_from(">iii", body, 0)
-    return bool(got_id == correlation_id and broker_count >= 1)
+        return []
+    # Response header v0: correlation id; body v4: throttle_time_ms, brokers[]
+    # (node_id int32, host string, port int32, rack nullable string).
+    try:
+        got_id, _throttle, broker_count = struct.unpack_from(">iii", body, 0)
+        if got_id != correlation_id:
+            return []
+        ids: list[int] = []
+        offset = 12
+        for _ in range(broker_count):
+            (node_id,) = struct.unpack_from(">i", body, offset)
+            (host_len,) = struct.unpack_from(">h", body, offset + 4)
+            offset += 6 + host_len + 4
+            (rack_len,) = struct.unpack_from(">h", body, offset)
+            offset += 2 + max(rack_len, 0)
+            ids.append(node_id)
+    except struct.error:
+        return []
+    return ids
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -380,6 +415,56 @@ def _escape_property(value: str) -> str:
     return value.replace("\\", "\\\\")
 
 
+def _apply_settings(text: str, settings: Mapping[str, str | None]) -> str:
+    """``server.properties`` text with ``settings`` applied: a key's line replaced (or dropped for None), keys
+    the text lacks appended.  The template stays the single node's; a cluster node only says what differs."""
+    if not settings:
+        return text
+    pending = dict(settings)
+    lines: list[str] = []
+    for line in text.splitlines():
+        key = line.split("=", 1)[0].strip() if "=" in line and not line.lstrip().startswith("#") else None
+        if key is not None and key in pending:
+            value = pending.pop(key)
+            if value is not None:
+                lines.append(f"{key}={value}")
+            continue
+        lines.append(line)
+    extra = [f"{key}={value}" for key, value in pending.items() if value is not None]
+    if extra:
+        lines += ["", "############################# Set by LocalKafka #############################", *extra]
+    return "\n".join(lines) + "\n"
+
+
+def cluster_settings(node_id: int, voters: str, nodes: int) -> dict[str, str | None]:
+    """What a node of an ``nodes``-node cluster sets beyond the single node's template.
+
+    A static controller quorum (``controller.quorum.voters``; the storage is
+    formatted without ``--standalone``), and production's replication: every
+    topic, internal ones included, on up to three nodes, writes acknowledged
+    by two of them (``min.insync.replicas``), so one node may die without
+    stopping writes or losing acknowledged records.  One line per setting, so
+    that changes from elsewhere merge easily.
+    """
+    replicas = min(nodes, 3)
+    min_isr = max(1, min(2, replicas - 1))
+    return {
+        "node.id": str(node_id),
+        "controller.quorum.bootstrap.servers": None,
+        "controller.quorum.voters": voters,
+        "default.replication.factor": str(replicas),
+        "min.insync.replicas": str(min_isr),
+        "offsets.topic.replication.factor": str(replicas),
+        "transaction.state.log.replication.factor": str(replicas),
+        "transaction.state.log.min.isr": str(min_isr),
+        "share.coordinator.state.topic.replication.factor": str(replicas),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
+        # Three JVMs on a small machine: fewer threads each.
+        "num.io.threads": "2",
+        "background.threads": "2",
+    }
+
+
 # Brokers started and not yet stopped: stopped at interpreter exit, so a
 # crashed test run does not leave JVMs behind (a SIGKILLed Python still can).
 _live: set[LocalKafka] = set()
@@ -415,6 +500,9 @@ class LocalKafka:
         log_file: Path | None = None,
         *,
         use_cds: bool = True,
+        settings: Mapping[str, str | None] | None = None,
+        cluster_id: str | None = None,
+        heap: tuple[str, ...] | None = None,
     ) -> None:
         if port == controller_port:
             raise ValueError("port and controller_port must differ")
@@ -428,6 +516,12 @@ class LocalKafka:
         self._log_handle: IO[bytes] | None = None
         # (temporary file the JVM dumps its archive to, final archive path)
         self._cds_pending: tuple[Path, Path] | None = None
+        #: ``server.properties`` lines that differ from the template (None drops a line): a cluster node's.
+        self.settings: dict[str, str | None] = dict(settings or {})
+        #: The cluster id storage is formatted with (random when not given).
+        self.cluster_id = cluster_id
+        #: JVM heap flags instead of the single node's (``-Xms``/``-Xmx``).
+        self.heap = heap
 
     # ------------------------------------------------------------------ paths
     @property
@@ -517,6 +611,7 @@ class LocalKafka:
             controller_port=self.controller_port,
             log_dirs=_escape_property(str(self.log_dir)),
         )
+        text = _apply_settings(text, self.settings)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.config_file.with_suffix(".properties.tmp")
         tmp.write_text(text, encoding="utf-8")
@@ -539,9 +634,10 @@ class LocalKafka:
             classpath,
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            # A static quorum (a cluster's controller.quorum.voters) is formatted without it.
+            *([] if self.settings.get("controller.quorum.voters") else ["--standalone"]),
             "-t",
-            random_cluster_id(),
+            self.cluster_id or random_cluster_id(),
             "-c",
             str(self.config_file),
         ]
@@ -569,9 +665,12 @@ class LocalKafka:
         self._reap()
         self.format_storage()
         java = _require_tool("java")
+        flags = list(_JVM_FLAGS)
+        if self.heap is not None:
+            flags = [f for f in flags if not f.startswith(("-Xms", "-Xmx"))] + list(self.heap)
         cmd = [
             java,
-            *_JVM_FLAGS,
+            *flags,
             *self._cds_options(java, dump=True),
             self._log4j_option(),
             "-cp",
@@ -703,3 +802,171 @@ class LocalKafka:
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.is_running() else "stopped"
         return f"LocalKafka({self.bootstrap_servers}, {self.data_dir}, {state})"
+
+
+def _existing_cluster_id(log_dirs: list[Path]) -> str | None:
+    """The cluster id an earlier run formatted one of these log dirs with (so a half-formatted cluster
+    is completed with the same id rather than split in two)."""
+    for log_dir in log_dirs:
+        try:
+            text = (log_dir / "meta.properties").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        match = re.search(r"^cluster\.id=(\S+)$", text, re.MULTILINE)
+        if match:
+            return match.group(1)
+    return None
+
+
+class LocalKafkaCluster:
+    """``nodes`` combined broker+controller KRaft nodes (child JVMs), replicated like production.
+
+    Node ``i`` (1..nodes) keeps its data in ``data_dir/node-<i>`` and listens on ``ports[i-1]`` (clients)
+    and ``controller_ports[i-1]`` (the quorum); free ports are chosen when not given.  All nodes are
+    controller voters (a static quorum) and formatted with one cluster id.  Topics default to replication
+    factor 3 and ``min.insync.replicas=2`` (see :func:`cluster_settings`), so with three nodes any one may
+    be killed (:meth:`kill`) while producers with ``acks=all`` keep writing and nothing acknowledged is
+    lost; :meth:`start` of that node brings it back into the cluster.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        nodes: int = 3,
+        ports: list[int] | None = None,
+        controller_ports: list[int] | None = None,
+        kafka_dir: Path = KAFKA_DIR,
+        *,
+        use_cds: bool = True,
+    ) -> None:
+        if nodes < 1:
+            raise ValueError("a cluster has at least one node")
+        self.data_dir = Path(data_dir).resolve()
+        if ports is None or controller_ports is None:
+            chosen: set[int] = set()
+            while len(chosen) < 2 * nodes:
+                chosen.add(free_port())
+            spare = sorted(chosen)
+            ports = ports or spare[:nodes]
+            controller_ports = controller_ports or spare[nodes:]
+        if len(ports) != nodes or len(controller_ports) != nodes:
+            raise ValueError(f"{nodes} nodes need {nodes} ports and {nodes} controller ports")
+        if len({*ports, *controller_ports}) != 2 * nodes:
+            raise ValueError("every port must differ")
+        voters = ",".join(f"{i}@{_HOST}:{cp}" for i, cp in enumerate(controller_ports, start=1))
+        dirs = [self.data_dir / f"node-{i}" for i in range(1, nodes + 1)]
+        cluster_id = _existing_cluster_id([d / "kafka-logs" for d in dirs]) or random_cluster_id()
+        self.cluster_id = cluster_id
+        self.nodes: dict[int, LocalKafka] = {
+            i: LocalKafka(
+                dirs[i - 1],
+                port=ports[i - 1],
+                controller_port=controller_ports[i - 1],
+                kafka_dir=kafka_dir,
+                use_cds=use_cds,
+                settings=cluster_settings(i, voters, nodes),
+                cluster_id=cluster_id,
+                heap=_CLUSTER_HEAP,
+            )
+            for i in range(1, nodes + 1)
+        }
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """Every node's client address, comma-separated (what clients and services are given)."""
+        return ",".join(node.bootstrap_servers for node in self.nodes.values())
+
+    @property
+    def pids(self) -> dict[int, int | None]:
+        return {i: node.pid for i, node in self.nodes.items()}
+
+    def node(self, node_id: int) -> LocalKafka:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise KafkaLocalError(f"no node {node_id}; nodes are {sorted(self.nodes)}") from None
+
+    def node_at(self, address: str) -> int:
+        """The id of the node whose client address (``host:port``) this is."""
+        for i, node in self.nodes.items():
+            if node.bootstrap_servers == address:
+                return i
+        raise KafkaLocalError(f"no node listens on {address}")
+
+    def start(self, node: int | None = None) -> None:
+        """Start one node (formatting it if new), or every node that is not running.
+
+        Returns at once; :meth:`wait_ready` waits until they serve.  The nodes' storage is formatted in
+        parallel (one short JVM each), then all JVMs start together: a quorum needs a majority up.
+        """
+        targets = [self.node(node)] if node is not None else [n for n in self.nodes.values()]
+        targets = [n for n in targets if not n.is_running()]
+        unformatted = [n for n in targets if not n.is_formatted()]
+        if len(unformatted) > 1:
+            with ThreadPoolExecutor(max_workers=len(unformatted)) as pool:
+                for future in [pool.submit(n.format_storage) for n in unformatted]:
+                    future.result()
+        for n in targets:
+            n.start()
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        """Block until every running node serves and every one of them is a registered broker (so a topic
+        of replication factor ``len(nodes)`` can be created at once)."""
+        deadline = time.monotonic() + timeout
+        running = {i: n for i, n in self.nodes.items() if n.is_running()}
+        for n in running.values():
+            n.wait_ready(max(deadline - time.monotonic(), 1.0))
+        want = set(running)
+        seen: list[int] = []
+        while time.monotonic() < deadline:
+            seen = []
+            for n in running.values():
+                seen = _metadata_brokers(n.port, timeout=1.0)
+                if seen:
+                    break
+            if want <= set(seen):
+                return
+            time.sleep(0.1)
+        raise KafkaStartError(
+            f"brokers {sorted(want)} not all registered after {timeout:.0f}s (metadata lists {sorted(seen)})"
+        )
+
+    def kill(self, node: int | None = None) -> None:
+        """SIGKILL one node (a crash, for fault tests), or every node (a test's throwaway cluster: a clean
+        shutdown of a cluster takes seconds)."""
+        for n in [self.node(node)] if node is not None else list(self.nodes.values()):
+            n.kill()
+
+    def stop(self, node: int | None = None, timeout: float = 20.0) -> None:
+        """Stop one node, or all of them (in parallel: each clean shutdown waits on the others)."""
+        targets = [self.node(node)] if node is not None else list(self.nodes.values())
+        running = [n for n in targets if n.is_running()]
+        if len(running) > 1:
+            with ThreadPoolExecutor(max_workers=len(running)) as pool:
+                for future in [pool.submit(n.stop, timeout) for n in running]:
+                    future.result()
+        for n in targets:
+            n.stop(timeout)
+
+    def __enter__(self) -> LocalKafkaCluster:
+        self.start()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        states = ", ".join(
+            f"{i}: {'pid ' + str(n.pid) if n.is_running() else 'stopped'}" for i, n in self.nodes.items()
+        )
+        return f"LocalKafkaCluster({self.bootstrap_servers}, {states})"

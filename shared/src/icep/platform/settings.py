@@ -50,6 +50,12 @@ class ServiceSettings(BaseSettings):
     )
     topic_partitions: int = Field(default=6, validation_alias=_env("ICEP_TOPIC_PARTITIONS"))
     topic_replication_factor: int = Field(default=1, validation_alias=_env("ICEP_TOPIC_REPLICATION_FACTOR"))
+    #: Topic config `min.insync.replicas` of the topics a service creates: how many replicas must have a
+    #: record before an `acks=all` producer is answered. Default: 2 from replication factor 3 up (one
+    #: broker may die without stopping writes or losing an acknowledged record), else 1.
+    topic_min_insync_replicas: int | None = Field(
+        default=None, ge=1, validation_alias=_env("ICEP_TOPIC_MIN_INSYNC_REPLICAS")
+    )
 
     outbox_relay_enabled: bool = True
     outbox_batch_size: int = 200
