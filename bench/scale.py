@@ -1,6 +1,7 @@
 """Benchmark: replicas on PostgreSQL (`python -m bench scale`), against a PostgreSQL cluster the bench
-starts itself (a temporary directory, a free port; stopped by its PID at the end, also on failure) and
-the run's Kafka.
+starts itself (a temporary directory, a free port; stopped by its PID at the end, also on failure) and a
+local three-node KRaft cluster of its own (topics at replication factor 3, as `icep up --brokers 3`;
+ICEP_BENCH_SCALE_BROKERS=1 uses the run's single broker instead).
 
 The platform starts with one process per service on throwaway databases; a second replica each of plans
 and notifications is then started as extra processes on other ports with the same databases and
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -39,13 +41,16 @@ from bench.common import (
     token,
 )
 from bench.results import Result
-from icep.platform.kafka_local import free_port
+from icep.platform.kafka_local import LocalKafkaCluster, fetch_jars, free_port
 from icep.platform.launcher import Launcher
 
 SCALE_WRITES = int(os.environ.get("ICEP_BENCH_SCALE_WRITES", "40"))
 SCALE_BURST = int(os.environ.get("ICEP_BENCH_SCALE_BURST", "200"))
 TAKEOVER_BEFORE = float(os.environ.get("ICEP_BENCH_TAKEOVER_BEFORE", "3"))
 TAKEOVER_AFTER = float(os.environ.get("ICEP_BENCH_TAKEOVER_AFTER", "12"))
+#: Kafka nodes for this section: 3 (the default) starts a local KRaft cluster of its own, as
+#: `icep up --brokers 3` does; 1 uses the run's broker.
+BROKERS = int(os.environ.get("ICEP_BENCH_SCALE_BROKERS", "3"))
 INTERVAL = 0.270
 REPLICATED = ("plans", "notifications")
 CREATED = "icep.plans.plan.created.v1"
@@ -149,7 +154,9 @@ def _latency_results(label: str, took: list[float], results: list[Result]) -> fl
     return p50
 
 
-async def scenario(bootstrap: str, admin: str, results: list[Result], notes: list[str]) -> None:
+async def scenario(
+    bootstrap: str, admin: str, results: list[Result], notes: list[str], extra: dict[str, str]
+) -> None:
     databases = PgDatabases(admin)
     receiver = Receiver()
     first: Launcher | None = None
@@ -158,7 +165,9 @@ async def scenario(bootstrap: str, admin: str, results: list[Result], notes: lis
     try:
         urls = await databases.service_urls(["plans", "procurement", "standards", "notifications"])
         await receiver.ready()
-        first = await asyncio.to_thread(start_platform, bootstrap, urls, prefix="icep-bench-scale-")
+        first = await asyncio.to_thread(
+            start_platform, bootstrap, {**urls, **extra}, prefix="icep-bench-scale-"
+        )
         gateway = httpx.AsyncClient(base_url=f"http://127.0.0.1:{first.ports['gateway']}", timeout=30)
         clients.append(gateway)
         bearer = f"Bearer {await token(gateway)}"
@@ -269,4 +278,26 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
         notes.append("not measured: no PostgreSQL server binaries (initdb) on this machine")
         return
     with throwaway_postgres() as admin:
-        await scenario(bootstrap, admin, results, notes)
+        if BROKERS <= 1:
+            notes.append(f"Kafka: the run's broker ({bootstrap})")
+            await scenario(bootstrap, admin, results, notes, {})
+            return
+        fetch_jars()
+        cluster = LocalKafkaCluster(Path(tempfile.mkdtemp(prefix="icep-bench-kafka-cluster-")), nodes=BROKERS)
+        try:
+            cluster.start()
+            await asyncio.to_thread(cluster.wait_ready, 120)
+            replication = str(min(BROKERS, 3))
+            notes.append(
+                f"Kafka: a local KRaft cluster of {BROKERS} nodes of the section's own, topics at replication"
+                f" factor {replication}"
+            )
+            await scenario(
+                cluster.bootstrap_servers,
+                admin,
+                results,
+                notes,
+                {"ICEP_TOPIC_REPLICATION_FACTOR": replication},
+            )
+        finally:
+            cluster.kill()  # a throwaway cluster of its own: no clean shutdown to wait for
