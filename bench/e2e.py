@@ -75,6 +75,8 @@ class Run:
     arrived: dict[tuple[str, str], float] = field(default_factory=dict)
     webhook_ids: set[str] = field(default_factory=set)
     duplicates: int = 0
+    #: API writes that failed (a 504 from the gateway, say): counted, not fatal.
+    failures: list[str] = field(default_factory=list)
 
     def pids(self) -> dict[str, int]:
         pids = {name: self.launcher.processes[name].process.pid for name in PROCESSES}
@@ -123,7 +125,10 @@ async def _in_flight(run: Run, count: int, concurrency: int) -> tuple[list[tuple
         nonlocal remaining
         while remaining > 0 and time.monotonic() < deadline:
             remaining -= 1
-            made.append(await run.create())
+            try:
+                made.append(await run.create())
+            except (httpx.HTTPError, RuntimeError) as exc:  # counted and reported, the run goes on
+                run.failures.append(str(exc)[:200])
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -192,9 +197,15 @@ async def latency_phase(run: Run, label: str, floor: float, results: list[Result
         sent = time.time()
         r = await run.http.post(f"/v1/plans/{plan_id}/submit", headers={"If-Match": f'"{version}"'})
         if r.status_code != 200:
-            raise RuntimeError(f"submit: {r.status_code} {r.text[:300]}")
+            run.failures.append(f"submit: {r.status_code} {r.text[:200]}")
+            continue
         at = await run.wait_for({(SUBMITTED, plan_id)}, timeout=30)
+        if at != at:  # NaN: no webhook within the wait
+            run.failures.append(f"submit of {plan_id}: no webhook within 30 s")
+            continue
         took.append(at - sent)
+    if not took:
+        raise RuntimeError(f"no submit reached its webhook: {run.failures[:3]}")
     spent = meter.stop()
     ms = 1000.0
     p50, p99 = percentile(took, 50), percentile(took, 99)
@@ -242,6 +253,10 @@ async def throughput_phase(
         Result(f"  end-to-end events/s (to the last webhook), {label}", events, "events/s", "-", events > 0)
     )
     _cpu_results(f"{label}, {IN_FLIGHT} in flight", spent, len(made), results, goal=True)
+    failed, run.failures[:] = list(run.failures), []
+    results.append(Result(f"  API writes that failed, {label}", len(failed), "", "= 0", not failed))
+    if failed:
+        notes.append(f"{label}: {len(failed)} writes failed, the first: {failed[0]}")
     if len(made) < WRITES:
         notes.append(f"{label}: {len(made)} of {WRITES} writes in the phase's {PHASE_SECONDS:g} s")
 
