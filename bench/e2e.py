@@ -77,6 +77,8 @@ class Run:
     duplicates: int = 0
     #: API writes that failed (a 504 from the gateway, say): counted, not fatal.
     failures: list[str] = field(default_factory=list)
+    #: API writes sent (creates and submits).
+    writes: int = 0
 
     def pids(self) -> dict[str, int]:
         pids = {name: self.launcher.processes[name].process.pid for name in PROCESSES}
@@ -107,6 +109,7 @@ class Run:
     async def create(self) -> tuple[str, int, float]:
         """(plan id, version, when the create was sent)."""
         sent = time.time()
+        self.writes += 1
         r = await self.http.post("/v1/plans", json=PLAN)
         if r.status_code != 201:
             raise RuntimeError(f"create: {r.status_code} {r.text[:300]}")
@@ -195,6 +198,7 @@ async def latency_phase(run: Run, label: str, floor: float, results: list[Result
         if time.monotonic() > deadline and len(took) >= 10:
             break
         sent = time.time()
+        run.writes += 1
         r = await run.http.post(f"/v1/plans/{plan_id}/submit", headers={"If-Match": f'"{version}"'})
         if r.status_code != 200:
             run.failures.append(f"submit: {r.status_code} {r.text[:200]}")
@@ -335,13 +339,13 @@ async def scenario(
         try:
             await latency_phase(run, f"{name}, tracing exported at 100%", floor, results)
             await throughput_phase(run, f"{name}, tracing exported at 100%", results, notes)
-            lost = run.duplicates
+            lost, writes = run.duplicates, run.writes
         finally:
             await stop_run(run)
         notes.append(
             f"tracing on: the OTLP sink got {len(collector.spans):,} spans for"
-            f" {2 * LATENCY_PLANS + WRITES} API writes (creates and submits), about"
-            f" {len(collector.spans) / (2 * LATENCY_PLANS + WRITES):.0f} per write (some may still be"
+            f" {writes} API writes (creates and submits), about"
+            f" {len(collector.spans) / max(writes, 1):.0f} per write (some may still be"
             f" queued in the exporters); {lost} duplicate webhook-ids"
         )
     finally:
