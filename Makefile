@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: up test sync uv lint typecheck check kafka-jars compose-config bench clean
+.PHONY: up test sync uv lint typecheck check kafka-jars compose-config bench bench-quick clean
 
 # uv is the only thing installed outside the project; everything else comes from the lock file.
 uv:
@@ -35,8 +35,18 @@ kafka-jars: sync
 compose-config:
 	docker compose config --quiet
 
+# The floors and every scenario in one run (bench/README.md); sizes come from ICEP_BENCH_* variables,
+# e.g. `make bench BENCH_ARGS="--profile end_to_end"`; `make bench-quick` runs everything with small sizes.
 bench: sync
-	$(UV) run --frozen python -m bench
+	$(UV) run --frozen python -m bench $(BENCH_ARGS)
+
+bench-quick: sync
+	ICEP_BENCH_FLOOR_ROUND_TRIPS=50 ICEP_BENCH_FLOOR_PRODUCE=3000 ICEP_BENCH_FLOOR_COMMITS=200 \
+	ICEP_BENCH_FLOOR_HOPS=200 ICEP_BENCH_EVENTS=1000 ICEP_BENCH_E2E_PLANS=20 ICEP_BENCH_E2E_WRITES=200 \
+	ICEP_BENCH_SWEEP_RATES=25,50,100 ICEP_BENCH_SWEEP_SECONDS=2 ICEP_BENCH_DELIVERIES=600 \
+	ICEP_BENCH_DELIVERY_PLANS=20 ICEP_BENCH_GATEWAY_REQUESTS=200 ICEP_BENCH_GATEWAY_THROUGHPUT_REQUESTS=600 \
+	ICEP_BENCH_SCALE_WRITES=15 ICEP_BENCH_SCALE_BURST=60 ICEP_BENCH_TAKEOVER_AFTER=8 \
+	ICEP_BENCH_SUMMARY_REQUESTS=50 ICEP_BENCH_AUDIT_READS=100 ICEP_BENCH_AUDIT_CHANGES=50 $(UV) run --frozen python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

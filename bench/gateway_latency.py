@@ -30,12 +30,14 @@ from pathlib import Path
 
 import httpx
 
+from bench import floors
 from bench.broker import with_broker
+from bench.common import CpuMeter
 from bench.results import Result, print_results
 from icep.platform.launcher import Launcher, free_platform_ports, platform_env
 
-REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_REQUESTS", "1000"))
-THROUGHPUT_REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_THROUGHPUT_REQUESTS", "3000"))
+REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_REQUESTS", "500"))
+THROUGHPUT_REQUESTS = int(os.environ.get("ICEP_BENCH_GATEWAY_THROUGHPUT_REQUESTS", "1500"))
 CONCURRENCY = int(os.environ.get("ICEP_BENCH_GATEWAY_CONCURRENCY", "16"))
 ROUNDS = 3
 WARMUP = 50
@@ -74,16 +76,29 @@ async def latencies(
     return took
 
 
-async def throughput(clients: dict[str, httpx.AsyncClient], path: str) -> dict[str, float]:
+async def throughput(
+    clients: dict[str, httpx.AsyncClient], path: str, pids: dict[str, dict[str, int]]
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Requests per second of each client with CONCURRENCY in flight, over connections opened (and
-    warmed) beforehand; in ROUNDS alternating rounds, so both see the same machine."""
+    warmed) beforehand; in ROUNDS alternating rounds, so both see the same machine. Also the CPU seconds
+    per request of the processes `pids[client]` names (process -> pid) during that client's rounds."""
     for client in clients.values():
         await asyncio.gather(*(_get(client, path) for _ in range(CONCURRENCY)))
     took = dict.fromkeys(clients, 0.0)
+    cpu = {name: dict.fromkeys(pids[name], 0.0) for name in clients}
+    per_round = THROUGHPUT_REQUESTS // ROUNDS
     for _ in range(ROUNDS):
         for name, client in clients.items():
-            took[name] += await _burst(client, path, THROUGHPUT_REQUESTS // ROUNDS)
-    return {name: THROUGHPUT_REQUESTS // ROUNDS * ROUNDS / seconds for name, seconds in took.items()}
+            meter = CpuMeter(pids[name]).start()
+            took[name] += await _burst(client, path, per_round)
+            for process, seconds in meter.stop().items():
+                cpu[name][process] += seconds
+    rates = {name: per_round * ROUNDS / seconds for name, seconds in took.items()}
+    per_request = {
+        name: {process: seconds / (per_round * ROUNDS) for process, seconds in spent.items()}
+        for name, spent in cpu.items()
+    }
+    return rates, per_request
 
 
 async def _burst(client: httpx.AsyncClient, path: str, count: int) -> float:
@@ -161,7 +176,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
                 # Added latency per pair of neighbouring requests (one each way, same moment), so the
                 # percentiles describe the gateway's own cost, not the difference of two distributions.
                 paired = [g - d for d, g in zip(took["direct"], took["gateway"], strict=True)]
-                for p, target in ((50, 5.0), (99, 20.0)):
+                for p, target in ((50, 1.5), (99, 20.0)):
                     added = _percentile(paired, p) * 1000
                     results.append(
                         Result(
@@ -170,6 +185,8 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
                             "ms",
                             f"<= {target:g}",
                             added <= target,
+                            goal=f"gateway added p50, {label}" if p == 50 else "",
+                            floor=f"direct p50 {figures['direct', 50]:.2f} ms" if p == 50 else "",
                         )
                     )
                 notes.append(
@@ -179,8 +196,39 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
                     f" ({REQUESTS} sequential requests each way,"
                     " alternating, keep-alive)"
                 )
-            rates = await throughput({"direct": direct, "gateway": gateway}, one_plan)
+            gateway_pid = launcher.processes["gateway"].process.pid
+            plans_pid = launcher.processes["plans"].process.pid
+            rates, cpu = await throughput(
+                {"direct": direct, "gateway": gateway},
+                one_plan,
+                {"direct": {"plans": plans_pid}, "gateway": {"gateway": gateway_pid, "plans": plans_pid}},
+            )
         direct_rate, gateway_rate = rates["direct"], rates["gateway"]
+        await floors.ensure(bootstrap)
+        minimal = floors.FLOORS["http_hop_cpu"] * 1000
+        gateway_cpu = cpu["gateway"]["gateway"] * 1000
+        results.append(
+            Result(
+                "CPU per proxied GET in the gateway process",
+                gateway_cpu,
+                "ms",
+                "<= 1.5",
+                gateway_cpu <= 1.5,
+                goal="gateway CPU per proxied request",
+                floor=f"minimal app {minimal:.3f} ms ({gateway_cpu / minimal:.0f}x)",
+            )
+        )
+        plans_cpu = cpu["direct"]["plans"] * 1000
+        results.append(
+            Result(
+                f"GET one plan direct: CPU in the plans service (minimal app {minimal:.3f} ms,"
+                f" {plans_cpu / minimal:.0f}x)",
+                plans_cpu,
+                "ms",
+                "-",
+                True,
+            )
+        )
         label = f"GET one plan, {CONCURRENCY} in flight"
         results.append(
             Result(f"{label}: throughput direct to plans", direct_rate, "req/s", ">= 100", direct_rate >= 100)
@@ -195,7 +243,17 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
             )
         )
         share = gateway_rate / direct_rate * 100
-        results.append(Result(f"{label}: gateway throughput / direct", share, "%", ">= 40", share >= 40))
+        results.append(
+            Result(
+                f"{label}: gateway throughput / direct",
+                share,
+                "%",
+                ">= 75",
+                share >= 75,
+                goal="gateway throughput / direct",
+                floor=f"direct {direct_rate:,.0f} req/s",
+            )
+        )
         notes.append(
             f"gateway throughput: {THROUGHPUT_REQUESTS} requests each way in {ROUNDS} alternating rounds"
             f" from one Python client with {CONCURRENCY} in flight on the same machine (the client's own"
