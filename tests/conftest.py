@@ -17,8 +17,9 @@ import pytest
 from icep.platform.launcher import SERVICES, Launcher, free_platform_ports, platform_env
 from icep.platform.testing import OtlpCollector, WebhookReceiver, consumer_caught_up, wait_for
 
-#: Modules that prove what only PostgreSQL has (roles and privileges; replicas sharing one database) are collected only when the suite runs
-#: on PostgreSQL (ICEP_TEST_POSTGRES_URL): a SQLite run neither runs them nor reports them as skipped.
+#: Modules that prove what only PostgreSQL has (roles and privileges; replicas sharing one database) are
+#: collected only when the suite runs on PostgreSQL (ICEP_TEST_POSTGRES_URL): a SQLite run neither runs them
+#: nor reports them as skipped.
 collect_ignore = (
     []
     if os.environ.get("ICEP_TEST_POSTGRES_URL")
