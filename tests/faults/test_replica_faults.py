@@ -122,10 +122,15 @@ async def test_killing_a_replica_of_plans_and_of_notifications_mid_load(
         return ids
 
     await wait_for(lambda: expected <= set(arrived()), timeout=60, what="every accepted write's webhook")
-    # The survivors took over every shard.
-    assert await shards_held(platform, "plans~2", "outbox-relay") == SHARDS
-    assert await shards_held(platform, "notifications~2", "webhook-dispatcher") == SHARDS
+    # The survivors took over every shard, and each did a part of the work.
+    for process, role in (("plans~2", "outbox-relay"), ("notifications~2", "webhook-dispatcher")):
+
+        async def all_shards(process: str = process, role: str = role) -> bool:
+            return await shards_held(platform, process, role) == SHARDS
+
+        await wait_for(all_shards, timeout=30, what=f"{process} to hold every {role} shard")
     assert await platform.metric("plans~2", "icep_outbox_published_total", service="plans") > 0
+    assert await platform.metric("notifications~2", "icep_webhook_attempts_total", outcome="delivered") > 0
     ids = arrived()
     assert all(len(event_ids) == 1 for event_ids in ids.values()), "an event was raised twice"
     assert len(set(ids) - expected) <= unknown  # only writes whose answer was lost may add events
