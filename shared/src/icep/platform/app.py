@@ -303,7 +303,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                         shards=settings.work_shards,
                         rebalance_seconds=settings.shard_rebalance_seconds,
                     )
-                    runtime.after_commit.append(runtime.relay.wake)
+                    runtime.after_commit.append(runtime.wakeups.unless_listening(runtime.relay.wake))
                 runtime.uow.after_commit.append(runtime.committed)
                 # A commit on any replica that wrote outbox rows wakes every replica's relay: the row's
                 # shard may be another replica's.

@@ -13,7 +13,8 @@ next poll. So on PostgreSQL:
 - Each process holds ONE dedicated asyncpg connection that LISTENs on the service's channels and runs the
   callbacks (setting the loops' wake events). When that connection is lost it reconnects with backoff;
   meanwhile the loops' polls still find the work, and after a reconnect every callback runs once (a
-  notification sent while nobody listened is lost).
+  notification sent while nobody listened is lost). While it listens, the process's own commits wake its
+  loops through it too, so the in-process after-commit hooks stand aside (`unless_listening`).
 
 SQLite is one process's file: the in-process after-commit hooks are all there is, and nothing here runs.
 Channel names are per service (`icep_<service>_<topic>`), so services sharing a cluster do not wake each
@@ -158,6 +159,17 @@ class Wakeups:
             self._listening.add(channel)
             task = asyncio.ensure_future(self._conn.add_listener(channel, self._notified))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def unless_listening(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """`callback` for this process's after-commit hooks: it runs only while no LISTEN connection is up.
+        While one is, the commit's own NOTIFY wakes this process too (a listener hears its own session's
+        notifications), and waking twice would cost a second, empty round per commit."""
+
+        def wake() -> None:
+            if not self.connected.is_set():
+                callback()
+
+        return wake
 
     def off(self, topic: str, callback: Callable[[], None]) -> None:
         with contextlib.suppress(KeyError, ValueError):

@@ -19,16 +19,18 @@ async def dispatch_webhooks(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, NotificationsSettings)
     dispatcher = WebhookDispatcher(runtime.db, runtime.uow, settings)
-    runtime.after_commit.append(dispatcher.wake)
     wakeups = runtime.wakeups
+    local_wake = dispatcher.wake
     if wakeups is not None:
         # Deliveries a consumer of any replica created may be in this replica's shards.
         wakeups.watch(DeliveryRow.__table__, "deliveries", DeliveryRow)  # type: ignore[attr-defined]
         wakeups.on("deliveries", dispatcher.wake)
+        local_wake = wakeups.unless_listening(dispatcher.wake)
+    runtime.after_commit.append(local_wake)
     try:
         await dispatcher.run()
     finally:
-        runtime.after_commit.remove(dispatcher.wake)
+        runtime.after_commit.remove(local_wake)
         if wakeups is not None:
             wakeups.off("deliveries", dispatcher.wake)
         await dispatcher.aclose()

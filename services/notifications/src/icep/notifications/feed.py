@@ -338,11 +338,13 @@ def hub_of(runtime: Runtime) -> FeedHub:
     if not isinstance(hub, FeedHub):
         hub = FeedHub()
         runtime.extras[HUB_KEY] = hub
-        runtime.after_commit.append(hub.wake)
         if runtime.wakeups is not None:
-            # Events another replica's consumer logged (PostgreSQL NOTIFY, `icep.platform.wakeups`).
+            # Events any replica's consumer logged (PostgreSQL NOTIFY, `icep.platform.wakeups`).
             runtime.wakeups.watch(_log, "feed", EventLogRow)
             runtime.wakeups.on("feed", hub.wake)
+            runtime.after_commit.append(runtime.wakeups.unless_listening(hub.wake))
+        else:
+            runtime.after_commit.append(hub.wake)
     return hub
 
 
