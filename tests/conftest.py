@@ -17,9 +17,14 @@ import pytest
 from icep.platform.launcher import SERVICES, Launcher, free_platform_ports, platform_env
 from icep.platform.testing import OtlpCollector, WebhookReceiver, consumer_caught_up, wait_for
 
-#: Modules that prove what only PostgreSQL has (roles and privileges) are collected only when the suite runs
-#: on PostgreSQL (ICEP_TEST_POSTGRES_URL): a SQLite run neither runs them nor reports them as skipped.
-collect_ignore = [] if os.environ.get("ICEP_TEST_POSTGRES_URL") else ["test_database_roles.py"]
+#: Modules that prove what only PostgreSQL has (roles and privileges; replicas sharing one database) are
+#: collected only when the suite runs on PostgreSQL (ICEP_TEST_POSTGRES_URL): a SQLite run neither runs them
+#: nor reports them as skipped.
+collect_ignore = (
+    []
+    if os.environ.get("ICEP_TEST_POSTGRES_URL")
+    else ["test_database_roles.py", "faults/test_replica_faults.py"]
+)
 
 DEV_SECRETS = {
     "deu-planner": "deu-planner-dev-secret",

@@ -154,23 +154,62 @@ async def test_purge_deletes_only_sent_rows_past_retention(
     assert keys == ["recent", "unsent"]
 
 
-async def test_one_active_relay_per_database(db: Database, kafka_bootstrap: str) -> None:
-    """PostgreSQL: a session advisory lock makes one relay active; the other takes over when it goes.
+async def test_relays_share_the_outbox_shards(db: Database, kafka_bootstrap: str) -> None:
+    """PostgreSQL: each shard of the outbox is held by one relay (advisory locks); two relays split them,
+    and the one left takes all of them when the other's session ends.
 
-    SQLite is a file of one process, whose relay is always the active one.
+    SQLite is a file of one process, whose relay holds every shard.
     """
-    first = relay_for(db, kafka_bootstrap).leadership
-    second = relay_for(db, kafka_bootstrap).leadership
+    first = relay_for(db, kafka_bootstrap, shards=8).leadership
+    second = relay_for(db, kafka_bootstrap, shards=8).leadership
+    everything = frozenset(range(8))
     try:
-        assert await first.hold() is True
-        if db.is_postgres:
-            assert await second.hold() is False
-            await first.release()
-            assert await second.hold() is True
-            assert await first.hold() is False
-            assert await second.hold() is True  # holding again is idempotent
-        else:
-            assert await second.hold() is True
+        assert await first.hold() == everything
+        if not db.is_postgres:
+            assert await second.hold() == everything
+            return
+        # The second joins: it may take its half only once the first lets go of it.
+        assert await second.hold() == frozenset()
+        evens, odds = await first.hold(force=True), await second.hold(force=True)
+        assert evens | odds == everything and not evens & odds and len(evens) == len(odds) == 4
+        assert await second.hold(force=True) == odds  # holding again changes nothing
+        await first.release()
+        assert await second.hold(force=True) == everything
     finally:
         await first.release()
         await second.release()
+
+
+async def test_a_relay_publishes_only_its_shards(db: Database, topic: str, kafka_bootstrap: str) -> None:
+    """Two relays on one PostgreSQL database: each key's rows are published by the relay holding the key's
+    shard, so every row is published once and in order per key. (On SQLite the first relay, holding every
+    shard, publishes all.)"""
+    uow = UnitOfWorkFactory(db, T.outbox, "test", topic)
+    relays = [relay_for(db, kafka_bootstrap, shards=8) for _ in range(2)]
+    try:
+        for relay in relays:
+            await relay.leadership.hold()
+        for relay in relays:
+            await relay.leadership.hold(force=True)
+        if db.is_postgres:
+            assert relays[0].leadership.held.isdisjoint(relays[1].leadership.held)
+            assert all(relay.leadership.held for relay in relays)
+        for n in range(40):
+            async with uow() as tx:
+                tx.publish(bump(f"k{n % 10}", n))
+        assert await relays[0].publish_once() is False
+        if db.is_postgres:
+            assert 0 < await unsent(db) < 40  # the other relay's keys wait for it
+        assert await relays[1].publish_once() is False
+        assert await all_sent(db)
+        records = await read_records(kafka_bootstrap, topic, expect=40)
+        by_key: dict[str, list[int]] = defaultdict(list)
+        for r in records:
+            event = decode(r.key, r.value, r.headers)
+            by_key[event.subject].append(event.data["n"])
+        assert by_key == {f"k{i}": list(range(i, 40, 10)) for i in range(10)}
+    finally:
+        for relay in relays:
+            await relay.leadership.release()
+            if relay._producer is not None:
+                await relay._producer.stop()

@@ -155,9 +155,10 @@ async def test_the_status_names_the_relays_leader(db: Database, tables: Platform
         return
     assert (await outbox_admin.leadership(db, "test")).held is False
     try:
-        assert await relay.leadership.hold() is True
+        assert await relay.leadership.hold() == frozenset(range(relay.leadership.shards))
         leader = await outbox_admin.leadership(db, "test")
         assert (leader.mode, leader.held) == ("advisory-lock", True) and leader.holder_pid
+        assert leader.shards_held == relay.leadership.shards and leader.holder_pids == [leader.holder_pid]
         assert (await outbox_admin.leadership(db, "other")).held is False  # another service's lock
     finally:
         await relay.leadership.release()

@@ -51,6 +51,7 @@ from icep.platform.problems import AnswerErrors, install_problem_handlers
 from icep.platform.retention import RetentionRule
 from icep.platform.settings import ServiceSettings
 from icep.platform.tables import PlatformTables
+from icep.platform.wakeups import Wakeups
 
 log = logging.getLogger("icep.app")
 
@@ -111,6 +112,8 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     #: Called after each commit that wrote events or handled one (wakes the relay, a dispatcher, ...).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
+    #: Commits of every replica waking this one's loops (PostgreSQL LISTEN/NOTIFY; `icep.platform.wakeups`).
+    wakeups: Wakeups | None = None
 
     def committed(self) -> None:
         for hook in self.after_commit:
@@ -279,6 +282,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                 await migrations.wait_until_current(
                     spec.migrations_dir, settings.database_url, settings.migration_wait_seconds
                 )
+            runtime.wakeups = Wakeups(db, name)
             if spec.tables is not None:
                 runtime.uow = UnitOfWorkFactory(db, spec.tables.outbox, name, settings.topic)
                 box = secrets.box_from_settings(
@@ -302,9 +306,16 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                         poll_seconds=settings.outbox_poll_seconds,
                         retention=timedelta(hours=settings.outbox_retention_hours),
                         send_timeout=settings.outbox_send_timeout_seconds,
+                        shards=settings.work_shards,
+                        rebalance_seconds=settings.shard_rebalance_seconds,
                     )
-                    runtime.after_commit.append(runtime.relay.wake)
+                    runtime.after_commit.append(runtime.wakeups.unless_listening(runtime.relay.wake))
                 runtime.uow.after_commit.append(runtime.committed)
+                # A commit on any replica that wrote outbox rows wakes every replica's relay: the row's
+                # shard may be another replica's.
+                runtime.wakeups.watch(spec.tables.outbox, "outbox")
+                if runtime.relay is not None:
+                    runtime.wakeups.on("outbox", runtime.relay.wake)
                 audit.attach(runtime)
                 if spec.subscribe_topics and settings.consumer_enabled and spec.uses_kafka:
                     runtime.consumer = ConsumerRunner(
@@ -324,6 +335,9 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                         uow=runtime.uow,
                         dead_letters=spec.tables.dead_letters,
                         service=name,
+                        session_timeout_ms=settings.consumer_session_timeout_ms,
+                        heartbeat_interval_ms=settings.consumer_heartbeat_interval_ms,
+                        group_instance_id=settings.consumer_group_instance_id,
                     )
                 if spec.subscribe_topics and spec.uses_kafka:
                     # Also while the consumer is disabled: what waits is still the operators' to see.
@@ -340,6 +354,9 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                     )
         for hook in spec.startup:
             await hook(app)
+        if runtime.wakeups is not None and runtime.wakeups.enabled:
+            wakeups = runtime.wakeups
+            runtime.start("wakeups", lambda _: wakeups.run())
         _start_observers(runtime)
         if spec.uses_kafka:
             runtime.start("kafka-setup", _kafka_setup)

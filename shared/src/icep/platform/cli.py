@@ -387,9 +387,10 @@ def outbox_status(
     if leader.mode == "single-process":
         who = "SQLite: the relay of the process using the database"
     elif leader.held:
-        who = f"held (database backend pid {leader.holder_pid})"
+        pids = ", ".join(str(pid) for pid in leader.holder_pids)
+        who = f"{leader.shards_held} shards held by relays (database backend pids {pids})"
     else:
-        who = "[red]no relay holds the lock[/]"
+        who = "[red]no relay holds a shard[/]"
     console.print(f"[bold]{service}[/] outbox")
     console.print(
         f"  backlog: {found.backlog}   oldest: {found.oldest_age_seconds:.1f} s   parked: {found.parked}"

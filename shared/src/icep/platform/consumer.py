@@ -110,8 +110,15 @@ class ConsumerRunner:
         uow: UnitOfWorkFactory | None = None,
         dead_letters: sa.Table | None = None,
         service: str | None = None,
+        session_timeout_ms: int = 3000,
+        heartbeat_interval_ms: int = 1000,
+        group_instance_id: str | None = None,
     ) -> None:
         self.db = db
+        #: How soon a killed member's partitions go to the others (`ServiceSettings.consumer_session_*`).
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.group_instance_id = group_instance_id
         self.inbox = inbox
         self.group = group
         self.topics = topics
@@ -139,6 +146,12 @@ class ConsumerRunner:
             auto_offset_reset="earliest",
             isolation_level="read_committed",
             max_poll_records=200,
+            session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=self.heartbeat_interval_ms,
+            group_instance_id=self.group_instance_id,
+            # A rebalance waits this long for the live members to rejoin (it was the old session timeout):
+            # independent of how soon a dead member is noticed.
+            rebalance_timeout_ms=max(10_000, self.session_timeout_ms),
         )
         await start_with_retry(consumer, f"consumer {self.group}")
         self.consumer = consumer

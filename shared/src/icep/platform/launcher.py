@@ -122,7 +122,10 @@ class Launcher:
     def __post_init__(self) -> None:
         self.management_ports = {**management_ports_for(self.ports), **self.management_ports}
 
-    def start(self, name: str, extra_env: Mapping[str, str] | None = None) -> ServiceProcess:
+    def start(
+        self, name: str, extra_env: Mapping[str, str] | None = None, *, service: str | None = None
+    ) -> ServiceProcess:
+        """Start process `name`: the service of that name, or `service` (a further replica's name)."""
         if name in self.processes and self.processes[name].alive():
             raise LaunchError(f"{name} is already running")
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +133,7 @@ class Launcher:
         env = {**os.environ, **self.env, **(extra_env or {})}
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "icep.platform.cli", "serve", name],
+                [sys.executable, "-m", "icep.platform.cli", "serve", service or name],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -140,6 +143,30 @@ class Launcher:
         sp = ServiceProcess(name, self.ports[name], self.management_ports[name], proc, log_path)
         self.processes[name] = sp
         return sp
+
+    def start_replica(
+        self, service: str, replica: int, extra_env: Mapping[str, str] | None = None
+    ) -> ServiceProcess:
+        """Start one more process of `service` (replica 2, 3, ...): the same database, broker and settings,
+        its own free API and management ports. It is process `<service>~<replica>` here (`wait_ready`,
+        `kill`, `stop`) and serves beside the first one; the gateway still routes to the first."""
+        from icep.platform.kafka_local import free_port
+
+        name = f"{service}~{replica}"
+        prefix = f"ICEP_{service.upper()}"
+        taken = {*self.ports.values(), *self.management_ports.values()}
+        chosen: list[int] = []
+        while len(chosen) < 2:
+            port = free_port()
+            if port not in taken and port not in chosen:
+                chosen.append(port)
+        self.ports[name], self.management_ports[name] = chosen
+        env = {
+            f"{prefix}_PORT": str(self.ports[name]),
+            f"{prefix}_MANAGEMENT_PORT": str(self.management_ports[name]),
+            **(extra_env or {}),
+        }
+        return self.start(name, env, service=service)
 
     def wait_ready(self, name: str, timeout: float = 60.0, *, topics: bool = False) -> None:
         """Wait until the process is ready (it can serve its API: its database answers). Readiness does

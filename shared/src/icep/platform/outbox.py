@@ -4,9 +4,10 @@ A use case writes its domain rows and its events in ONE transaction (`UnitOfWork
 the rows with an idempotent producer (`acks=all`) and marks a row sent only after the broker
 acknowledged it. Per key (aggregate) the order holds: the rows of one key are sent one after another, and
 a failure stops that key's later rows until the next round, while other keys go on. The relay is woken
-right after a commit and also polls, to pick up what a crash left behind. On PostgreSQL exactly one relay
-per database is active (session advisory lock); others stand by. Sent rows are purged after a retention
-period.
+right after a commit (in every replica: `icep.platform.wakeups`) and also polls, to pick up what a crash
+left behind. On PostgreSQL the outbox is cut into shards by the row's key, each published by one replica
+(`icep.platform.shards`), so replicas share the work and a key's rows still go out in order. Sent rows are
+purged after a retention period.
 
 An operator may park a row that cannot be published (`icep.platform.outbox_admin`): the relay skips it.
 Parking is the operator's explicit decision to let the key's later rows go on without it, so that key's
@@ -32,11 +33,12 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.platform import events, faults
-from icep.platform.db import Database, LeaderLock, begin_write
+from icep.platform.db import Database, begin_write
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.kafka import new_producer
 from icep.platform.logs import kafka_client
 from icep.platform.observe import set_leader
+from icep.platform.shards import ShardLocks
 from icep.platform.telemetry import continued_or_linked_span, current_trace_headers, messaging_attributes
 
 log = logging.getLogger("icep.outbox")
@@ -249,6 +251,8 @@ class OutboxRelay:
         retention: timedelta = timedelta(hours=24),
         producer: AIOKafkaProducer | None = None,
         send_timeout: float = 10.0,
+        shards: int = 16,
+        rebalance_seconds: float = 1.0,
     ) -> None:
         self.db = db
         self.outbox = outbox
@@ -259,7 +263,15 @@ class OutboxRelay:
         self.retention = retention
         self._producer = producer
         self._wake = asyncio.Event()
-        self.leadership = LeaderLock(db, f"icep-outbox-{service}")
+        #: The shards of the outbox (by the row's key) this replica publishes (`icep.platform.shards`).
+        self.leadership = ShardLocks(
+            db,
+            f"icep-outbox-{service}",
+            shards=shards,
+            rebalance_seconds=rebalance_seconds,
+            service=service,
+            role="outbox-relay",
+        )
         self.active = False
         #: How long one round waits for a send's acknowledgement (and a producer's start) before it counts a
         #: failure and moves on: the relay never hangs for a whole broker outage.
@@ -351,7 +363,7 @@ class OutboxRelay:
             while True:
                 more = False
                 try:
-                    self.active = await self.leadership.hold()
+                    self.active = bool(await self.leadership.hold())
                     set_leader(self.service, "outbox-relay", self.active)
                     if self.active:
                         more = await self.publish_once()
@@ -364,7 +376,9 @@ class OutboxRelay:
                 if more:
                     continue
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll_seconds)
+                    # Also the rebalance's beat: a replica that died leaves shards to take over.
+                    wait = min(self.poll_seconds, self.leadership.rebalance_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
                 self._wake.clear()
         finally:
             set_leader(self.service, "outbox-relay", False)
@@ -385,7 +399,7 @@ class OutboxRelay:
                         sa.select(self.outbox)
                         # Parked rows are left out of the batch altogether: a full batch of publishable
                         # rows still means "there may be more", and a parked row never blocks its key.
-                        .where(publishable(self.outbox))
+                        .where(publishable(self.outbox), self.leadership.condition(self.outbox.c.key))
                         .order_by(self.outbox.c.position)
                         .limit(self.batch_size)
                     )

@@ -5,8 +5,8 @@ operator-role routes `/v1/operations/<service>/outbox...` of each service that k
 
 - **Status**: the backlog (rows waiting to be published), the age of the oldest, how many rows are parked,
   the rows that failed most (attempts and last error) and the parked ones, and whether a relay holds the
-  outbox's leadership: on PostgreSQL `pg_locks` is asked for the relay's advisory lock (`LeaderLock`); a
-  SQLite database belongs to one process, whose relay is its leader when it runs.
+  outbox's work: on PostgreSQL `pg_locks` is asked which relays hold the outbox's shards (advisory locks,
+  `icep.platform.shards`); a SQLite database belongs to one process, whose relay is its leader when it runs.
 - **Retry** clears a row's error and attempts, unparks it and wakes the relay (in the service; the CLI's
   change is picked up at the relay's next poll).
 - **Park** takes a row that cannot be published (the broker refuses it, its topic is gone, ...) out of the
@@ -32,15 +32,15 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.platform import audit
 from icep.platform.auth import NATO, Principal, require_role
-from icep.platform.db import Database, LeaderLock
+from icep.platform.db import Database
 from icep.platform.errors import Conflict, NotFound
 from icep.platform.events import utcnow
 from icep.platform.outbox import UnitOfWorkFactory, publishable
+from icep.platform.shards import holders
 
 OPERATOR = "operator"
 #: Opens the write transaction a change runs in: `Database.transaction`, or (a request) the service's unit
@@ -73,17 +73,29 @@ class OutboxRow(BaseModel):
 
 class Leadership(BaseModel):
     mode: Literal["advisory-lock", "single-process"] = Field(
-        description="`advisory-lock`: PostgreSQL, one relay per database holds the lock, others stand by; "
-        "`single-process`: SQLite, the relay of the one process using the file is the leader"
+        description="`advisory-lock`: PostgreSQL, the outbox is cut into shards by key and each shard is "
+        "published by the one relay holding its advisory lock (replicas share them); `single-process`: "
+        "SQLite, the relay of the one process using the file is the leader"
     )
     held: bool | None = Field(
-        description="Whether some relay holds the lock (PostgreSQL); null for SQLite, whose leader is the "
-        "process using it"
+        description="Whether some relay holds shards of the outbox (PostgreSQL); null for SQLite, whose "
+        "leader is the process using it"
     )
-    holder_pid: int | None = Field(description="The database backend pid of the holder's lock session")
+    holder_pid: int | None = Field(
+        description="The database backend pid of a holder's lock session (the one holding most shards)"
+    )
+    holder_pids: list[int] = Field(
+        default_factory=list, description="The lock sessions of every relay holding shards (PostgreSQL)"
+    )
+    shards_held: int | None = Field(
+        default=None, description="How many of the outbox's shards some relay holds (null for SQLite)"
+    )
     this_replica_active: bool | None = Field(
         default=None,
-        description="Whether the replica that answered is the active relay (null from the CLI)",
+        description="Whether the replica that answered publishes (holds shards) (null from the CLI)",
+    )
+    this_replica_shards: list[int] | None = Field(
+        default=None, description="The shards the replica that answered holds (null from the CLI)"
     )
 
 
@@ -125,23 +137,21 @@ def _row(mapping: Any) -> OutboxRow:
 
 
 async def leadership(db: Database, service: str) -> Leadership:
-    """Whether a relay holds the outbox's leader lock, asked from PostgreSQL's `pg_locks`."""
+    """Which relays hold the outbox's shards, asked from PostgreSQL's `pg_locks`."""
     if not db.is_postgres:
         return Leadership(mode="single-process", held=None, holder_pid=None)
-    # A bigint advisory key shows in pg_locks as classid (high 32 bits) and objid (low), objsubid 1.
-    key = LeaderLock(db, relay_lock_name(service)).key & 0xFFFFFFFFFFFFFFFF
-    async with db.connect() as conn:
-        pid = (
-            await conn.execute(
-                text(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1"
-                    " AND classid::bigint = :hi AND objid::bigint = :lo"
-                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                ),
-                {"hi": key >> 32, "lo": key & 0xFFFFFFFF},
-            )
-        ).scalar_one_or_none()
-    return Leadership(mode="advisory-lock", held=pid is not None, holder_pid=pid)
+    held = await holders(db, relay_lock_name(service))
+    per_pid: dict[int, int] = {}
+    for pid in held.values():
+        per_pid[pid] = per_pid.get(pid, 0) + 1
+    top = max(per_pid, key=lambda pid: (per_pid[pid], -pid)) if per_pid else None
+    return Leadership(
+        mode="advisory-lock",
+        held=bool(held),
+        holder_pid=top,
+        holder_pids=sorted(per_pid),
+        shards_held=len(held),
+    )
 
 
 async def status(
@@ -343,6 +353,7 @@ def operations_router(service: str) -> APIRouter:
         answer = await status(db, outbox, service, principal)
         relay = getattr(runtime, "relay", None)
         answer.leader.this_replica_active = bool(relay.active) if relay is not None else False
+        answer.leader.this_replica_shards = sorted(relay.leadership.held) if relay is not None else []
         return answer
 
     @router.post(

@@ -85,7 +85,29 @@ class ServiceSettings(BaseSettings):
     #: How often the database and the broker are checked for `icep_dependency_up` and readiness details.
     dependency_observe_seconds: float = Field(default=5.0, gt=0)
 
+    #: Shards the relay's (and a dispatcher's) work is cut into on PostgreSQL, each held by one live replica
+    #: (`icep.platform.shards`); more shards than replicas you will run, so the work divides evenly.
+    work_shards: int = Field(default=16, ge=1, le=1024)
+    #: How often a replica looks at the live members and takes (or lets go of) its shards: a replica that
+    #: died has its shards taken over after at most about this long.
+    shard_rebalance_seconds: float = Field(default=1.0, gt=0)
+
     consumer_enabled: bool = True
+    #: The consumer group's session timeout: a member that sent no heartbeat this long (killed) is removed
+    #: and its partitions handed to the others. The broker must allow it (`group.min.session.timeout.ms`,
+    #: 6000 by Kafka's default; the platform's broker configs set 1000).
+    #: Platform-wide (`ICEP_CONSUMER_SESSION_TIMEOUT_MS`): it must suit the cluster's brokers.
+    consumer_session_timeout_ms: int = Field(
+        default=3000, ge=1000, validation_alias=_env("ICEP_CONSUMER_SESSION_TIMEOUT_MS")
+    )
+    #: How often the consumer heartbeats (a third of the session timeout or less).
+    consumer_heartbeat_interval_ms: int = Field(
+        default=1000, ge=100, validation_alias=_env("ICEP_CONSUMER_HEARTBEAT_INTERVAL_MS")
+    )
+    #: Kafka static membership (`group.instance.id`), e.g. the pod's stable name: a replica restarted
+    #: within the session timeout gets its partitions back without a rebalance. Unset: dynamic membership
+    #: (see docs/operations/replicas.md for what each does on kill and restart).
+    consumer_group_instance_id: str | None = None
     consumer_max_attempts: int = 5
     consumer_backoff_seconds: float = 0.2
     consumer_backoff_max_seconds: float = 5.0

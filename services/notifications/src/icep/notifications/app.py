@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from icep.notifications import api, feed, feed_api, observe, retention, sealing
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.handlers import HANDLERS, SUBSCRIBED_TOPICS
-from icep.notifications.models import metadata, tables
+from icep.notifications.models import DeliveryRow, metadata, tables
 from icep.notifications.settings import NotificationsSettings
 from icep.platform.app import Runtime, ServiceSpec, service_app
 
@@ -19,11 +19,20 @@ async def dispatch_webhooks(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, NotificationsSettings)
     dispatcher = WebhookDispatcher(runtime.db, runtime.uow, settings)
-    runtime.after_commit.append(dispatcher.wake)
+    wakeups = runtime.wakeups
+    local_wake = dispatcher.wake
+    if wakeups is not None:
+        # Deliveries a consumer of any replica created may be in this replica's shards.
+        wakeups.watch(DeliveryRow.__table__, "deliveries", DeliveryRow)  # type: ignore[attr-defined]
+        wakeups.on("deliveries", dispatcher.wake)
+        local_wake = wakeups.unless_listening(dispatcher.wake)
+    runtime.after_commit.append(local_wake)
     try:
         await dispatcher.run()
     finally:
-        runtime.after_commit.remove(dispatcher.wake)
+        runtime.after_commit.remove(local_wake)
+        if wakeups is not None:
+            wakeups.off("deliveries", dispatcher.wake)
         await dispatcher.aclose()
 
 

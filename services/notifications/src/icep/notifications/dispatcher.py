@@ -29,12 +29,13 @@ from icep.notifications.domain import (
 from icep.notifications.egress import BlockedAddress, webhook_client
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
-from icep.platform.db import Database, LeaderLock
+from icep.platform.db import Database
 from icep.platform.errors import Unprocessable
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.observe import set_leader
 from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
+from icep.platform.shards import ShardLocks
 from icep.platform.telemetry import continued_or_linked_span
 
 log = logging.getLogger("icep.notifications.dispatcher")
@@ -158,8 +159,11 @@ class WebhookDispatcher:
     The loop picks the deliveries that may go now (pending, due, of an active subscription, and the
     oldest pending one of their subscription and aggregate) and starts one task per delivery, up to
     `dispatch_concurrency` at a time. It never waits for an endpoint itself: a finished task wakes it, so
-    a slow receiver holds up only its own aggregate. Only one dispatcher per database sends (a leader
-    lock); a standby replica takes over when the leader's database session ends. Deliveries are rows,
+    a slow receiver holds up only its own aggregate. On PostgreSQL the deliveries are cut into shards by
+    subscription, each sent by the one replica holding it (`icep.platform.shards`): replicas share the
+    work, one subscription's deliveries have one sender, and a dead replica's shards are taken over when
+    its database session ends. Before letting go of shards (a rebalance) a dispatcher stops what it is
+    sending, so no two replicas send the same delivery at once. Deliveries are rows,
     so what was in flight when a process stopped is simply sent again after a restart (receivers dedupe
     by `webhook-id`).
     """
@@ -175,7 +179,14 @@ class WebhookDispatcher:
         self.uow = uow
         self.settings = settings
         self.schedule = RetrySchedule(tuple(settings.retry_schedule_seconds))
-        self.leadership = LeaderLock(db, self.LOCK_NAME)
+        self.leadership = ShardLocks(
+            db,
+            self.LOCK_NAME,
+            shards=settings.work_shards,
+            rebalance_seconds=settings.shard_rebalance_seconds,
+            service=settings.service_name,
+            role="webhook-dispatcher",
+        )
         self.active = False
         self._wake = asyncio.Event()
         self._loopback_names = settings.loopback_names()
@@ -218,12 +229,12 @@ class WebhookDispatcher:
                 # Cleared before the round, so a wake-up during it (a finished task) starts the next one.
                 self._wake.clear()
                 try:
-                    self.active = await self.leadership.hold()
+                    self.active = bool(await self.leadership.hold(self._cancel_in_flight))
                     set_leader(self.settings.service_name, "webhook-dispatcher", self.active)
                     if self.active:
                         await self._start_due()
                     else:
-                        # Another replica leads: whatever this one still sends would be sent twice.
+                        # Other replicas hold every shard: whatever this one still sends would be sent twice.
                         await self._cancel_in_flight()
                 except asyncio.CancelledError:
                     raise
@@ -231,7 +242,9 @@ class WebhookDispatcher:
                     log.exception("webhook dispatch round failed; retrying")
                     set_leader(self.settings.service_name, "webhook-dispatcher", False)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.dispatch_poll_seconds)
+                    # Also the rebalance's beat: a replica that died leaves shards to take over.
+                    wait = min(self.settings.dispatch_poll_seconds, self.leadership.rebalance_seconds)
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
         finally:
             set_leader(self.settings.service_name, "webhook-dispatcher", False)
             await self._cancel_in_flight()
@@ -242,7 +255,7 @@ class WebhookDispatcher:
     async def dispatch_once(self) -> int:
         """One round, for tools and tests: start every delivery that may go now (when this process
         leads) and wait for those attempts. Returns how many were attempted."""
-        self.active = await self.leadership.hold()
+        self.active = bool(await self.leadership.hold(self._cancel_in_flight))
         if not self.active:
             return 0
         started = await self._start_due()
@@ -280,6 +293,7 @@ class WebhookDispatcher:
                 or_(delivery.next_attempt_at.is_(None), delivery.next_attempt_at <= now),
                 subscription.status == SubscriptionStatus.ACTIVE.value,
                 ~blocked,
+                self.leadership.condition(delivery.subscription_id),
             )
             .order_by(delivery.next_attempt_at, delivery.id)
             .limit(limit)

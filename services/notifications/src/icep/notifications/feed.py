@@ -338,7 +338,13 @@ def hub_of(runtime: Runtime) -> FeedHub:
     if not isinstance(hub, FeedHub):
         hub = FeedHub()
         runtime.extras[HUB_KEY] = hub
-        runtime.after_commit.append(hub.wake)
+        if runtime.wakeups is not None:
+            # Events any replica's consumer logged (PostgreSQL NOTIFY, `icep.platform.wakeups`).
+            runtime.wakeups.watch(_log, "feed", EventLogRow)
+            runtime.wakeups.on("feed", hub.wake)
+            runtime.after_commit.append(runtime.wakeups.unless_listening(hub.wake))
+        else:
+            runtime.after_commit.append(hub.wake)
     return hub
 
 
@@ -408,14 +414,18 @@ async def stream(
 
 async def watch(runtime: Runtime) -> None:
     """Background loop: while streams are open here, look for events other replicas logged and wake the
-    streams when there are."""
+    streams when there are. On PostgreSQL, while the LISTEN connection is up, other replicas' commits
+    wake the streams by NOTIFY and this loop only stands by."""
     assert runtime.db is not None
     settings = runtime.settings
     assert isinstance(settings, NotificationsSettings)
     hub = hub_of(runtime)
     seen: int | None = None
+    wakeups = runtime.wakeups
     while True:
-        if hub.listeners > 0:
+        if wakeups is not None and wakeups.connected.is_set():
+            seen = None  # every replica's commits wake the streams: no need to look
+        elif hub.listeners > 0:
             try:
                 latest = await latest_position(runtime.db)
             except Exception:
