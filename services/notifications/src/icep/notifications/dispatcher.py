@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib.util
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +40,17 @@ from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
 from icep.platform.telemetry import continued_or_linked_span
 
 log = logging.getLogger("icep.notifications.dispatcher")
+
+
+def _no_sniffio_probe() -> None:
+    """httpcore asks `import sniffio` on every request to learn the async library; without sniffio
+    installed each ask is a failed import searching the whole path (a fifth of the dispatcher's CPU).
+    Recording the absence once makes the ask fail at once; httpcore then assumes asyncio, as before."""
+    if importlib.util.find_spec("sniffio") is None:
+        sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+
+_no_sniffio_probe()
 
 ATTEMPTS = Counter("icep_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
 LATENCY = Histogram("icep_webhook_latency_seconds", "Webhook request latency")
