@@ -11,8 +11,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+import sqlalchemy as sa
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
 from sqlalchemy import or_, select, update
@@ -535,10 +537,14 @@ class WebhookDispatcher:
                     )
                 ).scalars()
             }
+            attempts: list[dict[str, Any]] = []
             for finished in batch:
                 delivery = deliveries.get(finished.delivery_id)
                 sub = subs.get(finished.subscription_id)
-                outcomes.append(await self._record_one(tx, finished, delivery, sub, settled))
+                outcomes.append(await self._record_one(tx, finished, delivery, sub, settled, attempts))
+            if attempts:
+                # The batch's attempts in one statement (Core): no ORM object per attempt.
+                await tx.session.execute(sa.insert(AttemptRow.__table__), attempts)  # type: ignore[attr-defined]
         for outcome in outcomes:
             ATTEMPTS.labels(outcome).inc()
         settled.count()
@@ -550,22 +556,24 @@ class WebhookDispatcher:
         delivery: DeliveryRow | None,
         sub: SubscriptionRow | None,
         settled: Settled,
+        attempts: list[dict[str, Any]],
     ) -> str:
+        """Settle one finished attempt; its `AttemptRow` values go to `attempts` (written by `_record`)."""
         result = finished.result
         if delivery is None:
             return "late"
         error = _storable(result.error, 2000)
         now = utcnow()
-        tx.session.add(
-            AttemptRow(
-                id=new_id(),
-                delivery_id=delivery.id,
-                attempted_at=now,
-                status_code=result.status_code,
-                error=error,
-                response_body=_storable(result.response_body, self.settings.max_response_bytes),
-                latency_ms=result.latency_ms,
-            )
+        attempts.append(
+            {
+                "id": new_id(),
+                "delivery_id": delivery.id,
+                "attempted_at": now,
+                "status_code": result.status_code,
+                "error": error,
+                "response_body": _storable(result.response_body, self.settings.max_response_bytes),
+                "latency_ms": result.latency_ms,
+            }
         )
         if delivery.status != DeliveryStatus.PENDING.value:
             # Settled meanwhile (its subscription was disabled): keep the attempt, not the verdict.
