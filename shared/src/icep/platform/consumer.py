@@ -38,6 +38,7 @@ from icep.platform.telemetry import (
     LinkReason,
     continued_or_linked_span,
     messaging_attributes,
+    recording,
     span_context_from,
     tracer,
 )
@@ -366,7 +367,9 @@ class ConsumerRunner:
         again = _replayed(event)
         if again is None and tries_made:
             again = "retry"
-        elif again is None and await self._seen(event):
+        elif again is None and recording() and await self._seen(event):
+            # Only the trace differs for a redelivery (a new one, linked), and only a recorded trace shows
+            # it: without an exporter the read is skipped (the inbox still stops a duplicate).
             again = "redelivery"
         while True:
             attempt += 1
