@@ -321,9 +321,8 @@ class OutboxRelay:
         topic's metadata unknown while the broker is away); the acknowledgement's future, kept in
         `_unacked` until it is settled, so a later round waits for this send instead of sending a copy."""
         try:
-            ack: asyncio.Future[Any] = await asyncio.wait_for(
-                producer.send(topic, value=value, key=key, headers=headers), self.send_timeout
-            )
+            async with asyncio.timeout(self.send_timeout):  # no task per row, unlike wait_for
+                ack: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, headers=headers)
         except TimeoutError:
             raise TimeoutError(f"the producer took no record within {self.send_timeout:g}s") from None
         self._unacked[row_id] = ack
@@ -332,7 +331,10 @@ class OutboxRelay:
     async def _acked(self, row_id: str, pending: asyncio.Future[Any], timeout: float) -> Any:
         """Wait (at most `timeout` seconds) for a send's acknowledgement; a settled send leaves `_unacked`."""
         try:
-            return await asyncio.wait_for(asyncio.shield(pending), max(timeout, 0.0))
+            if not pending.done():
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await asyncio.shield(pending)
+            return pending.result()
         except TimeoutError:
             raise TimeoutError(f"no acknowledgement from the broker within {self.send_timeout:g}s") from None
         finally:
