@@ -8,13 +8,11 @@ mapping; this module adds the platform's extensions (`nation`, `releasableto`) a
 from __future__ import annotations
 
 import builtins
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.v1.event import CloudEvent
 
 from icep.contracts import EventPayload, Releasability
 from icep.platform.ids import new_id
@@ -106,29 +104,31 @@ def encode(
     data_json: str,
     trace_headers: dict[str, str] | None = None,
 ) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
-    """(key, value, headers) of one Kafka record in CloudEvents binary mode."""
+    """(key, value, headers) of one Kafka record in CloudEvents binary mode.
+
+    Written directly rather than through the SDK's `CloudEvent` (the relay encodes every row it sends, and
+    validating attributes the outbox wrote itself, then parsing and re-serialising the data, was most of
+    its CPU per row): the headers are the SDK's, in its order; the value is the stored JSON as it is."""
     if time.tzinfo is None:  # SQLite hands back naive datetimes; the platform stores UTC
         time = time.replace(tzinfo=UTC)
-    event = CloudEvent(
-        attributes={
-            "id": id,
-            "source": source,
-            "type": type,
-            "specversion": "1.0",
-            "time": time,
-            "subject": subject,
-            "datacontenttype": "application/json",
-            "nation": nation,
-            "releasableto": releasable_to,
-        },
-        data=json.loads(data_json),
-    )
-    message = ce_kafka.to_binary_event(event, key_mapper=lambda _e: subject)
-    headers = [(k, v) for k, v in message.headers.items()]
+    stamp = time.isoformat()
+    if stamp.endswith("+00:00"):
+        stamp = stamp[:-6] + "Z"
+    headers = [
+        ("ce_id", id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", type.encode()),
+        ("ce_specversion", b"1.0"),
+        ("ce_time", stamp.encode()),
+        ("ce_subject", subject.encode()),
+        ("content-type", b"application/json"),
+        ("ce_nation", nation.encode()),
+        ("ce_releasableto", releasable_to.encode()),
+    ]
     for name, value in (trace_headers or {}).items():
         if name in TRACE_HEADERS and value:
             headers.append((name, value.encode()))
-    return subject.encode(), message.value, headers
+    return subject.encode(), data_json.encode(), headers
 
 
 def decode(

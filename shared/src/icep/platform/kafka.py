@@ -21,13 +21,15 @@ def dlq_topic(group: str) -> str:
 
 
 def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
-    """An idempotent producer: acks from all in-sync replicas, no duplicates from its own retries."""
+    """An idempotent producer: acks from all in-sync replicas, no duplicates from its own retries. No
+    linger: the relay hands over a round's rows at once and the producer batches what gathers while a
+    request is in flight, so waiting 2 ms more only added latency to every round (and a lone DLQ send)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         client_id=client_id,
         enable_idempotence=True,
         acks="all",
-        linger_ms=2,
+        linger_ms=0,
         request_timeout_ms=15000,
         retry_backoff_ms=200,
     )

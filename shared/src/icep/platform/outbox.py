@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import Span, SpanKind
 from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -39,7 +39,12 @@ from icep.platform.kafka import new_producer
 from icep.platform.logs import kafka_client
 from icep.platform.observe import set_leader
 from icep.platform.shards import ShardLocks
-from icep.platform.telemetry import continued_or_linked_span, current_trace_headers, messaging_attributes
+from icep.platform.telemetry import (
+    current_trace_headers,
+    messaging_attributes,
+    start_continued_or_linked_span,
+    trace_headers_of,
+)
 
 log = logging.getLogger("icep.outbox")
 
@@ -204,7 +209,9 @@ class UnitOfWorkFactory:
                 raise
             if deferral is not None:
                 # The request's middleware writes the answer into this transaction and commits it.
-                deferral.pending = OpenTransaction(session, transaction, self.after_commit)
+                # Its commit wakes the relay only when there is something to publish.
+                hooks = self.after_commit if uow.published else []
+                deferral.pending = OpenTransaction(session, transaction, hooks)
                 handed_over = True
                 return
             await transaction.commit()
@@ -231,6 +238,12 @@ def joined_unit_of_work(session: AsyncSession) -> UnitOfWork:
     if not isinstance(factory, UnitOfWorkFactory):
         raise RuntimeError("this session has no outbox: only a consumer's handler may raise events here")
     return factory.joined(session)
+
+
+def _failed(span: Span, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+    span.end()
 
 
 def publishable(outbox: sa.Table) -> sa.ColumnElement[bool]:
@@ -307,7 +320,7 @@ class OutboxRelay:
             self._producer = producer
         return self._producer
 
-    async def _acked(
+    async def _enqueue(
         self,
         producer: AIOKafkaProducer,
         row_id: str,
@@ -315,16 +328,25 @@ class OutboxRelay:
         value: bytes,
         key: bytes | None,
         headers: Any,
-    ) -> Any:
-        """Send a row (or keep waiting for its earlier send) for at most `send_timeout` seconds."""
-        pending = self._unacked.get(row_id)
-        if pending is None:
-            pending = asyncio.ensure_future(
-                producer.send_and_wait(topic, value=value, key=key, headers=headers)
-            )
-            self._unacked[row_id] = pending
+    ) -> asyncio.Future[Any]:
+        """Hand a row to the producer (at most `send_timeout` seconds: the buffer may be full, or the
+        topic's metadata unknown while the broker is away); the acknowledgement's future, kept in
+        `_unacked` until it is settled, so a later round waits for this send instead of sending a copy."""
         try:
-            return await asyncio.wait_for(asyncio.shield(pending), self.send_timeout)
+            async with asyncio.timeout(self.send_timeout):  # no task per row, unlike wait_for
+                ack: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, headers=headers)
+        except TimeoutError:
+            raise TimeoutError(f"the producer took no record within {self.send_timeout:g}s") from None
+        self._unacked[row_id] = ack
+        return ack
+
+    async def _acked(self, row_id: str, pending: asyncio.Future[Any], timeout: float) -> Any:
+        """Wait (at most `timeout` seconds) for a send's acknowledgement; a settled send leaves `_unacked`."""
+        try:
+            if not pending.done():
+                async with asyncio.timeout(max(timeout, 0.0)):
+                    await asyncio.shield(pending)
+            return pending.result()
         except TimeoutError:
             raise TimeoutError(f"no acknowledgement from the broker within {self.send_timeout:g}s") from None
         finally:
@@ -475,22 +497,23 @@ class OutboxRelay:
     async def _send_key(
         self, producer: AIOKafkaProducer, rows: list[Any]
     ) -> tuple[list[str], tuple[str, str] | None]:
-        """Send one key's rows in order; stop at the first failure so later rows never overtake it."""
-        sent: list[str] = []
+        """Send one key's rows in order without waiting for each acknowledgement (the idempotent producer
+        keeps a partition's order, its retries included), then take the acknowledgements in order. The
+        first failure ends the key's round: the rows before it are sent, it and the rows after it are not
+        marked sent. A later row's send still in flight (or acknowledged) stays in `_unacked`, so the next
+        round waits for that same send instead of publishing a second copy."""
+        sends: list[tuple[str, asyncio.Future[Any], Span | None]] = []
+        failure: tuple[str, str] | None = None
         for row in rows:
-            if row["id"] in self._unacked:
+            earlier = self._unacked.get(row["id"])
+            if earlier is not None:
                 # An earlier send of this row still waits for the broker: wait for that one again (no new
                 # send, so no new span: a long outage does not make a trace per blocked key per round).
-                try:
-                    await self._acked(producer, row["id"], row["topic"], b"", None, None)
-                except Exception as exc:
-                    log.debug("outbox row %s still unacknowledged: %s", row["id"], exc)
-                    return sent, (row["id"], repr(exc))
-                sent.append(row["id"])
+                sends.append((row["id"], earlier, None))
                 continue
             # The first try continues the trace of the change that raised the event; a re-send after a
             # failed try is a new trace linked to it (a broker outage must not stretch that trace).
-            with continued_or_linked_span(
+            span = start_continued_or_linked_span(
                 f"send {row['topic']}",
                 {"traceparent": row["traceparent"], "tracestate": row["tracestate"]},
                 again="retry" if row["attempts"] else None,
@@ -507,30 +530,50 @@ class OutboxRelay:
                     "icep.attempt": row["attempts"] + 1,
                 },
                 tracer_name="icep.outbox",
-            ) as span:
-                key, value, headers = events.encode(
-                    id=row["id"],
-                    type=row["type"],
-                    source=row["source"],
-                    subject=row["key"],
-                    time=row["time"],
-                    nation=row["nation"],
-                    releasable_to=row["releasable_to"],
-                    data_json=row["data"],
-                    trace_headers=current_trace_headers(),
-                )
-                faults.point("relay.before_publish")
-                try:
-                    sent_to = await self._acked(producer, row["id"], row["topic"], value, key, headers)
-                except Exception as exc:
-                    span.record_exception(exc)
-                    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-                    log.debug("publishing outbox row %s failed: %s", row["id"], exc)  # see mark_blocked
-                    return sent, (row["id"], repr(exc))
-                span.set_attribute("messaging.destination.partition.id", str(sent_to.partition))
-                span.set_attribute("messaging.kafka.offset", sent_to.offset)
-            sent.append(row["id"])
-        return sent, None
+            )
+            key, value, headers = events.encode(
+                id=row["id"],
+                type=row["type"],
+                source=row["source"],
+                subject=row["key"],
+                time=row["time"],
+                nation=row["nation"],
+                releasable_to=row["releasable_to"],
+                data_json=row["data"],
+                trace_headers=trace_headers_of(span),
+            )
+            faults.point("relay.before_publish")
+            try:
+                ack = await self._enqueue(producer, row["id"], row["topic"], value, key, headers)
+            except Exception as exc:
+                _failed(span, exc)
+                log.debug("publishing outbox row %s failed: %s", row["id"], exc)  # see mark_blocked
+                failure = (row["id"], repr(exc))
+                break
+            sends.append((row["id"], ack, span))
+        sent: list[str] = []
+        deadline = asyncio.get_running_loop().time() + self.send_timeout
+        for row_id, ack, sending in sends:
+            if failure is not None:
+                if sending is not None:
+                    sending.end()  # sent after a row that failed: it is not marked sent this round
+                if ack.done() and (ack.cancelled() or ack.exception() is not None):
+                    self._unacked.pop(row_id, None)  # failed too: the next round sends it again
+                continue
+            try:
+                sent_to = await self._acked(row_id, ack, deadline - asyncio.get_running_loop().time())
+            except Exception as exc:
+                if sending is not None:
+                    _failed(sending, exc)
+                log.debug("outbox row %s unacknowledged: %s", row_id, exc)  # see mark_blocked
+                failure = (row_id, repr(exc))
+                continue
+            if sending is not None:
+                sending.set_attribute("messaging.destination.partition.id", str(sent_to.partition))
+                sending.set_attribute("messaging.kafka.offset", sent_to.offset)
+                sending.end()
+            sent.append(row_id)
+        return sent, failure
 
     async def purge(self) -> int:
         """Delete rows sent before the retention period; unsent rows are never deleted. (The service's

@@ -262,6 +262,36 @@ def continued_or_linked_span(
     )
 
 
+def start_continued_or_linked_span(
+    name: str,
+    carrier: Mapping[str, str | None],
+    *,
+    again: LinkReason | None,
+    kind: SpanKind = SpanKind.INTERNAL,
+    attributes: Attributes = None,
+    tracer_name: str = "icep",
+) -> Span:
+    """`continued_or_linked_span`, started but not made current: for work that overlaps other work of
+    its kind in one task (the relay's pipelined sends), ended by the caller (`span.end()`). Its context
+    to pass on: `trace_headers_of(span)`."""
+    if again is not None:
+        origin = span_context_from(carrier)
+        links = [Link(origin, {"icep.link.reason": again})] if origin is not None else []
+        return tracer(tracer_name).start_span(
+            name, context=otel_context.Context(), kind=kind, attributes=attributes, links=links
+        )
+    return tracer(tracer_name).start_span(
+        name, context=context_from(carrier), kind=kind, attributes=attributes
+    )
+
+
+def trace_headers_of(span: Span) -> dict[str, str]:
+    """The W3C trace context of `span` (current or not), to send on."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span))
+    return carrier
+
+
 def server_address(bootstrap: str) -> tuple[str, int | None]:
     """`server.address` and `server.port` of the first bootstrap broker (`host:port,...`)."""
     first = bootstrap.split(",", 1)[0].strip()
@@ -359,8 +389,13 @@ def instrument_app(app: Any) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
     _stable_semconv_by_default()
+    # No span per ASGI `receive`/`send` message: two or more spans per request that say nothing the
+    # server span does not.
     FastAPIInstrumentor.instrument_app(
-        app, excluded_urls="healthz,readyz,metrics", server_request_hook=_link_partner
+        app,
+        excluded_urls="healthz,readyz,metrics",
+        server_request_hook=_link_partner,
+        exclude_spans=["receive", "send"],
     )
 
 
@@ -373,8 +408,20 @@ def instrument_httpx() -> None:
         inst.instrument()
 
 
+def recording() -> bool:
+    """Whether spans of this process can record at all: False without an exporter (`ALWAYS_OFF`)."""
+    provider = trace.get_tracer_provider()
+    return not (isinstance(provider, TracerProvider) and provider.sampler is ALWAYS_OFF)
+
+
 def instrument_engine(engine: Any) -> None:
+    """Spans for the engine's queries, when spans record at all: without an exporter a query span would
+    be made and thrown away for every statement (and nothing propagates from a query), so the engine is
+    left uninstrumented."""
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+
+    if not recording():
+        return
 
     _stable_semconv_by_default()
     SQLAlchemyInstrumentor().instrument(engine=engine)

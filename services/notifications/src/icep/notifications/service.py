@@ -645,28 +645,51 @@ async def replay(
     return Replay(len(originals), since, next_since)
 
 
+#: Where `fan_out` keeps the subscriptions it read, for the rest of the consumer's transaction.
+_FAN_OUT_KEY = "icep.notifications.fan_out_subscriptions"
+
+
+async def _fan_out_subscriptions(session: AsyncSession) -> list[tuple[str, str, SubscriptionFilters]]:
+    """The active and paused subscriptions (id, nation, filters), read once per transaction: a consumer
+    batch fans out many events in one transaction, and re-reading them per event was a query plus row
+    construction (and unsealing a secret it never uses) per event. Per transaction, never longer, so a
+    change committed by any replica is seen by the next batch: no cache to invalidate across processes."""
+    cached = session.info.get(_FAN_OUT_KEY)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    subs = SubscriptionRow.__table__.c  # type: ignore[attr-defined]
+    rows = await session.execute(
+        sa.select(
+            subs.id, subs.nation, subs.event_types, subs.nations, subs.capability_areas, subs.products
+        ).where(subs.status.in_([SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAUSED.value]))
+    )
+    found = [
+        (
+            row.id,
+            row.nation,
+            SubscriptionFilters(
+                event_types=tuple(row.event_types),
+                nations=tuple(row.nations),
+                capability_areas=tuple(row.capability_areas),
+                products=tuple(row.products),
+            ),
+        )
+        for row in rows
+    ]
+    session.info[_FAN_OUT_KEY] = found
+    return found
+
+
 async def fan_out(session: AsyncSession, event: ReceivedEvent) -> int:
     """Consumer handler: one persisted delivery per active or paused subscription whose filters the event
     passes and whose nation may see it (a paused one's wait until it resumes; a disabled one gets none).
 
     Runs inside the consumer's transaction with the inbox row, so the deliveries exist before the offset
     is committed and a redelivered record creates none twice. The event is logged for the feed and the
-    stream in the same transaction.
+    stream in the same transaction. The deliveries are written in one statement (SQLAlchemy Core).
     """
     await feed.append(session, event)
-    subscriptions = (
-        (
-            await session.execute(
-                select(SubscriptionRow).where(
-                    col(SubscriptionRow.status).in_(
-                        [SubscriptionStatus.ACTIVE.value, SubscriptionStatus.PAUSED.value]
-                    )
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+    subscriptions = await _fan_out_subscriptions(session)
     releasability = event.releasability
     body = json.dumps(event.body(), separators=(",", ":"))
     span_ctx = trace.get_current_span().get_span_context()
@@ -676,26 +699,24 @@ async def fan_out(session: AsyncSession, event: ReceivedEvent) -> int:
         else None
     )
     now = utcnow()
-    created = 0
-    for sub in subscriptions:
+    rows = [
+        {
+            "id": new_id(),
+            "subscription_id": sub_id,
+            "event_id": event.id,
+            "event_type": event.type,
+            "subject": event.subject,
+            "body": body,
+            "status": DeliveryStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "traceparent": traceparent,
+            "created_at": now,
+        }
         # Entitlement first and always: the filters can only narrow what the owner's nation may see.
-        if not entitled(sub.nation, releasability) or not filters_of(sub).accepts(
-            event.type, event.nation, event.data
-        ):
-            continue
-        session.add(
-            DeliveryRow(
-                id=new_id(),
-                subscription_id=sub.id,
-                event_id=event.id,
-                event_type=event.type,
-                subject=event.subject,
-                body=body,
-                status=DeliveryStatus.PENDING.value,
-                next_attempt_at=now,
-                traceparent=traceparent,
-                created_at=now,
-            )
-        )
-        created += 1
-    return created
+        for sub_id, nation, filters in subscriptions
+        if entitled(nation, releasability) and filters.accepts(event.type, event.nation, event.data)
+    ]
+    if rows:
+        await session.execute(sa.insert(DeliveryRow.__table__), rows)  # type: ignore[attr-defined]
+    return len(rows)

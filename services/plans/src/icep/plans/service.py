@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Row, Table, func, select, text
+from sqlalchemy import Row, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -240,49 +240,55 @@ def _to_domain(row: PlanRow | Row[Any]) -> NationalPlan:
     )
 
 
-def _store(row: PlanRow, plan: NationalPlan) -> None:
-    row.title = plan.title
-    row.period_start = plan.period_start
-    row.period_end = plan.period_end
-    row.capability_areas = list(plan.capability_areas)
-    row.release_scope = plan.releasability.scope.value
-    row.release_nations = list(plan.releasability.nations)
-    row.status = plan.status.value
-    row.version = plan.version
-    row.submitted_at = plan.submitted_at
-    row.history = [[s, who, at.isoformat()] for s, who, at in plan.history]
-    row.content = content_to_json(plan.content)
+def _stored(plan: NationalPlan) -> dict[str, Any]:
+    """The plan row's columns a change may touch, from the domain plan."""
     cap = plan.capacity_releasability
-    row.capacity_scope = None if cap is None else cap.scope.value
-    row.capacity_nations = [] if cap is None else list(cap.nations)
-    row.returned_reasons = list(plan.returned_reasons)
-    row.superseded_by = plan.superseded_by
-    row.readers = encode_tokens(plan.readers())
-    row.capacity_readers = encode_tokens(plan.capacity_readers())
+    return {
+        "title": plan.title,
+        "period_start": plan.period_start,
+        "period_end": plan.period_end,
+        "capability_areas": list(plan.capability_areas),
+        "release_scope": plan.releasability.scope.value,
+        "release_nations": list(plan.releasability.nations),
+        "status": plan.status.value,
+        "version": plan.version,
+        "submitted_at": plan.submitted_at,
+        "history": [[s, who, at.isoformat()] for s, who, at in plan.history],
+        "content": content_to_json(plan.content),
+        "capacity_scope": None if cap is None else cap.scope.value,
+        "capacity_nations": [] if cap is None else list(cap.nations),
+        "returned_reasons": list(plan.returned_reasons),
+        "superseded_by": plan.superseded_by,
+        "readers": encode_tokens(plan.readers()),
+        "capacity_readers": encode_tokens(plan.capacity_readers()),
+    }
 
 
-def _new_row(plan: NationalPlan) -> PlanRow:
-    row = PlanRow(
-        id=plan.id,
-        nation=plan.nation,
-        title=plan.title,
-        period_start=plan.period_start,
-        period_end=plan.period_end,
-        capability_areas=list(plan.capability_areas),
-        release_scope=plan.releasability.scope.value,
-        release_nations=list(plan.releasability.nations),
-        status=plan.status.value,
-        version=plan.version,
-        created_by=plan.created_by,
-        created_at=plan.created_at,
+def _store(row: PlanRow, plan: NationalPlan) -> None:
+    for name, value in _stored(plan).items():
+        setattr(row, name, value)
+
+
+async def _insert_new(session: AsyncSession, plan: NationalPlan) -> None:
+    """A new plan's row, by SQLAlchemy Core: no SQLModel object is built for a row written once here."""
+    await session.execute(
+        insert(PlanRow.__table__),  # type: ignore[attr-defined]
+        [
+            {
+                "id": plan.id,
+                "nation": plan.nation,
+                "created_by": plan.created_by,
+                "created_at": plan.created_at,
+                **_stored(plan),
+            }
+        ],
     )
-    _store(row, plan)
-    return row
 
 
-def _keep_version(session: AsyncSession, plan: NationalPlan, now: datetime) -> None:
-    session.add(
-        PlanVersionRow(plan_id=plan.id, version=plan.version, snapshot=plan_document(plan), recorded_at=now)
+async def _keep_version(session: AsyncSession, plan: NationalPlan, now: datetime) -> None:
+    await session.execute(
+        insert(PlanVersionRow.__table__),  # type: ignore[attr-defined]
+        [{"plan_id": plan.id, "version": plan.version, "snapshot": plan_document(plan), "recorded_at": now}],
     )
 
 
@@ -337,8 +343,8 @@ async def create_plan(uow: UnitOfWorkFactory, actor: Actor, draft: DraftPlan) ->
         capacity_releasability=draft.capacity_release,
     )
     async with uow() as tx:
-        tx.session.add(_new_row(plan))
-        _keep_version(tx.session, plan, now)
+        await _insert_new(tx.session, plan)
+        await _keep_version(tx.session, plan, now)
         _publish(tx, plan, PlanCreated(**_event_fields(plan), created_by=actor.id, created_at=now))
     return plan
 
@@ -381,7 +387,7 @@ async def _change(
         now = utcnow()
         changed = change(plan, now)
         _store(row, changed)
-        _keep_version(tx.session, changed, now)
+        await _keep_version(tx.session, changed, now)
         if announce is not None:  # editing and redrafting a draft are the owner's business alone
             _publish(tx, changed, announce(changed, now))
         if after is not None:
@@ -543,7 +549,7 @@ async def accept_plan(
                 continue
             superseded = previous.supersede(plan, now)
             _store(row, superseded)
-            _keep_version(tx.session, superseded, now)
+            await _keep_version(tx.session, superseded, now)
             _publish(
                 tx,
                 superseded,
