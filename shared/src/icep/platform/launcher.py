@@ -74,6 +74,10 @@ def platform_env(
         "ICEP_AUTH_JWKS_URL": f"{gateway}/.well-known/jwks.json",
         # Where callers reach the API (the base of the links a service writes, e.g. OCDS package URIs).
         "ICEP_PROCUREMENT_PUBLIC_URL": gateway,
+        # The local brokers allow consumer sessions from 1 s (group.min.session.timeout.ms): a killed
+        # replica's partitions move in about 4 s rather than the stock minimum's 7.
+        "ICEP_CONSUMER_SESSION_TIMEOUT_MS": os.environ.get("ICEP_CONSUMER_SESSION_TIMEOUT_MS", "3000"),
+        "ICEP_CONSUMER_HEARTBEAT_INTERVAL_MS": os.environ.get("ICEP_CONSUMER_HEARTBEAT_INTERVAL_MS", "1000"),
     }
     for name, port in ports.items():
         env[f"ICEP_{name.upper()}_PORT"] = str(port)

@@ -506,10 +506,20 @@ class OutboxRelay:
         failure: tuple[str, str] | None = None
         for row in rows:
             earlier = self._unacked.get(row["id"])
+            if earlier is not None and earlier.done() and (earlier.cancelled() or earlier.exception()):
+                # That earlier send failed meanwhile: the row goes again now, in its place, before any
+                # later row of its key (the failure was reported when it happened).
+                del self._unacked[row["id"]]
+                earlier = None
             if earlier is not None:
-                # An earlier send of this row still waits for the broker: wait for that one again (no new
-                # send, so no new span: a long outage does not make a trace per blocked key per round).
+                # An earlier send of this row still waits for the broker (or was acknowledged since): take
+                # that one (no new send, so no new span: a long outage does not make a trace per blocked
+                # key per round).
                 sends.append((row["id"], earlier, None))
+                if not earlier.done():
+                    # Still in flight: no later row of the key is handed to the producer before it is
+                    # acknowledged, so a send that fails late can never be overtaken by a newer row.
+                    break
                 continue
             # The first try continues the trace of the change that raised the event; a re-send after a
             # failed try is a new trace linked to it (a broker outage must not stretch that trace).
