@@ -144,7 +144,12 @@ async def _launch(
     make_database_url: Callable[[str], str],
     tmp_path_factory: pytest.TempPathFactory,
     extra_env: dict[str, str] | None = None,
+    *,
+    traced: bool = False,
 ) -> RunningPlatform:
+    """The five processes. Spans are exported to the platform's OTLP receiver only when `traced` (a module
+    that reads them sets `TRACED = True`): exporting every span of every test costs the suite minutes of
+    CPU, and without an exporter trace context is still made and propagated (ids in logs and headers)."""
     var_dir = tmp_path_factory.mktemp("var")
     namespace = f"t{uuid.uuid4().hex[:10]}."
     collector = OtlpCollector().start()
@@ -155,8 +160,11 @@ async def _launch(
         var_dir=var_dir,
         management_ports=management_ports,
         extra={
-            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint,
-            "OTEL_BSP_SCHEDULE_DELAY": "100",
+            **(
+                {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+                if traced
+                else {"OTEL_TRACES_EXPORTER": "none"}
+            ),
             "ICEP_NOTIFICATIONS_ALLOW_LOOPBACK_ENDPOINTS": "true",
             # A partner's host name that points at the local receivers (development setting).
             "ICEP_NOTIFICATIONS_STATIC_HOSTS": json.dumps({"partner.test": "127.0.0.1"}),
@@ -209,8 +217,10 @@ async def start_platform(
     """Start all five processes (as `icep up` does) for one test, which may break and restart them."""
     started: list[RunningPlatform] = []
 
-    async def start(bootstrap: str, extra_env: dict[str, str] | None = None) -> RunningPlatform:
-        running = await _launch(bootstrap, make_database_url, tmp_path_factory, extra_env)
+    async def start(
+        bootstrap: str, extra_env: dict[str, str] | None = None, *, traced: bool = False
+    ) -> RunningPlatform:
+        running = await _launch(bootstrap, make_database_url, tmp_path_factory, extra_env, traced=traced)
         started.append(running)
         return running
 
@@ -223,10 +233,14 @@ async def start_platform(
 
 @pytest.fixture(scope="module")
 async def platform(
-    kafka_bootstrap: str, make_database_url: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    kafka_bootstrap: str,
+    make_database_url: Callable[[str], str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[RunningPlatform]:
     """One platform shared by a module's tests that only use it (and break nothing)."""
-    running = await _launch(kafka_bootstrap, make_database_url, tmp_path_factory)
+    traced = bool(getattr(request.module, "TRACED", False))
+    running = await _launch(kafka_bootstrap, make_database_url, tmp_path_factory, traced=traced)
     try:
         yield running
     finally:

@@ -14,6 +14,9 @@ from icep.platform.events import decode
 from icep.platform.testing import read_records, wait_for
 
 Clients = dict[str, httpx.AsyncClient]
+#: The platform exports its spans to the test's OTLP receiver (tests/conftest.py): this module reads them.
+TRACED = True
+
 PERIOD = {"period_start": "2040-01-01", "period_end": "2044-12-31"}  # no other module's plans here
 
 

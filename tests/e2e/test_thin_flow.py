@@ -29,7 +29,7 @@ async def test_submitted_plan_reaches_the_subscriber_signed_and_traced(
     plan_body: Callable[..., dict[str, Any]],
     receiver: WebhookReceiver,
 ) -> None:
-    platform = await start_platform(kafka_bootstrap)
+    platform = await start_platform(kafka_bootstrap, traced=True)  # its spans are read below
     deu = await platform.as_client("deu-planner")
     fra = await platform.as_client("fra-planner")
     other = WebhookReceiver().start()

@@ -16,6 +16,9 @@ from tests.conftest import RunningPlatform
 from tests.test_observability import PROCESSES, PROMETHEUS_OWN, exposed_names, is_emitted, referenced_metrics
 
 SERVER, CLIENT, PRODUCER, CONSUMER = 2, 3, 4, 5
+#: The platform exports its spans to the test's OTLP receiver (tests/conftest.py): this module reads them.
+TRACED = True
+
 PARTNER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 #: A partner's context with sampling switched off (flags 00), naming a trace id of the partner's choice.
 HOSTILE = f"00-{PARTNER_TRACE}-00f067aa0ba902b7-00"
