@@ -38,6 +38,7 @@ from icep.platform import (
     secrets,
     telemetry,
 )
+from icep.platform.aio import within
 from icep.platform.consumer import ConsumerRunner, Handler, RetryPolicy
 from icep.platform.db import Database
 from icep.platform.idempotency import IdempotencyMiddleware, IdempotencyStore, purge_expired_keys
@@ -162,7 +163,7 @@ async def _kafka_setup(runtime: Runtime) -> None:
         )
     )
     try:
-        await asyncio.wait_for(asyncio.shield(creating), s.outbox_send_timeout_seconds)
+        await within(s.outbox_send_timeout_seconds, asyncio.shield(creating))
     except TimeoutError:
         # The broker is down at start: the API serves (readiness is the database), events wait in the
         # outbox, and the relay, which starts once the topics exist, is reported blocked until then.
@@ -441,13 +442,13 @@ async def readiness(app: FastAPI) -> JSONResponse:
     checks: dict[str, bool] = {}
     if runtime.db is not None:
         try:
-            await asyncio.wait_for(runtime.db.ping(), 2.0)
+            await within(2.0, runtime.db.ping())
             checks["database"] = True
         except Exception:
             checks["database"] = False
     for check_name, check in spec.readiness.items():
         try:
-            checks[check_name] = await asyncio.wait_for(check(app), 2.0)
+            checks[check_name] = await within(2.0, check(app))
         except Exception:
             checks[check_name] = False
     ok = all(checks.values())

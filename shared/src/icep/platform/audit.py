@@ -26,7 +26,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Sequence
-from contextlib import suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from icep.platform.aio import wait_event
 from icep.platform.auth import NATO, Principal, PrincipalDep
 from icep.platform.errors import Forbidden, Unprocessable
 from icep.platform.events import OutgoingEvent, utcnow
@@ -261,8 +261,7 @@ class AuditLog:
         """Flush the queue every `flush_seconds` (sooner when a batch is full), and once more at the end."""
         try:
             while True:
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.flush_seconds)
+                await wait_event(self._wake, self.flush_seconds)
                 self._wake.clear()
                 try:
                     await self.flush()

@@ -11,6 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from icep.platform.aio import within
 from icep.platform.logs import kafka_client
 
 log = logging.getLogger("icep.kafka")
@@ -107,7 +108,7 @@ async def kafka_reachable(bootstrap: str, timeout: float = 2.0) -> bool:
     for server in bootstrap.split(","):
         host, _, port = server.strip().rpartition(":")
         try:
-            _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+            _reader, writer = await within(timeout, asyncio.open_connection(host, int(port)))
         except (OSError, TimeoutError, ValueError):
             continue
         writer.close()

@@ -27,6 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 from prometheus_client import Gauge
 
+from icep.platform.aio import wait_event, within
 from icep.platform.kafka import kafka_reachable
 from icep.platform.logs import kafka_client
 
@@ -123,7 +124,7 @@ async def observe_dependencies(
     while True:
         for name, check in checks.items():
             try:
-                up = bool(await asyncio.wait_for(check(), 2.0))
+                up = bool(await within(2.0, check()))
             except Exception:
                 up = False
             into[name] = up
@@ -184,8 +185,7 @@ class OutboxObserver:
             except Exception as exc:
                 failing.note(False, type(exc).__name__)
             await asyncio.sleep(self.min_gap)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, self.interval - self.min_gap))
+            await wait_event(self._wake, self.interval - self.min_gap)
             self._wake.clear()
 
 
@@ -280,7 +280,7 @@ class LagObserver:
         try:
             while True:
                 try:
-                    await asyncio.wait_for(self.observe(), timeout=max(10.0, interval))
+                    await within(max(10.0, interval), self.observe())
                     failing.note(True)
                 except asyncio.CancelledError:
                     raise

@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.platform import events, faults
+from icep.platform.aio import wait_event, within
 from icep.platform.db import Database, begin_write
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.kafka import new_producer
@@ -310,10 +311,10 @@ class OutboxRelay:
             # made anew, so a broker outage is one warning and one recovery line for the relay.
             token = kafka_client.set(RELAY_CLIENT)
             try:
-                await asyncio.wait_for(producer.start(), self.send_timeout)
+                await within(self.send_timeout, producer.start())
             except BaseException:
                 with suppress(Exception):
-                    await asyncio.wait_for(producer.stop(), self.send_timeout)
+                    await within(self.send_timeout, producer.stop())
                 raise
             finally:
                 kafka_client.reset(token)
@@ -397,10 +398,8 @@ class OutboxRelay:
                     set_leader(self.service, "outbox-relay", False)
                 if more:
                     continue
-                with suppress(TimeoutError):
-                    # Also the rebalance's beat: a replica that died leaves shards to take over.
-                    wait = min(self.poll_seconds, self.leadership.rebalance_seconds)
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                # Also the rebalance's beat: a replica that died leaves shards to take over.
+                await wait_event(self._wake, min(self.poll_seconds, self.leadership.rebalance_seconds))
                 self._wake.clear()
         finally:
             set_leader(self.service, "outbox-relay", False)
@@ -410,7 +409,7 @@ class OutboxRelay:
             if producer is not None:
                 # Bounded: stopping flushes what waits for a broker that may be gone.
                 with suppress(Exception):
-                    await asyncio.wait_for(producer.stop(), self.send_timeout)
+                    await within(self.send_timeout, producer.stop())
 
     async def publish_once(self) -> bool:
         """Publish one batch of unsent rows. True when a full batch was read (there may be more)."""

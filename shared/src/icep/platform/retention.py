@@ -33,6 +33,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from prometheus_client import Counter
 
+from icep.platform.aio import within
 from icep.platform.db import Database, LeaderLock
 from icep.platform.events import utcnow
 from icep.platform.settings import ServiceSettings
@@ -210,11 +211,11 @@ async def keep(runtime: Runtime) -> None:
     if spec.uses_kafka and spec.subscribe_topics and spec.tables is not None:
         try:
             topics = [settings.topic_name(t) for t in spec.subscribe_topics]
-            await asyncio.wait_for(
+            await within(
+                30,
                 check_inbox_outlives_topics(
                     settings.kafka_bootstrap_servers, topics, settings.inbox_retention_days
                 ),
-                30,
             )
         except Exception:  # the broker may be down at start: the settings' check stands
             log.info("could not ask the broker for the topics' retention", exc_info=True)

@@ -37,6 +37,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import ORMExecuteState, Session
 
+from icep.platform.aio import wait_event, within
 from icep.platform.db import Database
 
 log = logging.getLogger("icep.wakeups")
@@ -194,7 +195,7 @@ class Wakeups:
         while True:
             conn: Any = None
             try:
-                conn = await asyncio.wait_for(asyncpg.connect(dsn), 10.0)
+                conn = await within(10.0, asyncpg.connect(dsn))
                 lost = asyncio.Event()
                 conn.add_termination_listener(functools.partial(_set_event, lost))
                 self._conn, self._listening = conn, set()
@@ -206,11 +207,10 @@ class Wakeups:
                 delay = 0.2
                 self._wake_all()  # what was committed while nobody listened
                 while not lost.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), self.keepalive_seconds)
+                    await wait_event(lost, self.keepalive_seconds)
                     if not lost.is_set():
                         # A dead peer without a FIN shows only when something is sent.
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), 5.0)
+                        await within(5.0, conn.fetchval("SELECT 1"))
                 raise ConnectionError("the LISTEN connection was closed")
             except asyncio.CancelledError:
                 raise
@@ -229,4 +229,4 @@ class Wakeups:
                 self.connected.clear()
                 if conn is not None:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.close(), 2.0)
+                        await within(2.0, conn.close())

@@ -33,6 +33,7 @@ from icep.notifications.domain import (
 from icep.notifications.egress import BlockedAddress, webhook_client
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
+from icep.platform.aio import wait_event, within
 from icep.platform.db import Database
 from icep.platform.errors import Unprocessable
 from icep.platform.events import OutgoingEvent, utcnow
@@ -256,10 +257,9 @@ class WebhookDispatcher:
                 except Exception:
                     log.exception("webhook dispatch round failed; retrying")
                     set_leader(self.settings.service_name, "webhook-dispatcher", False)
-                with contextlib.suppress(TimeoutError):
-                    # Also the rebalance's beat: a replica that died leaves shards to take over.
-                    wait = min(self.settings.dispatch_poll_seconds, self.leadership.rebalance_seconds)
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                # Also the rebalance's beat: a replica that died leaves shards to take over.
+                wait = min(self.settings.dispatch_poll_seconds, self.leadership.rebalance_seconds)
+                await wait_event(self._wake, wait)
         finally:
             set_leader(self.settings.service_name, "webhook-dispatcher", False)
             await self._cancel_in_flight()
@@ -442,7 +442,7 @@ class WebhookDispatcher:
             self._recorder = None
         if self._to_record:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._record_queued(), timeout=5.0)
+                await within(5.0, self._record_queued())
         for finished in self._to_record:
             if not finished.recorded.done():
                 finished.recorded.cancel()

@@ -17,7 +17,6 @@ cursor below it is answered 410 Gone, since what came after it may be lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -44,6 +43,7 @@ from icep.notifications.domain import (
 from icep.notifications.models import EventLogHorizonRow, EventLogRow
 from icep.notifications.settings import NotificationsSettings
 from icep.platform import visibility
+from icep.platform.aio import wait_event
 from icep.platform.app import Runtime
 from icep.platform.db import Database, advisory_key
 from icep.platform.errors import DomainError, Forbidden, Unprocessable
@@ -414,8 +414,7 @@ async def stream(
                 continue
             wait = beat_at - loop.time()
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), wait)
+                await wait_event(changed, wait)
             if loop.time() >= beat_at:
                 yield b": heartbeat\n\n"
                 beat_at = loop.time() + heartbeat

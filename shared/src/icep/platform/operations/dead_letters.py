@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icep.platform.aio import within
 from icep.platform.db import Database, insert_ignore
 from icep.platform.errors import Conflict, DomainError, NotFound, Unprocessable
 from icep.platform.events import utcnow
@@ -319,7 +320,7 @@ class DeadLetters:
         try:
             token = kafka_client.set(f"dead-letter redrive {self.group}")  # named for the outage log
             try:
-                await asyncio.wait_for(producer.start(), self.send_timeout)
+                await within(self.send_timeout, producer.start())
             finally:
                 kafka_client.reset(token)
         except (KafkaError, OSError, TimeoutError) as exc:
@@ -347,11 +348,11 @@ class DeadLetters:
             (REDRIVE_GROUP_HEADER, row["consumer"].encode()),
         ]
         try:
-            metadata = await asyncio.wait_for(
+            metadata = await within(
+                self.send_timeout,
                 producer.send_and_wait(
                     row["origin_topic"], value=row["record_value"], key=row["record_key"], headers=headers
                 ),
-                self.send_timeout,
             )
         except (KafkaError, OSError, TimeoutError) as exc:
             async with self.db.transaction() as session:
