@@ -8,14 +8,12 @@ import asyncio
 import json
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,7 +25,7 @@ from sqlmodel import col, select
 from icep.notifications import service
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
-from icep.notifications.egress import BlockedAddress, CheckedNetworkBackend, CheckedResolver, CheckedTransport
+from icep.notifications.egress import BlockedAddress, CheckedAiohttpResolver, CheckedResolver, webhook_client
 from icep.notifications.models import DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
 from icep.platform.errors import IllegalTransition, NotFound
@@ -253,25 +251,9 @@ async def test_a_static_host_is_dialled_by_its_address_and_called_by_its_name(
     assert request.headers["host"] == f"partner.test:{port}"
 
 
-class Dialler(httpcore.AsyncNetworkBackend):
-    """Records what would be dialled; the first `refuse` addresses do not answer."""
-
-    def __init__(self, refuse: int = 0) -> None:
-        self.dialled: list[tuple[str, int]] = []
-        self.refuse = refuse
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.dialled.append((host, port))
-        if len(self.dialled) <= self.refuse:
-            raise httpcore.ConnectError("connection refused")
-        return httpcore.AsyncNetworkStream()
+async def dialled(resolver: CheckedResolver, host: str, port: int) -> list[tuple[str, int]]:
+    """What the webhook client would dial for `host`: the addresses its resolver answers with."""
+    return [(r["host"], r["port"]) for r in await CheckedAiohttpResolver(resolver).resolve(host, port)]
 
 
 def fake_dns(monkeypatch: pytest.MonkeyPatch, *answers: list[str]) -> list[str]:
@@ -292,40 +274,57 @@ async def test_a_rebinding_name_is_dialled_at_the_address_that_was_checked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     asked = fake_dns(monkeypatch, ["93.184.215.14"], ["10.0.0.7"])
-    inner = Dialler()
-    backend = CheckedNetworkBackend(CheckedResolver(allow_loopback=False), inner)
+    resolver = CheckedResolver(allow_loopback=False)
 
-    await backend.connect_tcp("rebind.example", 443)
-    # One look-up, and the connection went to its (public) answer, not to the name.
-    assert asked == ["rebind.example"] and inner.dialled == [("93.184.215.14", 443)]
+    # One look-up, and the connection goes to its (public) answer, not to the name.
+    assert await dialled(resolver, "rebind.example", 443) == [("93.184.215.14", 443)]
+    assert asked == ["rebind.example"]
 
     # The next connection looks up again, gets the private answer, and is refused before dialling.
     with pytest.raises(BlockedAddress, match=r"10\.0\.0\.7"):
-        await backend.connect_tcp("rebind.example", 443)
-    assert inner.dialled == [("93.184.215.14", 443)]
+        await dialled(resolver, "rebind.example", 443)
+    assert asked == ["rebind.example", "rebind.example"]
 
 
 async def test_one_private_address_among_public_ones_refuses_the_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     fake_dns(monkeypatch, ["93.184.215.14", "169.254.169.254"])
-    inner = Dialler()
-    backend = CheckedNetworkBackend(CheckedResolver(allow_loopback=False), inner)
-
     with pytest.raises(BlockedAddress, match=r"169\.254\.169\.254"):
-        await backend.connect_tcp("mixed.example", 443)
-    assert inner.dialled == []
+        await dialled(CheckedResolver(allow_loopback=False), "mixed.example", 443)
 
 
-async def test_the_next_checked_address_is_tried_when_one_does_not_answer(
+async def test_the_client_refuses_a_blocked_answer_and_dials_the_next_checked_address(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fake_dns(monkeypatch, ["93.184.215.14", "93.184.215.15"])
-    inner = Dialler(refuse=1)
-    backend = CheckedNetworkBackend(CheckedResolver(allow_loopback=False), inner)
+    # A real client and a real receiver on 127.0.0.1; the name answers 127.0.0.2 first, where nothing
+    # listens: the client goes on to the next address of the same checked answer.
+    heard: list[bytes] = []
 
-    await backend.connect_tcp("two.example", 443)
-    assert inner.dialled == [("93.184.215.14", 443), ("93.184.215.15", 443)]
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        heard.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    asked = fake_dns(monkeypatch, ["127.0.0.2", "127.0.0.1"], ["10.0.0.7"])
+    client = webhook_client(allow_loopback=True, static_hosts={}, max_connections=2)
+    try:
+        async with client.post(f"http://two.example:{port}/hooks", data=b"{}") as r:
+            assert r.status == 204
+        assert asked == ["two.example"] and len(heard) == 1
+        assert b"host: two.example" in heard[0].lower()
+        # A new connection asks again; a private answer is refused by the client, before any dialling.
+        with pytest.raises(BlockedAddress, match=r"10\.0\.0\.7"):
+            async with client.post(f"http://two.example:{port + 1}/hooks", data=b"{}"):
+                pass
+        assert len(heard) == 1
+    finally:
+        await client.close()
+        server.close()
+        await server.wait_closed()
 
 
 def _certificate_for(name: str, directory: Path) -> tuple[Path, Path]:
@@ -375,18 +374,19 @@ async def test_tls_goes_to_the_checked_address_with_the_host_name_for_sni_and_th
     server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_side)
     port = server.sockets[0].getsockname()[1]
     client_side = ssl.create_default_context(cafile=str(cert))
-    transport = CheckedTransport(
-        CheckedResolver(allow_loopback=True, static_hosts={"partner.test": "127.0.0.1"}),
-        httpx.Limits(max_connections=2),
+    client = webhook_client(
+        allow_loopback=True,
+        static_hosts={"partner.test": "127.0.0.1"},
+        max_connections=2,
         ssl_context=client_side,
     )
     try:
-        async with httpx.AsyncClient(transport=transport) as client:
-            r = await client.post(f"https://partner.test:{port}/hooks", content=b"{}")
-        assert r.status_code == 204
+        async with client.post(f"https://partner.test:{port}/hooks", data=b"{}") as r:
+            assert r.status == 204
         # Dialled 127.0.0.1, yet TLS asked for (and verified the certificate of) the host name.
         assert asked_for == ["partner.test"] and hosts == [f"partner.test:{port}"]
     finally:
+        await client.close()
         server.close()
         await server.wait_closed()
 

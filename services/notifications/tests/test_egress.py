@@ -7,18 +7,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpcore
 import pytest
 from pydantic import ValidationError
 
 from icep.notifications import service
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import DeliveryStatus
-from icep.notifications.egress import AllowedHosts, BlockedAddress, CheckedNetworkBackend, CheckedResolver
+from icep.notifications.egress import AllowedHosts, BlockedAddress, CheckedAiohttpResolver, CheckedResolver
 from icep.notifications.settings import NotificationsSettings
 from icep.platform.errors import Unprocessable
 from icep.platform.testing import WebhookReceiver
@@ -34,22 +33,9 @@ def port_of(receiver: WebhookReceiver) -> int:
     return port
 
 
-class Dialler(httpcore.AsyncNetworkBackend):
-    """Records what would be dialled (the network is never touched)."""
-
-    def __init__(self) -> None:
-        self.dialled: list[tuple[str, int]] = []
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.dialled.append((host, port))
-        return httpcore.AsyncNetworkStream()
+async def dialled(resolver: CheckedResolver, host: str, port: int) -> list[tuple[str, int]]:
+    """What the webhook client would dial for `host`: the addresses its resolver answers with."""
+    return [(r["host"], r["port"]) for r in await CheckedAiohttpResolver(resolver).resolve(host, port)]
 
 
 def _is_address(host: str) -> bool:
@@ -219,33 +205,30 @@ async def test_a_host_that_is_not_allowed_is_refused_without_a_look_up(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     asked = dns(monkeypatch, {"hooks.mod.example": ["93.184.215.14"], "elsewhere.example": ["93.184.215.15"]})
-    inner = Dialler()
     allowed = AllowedHosts.of(["*.mod.example", "93.184.215.20"], ["partner.test"])
-    backend = CheckedNetworkBackend(
-        CheckedResolver(allow_loopback=True, static_hosts={"partner.test": "127.0.0.1"}, allowed=allowed),
-        inner,
+    resolver = CheckedResolver(
+        allow_loopback=True, static_hosts={"partner.test": "127.0.0.1"}, allowed=allowed
     )
 
     for refused in ("elsewhere.example", "mod.example", "93.184.215.15", "127.0.0.1", "::1"):
         with pytest.raises(BlockedAddress, match="not on the list of allowed webhook hosts"):
-            await backend.connect_tcp(refused, 443)
-    # Not one question to the resolver, not one connection.
-    assert asked == [] and inner.dialled == []
+            await dialled(resolver, refused, 443)
+    # Not one question to the resolver, so not one connection.
+    assert asked == []
 
-    await backend.connect_tcp("HOOKS.mod.example.", 443)  # looked up as asked, compared canonically
-    await backend.connect_tcp("Partner.Test", 8443)  # a static host: no look-up either
-    await backend.connect_tcp("93.184.215.20", 443)
+    assert await dialled(resolver, "HOOKS.mod.example.", 443) == [
+        ("93.184.215.14", 443)
+    ]  # compared canonically
+    assert await dialled(resolver, "Partner.Test", 8443) == [("127.0.0.1", 8443)]  # a static host: no look-up
+    assert await dialled(resolver, "93.184.215.20", 443) == [("93.184.215.20", 443)]
     assert asked == ["HOOKS.mod.example.", "93.184.215.20"]
-    assert inner.dialled == [("93.184.215.14", 443), ("127.0.0.1", 8443), ("93.184.215.20", 443)]
 
 
 async def test_an_allowed_host_still_needs_an_allowed_address(monkeypatch: pytest.MonkeyPatch) -> None:
     dns(monkeypatch, {"hooks.mod.example": ["10.0.0.7"]})
-    inner = Dialler()
     resolver = CheckedResolver(allow_loopback=False, allowed=AllowedHosts.of(["*.mod.example"]))
     with pytest.raises(BlockedAddress, match=r"10\.0\.0\.7, which is not a public address"):
-        await CheckedNetworkBackend(resolver, inner).connect_tcp("hooks.mod.example", 443)
-    assert inner.dialled == []
+        await dialled(resolver, "hooks.mod.example", 443)
 
 
 async def test_the_dispatcher_refuses_a_stored_endpoint_that_is_no_longer_allowed(

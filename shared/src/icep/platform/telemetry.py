@@ -18,8 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Literal
 
 from opentelemetry import context as otel_context
@@ -28,9 +28,10 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Decision, Sampler, SamplingResult
-from opentelemetry.trace import Link, Span, SpanContext, SpanKind, TraceState
+from opentelemetry.trace import Link, Span, SpanContext, SpanKind, StatusCode, TraceState
 from opentelemetry.util.types import Attributes, AttributeValue
 from pythonjsonlogger.json import JsonFormatter
+from yarl import URL
 
 log = logging.getLogger("icep.telemetry")
 
@@ -406,6 +407,69 @@ def instrument_httpx() -> None:
     inst = HTTPXClientInstrumentor()
     if not inst.is_instrumented_by_opentelemetry:
         inst.instrument()
+
+
+class HttpClientCall:
+    """The CLIENT span of one outgoing HTTP request (stable conventions), told how the request ended."""
+
+    __slots__ = ("span",)
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def answered(self, status: int) -> None:
+        if self.span.is_recording():
+            self.span.set_attribute("http.response.status_code", status)
+            if status >= 400:
+                self.span.set_attribute("error.type", str(status))
+                self.span.set_status(StatusCode.ERROR)
+
+    def failed(self, exc: BaseException) -> None:
+        if self.span.is_recording():
+            self.span.set_attribute("error.type", type(exc).__qualname__)
+            self.span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"[:200])
+
+
+def _redacted(url: str) -> tuple[str, str | None, int | None]:
+    """`url.full` without credentials or query values (a webhook URL may carry a secret in either), and
+    the server's address and port."""
+    try:
+        parsed = URL(url)
+        safe = parsed.with_user(None).with_query({k: "REDACTED" for k in parsed.query})
+        return str(safe), parsed.host, parsed.port
+    except (ValueError, TypeError):
+        return "", None, None
+
+
+@contextmanager
+def http_client_call(method: str, url: str, headers: MutableMapping[str, str]) -> Iterator[HttpClientCall]:
+    """A CLIENT span for one outgoing request made with a client no instrumentation knows (aiohttp), with
+    the trace context put into `headers`. Without an exporter no span is made, and the current context is
+    still passed on, as the instrumented clients do."""
+    if not recording():
+        propagate.inject(headers)
+        yield HttpClientCall(trace.INVALID_SPAN)
+        return
+    full, host, port = _redacted(url)
+    attributes: dict[str, AttributeValue] = {"http.request.method": method, "url.full": full}
+    if host is not None:
+        attributes["server.address"] = host
+    if port is not None:
+        attributes["server.port"] = port
+    with trace.get_tracer("icep.http").start_as_current_span(
+        method,
+        kind=SpanKind.CLIENT,
+        attributes=attributes,
+        record_exception=False,
+        set_status_on_exception=False,
+    ) as span:
+        propagate.inject(headers)
+        call = HttpClientCall(span)
+        try:
+            yield call
+        except Exception as exc:
+            call.failed(exc)
+            raise
 
 
 def recording() -> bool:

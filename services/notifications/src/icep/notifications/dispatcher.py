@@ -5,15 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib.util
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
+import aiohttp
 import sqlalchemy as sa
 from opentelemetry import trace
 from prometheus_client import Counter, Histogram
@@ -30,7 +28,7 @@ from icep.notifications.domain import (
     signatures_for,
     validate_endpoint,
 )
-from icep.notifications.egress import BlockedAddress, webhook_client
+from icep.notifications.egress import BlockedAddress, WebhookClient, webhook_client
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
 from icep.platform.aio import wait_event, within
@@ -41,20 +39,10 @@ from icep.platform.ids import new_id
 from icep.platform.observe import set_leader
 from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
 from icep.platform.shards import ShardLocks
-from icep.platform.telemetry import continued_or_linked_span
+from icep.platform.telemetry import continued_or_linked_span, http_client_call
 
 log = logging.getLogger("icep.notifications.dispatcher")
 
-
-def _no_sniffio_probe() -> None:
-    """httpcore asks `import sniffio` on every request to learn the async library; without sniffio
-    installed each ask is a failed import searching the whole path (a fifth of the dispatcher's CPU).
-    Recording the absence once makes the ask fail at once; httpcore then assumes asyncio, as before."""
-    if importlib.util.find_spec("sniffio") is None:
-        sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
-
-
-_no_sniffio_probe()
 
 ATTEMPTS = Counter("icep_webhook_attempts_total", "Webhook delivery attempts", ["outcome"])
 LATENCY = Histogram("icep_webhook_latency_seconds", "Webhook request latency")
@@ -206,13 +194,7 @@ class WebhookDispatcher:
         self.active = False
         self._wake = asyncio.Event()
         self._loopback_names = settings.loopback_names()
-        self._client = webhook_client(
-            allow_loopback=settings.allow_loopback_endpoints,
-            static_hosts=settings.static_hosts,
-            timeout=settings.request_timeout_seconds,
-            max_connections=settings.dispatch_concurrency * 2,
-            allowed=settings.egress_allowed(),
-        )
+        self._client_made: WebhookClient | None = None
         #: Delivery id -> the task attempting it; and the (subscription, subject) heads those serve.
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._in_flight_heads: set[tuple[str, str]] = set()
@@ -227,6 +209,18 @@ class WebhookDispatcher:
         self._wake.set()
 
     @property
+    def _client(self) -> WebhookClient:
+        """The webhook client, made at the first attempt in the running loop (aiohttp binds it there)."""
+        if self._client_made is None:
+            self._client_made = webhook_client(
+                allow_loopback=self.settings.allow_loopback_endpoints,
+                static_hosts=self.settings.static_hosts,
+                max_connections=self.settings.dispatch_concurrency * 2,
+                allowed=self.settings.egress_allowed(),
+            )
+        return self._client_made
+
+    @property
     def in_flight(self) -> frozenset[str]:
         return frozenset(self._in_flight)
 
@@ -235,7 +229,9 @@ class WebhookDispatcher:
         await self._stop_recorder()
         await self.leadership.release()
         self.active = False
-        await self._client.aclose()
+        if self._client_made is not None:
+            await self._client_made.close()
+            self._client_made = None
 
     async def run(self) -> None:
         """Dispatch until cancelled. A failed round (database, lock) is logged and retried; in-flight
@@ -465,38 +461,46 @@ class WebhookDispatcher:
             "webhook-signature": signatures_for(sub, delivery.event_id, sent_at, delivery.body),
         }
         limit = self.settings.request_timeout_seconds
-        try:
-            # One deadline for the whole exchange: httpx's timeouts are per read, and a receiver that
-            # trickles its answer would otherwise hold a slot for as long as it likes.
-            async with (
-                asyncio.timeout(limit),
-                self._client.stream("POST", sub.url, content=delivery.body.encode(), headers=headers) as resp,
-            ):
-                body = b""
-                async for chunk in resp.aiter_raw():
-                    body += chunk
-                    if len(body) >= self.settings.max_response_bytes:
-                        break
-                latency = (time.perf_counter() - started) * 1000
-                LATENCY.observe(latency / 1000)
+        cap = self.settings.max_response_bytes
+        with http_client_call("POST", sub.url, headers) as call:
+            try:
+                # One deadline for the whole exchange: a receiver that trickles its answer would otherwise
+                # hold a slot for as long as it likes.
+                async with (
+                    asyncio.timeout(limit),
+                    self._client.post(sub.url, data=delivery.body.encode(), headers=headers) as resp,
+                ):
+                    call.answered(resp.status)
+                    # Only the start of the answer is read (and kept): an unread rest closes the connection.
+                    body = b""
+                    while len(body) < cap:
+                        chunk = await resp.content.read(cap - len(body))
+                        if not chunk:
+                            break
+                        body += chunk
+                    latency = (time.perf_counter() - started) * 1000
+                    LATENCY.observe(latency / 1000)
+                    return AttemptResult(
+                        resp.status,
+                        None,
+                        body.decode(errors="replace"),
+                        latency,
+                        resp.headers.get("retry-after"),
+                    )
+            except TimeoutError as exc:
+                call.failed(exc)
                 return AttemptResult(
-                    resp.status_code,
-                    None,
-                    body[: self.settings.max_response_bytes].decode(errors="replace"),
-                    latency,
-                    resp.headers.get("retry-after"),
+                    None, f"no answer within {limit:g}s", None, (time.perf_counter() - started) * 1000
                 )
-        except TimeoutError:
-            return AttemptResult(
-                None, f"no answer within {limit:g}s", None, (time.perf_counter() - started) * 1000
-            )
-        except BlockedAddress as exc:
-            # Refused where the connection is made, with the addresses actually dialled (DNS rebinding).
-            return AttemptResult(None, f"refused: {exc}", None, (time.perf_counter() - started) * 1000)
-        except httpx.HTTPError as exc:
-            return AttemptResult(
-                None, f"{type(exc).__name__}: {exc}", None, (time.perf_counter() - started) * 1000
-            )
+            except BlockedAddress as exc:
+                call.failed(exc)
+                # Refused where the connection is made, with the addresses actually dialled (DNS rebinding).
+                return AttemptResult(None, f"refused: {exc}", None, (time.perf_counter() - started) * 1000)
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                call.failed(exc)
+                return AttemptResult(
+                    None, f"{type(exc).__name__}: {exc}", None, (time.perf_counter() - started) * 1000
+                )
 
     def _unacceptable(self, url: str) -> str | None:
         """Why the stored URL may not be called, or None: checked again at each attempt (rules tighten;

@@ -2,10 +2,10 @@
 
 A check made before the request and a second look-up when connecting leave a gap (DNS rebinding: a name
 answers with a public address first and a private one a moment later). So the check lives where the
-connection is made: `CheckedNetworkBackend` resolves the host itself, refuses it when any of its
-addresses is not public, and connects to one of those very addresses. httpcore still knows the request
-by its host name, so TLS sends that name (SNI) and verifies the certificate against it, and the `Host`
-header carries it too.
+connection is made: aiohttp asks `CheckedAiohttpResolver` for the host's addresses, which resolves the
+host itself, refuses it when any of its addresses is not public, and answers with those very addresses,
+which aiohttp dials (it keeps no DNS cache here). aiohttp still knows the request by its host name, so TLS
+sends that name (SNI) and verifies the certificate against it, and the `Host` header carries it too.
 
 A deployment may also narrow where webhooks go at all (`AllowedHosts`, the `allowed_hosts` setting): a
 host it does not list is refused before any look-up, so the service never asks DNS about it, let alone
@@ -20,12 +20,14 @@ import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpcore
+import aiohttp
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 from icep.notifications.domain import address_allowed
 from icep.platform.errors import Unprocessable
@@ -33,6 +35,10 @@ from icep.platform.errors import Unprocessable
 
 class BlockedAddress(Exception):
     """The endpoint's host resolves to an address webhooks may not be sent to."""
+
+
+class CannotResolve(OSError):
+    """The endpoint's host has no address (an `OSError`, as a failed look-up is to any client)."""
 
 
 def canonical_host(host: str) -> str:
@@ -52,10 +58,10 @@ def canonical_host(host: str) -> str:
     if name.endswith("."):
         name = name[:-1]
     if not name.isascii():
-        # httpx's own encoding, so the name compared is the one the connection is made for (one that
-        # cannot be encoded is dialled by no one, and matches nothing ASCII).
-        with contextlib.suppress(httpx.InvalidURL, UnicodeError):
-            name = httpx.URL(f"https://{name}/").raw_host.decode("ascii")
+        # The client's own encoding (yarl's, aiohttp dials it), so the name compared is the one the
+        # connection is made for (one that cannot be encoded is dialled by no one, and matches nothing ASCII).
+        with contextlib.suppress(ValueError, UnicodeError):
+            name = URL.build(scheme="https", host=name).raw_host or name
     return name
 
 
@@ -163,10 +169,10 @@ class CheckedResolver:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except (OSError, UnicodeError) as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+                raise CannotResolve(f"cannot resolve {host}: {exc}") from exc
             found = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not found:
-            raise httpcore.ConnectError(f"cannot resolve {host}: no addresses")
+            raise CannotResolve(f"cannot resolve {host}: no addresses")
         for address in found:
             if not address_allowed(address, allow_loopback=self.allow_loopback):
                 # All or nothing: a name with one private address among public ones is refused.
@@ -174,89 +180,97 @@ class CheckedResolver:
         return found
 
 
-class CheckedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """An httpcore network backend that dials the checked addresses of a host instead of its name."""
+class CheckedAiohttpResolver(AbstractResolver):
+    """aiohttp's resolver interface over `CheckedResolver`: aiohttp dials exactly the addresses returned
+    (each allowed), while the request keeps the host name for TLS (SNI, certificate) and `Host`."""
 
-    def __init__(self, resolver: CheckedResolver, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+    def __init__(self, resolver: CheckedResolver) -> None:
         self.resolver = resolver
-        self.inner = inner or httpcore.AnyIOBackend()
 
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        last: Exception | None = None
-        for address in await self.resolver.addresses(host, port):
-            try:
-                return await self.inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc  # the next address of the same (checked) answer
-        assert last is not None
-        raise last
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in await self.resolver.addresses(host, port)
+        ]
 
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise BlockedAddress("webhooks are not sent to unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+    async def close(self) -> None:
+        return None
 
 
-class CheckedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport (so tracing and everything else still see it) on a pool that connects through a
-    `CheckedNetworkBackend`. Never through a proxy: the endpoint is called directly or not at all."""
+class WebhookClient:
+    """The dispatcher's HTTP client: allowed hosts and checked addresses only.
 
-    def __init__(
-        self, resolver: CheckedResolver, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None
-    ) -> None:
-        super().__init__(limits=limits, trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            # (trust_env: SSL_CERT_FILE may name the CA bundle to trust)
-            ssl_context=ssl_context or httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=CheckedNetworkBackend(resolver),
-        )
+    aiohttp asks the resolver about host names only; an IP-literal endpoint is dialled as it is written,
+    so its address is checked here before the request (the same check, and nothing can rebind a literal).
+    """
+
+    def __init__(self, resolver: CheckedResolver, session: aiohttp.ClientSession) -> None:
+        self.resolver = resolver
+        self.session = session
+
+    @contextlib.asynccontextmanager
+    async def post(
+        self, url: str, *, data: bytes, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        target = URL(url)
+        host = target.raw_host or ""
+        if _is_address(canonical_host(host)):
+            await self.resolver.addresses(host, target.port or 0)
+        async with self.session.post(target, data=data, headers=headers, allow_redirects=False) as response:
+            yield response
+
+    async def close(self) -> None:
+        await self.session.close()
 
 
 def webhook_client(
     *,
     allow_loopback: bool,
     static_hosts: Mapping[str, str],
-    timeout: float,
     max_connections: int,
     allowed: AllowedHosts | None = None,
-) -> httpx.AsyncClient:
-    """The dispatcher's HTTP client: allowed hosts and checked addresses only, no redirects, no proxies
-    from the environment."""
-    transport = CheckedTransport(
-        CheckedResolver(allow_loopback=allow_loopback, static_hosts=static_hosts, allowed=allowed),
-        httpx.Limits(max_connections=max_connections),
+    ssl_context: ssl.SSLContext | None = None,
+) -> WebhookClient:
+    """The dispatcher's HTTP client: allowed hosts and checked addresses only (looked up again for every new
+    connection: no DNS cache), no redirects, no proxies from the environment, no cookies kept from one
+    partner's answer for the next, answers read raw (never decompressed). The dispatcher bounds each
+    exchange as a whole. Made in the running loop (aiohttp binds a session to it)."""
+    resolver = CheckedResolver(allow_loopback=allow_loopback, static_hosts=static_hosts, allowed=allowed)
+    connector = aiohttp.TCPConnector(
+        resolver=CheckedAiohttpResolver(resolver),
+        use_dns_cache=False,
+        limit=max_connections,
+        limit_per_host=0,
+        keepalive_timeout=30,
+        # (trust_env: SSL_CERT_FILE may name the CA bundle to trust)
+        ssl=ssl_context or httpx.create_ssl_context(),
     )
-    return httpx.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, trust_env=False)
+    session = aiohttp.ClientSession(
+        connector=connector,
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+        timeout=aiohttp.ClientTimeout(total=None),
+        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+    )
+    return WebhookClient(resolver, session)
 
 
 __all__ = [
     "AllowedHosts",
     "BlockedAddress",
-    "CheckedNetworkBackend",
+    "CheckedAiohttpResolver",
     "CheckedResolver",
-    "CheckedTransport",
+    "WebhookClient",
     "canonical_host",
     "webhook_client",
 ]
