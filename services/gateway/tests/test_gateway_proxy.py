@@ -168,6 +168,20 @@ async def test_header_values_outside_ascii_are_forwarded_as_received(
     assert _header(response.json(), "idempotency-key") == ["caf\u00e9"]
 
 
+async def test_utf8_header_values_are_forwarded_as_received(
+    env: Env, http: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    url, _, _ = env
+    # UTF-8 goes through the ordinary client, the Latin-1 above through the fallback: both unchanged.
+    response = await http.post(
+        f"{url}/v1/plans",
+        content=b"{}",
+        headers=[*auth.items(), ("Idempotency-Key", "caf\u00e9 \u2713".encode())],
+    )
+    assert response.status_code == 201
+    assert _header(response.json(), "idempotency-key") == ["caf\u00e9 \u2713".encode().decode("latin-1")]
+
+
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "OPTIONS"])
 async def test_every_method_is_forwarded(
     env: Env, http: httpx.AsyncClient, auth: dict[str, str], method: str

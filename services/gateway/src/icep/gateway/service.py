@@ -12,10 +12,10 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import jwt
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from yarl import URL
 
 from icep.gateway.domain import Client, ClientRegistry, ClientsFile, FileWatch, end_to_end_raw, route
 from icep.gateway.edge import TRUSTED_PEER, path_refusal, raw_path_of, under_route
@@ -42,9 +43,23 @@ from icep.gateway.ratelimit import (
     is_shared_storage,
     redacted,
 )
+from icep.gateway.upstream import (
+    BROKEN_OFF,
+    CONNECT_ERRORS,
+    TRANSPORT_ERRORS,
+    AiohttpAnswer,
+    HttpxAnswer,
+    UpstreamAnswer,
+    aiohttp_session,
+    decoded,
+    httpx_client,
+    is_utf8_text,
+    with_context,
+)
 from icep.platform.errors import Unauthorized
 from icep.platform.ids import new_id
 from icep.platform.problems import problem
+from icep.platform.telemetry import http_client_call
 
 log = logging.getLogger("icep.gateway")
 
@@ -390,12 +405,12 @@ class UpstreamResponse(StreamingResponse):
 
     def __init__(
         self,
-        upstream: httpx.Response,
+        upstream: UpstreamAnswer,
         headers: list[tuple[bytes, bytes]],
         idle_timeout: float | None,
         slot: StreamSlot | None = None,
     ) -> None:
-        super().__init__(_relay(upstream, idle_timeout), status_code=upstream.status_code)
+        super().__init__(_relay(upstream, idle_timeout), status_code=upstream.status)
         self.raw_headers = headers
         self._upstream = upstream
         self._slot = slot
@@ -411,10 +426,10 @@ class UpstreamResponse(StreamingResponse):
                     self._slot.release()
 
 
-async def _relay(upstream: httpx.Response, idle_timeout: float | None) -> AsyncIterator[bytes]:
+async def _relay(upstream: UpstreamAnswer, idle_timeout: float | None) -> AsyncIterator[bytes]:
     # Raw bytes: the caller gets exactly what the service sent (still compressed, if it was), chunk by chunk,
     # so Server-Sent Events arrive as they are written.
-    chunks = upstream.aiter_raw()
+    chunks = upstream.chunks()
     while True:
         try:
             async with asyncio.timeout(idle_timeout):
@@ -544,6 +559,8 @@ class Proxy:
     Each upstream has two pooled HTTP clients: one for ordinary requests (`max_connections`) and one for
     requests that ask for an event stream (as large as the total stream cap). A stream holds its connection
     for as long as it lasts; in a pool of its own it never makes an ordinary request wait for a connection.
+    The clients are aiohttp sessions; a request with a header value that is not UTF-8 goes through an httpx
+    client instead, which sends octets as received (`icep.gateway.upstream`).
     """
 
     def __init__(
@@ -563,38 +580,34 @@ class Proxy:
         self.max_response_bytes = max_response_bytes
         self.rate_limits = rate_limits
         self.streams = streams if streams is not None else StreamSlots(total=1000, per_client=5)
-        self._clients = {name: self._client(max_connections) for name in self.upstreams}
+        self.max_connections = max_connections
         #: Each upstream's parsed base URL and its path prefix, parsed once rather than per request.
         self._bases = {
             name: (base, base.raw_path.split(b"?", 1)[0].rstrip(b"/"))
             for name, base in ((name, httpx.URL(url)) for name, url in self.upstreams.items())
         }
-        self._stream_clients = {name: self._client(self.streams.total) for name in self.upstreams}
+        #: (upstream, for streams?) -> its session; made at first use, in the running loop.
+        self._sessions: dict[tuple[str, bool], aiohttp.ClientSession] = {}
+        self._fallback: httpx.AsyncClient | None = None
 
-    def _client(self, max_connections: int) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(
-            # The wait for the response head is bounded in `forward`; reads of the body are bounded per chunk
-            # (except for event streams, which may rightly stay quiet for long).
-            timeout=httpx.Timeout(self.timeout, read=None),
-            # Idle connections are dropped before the services' keep-alive timeout (75 s, see `icep serve`).
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=min(64, max_connections),
-                keepalive_expiry=30,
-            ),
-            follow_redirects=False,
-            trust_env=False,
-            # A shared client must not remember one caller's cookies and hand them to the next.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        )
-        # Transparent: send what the caller sent, not httpx's defaults.
-        for name in ("user-agent", "accept", "accept-encoding"):
-            del client.headers[name]
-        return client
+    def _session(self, upstream: str, stream: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get((upstream, stream))
+        if session is None:
+            session = aiohttp_session(self.streams.total if stream else self.max_connections)
+            self._sessions[(upstream, stream)] = session
+        return session
+
+    def _fallback_client(self) -> httpx.AsyncClient:
+        if self._fallback is None:
+            self._fallback = httpx_client(self.max_connections)
+        return self._fallback
 
     async def aclose(self) -> None:
-        clients = [*self._clients.values(), *self._stream_clients.values()]
-        await asyncio.gather(*(client.aclose() for client in clients))
+        sessions, self._sessions = list(self._sessions.values()), {}
+        fallback, self._fallback = self._fallback, None
+        await asyncio.gather(*(session.close() for session in sessions))
+        if fallback is not None:
+            await fallback.aclose()
 
     async def forward(self, request: Request) -> Response:
         """Count `request` against its client's rate limits, then forward it and relay the answer."""
@@ -625,7 +638,7 @@ class Proxy:
         if reason is not None:
             return problem(400, f"the request path contains {reason}", slug="invalid-path", instance=instance)
         upstream = route(raw_path.decode("ascii"))
-        if upstream is None or upstream not in self._clients:
+        if upstream is None or upstream not in self.upstreams:
             return problem(404, f"no service serves {instance}", slug="not-found", instance=instance)
         try:
             body = await self._read_body(request)
@@ -656,10 +669,10 @@ class Proxy:
         handed_over = False
         try:
             response = await self._exchange(request, upstream, slot is not None, body)
-            if not isinstance(response, httpx.Response):
+            if isinstance(response, Response):
                 return response
-            headers = end_to_end_raw(response.headers.raw, _REPLACED_RESPONSE_RAW)
-            streaming = response.headers.get("content-type", "").startswith("text/event-stream")
+            headers = end_to_end_raw(response.raw_headers, _REPLACED_RESPONSE_RAW)
+            streaming = (response.header("content-type") or "").startswith("text/event-stream")
             if not streaming:
                 # Buffered: a service that dies mid-answer gives the caller a 502, not a status line
                 # followed by a reset. (The slot of a request that asked for a stream is given back below.)
@@ -681,14 +694,14 @@ class Proxy:
                 slot.release()
 
     async def _buffered(
-        self, request: Request, upstream: str, response: httpx.Response, headers: list[tuple[bytes, bytes]]
+        self, request: Request, upstream: str, response: UpstreamAnswer, headers: list[tuple[bytes, bytes]]
     ) -> Response:
         """The whole upstream answer as one response, read before anything is sent to the caller; a 502
         problem when it cannot be read whole (the service failed mid-answer) or exceeds the size limit."""
         instance = request.url.path
         limit = self.max_response_bytes
         try:
-            declared = response.headers.get("content-length")
+            declared = response.header("content-length")
             if declared is not None and declared.isdigit() and int(declared) > limit:
                 raise _BodyTooLarge
             chunks: list[bytes] = []
@@ -696,7 +709,7 @@ class Proxy:
             # Bounded like the wait for the head: a service that stalls mid-answer is a failure. (One timer
             # for the whole body, not one per chunk.)
             async with asyncio.timeout(self.timeout):
-                async for chunk in response.aiter_raw():
+                async for chunk in response.chunks():
                     size += len(chunk)
                     if size > limit:
                         raise _BodyTooLarge
@@ -715,7 +728,7 @@ class Proxy:
                 slug="upstream-answer-too-large",
                 instance=instance,
             )
-        except (TimeoutError, httpx.TransportError) as exc:
+        except BROKEN_OFF as exc:
             log.warning("upstream %s failed mid-answer on %s %s: %r", upstream, request.method, instance, exc)
             return problem(
                 502, f"the {upstream} service's answer broke off", slug="bad-gateway", instance=instance
@@ -724,20 +737,19 @@ class Proxy:
             await response.aclose()
         # One copy at most: a body that came in one chunk is used as it is.
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        answer = Response(body, status_code=response.status_code)
+        answer = Response(body, status_code=response.status)
         # Raw bytes as the service sent them (still compressed, if it was); its Content-Length stays when it
         # sent one (a HEAD answer's describes the GET body), else it is the length read.
         answer.raw_headers = headers
-        if "content-length" not in response.headers and _may_have_body(request.method, response.status_code):
+        if response.header("content-length") is None and _may_have_body(request.method, response.status):
             answer.raw_headers.append((b"content-length", str(len(body)).encode("latin-1")))
         return answer
 
     async def _exchange(
         self, request: Request, upstream: str, stream: bool, body: bytes
-    ) -> httpx.Response | Response:
+    ) -> UpstreamAnswer | Response:
         """The upstream's response (its body not read yet), or the problem that answers for it."""
         instance = request.url.path
-        client = (self._stream_clients if stream else self._clients)[upstream]
         try:
             target = self._target(upstream, request.scope)
         except _PathOutsideRoute:
@@ -747,16 +759,12 @@ class Proxy:
             return problem(
                 400, "the request path cannot be forwarded as sent", slug="invalid-path", instance=instance
             )
-        outgoing = client.build_request(
-            request.method,
-            target,
-            # Bytes, as received: httpx would encode str values as ASCII and fail on any other octet.
-            headers=self._headers(request),
-            content=body or None,
-        )
+        headers = self._headers(request)
         try:
             async with asyncio.timeout(self.timeout):
-                response = await client.send(outgoing, stream=True)
+                if is_utf8_text(headers):
+                    return await self._send_aiohttp(request.method, upstream, stream, target, headers, body)
+                return await self._send_httpx(request.method, target, headers, body)
         except (TimeoutError, httpx.TimeoutException):
             log.warning("upstream %s timed out on %s %s", upstream, request.method, instance)
             return problem(
@@ -765,17 +773,46 @@ class Proxy:
                 slug="upstream-timeout",
                 instance=instance,
             )
-        except httpx.ConnectError:
+        except CONNECT_ERRORS:
             log.warning("upstream %s unreachable for %s %s", upstream, request.method, instance)
             return problem(
                 503, f"the {upstream} service is unavailable", slug="upstream-unavailable", instance=instance
             )
-        except httpx.TransportError as exc:
+        except TRANSPORT_ERRORS as exc:
             log.warning("upstream %s failed on %s %s: %r", upstream, request.method, instance, exc)
             return problem(
                 502, f"the {upstream} service gave no valid answer", slug="bad-gateway", instance=instance
             )
-        return response
+
+    async def _send_aiohttp(
+        self,
+        method: str,
+        upstream: str,
+        stream: bool,
+        target: httpx.URL,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> UpstreamAnswer:
+        url = URL(str(target), encoded=True)
+        carrier: dict[str, str] = {}
+        with http_client_call(method, str(url), carrier) as call:
+            response = await self._session(upstream, stream).request(
+                method,
+                url,
+                headers=with_context(decoded(headers), carrier),
+                data=body or None,
+                allow_redirects=False,
+            )
+            call.answered(response.status)
+        return AiohttpAnswer(response)
+
+    async def _send_httpx(
+        self, method: str, target: httpx.URL, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> UpstreamAnswer:
+        client = self._fallback_client()
+        # Bytes, as received: the octets of a value that is not UTF-8 go on unchanged.
+        outgoing = client.build_request(method, target, headers=headers, content=body or None)
+        return HttpxAnswer(await client.send(outgoing, stream=True))
 
     def _target(self, upstream: str, scope: Scope) -> httpx.URL:
         """The upstream URL: the service's base URL and the caller's raw path and query, unchanged.
