@@ -586,6 +586,11 @@ class Proxy:
             name: (base, base.raw_path.split(b"?", 1)[0].rstrip(b"/"))
             for name, base in ((name, httpx.URL(url)) for name, url in self.upstreams.items())
         }
+        #: Each upstream's origin and path prefix as text, for the aiohttp URL (`_url`).
+        self._origins = {
+            name: (str(base.copy_with(raw_path=b"/")).rstrip("/"), prefix.decode("ascii"))
+            for name, (base, prefix) in self._bases.items()
+        }
         #: (upstream, for streams?) -> its session; made at first use, in the running loop.
         self._sessions: dict[tuple[str, bool], aiohttp.ClientSession] = {}
         self._fallback: httpx.AsyncClient | None = None
@@ -750,8 +755,11 @@ class Proxy:
     ) -> UpstreamAnswer | Response:
         """The upstream's response (its body not read yet), or the problem that answers for it."""
         instance = request.url.path
+        headers = self._headers(request)
         try:
             target = self._target(upstream, request.scope)
+            if isinstance(target, URL) and not is_utf8_text(headers):
+                target = self._httpx_target(upstream, request.scope)
         except _PathOutsideRoute:
             log.warning(
                 "refused %s %s: the upstream URL would differ from the checked path", request.method, instance
@@ -759,10 +767,9 @@ class Proxy:
             return problem(
                 400, "the request path cannot be forwarded as sent", slug="invalid-path", instance=instance
             )
-        headers = self._headers(request)
         try:
             async with asyncio.timeout(self.timeout):
-                if is_utf8_text(headers):
+                if isinstance(target, URL):
                     return await self._send_aiohttp(request.method, upstream, stream, target, headers, body)
                 return await self._send_httpx(request.method, target, headers, body)
         except (TimeoutError, httpx.TimeoutException):
@@ -789,11 +796,10 @@ class Proxy:
         method: str,
         upstream: str,
         stream: bool,
-        target: httpx.URL,
+        url: URL,
         headers: list[tuple[bytes, bytes]],
         body: bytes,
     ) -> UpstreamAnswer:
-        url = URL(str(target), encoded=True)
         carrier: dict[str, str] = {}
         with http_client_call(method, str(url), carrier) as call:
             response = await self._session(upstream, stream).request(
@@ -814,12 +820,30 @@ class Proxy:
         outgoing = client.build_request(method, target, headers=headers, content=body or None)
         return HttpxAnswer(await client.send(outgoing, stream=True))
 
-    def _target(self, upstream: str, scope: Scope) -> httpx.URL:
-        """The upstream URL: the service's base URL and the caller's raw path and query, unchanged.
+    def _target(self, upstream: str, scope: Scope) -> URL | httpx.URL:
+        """The upstream URL: the service's base URL and the caller's raw path and query, unchanged; for
+        aiohttp (a `yarl.URL` taken as encoded, so nothing is re-quoted) unless the query holds octets
+        outside ASCII, which only the httpx fallback sends as they are.
 
-        `_PathOutsideRoute` if the URL's path is not exactly the checked one (httpx normalises dot segments
-        and escapes some characters when it builds a URL) or not under a prefix of `upstream`'s routes.
-        """
+        `_PathOutsideRoute` if the URL's path is not exactly the checked one or not under a prefix of
+        `upstream`'s routes."""
+        raw_path = raw_path_of(scope)
+        query: bytes = scope.get("query_string", b"")
+        if not (raw_path.isascii() and query.isascii()):
+            return self._httpx_target(upstream, scope)
+        origin, prefix = self._origins[upstream]
+        expected = prefix + raw_path.decode("ascii")
+        try:
+            url = URL(origin + expected + ("?" + query.decode("ascii") if query else ""), encoded=True)
+        except ValueError:
+            raise _PathOutsideRoute from None
+        if url.raw_path != expected or not under_route(raw_path, upstream):
+            raise _PathOutsideRoute
+        return url
+
+    def _httpx_target(self, upstream: str, scope: Scope) -> httpx.URL:
+        """`_target` for the httpx fallback (httpx normalises dot segments and escapes some characters when
+        it builds a URL: a path it would change is refused)."""
         base, prefix = self._bases[upstream]
         raw_path = raw_path_of(scope)
         query: bytes = scope.get("query_string", b"")
