@@ -34,7 +34,14 @@ ANSWERS: dict[str, bytes] = {
     + b"0\r\n\r\n",
     # A HEAD answer's Content-Length describes the GET body; it stays.
     "/v1/plans/head": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 42\r\n\r\n",
+    # ... also when that body would exceed what the gateway buffers (none is sent).
+    "/v1/plans/head-large": b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    b"Content-Length: 5000\r\n\r\n",
+    # Reads the request and hangs up without a word (a service that dies mid-request).
+    "/v1/plans/drop": b"",
 }
+#: (method, path) of every request the upstream read.
+RECEIVED: list[tuple[str, str]] = []
 
 
 #: Sends the head and part of the body, then neither sends more nor hangs up (until the module ends).
@@ -45,7 +52,9 @@ _HANG_UP = asyncio.Event()
 async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
-        path = head.split(b" ", 2)[1].decode("ascii")
+        method, raw_path, _ = head.split(b" ", 2)
+        path = raw_path.decode("ascii")
+        RECEIVED.append((method.decode("ascii"), path))
         writer.write(ANSWERS["/v1/plans/cut"] if path == STALL else ANSWERS[path])
         await writer.drain()
         if path == STALL:
@@ -118,3 +127,19 @@ async def test_a_head_answer_keeps_the_services_content_length(env: Env) -> None
     assert response.status_code == 200
     assert response.content == b""
     assert response.headers["content-length"] == "42"
+
+
+async def test_a_head_answer_longer_than_the_buffer_limit_is_no_error(env: Env) -> None:
+    response = await _call(env, "/v1/plans/head-large", method="HEAD")
+    assert response.status_code == 200
+    assert response.headers["content-length"] == "5000"
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "POST"])
+async def test_a_request_the_service_died_on_is_a_502_and_was_sent_once(env: Env, method: str) -> None:
+    before = len(RECEIVED)
+    response = await _call(env, "/v1/plans/drop", method=method)
+    assert response.status_code == 502, response.text
+    assert response.json()["type"].endswith("/bad-gateway")
+    # Not sent again on a new connection: the service may have done the work before it died.
+    assert RECEIVED[before:] == [(method, "/v1/plans/drop")]

@@ -327,6 +327,34 @@ async def test_the_client_refuses_a_blocked_answer_and_dials_the_next_checked_ad
         await server.wait_closed()
 
 
+async def test_hosts_the_client_dials_as_addresses_are_checked_too() -> None:
+    # aiohttp dials `127.1` or `2130706433` as addresses, without asking the resolver: checked all the same.
+    client = webhook_client(allow_loopback=False, static_hosts={}, max_connections=2)
+    try:
+        for url in ("http://127.1:9/hooks", "http://2130706433:9/hooks", "http://[::ffff:127.0.0.1]:9/hooks"):
+            with pytest.raises(BlockedAddress):
+                async with client.post(url, data=b"{}"):
+                    pass
+    finally:
+        await client.close()
+
+
+async def test_a_name_that_does_not_resolve_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = asyncio.get_running_loop()
+
+    async def getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    client = webhook_client(allow_loopback=False, static_hosts={}, max_connections=2)
+    try:
+        with pytest.raises(OSError, match=r"cannot resolve nowhere\.example: .*not known"):
+            async with client.post("https://nowhere.example/hooks", data=b"{}"):
+                pass
+    finally:
+        await client.close()
+
+
 def _certificate_for(name: str, directory: Path) -> tuple[Path, Path]:
     """A self-signed certificate (and its key) for `name`, as PEM files."""
     key = ec.generate_private_key(ec.SECP256R1())

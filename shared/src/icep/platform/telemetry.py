@@ -467,7 +467,7 @@ def http_client_call(method: str, url: str, headers: MutableMapping[str, str]) -
         call = HttpClientCall(span)
         try:
             yield call
-        except Exception as exc:
+        except BaseException as exc:  # also the cancellation a timeout around the call arrives as
             call.failed(exc)
             raise
 

@@ -707,7 +707,13 @@ class Proxy:
         limit = self.max_response_bytes
         try:
             declared = response.header("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > limit:
+            # (A HEAD answer's length describes the GET body, which is not sent.)
+            if (
+                declared is not None
+                and declared.isdigit()
+                and int(declared) > limit
+                and _may_have_body(request.method, response.status)
+            ):
                 raise _BodyTooLarge
             chunks: list[bytes] = []
             size = 0
@@ -790,6 +796,11 @@ class Proxy:
             return problem(
                 502, f"the {upstream} service gave no valid answer", slug="bad-gateway", instance=instance
             )
+        except ValueError as exc:
+            # A header value the HTTP client may not send (a control character; the server in front of the
+            # gateway lets some through): the caller's request is at fault, and nothing went upstream.
+            log.info("refused %s %s: %s", request.method, instance, exc)
+            return problem(400, "a request header cannot be forwarded", slug="bad-request", instance=instance)
 
     async def _send_aiohttp(
         self,

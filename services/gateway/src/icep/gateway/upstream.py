@@ -122,7 +122,7 @@ def aiohttp_session(max_connections: int) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=max_connections, limit_per_host=0, keepalive_timeout=30, enable_cleanup_closed=False
     )
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector,
         trust_env=False,
         # A shared client must not remember one caller's cookies and hand them to the next.
@@ -132,6 +132,13 @@ def aiohttp_session(max_connections: int) -> aiohttp.ClientSession:
         # Transparent: send what the caller sent, not the client's defaults.
         skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
     )
+    # aiohttp sends a GET, HEAD, PUT or DELETE a second time when the connection breaks before the answer
+    # (meant for a pooled connection the server had closed); a proxy must send a caller's request once: a
+    # service that fails mid-request would otherwise get the PUT or DELETE again. Idle connections are
+    # dropped before the services close them (30 s against 75 s), so the case the retry is for does not
+    # arise. There is no public switch; aiohttp's own test client sets the same attribute.
+    session._retry_connection = False
+    return session
 
 
 def httpx_client(max_connections: int) -> httpx.AsyncClient:

@@ -169,10 +169,12 @@ class CheckedResolver:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
             except (OSError, UnicodeError) as exc:
-                raise CannotResolve(f"cannot resolve {host}: {exc}") from exc
+                raise CannotResolve(
+                    getattr(exc, "errno", None) or 0, f"cannot resolve {host}: {exc}"
+                ) from exc
             found = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not found:
-            raise CannotResolve(f"cannot resolve {host}: no addresses")
+            raise CannotResolve(0, f"cannot resolve {host}: no addresses")
         for address in found:
             if not address_allowed(address, allow_loopback=self.allow_loopback):
                 # All or nothing: a name with one private address among public ones is refused.
@@ -206,6 +208,12 @@ class CheckedAiohttpResolver(AbstractResolver):
         return None
 
 
+def _literal_to_aiohttp(host: str) -> bool:
+    """Whether aiohttp takes `host` for an address and dials it without asking the resolver (its own rule,
+    wider than ours: `127.1` and `2130706433` are such hosts)."""
+    return ":" in host or host.replace(".", "").isdigit()
+
+
 class WebhookClient:
     """The dispatcher's HTTP client: allowed hosts and checked addresses only.
 
@@ -223,7 +231,7 @@ class WebhookClient:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         target = URL(url)
         host = target.raw_host or ""
-        if _is_address(canonical_host(host)):
+        if _is_address(canonical_host(host)) or _literal_to_aiohttp(host):
             await self.resolver.addresses(host, target.port or 0)
         async with self.session.post(target, data=data, headers=headers, allow_redirects=False) as response:
             yield response
