@@ -187,10 +187,12 @@ def _cpu_results(
         results.append(Result(f"  of which {name}", ms, "ms", "-", True))
 
 
-async def latency_phase(run: Run, label: str, floor: float, results: list[Result]) -> None:
+async def latency_phase(run: Run, label: str, floor: float, results: list[Result], notes: list[str]) -> None:
     made, _ = await _in_flight(run, LATENCY_PLANS, 4)
     await run.wait_for({(CREATED, plan_id) for plan_id, _, _ in made}, timeout=60)
     await asyncio.sleep(0.5)  # let the creates' work settle before the meter starts
+    tag = "e2e-sequential-" + "".join(c if c.isalnum() else "-" for c in label.lower())
+    spies = start_profiles({n: pid for n, pid in run.pids().items() if n != "kafka"}, tag, PROFILE_SECONDS)
     meter = CpuMeter(run.pids()).start()
     took = []
     deadline = time.monotonic() + PHASE_SECONDS
@@ -211,6 +213,7 @@ async def latency_phase(run: Run, label: str, floor: float, results: list[Result
     if not took:
         raise RuntimeError(f"no submit reached its webhook: {run.failures[:3]}")
     spent = meter.stop()
+    notes.extend(finish_profiles(spies, tag))
     ms = 1000.0
     p50, p99 = percentile(took, 50), percentile(took, 99)
     for name, value, ratio in (("p50", p50, P50_RATIO), ("p99", p99, P99_RATIO)):
@@ -337,7 +340,7 @@ async def scenario(
         }
         run = await start_run(bootstrap, traced)
         try:
-            await latency_phase(run, f"{name}, tracing exported at 100%", floor, results)
+            await latency_phase(run, f"{name}, tracing exported at 100%", floor, results, notes)
             await throughput_phase(run, f"{name}, tracing exported at 100%", results, notes)
             lost, writes = run.duplicates, run.writes
         finally:
@@ -352,7 +355,7 @@ async def scenario(
         collector.stop()
     run = await start_run(bootstrap, {**await fresh(), "OTEL_TRACES_EXPORTER": "none"})
     try:
-        await latency_phase(run, f"{name}, tracing off", floor, results)
+        await latency_phase(run, f"{name}, tracing off", floor, results, notes)
         await throughput_phase(run, f"{name}, tracing off", results, notes, writes_goal=True)
         await sweep_phase(run, f"{name}, tracing off", results, notes)
         for process in PROCESSES:
