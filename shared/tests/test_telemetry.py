@@ -190,3 +190,33 @@ async def test_the_public_edge_starts_its_own_trace_and_links_the_partners(
     [link] = server.links
     assert format(link.context.trace_id, "032x") == PARTNER_TRACE
     assert link.attributes == {"icep.link.reason": "partner"}
+
+
+def test_an_outgoing_call_is_a_client_span_without_secrets_and_its_context_goes_along(
+    exported: InMemorySpanExporter,
+) -> None:
+    headers: dict[str, str] = {}
+    with telemetry.tracer("test").start_as_current_span("webhook deliver"):
+        url = "https://user:pw@hooks.example:8443/in?token=s3cret&x=1"
+        with telemetry.http_client_call("POST", url, headers) as call:
+            call.answered(503)
+    post = _by_name(exported.get_finished_spans(), "POST")
+    assert post.kind is SpanKind.CLIENT
+    assert post.context is not None and headers["traceparent"].split("-")[2] == f"{post.context.span_id:016x}"
+    attributes = dict(post.attributes or {})
+    assert attributes["url.full"] == "https://hooks.example:8443/in?token=REDACTED&x=REDACTED"
+    assert "s3cret" not in str(attributes) and "pw" not in attributes["url.full"]
+    assert (attributes["server.address"], attributes["server.port"]) == ("hooks.example", 8443)
+    assert attributes["http.response.status_code"] == 503 and attributes["error.type"] == "503"
+    assert not post.status.is_ok
+
+
+def test_a_failed_outgoing_call_names_its_error(exported: InMemorySpanExporter) -> None:
+    with (
+        telemetry.tracer("test").start_as_current_span("proxy"),
+        pytest.raises(ConnectionRefusedError),
+        telemetry.http_client_call("GET", "http://127.0.0.1:9/v1/plans", {}),
+    ):
+        raise ConnectionRefusedError("refused")
+    get = _by_name(exported.get_finished_spans(), "GET")
+    assert dict(get.attributes or {})["error.type"] == "ConnectionRefusedError"
