@@ -140,9 +140,7 @@ async def stages(bootstrap: str, stores: Stores, label: str, results: list[Resul
         Result(f"use-case writes (5 events per transaction), {label}", rate, "events/s", "-", True)
     )
 
-    relay = OutboxRelay(
-        db=stores.db, outbox=stores.tables.outbox, service="bench", bootstrap=bootstrap, batch_size=500
-    )
+    relay = OutboxRelay(db=stores.db, outbox=stores.tables.outbox, service="bench", bootstrap=bootstrap)
     started = time.perf_counter()
     deadline = started + 300
     left = EVENTS
@@ -209,9 +207,7 @@ async def whole(bootstrap: str, stores: Stores, label: str, results: list[Result
     topic = f"icep.bench-{uuid.uuid4().hex[:8]}.events"
     await ensure_topics(bootstrap, [topic], partitions=6, replication=1)
     uow = UnitOfWorkFactory(stores.db, stores.tables.outbox, "bench", topic)
-    relay = OutboxRelay(
-        db=stores.db, outbox=stores.tables.outbox, service="bench", bootstrap=bootstrap, batch_size=500
-    )
+    relay = OutboxRelay(db=stores.db, outbox=stores.tables.outbox, service="bench", bootstrap=bootstrap)
     runner = stores.consumer(bootstrap, topic)
     tasks = [asyncio.create_task(relay.run()), asyncio.create_task(runner.run())]
     try:

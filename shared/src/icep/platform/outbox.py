@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
@@ -27,10 +26,12 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from icep.platform import events, faults
 from icep.platform.aio import wait_event, within
@@ -41,9 +42,10 @@ from icep.platform.logs import kafka_client
 from icep.platform.observe import set_leader
 from icep.platform.shards import ShardLocks
 from icep.platform.telemetry import (
+    context_from,
     current_trace_headers,
     messaging_attributes,
-    start_continued_or_linked_span,
+    span_context_from,
     trace_headers_of,
 )
 
@@ -252,6 +254,63 @@ def publishable(outbox: sa.Table) -> sa.ColumnElement[bool]:
     return sa.and_(outbox.c.sent_at.is_(None), outbox.c.parked_at.is_(None))
 
 
+#: The outbox columns a send reads.
+_SEND_COLUMNS = (
+    "id",
+    "topic",
+    "key",
+    "type",
+    "source",
+    "time",
+    "nation",
+    "releasable_to",
+    "data",
+    "traceparent",
+    "tracestate",
+    "attempts",
+)
+
+
+class _SendSpans:
+    """The producer spans of one round: the tracer and each topic's attributes looked up once per round,
+    not once per row. The first try continues the trace of the change that raised the event; a re-send
+    after a failed try is a new trace linked to it (a broker outage must not stretch that trace)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._tracer = trace.get_tracer("icep.outbox")
+        self._by_topic: dict[str, dict[str, AttributeValue]] = {}
+
+    def start(self, row: Any) -> Span:
+        base = self._by_topic.get(row.topic)
+        if base is None:
+            base = self._by_topic[row.topic] = messaging_attributes(
+                "send", topic=row.topic, bootstrap=self._bootstrap
+            )
+        attributes = {
+            **base,
+            "messaging.message.id": row.id,
+            "messaging.kafka.message.key": row.key,
+            "cloudevents.event_type": row.type,
+            "icep.attempt": row.attempts + 1,
+        }
+        carrier = {"traceparent": row.traceparent, "tracestate": row.tracestate}
+        if row.attempts:
+            origin = span_context_from(carrier)
+            links = [Link(origin, {"icep.link.reason": "retry"})] if origin is not None else []
+            return self._tracer.start_span(
+                f"send {row.topic}",
+                context=otel_context.Context(),
+                kind=SpanKind.PRODUCER,
+                attributes=attributes,
+                links=links,
+            )
+        context = context_from(carrier) if row.traceparent else otel_context.Context()
+        return self._tracer.start_span(
+            f"send {row.topic}", context=context, kind=SpanKind.PRODUCER, attributes=attributes
+        )
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -260,13 +319,14 @@ class OutboxRelay:
         outbox: sa.Table,
         service: str,
         bootstrap: str,
-        batch_size: int = 200,
+        batch_size: int = 1000,
         poll_seconds: float = 1.0,
         retention: timedelta = timedelta(hours=24),
         producer: AIOKafkaProducer | None = None,
         send_timeout: float = 10.0,
         shards: int = 16,
         rebalance_seconds: float = 1.0,
+        producer_batch_bytes: int = 262144,
     ) -> None:
         self.db = db
         self.outbox = outbox
@@ -276,6 +336,9 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.retention = retention
         self._producer = producer
+        #: The producer's batch per partition: 16 KiB (aiokafka's default) holds some 25 outbox records, and
+        #: a send waits whenever its partition's batch is full and the one before it still in flight.
+        self.producer_batch_bytes = producer_batch_bytes
         self._wake = asyncio.Event()
         #: The shards of the outbox (by the row's key) this replica publishes (`icep.platform.shards`).
         self.leadership = ShardLocks(
@@ -306,7 +369,9 @@ class OutboxRelay:
     async def _ensure_producer(self) -> AIOKafkaProducer:
         """The producer, started now if need be: one bounded try per round (the next round tries again)."""
         if self._producer is None:
-            producer = new_producer(self.bootstrap, f"icep-{self.service}-relay")
+            producer = new_producer(
+                self.bootstrap, f"icep-{self.service}-relay", max_batch_size=self.producer_batch_bytes
+            )
             # The tasks the producer starts log under the relay's client name, the same for every producer
             # made anew, so a broker outage is one warning and one recovery line for the relay.
             token = kafka_client.set(RELAY_CLIENT)
@@ -320,41 +385,6 @@ class OutboxRelay:
                 kafka_client.reset(token)
             self._producer = producer
         return self._producer
-
-    async def _enqueue(
-        self,
-        producer: AIOKafkaProducer,
-        row_id: str,
-        topic: str,
-        value: bytes,
-        key: bytes | None,
-        headers: Any,
-    ) -> asyncio.Future[Any]:
-        """Hand a row to the producer (at most `send_timeout` seconds: the buffer may be full, or the
-        topic's metadata unknown while the broker is away); the acknowledgement's future, kept in
-        `_unacked` until it is settled, so a later round waits for this send instead of sending a copy."""
-        try:
-            async with asyncio.timeout(self.send_timeout):  # no task per row, unlike wait_for
-                ack: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, headers=headers)
-        except TimeoutError:
-            raise TimeoutError(f"the producer took no record within {self.send_timeout:g}s") from None
-        self._unacked[row_id] = ack
-        return ack
-
-    async def _acked(self, row_id: str, pending: asyncio.Future[Any], timeout: float) -> Any:
-        """Wait (at most `timeout` seconds) for a send's acknowledgement; a settled send leaves `_unacked`."""
-        try:
-            if not pending.done():
-                async with asyncio.timeout(max(timeout, 0.0)):
-                    await asyncio.shield(pending)
-            return pending.result()
-        except TimeoutError:
-            raise TimeoutError(f"no acknowledgement from the broker within {self.send_timeout:g}s") from None
-        finally:
-            if pending.done():
-                self._unacked.pop(row_id, None)
-                if not pending.cancelled():
-                    pending.exception()  # retrieved: a failed send is reported once, by the raise above
 
     def mark_blocked(self, reason: str) -> None:
         """The relay cannot publish: say so once (log, gauge), not once per row per round."""
@@ -411,57 +441,39 @@ class OutboxRelay:
                 with suppress(Exception):
                     await within(self.send_timeout, producer.stop())
 
+    def _batch_query(self) -> sa.Select[Any]:
+        """The next batch: only the columns a send needs, in publication order. Parked rows are left out
+        altogether: a full batch of publishable rows still means "there may be more", and a parked row
+        never blocks its key."""
+        o = self.outbox
+        return (
+            sa.select(*(o.c[name] for name in _SEND_COLUMNS))
+            .where(publishable(o), self.leadership.condition(o.c.key))
+            .order_by(o.c.position)
+            .limit(self.batch_size)
+        )
+
     async def publish_once(self) -> bool:
-        """Publish one batch of unsent rows. True when a full batch was read (there may be more)."""
-        async with self.db.sessions() as session:
-            rows = (
-                (
-                    await session.execute(
-                        sa.select(self.outbox)
-                        # Parked rows are left out of the batch altogether: a full batch of publishable
-                        # rows still means "there may be more", and a parked row never blocks its key.
-                        .where(publishable(self.outbox), self.leadership.condition(self.outbox.c.key))
-                        .order_by(self.outbox.c.position)
-                        .limit(self.batch_size)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-        await self._settle_late_acks({row["id"] for row in rows})
-        if not rows:
-            return False
-        try:
-            producer = await self._ensure_producer()
-        except Exception as exc:
-            OUTBOX_FAILURES.labels(self.service).inc()
-            self.mark_blocked(f"the producer does not start: {type(exc).__name__}: {exc}")
-            return False
-        by_key: OrderedDict[str, list[Any]] = OrderedDict()
-        for row in rows:
-            by_key.setdefault(row["key"], []).append(row)
-        results = await asyncio.gather(*(self._send_key(producer, key_rows) for key_rows in by_key.values()))
-        sent: list[str] = []
-        failed: dict[str, str] = {}
-        for ids, failure in results:
-            sent.extend(ids)
-            if failure is not None:
-                failed[failure[0]] = failure[1]
-        faults.point("relay.after_publish")
-        now = utcnow()
-        async with self.db.transaction() as session:
-            if sent:
-                await session.execute(
-                    sa.update(self.outbox)
-                    .where(self.outbox.c.id.in_(sent))
-                    .values(sent_at=now, attempts=self.outbox.c.attempts + 1, last_error=None)
-                )
-            for row_id, err in failed.items():
-                await session.execute(
-                    sa.update(self.outbox)
-                    .where(self.outbox.c.id == row_id)
-                    .values(attempts=self.outbox.c.attempts + 1, last_error=err[:2000])
-                )
+        """Publish one batch of unsent rows. True when a full batch was read (there may be more).
+
+        A round hands every row of the batch to the producer first (each key's rows in order, a key whose
+        send has to wait for the producer's buffer waiting alone), then waits once for all the
+        acknowledgements, bounded by `send_timeout`, and marks what the broker took in one statement."""
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(self._batch_query())).all()
+            await conn.rollback()  # a read: end its transaction before the sends
+            await self._settle_late_acks({row.id for row in rows})
+            if not rows:
+                return False
+            try:
+                producer = await self._ensure_producer()
+            except Exception as exc:
+                OUTBOX_FAILURES.labels(self.service).inc()
+                self.mark_blocked(f"the producer does not start: {type(exc).__name__}: {exc}")
+                return False
+            sent, failed = await self._send(producer, rows)
+            faults.point("relay.after_publish")
+            await self._mark(conn, sent, failed)
         OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
         if sent:
             for hook in self.after_sent:
@@ -472,6 +484,31 @@ class OutboxRelay:
             return False  # back off until the next wake-up or poll instead of spinning
         self.mark_unblocked()
         return len(rows) == self.batch_size
+
+    async def _mark(self, conn: AsyncConnection, sent: list[str], failed: dict[str, str]) -> None:
+        """Mark the round's rows in one transaction: the sent ones in one statement, each failure apart."""
+        if not sent and not failed:
+            return
+        o = self.outbox
+        if conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")  # as `begin_write`: take the write lock first
+        try:
+            if sent:
+                await conn.execute(
+                    sa.update(o)
+                    .where(o.c.id.in_(sent))
+                    .values(sent_at=utcnow(), attempts=o.c.attempts + 1, last_error=None)
+                )
+            for row_id, err in failed.items():
+                await conn.execute(
+                    sa.update(o)
+                    .where(o.c.id == row_id)
+                    .values(attempts=o.c.attempts + 1, last_error=err[:2000])
+                )
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
 
     async def _settle_late_acks(self, batch: set[str]) -> None:
         """Sends that timed out earlier and were acknowledged since, for rows no longer in the batch (an
@@ -493,75 +530,42 @@ class OutboxRelay:
                 )
             OUTBOX_PUBLISHED.labels(self.service).inc(len(late))
 
-    async def _send_key(
-        self, producer: AIOKafkaProducer, rows: list[Any]
-    ) -> tuple[list[str], tuple[str, str] | None]:
-        """Send one key's rows in order without waiting for each acknowledgement (the idempotent producer
-        keeps a partition's order, its retries included), then take the acknowledgements in order. The
+    async def _send(
+        self, producer: AIOKafkaProducer, rows: Sequence[Any]
+    ) -> tuple[list[str], dict[str, str]]:
+        """Send a batch: (rows the broker acknowledged, row id -> error of each key's first failure)."""
+        by_key: dict[str, list[Any]] = {}
+        for row in rows:
+            by_key.setdefault(row.key, []).append(row)
+        spans = _SendSpans(self.bootstrap)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.send_timeout
+        keys = await asyncio.gather(
+            *(self._enqueue_key(producer, key_rows, spans, deadline) for key_rows in by_key.values())
+        )
+        waiting = [ack for sends, _ in keys for _, ack, _ in sends if not ack.done()]
+        if waiting:
+            # One wait for the whole batch (the acknowledgements of a partition come in order), bounded
+            # like each send: a send still unacknowledged then stays in `_unacked` for the next round.
+            await asyncio.wait(waiting, timeout=self.send_timeout)
+        sent: list[str] = []
+        failed: dict[str, str] = {}
+        for sends, failure in keys:
+            failure = self._settle_key(sends, failure, sent)
+            if failure is not None:
+                failed[failure[0]] = failure[1]
+        return sent, failed
+
+    def _settle_key(
+        self,
+        sends: list[tuple[str, asyncio.Future[Any], Span | None]],
+        failure: tuple[str, str] | None,
+        sent: list[str],
+    ) -> tuple[str, str] | None:
+        """Take one key's acknowledgements in order (appending its rows the broker took to `sent`). The
         first failure ends the key's round: the rows before it are sent, it and the rows after it are not
         marked sent. A later row's send still in flight (or acknowledged) stays in `_unacked`, so the next
         round waits for that same send instead of publishing a second copy."""
-        sends: list[tuple[str, asyncio.Future[Any], Span | None]] = []
-        failure: tuple[str, str] | None = None
-        for row in rows:
-            earlier = self._unacked.get(row["id"])
-            if earlier is not None and earlier.done() and (earlier.cancelled() or earlier.exception()):
-                # That earlier send failed meanwhile: the row goes again now, in its place, before any
-                # later row of its key (the failure was reported when it happened).
-                del self._unacked[row["id"]]
-                earlier = None
-            if earlier is not None:
-                # An earlier send of this row still waits for the broker (or was acknowledged since): take
-                # that one (no new send, so no new span: a long outage does not make a trace per blocked
-                # key per round).
-                sends.append((row["id"], earlier, None))
-                if not earlier.done():
-                    # Still in flight: no later row of the key is handed to the producer before it is
-                    # acknowledged, so a send that fails late can never be overtaken by a newer row.
-                    break
-                continue
-            # The first try continues the trace of the change that raised the event; a re-send after a
-            # failed try is a new trace linked to it (a broker outage must not stretch that trace).
-            span = start_continued_or_linked_span(
-                f"send {row['topic']}",
-                {"traceparent": row["traceparent"], "tracestate": row["tracestate"]},
-                again="retry" if row["attempts"] else None,
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    **messaging_attributes(
-                        "send",
-                        topic=row["topic"],
-                        bootstrap=self.bootstrap,
-                        message_id=row["id"],
-                        key=row["key"],
-                    ),
-                    "cloudevents.event_type": row["type"],
-                    "icep.attempt": row["attempts"] + 1,
-                },
-                tracer_name="icep.outbox",
-            )
-            key, value, headers = events.encode(
-                id=row["id"],
-                type=row["type"],
-                source=row["source"],
-                subject=row["key"],
-                time=row["time"],
-                nation=row["nation"],
-                releasable_to=row["releasable_to"],
-                data_json=row["data"],
-                trace_headers=trace_headers_of(span),
-            )
-            faults.point("relay.before_publish")
-            try:
-                ack = await self._enqueue(producer, row["id"], row["topic"], value, key, headers)
-            except Exception as exc:
-                _failed(span, exc)
-                log.debug("publishing outbox row %s failed: %s", row["id"], exc)  # see mark_blocked
-                failure = (row["id"], repr(exc))
-                break
-            sends.append((row["id"], ack, span))
-        sent: list[str] = []
-        deadline = asyncio.get_running_loop().time() + self.send_timeout
         for row_id, ack, sending in sends:
             if failure is not None:
                 if sending is not None:
@@ -569,20 +573,92 @@ class OutboxRelay:
                 if ack.done() and (ack.cancelled() or ack.exception() is not None):
                     self._unacked.pop(row_id, None)  # failed too: the next round sends it again
                 continue
-            try:
-                sent_to = await self._acked(row_id, ack, deadline - asyncio.get_running_loop().time())
-            except Exception as exc:
-                if sending is not None:
-                    _failed(sending, exc)
-                log.debug("outbox row %s unacknowledged: %s", row_id, exc)  # see mark_blocked
-                failure = (row_id, repr(exc))
-                continue
+            if not ack.done():
+                exc: BaseException = TimeoutError(
+                    f"no acknowledgement from the broker within {self.send_timeout:g}s"
+                )
+            else:
+                self._unacked.pop(row_id, None)  # settled
+                if not ack.cancelled() and ack.exception() is None:
+                    if sending is not None:
+                        sent_to = ack.result()
+                        sending.set_attribute("messaging.destination.partition.id", str(sent_to.partition))
+                        sending.set_attribute("messaging.kafka.offset", sent_to.offset)
+                        sending.end()
+                    sent.append(row_id)
+                    continue
+                exc = asyncio.CancelledError() if ack.cancelled() else ack.exception()  # type: ignore[assignment]
             if sending is not None:
-                sending.set_attribute("messaging.destination.partition.id", str(sent_to.partition))
-                sending.set_attribute("messaging.kafka.offset", sent_to.offset)
-                sending.end()
-            sent.append(row_id)
-        return sent, failure
+                _failed(sending, exc)
+            log.debug("outbox row %s unacknowledged: %s", row_id, exc)  # see mark_blocked
+            failure = (row_id, repr(exc))
+        return failure
+
+    async def _enqueue_key(
+        self, producer: AIOKafkaProducer, rows: list[Any], spans: _SendSpans, deadline: float
+    ) -> tuple[list[tuple[str, asyncio.Future[Any], Span | None]], tuple[str, str] | None]:
+        """Hand one key's rows to the producer in order, without waiting for each acknowledgement (the
+        idempotent producer keeps a partition's order, its retries included), until `deadline` (the
+        buffer may be full, or the topic's metadata unknown while the broker is away). A send that fails
+        ends the key's round; each acknowledgement's future is kept in `_unacked` until it is settled, so
+        a later round waits for that send instead of sending a copy."""
+        sends: list[tuple[str, asyncio.Future[Any], Span | None]] = []
+        row: Any = None
+        span: Span | None = None
+        try:
+            async with asyncio.timeout_at(deadline):  # one for the key, not one per row
+                for row in rows:
+                    span = None
+                    earlier = self._unacked.get(row.id)
+                    if (
+                        earlier is not None
+                        and earlier.done()
+                        and (earlier.cancelled() or earlier.exception())
+                    ):
+                        # That earlier send failed meanwhile: the row goes again now, in its place, before
+                        # any later row of its key (the failure was reported when it happened).
+                        del self._unacked[row.id]
+                        earlier = None
+                    if earlier is not None:
+                        # An earlier send of this row still waits for the broker (or was acknowledged
+                        # since): take that one (no new send, so no new span: a long outage does not make
+                        # a trace per blocked key per round).
+                        sends.append((row.id, earlier, None))
+                        if not earlier.done():
+                            # Still in flight: no later row of the key is handed to the producer before
+                            # it is acknowledged, so a send that fails late can never be overtaken.
+                            break
+                        continue
+                    span = spans.start(row)
+                    key, value, headers = events.encode(
+                        id=row.id,
+                        type=row.type,
+                        source=row.source,
+                        subject=row.key,
+                        time=row.time,
+                        nation=row.nation,
+                        releasable_to=row.releasable_to,
+                        data_json=row.data,
+                        trace_headers=trace_headers_of(span),
+                    )
+                    faults.point("relay.before_publish")
+                    try:
+                        ack: asyncio.Future[Any] = await producer.send(
+                            row.topic, value=value, key=key, headers=headers
+                        )
+                    except Exception as exc:
+                        _failed(span, exc)
+                        log.debug("publishing outbox row %s failed: %s", row.id, exc)  # see mark_blocked
+                        return sends, (row.id, repr(exc))
+                    self._unacked[row.id] = ack
+                    sends.append((row.id, ack, span))
+        except TimeoutError:
+            timed_out = TimeoutError(f"the producer took no record within {self.send_timeout:g}s")
+            if span is not None:
+                _failed(span, timed_out)
+            log.debug("publishing outbox row %s failed: %s", row.id, timed_out)  # see mark_blocked
+            return sends, (row.id, repr(timed_out))
+        return sends, None
 
     async def purge(self) -> int:
         """Delete rows sent before the retention period; unsent rows are never deleted. (The service's
