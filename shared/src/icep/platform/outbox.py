@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from datetime import timedelta
@@ -311,6 +312,39 @@ class _SendSpans:
         )
 
 
+class _KeySends:
+    """One key's hand-over in a round: its sends in order, the row being handed over, its failure."""
+
+    __slots__ = ("current", "failure", "sends")
+
+    def __init__(self) -> None:
+        self.sends: list[tuple[str, asyncio.Future[Any], Span | None]] = []
+        self.current: tuple[Any, Span | None] = (None, None)
+        self.failure: tuple[str, str] | None = None
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], blocked_on: Any) -> Generator[Any, Any, None]:
+    """Go on with a coroutine that was stepped by hand (`coro.send(None)`) and is waiting on
+    `blocked_on`, under the awaiting task: what `await` would have done had the task started it."""
+    while True:
+        try:
+            result = yield blocked_on
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # a cancellation, or a timeout's: the waiting coroutine gets it
+            try:
+                blocked_on = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                blocked_on = coro.send(result)
+            except StopIteration:
+                return
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -533,28 +567,65 @@ class OutboxRelay:
     async def _send(
         self, producer: AIOKafkaProducer, rows: Sequence[Any]
     ) -> tuple[list[str], dict[str, str]]:
-        """Send a batch: (rows the broker acknowledged, row id -> error of each key's first failure)."""
+        """Send a batch: (rows the broker acknowledged, row id -> error of each key's first failure).
+
+        Each key's rows are handed to the producer in order. Handing over seldom waits (only for a full
+        buffer of a partition, or a topic's metadata while the broker is away), so a key is handed over
+        right here, and only a key whose hand-over has to wait goes on as a task of its own, bounded by
+        `send_timeout`, while the other keys go on: no task and no timer per key in the common case."""
         by_key: dict[str, list[Any]] = {}
         for row in rows:
             by_key.setdefault(row.key, []).append(row)
         spans = _SendSpans(self.bootstrap)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.send_timeout
-        keys = await asyncio.gather(
-            *(self._enqueue_key(producer, key_rows, spans, deadline) for key_rows in by_key.values())
-        )
-        waiting = [ack for sends, _ in keys for _, ack, _ in sends if not ack.done()]
-        if waiting:
+        deadline = asyncio.get_running_loop().time() + self.send_timeout
+        keys: list[_KeySends] = []
+        waiting: list[asyncio.Future[None]] = []
+        try:
+            for key_rows in by_key.values():
+                key = _KeySends()
+                keys.append(key)
+                handing_over = self._hand_over(producer, key_rows, spans, key)
+                try:
+                    blocked_on = handing_over.send(None)
+                except StopIteration:
+                    continue  # handed over without waiting
+                waiting.append(
+                    asyncio.ensure_future(self._finish_hand_over(handing_over, blocked_on, key, deadline))
+                )
+            if waiting:
+                await asyncio.gather(*waiting)
+        except BaseException:
+            for task in waiting:
+                task.cancel()
+            raise
+        unacked = [ack for key in keys for _, ack, _ in key.sends if not ack.done()]
+        if unacked:
             # One wait for the whole batch (the acknowledgements of a partition come in order), bounded
             # like each send: a send still unacknowledged then stays in `_unacked` for the next round.
-            await asyncio.wait(waiting, timeout=self.send_timeout)
+            await asyncio.wait(unacked, timeout=self.send_timeout)
         sent: list[str] = []
         failed: dict[str, str] = {}
-        for sends, failure in keys:
-            failure = self._settle_key(sends, failure, sent)
+        for key in keys:
+            failure = self._settle_key(key.sends, key.failure, sent)
             if failure is not None:
                 failed[failure[0]] = failure[1]
         return sent, failed
+
+    async def _finish_hand_over(
+        self, handing_over: Coroutine[Any, Any, None], blocked_on: Any, key: _KeySends, deadline: float
+    ) -> None:
+        """The rest of a key's hand-over that had to wait (at most until `deadline`): a send the producer
+        did not take by then fails, and ends the key's round."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await _resume(handing_over, blocked_on)
+        except TimeoutError:
+            row, span = key.current
+            timed_out = TimeoutError(f"the producer took no record within {self.send_timeout:g}s")
+            if span is not None:
+                _failed(span, timed_out)
+            log.debug("publishing outbox row %s failed: %s", row.id, timed_out)  # see mark_blocked
+            key.failure = (row.id, repr(timed_out))
 
     def _settle_key(
         self,
@@ -594,71 +665,55 @@ class OutboxRelay:
             failure = (row_id, repr(exc))
         return failure
 
-    async def _enqueue_key(
-        self, producer: AIOKafkaProducer, rows: list[Any], spans: _SendSpans, deadline: float
-    ) -> tuple[list[tuple[str, asyncio.Future[Any], Span | None]], tuple[str, str] | None]:
+    async def _hand_over(
+        self, producer: AIOKafkaProducer, rows: list[Any], spans: _SendSpans, key: _KeySends
+    ) -> None:
         """Hand one key's rows to the producer in order, without waiting for each acknowledgement (the
-        idempotent producer keeps a partition's order, its retries included), until `deadline` (the
-        buffer may be full, or the topic's metadata unknown while the broker is away). A send that fails
-        ends the key's round; each acknowledgement's future is kept in `_unacked` until it is settled, so
-        a later round waits for that send instead of sending a copy."""
-        sends: list[tuple[str, asyncio.Future[Any], Span | None]] = []
-        row: Any = None
-        span: Span | None = None
-        try:
-            async with asyncio.timeout_at(deadline):  # one for the key, not one per row
-                for row in rows:
-                    span = None
-                    earlier = self._unacked.get(row.id)
-                    if (
-                        earlier is not None
-                        and earlier.done()
-                        and (earlier.cancelled() or earlier.exception())
-                    ):
-                        # That earlier send failed meanwhile: the row goes again now, in its place, before
-                        # any later row of its key (the failure was reported when it happened).
-                        del self._unacked[row.id]
-                        earlier = None
-                    if earlier is not None:
-                        # An earlier send of this row still waits for the broker (or was acknowledged
-                        # since): take that one (no new send, so no new span: a long outage does not make
-                        # a trace per blocked key per round).
-                        sends.append((row.id, earlier, None))
-                        if not earlier.done():
-                            # Still in flight: no later row of the key is handed to the producer before
-                            # it is acknowledged, so a send that fails late can never be overtaken.
-                            break
-                        continue
-                    span = spans.start(row)
-                    key, value, headers = events.encode(
-                        id=row.id,
-                        type=row.type,
-                        source=row.source,
-                        subject=row.key,
-                        time=row.time,
-                        nation=row.nation,
-                        releasable_to=row.releasable_to,
-                        data_json=row.data,
-                        trace_headers=trace_headers_of(span),
-                    )
-                    faults.point("relay.before_publish")
-                    try:
-                        ack: asyncio.Future[Any] = await producer.send(
-                            row.topic, value=value, key=key, headers=headers
-                        )
-                    except Exception as exc:
-                        _failed(span, exc)
-                        log.debug("publishing outbox row %s failed: %s", row.id, exc)  # see mark_blocked
-                        return sends, (row.id, repr(exc))
-                    self._unacked[row.id] = ack
-                    sends.append((row.id, ack, span))
-        except TimeoutError:
-            timed_out = TimeoutError(f"the producer took no record within {self.send_timeout:g}s")
-            if span is not None:
-                _failed(span, timed_out)
-            log.debug("publishing outbox row %s failed: %s", row.id, timed_out)  # see mark_blocked
-            return sends, (row.id, repr(timed_out))
-        return sends, None
+        idempotent producer keeps a partition's order, its retries included). A send that fails ends the
+        key's round; each acknowledgement's future is kept in `_unacked` until it is settled, so a later
+        round waits for that send instead of sending a copy."""
+        for row in rows:
+            earlier = self._unacked.get(row.id)
+            if earlier is not None and earlier.done() and (earlier.cancelled() or earlier.exception()):
+                # That earlier send failed meanwhile: the row goes again now, in its place, before any
+                # later row of its key (the failure was reported when it happened).
+                del self._unacked[row.id]
+                earlier = None
+            if earlier is not None:
+                # An earlier send of this row still waits for the broker (or was acknowledged since):
+                # take that one (no new send, so no new span: a long outage does not make a trace per
+                # blocked key per round).
+                key.sends.append((row.id, earlier, None))
+                if not earlier.done():
+                    # Still in flight: no later row of the key is handed to the producer before it is
+                    # acknowledged, so a send that fails late can never be overtaken by a newer row.
+                    return
+                continue
+            span = spans.start(row)
+            record_key, value, headers = events.encode(
+                id=row.id,
+                type=row.type,
+                source=row.source,
+                subject=row.key,
+                time=row.time,
+                nation=row.nation,
+                releasable_to=row.releasable_to,
+                data_json=row.data,
+                trace_headers=trace_headers_of(span),
+            )
+            faults.point("relay.before_publish")
+            key.current = (row, span)
+            try:
+                ack: asyncio.Future[Any] = await producer.send(
+                    row.topic, value=value, key=record_key, headers=headers
+                )
+            except Exception as exc:
+                _failed(span, exc)
+                log.debug("publishing outbox row %s failed: %s", row.id, exc)  # see mark_blocked
+                key.failure = (row.id, repr(exc))
+                return
+            self._unacked[row.id] = ack
+            key.sends.append((row.id, ack, span))
 
     async def purge(self) -> int:
         """Delete rows sent before the retention period; unsent rows are never deleted. (The service's
