@@ -145,7 +145,7 @@ async def stages(bootstrap: str, stores: Stores, label: str, results: list[Resul
     deadline = started + 300
     left = EVENTS
     while time.perf_counter() < deadline and left:
-        await relay.publish_once()
+        await relay.publish_once(more_for=1.0)  # batch after batch, as `run` does
         async with stores.db.sessions() as s:
             outbox = stores.tables.outbox
             left = (

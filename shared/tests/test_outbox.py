@@ -132,6 +132,42 @@ async def test_failing_key_blocks_only_its_own_later_rows(
     assert [decode(r.key, r.value, r.headers).data["n"] for r in records] == [3]
 
 
+async def test_batch_after_batch_in_one_call_until_a_batch_fails(
+    db: Database, topic: str, kafka_bootstrap: str
+) -> None:
+    """`publish_once(more_for=...)` goes on with the next batch (read while the acknowledgements of the
+    one before were awaited) only after that one is marked and only if all of it went out: per-key order
+    holds across batches, and a failing batch ends the call before the next batch is handed over."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all", max_request_size=4096
+    )
+    await producer.start()
+    relay = relay_for(db, kafka_bootstrap, producer=producer, batch_size=2)
+    uow = UnitOfWorkFactory(db, T.outbox, "test", topic)
+    async with uow() as tx:
+        for n in range(6):
+            tx.publish(bump(f"k{n % 2}", n))
+        tx.publish(bump("big", 6, note="x" * 8000))  # refused by this producer: its batch fails
+        tx.publish(bump("k0", 7))
+        tx.publish(bump("k1", 8))  # the next batch, read but never handed over
+    try:
+        assert await relay.publish_once(more_for=30) is False
+    finally:
+        await producer.stop()
+    async with db.sessions() as s:
+        state = {
+            json.loads(row.data)["n"]: (row.sent_at is not None, row.attempts)
+            for row in (await s.execute(sa.select(T.outbox))).all()
+        }
+    assert state == {**{n: (True, 1) for n in (0, 1, 2, 3, 4, 5, 7)}, 6: (False, 1), 8: (False, 0)}
+    records = await read_records(kafka_bootstrap, topic, expect=7)
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for r in records:
+        event = decode(r.key, r.value, r.headers)
+        by_key[event.subject].append(event.data["n"])
+    assert dict(by_key) == {"k0": [0, 2, 4, 7], "k1": [1, 3, 5]}
+
+
 async def test_a_send_that_has_to_wait_holds_only_its_own_key(
     db: Database, topic: str, kafka_bootstrap: str
 ) -> None:

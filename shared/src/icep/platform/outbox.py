@@ -453,7 +453,8 @@ class OutboxRelay:
                     self.active = bool(await self.leadership.hold())
                     set_leader(self.service, "outbox-relay", self.active)
                     if self.active:
-                        more = await self.publish_once()
+                        # Batch after batch for up to a rebalance period, then the shards are seen to.
+                        more = await self.publish_once(more_for=self.leadership.rebalance_seconds)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -475,39 +476,73 @@ class OutboxRelay:
                 with suppress(Exception):
                     await within(self.send_timeout, producer.stop())
 
-    def _batch_query(self) -> sa.Select[Any]:
-        """The next batch: only the columns a send needs, in publication order. Parked rows are left out
-        altogether: a full batch of publishable rows still means "there may be more", and a parked row
-        never blocks its key."""
+    async def _read(self, conn: AsyncConnection, leave_out: Sequence[str] = ()) -> Sequence[Any]:
+        """The next batch: only the columns a send needs, in publication order (`leave_out`: the rows of
+        the batch whose acknowledgements are awaited meanwhile). Parked rows are left out altogether: a
+        full batch of publishable rows still means "there may be more", and a parked row never blocks
+        its key."""
         o = self.outbox
-        return (
-            sa.select(*(o.c[name] for name in _SEND_COLUMNS))
-            .where(publishable(o), self.leadership.condition(o.c.key))
-            .order_by(o.c.position)
-            .limit(self.batch_size)
+        query = sa.select(*(o.c[name] for name in _SEND_COLUMNS)).where(
+            publishable(o), self.leadership.condition(o.c.key)
         )
+        if leave_out:
+            query = query.where(o.c.id.not_in(leave_out))
+        try:
+            return (await conn.execute(query.order_by(o.c.position).limit(self.batch_size))).all()
+        finally:
+            await conn.rollback()  # a read: end its transaction before the sends
 
-    async def publish_once(self) -> bool:
-        """Publish one batch of unsent rows. True when a full batch was read (there may be more).
+    async def publish_once(self, *, more_for: float = 0.0) -> bool:
+        """Publish a batch of unsent rows. True when a full batch was read (there may be more).
 
         A round hands every row of the batch to the producer first (each key's rows in order, a key whose
         send has to wait for the producer's buffer waiting alone), then waits once for all the
-        acknowledgements, bounded by `send_timeout`, and marks what the broker took in one statement."""
+        acknowledgements, bounded by `send_timeout`, and marks what the broker took in one statement.
+        For up to `more_for` seconds, a full batch is followed by the next one, read while this one's
+        acknowledgements are awaited (its rows left out); it is handed to the producer only once this
+        batch is marked, and only if all of this batch went out, so a key's later rows never go before
+        its earlier ones are acknowledged and marked. (The shards held do not change meanwhile: only
+        `run` rebalances, between calls.)"""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + more_for
         async with self.db.engine.connect() as conn:
-            rows = (await conn.execute(self._batch_query())).all()
-            await conn.rollback()  # a read: end its transaction before the sends
-            await self._settle_late_acks({row.id for row in rows})
-            if not rows:
-                return False
-            try:
-                producer = await self._ensure_producer()
-            except Exception as exc:
-                OUTBOX_FAILURES.labels(self.service).inc()
-                self.mark_blocked(f"the producer does not start: {type(exc).__name__}: {exc}")
-                return False
-            sent, failed = await self._send(producer, rows)
-            faults.point("relay.after_publish")
-            await self._mark(conn, sent, failed)
+            rows = await self._read(conn)
+            while True:
+                await self._settle_late_acks({row.id for row in rows})
+                if not rows:
+                    return False
+                try:
+                    producer = await self._ensure_producer()
+                except Exception as exc:
+                    OUTBOX_FAILURES.labels(self.service).inc()
+                    self.mark_blocked(f"the producer does not start: {type(exc).__name__}: {exc}")
+                    return False
+                keys = await self._hand_over_batch(producer, rows)
+                full = len(rows) == self.batch_size
+                following: asyncio.Future[Sequence[Any]] | None = None
+                if full and loop.time() < until:
+                    following = asyncio.ensure_future(self._read(conn, [row.id for row in rows]))
+                try:
+                    sent, failed = await self._acknowledged(keys)
+                    faults.point("relay.after_publish")
+                except BaseException:
+                    if following is not None:
+                        following.cancel()
+                        await asyncio.wait([following])  # the connection is closed after the read
+                    raise
+                if following is not None:
+                    await asyncio.wait([following])  # the connection is free for the marks
+                await self._mark(conn, sent, failed)
+                self._count(sent, failed)
+                if failed:
+                    if following is not None and not following.cancelled():
+                        following.exception()  # the next batch is not taken (its failure neither)
+                    return False  # back off until the next wake-up or poll instead of spinning
+                if following is None:
+                    return full
+                rows = following.result()  # a failed read fails the call, after this batch is marked
+
+    def _count(self, sent: list[str], failed: dict[str, str]) -> None:
         OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
         if sent:
             for hook in self.after_sent:
@@ -515,9 +550,8 @@ class OutboxRelay:
         if failed:
             OUTBOX_FAILURES.labels(self.service).inc(len(failed))
             self.mark_blocked(next(iter(failed.values())))
-            return False  # back off until the next wake-up or poll instead of spinning
-        self.mark_unblocked()
-        return len(rows) == self.batch_size
+        else:
+            self.mark_unblocked()
 
     async def _mark(self, conn: AsyncConnection, sent: list[str], failed: dict[str, str]) -> None:
         """Mark the round's rows in one transaction: the sent ones in one statement, each failure apart."""
@@ -564,15 +598,13 @@ class OutboxRelay:
                 )
             OUTBOX_PUBLISHED.labels(self.service).inc(len(late))
 
-    async def _send(
-        self, producer: AIOKafkaProducer, rows: Sequence[Any]
-    ) -> tuple[list[str], dict[str, str]]:
-        """Send a batch: (rows the broker acknowledged, row id -> error of each key's first failure).
+    async def _hand_over_batch(self, producer: AIOKafkaProducer, rows: Sequence[Any]) -> list[_KeySends]:
+        """Hand a batch to the producer, each key's rows in order.
 
-        Each key's rows are handed to the producer in order. Handing over seldom waits (only for a full
-        buffer of a partition, or a topic's metadata while the broker is away), so a key is handed over
-        right here, and only a key whose hand-over has to wait goes on as a task of its own, bounded by
-        `send_timeout`, while the other keys go on: no task and no timer per key in the common case."""
+        Handing over seldom waits (only for a full buffer of a partition, or a topic's metadata while the
+        broker is away), so a key is handed over right here, and only a key whose hand-over has to wait
+        goes on as a task of its own, bounded by `send_timeout`, while the other keys go on: no task and
+        no timer per key in the common case."""
         by_key: dict[str, list[Any]] = {}
         for row in rows:
             by_key.setdefault(row.key, []).append(row)
@@ -598,10 +630,14 @@ class OutboxRelay:
             for task in waiting:
                 task.cancel()
             raise
+        return keys
+
+    async def _acknowledged(self, keys: list[_KeySends]) -> tuple[list[str], dict[str, str]]:
+        """(rows the broker acknowledged, row id -> error of each key's first failure), after one wait
+        for the whole batch (the acknowledgements of a partition come in order), bounded like each send:
+        a send still unacknowledged then stays in `_unacked` for the next round."""
         unacked = [ack for key in keys for _, ack, _ in key.sends if not ack.done()]
         if unacked:
-            # One wait for the whole batch (the acknowledgements of a partition come in order), bounded
-            # like each send: a send still unacknowledged then stays in `_unacked` for the next round.
             await asyncio.wait(unacked, timeout=self.send_timeout)
         sent: list[str] = []
         failed: dict[str, str] = {}
