@@ -749,7 +749,8 @@ class OutboxRelay:
                 nation=row.nation,
                 releasable_to=row.releasable_to,
                 data_json=row.data,
-                trace_headers=trace_headers_of(span),
+                # A span without a valid context (no tracer provider at all) has no trace context to send.
+                trace_headers=trace_headers_of(span) if span.get_span_context().is_valid else None,
             )
             faults.point("relay.before_publish")
             key.current = (row, span)
