@@ -3,7 +3,9 @@
 A use case writes its domain rows and its events in ONE transaction (`UnitOfWork`). The relay publishes
 the rows with an idempotent producer (`acks=all`) and marks a row sent only after the broker
 acknowledged it. Per key (aggregate) the order holds: the rows of one key are sent one after another, and
-a failure stops that key's later rows until the next round, while other keys go on. The relay is woken
+a failure stops that key's later rows until the next round, while other keys go on. A round reads a batch
+(one statement), hands all of it to the producer, waits once for the acknowledgements and marks the sent
+rows in one statement; the next batch is read while those acknowledgements are awaited. The relay is woken
 right after a commit (in every replica: `icep.platform.wakeups`) and also polls, to pick up what a crash
 left behind. On PostgreSQL the outbox is cut into shards by the row's key, each published by one replica
 (`icep.platform.shards`), so replicas share the work and a key's rows still go out in order. Sent rows are
