@@ -173,6 +173,7 @@ async def http_hop() -> tuple[float, float]:
 async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> None:
     FLOORS["kafka_round_trip"] = await kafka_round_trip(bootstrap)
     FLOORS["kafka_produce_rate"], produce_cpu = await kafka_pipelined(bootstrap)
+    FLOORS["kafka_produce_cpu"] = produce_cpu
     FLOORS["commit_sqlite"], sqlite_cpu = await asyncio.to_thread(sqlite_commit)
     FLOORS["http_hop"], FLOORS["http_hop_cpu"] = await http_hop()
     ms = 1000.0

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from icep.contracts import EventPayload, Releasability
 from icep.platform.db import Database
 from icep.platform.events import OutgoingEvent, decode, utcnow
+from icep.platform.kafka import new_producer
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
 from icep.platform.tables import PlatformTables
 from icep.platform.testing import read_records, wait_for
@@ -129,6 +130,75 @@ async def test_failing_key_blocks_only_its_own_later_rows(
     assert state[("free", 3)] == (True, 1, False)
     records = await read_records(kafka_bootstrap, topic)
     assert [decode(r.key, r.value, r.headers).data["n"] for r in records] == [3]
+
+
+async def test_batch_after_batch_in_one_call_until_a_batch_fails(
+    db: Database, topic: str, kafka_bootstrap: str
+) -> None:
+    """`publish_once(more_for=...)` goes on with the next batch (read while the acknowledgements of the
+    one before were awaited) only after that one is marked and only if all of it went out: per-key order
+    holds across batches, and a failing batch ends the call before the next batch is handed over."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, enable_idempotence=True, acks="all", max_request_size=4096
+    )
+    await producer.start()
+    relay = relay_for(db, kafka_bootstrap, producer=producer, batch_size=2)
+    uow = UnitOfWorkFactory(db, T.outbox, "test", topic)
+    async with uow() as tx:
+        for n in range(6):
+            tx.publish(bump(f"k{n % 2}", n))
+        tx.publish(bump("big", 6, note="x" * 8000))  # refused by this producer: its batch fails
+        tx.publish(bump("k0", 7))
+        tx.publish(bump("k1", 8))  # the next batch, read but never handed over
+    try:
+        assert await relay.publish_once(more_for=30) is False
+    finally:
+        await producer.stop()
+    async with db.sessions() as s:
+        state = {
+            json.loads(row.data)["n"]: (row.sent_at is not None, row.attempts)
+            for row in (await s.execute(sa.select(T.outbox))).all()
+        }
+    assert state == {**{n: (True, 1) for n in (0, 1, 2, 3, 4, 5, 7)}, 6: (False, 1), 8: (False, 0)}
+    records = await read_records(kafka_bootstrap, topic, expect=7)
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for r in records:
+        event = decode(r.key, r.value, r.headers)
+        by_key[event.subject].append(event.data["n"])
+    assert dict(by_key) == {"k0": [0, 2, 4, 7], "k1": [1, 3, 5]}
+
+
+async def test_a_send_that_has_to_wait_holds_only_its_own_key(
+    db: Database, topic: str, kafka_bootstrap: str
+) -> None:
+    """A send the producer cannot take (its topic's metadata never comes: the name is invalid) waits at
+    most `send_timeout` and fails; its key's next row waits for it, while the other keys go on."""
+    producer = new_producer(kafka_bootstrap, "test-relay")
+    await producer.start()
+    relay = relay_for(db, kafka_bootstrap, producer=producer, send_timeout=0.5)
+    nowhere = UnitOfWorkFactory(db, T.outbox, "test", "icep.test.no such topic!")
+    uow = UnitOfWorkFactory(db, T.outbox, "test", topic)
+    async with nowhere() as tx:
+        tx.publish(bump("stuck", 1))
+    async with uow() as tx:
+        tx.publish(bump("stuck", 2))
+        tx.publish(bump("free", 3))
+        tx.publish(bump("free", 4))
+    try:
+        more = await relay.publish_once()
+    finally:
+        await producer.stop()
+    assert more is False
+    async with db.sessions() as s:
+        state = {
+            json.loads(row.data)["n"]: (row.sent_at is not None, row.attempts, row.last_error or "")
+            for row in (await s.execute(sa.select(T.outbox))).all()
+        }
+    assert state[1][:2] == (False, 1) and "took no record within 0.5s" in state[1][2]
+    assert state[2] == (False, 0, "")  # never tried: it must not overtake n=1
+    assert state[3] == (True, 1, "") and state[4] == (True, 1, "")
+    records = await read_records(kafka_bootstrap, topic)
+    assert [decode(r.key, r.value, r.headers).data["n"] for r in records] == [3, 4]
 
 
 async def test_purge_deletes_only_sent_rows_past_retention(

@@ -21,7 +21,7 @@ def dlq_topic(group: str) -> str:
     return f"icep.dlq.{group}"
 
 
-def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
+def new_producer(bootstrap: str, client_id: str, *, max_batch_size: int = 16384) -> AIOKafkaProducer:
     """An idempotent producer: acks from all in-sync replicas, no duplicates from its own retries. No
     linger: the relay hands over a round's rows at once and the producer batches what gathers while a
     request is in flight, so waiting 2 ms more only added latency to every round (and a lone DLQ send)."""
@@ -33,6 +33,7 @@ def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
         linger_ms=0,
         request_timeout_ms=15000,
         retry_backoff_ms=200,
+        max_batch_size=max_batch_size,
     )
 
 

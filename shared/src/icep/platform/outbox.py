@@ -3,7 +3,9 @@
 A use case writes its domain rows and its events in ONE transaction (`UnitOfWork`). The relay publishes
 the rows with an idempotent producer (`acks=all`) and marks a row sent only after the broker
 acknowledged it. Per key (aggregate) the order holds: the rows of one key are sent one after another, and
-a failure stops that key's later rows until the next round, while other keys go on. The relay is woken
+a failure stops that key's later rows until the next round, while other keys go on. A round reads a batch
+(one statement), hands all of it to the producer, waits once for the acknowledgements and marks the sent
+rows in one statement; the next batch is read while those acknowledgements are awaited. The relay is woken
 right after a commit (in every replica: `icep.platform.wakeups`) and also polls, to pick up what a crash
 left behind. On PostgreSQL the outbox is cut into shards by the row's key, each published by one replica
 (`icep.platform.shards`), so replicas share the work and a key's rows still go out in order. Sent rows are
@@ -17,9 +19,10 @@ order is broken on purpose for that one row; retrying (or unparking) it puts it 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence
 from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 from datetime import timedelta
@@ -27,10 +30,13 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
+from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Link, Span, SpanKind
+from opentelemetry.util.types import AttributeValue
 from prometheus_client import Counter, Gauge
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from icep.platform import events, faults
 from icep.platform.aio import wait_event, within
@@ -41,9 +47,10 @@ from icep.platform.logs import kafka_client
 from icep.platform.observe import set_leader
 from icep.platform.shards import ShardLocks
 from icep.platform.telemetry import (
+    context_from,
     current_trace_headers,
     messaging_attributes,
-    start_continued_or_linked_span,
+    span_context_from,
     trace_headers_of,
 )
 
@@ -252,6 +259,96 @@ def publishable(outbox: sa.Table) -> sa.ColumnElement[bool]:
     return sa.and_(outbox.c.sent_at.is_(None), outbox.c.parked_at.is_(None))
 
 
+#: The outbox columns a send reads.
+_SEND_COLUMNS = (
+    "id",
+    "topic",
+    "key",
+    "type",
+    "source",
+    "time",
+    "nation",
+    "releasable_to",
+    "data",
+    "traceparent",
+    "tracestate",
+    "attempts",
+)
+
+
+class _SendSpans:
+    """The producer spans of one round: the tracer and each topic's attributes looked up once per round,
+    not once per row. The first try continues the trace of the change that raised the event; a re-send
+    after a failed try is a new trace linked to it (a broker outage must not stretch that trace)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._bootstrap = bootstrap
+        self._tracer = trace.get_tracer("icep.outbox")
+        self._by_topic: dict[str, dict[str, AttributeValue]] = {}
+
+    def start(self, row: Any) -> Span:
+        base = self._by_topic.get(row.topic)
+        if base is None:
+            base = self._by_topic[row.topic] = messaging_attributes(
+                "send", topic=row.topic, bootstrap=self._bootstrap
+            )
+        attributes = {
+            **base,
+            "messaging.message.id": row.id,
+            "messaging.kafka.message.key": row.key,
+            "cloudevents.event_type": row.type,
+            "icep.attempt": row.attempts + 1,
+        }
+        carrier = {"traceparent": row.traceparent, "tracestate": row.tracestate}
+        if row.attempts:
+            origin = span_context_from(carrier)
+            links = [Link(origin, {"icep.link.reason": "retry"})] if origin is not None else []
+            return self._tracer.start_span(
+                f"send {row.topic}",
+                context=otel_context.Context(),
+                kind=SpanKind.PRODUCER,
+                attributes=attributes,
+                links=links,
+            )
+        context = context_from(carrier) if row.traceparent else otel_context.Context()
+        return self._tracer.start_span(
+            f"send {row.topic}", context=context, kind=SpanKind.PRODUCER, attributes=attributes
+        )
+
+
+class _KeySends:
+    """One key's hand-over in a round: its sends in order, the row being handed over, its failure."""
+
+    __slots__ = ("current", "failure", "sends")
+
+    def __init__(self) -> None:
+        self.sends: list[tuple[str, asyncio.Future[Any], Span | None]] = []
+        self.current: tuple[Any, Span | None] = (None, None)
+        self.failure: tuple[str, str] | None = None
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], blocked_on: Any) -> Generator[Any, Any, None]:
+    """Go on with a coroutine that was stepped by hand (`coro.send(None)`) and is waiting on
+    `blocked_on`, under the awaiting task: what `await` would have done had the task started it."""
+    while True:
+        try:
+            result = yield blocked_on
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # a cancellation, or a timeout's: the waiting coroutine gets it
+            try:
+                blocked_on = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                blocked_on = coro.send(result)
+            except StopIteration:
+                return
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -260,13 +357,14 @@ class OutboxRelay:
         outbox: sa.Table,
         service: str,
         bootstrap: str,
-        batch_size: int = 200,
+        batch_size: int = 1000,
         poll_seconds: float = 1.0,
         retention: timedelta = timedelta(hours=24),
         producer: AIOKafkaProducer | None = None,
         send_timeout: float = 10.0,
         shards: int = 16,
         rebalance_seconds: float = 1.0,
+        producer_batch_bytes: int = 262144,
     ) -> None:
         self.db = db
         self.outbox = outbox
@@ -276,6 +374,9 @@ class OutboxRelay:
         self.poll_seconds = poll_seconds
         self.retention = retention
         self._producer = producer
+        #: The producer's batch per partition: 16 KiB (aiokafka's default) holds some 25 outbox records, and
+        #: a send waits whenever its partition's batch is full and the one before it still in flight.
+        self.producer_batch_bytes = producer_batch_bytes
         self._wake = asyncio.Event()
         #: The shards of the outbox (by the row's key) this replica publishes (`icep.platform.shards`).
         self.leadership = ShardLocks(
@@ -306,7 +407,9 @@ class OutboxRelay:
     async def _ensure_producer(self) -> AIOKafkaProducer:
         """The producer, started now if need be: one bounded try per round (the next round tries again)."""
         if self._producer is None:
-            producer = new_producer(self.bootstrap, f"icep-{self.service}-relay")
+            producer = new_producer(
+                self.bootstrap, f"icep-{self.service}-relay", max_batch_size=self.producer_batch_bytes
+            )
             # The tasks the producer starts log under the relay's client name, the same for every producer
             # made anew, so a broker outage is one warning and one recovery line for the relay.
             token = kafka_client.set(RELAY_CLIENT)
@@ -320,41 +423,6 @@ class OutboxRelay:
                 kafka_client.reset(token)
             self._producer = producer
         return self._producer
-
-    async def _enqueue(
-        self,
-        producer: AIOKafkaProducer,
-        row_id: str,
-        topic: str,
-        value: bytes,
-        key: bytes | None,
-        headers: Any,
-    ) -> asyncio.Future[Any]:
-        """Hand a row to the producer (at most `send_timeout` seconds: the buffer may be full, or the
-        topic's metadata unknown while the broker is away); the acknowledgement's future, kept in
-        `_unacked` until it is settled, so a later round waits for this send instead of sending a copy."""
-        try:
-            async with asyncio.timeout(self.send_timeout):  # no task per row, unlike wait_for
-                ack: asyncio.Future[Any] = await producer.send(topic, value=value, key=key, headers=headers)
-        except TimeoutError:
-            raise TimeoutError(f"the producer took no record within {self.send_timeout:g}s") from None
-        self._unacked[row_id] = ack
-        return ack
-
-    async def _acked(self, row_id: str, pending: asyncio.Future[Any], timeout: float) -> Any:
-        """Wait (at most `timeout` seconds) for a send's acknowledgement; a settled send leaves `_unacked`."""
-        try:
-            if not pending.done():
-                async with asyncio.timeout(max(timeout, 0.0)):
-                    await asyncio.shield(pending)
-            return pending.result()
-        except TimeoutError:
-            raise TimeoutError(f"no acknowledgement from the broker within {self.send_timeout:g}s") from None
-        finally:
-            if pending.done():
-                self._unacked.pop(row_id, None)
-                if not pending.cancelled():
-                    pending.exception()  # retrieved: a failed send is reported once, by the raise above
 
     def mark_blocked(self, reason: str) -> None:
         """The relay cannot publish: say so once (log, gauge), not once per row per round."""
@@ -389,7 +457,8 @@ class OutboxRelay:
                     self.active = bool(await self.leadership.hold())
                     set_leader(self.service, "outbox-relay", self.active)
                     if self.active:
-                        more = await self.publish_once()
+                        # Batch after batch for up to a rebalance period, then the shards are seen to.
+                        more = await self.publish_once(more_for=self.leadership.rebalance_seconds)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
@@ -411,57 +480,85 @@ class OutboxRelay:
                 with suppress(Exception):
                     await within(self.send_timeout, producer.stop())
 
-    async def publish_once(self) -> bool:
-        """Publish one batch of unsent rows. True when a full batch was read (there may be more)."""
-        async with self.db.sessions() as session:
-            rows = (
-                (
-                    await session.execute(
-                        sa.select(self.outbox)
-                        # Parked rows are left out of the batch altogether: a full batch of publishable
-                        # rows still means "there may be more", and a parked row never blocks its key.
-                        .where(publishable(self.outbox), self.leadership.condition(self.outbox.c.key))
-                        .order_by(self.outbox.c.position)
-                        .limit(self.batch_size)
-                    )
-                )
-                .mappings()
-                .all()
-            )
-        await self._settle_late_acks({row["id"] for row in rows})
-        if not rows:
-            return False
+    async def _read(self, conn: AsyncConnection, leave_out: Sequence[str] = ()) -> Sequence[Any]:
+        """The next batch: only the columns a send needs, in publication order (`leave_out`: the rows of
+        the batch whose acknowledgements are awaited meanwhile). Parked rows are left out altogether: a
+        full batch of publishable rows still means "there may be more", and a parked row never blocks
+        its key."""
+        o = self.outbox
+        query = sa.select(*(o.c[name] for name in _SEND_COLUMNS)).where(
+            publishable(o), self.leadership.condition(o.c.key)
+        )
+        if leave_out:
+            query = query.where(sa.not_(self._one_of(leave_out)))
         try:
-            producer = await self._ensure_producer()
-        except Exception as exc:
-            OUTBOX_FAILURES.labels(self.service).inc()
-            self.mark_blocked(f"the producer does not start: {type(exc).__name__}: {exc}")
-            return False
-        by_key: OrderedDict[str, list[Any]] = OrderedDict()
-        for row in rows:
-            by_key.setdefault(row["key"], []).append(row)
-        results = await asyncio.gather(*(self._send_key(producer, key_rows) for key_rows in by_key.values()))
-        sent: list[str] = []
-        failed: dict[str, str] = {}
-        for ids, failure in results:
-            sent.extend(ids)
-            if failure is not None:
-                failed[failure[0]] = failure[1]
-        faults.point("relay.after_publish")
-        now = utcnow()
-        async with self.db.transaction() as session:
-            if sent:
-                await session.execute(
-                    sa.update(self.outbox)
-                    .where(self.outbox.c.id.in_(sent))
-                    .values(sent_at=now, attempts=self.outbox.c.attempts + 1, last_error=None)
-                )
-            for row_id, err in failed.items():
-                await session.execute(
-                    sa.update(self.outbox)
-                    .where(self.outbox.c.id == row_id)
-                    .values(attempts=self.outbox.c.attempts + 1, last_error=err[:2000])
-                )
+            return (await conn.execute(query.order_by(o.c.position).limit(self.batch_size))).all()
+        finally:
+            await conn.rollback()  # a read: end its transaction before the sends
+
+    def _one_of(self, ids: Sequence[str]) -> sa.ColumnElement[bool]:
+        """`id IN (...)` with the ids as ONE parameter (an array on PostgreSQL, a JSON array on SQLite),
+        not one each: a batch's thousand parameters were rendered into the statement on every round."""
+        column = self.outbox.c.id
+        if self.db.is_postgres:
+            # A subquery, not `= ANY(array)`: its NOT IN is hashed whatever plan the prepared statement
+            # settles on (a generic plan scanned the array once per row).
+            ids_array = sa.bindparam(None, list(ids), type_=postgresql.ARRAY(sa.String))
+            return column.in_(sa.select(sa.func.unnest(ids_array)))
+        values = sa.func.json_each(sa.bindparam(None, json.dumps(list(ids)), type_=sa.String))
+        return column.in_(sa.select(sa.column("value")).select_from(values))
+
+    async def publish_once(self, *, more_for: float = 0.0) -> bool:
+        """Publish a batch of unsent rows. True when a full batch was read (there may be more).
+
+        A round hands every row of the batch to the producer first (each key's rows in order, a key whose
+        send has to wait for the producer's buffer waiting alone), then waits once for all the
+        acknowledgements, bounded by `send_timeout`, and marks what the broker took in one statement.
+        For up to `more_for` seconds, a full batch is followed by the next one, read while this one's
+        acknowledgements are awaited (its rows left out); it is handed to the producer only once this
+        batch is marked, and only if all of this batch went out, so a key's later rows never go before
+        its earlier ones are acknowledged and marked. (The shards held do not change meanwhile: only
+        `run` rebalances, between calls.)"""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + more_for
+        async with self.db.engine.connect() as conn:
+            rows = await self._read(conn)
+            while True:
+                await self._settle_late_acks({row.id for row in rows})
+                if not rows:
+                    return False
+                try:
+                    producer = await self._ensure_producer()
+                except Exception as exc:
+                    OUTBOX_FAILURES.labels(self.service).inc()
+                    self.mark_blocked(f"the producer does not start: {type(exc).__name__}: {exc}")
+                    return False
+                keys = await self._hand_over_batch(producer, rows)
+                full = len(rows) == self.batch_size
+                following: asyncio.Future[Sequence[Any]] | None = None
+                if full and loop.time() < until:
+                    following = asyncio.ensure_future(self._read(conn, [row.id for row in rows]))
+                try:
+                    sent, failed = await self._acknowledged(keys)
+                    faults.point("relay.after_publish")
+                except BaseException:
+                    if following is not None:
+                        following.cancel()
+                        await asyncio.wait([following])  # the connection is closed after the read
+                    raise
+                if following is not None:
+                    await asyncio.wait([following])  # the connection is free for the marks
+                await self._mark(conn, sent, failed)
+                self._count(sent, failed)
+                if failed:
+                    if following is not None and not following.cancelled():
+                        following.exception()  # the next batch is not taken (its failure neither)
+                    return False  # back off until the next wake-up or poll instead of spinning
+                if following is None:
+                    return full
+                rows = following.result()  # a failed read fails the call, after this batch is marked
+
+    def _count(self, sent: list[str], failed: dict[str, str]) -> None:
         OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
         if sent:
             for hook in self.after_sent:
@@ -469,9 +566,33 @@ class OutboxRelay:
         if failed:
             OUTBOX_FAILURES.labels(self.service).inc(len(failed))
             self.mark_blocked(next(iter(failed.values())))
-            return False  # back off until the next wake-up or poll instead of spinning
-        self.mark_unblocked()
-        return len(rows) == self.batch_size
+        else:
+            self.mark_unblocked()
+
+    async def _mark(self, conn: AsyncConnection, sent: list[str], failed: dict[str, str]) -> None:
+        """Mark the round's rows in one transaction: the sent ones in one statement, each failure apart."""
+        if not sent and not failed:
+            return
+        o = self.outbox
+        if conn.dialect.name == "sqlite":
+            await conn.exec_driver_sql("BEGIN IMMEDIATE")  # as `begin_write`: take the write lock first
+        try:
+            if sent:
+                await conn.execute(
+                    sa.update(o)
+                    .where(self._one_of(sent))
+                    .values(sent_at=utcnow(), attempts=o.c.attempts + 1, last_error=None)
+                )
+            for row_id, err in failed.items():
+                await conn.execute(
+                    sa.update(o)
+                    .where(o.c.id == row_id)
+                    .values(attempts=o.c.attempts + 1, last_error=err[:2000])
+                )
+        except BaseException:
+            await conn.rollback()
+            raise
+        await conn.commit()
 
     async def _settle_late_acks(self, batch: set[str]) -> None:
         """Sends that timed out earlier and were acknowledged since, for rows no longer in the batch (an
@@ -493,75 +614,81 @@ class OutboxRelay:
                 )
             OUTBOX_PUBLISHED.labels(self.service).inc(len(late))
 
-    async def _send_key(
-        self, producer: AIOKafkaProducer, rows: list[Any]
-    ) -> tuple[list[str], tuple[str, str] | None]:
-        """Send one key's rows in order without waiting for each acknowledgement (the idempotent producer
-        keeps a partition's order, its retries included), then take the acknowledgements in order. The
+    async def _hand_over_batch(self, producer: AIOKafkaProducer, rows: Sequence[Any]) -> list[_KeySends]:
+        """Hand a batch to the producer, each key's rows in order.
+
+        Handing over seldom waits (only for a full buffer of a partition, or a topic's metadata while the
+        broker is away), so a key is handed over right here, and only a key whose hand-over has to wait
+        goes on as a task of its own, bounded by `send_timeout`, while the other keys go on: no task and
+        no timer per key in the common case."""
+        by_key: dict[str, list[Any]] = {}
+        for row in rows:
+            by_key.setdefault(row.key, []).append(row)
+        spans = _SendSpans(self.bootstrap)
+        deadline = asyncio.get_running_loop().time() + self.send_timeout
+        keys: list[_KeySends] = []
+        waiting: list[asyncio.Future[None]] = []
+        try:
+            for key_rows in by_key.values():
+                key = _KeySends()
+                keys.append(key)
+                handing_over = self._hand_over(producer, key_rows, spans, key)
+                try:
+                    blocked_on = handing_over.send(None)
+                except StopIteration:
+                    continue  # handed over without waiting
+                waiting.append(
+                    asyncio.ensure_future(self._finish_hand_over(handing_over, blocked_on, key, deadline))
+                )
+            if waiting:
+                await asyncio.gather(*waiting)
+        except BaseException:
+            for task in waiting:
+                task.cancel()
+            raise
+        return keys
+
+    async def _acknowledged(self, keys: list[_KeySends]) -> tuple[list[str], dict[str, str]]:
+        """(rows the broker acknowledged, row id -> error of each key's first failure), after one wait
+        for the whole batch (the acknowledgements of a partition come in order), bounded like each send:
+        a send still unacknowledged then stays in `_unacked` for the next round."""
+        unacked = [ack for key in keys for _, ack, _ in key.sends if not ack.done()]
+        if unacked:
+            await asyncio.wait(unacked, timeout=self.send_timeout)
+        sent: list[str] = []
+        failed: dict[str, str] = {}
+        for key in keys:
+            failure = self._settle_key(key.sends, key.failure, sent)
+            if failure is not None:
+                failed[failure[0]] = failure[1]
+        return sent, failed
+
+    async def _finish_hand_over(
+        self, handing_over: Coroutine[Any, Any, None], blocked_on: Any, key: _KeySends, deadline: float
+    ) -> None:
+        """The rest of a key's hand-over that had to wait (at most until `deadline`): a send the producer
+        did not take by then fails, and ends the key's round."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                await _resume(handing_over, blocked_on)
+        except TimeoutError:
+            row, span = key.current
+            timed_out = TimeoutError(f"the producer took no record within {self.send_timeout:g}s")
+            if span is not None:
+                _failed(span, timed_out)
+            log.debug("publishing outbox row %s failed: %s", row.id, timed_out)  # see mark_blocked
+            key.failure = (row.id, repr(timed_out))
+
+    def _settle_key(
+        self,
+        sends: list[tuple[str, asyncio.Future[Any], Span | None]],
+        failure: tuple[str, str] | None,
+        sent: list[str],
+    ) -> tuple[str, str] | None:
+        """Take one key's acknowledgements in order (appending its rows the broker took to `sent`). The
         first failure ends the key's round: the rows before it are sent, it and the rows after it are not
         marked sent. A later row's send still in flight (or acknowledged) stays in `_unacked`, so the next
         round waits for that same send instead of publishing a second copy."""
-        sends: list[tuple[str, asyncio.Future[Any], Span | None]] = []
-        failure: tuple[str, str] | None = None
-        for row in rows:
-            earlier = self._unacked.get(row["id"])
-            if earlier is not None and earlier.done() and (earlier.cancelled() or earlier.exception()):
-                # That earlier send failed meanwhile: the row goes again now, in its place, before any
-                # later row of its key (the failure was reported when it happened).
-                del self._unacked[row["id"]]
-                earlier = None
-            if earlier is not None:
-                # An earlier send of this row still waits for the broker (or was acknowledged since): take
-                # that one (no new send, so no new span: a long outage does not make a trace per blocked
-                # key per round).
-                sends.append((row["id"], earlier, None))
-                if not earlier.done():
-                    # Still in flight: no later row of the key is handed to the producer before it is
-                    # acknowledged, so a send that fails late can never be overtaken by a newer row.
-                    break
-                continue
-            # The first try continues the trace of the change that raised the event; a re-send after a
-            # failed try is a new trace linked to it (a broker outage must not stretch that trace).
-            span = start_continued_or_linked_span(
-                f"send {row['topic']}",
-                {"traceparent": row["traceparent"], "tracestate": row["tracestate"]},
-                again="retry" if row["attempts"] else None,
-                kind=SpanKind.PRODUCER,
-                attributes={
-                    **messaging_attributes(
-                        "send",
-                        topic=row["topic"],
-                        bootstrap=self.bootstrap,
-                        message_id=row["id"],
-                        key=row["key"],
-                    ),
-                    "cloudevents.event_type": row["type"],
-                    "icep.attempt": row["attempts"] + 1,
-                },
-                tracer_name="icep.outbox",
-            )
-            key, value, headers = events.encode(
-                id=row["id"],
-                type=row["type"],
-                source=row["source"],
-                subject=row["key"],
-                time=row["time"],
-                nation=row["nation"],
-                releasable_to=row["releasable_to"],
-                data_json=row["data"],
-                trace_headers=trace_headers_of(span),
-            )
-            faults.point("relay.before_publish")
-            try:
-                ack = await self._enqueue(producer, row["id"], row["topic"], value, key, headers)
-            except Exception as exc:
-                _failed(span, exc)
-                log.debug("publishing outbox row %s failed: %s", row["id"], exc)  # see mark_blocked
-                failure = (row["id"], repr(exc))
-                break
-            sends.append((row["id"], ack, span))
-        sent: list[str] = []
-        deadline = asyncio.get_running_loop().time() + self.send_timeout
         for row_id, ack, sending in sends:
             if failure is not None:
                 if sending is not None:
@@ -569,20 +696,77 @@ class OutboxRelay:
                 if ack.done() and (ack.cancelled() or ack.exception() is not None):
                     self._unacked.pop(row_id, None)  # failed too: the next round sends it again
                 continue
-            try:
-                sent_to = await self._acked(row_id, ack, deadline - asyncio.get_running_loop().time())
-            except Exception as exc:
-                if sending is not None:
-                    _failed(sending, exc)
-                log.debug("outbox row %s unacknowledged: %s", row_id, exc)  # see mark_blocked
-                failure = (row_id, repr(exc))
-                continue
+            if not ack.done():
+                exc: BaseException = TimeoutError(
+                    f"no acknowledgement from the broker within {self.send_timeout:g}s"
+                )
+            else:
+                self._unacked.pop(row_id, None)  # settled
+                if not ack.cancelled() and ack.exception() is None:
+                    if sending is not None:
+                        sent_to = ack.result()
+                        sending.set_attribute("messaging.destination.partition.id", str(sent_to.partition))
+                        sending.set_attribute("messaging.kafka.offset", sent_to.offset)
+                        sending.end()
+                    sent.append(row_id)
+                    continue
+                exc = asyncio.CancelledError() if ack.cancelled() else ack.exception()  # type: ignore[assignment]
             if sending is not None:
-                sending.set_attribute("messaging.destination.partition.id", str(sent_to.partition))
-                sending.set_attribute("messaging.kafka.offset", sent_to.offset)
-                sending.end()
-            sent.append(row_id)
-        return sent, failure
+                _failed(sending, exc)
+            log.debug("outbox row %s unacknowledged: %s", row_id, exc)  # see mark_blocked
+            failure = (row_id, repr(exc))
+        return failure
+
+    async def _hand_over(
+        self, producer: AIOKafkaProducer, rows: list[Any], spans: _SendSpans, key: _KeySends
+    ) -> None:
+        """Hand one key's rows to the producer in order, without waiting for each acknowledgement (the
+        idempotent producer keeps a partition's order, its retries included). A send that fails ends the
+        key's round; each acknowledgement's future is kept in `_unacked` until it is settled, so a later
+        round waits for that send instead of sending a copy."""
+        for row in rows:
+            earlier = self._unacked.get(row.id)
+            if earlier is not None and earlier.done() and (earlier.cancelled() or earlier.exception()):
+                # That earlier send failed meanwhile: the row goes again now, in its place, before any
+                # later row of its key (the failure was reported when it happened).
+                del self._unacked[row.id]
+                earlier = None
+            if earlier is not None:
+                # An earlier send of this row still waits for the broker (or was acknowledged since):
+                # take that one (no new send, so no new span: a long outage does not make a trace per
+                # blocked key per round).
+                key.sends.append((row.id, earlier, None))
+                if not earlier.done():
+                    # Still in flight: no later row of the key is handed to the producer before it is
+                    # acknowledged, so a send that fails late can never be overtaken by a newer row.
+                    return
+                continue
+            span = spans.start(row)
+            record_key, value, headers = events.encode(
+                id=row.id,
+                type=row.type,
+                source=row.source,
+                subject=row.key,
+                time=row.time,
+                nation=row.nation,
+                releasable_to=row.releasable_to,
+                data_json=row.data,
+                # A span without a valid context (no tracer provider at all) has no trace context to send.
+                trace_headers=trace_headers_of(span) if span.get_span_context().is_valid else None,
+            )
+            faults.point("relay.before_publish")
+            key.current = (row, span)
+            try:
+                ack: asyncio.Future[Any] = await producer.send(
+                    row.topic, value=value, key=record_key, headers=headers
+                )
+            except Exception as exc:
+                _failed(span, exc)
+                log.debug("publishing outbox row %s failed: %s", row.id, exc)  # see mark_blocked
+                key.failure = (row.id, repr(exc))
+                return
+            self._unacked[row.id] = ack
+            key.sends.append((row.id, ack, span))
 
     async def purge(self) -> int:
         """Delete rows sent before the retention period; unsent rows are never deleted. (The service's

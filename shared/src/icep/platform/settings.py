@@ -58,7 +58,9 @@ class ServiceSettings(BaseSettings):
     )
 
     outbox_relay_enabled: bool = True
-    outbox_batch_size: int = 200
+    #: Rows per relay round: one read and one "mark sent" statement per round, so larger rounds cost
+    #: fewer database round trips per event.
+    outbox_batch_size: int = 1000
     #: How often the relay looks for rows that no wake-up announced (left by a crash, or another replica).
     outbox_poll_seconds: float = 1.0
     #: Sent outbox rows are kept this long (for an operator's look), then purged; unsent rows never are.
