@@ -131,6 +131,13 @@ async def _stats(http: httpx.AsyncClient, url: str) -> dict[str, float]:
     return found
 
 
+def _concurrency() -> int:
+    """The dispatcher's concurrency in this run (its setting, or the environment's override)."""
+    from icep.notifications.settings import NotificationsSettings
+
+    return NotificationsSettings().dispatch_concurrency
+
+
 async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> None:
     var_dir = Path(tempfile.mkdtemp(prefix="icep-bench-delivery-"))
     url = f"sqlite+aiosqlite:///{var_dir / 'notifications.db'}"
@@ -195,7 +202,7 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
         notes.append(
             f"delivery throughput: {DELIVERIES} pending deliveries over {AGGREGATES} aggregates, one"
             f" subscriber, {distinct} distinct webhook-ids received in {span:.1f} s (dispatch_concurrency"
-            " 20, SQLite, each attempt recorded before the next of its aggregate goes)"
+            f" {_concurrency()}, SQLite, each attempt recorded before the next of its aggregate goes)"
         )
 
         # Latency: API write -> webhook received.

@@ -188,8 +188,19 @@ def shutdown_tracing() -> None:
         provider.force_flush(5000)
 
 
+#: Tracer name -> (the provider it came from, the tracer): `get_tracer` makes a new tracer (and its
+#: instrumentation scope) on every call, a measurable cost per webhook and per message.
+_TRACERS: dict[str, tuple[object, trace.Tracer]] = {}
+
+
 def tracer(name: str = "icep") -> trace.Tracer:
-    return trace.get_tracer(name)
+    provider = trace.get_tracer_provider()
+    cached = _TRACERS.get(name)
+    if cached is not None and cached[0] is provider:
+        return cached[1]
+    made = provider.get_tracer(name)
+    _TRACERS[name] = (provider, made)
+    return made
 
 
 def current_trace_headers() -> dict[str, str]:
@@ -456,7 +467,7 @@ def http_client_call(method: str, url: str, headers: MutableMapping[str, str]) -
         attributes["server.address"] = host
     if port is not None:
         attributes["server.port"] = port
-    with trace.get_tracer("icep.http").start_as_current_span(
+    with tracer("icep.http").start_as_current_span(
         method,
         kind=SpanKind.CLIENT,
         attributes=attributes,

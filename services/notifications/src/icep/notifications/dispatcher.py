@@ -195,6 +195,8 @@ class WebhookDispatcher:
         self._wake = asyncio.Event()
         self._loopback_names = settings.loopback_names()
         self._client_made: WebhookClient | None = None
+        #: Stored URL -> why it may not be called (None: it may), see `_unacceptable`.
+        self._verdicts: dict[str, str | None] = {}
         #: Delivery id -> the task attempting it; and the (subscription, subject) heads those serve.
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._in_flight_heads: set[tuple[str, str]] = set()
@@ -504,7 +506,17 @@ class WebhookDispatcher:
 
     def _unacceptable(self, url: str) -> str | None:
         """Why the stored URL may not be called, or None: checked again at each attempt (rules tighten;
-        rows may come from elsewhere). Its addresses are checked when connecting (see `egress`)."""
+        rows may come from elsewhere), the verdict kept per URL for this process (its rules are fixed for
+        its lifetime). Its addresses are checked when connecting (see `egress`)."""
+        if url in self._verdicts:
+            return self._verdicts[url]
+        if len(self._verdicts) >= 10_000:
+            self._verdicts.clear()
+        verdict = self._check_endpoint(url)
+        self._verdicts[url] = verdict
+        return verdict
+
+    def _check_endpoint(self, url: str) -> str | None:
         try:
             validate_endpoint(
                 url,

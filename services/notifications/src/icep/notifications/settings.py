@@ -22,7 +22,10 @@ class NotificationsSettings(ServiceSettings):
     request_timeout_seconds: float = 10.0
     #: How much of a receiver's answer is read and kept (the rest is ignored).
     max_response_bytes: int = 4096
-    dispatch_concurrency: int = 20
+    #: Webhook requests in flight at once (one per subscription and subject at most, so per-subject order
+    #: holds): enough that slow receivers do not hold every slot, and that one receiver's round trips do
+    #: not bound the rate (20 kept a local receiver near 500/s, 64 about 800/s).
+    dispatch_concurrency: int = Field(default=64, ge=1)
     dispatch_poll_seconds: float = 1.0
     #: How often pending deliveries and subscriptions are counted for the metrics.
     webhook_observe_seconds: float = Field(default=5.0, gt=0)
