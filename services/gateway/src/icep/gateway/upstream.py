@@ -24,6 +24,8 @@ from typing import Protocol
 import aiohttp
 import httpx
 
+from icep.platform.outgoing import plain_session
+
 #: The failures of either client that mean "no usable answer" (the proxy maps them to 502/503/504).
 CONNECT_ERRORS: tuple[type[BaseException], ...] = (httpx.ConnectError, aiohttp.ClientConnectorError)
 TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (httpx.TransportError, aiohttp.ClientError)
@@ -122,23 +124,10 @@ def aiohttp_session(max_connections: int) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
         limit=max_connections, limit_per_host=0, keepalive_timeout=30, enable_cleanup_closed=False
     )
-    session = aiohttp.ClientSession(
-        connector=connector,
-        trust_env=False,
-        # A shared client must not remember one caller's cookies and hand them to the next.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-        # Transparent: send what the caller sent, not the client's defaults.
-        skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+    # Transparent: send what the caller sent, not the client's defaults.
+    return plain_session(
+        connector, skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
     )
-    # aiohttp sends a GET, HEAD, PUT or DELETE a second time when the connection breaks before the answer
-    # (meant for a pooled connection the server had closed); a proxy must send a caller's request once: a
-    # service that fails mid-request would otherwise get the PUT or DELETE again. Idle connections are
-    # dropped before the services close them (30 s against 75 s), so the case the retry is for does not
-    # arise. There is no public switch; aiohttp's own test client sets the same attribute.
-    session._retry_connection = False
-    return session
 
 
 def httpx_client(max_connections: int) -> httpx.AsyncClient:

@@ -31,6 +31,7 @@ from yarl import URL
 
 from icep.notifications.domain import address_allowed
 from icep.platform.errors import Unprocessable
+from icep.platform.outgoing import plain_session
 
 
 class BlockedAddress(Exception):
@@ -262,15 +263,9 @@ def webhook_client(
         # (trust_env: SSL_CERT_FILE may name the CA bundle to trust)
         ssl=ssl_context or httpx.create_ssl_context(),
     )
-    session = aiohttp.ClientSession(
-        connector=connector,
-        trust_env=False,
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-        timeout=aiohttp.ClientTimeout(total=None),
-        skip_auto_headers=("User-Agent", "Accept-Encoding"),
+    return WebhookClient(
+        resolver, plain_session(connector, skip_auto_headers=("User-Agent", "Accept-Encoding"))
     )
-    return WebhookClient(resolver, session)
 
 
 __all__ = [
