@@ -541,22 +541,28 @@ class OutboxRelay:
                 try:
                     sent, failed = await self._acknowledged(keys)
                     faults.point("relay.after_publish")
-                except BaseException:
                     if following is not None:
-                        following.cancel()
-                        await asyncio.wait([following])  # the connection is closed after the read
-                    raise
-                if following is not None:
-                    await asyncio.wait([following])  # the connection is free for the marks
-                await self._mark(conn, sent, failed)
-                self._count(sent, failed)
-                if failed:
-                    if following is not None and not following.cancelled():
-                        following.exception()  # the next batch is not taken (its failure neither)
-                    return False  # back off until the next wake-up or poll instead of spinning
-                if following is None:
-                    return full
-                rows = following.result()  # a failed read fails the call, after this batch is marked
+                        await asyncio.wait([following])  # the connection is free for the marks
+                    await self._mark(conn, sent, failed)
+                    self._count(sent, failed)
+                    if failed:
+                        return False  # back off until the next wake-up or poll instead of spinning
+                    if len(sent) != len(rows):
+                        # Some rows of a key waited behind an earlier send of theirs (acknowledged since):
+                        # the next batch, read without them, holds that key's later rows, which must not
+                        # go first. They are read again at once.
+                        return True
+                    if following is None:
+                        return full
+                    taken, following = following, None
+                finally:
+                    if following is not None:  # not taken (a failure, a cancellation, rows held back)
+                        if not following.done():
+                            following.cancel()
+                            await asyncio.wait([following])  # the connection is closed after the read
+                        if not following.cancelled():
+                            following.exception()  # retrieved: neither the batch nor its failure is taken
+                rows = taken.result()  # a failed read fails the call, after this batch is marked
 
     def _count(self, sent: list[str], failed: dict[str, str]) -> None:
         OUTBOX_PUBLISHED.labels(self.service).inc(len(sent))
@@ -628,6 +634,7 @@ class OutboxRelay:
         deadline = asyncio.get_running_loop().time() + self.send_timeout
         keys: list[_KeySends] = []
         waiting: list[asyncio.Future[None]] = []
+        started: list[Coroutine[Any, Any, None]] = []
         try:
             for key_rows in by_key.values():
                 key = _KeySends()
@@ -637,6 +644,7 @@ class OutboxRelay:
                     blocked_on = handing_over.send(None)
                 except StopIteration:
                     continue  # handed over without waiting
+                started.append(handing_over)
                 waiting.append(
                     asyncio.ensure_future(self._finish_hand_over(handing_over, blocked_on, key, deadline))
                 )
@@ -645,6 +653,9 @@ class OutboxRelay:
         except BaseException:
             for task in waiting:
                 task.cancel()
+            await asyncio.gather(*waiting, return_exceptions=True)
+            for coroutine in started:
+                coroutine.close()  # one whose task never ran (closing a finished one does nothing)
             raise
         return keys
 
@@ -678,6 +689,11 @@ class OutboxRelay:
                 _failed(span, timed_out)
             log.debug("publishing outbox row %s failed: %s", row.id, timed_out)  # see mark_blocked
             key.failure = (row.id, repr(timed_out))
+        except BaseException as exc:  # a cancellation from outside: the row's span ends all the same
+            _, span = key.current
+            if span is not None:
+                _failed(span, exc)
+            raise
 
     def _settle_key(
         self,
