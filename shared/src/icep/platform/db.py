@@ -16,11 +16,16 @@ from typing import Any
 
 from sqlalchemy import DateTime, Dialect, Table, TypeDecorator, event, text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
+from icep.platform import sqlite_connection
+
 log = logging.getLogger("icep.db")
+
+BUSY_TIMEOUT_S = 10.0  # how long a SQLite writer waits for the database's one write lock
 
 
 def normalize_url(url: str) -> str:
@@ -45,7 +50,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     # WAL lets readers and the one writer overlap; busy_timeout turns lock contention into waiting.
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
@@ -63,6 +68,9 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         ensure_sqlite_dir(url)
+        args, options = SQLiteDialect_aiosqlite().create_connect_args(parsed)
+        creator = sqlite_connection.connection_factory(args, options, BUSY_TIMEOUT_S)
+        kwargs.setdefault("async_creator", creator)
         engine = _create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
