@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from icep.platform import sqlite_connection
 from icep.platform.db import Database
+from icep.platform.testing import wait_for
 
 metadata = sa.MetaData()
 counter = sa.Table(
@@ -156,6 +157,25 @@ async def test_statements_return_rows_counts_and_ids(database: Database) -> None
     async with database.engine.connect() as conn:
         streamed = await conn.stream(sa.select(notes.c.id).order_by(notes.c.id))
         assert [row[0] async for row in streamed] == [1, 2, 3, 4]
+
+
+async def test_the_log_is_checkpointed_off_the_loop_every_so_many_commits(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_connection, "CHECKPOINT_EVERY", 20)
+    async with database.connect() as conn:  # no automatic checkpoint on the loop's thread
+        assert (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar_one() == 0
+    file = tmp_path / "lite.db"
+    before = file.stat().st_size
+    for _ in range(19):
+        async with database.transaction() as session:
+            await session.execute(notes.insert().values(text="x" * 4000))  # about a page each
+    assert file.stat().st_size == before  # 19 commits: all still in the log only
+    async with database.transaction() as session:
+        await session.execute(notes.insert().values(text="x" * 4000))
+    await wait_for(lambda: file.stat().st_size > before + 19 * 4000, timeout=30, what="a checkpoint")
+    async with database.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(notes))).scalar_one() == 20
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,14 @@
-"""SQLite for SQLAlchemy's asyncio engine with one thread hop per transaction instead of four per statement.
+"""SQLite for SQLAlchemy's asyncio engine with no thread hop per statement or commit.
 
-aiosqlite hands every cursor, execute, fetch and close to its worker thread: an insert followed by a
-commit costs five round trips between the event loop and that thread, and in the services' profiles
-those hand-offs (and the GIL traffic they cause) were the largest single cost of a use case. Here a
-statement runs on the event loop's thread, its rows fetched at once, and only the commit, which may
-checkpoint the WAL into the database file, goes to the connection's thread.
+aiosqlite hands every cursor, execute, fetch, close and commit to its worker thread: an insert followed
+by a commit costs five round trips between the event loop and that thread, and in the services' profiles
+those hand-offs (and the GIL traffic they cause) were the largest single cost of a use case. Here
+statements and commits run on the event loop's thread (with WAL and `synchronous=NORMAL` a commit
+appends to the log without an fsync), rows are fetched with their statement, and what may take long goes
+to a worker thread: the checkpoint, which copies the log into the database file and syncs it. The loop's
+connections have automatic checkpoints off; every `CHECKPOINT_EVERY` commits of a file a PASSIVE
+checkpoint runs on a connection of its own in the default executor, and the last connection to close
+checkpoints the rest (in aiosqlite's thread).
 
 A statement on the loop's thread must never wait in SQLite's busy handler for a lock that another task
 of the same loop holds: that task could not run to release it. With WAL, readers take no lock, so a
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 import sqlite3
 import weakref
@@ -32,19 +37,58 @@ import aiosqlite
 # A statement starting with one of these never takes SQLite's write lock (WAL readers wait for nothing).
 _LOCK_FREE = ("SELECT", "SAVEPOINT", "RELEASE", "ROLLBACK", "EXPLAIN", "VALUES")
 
+#: Commits of one file between two checkpoints (SQLite's own default is every 1000 WAL pages; a commit
+#: of a use case writes a few).
+CHECKPOINT_EVERY = 256
+
+log = logging.getLogger("icep.db")
 _private = itertools.count()
-_writer_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
 
 
-def _writer_lock(key: str) -> asyncio.Lock:
-    loop = asyncio.get_running_loop()
-    locks = _writer_locks.setdefault(loop, {})
-    lock = locks.get(key)
-    if lock is None:
-        lock = locks[key] = asyncio.Lock()
-    return lock
+class _File:
+    """One database file as the connections of one event loop share it: the writer lock and the count
+    of commits since the last checkpoint."""
+
+    def __init__(self, database: str, options: Mapping[str, Any], checkpoints: bool) -> None:
+        self.lock = asyncio.Lock()
+        self.database = database
+        self.options = options
+        self.checkpoints = checkpoints
+        self.commits = 0
+        self.checkpointing: asyncio.Future[None] | None = None
+
+    def committed(self) -> None:
+        self.commits += 1
+        if not self.checkpoints or self.commits < CHECKPOINT_EVERY or self.checkpointing is not None:
+            return
+        self.commits = 0
+        self.checkpointing = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+        self.checkpointing.add_done_callback(self._checkpointed)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL's committed pages into the database file, on a connection of its own in a worker
+        thread; PASSIVE waits for no lock and leaves what a reader still needs for the next round."""
+        conn = sqlite3.connect(self.database, **self.options)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self.checkpointing = None
+        if not done.cancelled() and done.exception() is not None:
+            log.warning("checkpoint of %s failed: %s", self.database, done.exception())
+
+
+_files: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _File]] = weakref.WeakKeyDictionary()
+
+
+def _file(key: str, database: str, options: Mapping[str, Any], checkpoints: bool) -> _File:
+    files = _files.setdefault(asyncio.get_running_loop(), {})
+    found = files.get(key)
+    if found is None:
+        found = files[key] = _File(database, options, checkpoints)
+    return found
 
 
 # Pragmas that set something of the connection only, as every new connection does (journal_mode=WAL
@@ -102,10 +146,10 @@ class Connection(aiosqlite.Connection):
     """An aiosqlite connection whose statements run on the event loop (see the module's docstring)."""
 
     def __init__(
-        self, connector: Callable[[], sqlite3.Connection], lock_key: str, busy_timeout: float
+        self, connector: Callable[[], sqlite3.Connection], file: Callable[[], _File], busy_timeout: float
     ) -> None:
         super().__init__(connector, iter_chunk_size=64)
-        self._lock_key = lock_key
+        self._file = file
         self._busy_timeout = busy_timeout
         self._holding: asyncio.Lock | None = None
 
@@ -139,10 +183,10 @@ class Connection(aiosqlite.Connection):
 
     async def commit(self) -> None:
         try:
-            # may checkpoint: the one hop to the thread
-            await self._execute(self._conn.commit)  # type: ignore[no-untyped-call]
+            self._conn.commit()
         finally:
             self._settle()
+        self._file().committed()
 
     async def rollback(self) -> None:
         try:
@@ -159,7 +203,7 @@ class Connection(aiosqlite.Connection):
         return super().stop()
 
     async def _take_writer_lock(self) -> None:
-        lock = _writer_lock(self._lock_key)
+        lock = self._file().lock
         try:
             async with asyncio.timeout(self._busy_timeout):
                 await lock.acquire()
@@ -187,8 +231,18 @@ def connection_factory(
     in_memory = database == ":memory:" or "mode=memory" in database
     shared_key = database if options.get("uri") else os.path.realpath(database)
 
+    checkpoint_options = {key: value for key, value in options.items() if key == "uri"}
+
+    def connect() -> sqlite3.Connection:
+        raw: sqlite3.Connection = sqlite3.connect(database, **options)
+        if not in_memory:
+            raw.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in a worker thread, see _File
+        return raw
+
     def create() -> Connection:
         key = f"{shared_key}#{next(_private)}" if in_memory and "cache=shared" not in database else shared_key
-        return Connection(lambda: sqlite3.connect(database, **options), key, busy_timeout)
+        return Connection(
+            connect, lambda: _file(key, database, checkpoint_options, not in_memory), busy_timeout
+        )
 
     return create
