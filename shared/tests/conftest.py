@@ -11,9 +11,11 @@ from icep.platform.db import Database
 from icep.platform.kafka import ensure_topics
 from icep.platform.tables import PlatformTables, platform_tables
 
-#: Modules proving what only PostgreSQL has (LISTEN/NOTIFY across processes) are collected only when the
-#: suite runs on PostgreSQL: a SQLite run neither runs them nor reports them as skipped.
-collect_ignore = [] if os.environ.get("ICEP_TEST_POSTGRES_URL") else ["test_wakeups.py"]
+#: Modules proving what only PostgreSQL has (LISTEN/NOTIFY across processes, its connection pool) are
+#: collected only when the suite runs on PostgreSQL: a SQLite run neither runs them nor reports them as
+#: skipped.
+POSTGRES_ONLY = ["test_wakeups.py", "test_postgres_pool.py"]
+collect_ignore = [] if os.environ.get("ICEP_TEST_POSTGRES_URL") else POSTGRES_ONLY
 
 metadata = sa.MetaData()
 TABLES: PlatformTables = platform_tables(metadata)

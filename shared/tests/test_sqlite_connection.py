@@ -145,6 +145,68 @@ async def test_the_lock_is_let_go_when_a_transaction_fails_or_its_task_is_cancel
     assert rows == ["after"]
 
 
+async def test_one_file_named_as_a_path_and_as_a_uri_shares_one_writer_lock(
+    database: Database, tmp_path: Path
+) -> None:
+    by_uri = Database(f"sqlite:///file:{tmp_path}/lite.db?uri=true")
+    holding = asyncio.Event()
+    try:
+        async with asyncio.timeout(30):
+
+            async def through_the_uri() -> None:
+                await holding.wait()
+                async with by_uri.transaction() as session:  # queues on the loop, not in the busy handler
+                    await session.execute(notes.insert().values(text="by uri"))
+
+            waiting = asyncio.create_task(through_the_uri())
+            async with database.transaction() as session:
+                await session.execute(notes.insert().values(text="by path"))
+                holding.set()
+                await asyncio.sleep(0)  # the other writer runs up to its wait for the lock
+                assert not waiting.done()
+            await waiting
+        async with database.connect() as conn:
+            rows = (await conn.execute(sa.select(notes.c.text).order_by(notes.c.id))).scalars().all()
+        assert rows == ["by path", "by uri"]
+    finally:
+        await by_uri.dispose()
+
+
+async def test_a_connection_finalised_on_another_thread_lets_a_waiting_writer_through(
+    database: Database,
+) -> None:
+    loop = asyncio.get_running_loop()
+    async with database.engine.connect() as holder:
+        raw = await holder.get_raw_connection()
+        driver = raw.driver_connection
+        assert isinstance(driver, sqlite_connection.Connection)
+        await holder.execute(notes.insert().values(text="held"))
+        assert driver._holding is not None
+
+        async def writer() -> None:
+            async with database.transaction() as session:
+                await session.execute(notes.insert().values(text="after"))
+
+        waiting = asyncio.create_task(writer())
+        await asyncio.sleep(0)
+        assert not waiting.done()
+        # as SQLAlchemy's finaliser does when the GC collects a checked-out connection on another thread
+        await loop.run_in_executor(None, driver.stop)
+        async with asyncio.timeout(5):
+            await waiting
+        await holder.invalidate()
+    async with database.connect() as conn:
+        assert (await conn.execute(sa.select(notes.c.text))).scalars().all() == ["after"]
+
+
+async def test_the_connection_threads_do_not_keep_the_process_alive(database: Database) -> None:
+    async with database.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert isinstance(driver, sqlite_connection.Connection)
+        assert driver._thread.daemon
+
+
 async def test_statements_return_rows_counts_and_ids(database: Database) -> None:
     async with database.engine.begin() as conn:
         inserted = await conn.execute(notes.insert().values(text="a"))
@@ -193,6 +255,10 @@ async def test_the_log_is_checkpointed_off_the_loop_every_so_many_commits(
         ("PRAGMA busy_timeout=10000", False),
         ("PRAGMA table_info(notes)", False),
         ("PRAGMA user_version=3", True),
+        ("PRAGMA read_uncommitted = 0", False),
+        ("PRAGMA main.table_info(notes)", False),
+        ("PRAGMA wal_checkpoint(TRUNCATE)", True),
+        ("PRAGMA optimize", True),
         ("CREATE TABLE t (a INTEGER)", True),
     ],
 )

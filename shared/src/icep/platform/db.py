@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from sqlalchemy import DateTime, Dialect, Table, TypeDecorator, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
@@ -69,15 +71,46 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if parsed.get_backend_name() == "sqlite":
         ensure_sqlite_dir(url)
         args, options = SQLiteDialect_aiosqlite().create_connect_args(parsed)
+        options.update(kwargs.pop("connect_args", {}))
         creator = sqlite_connection.connection_factory(args, options, BUSY_TIMEOUT_S)
         kwargs.setdefault("async_creator", creator)
         engine = _create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    kwargs.setdefault("pool_size", 10)
+    # 16 requests in flight, the relay, the consumer and the locks of one process: a smaller pool opened
+    # and closed overflow connections (a TLS attempt and a login each) all through a load test.
+    kwargs.setdefault("pool_size", 20)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
-    return _create_async_engine(url, **kwargs)
+    engine = _create_async_engine(url, **kwargs)
+    if not kwargs.get("pool_pre_ping"):
+        _ping_when_idle(engine, IDLE_BEFORE_PING_S)
+    return engine
+
+
+IDLE_BEFORE_PING_S = 1.0  # a pooled PostgreSQL connection idle this long is pinged before it is used
+
+
+def _ping_when_idle(engine: AsyncEngine, idle: float) -> None:
+    """Ping a pooled connection before use only when it sat idle for `idle` seconds.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout: a round trip per transaction, a tenth of the
+    plans service's CPU under load. A server restart shows on the connections that sat idle through it;
+    one in steady use fails its next statement either way (and SQLAlchemy then invalidates the pool)."""
+    dialect = engine.sync_engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_connection: Any, record: Any) -> None:
+        record.info["icep_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("icep_idle_since")
+        if since is None or time.monotonic() - since < idle:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # the pool drops this connection and checks out another
+            raise DisconnectionError(f"a pooled connection idle for {idle} s failed its ping: {exc}") from exc
 
 
 async def begin_write(session: AsyncSession) -> None:

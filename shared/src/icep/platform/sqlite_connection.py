@@ -18,7 +18,9 @@ database file's writer lock of this event loop, an `asyncio.Lock` held until the
 writers of one process queue on the loop, as they queued in the busy handler before, with the same
 timeout and the same "database is locked" error when it passes. A writer in another process (a CLI
 command on the same file) can still make a statement wait in the busy handler, on the loop's thread, for
-as long as that writer's transaction lasts.
+as long as that writer's transaction lasts, and a statement that reads or deletes a great many rows holds
+the loop while it runs (keep those paged, as the feed and the retention purge are). PostgreSQL is the
+database for load and for replicas; this is what makes SQLite cheap for one process.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import asyncio
 import itertools
 import logging
 import os
+import re
 import sqlite3
-import weakref
+import urllib.parse
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -49,20 +53,29 @@ class _File:
     """One database file as the connections of one event loop share it: the writer lock and the count
     of commits since the last checkpoint."""
 
-    def __init__(self, database: str, options: Mapping[str, Any], checkpoints: bool) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, database: str, options: Mapping[str, Any]) -> None:
+        self.loop = loop
         self.lock = asyncio.Lock()
         self.database = database
         self.options = options
-        self.checkpoints = checkpoints
+        self.checkpoints = not _in_memory(database)
         self.commits = 0
         self.checkpointing: asyncio.Future[None] | None = None
 
-    def committed(self) -> None:
+    def release(self) -> None:
+        """Let the writer lock go, from whatever thread (a connection may be finalised by the GC)."""
+        if _running_loop() is self.loop:
+            if self.lock.locked():
+                self.lock.release()
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.release)
+
+    def transaction_ended(self) -> None:
         self.commits += 1
         if not self.checkpoints or self.commits < CHECKPOINT_EVERY or self.checkpointing is not None:
             return
         self.commits = 0
-        self.checkpointing = asyncio.get_running_loop().run_in_executor(None, self._checkpoint)
+        self.checkpointing = self.loop.run_in_executor(None, self._checkpoint)
         self.checkpointing.add_done_callback(self._checkpointed)
 
     def _checkpoint(self) -> None:
@@ -80,20 +93,62 @@ class _File:
             log.warning("checkpoint of %s failed: %s", self.database, done.exception())
 
 
-_files: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _File]] = weakref.WeakKeyDictionary()
+# One entry per (event loop, file); entries of closed loops are dropped when a new one is made (a lock
+# refers to its loop, so a weak mapping would keep every loop alive).
+_files: dict[tuple[int, str], _File] = {}
 
 
-def _file(key: str, database: str, options: Mapping[str, Any], checkpoints: bool) -> _File:
-    files = _files.setdefault(asyncio.get_running_loop(), {})
-    found = files.get(key)
-    if found is None:
-        found = files[key] = _File(database, options, checkpoints)
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _file(key: str, database: str, options: Mapping[str, Any]) -> _File:
+    loop = asyncio.get_running_loop()
+    found = _files.get((id(loop), key))
+    if found is None or found.loop is not loop:
+        for stale in [k for k, f in _files.items() if f.loop.is_closed()]:
+            del _files[stale]
+        found = _files[(id(loop), key)] = _File(loop, database, options)
     return found
 
 
-# Pragmas that set something of the connection only, as every new connection does (journal_mode=WAL
-# changes the file once, on its first connection, and is a no-op from then on).
-_CONNECTION_PRAGMAS = ("JOURNAL_MODE", "BUSY_TIMEOUT", "FOREIGN_KEYS", "SYNCHRONOUS")
+def _in_memory(database: str) -> bool:
+    return database == ":memory:" or database.startswith("file::memory:") or "mode=memory" in database
+
+
+def _file_key(database: str, uri: bool) -> str:
+    """The same file however it is named (a path, a relative path, a `file:` URI)."""
+    if _in_memory(database):
+        return database if "cache=shared" in database else f"{database}#{next(_private)}"
+    if uri and database.startswith("file:"):
+        database = urllib.parse.unquote(urllib.parse.urlsplit(database).path)
+    return os.path.realpath(database)
+
+
+# Pragmas that read, or set something of the connection only (journal_mode=WAL changes the file once,
+# on its first connection, and is a no-op from then on). Any other pragma is treated as a writer.
+_CONNECTION_PRAGMAS = frozenset(
+    {
+        "BUSY_TIMEOUT",
+        "FOREIGN_KEYS",
+        "JOURNAL_MODE",
+        "READ_UNCOMMITTED",
+        "SYNCHRONOUS",
+        "WAL_AUTOCHECKPOINT",
+        "COMPILE_OPTIONS",
+        "DATABASE_LIST",
+        "FOREIGN_KEY_LIST",
+        "INDEX_INFO",
+        "INDEX_LIST",
+        "INDEX_XINFO",
+        "TABLE_INFO",
+        "TABLE_XINFO",
+    }
+)
+_PRAGMA_NAME = re.compile(r"PRAGMA\s+(?:\w+\.)?(\w+)", re.IGNORECASE)
 
 
 def _takes_write_lock(sql: str) -> bool:
@@ -101,8 +156,8 @@ def _takes_write_lock(sql: str) -> bool:
     if head.startswith(_LOCK_FREE):
         return False
     if head.startswith("PRAGMA"):
-        name = head[6:].lstrip()
-        return "=" in sql and not name.startswith(_CONNECTION_PRAGMAS)
+        name = _PRAGMA_NAME.match(sql.lstrip())
+        return name is None or name.group(1).upper() not in _CONNECTION_PRAGMAS
     return True
 
 
@@ -116,7 +171,7 @@ class Cursor:
         self.description: Any = None
         self.lastrowid: int | None = None
         self.rowcount = -1
-        self._rows: list[Any] = []
+        self._rows: deque[Any] = deque()
 
     async def execute(self, sql: str, parameters: Any = None) -> Cursor:
         await self._connection.run(self, sql, parameters, many=False)
@@ -127,19 +182,19 @@ class Cursor:
         return self
 
     async def fetchall(self) -> list[Any]:
-        rows, self._rows = self._rows, []
+        rows = list(self._rows)
+        self._rows.clear()
         return rows
 
     async def fetchone(self) -> Any:
-        return self._rows.pop(0) if self._rows else None
+        return self._rows.popleft() if self._rows else None
 
     async def fetchmany(self, size: int | None = None) -> list[Any]:
-        size = size or self.arraysize
-        rows, self._rows = self._rows[:size], self._rows[size:]
-        return rows
+        rows = self._rows
+        return [rows.popleft() for _ in range(min(size or self.arraysize, len(rows)))]
 
     async def close(self) -> None:
-        self._rows = []
+        self._rows.clear()
 
 
 class Connection(aiosqlite.Connection):
@@ -149,9 +204,12 @@ class Connection(aiosqlite.Connection):
         self, connector: Callable[[], sqlite3.Connection], file: Callable[[], _File], busy_timeout: float
     ) -> None:
         super().__init__(connector, iter_chunk_size=64)
+        self._thread.daemon = (
+            True  # as SQLAlchemy makes aiosqlite's: an engine left open ends with the process
+        )
         self._file = file
         self._busy_timeout = busy_timeout
-        self._holding: asyncio.Lock | None = None
+        self._holding: _File | None = None
 
     async def cursor(self) -> Cursor:  # type: ignore[override]
         return Cursor(self)
@@ -175,7 +233,7 @@ class Connection(aiosqlite.Connection):
                 cursor.description = target.description
                 cursor.lastrowid = target.lastrowid
                 cursor.rowcount = target.rowcount
-                cursor._rows = target.fetchall() if target.description else []
+                cursor._rows = deque(target.fetchall()) if target.description else deque()
             finally:
                 target.close()
         finally:
@@ -186,7 +244,6 @@ class Connection(aiosqlite.Connection):
             self._conn.commit()
         finally:
             self._settle()
-        self._file().committed()
 
     async def rollback(self) -> None:
         try:
@@ -195,31 +252,40 @@ class Connection(aiosqlite.Connection):
             self._settle()
 
     async def close(self) -> None:
-        self._let_go()
-        await super().close()
-
-    def stop(self) -> asyncio.Future[Any] | None:
-        self._let_go()
-        return super().stop()
-
-    async def _take_writer_lock(self) -> None:
-        lock = self._file().lock
         try:
-            async with asyncio.timeout(self._busy_timeout):
-                await lock.acquire()
-        except TimeoutError:
-            raise sqlite3.OperationalError("database is locked") from None
-        self._holding = lock
-
-    def _settle(self) -> None:
-        """Let the writer lock go once the connection is outside a transaction."""
-        if self._holding is not None and (self._connection is None or not self._connection.in_transaction):
+            await super().close()  # rolls back what is open, then the lock can go
+        finally:
             self._let_go()
 
+    def stop(self) -> asyncio.Future[Any] | None:
+        closing = super().stop()
+        if closing is None:
+            self._let_go()
+        else:
+            closing.add_done_callback(lambda _: self._let_go())
+        return closing
+
+    async def _take_writer_lock(self) -> None:
+        file = self._file()
+        try:
+            async with asyncio.timeout(self._busy_timeout):
+                await file.lock.acquire()
+        except TimeoutError:
+            raise sqlite3.OperationalError("database is locked") from None
+        self._holding = file
+
+    def _settle(self) -> None:
+        """Let the writer lock go once the connection is outside a transaction (a commit, a rollback, an
+        autocommit statement or the RELEASE that ends one), and count the transaction for checkpoints."""
+        file = self._holding
+        if file is not None and (self._connection is None or not self._connection.in_transaction):
+            self._let_go()
+            file.transaction_ended()
+
     def _let_go(self) -> None:
-        lock, self._holding = self._holding, None
-        if lock is not None and lock.locked():
-            lock.release()
+        file, self._holding = self._holding, None
+        if file is not None:
+            file.release()
 
 
 def connection_factory(
@@ -228,21 +294,16 @@ def connection_factory(
     """An `async_creator` for SQLAlchemy: `args` and `kwargs` as the dialect would give sqlite3.connect."""
     database = str(args[0]) if args else ":memory:"
     options = {**kwargs, "check_same_thread": False}
-    in_memory = database == ":memory:" or "mode=memory" in database
-    shared_key = database if options.get("uri") else os.path.realpath(database)
-
     checkpoint_options = {key: value for key, value in options.items() if key == "uri"}
 
     def connect() -> sqlite3.Connection:
         raw: sqlite3.Connection = sqlite3.connect(database, **options)
-        if not in_memory:
+        if not _in_memory(database):
             raw.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run in a worker thread, see _File
         return raw
 
     def create() -> Connection:
-        key = f"{shared_key}#{next(_private)}" if in_memory and "cache=shared" not in database else shared_key
-        return Connection(
-            connect, lambda: _file(key, database, checkpoint_options, not in_memory), busy_timeout
-        )
+        key = _file_key(database, bool(options.get("uri")))
+        return Connection(connect, lambda: _file(key, database, checkpoint_options), busy_timeout)
 
     return create
