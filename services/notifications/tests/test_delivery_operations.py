@@ -75,6 +75,7 @@ async def fan_out(store: Any, subject: str, releasable_to: str, **data: Any) -> 
     )
     async with store.db.transaction() as session:
         assert await service.fan_out(session, event) == 1
+    async with store.db.sessions() as session:  # written as the transaction commits
         found = await session.execute(select(DeliveryRow).where(col(DeliveryRow.event_id) == event.id))
         row: DeliveryRow = found.scalar_one()
     return row

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.orm import Session
 
 from icep.platform import sqlite_connection
 
@@ -140,10 +141,12 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A session inside one write transaction: committed on success, rolled back on error."""
+        """A session inside one write transaction: committed on success, rolled back on error. Rows
+        queued with `write_before_commit` are written just before the commit."""
         async with self.sessions() as session, session.begin():
             await begin_write(session)
             yield session
+            await write_deferred(session)
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -156,6 +159,32 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+_DEFERRED = "icep.deferred_writes"
+DeferredWrite = Callable[[AsyncSession, list[Any]], Awaitable[None]]
+
+
+def write_before_commit(session: AsyncSession, write: DeferredWrite, row: Any) -> None:
+    """Queue `row` for `write`, which gets every row queued for it in this transaction in one call, just
+    before `Database.transaction` commits: a consumer batch's rows of one table go in one statement
+    instead of one per event. Nothing in the transaction can read a queued row before that."""
+    pending: dict[DeferredWrite, list[Any]] = session.info.setdefault(_DEFERRED, {})
+    pending.setdefault(write, []).append(row)
+
+
+async def write_deferred(session: AsyncSession) -> None:
+    """Write what `write_before_commit` queued, in the order the writers were first used."""
+    while pending := session.info.pop(_DEFERRED, None):
+        for write, rows in pending.items():
+            await write(session, rows)
+
+
+@event.listens_for(Session, "before_commit")
+def _refuse_unwritten(session: Session) -> None:
+    """A transaction committed some other way than `Database.transaction` must not drop queued rows."""
+    if session.info.get(_DEFERRED):
+        raise RuntimeError("rows queued with write_before_commit were not written before the commit")
 
 
 async def insert_ignore(session: AsyncSession, table: Table, values: dict[str, Any]) -> bool:

@@ -121,40 +121,59 @@ _APPEND = {
     name: insert(_log).on_conflict_do_nothing(index_elements=["event_id"]).returning(_log.c.position)
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
+_APPEND_MANY = {
+    name: insert(_log).on_conflict_do_nothing(index_elements=["event_id"])
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}
 #: Set in a session's info to the transaction that holds the log's lock (`append`).
 _LOCKED_IN = "icep.notifications.event_log_locked_in"
 
 
-async def append(session: AsyncSession, event: ReceivedEvent) -> int | None:
-    """Log `event` in the caller's transaction; its position, or None when it is logged already (a
-    redelivered record: the inbox stops those, this is the second line)."""
-    dialect = _dialect(session)
-    if dialect == "postgresql":
-        # Held until the transaction ends, so the next position is taken only after this one committed:
-        # taken once per transaction (a consumer batch appends many events in one).
-        transaction = session.get_transaction()
-        if transaction is None or session.info.get(_LOCKED_IN) is not transaction:
-            await session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOG_LOCK_KEY})
-            session.info[_LOCKED_IN] = transaction
+async def _hold_log_lock(session: AsyncSession) -> None:
+    """On PostgreSQL, held until the transaction ends, so the next position is taken only after this one
+    committed: taken once per transaction (a consumer batch appends many events in one)."""
+    if _dialect(session) != "postgresql":
+        return  # SQLite's writer is alone: its positions commit in order anyway
+    transaction = session.get_transaction()
+    if transaction is None or session.info.get(_LOCKED_IN) is not transaction:
+        await session.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOG_LOCK_KEY})
+        session.info[_LOCKED_IN] = transaction
+
+
+def log_row(event: ReceivedEvent) -> dict[str, Any]:
+    """The event log's row of `event` (its position is given when it is written)."""
     areas, products = event_terms(event.data)
+    return {
+        "event_id": event.id,
+        "event_type": event.type,
+        "subject": event.subject,
+        "nation": event.nation,
+        "releasable_to": event.releasable_to,
+        "readers": encode_tokens(reader_tokens(event.releasability)),
+        "capability_areas": json.dumps(areas),
+        "products": json.dumps(products),
+        "body": json.dumps(event.body(), separators=(",", ":")),
+        "recorded_at": utcnow(),
+    }
+
+
+async def append(session: AsyncSession, event: ReceivedEvent) -> int | None:
+    """Log `event` in the caller's transaction now; its position, or None when it is logged already (a
+    redelivered record: the inbox stops those, this is the second line)."""
+    await _hold_log_lock(session)
     position: int | None = (
         await session.execute(
-            _APPEND["postgresql" if dialect == "postgresql" else "sqlite"],
-            {
-                "event_id": event.id,
-                "event_type": event.type,
-                "subject": event.subject,
-                "nation": event.nation,
-                "releasable_to": event.releasable_to,
-                "readers": encode_tokens(reader_tokens(event.releasability)),
-                "capability_areas": json.dumps(areas),
-                "products": json.dumps(products),
-                "body": json.dumps(event.body(), separators=(",", ":")),
-                "recorded_at": utcnow(),
-            },
+            _APPEND["postgresql" if _dialect(session) == "postgresql" else "sqlite"], log_row(event)
         )
     ).scalar_one_or_none()
     return position
+
+
+async def append_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Log rows made by `log_row` in one statement, positions in the order given (the consumer's fan-out
+    queues them with `write_before_commit`); a row logged already is left as it is."""
+    await _hold_log_lock(session)
+    await session.execute(_APPEND_MANY["postgresql" if _dialect(session) == "postgresql" else "sqlite"], rows)
 
 
 async def append_published(session: AsyncSession, event: OutgoingEvent, source: str) -> int | None:

@@ -6,6 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from opentelemetry import trace
@@ -37,7 +38,7 @@ from icep.notifications.domain import (
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
 from icep.platform import audit
-from icep.platform.db import Database
+from icep.platform.db import Database, write_before_commit
 from icep.platform.errors import (
     Forbidden,
     IllegalTransition,
@@ -686,9 +687,10 @@ async def fan_out(session: AsyncSession, event: ReceivedEvent) -> int:
 
     Runs inside the consumer's transaction with the inbox row, so the deliveries exist before the offset
     is committed and a redelivered record creates none twice. The event is logged for the feed and the
-    stream in the same transaction. The deliveries are written in one statement (SQLAlchemy Core).
+    stream in the same transaction. The log rows and the deliveries of a whole consumer batch are written
+    in one statement each (SQLAlchemy Core), just before that transaction commits.
     """
-    await feed.append(session, event)
+    write_before_commit(session, feed.append_rows, feed.log_row(event))
     subscriptions = await _fan_out_subscriptions(session)
     releasability = event.releasability
     body = json.dumps(event.body(), separators=(",", ":"))
@@ -717,6 +719,10 @@ async def fan_out(session: AsyncSession, event: ReceivedEvent) -> int:
         for sub_id, nation, filters in subscriptions
         if entitled(nation, releasability) and filters.accepts(event.type, event.nation, event.data)
     ]
-    if rows:
-        await session.execute(sa.insert(DeliveryRow.__table__), rows)  # type: ignore[attr-defined]
+    for row in rows:
+        write_before_commit(session, _insert_deliveries, row)
     return len(rows)
+
+
+async def _insert_deliveries(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    await session.execute(sa.insert(DeliveryRow.__table__), rows)  # type: ignore[attr-defined]
