@@ -1,5 +1,6 @@
 """PostgreSQL's pool pings a connection before use only when it sat idle: one whose server session ended
-while it waited in the pool is replaced without the caller seeing an error."""
+while it waited in the pool is replaced without the caller seeing an error. `Database.reading()` takes a
+pooled connection outside any transaction block, and the pool gets it back transactional."""
 
 from __future__ import annotations
 
@@ -53,3 +54,30 @@ async def test_an_idle_connection_whose_session_ended_is_replaced_after_its_ping
     finally:
         await database.dispose()
         await admin.dispose()
+
+
+async def test_reads_outside_a_transaction_block_and_the_pool_gets_its_connection_back_transactional(
+    make_database_url: Callable[[str], str],
+) -> None:
+    url = make_database_url("reading")
+    database = Database(url, pool_size=1, max_overflow=0)  # one connection: the same one every time
+    other = Database(url)
+    try:
+        async with database.engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (n int)"))
+        xact = text("SELECT pg_current_xact_id()::text")
+        async with database.reading() as conn:
+            # No BEGIN: each statement is a transaction of its own.
+            assert (await conn.execute(xact)).scalar_one() != (await conn.execute(xact)).scalar_one()
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+            async with other.connect() as look:  # committed without a commit call
+                assert (await look.execute(text("SELECT count(*) FROM t"))).scalar_one() == 1
+        async with database.connect() as conn:  # the same pooled connection, in a transaction again
+            assert (await conn.execute(xact)).scalar_one() == (await conn.execute(xact)).scalar_one()
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+            await conn.rollback()
+        async with other.connect() as look:
+            assert (await look.execute(text("SELECT count(*) FROM t"))).scalar_one() == 1
+    finally:
+        await database.dispose()
+        await other.dispose()

@@ -13,7 +13,7 @@ from icep.contracts import EventPayload, Releasability
 from icep.platform.db import Database
 from icep.platform.events import OutgoingEvent
 from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
-from icep.platform.tables import PlatformTables
+from icep.platform.tables import PlatformTables, wakeup_trigger_statements_v1
 from icep.platform.testing import wait_for
 from icep.platform.wakeups import Wakeups
 
@@ -84,6 +84,77 @@ async def test_a_commit_on_one_replica_wakes_the_relay_of_another(
             )
         await wait_for(lambda: len(woken) > 0, what="the commit after the rollback is heard")
         assert len(woken) == 1
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await replica_a.dispose()
+
+
+def count_notifies(db: Database) -> list[str]:
+    """The NOTIFY statements the application sends through `db`'s pool."""
+    sent: list[str] = []
+
+    def before(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "pg_notify" in statement:
+            sent.append(statement)
+
+    sa.event.listen(db.engine.sync_engine, "before_cursor_execute", before)
+    return sent
+
+
+async def test_where_the_trigger_sends_the_notify_the_application_sends_none(
+    db: Database, tables: PlatformTables, topic: str
+) -> None:
+    replica_a = Database(db.url)
+    wakeups_a = Wakeups(replica_a, "test")
+    wakeups_a.watch(tables.outbox, "outbox")
+    wakeups_b = Wakeups(db, "test")
+    woken: list[int] = []
+    wakeups_b.on("outbox", lambda: woken.append(1))
+    sent = count_notifies(replica_a)
+    uow_a = UnitOfWorkFactory(replica_a, tables.outbox, "test", topic)
+
+    async def publish(n: int) -> None:
+        async with uow_a() as tx:
+            tx.publish(
+                OutgoingEvent(payload=Pinged(n=n), subject=f"p{n}", releasability=Releasability(owner="DEU"))
+            )
+
+    tasks = [asyncio.create_task(wakeups_b.run())]
+    try:
+        await asyncio.wait_for(wakeups_b.connected.wait(), 10)
+        # No trigger yet: the session sends the NOTIFY before the commit.
+        woken.clear()
+        await publish(1)
+        await wait_for(lambda: woken, timeout=10, what="B hears A's commit")
+        assert len(sent) == 1
+        # The migration's trigger on the table: once A's listener has found it, A sends none, and the
+        # database's NOTIFY wakes B all the same.
+        async with db.engine.begin() as conn:
+            for statement in wakeup_trigger_statements_v1({tables.outbox.name: wakeups_a.channel("outbox")}):
+                await conn.exec_driver_sql(statement)
+        tasks.append(asyncio.create_task(wakeups_a.run()))
+        await asyncio.wait_for(wakeups_a.connected.wait(), 10)
+        sent.clear()
+        woken.clear()
+        await publish(2)
+        await publish(3)
+        await wait_for(lambda: len(woken) >= 2, timeout=10, what="B hears both commits")
+        assert sent == []
+        # A trigger with another channel is not this table's wake-up: A sends the NOTIFY itself again
+        # when its listener looks again (as it does at every reconnect).
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql(f"DROP TRIGGER icep_wakeup ON {tables.outbox.name}")
+            await conn.exec_driver_sql(
+                f"CREATE TRIGGER icep_wakeup AFTER INSERT ON {tables.outbox.name}"
+                " FOR EACH STATEMENT EXECUTE FUNCTION icep_wakeup('icep_other_outbox')"
+            )
+        await wakeups_a._note_triggers(wakeups_a._conn)
+        woken.clear()
+        await publish(4)
+        await wait_for(lambda: woken, timeout=10, what="B hears the commit")
+        assert len(sent) == 1
     finally:
         for task in tasks:
             task.cancel()

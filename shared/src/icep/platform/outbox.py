@@ -494,7 +494,7 @@ class OutboxRelay:
         try:
             return (await conn.execute(query.order_by(o.c.position).limit(self.batch_size))).all()
         finally:
-            await conn.rollback()  # a read: end its transaction before the sends
+            await conn.rollback()  # a read: end its transaction before the sends (SQLite; none on PostgreSQL)
 
     def _one_of(self, ids: Sequence[str]) -> sa.ColumnElement[bool]:
         """`id IN (...)` with the ids as ONE parameter (an array on PostgreSQL, a JSON array on SQLite),
@@ -521,7 +521,7 @@ class OutboxRelay:
         `run` rebalances, between calls.)"""
         loop = asyncio.get_running_loop()
         until = loop.time() + more_for
-        async with self.db.engine.connect() as conn:
+        async with self.db.reading() as conn:
             rows = await self._read(conn)
             while True:
                 await self._settle_late_acks({row.id for row in rows})
@@ -576,7 +576,11 @@ class OutboxRelay:
             self.mark_unblocked()
 
     async def _mark(self, conn: AsyncConnection, sent: list[str], failed: dict[str, str]) -> None:
-        """Mark the round's rows in one transaction: the sent ones in one statement, each failure apart."""
+        """Mark the round's rows: the sent ones in one statement, each failure apart. On SQLite in one
+        transaction; on PostgreSQL the connection is outside any transaction block (`Database.reading`),
+        so each statement commits by itself, the sent rows' one without a BEGIN and a COMMIT round trip
+        (a failure's count and error stand on their own: nothing is lost when one is written and the next
+        is not)."""
         if not sent and not failed:
             return
         o = self.outbox

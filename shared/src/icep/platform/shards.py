@@ -71,7 +71,7 @@ def shard_condition(
 
 async def holders(db: Database, name: str) -> dict[int, int]:
     """Shard -> the database backend pid holding it, from `pg_locks` (PostgreSQL)."""
-    async with db.connect() as conn:
+    async with db.reading() as conn:
         rows = await conn.execute(
             text(
                 "SELECT objid::int, pid FROM pg_locks WHERE locktype = 'advisory' AND granted"

@@ -8,6 +8,7 @@ claimed where its effects are written (idempotency keys).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -282,3 +283,51 @@ def drop_audit_table_v1() -> None:
     op.drop_table(AUDIT_TABLE)  # its triggers go with it
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")
+
+
+#: PostgreSQL: a commit that inserted into a watched table wakes every replica (`icep.platform.wakeups`).
+#: The trigger sends the NOTIFY inside the INSERT itself, so the application sends no statement for it;
+#: identical notifications of one transaction are folded into one and delivered at its commit.
+_WAKEUP_FUNCTION = """
+CREATE OR REPLACE FUNCTION icep_wakeup() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(TG_ARGV[0], '');
+    RETURN NULL;
+END
+$$
+"""
+
+
+def wakeup_trigger_statements_v1(channels: dict[str, str]) -> list[str]:
+    """PostgreSQL: after every INSERT statement on each table of `channels` (table name -> channel),
+    NOTIFY the channel. The trigger is named `icep_wakeup` and its one argument is the channel: `Wakeups`
+    looks for exactly that and then stops sending the NOTIFY itself."""
+    statements = [_WAKEUP_FUNCTION]
+    for table, channel in channels.items():
+        if not re.fullmatch(r"[a-z0-9_]{1,63}", channel) or not re.fullmatch(r"[a-z0-9_]{1,63}", table):
+            raise ValueError(f"not a table and channel name: {table!r}, {channel!r}")
+        statements.append(
+            f"CREATE TRIGGER icep_wakeup AFTER INSERT ON {table}"
+            f" FOR EACH STATEMENT EXECUTE FUNCTION icep_wakeup('{channel}')"
+        )
+    return statements
+
+
+def create_wakeup_triggers_v1(channels: dict[str, str]) -> None:
+    """Alembic (PostgreSQL only): the wake-up triggers of `wakeup_trigger_statements_v1`."""
+    from alembic import op
+
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for statement in wakeup_trigger_statements_v1(channels):
+        op.execute(statement)
+
+
+def drop_wakeup_triggers_v1(tables: list[str]) -> None:
+    from alembic import op
+
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    for table in tables:
+        op.execute(f"DROP TRIGGER IF EXISTS icep_wakeup ON {table}")
+    op.execute("DROP FUNCTION IF EXISTS icep_wakeup()")

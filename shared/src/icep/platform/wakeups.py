@@ -16,6 +16,12 @@ next poll. So on PostgreSQL:
   notification sent while nobody listened is lost). While it listens, the process's own commits wake its
   loops through it too, so the in-process after-commit hooks stand aside (`unless_listening`).
 
+Where a service's migrations installed the `icep_wakeup` trigger on a watched table (an AFTER INSERT
+statement trigger whose argument is the table's channel), the database sends the NOTIFY inside the INSERT
+and the session events send none for that table: one round trip fewer per write transaction. The listener
+looks the triggers up each time it connects; until then, and for tables without one, the session events
+send it (a doubled notification of one transaction is folded into one).
+
 SQLite is one process's file: the in-process after-commit hooks are all there is, and nothing here runs.
 Channel names are per service (`icep_<service>_<topic>`), so services sharing a cluster do not wake each
 other.
@@ -48,6 +54,14 @@ _PENDING = "icep.wakeups.pending"
 _WATCHED: dict[Engine, dict[str, str]] = {}
 #: Engine -> (ORM class -> channel).
 _WATCHED_CLASSES: dict[Engine, dict[type, str]] = {}
+#: Engine -> (table name -> channel) whose NOTIFY the database's own trigger sends.
+_BY_TRIGGER: dict[Engine, dict[str, str]] = {}
+
+#: The wake-up triggers of the current schema's tables, with their channel (the trigger's one argument).
+_TRIGGERS_QUERY = """
+SELECT c.relname, t.tgargs FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+WHERE t.tgname = 'icep_wakeup' AND t.tgnargs = 1 AND t.tgenabled <> 'D' AND pg_table_is_visible(c.oid)
+"""
 
 
 def channel_name(service: str, topic: str) -> str:
@@ -137,6 +151,9 @@ class Wakeups:
         self.received = 0
         self._conn: Any = None
         self._listening: set[str] = set()
+        #: Watched table name -> channel, and ORM class -> its watched table's name.
+        self._watched: dict[str, str] = {}
+        self._classes: dict[type, str] = {}
 
     def channel(self, topic: str) -> str:
         return channel_name(self.service, topic)
@@ -147,9 +164,37 @@ class Wakeups:
             return
         _install_listeners()
         engine = self.db.engine.sync_engine
-        _WATCHED.setdefault(engine, {})[table.name] = self.channel(topic)
+        channel = self.channel(topic)
+        self._watched[table.name] = channel
         if orm_class is not None:
-            _WATCHED_CLASSES.setdefault(engine, {})[orm_class] = self.channel(topic)
+            self._classes[orm_class] = table.name
+        if _BY_TRIGGER.get(engine, {}).get(table.name) == channel:
+            return  # the database sends it
+        _WATCHED.setdefault(engine, {})[table.name] = channel
+        if orm_class is not None:
+            _WATCHED_CLASSES.setdefault(engine, {})[orm_class] = channel
+
+    async def _note_triggers(self, conn: Any) -> None:
+        """Stop sending the NOTIFY of each watched table whose trigger sends it (and send it again for one
+        whose trigger is gone)."""
+        engine = self.db.engine.sync_engine
+        found = {
+            name: bytes(args).split(b"\0", 1)[0].decode() for name, args in await conn.fetch(_TRIGGERS_QUERY)
+        }
+        covered = {t: c for t, c in self._watched.items() if found.get(t) == c}
+        _BY_TRIGGER[engine] = covered
+        tables = _WATCHED.setdefault(engine, {})
+        classes = _WATCHED_CLASSES.setdefault(engine, {})
+        for table, channel in self._watched.items():
+            if table in covered:
+                tables.pop(table, None)
+            else:
+                tables[table] = channel
+        for orm_class, table in self._classes.items():
+            if table in covered:
+                classes.pop(orm_class, None)
+            else:
+                classes[orm_class] = self._watched[table]
 
     def on(self, topic: str, callback: Callable[[], None]) -> None:
         """Run `callback` in this process whenever a commit of any replica announced `topic`."""
@@ -203,6 +248,7 @@ class Wakeups:
                     if channel not in self._listening:
                         self._listening.add(channel)
                         await conn.add_listener(channel, self._notified)
+                await self._note_triggers(conn)
                 self.connected.set()
                 delay = 0.2
                 self._wake_all()  # what was committed while nobody listened

@@ -302,7 +302,7 @@ class WebhookDispatcher:
         )
         if excluded:
             query = query.where(delivery.id.not_in(excluded))
-        async with self.db.sessions() as session:
+        async with self.db.read_sessions() as session:  # one statement: no transaction block of its own
             return [(d, s) for d, s in (await session.execute(query)).tuples().all()]
 
     async def _start_due(self) -> list[asyncio.Task[None]]:

@@ -792,7 +792,7 @@ async def set_capability_target(
 async def get_plan(db: Database, actor: Actor, plan_id: str) -> NationalPlan:
     # A Core read on a connection: the same columns and types as `PlanRow`, without a session, its identity
     # map or the ORM object (a read changes nothing, so it needs none of them).
-    async with db.connect() as conn:
+    async with db.reading() as conn:
         row = (await conn.execute(select(_PLANS).where(_PLANS.c.id == plan_id))).one_or_none()
     if row is None:
         raise NotFound(f"no plan {plan_id}")

@@ -1,0 +1,31 @@
+"""wake-up triggers (PostgreSQL): an INSERT into outbox, deliveries, event_log sends the NOTIFY that wakes
+every replica's loops, instead of a statement of the application's before each commit. Frozen: the channel
+names are written out here.
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-07
+"""
+
+from collections.abc import Sequence
+
+from icep.platform.tables import create_wakeup_triggers_v1, drop_wakeup_triggers_v1
+
+revision: str = "0011"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+CHANNELS = {
+    "outbox": "icep_notifications_outbox",
+    "deliveries": "icep_notifications_deliveries",
+    "event_log": "icep_notifications_feed",
+}
+
+
+def upgrade() -> None:
+    create_wakeup_triggers_v1(CHANNELS)
+
+
+def downgrade() -> None:
+    drop_wakeup_triggers_v1(list(CHANNELS))
