@@ -107,7 +107,7 @@ async def test_where_the_trigger_sends_the_notify_the_application_sends_none(
     db: Database, tables: PlatformTables, topic: str
 ) -> None:
     replica_a = Database(db.url)
-    wakeups_a = Wakeups(replica_a, "test")
+    wakeups_a = Wakeups(replica_a, "test", keepalive_seconds=0.1)  # looks for triggers with each keepalive
     wakeups_a.watch(tables.outbox, "outbox")
     wakeups_b = Wakeups(db, "test")
     woken: list[int] = []
@@ -135,7 +135,7 @@ async def test_where_the_trigger_sends_the_notify_the_application_sends_none(
             for statement in wakeup_trigger_statements_v1({tables.outbox.name: wakeups_a.channel("outbox")}):
                 await conn.exec_driver_sql(statement)
         tasks.append(asyncio.create_task(wakeups_a.run()))
-        await asyncio.wait_for(wakeups_a.connected.wait(), 10)
+        await wait_for(lambda: wakeups_a.covered == {tables.outbox.name}, what="A finds the trigger")
         sent.clear()
         woken.clear()
         await publish(2)
@@ -143,14 +143,14 @@ async def test_where_the_trigger_sends_the_notify_the_application_sends_none(
         await wait_for(lambda: len(woken) >= 2, timeout=10, what="B hears both commits")
         assert sent == []
         # A trigger with another channel is not this table's wake-up: A sends the NOTIFY itself again
-        # when its listener looks again (as it does at every reconnect).
+        # once its listener has looked again.
         async with db.engine.begin() as conn:
             await conn.exec_driver_sql(f"DROP TRIGGER icep_wakeup ON {tables.outbox.name}")
             await conn.exec_driver_sql(
                 f"CREATE TRIGGER icep_wakeup AFTER INSERT ON {tables.outbox.name}"
                 " FOR EACH STATEMENT EXECUTE FUNCTION icep_wakeup('icep_other_outbox')"
             )
-        await wakeups_a._note_triggers(wakeups_a._conn)
+        await wait_for(lambda: not wakeups_a.covered, what="A sees the trigger is not its own")
         woken.clear()
         await publish(4)
         await wait_for(lambda: woken, timeout=10, what="B hears the commit")

@@ -161,10 +161,12 @@ class Database:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """A connection outside any transaction block, for reads of one statement (and writes that are one
-        statement each): on PostgreSQL each statement commits by itself, so a read costs one round trip
-        instead of three (BEGIN, the query, ROLLBACK). Two statements on it may see two snapshots; read
-        together what must agree. On SQLite the driver begins no transaction for a read anyway."""
+        """A connection outside any transaction block, for reads of one statement: on PostgreSQL each
+        statement is a transaction of its own, so a read costs one round trip instead of three (BEGIN, the
+        query, ROLLBACK). Two statements on it may see two snapshots; read together what must agree. On
+        SQLite it is an ordinary connection (its driver begins no transaction for a read anyway). A write
+        on it must still end with `commit()`: on SQLite that commits it, on PostgreSQL it is already
+        committed, and a connection the pool reconnected meanwhile is an ordinary one again."""
         async with self.read_engine.connect() as conn:
             yield conn
 

@@ -494,7 +494,9 @@ class OutboxRelay:
         try:
             return (await conn.execute(query.order_by(o.c.position).limit(self.batch_size))).all()
         finally:
-            await conn.rollback()  # a read: end its transaction before the sends (SQLite; none on PostgreSQL)
+            # A read: end its transaction before the sends (SQLite, or a connection SQLAlchemy reconnected,
+            # which is transactional again; nothing to end on PostgreSQL's `reading` connection).
+            await conn.rollback()
 
     def _one_of(self, ids: Sequence[str]) -> sa.ColumnElement[bool]:
         """`id IN (...)` with the ids as ONE parameter (an array on PostgreSQL, a JSON array on SQLite),

@@ -19,8 +19,9 @@ next poll. So on PostgreSQL:
 Where a service's migrations installed the `icep_wakeup` trigger on a watched table (an AFTER INSERT
 statement trigger whose argument is the table's channel), the database sends the NOTIFY inside the INSERT
 and the session events send none for that table: one round trip fewer per write transaction. The listener
-looks the triggers up each time it connects; until then, and for tables without one, the session events
-send it (a doubled notification of one transaction is folded into one).
+looks the triggers up when it connects and again with every keepalive (a trigger dropped or disabled
+while the process runs costs at most one keepalive interval of wake-ups); until then, and for tables
+without one, the session events send it (a doubled notification of one transaction is folded into one).
 
 SQLite is one process's file: the in-process after-commit hooks are all there is, and nothing here runs.
 Channel names are per service (`icep_<service>_<topic>`), so services sharing a cluster do not wake each
@@ -54,13 +55,17 @@ _PENDING = "icep.wakeups.pending"
 _WATCHED: dict[Engine, dict[str, str]] = {}
 #: Engine -> (ORM class -> channel).
 _WATCHED_CLASSES: dict[Engine, dict[type, str]] = {}
-#: Engine -> (table name -> channel) whose NOTIFY the database's own trigger sends.
+#: Engine -> (table name -> channel) of the wake-up triggers found in its database: the database sends
+#: the NOTIFY of a watched table whose channel is the trigger's.
 _BY_TRIGGER: dict[Engine, dict[str, str]] = {}
 
-#: The wake-up triggers of the current schema's tables, with their channel (the trigger's one argument).
+#: The wake-up triggers that fire in ordinary sessions ('O' origin, 'A' always; not disabled, not replica
+#: only) on the current schema's tables, with their channel (the trigger function's one argument).
 _TRIGGERS_QUERY = """
-SELECT c.relname, t.tgargs FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-WHERE t.tgname = 'icep_wakeup' AND t.tgnargs = 1 AND t.tgenabled <> 'D' AND pg_table_is_visible(c.oid)
+SELECT c.relname, t.tgargs
+FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_proc p ON p.oid = t.tgfoid
+WHERE t.tgname = 'icep_wakeup' AND p.proname = 'icep_wakeup' AND t.tgnargs = 1 AND t.tgenabled IN ('O', 'A')
+  AND pg_table_is_visible(c.oid)
 """
 
 
@@ -154,6 +159,8 @@ class Wakeups:
         #: Watched table name -> channel, and ORM class -> its watched table's name.
         self._watched: dict[str, str] = {}
         self._classes: dict[type, str] = {}
+        #: Watched tables whose NOTIFY the database's trigger sends (as of the last look).
+        self.covered: set[str] = set()
 
     def channel(self, topic: str) -> str:
         return channel_name(self.service, topic)
@@ -169,6 +176,7 @@ class Wakeups:
         if orm_class is not None:
             self._classes[orm_class] = table.name
         if _BY_TRIGGER.get(engine, {}).get(table.name) == channel:
+            self.covered.add(table.name)
             return  # the database sends it
         _WATCHED.setdefault(engine, {})[table.name] = channel
         if orm_class is not None:
@@ -181,8 +189,9 @@ class Wakeups:
         found = {
             name: bytes(args).split(b"\0", 1)[0].decode() for name, args in await conn.fetch(_TRIGGERS_QUERY)
         }
-        covered = {t: c for t, c in self._watched.items() if found.get(t) == c}
-        _BY_TRIGGER[engine] = covered
+        _BY_TRIGGER[engine] = found
+        covered = {t for t, c in self._watched.items() if found.get(t) == c}
+        self.covered = covered
         tables = _WATCHED.setdefault(engine, {})
         classes = _WATCHED_CLASSES.setdefault(engine, {})
         for table, channel in self._watched.items():
@@ -255,8 +264,9 @@ class Wakeups:
                 while not lost.is_set():
                     await wait_event(lost, self.keepalive_seconds)
                     if not lost.is_set():
-                        # A dead peer without a FIN shows only when something is sent.
-                        await within(5.0, conn.fetchval("SELECT 1"))
+                        # A dead peer without a FIN shows only when something is sent; what is sent
+                        # looks the triggers up again.
+                        await within(5.0, self._note_triggers(conn))
                 raise ConnectionError("the LISTEN connection was closed")
             except asyncio.CancelledError:
                 raise
