@@ -32,7 +32,7 @@ import httpx
 
 from bench import floors
 from bench.broker import with_broker
-from bench.common import CpuMeter
+from bench.common import CpuMeter, finish_profiles, profiling_wanted, start_profiles
 from bench.results import Result, print_results
 from icep.platform.launcher import Launcher, free_platform_ports, platform_env
 
@@ -45,6 +45,7 @@ PLANS = 20
 #: Far above what the run sends, so the limiter is consulted on every request and never refuses.
 RATE_LIMITS = {"standard": "1000000/minute"}
 CLIENT = "deu-planner"
+PROFILE_SECONDS = float(os.environ.get("ICEP_BENCH_PYSPY_SECONDS", "8"))
 
 
 def _percentile(values: list[float], p: int) -> float:
@@ -203,6 +204,13 @@ async def measure(bootstrap: str, results: list[Result], notes: list[str]) -> No
                 one_plan,
                 {"direct": {"plans": plans_pid}, "gateway": {"gateway": gateway_pid, "plans": plans_pid}},
             )
+            if profiling_wanted():  # after the measured rounds: py-spy's sampling costs CPU of its own
+                profiled = {"gateway": gateway_pid, "plans": plans_pid}
+                spies = start_profiles(profiled, "gateway", PROFILE_SECONDS)
+                profiled_until = time.perf_counter() + PROFILE_SECONDS
+                while time.perf_counter() < profiled_until:
+                    await _burst(gateway, one_plan, CONCURRENCY * 20)
+                notes.extend(finish_profiles(spies, "gateway"))
         direct_rate, gateway_rate = rates["direct"], rates["gateway"]
         await floors.ensure(bootstrap)
         minimal = floors.FLOORS["http_hop_cpu"] * 1000

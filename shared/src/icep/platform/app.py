@@ -393,6 +393,9 @@ def service_app(spec: ServiceSpec) -> FastAPI:
         openapi_url=None,
         docs_url=None,
         redoc_url=None,
+        # Traces come from the OpenTelemetry instrumentation `telemetry` installs and metrics from the
+        # platform's own; FastAPI's built-in telemetry would only wrap every request once more.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_openapi(app)
     install_problem_handlers(app)
