@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import socket
 from collections.abc import Iterator
 
@@ -29,6 +30,10 @@ class _ManagementServer(uvicorn.Server):
 
 def run(app: FastAPI, settings: ServiceSettings) -> None:
     """Serve `app` (made by `service_app`) and its management app until SIGTERM or SIGINT."""
+    # What exists now (modules, the app, its routes: about 160,000 objects) lives as long as the process.
+    # Frozen, the collector's full passes stop scanning it: each took about 0.1 s of CPU under load, a
+    # pause of the event loop every few seconds.
+    gc.freeze()
     api_config = uvicorn.Config(
         app,
         host=settings.host,
