@@ -24,7 +24,6 @@ from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm
 
 from icep.contracts import Releasability
-from icep.contracts.notifications import SubscriptionCreated
 from icep.notifications import feed, feed_api, service
 from icep.notifications.domain import SubscriptionFilters
 from icep.notifications.models import EventLogRow
@@ -32,7 +31,7 @@ from icep.notifications.settings import NotificationsSettings
 from icep.platform.app import Runtime, ServiceSpec
 from icep.platform.auth import TokenVerifier
 from icep.platform.errors import Forbidden, Unprocessable
-from icep.platform.events import OutgoingEvent, ReceivedEvent, utcnow
+from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.kafka_local import free_port
 from icep.platform.problems import install_problem_handlers
@@ -103,28 +102,6 @@ async def test_the_consumer_handler_logs_what_it_fans_out(store: Any) -> None:
     async with store.db.transaction() as session:
         await service.fan_out(session, e)
     assert ids(await read_all(store, DEU)) == [e.id]
-
-
-async def test_an_event_the_service_raises_itself_can_be_logged_with_it(store: Any) -> None:
-    raised = OutgoingEvent(
-        payload=SubscriptionCreated(
-            subscription_id="sub-1",
-            owner="deu-subscriber",
-            nation="DEU",
-            event_types=["*"],
-            created_at=utcnow(),
-        ),
-        subject="sub-1",
-        releasability=Releasability(owner="DEU"),
-    )
-    async with store.uow() as tx:
-        tx.publish(raised)
-        position = await feed.append_published(tx.session, raised, "/icep/notifications")
-    [item] = (await read_all(store, DEU)).items
-    assert item.position == position and item.event_type == "icep.notifications.subscription.created.v1"
-    assert item.event["id"] == raised.id and item.event["releasableto"] == "DEU"
-    assert item.event["data"]["subscription_id"] == "sub-1"
-    assert (await read_all(store, FRA)).items == []
 
 
 MARKINGS = [

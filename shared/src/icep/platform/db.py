@@ -40,11 +40,6 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def sync_url(url: str) -> str:
-    """The same database for tools that want a URL string (Alembic keeps the async driver)."""
-    return normalize_url(url)
-
-
 def is_postgres(url: str) -> bool:
     return make_url(normalize_url(url)).get_backend_name() == "postgresql"
 

@@ -47,7 +47,7 @@ from icep.platform.aio import wait_event
 from icep.platform.app import Runtime
 from icep.platform.db import Database, advisory_key
 from icep.platform.errors import DomainError, Forbidden, Unprocessable
-from icep.platform.events import OutgoingEvent, ReceivedEvent, utcnow
+from icep.platform.events import ReceivedEvent, utcnow
 
 log = logging.getLogger("icep.notifications.feed")
 
@@ -174,24 +174,6 @@ async def append_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None
     queues them with `write_before_commit`); a row logged already is left as it is."""
     await _hold_log_lock(session)
     await session.execute(_APPEND_MANY["postgresql" if _dialect(session) == "postgresql" else "sqlite"], rows)
-
-
-async def append_published(session: AsyncSession, event: OutgoingEvent, source: str) -> int | None:
-    """Log an event this service raises itself (it does not consume its own topic), in the transaction
-    that publishes it, so subscribers find it on the feed and the stream like any other."""
-    return await append(
-        session,
-        ReceivedEvent(
-            id=event.id,
-            type=event.type,
-            source=source,
-            subject=event.subject,
-            time=event.time,
-            nation=event.releasability.owner,
-            releasable_to=event.releasability.marking(),
-            data=json.loads(event.data_json()),
-        ),
-    )
 
 
 # --- reading -----------------------------------------------------------------------------------------
