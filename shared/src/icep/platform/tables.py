@@ -4,6 +4,12 @@ idempotency keys, the audit log and the dead letters.
 They live in the service's database so that domain rows and events commit in one transaction (outbox),
 a handler's effects and its "seen" mark commit together (inbox), and a POST's `Idempotency-Key` is
 claimed where its effects are written (idempotency keys).
+
+Versions are frozen: `*_v1` (and `outbox_parking_columns`, `inbox_origin_columns`, ... after it) are what
+the services' migrations created, and the live tables are their sum. A change to a platform table is a new
+function and a new migration in every service, never an edit of a version's function: an edit would
+change what an old migration creates on a new database and leave every existing one without it
+(`shared/tests/test_tables.py` pins the frozen columns).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ class PlatformTables:
     dead_letters: sa.Table
 
 
-def outbox_columns() -> list[sa.Column[Any]]:
+def outbox_columns_v1() -> list[sa.Column[Any]]:
     return [
         # `position` gives the publication order; SQLite needs INTEGER PRIMARY KEY to autoincrement.
         sa.Column("position", BigId, primary_key=True, autoincrement=True),
@@ -59,7 +65,7 @@ def outbox_parking_columns() -> list[sa.Column[Any]]:
     ]
 
 
-def inbox_columns() -> list[sa.Column[Any]]:
+def inbox_columns_v1() -> list[sa.Column[Any]]:
     return [
         sa.Column("consumer", sa.String(200), primary_key=True),
         sa.Column("event_id", sa.String(36), primary_key=True),
@@ -117,7 +123,7 @@ def dead_letter_columns() -> list[sa.Column[Any]]:
     ]
 
 
-def idempotency_columns() -> list[sa.Column[Any]]:
+def idempotency_columns_v1() -> list[sa.Column[Any]]:
     return [
         # Keys are the caller's: two clients may use the same key without meeting. A client id longer than
         # the column is kept as `sha256:<hex>` of it.
@@ -143,7 +149,7 @@ IDEMPOTENCY_TABLE = "idempotency_keys"
 AUDIT_TABLE = "audit_log"
 
 
-def audit_columns() -> list[sa.Column[Any]]:
+def audit_columns_v1() -> list[sa.Column[Any]]:
     """Who touched which record, how, when and with what outcome (`icep.platform.audit`). Append-only."""
     return [
         #: UUIDv7: the newest-first order and the cursor, across services too.
@@ -179,13 +185,13 @@ AUDIT_INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def platform_tables(metadata: sa.MetaData) -> PlatformTables:
-    outbox = sa.Table("outbox", metadata, *outbox_columns(), *outbox_parking_columns())
+    outbox = sa.Table("outbox", metadata, *outbox_columns_v1(), *outbox_parking_columns())
     sa.Index("ix_outbox_unsent", outbox.c.sent_at, outbox.c.position)
-    inbox = sa.Table("inbox", metadata, *inbox_columns(), *inbox_origin_columns())
+    inbox = sa.Table("inbox", metadata, *inbox_columns_v1(), *inbox_origin_columns())
     sa.Index("ix_inbox_processed_at", inbox.c.processed_at)  # the retention purge
-    idempotency = sa.Table(IDEMPOTENCY_TABLE, metadata, *idempotency_columns())
+    idempotency = sa.Table(IDEMPOTENCY_TABLE, metadata, *idempotency_columns_v1())
     sa.Index("ix_idempotency_keys_expires_at", idempotency.c.expires_at)
-    audit = sa.Table(AUDIT_TABLE, metadata, *audit_columns())
+    audit = sa.Table(AUDIT_TABLE, metadata, *audit_columns_v1())
     for name, columns in AUDIT_INDEXES:
         sa.Index(name, *(audit.c[c] for c in columns))
     sa.Index(
@@ -212,9 +218,9 @@ def create_platform_tables_v1() -> None:
     """Alembic: create the outbox and inbox as of platform schema v1 (frozen: later changes add v2)."""
     from alembic import op
 
-    op.create_table("outbox", *outbox_columns())
+    op.create_table("outbox", *outbox_columns_v1())
     op.create_index("ix_outbox_unsent", "outbox", ["sent_at", "position"])
-    op.create_table("inbox", *inbox_columns())
+    op.create_table("inbox", *inbox_columns_v1())
 
 
 def drop_platform_tables_v1() -> None:
@@ -229,7 +235,7 @@ def create_idempotency_table_v1() -> None:
     """Alembic: create the idempotency keys as of platform schema v1 (frozen: later changes add v2)."""
     from alembic import op
 
-    op.create_table(IDEMPOTENCY_TABLE, *idempotency_columns())
+    op.create_table(IDEMPOTENCY_TABLE, *idempotency_columns_v1())
     op.create_index("ix_idempotency_keys_expires_at", IDEMPOTENCY_TABLE, ["expires_at"])
 
 
@@ -255,7 +261,7 @@ def create_audit_table_v1() -> None:
     refuse every UPDATE and DELETE of it (and TRUNCATE on PostgreSQL)."""
     from alembic import op
 
-    op.create_table(AUDIT_TABLE, *audit_columns())
+    op.create_table(AUDIT_TABLE, *audit_columns_v1())
     for name, columns in AUDIT_INDEXES:
         op.create_index(name, AUDIT_TABLE, list(columns))
     dialect = op.get_bind().dialect.name
