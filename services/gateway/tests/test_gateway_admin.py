@@ -299,3 +299,21 @@ def test_a_kid_that_begins_with_a_dash_is_retired_after_a_double_dash(tmp_path: 
     result = icep("keys", "retire", "--force", "-f", str(path), "--", dashed.kid)
     assert result.exit_code == 0, result.output
     assert dashed.kid not in {k.kid for k in SigningKeys.load_or_create(path).keys}
+
+
+def test_hash_secret_reads_standard_input() -> None:
+    result = CliRunner().invoke(app, ["clients", "hash-secret"], input="operator-chosen-secret\n")
+    assert result.exit_code == 0, result.output
+    assert verify_secret("operator-chosen-secret", result.stdout.strip())
+
+
+def test_hash_secret_can_generate() -> None:
+    result = icep("clients", "hash-secret", "--generate")
+    assert result.exit_code == 0, result.output
+    lines = dict(line.split(":", 1) for line in result.stdout.strip().splitlines())
+    assert verify_secret(lines["secret"].strip(), lines["secret_hash"].strip())
+
+
+def test_an_empty_secret_is_refused() -> None:
+    result = CliRunner().invoke(app, ["clients", "hash-secret"], input="\n")
+    assert result.exit_code == 2

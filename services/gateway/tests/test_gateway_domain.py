@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import io
 import os
-import sys
 import tomllib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -75,21 +73,6 @@ def test_a_malformed_hash_matches_nothing(encoded: str) -> None:
 def test_the_default_cost_is_real() -> None:
     n, r, p = (int(x) for x in hash_secret("x").split("$")[1:4])
     assert (n, r, p) == (2**14, 8, 1)
-
-
-def test_hash_secret_command_reads_stdin(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setattr(sys, "stdin", io.StringIO("operator-chosen-secret\n"))
-    assert domain.main(["hash-secret"]) == 0
-    printed = capsys.readouterr().out.strip()
-    assert verify_secret("operator-chosen-secret", printed)
-
-
-def test_hash_secret_command_can_generate(capsys: pytest.CaptureFixture[str]) -> None:
-    assert domain.main(["hash-secret", "--generate"]) == 0
-    lines = dict(line.split(":", 1) for line in capsys.readouterr().out.strip().splitlines())
-    assert verify_secret(lines["secret"].strip(), lines["secret_hash"].strip())
 
 
 # --- clients ------------------------------------------------------------------------------------------

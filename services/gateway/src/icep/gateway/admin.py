@@ -152,6 +152,30 @@ def _when(moment: datetime | None) -> str:
 # --- icep clients ---------------------------------------------------------------------------------------
 
 
+@clients_app.command("hash-secret")
+def hash_secret_command(
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Generate a random secret and print it with its hash")
+    ] = False,
+) -> None:
+    """Hash a client secret for a clients file edited by hand: read from the terminal (not echoed) or
+    from standard input, or generated."""
+    import getpass
+    import sys
+
+    from icep.gateway.domain import hash_secret
+
+    if generate:
+        secret, hashed = _new_secret()
+        typer.echo(f"secret:      {secret}")
+        typer.echo(f"secret_hash: {hashed}")
+        return
+    secret = getpass.getpass("client secret: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not secret:
+        _refuse("an empty secret cannot be hashed")
+    typer.echo(hash_secret(secret))
+
+
 @clients_app.command("list")
 def list_clients(file: ClientsFileOption = None) -> None:
     """The registered clients (never their secrets)."""

@@ -1,22 +1,19 @@
 """The gateway's rules in plain Python: who the clients are, how their secrets are checked, where a path goes.
 
-Operators manage the clients file with `icep clients ...` (see `icep.gateway.admin`); `python -m
-icep.gateway.domain hash-secret` only hashes a secret, for those who edit the file by hand.
+Operators manage the clients file with `icep clients ...` (see `icep.gateway.admin`; `icep clients
+hash-secret` hashes a secret for those who edit the file by hand).
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import functools
-import getpass
 import hashlib
 import hmac
 import logging
 import os
 import re
 import secrets
-import sys
 import time
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -599,34 +596,3 @@ def end_to_end_raw(
 
 
 _HOP_BY_HOP_RAW: frozenset[bytes] = frozenset(name.encode("latin-1") for name in HOP_BY_HOP)
-
-
-# --- command line -------------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m icep.gateway.domain", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    hashing = commands.add_parser("hash-secret", help="hash a client secret for the clients file")
-    hashing.add_argument(
-        "--generate", action="store_true", help="generate a random secret and print it with its hash"
-    )
-    args = parser.parse_args(argv)
-    if args.command == "hash-secret":
-        if args.generate:
-            secret = secrets.token_urlsafe(32)
-            print(f"secret:      {secret}")
-            print(f"secret_hash: {hash_secret(secret)}")
-            return 0
-        secret = (
-            getpass.getpass("client secret: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
-        )
-        if not secret:
-            print("an empty secret cannot be hashed", file=sys.stderr)
-            return 2
-        print(hash_secret(secret))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
