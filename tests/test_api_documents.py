@@ -26,7 +26,7 @@ from referencing.jsonschema import DRAFT202012
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
 from icep.gateway import audit as gateway_audit
-from icep.gateway.domain import route
+from icep.gateway.routing import route
 from icep.platform import apidocs
 from icep.platform.openapi import SCOPES
 from icep.platform.problems import PROBLEM_MEDIA_TYPE

@@ -27,8 +27,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from prometheus_client.parser import text_string_to_metric_families
 
-from icep.gateway.domain import load_clients
-from icep.gateway.service import SigningKey, SigningKeys, TokenIssuer
+from icep.gateway.clients import load_clients
+from icep.gateway.keys import SigningKey, SigningKeys
+from icep.gateway.tokens import TokenIssuer
 from icep.platform.testing import wait_for
 
 PROBLEM = "application/problem+json"

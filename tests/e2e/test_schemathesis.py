@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from icep.gateway.domain import hash_secret
+from icep.gateway.clients import hash_secret
 from tests.conftest import StartPlatform
 
 FUZZER_ID = "deu-fuzzer"

@@ -15,7 +15,7 @@ import pytest
 import uvicorn
 
 from icep.gateway.app import create_app
-from icep.gateway.domain import hash_secret
+from icep.gateway.clients import hash_secret
 from icep.gateway.settings import GatewaySettings
 
 #: Cheap scrypt for test clients: the cost parameters are read from the hash, so tests stay fast.

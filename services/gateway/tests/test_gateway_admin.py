@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from icep.gateway.domain import load_clients, verify_secret
-from icep.gateway.service import SigningKey, SigningKeys
+from icep.gateway.clients import load_clients, verify_secret
+from icep.gateway.keys import SigningKey, SigningKeys
 from icep.platform.cli import app
 
 REPO = Path(__file__).resolve().parents[3]

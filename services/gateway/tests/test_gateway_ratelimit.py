@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from icep.gateway.app import create_app
-from icep.gateway.domain import hash_secret
+from icep.gateway.clients import hash_secret
 from icep.gateway.ratelimit import (
     LimitState,
     MemoryWindows,

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from icep.gateway.app import create_app
-from icep.gateway.service import Proxy, StreamCapReached, StreamSlots
+from icep.gateway.proxy import Proxy, StreamCapReached, StreamSlots
 from icep.platform.testing import wait_for
 
 PER_CLIENT = 2

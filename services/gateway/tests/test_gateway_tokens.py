@@ -13,7 +13,7 @@ import httpx
 import jwt
 import pytest
 
-from icep.gateway.service import SigningKeys
+from icep.gateway.keys import SigningKeys
 from icep.platform.auth import TokenVerifier
 from icep.platform.errors import Unauthorized
 

@@ -20,8 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from icep.gateway.domain import ClientRegistry
-    from icep.gateway.service import SigningKeys
+    from icep.gateway.clients import ClientRegistry
+    from icep.gateway.keys import SigningKeys
     from icep.gateway.settings import GatewaySettings
 
 clients_app = typer.Typer(
@@ -88,7 +88,7 @@ def _read_clients(path: Path, *, missing_ok: bool = False) -> tuple[ClientRegist
     """The registry in `path` and the bytes it was read from (so a write can tell a concurrent edit)."""
     import tomllib
 
-    from icep.gateway.domain import ClientRegistry, InvalidClientsFile, parse_clients
+    from icep.gateway.clients import ClientRegistry, InvalidClientsFile, parse_clients
 
     try:
         raw = path.read_bytes()
@@ -111,7 +111,7 @@ def _read_clients(path: Path, *, missing_ok: bool = False) -> tuple[ClientRegist
 
 
 def _write_clients(path: Path, registry: ClientRegistry, read: bytes | None) -> None:
-    from icep.gateway.domain import InvalidClientsFile, write_clients_file
+    from icep.gateway.clients import InvalidClientsFile, write_clients_file
 
     now = datetime.now(UTC)
     for client in list(registry.clients.values()):  # tidy: grace periods that are over
@@ -127,7 +127,7 @@ def _write_clients(path: Path, registry: ClientRegistry, read: bytes | None) -> 
 def _new_secret() -> tuple[str, str]:
     import secrets
 
-    from icep.gateway.domain import hash_secret
+    from icep.gateway.clients import hash_secret
 
     secret = secrets.token_urlsafe(SECRET_BYTES)
     return secret, hash_secret(secret)
@@ -163,7 +163,7 @@ def hash_secret_command(
     import getpass
     import sys
 
-    from icep.gateway.domain import hash_secret
+    from icep.gateway.clients import hash_secret
 
     if generate:
         secret, hashed = _new_secret()
@@ -220,7 +220,7 @@ def register(
     file: ClientsFileOption = None,
 ) -> None:
     """Register a client with a generated secret, shown once; the file keeps only its scrypt hash."""
-    from icep.gateway.domain import Client, InvalidClient
+    from icep.gateway.clients import Client, InvalidClient
 
     path = _clients_path(file)
     registry, read = _read_clients(path, missing_ok=True)
@@ -251,7 +251,7 @@ def register(
 def _set_disabled(client_id: str, file: Path | None, disabled: bool) -> None:
     from dataclasses import replace
 
-    from icep.gateway.domain import InvalidClient
+    from icep.gateway.clients import InvalidClient
 
     path = _clients_path(file)
     registry, read = _read_clients(path)
@@ -303,7 +303,7 @@ def rotate_secret(
     file: ClientsFileOption = None,
 ) -> None:
     """Give a client a new generated secret, shown once; the old one stops working (after the grace)."""
-    from icep.gateway.domain import InvalidClient
+    from icep.gateway.clients import InvalidClient
 
     path = _clients_path(file)
     registry, read = _read_clients(path)
@@ -328,7 +328,7 @@ def rotate_secret(
 
 
 def _load_keys(path: Path) -> SigningKeys:
-    from icep.gateway.service import SigningKeys
+    from icep.gateway.keys import SigningKeys
 
     if not path.exists():
         _refuse(f"there is no signing key file at {path} (the gateway creates one when it first starts)")
@@ -356,7 +356,7 @@ def list_keys(file: KeysFileOption = None) -> None:
 @keys_app.command("rotate")
 def rotate_keys(file: KeysFileOption = None) -> None:
     """Add a new key that signs from now on; the older ones stay published, so their tokens keep verifying."""
-    from icep.gateway.service import SigningKeys
+    from icep.gateway.keys import SigningKeys
 
     path = _keys_path(file)
     if path.exists():

@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from icep.gateway.keys import SigningKeys
 from icep.gateway.models import JsonWebKeySet, OAuthError, TokenResponse
-from icep.gateway.service import OAuthFailure, Proxy, SigningKeys, TokenService
+from icep.gateway.proxy import Proxy
+from icep.gateway.tokens import OAuthFailure, TokenService
 from icep.platform.auth import Principal, PrincipalDep, current_principal
 from icep.platform.errors import NotFound
 

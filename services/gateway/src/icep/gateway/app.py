@@ -11,26 +11,24 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from icep.gateway import api, audit, docs
+from icep.gateway.clients import ClientsFile
 from icep.gateway.docs import OPENAPI_FILE
-from icep.gateway.domain import ClientsFile
-from icep.gateway.edge import ForwardedHeadersMiddleware, PathGuardMiddleware, TrustedProxies, parse_networks
-from icep.gateway.metrics import GatewayRequestMetrics
-from icep.gateway.ratelimit import RateLimitPolicy
-from icep.gateway.service import (
+from icep.gateway.edge import (
     CORS_ALLOW_HEADERS,
     CORS_ALLOW_METHODS,
     CORS_EXPOSE_HEADERS,
-    Proxy,
-    RateLimiter,
-    RateLimits,
+    ForwardedHeadersMiddleware,
+    PathGuardMiddleware,
     SecurityHeadersMiddleware,
-    SigningKeys,
-    StreamSlots,
-    TokenIssuer,
-    TokenRateLimitMiddleware,
-    TokenService,
+    TrustedProxies,
+    parse_networks,
 )
+from icep.gateway.keys import SigningKeys
+from icep.gateway.metrics import GatewayRequestMetrics
+from icep.gateway.proxy import Proxy, StreamSlots
+from icep.gateway.ratelimit import RateLimiter, RateLimitPolicy, RateLimits, TokenRateLimitMiddleware
 from icep.gateway.settings import GatewaySettings
+from icep.gateway.tokens import TokenIssuer, TokenService
 from icep.platform import telemetry
 from icep.platform.app import Hook, ServiceSpec, service_app
 from icep.platform.auth import TokenVerifier

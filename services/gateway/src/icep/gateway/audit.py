@@ -18,7 +18,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from icep.gateway.api import active_principal
-from icep.gateway.service import Proxy, request_id_of, too_many_requests
+from icep.gateway.proxy import Proxy, request_id_of
+from icep.gateway.ratelimit import too_many_requests
 from icep.platform.audit import (
     LIST_AUDIT_DESCRIPTION,
     LIST_AUDIT_SUMMARY,

@@ -1,5 +1,6 @@
 """What the gateway accepts at its edge before anything else: request paths it can forward safely, and
-forwarding headers (`X-Forwarded-For` and friends) only from proxies it is told to trust.
+forwarding headers (`X-Forwarded-For` and friends) only from proxies it is told to trust; and the headers
+it adds to every answer for browsers (security headers, CORS).
 
 Paths. The gateway routes on the raw path it received and sends exactly that path upstream. A path that a
 later hop could read differently is refused with 400 before routing and before the token check: dot
@@ -17,12 +18,13 @@ limits, the stream caps and the logs use that address. What reaches the services
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.gateway.domain import ROUTES
+from icep.gateway.ratelimit import RATE_LIMIT_HEADERS, encoded_headers
+from icep.gateway.routing import ROUTES
 from icep.platform.problems import problem
 
 # --- paths --------------------------------------------------------------------------------------------
@@ -174,3 +176,89 @@ class ForwardedHeadersMiddleware:
                 scope["scheme"] = proto
             scope.setdefault("state", {})[TRUSTED_PEER] = peer
         await self.app(scope, receive, send)
+
+
+# --- browser-facing headers ---------------------------------------------------------------------------
+
+CORS_ALLOW_METHODS: tuple[str, ...] = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+#: Request headers a browser client may send cross-origin (CORS), beyond the always-allowed ones.
+CORS_ALLOW_HEADERS: tuple[str, ...] = (
+    "Authorization",
+    "Content-Type",
+    "If-Match",
+    "Idempotency-Key",
+    "Last-Event-ID",
+    "X-Request-Id",
+)
+#: Response headers a browser client may read cross-origin.
+CORS_EXPOSE_HEADERS: tuple[str, ...] = (
+    "ETag",
+    "Location",
+    "Retry-After",
+    *RATE_LIMIT_HEADERS,
+    "X-Request-Id",
+    "Idempotent-Replayed",
+)
+#: The API documentation pages load scripts and styles, so the API's Content-Security-Policy is not theirs.
+DOCS_PATHS: tuple[str, ...] = ("/docs", "/redoc", "/openapi.json", "/asyncapi.json")
+#: Paths the gateway forwards to the services.
+PROXIED_PREFIX = "/v1"
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
+
+
+class SecurityHeadersMiddleware:
+    """Sets the security headers on every response that does not set them itself.
+
+    `headers` go everywhere. The Content-Security-Policy goes on API responses, not on the docs pages.
+    Strict-Transport-Security goes only on responses to HTTPS requests (RFC 6797: never over plain HTTP).
+    Proxied responses get `Cache-Control: no-store` unless the service chose a caching policy itself.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        headers: Mapping[str, str],
+        content_security_policy: str = "",
+        strict_transport_security: str = "",
+    ) -> None:
+        self.app = app
+        self.headers = list(headers.items())
+        self.content_security_policy = content_security_policy
+        self.strict_transport_security = strict_transport_security
+        # The header sets a response can get, encoded once: by (API path, HTTPS, proxied path).
+        self._sets: dict[tuple[bool, bool, bool], list[tuple[bytes, bytes]]] = {}
+        for api in (False, True):
+            for https in (False, True):
+                for proxied in (False, True):
+                    chosen = list(self.headers)
+                    if content_security_policy and api:
+                        chosen.append(("Content-Security-Policy", content_security_policy))
+                    if strict_transport_security and https:
+                        chosen.append(("Strict-Transport-Security", strict_transport_security))
+                    if proxied:
+                        chosen.append(("Cache-Control", "no-store"))
+                    self._sets[api, https, proxied] = encoded_headers(chosen)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        extra = self._sets[
+            not any(_under(path, docs) for docs in DOCS_PATHS),
+            scope.get("scheme") == "https",
+            _under(path, PROXIED_PREFIX),
+        ]
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                current: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+                present = {k.lower() for k, _ in current}
+                message = {**message, "headers": current + [(k, v) for k, v in extra if k not in present]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -19,7 +19,7 @@ from pathlib import Path
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from icep.gateway.domain import route as upstream_of
+from icep.gateway.routing import route as upstream_of
 
 log = logging.getLogger("icep.gateway.metrics")
 

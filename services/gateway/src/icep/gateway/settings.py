@@ -149,7 +149,7 @@ class GatewaySettings(ServiceSettings):
 
     @property
     def upstreams(self) -> dict[str, str]:
-        """Upstream name (as in `domain.ROUTES`) -> base URL."""
+        """Upstream name (as in `routing.ROUTES`) -> base URL."""
         return {
             "plans": self.plans_url,
             "procurement": self.procurement_url,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icep.gateway import domain
-from icep.gateway.domain import (
+from icep.gateway import clients as clients_module
+from icep.gateway.clients import (
     Client,
     ClientRegistry,
     ClientsFile,
@@ -22,17 +22,15 @@ from icep.gateway.domain import (
     InvalidClient,
     InvalidClientsFile,
     clients_file_header,
-    end_to_end,
     hash_secret,
-    hop_by_hop,
     load_clients,
     parse_clients,
     render_clients,
-    route,
     toml_string,
     verify_secret,
     write_clients_file,
 )
+from icep.gateway.routing import end_to_end, hop_by_hop, route
 from icep.gateway.settings import GatewaySettings
 from icep.platform import auth
 from icep.platform.settings import ServiceSettings
@@ -167,8 +165,8 @@ def test_scopes_narrow_but_never_widen() -> None:
 
 
 def test_the_gateway_and_the_platform_agree_on_roles() -> None:
-    assert domain.KNOWN_ROLES == auth.ROLES
-    assert auth.ALLIES | auth.PARTNERS | {auth.NATO} == domain.KNOWN_NATIONS
+    assert clients_module.KNOWN_ROLES == auth.ROLES
+    assert auth.ALLIES | auth.PARTNERS | {auth.NATO} == clients_module.KNOWN_NATIONS
     assert len(auth.ALLIES) == 32
 
 
