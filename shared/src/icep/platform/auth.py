@@ -37,6 +37,7 @@ import jwt
 from fastapi import Depends, Request
 
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
+from icep.platform.domain import Actor
 from icep.platform.errors import Forbidden, Unauthorized
 from icep.platform.settings import ServiceSettings
 
@@ -496,6 +497,15 @@ async def current_principal(request: Request) -> Principal:
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]
+
+
+async def current_actor(principal: PrincipalDep) -> Actor:
+    """FastAPI dependency: the verified caller as the domain sees it (its id, nation and roles). Async on
+    purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per request."""
+    return Actor(id=principal.client_id, nation=principal.nation, roles=principal.roles)
+
+
+ActorDep = Annotated[Actor, Depends(current_actor)]
 
 
 def require_role(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:

@@ -26,6 +26,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """A time the platform stored, timezone-aware: a naive one (SQLite keeps no offset, and an event's
+    time may come without one) is UTC, as every time the platform writes."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class OutgoingEvent:
     """An event a use case raises; the unit of work writes it to the outbox in the same transaction."""

@@ -55,7 +55,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -66,7 +66,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from icep.platform import faults, outbox
 from icep.platform.db import Database, insert_ignore
 from icep.platform.errors import Conflict, DomainError
-from icep.platform.events import utcnow
+from icep.platform.events import as_utc, utcnow
 from icep.platform.problems import problem
 from icep.platform.secrets import SecretBox
 
@@ -190,11 +190,6 @@ class KeyLost(Conflict):
         )
 
 
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes; every time the platform stores is UTC.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def stored_client_id(client_id: str) -> str:
     """The client id as the `client_id` column keeps it: itself, or `sha256:<hex>` when it is longer than
     the column (an external issuer's ids may be). A digest is as unique as the id, and stable."""
@@ -259,7 +254,7 @@ class IdempotencyStore:
             if row is None:  # purged between the two statements
                 await session.execute(sa.insert(self.table).values(**row_key, **fresh))
                 return Execute(token)
-            if _aware(row.expires_at) <= now:
+            if as_utc(row.expires_at) <= now:
                 # An expired key is a new key, whatever it named before.
                 await session.execute(
                     sa.update(self.table).where(self._where(client_id, key)).values(**fresh)
@@ -270,7 +265,7 @@ class IdempotencyStore:
             if row.state == COMPLETED:
                 headers = [(str(k), str(v)) for k, v in (row.headers or [])]
                 return Replay(StoredAnswer(int(row.status), headers, self._open(row.body)))
-            locked_until = _aware(row.locked_until) if row.locked_until is not None else None
+            locked_until = as_utc(row.locked_until) if row.locked_until is not None else None
             if locked_until is not None and locked_until > now:
                 return InUse(retry_after=max(1, min(5, math.ceil((locked_until - now).total_seconds()))))
             if row.state == COMMITTED:

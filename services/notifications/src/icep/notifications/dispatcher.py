@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -34,7 +34,7 @@ from icep.notifications.settings import NotificationsSettings
 from icep.platform.aio import wait_event, within
 from icep.platform.db import Database
 from icep.platform.errors import Unprocessable
-from icep.platform.events import OutgoingEvent, utcnow
+from icep.platform.events import OutgoingEvent, as_utc, utcnow
 from icep.platform.ids import new_id
 from icep.platform.observe import set_leader
 from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
@@ -633,14 +633,14 @@ class WebhookDispatcher:
             )
             return "gone"
         if sub is not None:
-            if sub.failing_since is None or _aware(sub.failing_since) < _aware(sub.updated_at):
+            if sub.failing_since is None or as_utc(sub.failing_since) < as_utc(sub.updated_at):
                 # Failing from now on. A change to the subscription since (a new URL, a resume after a
                 # pause) starts the clock again: time it was not trying to send does not count.
                 sub.failing_since = now
-            elif now - _aware(sub.failing_since) >= timedelta(
+            elif now - as_utc(sub.failing_since) >= timedelta(
                 seconds=self.settings.disable_after_failing_seconds
             ):
-                since = _aware(sub.failing_since)
+                since = as_utc(sub.failing_since)
                 self._fail(delivery, settled)
                 await disable_subscription(
                     tx,
@@ -709,11 +709,6 @@ def _not_blocked() -> sa.ColumnElement[bool]:
 
 
 _NOT_BLOCKED = _not_blocked()
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; the service stores UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _duration(span: timedelta) -> str:

@@ -12,7 +12,6 @@ from icep.contracts import NationCode, ReleasabilityScope
 from icep.contracts.base import MoneyAmount
 from icep.plans import service
 from icep.plans.domain import (
-    Actor,
     MeasureKind,
     NationalPlan,
     PlanContent,
@@ -20,7 +19,7 @@ from icep.plans.domain import (
 )
 from icep.plans.settings import PlansSettings
 from icep.platform.app import database, runtime_of, unit_of_work
-from icep.platform.auth import PrincipalDep
+from icep.platform.auth import ActorDep
 from icep.platform.http import IfMatchCondition, etag, if_match_version, next_link, optional_if_match
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
@@ -269,12 +268,6 @@ class DependenciesOut(BaseModel):
     items: list[DependencyOut]
 
 
-async def actor(principal: PrincipalDep) -> Actor:
-    # Async on purpose: FastAPI runs a plain `def` dependency in a worker thread, a thread hop per request.
-    return Actor(id=principal.client_id, nation=principal.nation, roles=principal.roles)
-
-
-ActorDep = Annotated[Actor, Depends(actor)]
 IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 

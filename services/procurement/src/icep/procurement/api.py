@@ -27,7 +27,7 @@ from icep.contracts import NationCode, Releasability
 from icep.contracts.base import MoneyAmount
 from icep.contracts.releasability import ReleasabilityIn, ReleasabilityOut
 from icep.platform.app import database, runtime_of, unit_of_work
-from icep.platform.auth import PrincipalDep
+from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.errors import NotFound, PreconditionRequired
 from icep.platform.events import utcnow
@@ -124,11 +124,6 @@ def years_out(quantities: Mapping[int, int]) -> dict[str, int]:
     return {str(y): q for y, q in sorted(quantities.items())}
 
 
-async def actor(principal: PrincipalDep) -> Actor:
-    return Actor(id=principal.client_id, nation=principal.nation, roles=principal.roles)
-
-
-ActorDep = Annotated[Actor, Depends(actor)]
 IfMatch = Annotated[int | None, Depends(if_match_version)]
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=64)]

@@ -19,7 +19,7 @@ a late copy never rolls a row back.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -50,7 +50,7 @@ from icep.contracts.standards import (
 )
 from icep.platform import visibility
 from icep.platform.consumer import Handler
-from icep.platform.events import ReceivedEvent, utcnow
+from icep.platform.events import ReceivedEvent, as_utc, utcnow
 from icep.procurement import service
 from icep.procurement.models import (
     CapacityRow,
@@ -84,11 +84,6 @@ def yearly_output(c: CapacityCommitted) -> dict[str, int]:
 async def has_ended(session: AsyncSession, plan_id: str) -> bool:
     """The plan was superseded or withdrawn (both for good): nothing of it counts any more."""
     return await session.get(EndedPlanRow, plan_id) is not None
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; the service stores UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def capacity_committed(session: AsyncSession, event: ReceivedEvent) -> None:
@@ -128,10 +123,10 @@ async def shortfall_detected(session: AsyncSession, event: ReceivedEvent) -> Non
     if await has_ended(session, s.plan_id):
         return
     month = s.month.replace(day=1)
-    reported = _aware(event.time)
+    reported = as_utc(event.time)
     row = await session.get(ShortfallRow, (s.plan_id, s.commitment_key, month), with_for_update=True)
     if row is not None and (
-        row.plan_version > s.version or (row.plan_version == s.version and _aware(row.reported_at) > reported)
+        row.plan_version > s.version or (row.plan_version == s.version and as_utc(row.reported_at) > reported)
     ):
         return
     capacity = await session.get(CapacityRow, (s.plan_id, s.commitment_key))
@@ -172,7 +167,7 @@ async def plan_ended(session: AsyncSession, event: ReceivedEvent) -> None:
     p = event.payload(model)
     tombstone = await session.get(EndedPlanRow, p.plan_id, with_for_update=True)
     if tombstone is None:
-        session.add(EndedPlanRow(plan_id=p.plan_id, version=p.version, ended_at=_aware(event.time)))
+        session.add(EndedPlanRow(plan_id=p.plan_id, version=p.version, ended_at=as_utc(event.time)))
     elif tombstone.version < p.version:
         tombstone.version = p.version
     await session.execute(sa.delete(CapacityRow).where(col(CapacityRow.plan_id) == p.plan_id))

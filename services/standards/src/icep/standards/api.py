@@ -15,14 +15,13 @@ from icep.contracts import NationCode, Releasability
 from icep.contracts.nations import ALLIES, NATO
 from icep.contracts.releasability import ReleasabilityIn, ReleasabilityOut
 from icep.platform.app import database, runtime_of, unit_of_work
-from icep.platform.auth import PrincipalDep
+from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.errors import PreconditionRequired
 from icep.platform.events import utcnow
 from icep.platform.http import etag, if_match_version, next_link
 from icep.standards import domain, service
 from icep.standards.domain import (
-    Actor,
     Answer,
     Basis,
     BasisKind,
@@ -51,11 +50,6 @@ CLAUSE = r"^[A-Za-z0-9][A-Za-z0-9 .()\-]{0,99}$"
 Nation = Annotated[str, Path(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3 of the answering nation")]
 
 
-async def actor(principal: PrincipalDep) -> Actor:
-    return Actor(id=principal.client_id, nation=principal.nation, roles=principal.roles)
-
-
-ActorDep = Annotated[Actor, Depends(actor)]
 IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 
