@@ -24,3 +24,21 @@ def test_an_investment_amount_is_a_json_number(wrong: object) -> None:
 def test_integers_and_decimals_are_amounts() -> None:
     assert api.InvestmentIn.model_validate_json('{"amount": 250000000, "currency": "EUR"}').amount == 2.5e8
     assert api.InvestmentIn.model_validate_json('{"amount": 1.5e6, "currency": "EUR"}').amount == 1.5e6
+
+
+def test_a_plan_is_the_nations_own_unless_said() -> None:
+    assert api.PlanReleasabilityIn().scope == "national"
+    assert (
+        api.PlanCreate.model_validate(
+            {"title": "t", "period_start": "2025-01-01", "period_end": "2029-12-31"}
+        ).releasability.scope
+        == "national"
+    )
+
+
+@pytest.mark.parametrize("scope", ["national", "allies"])
+def test_nations_are_named_only_with_a_scope_that_names_nations(scope: str) -> None:
+    # Before, plans kept such nations and nobody among them could read the plan: now the caller is told.
+    with pytest.raises(ValidationError, match="names no nations"):
+        api.PlanReleasabilityIn.model_validate({"scope": scope, "nations": ["FRA"]})
+    assert api.PlanReleasabilityIn.model_validate({"scope": "nations", "nations": ["FRA"]}).nations == ["FRA"]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from icep.contracts import NationCode, ReleasabilityScope
 from icep.contracts.base import MoneyAmount
+from icep.contracts.releasability import ReleasabilityIn
 from icep.plans import service
 from icep.plans.domain import (
     MeasureKind,
@@ -33,11 +34,16 @@ class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ReleasabilityIn(_In):
+class PlanReleasabilityIn(ReleasabilityIn):
+    """Who may see a plan, or separately its capacity figures, as a planner gives it: the nation's own
+    unless said (the shared rule otherwise: `nations` only with the scopes that name nations)."""
+
     scope: ReleasabilityScope = ReleasabilityScope.NATIONAL
-    nations: list[NationCode] = Field(
-        default_factory=list, max_length=40, description="Selected nations, or the named partners"
-    )
+
+
+class PlanReleasabilityOut(BaseModel):
+    scope: ReleasabilityScope
+    nations: list[str]
 
 
 class RampStepIn(_In):
@@ -121,8 +127,8 @@ class PlanCreate(_In):
     period_start: date
     period_end: date
     capability_areas: list[str] = Field(default_factory=list, max_length=20)
-    releasability: ReleasabilityIn = Field(default_factory=ReleasabilityIn)
-    capacity_releasability: ReleasabilityIn | None = Field(
+    releasability: PlanReleasabilityIn = Field(default_factory=PlanReleasabilityIn)
+    capacity_releasability: PlanReleasabilityIn | None = Field(
         default=None, description="Who may see the capacity figures, when wider than the whole plan"
     )
     content: ContentIn = Field(default_factory=ContentIn)
@@ -141,8 +147,8 @@ class ReturnIn(_In):
 
 
 class ReleaseIn(_In):
-    releasability: ReleasabilityIn
-    capacity_releasability: ReleasabilityIn | None = None
+    releasability: PlanReleasabilityIn
+    capacity_releasability: PlanReleasabilityIn | None = None
 
 
 class ProgressIn(_In):
@@ -165,8 +171,8 @@ class PlanOut(BaseModel):
     period_start: date
     period_end: date
     capability_areas: list[str]
-    releasability: ReleasabilityIn
-    capacity_releasability: ReleasabilityIn | None
+    releasability: PlanReleasabilityOut
+    capacity_releasability: PlanReleasabilityOut | None
     status: str
     version: int
     created_by: str
@@ -186,12 +192,12 @@ class PlanOut(BaseModel):
             period_start=plan.period_start,
             period_end=plan.period_end,
             capability_areas=list(plan.capability_areas),
-            releasability=ReleasabilityIn(
+            releasability=PlanReleasabilityOut(
                 scope=plan.releasability.scope, nations=list(plan.releasability.nations)
             ),
             capacity_releasability=None
             if cap is None
-            else ReleasabilityIn(scope=cap.scope, nations=list(cap.nations)),
+            else PlanReleasabilityOut(scope=cap.scope, nations=list(cap.nations)),
             status=plan.status.value,
             version=plan.version,
             created_by=plan.created_by,
@@ -276,7 +282,7 @@ def _answer(response: Response, plan: NationalPlan) -> PlanOut:
     return PlanOut.of(plan)
 
 
-def _release(r: ReleasabilityIn | None) -> tuple[ReleasabilityScope, tuple[str, ...]] | None:
+def _release(r: PlanReleasabilityIn | None) -> tuple[ReleasabilityScope, tuple[str, ...]] | None:
     return None if r is None else (r.scope, tuple(r.nations))
 
 
