@@ -33,7 +33,8 @@ from icep.platform.consumer import ConsumerRunner
 from icep.platform.db import Database
 from icep.platform.events import OutgoingEvent, ReceivedEvent
 from icep.platform.kafka import ensure_topics
-from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWorkFactory
+from icep.platform.relay import OutboxRelay
 from icep.platform.tables import platform_tables
 from icep.platform.testing import wait_for
 

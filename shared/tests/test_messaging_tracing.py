@@ -25,7 +25,8 @@ from icep.platform.db import Database
 from icep.platform.events import OutgoingEvent, ReceivedEvent, decode, encode
 from icep.platform.ids import new_id
 from icep.platform.kafka import dlq_topic, ensure_topics
-from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWorkFactory
+from icep.platform.relay import OutboxRelay
 from icep.platform.tables import PlatformTables
 from icep.platform.testing import read_records, recording_spans, wait_for
 

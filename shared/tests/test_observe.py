@@ -23,8 +23,9 @@ from icep.platform.observe import (
     build_info,
     partition_lag,
 )
-from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWorkFactory
 from icep.platform.problems import database_unavailable
+from icep.platform.relay import OutboxRelay
 from icep.platform.tables import PlatformTables
 from icep.platform.testing import wait_for
 

@@ -16,7 +16,8 @@ from icep.contracts import EventPayload, Releasability
 from icep.platform.db import Database
 from icep.platform.events import OutgoingEvent, decode, utcnow
 from icep.platform.kafka import new_producer
-from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWorkFactory
+from icep.platform.relay import OutboxRelay
 from icep.platform.tables import PlatformTables
 from icep.platform.testing import read_records, wait_for
 

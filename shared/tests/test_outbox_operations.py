@@ -28,8 +28,9 @@ from icep.platform.auth import TokenVerifier
 from icep.platform.db import Database
 from icep.platform.errors import Conflict, NotFound
 from icep.platform.events import OutgoingEvent, decode, utcnow
-from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWorkFactory
 from icep.platform.problems import install_problem_handlers
+from icep.platform.relay import OutboxRelay
 from icep.platform.tables import PlatformTables
 from icep.platform.testing import read_records
 

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from icep.contracts import EventPayload, Releasability
 from icep.platform.db import Database
 from icep.platform.events import OutgoingEvent
-from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWorkFactory
+from icep.platform.relay import OutboxRelay
 from icep.platform.tables import PlatformTables, wakeup_trigger_statements_v1
 from icep.platform.testing import wait_for
 from icep.platform.wakeups import Wakeups

@@ -47,8 +47,9 @@ from icep.platform.kafka import ensure_topics, kafka_reachable
 from icep.platform.openapi import install_openapi
 from icep.platform.operations import api as operations_api
 from icep.platform.operations.dead_letters import keep_gauge_fresh
-from icep.platform.outbox import OutboxRelay, UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWorkFactory
 from icep.platform.problems import AnswerErrors, install_problem_handlers
+from icep.platform.relay import OutboxRelay
 from icep.platform.retention import RetentionRule
 from icep.platform.settings import ServiceSettings
 from icep.platform.tables import PlatformTables

@@ -39,7 +39,8 @@ from icep.platform.auth import NATO, Principal, require_role
 from icep.platform.db import Database
 from icep.platform.errors import Conflict, NotFound
 from icep.platform.events import utcnow
-from icep.platform.outbox import UnitOfWorkFactory, publishable
+from icep.platform.outbox import UnitOfWorkFactory
+from icep.platform.relay import publishable
 from icep.platform.shards import holders
 
 OPERATOR = "operator"
