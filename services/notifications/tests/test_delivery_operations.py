@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
-from icep.notifications import service
+from icep.notifications import deliveries, handlers, subscriptions
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
 from icep.notifications.egress import BlockedAddress, CheckedAiohttpResolver, CheckedResolver, webhook_client
@@ -39,10 +39,10 @@ Running = Callable[[WebhookDispatcher], "asyncio.Task[None]"]
 DISABLED = "icep.notifications.subscription.disabled.v1"
 FAILED = "icep.notifications.delivery.failed.v1"
 #: `store.add_subscription` makes subscriptions owned by `client-<nation>`.
-OWNER = service.Subscriber("client-deu", "DEU", frozenset({"subscriber"}))
-STRANGER = service.Subscriber("client-fra", "FRA", frozenset({"subscriber"}))
-OPERATOR = service.Subscriber("nato-reviewer", "NATO", frozenset({"reviewer", "operator"}))
-DEU_OPERATOR = service.Subscriber("deu-ops", "DEU", frozenset({"operator"}))
+OWNER = subscriptions.Subscriber("client-deu", "DEU", frozenset({"subscriber"}))
+STRANGER = subscriptions.Subscriber("client-fra", "FRA", frozenset({"subscriber"}))
+OPERATOR = subscriptions.Subscriber("nato-reviewer", "NATO", frozenset({"reviewer", "operator"}))
+DEU_OPERATOR = subscriptions.Subscriber("deu-ops", "DEU", frozenset({"operator"}))
 SETTINGS = NotificationsSettings(allow_loopback_endpoints=True)
 
 
@@ -74,7 +74,7 @@ async def fan_out(store: Any, subject: str, releasable_to: str, **data: Any) -> 
         data={"plan_id": subject, **data},
     )
     async with store.db.transaction() as session:
-        assert await service.fan_out(session, event) == 1
+        assert await handlers.fan_out(session, event) == 1
     async with store.db.sessions() as session:  # written as the transaction commits
         found = await session.execute(select(DeliveryRow).where(col(DeliveryRow.event_id) == event.id))
         row: DeliveryRow = found.scalar_one()
@@ -455,29 +455,29 @@ async def test_deliveries_are_listed_by_status_page_by_page(
     later = utcnow() + timedelta(hours=1)
     waiting = [await store.add_delivery(sub, f"w{n}", next_attempt_at=later) for n in range(2)]
 
-    page, cursor = await service.delivery_page(store.db, OWNER, sub.id, 2, status=DeliveryStatus.DELIVERED)
+    page, cursor = await deliveries.delivery_page(store.db, OWNER, sub.id, 2, status=DeliveryStatus.DELIVERED)
     assert [d.id for d, _ in page] == [sent[2].id, sent[1].id] and cursor == sent[1].id
     assert all(len(attempts) == 1 for _, attempts in page)
-    page, cursor = await service.delivery_page(
+    page, cursor = await deliveries.delivery_page(
         store.db, OWNER, sub.id, 2, status=DeliveryStatus.DELIVERED, after=cursor
     )
     assert [d.id for d, _ in page] == [sent[0].id] and cursor is None
-    page, cursor = await service.delivery_page(store.db, OWNER, sub.id, 10, status=DeliveryStatus.PENDING)
+    page, cursor = await deliveries.delivery_page(store.db, OWNER, sub.id, 10, status=DeliveryStatus.PENDING)
     assert [d.id for d, _ in page] == [waiting[1].id, waiting[0].id] and cursor is None
-    everything, _ = await service.delivery_page(store.db, DEU_OPERATOR, sub.id, 10)
+    everything, _ = await deliveries.delivery_page(store.db, DEU_OPERATOR, sub.id, 10)
     assert len(everything) == 5
     # These bodies do not say to whom their events are released: to no other nation, then.
-    assert await service.delivery_page(store.db, OPERATOR, sub.id, 10) == ([], None)
+    assert await deliveries.delivery_page(store.db, OPERATOR, sub.id, 10) == ([], None)
 
     with pytest.raises(NotFound):
-        await service.delivery_page(store.db, STRANGER, sub.id, 10)
-    delivery, attempts = await service.get_delivery(store.db, DEU_OPERATOR, sub.id, sent[0].id)
+        await deliveries.delivery_page(store.db, STRANGER, sub.id, 10)
+    delivery, attempts = await deliveries.get_delivery(store.db, DEU_OPERATOR, sub.id, sent[0].id)
     assert delivery.status == DeliveryStatus.DELIVERED and [a.status_code for a in attempts] == [204]
     with pytest.raises(NotFound):
-        await service.get_delivery(store.db, STRANGER, sub.id, sent[0].id)
+        await deliveries.get_delivery(store.db, STRANGER, sub.id, sent[0].id)
     other = await store.add_subscription(receiver.url)
     with pytest.raises(NotFound):
-        await service.get_delivery(store.db, OWNER, other.id, sent[0].id)
+        await deliveries.get_delivery(store.db, OWNER, other.id, sent[0].id)
 
 
 # --- acting on them ---------------------------------------------------------------------------------
@@ -495,8 +495,8 @@ async def test_redelivery_is_one_attempt_now_even_after_failing_for_good(
     assert len(await events_of(store, FAILED)) == 1
 
     with pytest.raises(NotFound):
-        await service.redeliver(store.uow, STRANGER, sub.id, delivery.id)
-    asked, attempts = await service.redeliver(store.uow, OWNER, sub.id, delivery.id)
+        await deliveries.redeliver(store.uow, STRANGER, sub.id, delivery.id)
+    asked, attempts = await deliveries.redeliver(store.uow, OWNER, sub.id, delivery.id)
     assert asked.status == DeliveryStatus.PENDING and asked.redelivery_requested_at is not None
     assert [a.status_code for a in attempts] == [500]
 
@@ -507,13 +507,13 @@ async def test_redelivery_is_one_attempt_now_even_after_failing_for_good(
     assert len(await events_of(store, FAILED)) == 1
 
     # An operator asks once more, and the receiver is back.
-    await service.redeliver(store.uow, OPERATOR, sub.id, delivery.id)
+    await deliveries.redeliver(store.uow, OPERATOR, sub.id, delivery.id)
     assert await dispatcher.dispatch_once() == 1
     row = await store.delivery(delivery.id)
     assert (row.status, row.attempts) == (DeliveryStatus.DELIVERED, 3)
 
     # A delivered one may be sent again too (the receiver lost it).
-    await service.redeliver(store.uow, OWNER, sub.id, delivery.id)
+    await deliveries.redeliver(store.uow, OWNER, sub.id, delivery.id)
     assert await dispatcher.dispatch_once() == 1
     assert (await store.delivery(delivery.id)).attempts == 4
     assert [r.headers["webhook-id"] for r in receiver.received()] == [delivery.event_id] * 4
@@ -529,7 +529,7 @@ async def test_redelivering_a_pending_delivery_sends_it_now_and_keeps_its_schedu
     assert await dispatcher.dispatch_once() == 1
     assert await dispatcher.dispatch_once() == 0  # its retry is an hour away
 
-    await service.redeliver(store.uow, OWNER, sub.id, delivery.id)
+    await deliveries.redeliver(store.uow, OWNER, sub.id, delivery.id)
     assert await dispatcher.dispatch_once() == 1
     row = await store.delivery(delivery.id)
     # Still on its schedule: the second failure waits for the second retry.
@@ -543,9 +543,9 @@ async def test_nothing_is_redelivered_or_replayed_to_a_disabled_subscription(
     sub = await store.add_subscription(receiver.url, status=SubscriptionStatus.DISABLED)
     delivery = await store.add_delivery(sub, "a")
     with pytest.raises(IllegalTransition, match="disabled"):
-        await service.redeliver(store.uow, OWNER, sub.id, delivery.id)
+        await deliveries.redeliver(store.uow, OWNER, sub.id, delivery.id)
     with pytest.raises(IllegalTransition, match="disabled"):
-        await service.replay(store.uow, SETTINGS, OWNER, sub.id, utcnow() - timedelta(days=1))
+        await deliveries.replay(store.uow, SETTINGS, OWNER, sub.id, utcnow() - timedelta(days=1))
 
 
 async def test_replay_delivers_every_event_since_again_with_its_id_and_in_order(
@@ -561,8 +561,8 @@ async def test_replay_delivers_every_event_since_again_with_its_id_and_in_order(
     assert len(receiver.received()) == 6
 
     with pytest.raises(NotFound):
-        await service.replay(store.uow, SETTINGS, STRANGER, sub.id, since)
-    done = await service.replay(store.uow, SETTINGS, OWNER, sub.id, since)
+        await deliveries.replay(store.uow, SETTINGS, STRANGER, sub.id, since)
+    done = await deliveries.replay(store.uow, SETTINGS, OWNER, sub.id, since)
     assert (done.replayed, done.next_since) == (5, None)
     await drain(dispatcher)
 
@@ -571,17 +571,17 @@ async def test_replay_delivers_every_event_since_again_with_its_id_and_in_order(
     for subject in ("a", "b"):  # each aggregate in its order again
         wanted = [d.event_id for d in since_then if d.subject == subject]
         assert [r.headers["webhook-id"] for r in replayed if r.json()["subject"] == subject] == wanted
-    page, _ = await service.delivery_page(store.db, OWNER, sub.id, 50)
+    page, _ = await deliveries.delivery_page(store.db, OWNER, sub.id, 50)
     replays = [d for d, _ in page if d.generation == 1]
     assert sorted(d.replay_of or "" for d in replays) == sorted(d.id for d in since_then)
     assert all(d.status == DeliveryStatus.DELIVERED for d in replays)
 
     # Again, by an operator of DEU, with room for two events only: the first two, and where to go on from.
     small = NotificationsSettings(allow_loopback_endpoints=True, max_replay_events=2)
-    done = await service.replay(store.uow, small, DEU_OPERATOR, sub.id, since)
+    done = await deliveries.replay(store.uow, small, DEU_OPERATOR, sub.id, since)
     assert done.replayed == 2 and done.next_since is not None
     assert abs(done.next_since - since_then[2].created_at) < timedelta(milliseconds=1)
-    page, _ = await service.delivery_page(store.db, OWNER, sub.id, 50, status=DeliveryStatus.PENDING)
+    page, _ = await deliveries.delivery_page(store.db, OWNER, sub.id, 50, status=DeliveryStatus.PENDING)
     assert sorted((d.replay_of, d.generation) for d, _ in page) == sorted((d.id, 2) for d in since_then[:2])
 
 
@@ -613,11 +613,13 @@ async def deliveries_of_every_marking(store: Any, sub: SubscriptionRow) -> tuple
     return [d for d, _ in made], [d for d, released in made if released]
 
 
-async def all_pages(store: Any, who: service.Subscriber, sub_id: str, limit: int, **kw: Any) -> list[str]:
+async def all_pages(
+    store: Any, who: subscriptions.Subscriber, sub_id: str, limit: int, **kw: Any
+) -> list[str]:
     seen: list[str] = []
     cursor: str | None = None
     while True:
-        page, cursor = await service.delivery_page(store.db, who, sub_id, limit, after=cursor, **kw)
+        page, cursor = await deliveries.delivery_page(store.db, who, sub_id, limit, after=cursor, **kw)
         assert len(page) == limit or cursor is None  # never a short page while more follow
         seen += [d.id for d, _ in page]
         if cursor is None:
@@ -641,19 +643,19 @@ async def test_an_operator_of_another_nation_sees_and_acts_only_on_deliveries_re
 
     # SQL narrows (the decoys pass it, the plainly hidden do not); Python decides.
     async with store.db.sessions() as session:
-        query = select(col(DeliveryRow.id)).where(service._released_in_sql("NATO"))
+        query = select(col(DeliveryRow.id)).where(deliveries._released_in_sql("NATO"))
         narrowed = set((await session.execute(query)).scalars().all())
     assert set(released) < narrowed < set(everything)
 
     # One by one: what is not released to NATO is as missing as a delivery that never was.
     for delivery_id in everything:
         if delivery_id in released:
-            row, _ = await service.get_delivery(store.db, OPERATOR, sub.id, delivery_id)
+            row, _ = await deliveries.get_delivery(store.db, OPERATOR, sub.id, delivery_id)
             assert row.id == delivery_id
         else:
             with pytest.raises(NotFound, match=f"no delivery {delivery_id} of subscription {sub.id}"):
-                await service.get_delivery(store.db, OPERATOR, sub.id, delivery_id)
-            row, _ = await service.get_delivery(store.db, OWNER, sub.id, delivery_id)
+                await deliveries.get_delivery(store.db, OPERATOR, sub.id, delivery_id)
+            row, _ = await deliveries.get_delivery(store.db, OWNER, sub.id, delivery_id)
             assert row.id == delivery_id
 
     # Redelivered: one released to NATO by its operator; one that is not, only by DEU.
@@ -661,11 +663,11 @@ async def test_an_operator_of_another_nation_sees_and_acts_only_on_deliveries_re
     assert await all_pages(store, OPERATOR, sub.id, 2, status=DeliveryStatus.PENDING) == []
     hidden = everything[1]
     with pytest.raises(NotFound):
-        await service.redeliver(store.uow, OPERATOR, sub.id, hidden)
+        await deliveries.redeliver(store.uow, OPERATOR, sub.id, hidden)
     assert (await store.delivery(hidden)).status == DeliveryStatus.DELIVERED
-    asked, _ = await service.redeliver(store.uow, OPERATOR, sub.id, released[0])
+    asked, _ = await deliveries.redeliver(store.uow, OPERATOR, sub.id, released[0])
     assert asked.status == DeliveryStatus.PENDING
-    asked, _ = await service.redeliver(store.uow, OWNER, sub.id, hidden)
+    asked, _ = await deliveries.redeliver(store.uow, OWNER, sub.id, hidden)
     assert asked.status == DeliveryStatus.PENDING
     pending = await all_pages(store, OWNER, sub.id, 5, status=DeliveryStatus.PENDING)
     assert sorted(pending) == sorted([released[0], hidden])
@@ -681,19 +683,19 @@ async def test_an_operator_of_another_nation_replays_only_events_released_to_it(
     originals = {d: await store.delivery(d) for d in everything}
 
     async def replayed() -> list[tuple[str | None, int]]:
-        page, _ = await service.delivery_page(store.db, OWNER, sub.id, 200, status=DeliveryStatus.PENDING)
+        page, _ = await deliveries.delivery_page(store.db, OWNER, sub.id, 200, status=DeliveryStatus.PENDING)
         return sorted((d.replay_of, d.generation) for d, _ in page if d.generation > 0)
 
     # With room for two events a time: the first two released to NATO, then from the third on.
     small = NotificationsSettings(allow_loopback_endpoints=True, max_replay_events=2)
-    done = await service.replay(store.uow, small, OPERATOR, sub.id, since)
+    done = await deliveries.replay(store.uow, small, OPERATOR, sub.id, since)
     assert done.replayed == 2 and done.next_since is not None
     assert abs(done.next_since - originals[released[2]].created_at.replace(tzinfo=UTC)) < timedelta(
         milliseconds=1
     )
     assert await replayed() == sorted((d, 1) for d in released[:2])
 
-    done = await service.replay(store.uow, SETTINGS, OPERATOR, sub.id, since)
+    done = await deliveries.replay(store.uow, SETTINGS, OPERATOR, sub.id, since)
     assert (done.replayed, done.next_since) == (len(released), None)
     assert await replayed() == sorted([*((d, 1) for d in released), *((d, 2) for d in released[:2])])
     # NATO's operator sees the replays (and the originals released to NATO), none of the others.
@@ -702,7 +704,7 @@ async def test_an_operator_of_another_nation_replays_only_events_released_to_it(
     assert len(owners) == len(everything) + len(released) + 2
     assert shown == [d for d in owners if d not in everything or d in released]
     # The subscription's own nation replays everything.
-    done = await service.replay(store.uow, SETTINGS, OWNER, sub.id, since)
+    done = await deliveries.replay(store.uow, SETTINGS, OWNER, sub.id, since)
     assert done.replayed == len(everything)
 
 
@@ -719,9 +721,9 @@ def test_a_delivery_that_does_not_say_to_whom_its_event_is_released_is_released_
             created_at=utcnow(),
         )
 
-    assert service._released_to("NATO", delivery('{"nation":"DEU","releasableto":"ALLIES"}'))
-    assert not service._released_to("UKR", delivery('{"nation":"DEU","releasableto":"ALLIES"}'))
-    assert service._released_to("UKR", delivery('{"nation":"DEU","releasableto":"ALLIES,UKR"}'))
+    assert deliveries._released_to("NATO", delivery('{"nation":"DEU","releasableto":"ALLIES"}'))
+    assert not deliveries._released_to("UKR", delivery('{"nation":"DEU","releasableto":"ALLIES"}'))
+    assert deliveries._released_to("UKR", delivery('{"nation":"DEU","releasableto":"ALLIES,UKR"}'))
     for body in (
         '{"id":"e","subject":"x"}',
         '{"nation":"DEU","releasableto":null}',
@@ -730,7 +732,7 @@ def test_a_delivery_that_does_not_say_to_whom_its_event_is_released_is_released_
         "not json",
         '{"nation":"DEU","data":{"releasableto":"NATO"}}',
     ):
-        assert not service._released_to("NATO", delivery(body)), body
+        assert not deliveries._released_to("NATO", delivery(body)), body
 
 
 def test_operators_act_on_their_own_nations_subscriptions_or_all_as_nato() -> None:
@@ -745,12 +747,20 @@ def test_operators_act_on_their_own_nations_subscriptions_or_all_as_nato() -> No
         created_at=utcnow(),
         updated_at=utcnow(),
     )
-    assert service._may_see_all(service.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
-    assert service._may_see_all(service.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
-    assert not service._may_see_all(service.Subscriber("fra-ops", "FRA", frozenset({"operator"})), sub)
-    assert not service._may_see_all(service.Subscriber("deu-sub", "DEU", frozenset({"subscriber"})), sub)
+    assert deliveries._may_see_all(subscriptions.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
+    assert deliveries._may_see_all(subscriptions.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
+    assert not deliveries._may_see_all(
+        subscriptions.Subscriber("fra-ops", "FRA", frozenset({"operator"})), sub
+    )
+    assert not deliveries._may_see_all(
+        subscriptions.Subscriber("deu-sub", "DEU", frozenset({"subscriber"})), sub
+    )
     # ... and of another nation's, only on deliveries of events released to their own.
-    assert service._released_only(service.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub) is None
     assert (
-        service._released_only(service.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub) == "NATO"
+        deliveries._released_only(subscriptions.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
+        is None
+    )
+    assert (
+        deliveries._released_only(subscriptions.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
+        == "NATO"
     )

@@ -15,7 +15,7 @@ from standardwebhooks import Webhook
 
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
-from icep.notifications.service import fan_out
+from icep.notifications.handlers import fan_out
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.testing import WebhookReceiver, wait_for

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import ValidationError
 
-from icep.notifications import service
+from icep.notifications import subscriptions
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import DeliveryStatus
 from icep.notifications.egress import AllowedHosts, BlockedAddress, CheckedAiohttpResolver, CheckedResolver
@@ -24,7 +24,7 @@ from icep.platform.testing import WebhookReceiver
 
 Dispatchers = Callable[..., WebhookDispatcher]
 
-DEU = service.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
+DEU = subscriptions.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
 
 
 def port_of(receiver: WebhookReceiver) -> int:
@@ -157,8 +157,8 @@ async def test_subscribing_to_a_host_that_is_not_allowed_is_unprocessable(
     )
 
     async def subscribe(url: str) -> Any:
-        new = service.NewSubscription(url=url, description="test", event_types=["*"])
-        return await service.create_subscription(store.uow, settings, DEU, new)
+        new = subscriptions.NewSubscription(url=url, description="test", event_types=["*"])
+        return await subscriptions.create_subscription(store.uow, settings, DEU, new)
 
     for refused in (
         "https://partner.example/icep/webhooks",
@@ -179,21 +179,21 @@ async def test_subscribing_to_a_host_that_is_not_allowed_is_unprocessable(
 
     sub = await subscribe(receiver.url)
     with pytest.raises(Unprocessable, match="allowed webhook hosts"):
-        await service.update_subscription(
+        await subscriptions.update_subscription(
             store.uow,
             settings,
             DEU,
             sub.id,
             sub.version,
-            service.SubscriptionChanges(url="https://elsewhere.example/"),
+            subscriptions.SubscriptionChanges(url="https://elsewhere.example/"),
         )
-    moved = await service.update_subscription(
+    moved = await subscriptions.update_subscription(
         store.uow,
         settings,
         DEU,
         sub.id,
         sub.version,
-        service.SubscriptionChanges(url="https://a.mod.example/"),
+        subscriptions.SubscriptionChanges(url="https://a.mod.example/"),
     )
     assert moved.url == "https://a.mod.example/"
 
@@ -264,18 +264,18 @@ async def test_ping_is_refused_for_a_host_that_is_not_allowed(
     monkeypatch: pytest.MonkeyPatch, store: Any, receiver: WebhookReceiver
 ) -> None:
     asked = dns(monkeypatch)
-    sub = await service.create_subscription(
+    sub = await subscriptions.create_subscription(
         store.uow,
         NotificationsSettings(allow_loopback_endpoints=True),
         DEU,
-        service.NewSubscription(url=receiver.url, description="test", event_types=["*"]),
+        subscriptions.NewSubscription(url=receiver.url, description="test", event_types=["*"]),
     )
     strict = NotificationsSettings(allow_loopback_endpoints=True, allowed_hosts=["*.mod.example"])
-    refused = await service.ping(store.db, store.uow, strict, DEU, sub.id)
+    refused = await subscriptions.ping(store.db, store.uow, strict, DEU, sub.id)
     assert refused.status_code is None and "not on the list of allowed webhook hosts" in (refused.error or "")
     assert receiver.received() == [] and asked == []
 
     listed = NotificationsSettings(allow_loopback_endpoints=True, allowed_hosts=["127.0.0.1"])
-    answered = await service.ping(store.db, store.uow, listed, DEU, sub.id)
+    answered = await subscriptions.ping(store.db, store.uow, listed, DEU, sub.id)
     assert answered.ok and answered.status_code == 204
     assert len(receiver.received()) == 1

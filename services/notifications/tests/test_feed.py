@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm
 
 from icep.contracts import Releasability
-from icep.notifications import feed, feed_api, service
+from icep.notifications import feed, feed_api, handlers
 from icep.notifications.domain import SubscriptionFilters
 from icep.notifications.models import EventLogRow
 from icep.notifications.settings import NotificationsSettings
@@ -88,7 +88,7 @@ async def test_each_event_is_logged_once_in_order_with_its_body(store: Any) -> N
     # Redelivered from Kafka past the inbox: still once, and the second append says so.
     assert await log(store, events[2]) == [None]
     async with store.db.transaction() as session:
-        await service.fan_out(session, events[3])  # the consumer handler logs too
+        await handlers.fan_out(session, events[3])  # the consumer handler logs too
     page = await read_all(store, DEU)
     assert ids(page) == [e.id for e in events]
     assert [i.position for i in page.items] == positions
@@ -100,7 +100,7 @@ async def test_each_event_is_logged_once_in_order_with_its_body(store: Any) -> N
 async def test_the_consumer_handler_logs_what_it_fans_out(store: Any) -> None:
     e = event()
     async with store.db.transaction() as session:
-        await service.fan_out(session, e)
+        await handlers.fan_out(session, e)
     assert ids(await read_all(store, DEU)) == [e.id]
 
 

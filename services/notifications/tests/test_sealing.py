@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from cryptography.fernet import InvalidToken
 from standardwebhooks import Webhook
 
-from icep.notifications import service
+from icep.notifications import handlers, subscriptions
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.sealing import reseal_secrets
 from icep.notifications.settings import NotificationsSettings
@@ -21,7 +21,7 @@ from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.testing import WebhookReceiver
 
-DEU = service.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
+DEU = subscriptions.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
 SETTINGS = NotificationsSettings(allow_loopback_endpoints=True, retry_schedule_seconds=[0.05])
 
 
@@ -49,13 +49,13 @@ async def test_secrets_are_sealed_in_the_database_and_webhooks_verify(
     store: Any, receivers: Callable[[], WebhookReceiver], dispatchers: Callable[..., WebhookDispatcher]
 ) -> None:
     receiver = receivers()
-    sub = await service.create_subscription(
+    sub = await subscriptions.create_subscription(
         store.uow,
         SETTINGS,
         DEU,
-        service.NewSubscription(url=receiver.url, description="t", event_types=["*"]),
+        subscriptions.NewSubscription(url=receiver.url, description="t", event_types=["*"]),
     )
-    rotated = await service.rotate_secret(store.uow, SETTINGS, DEU, sub.id, 1)
+    rotated = await subscriptions.rotate_secret(store.uow, SETTINGS, DEU, sub.id, 1)
     assert sub.secret.startswith("whsec_") and rotated.secret.startswith("whsec_")
     secret, previous = (await raw_secrets(store))[sub.id]
     assert previous is not None
@@ -65,7 +65,7 @@ async def test_secrets_are_sealed_in_the_database_and_webhooks_verify(
     loaded = await store.subscription(sub.id)
     assert (loaded.secret, loaded.previous_secret) == (rotated.secret, sub.secret)
     async with store.db.transaction() as session:
-        assert await service.fan_out(session, event()) == 1
+        assert await handlers.fan_out(session, event()) == 1
     assert await dispatchers().dispatch_once() == 1
     [hook] = receiver.received()
     Webhook(rotated.secret).verify(hook.body, hook.headers)
@@ -94,8 +94,10 @@ async def test_a_key_rotation_moves_every_secret_to_the_new_key(store: Any) -> N
     old = secrets.SecretBox([old_key])
     secrets.install(old)
     subs = [await store.add_subscription(f"https://partner.test/{n}") for n in range(3)]
-    owner = service.Subscriber("client-deu", "DEU", frozenset({"subscriber"}))  # as `add_subscription` makes
-    rotated = await service.rotate_secret(store.uow, SETTINGS, owner, subs[0].id, None)
+    owner = subscriptions.Subscriber(
+        "client-deu", "DEU", frozenset({"subscriber"})
+    )  # as `add_subscription` makes
+    rotated = await subscriptions.rotate_secret(store.uow, SETTINGS, owner, subs[0].id, None)
     # 1. The new key goes first; the old one still opens what it sealed.
     new_key = secrets.new_key()
     both = secrets.SecretBox([new_key, old_key])

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from icep.notifications import service
+from icep.notifications import deliveries, handlers, subscriptions
 from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import PING_EVENT_TYPE, DeliveryStatus, SubscriptionAction
 from icep.notifications.settings import NotificationsSettings
@@ -22,9 +22,9 @@ from icep.platform.testing import WebhookReceiver
 
 Dispatchers = Callable[..., WebhookDispatcher]
 
-DEU = service.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
-DEU_OTHER = service.Subscriber("deu-planner", "DEU", frozenset({"planner", "subscriber"}))
-UKR = service.Subscriber("ukr-partner", "UKR", frozenset({"subscriber"}))
+DEU = subscriptions.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
+DEU_OTHER = subscriptions.Subscriber("deu-planner", "DEU", frozenset({"planner", "subscriber"}))
+UKR = subscriptions.Subscriber("ukr-partner", "UKR", frozenset({"subscriber"}))
 SETTINGS = NotificationsSettings(allow_loopback_endpoints=True, retry_schedule_seconds=[0.05])
 
 
@@ -48,12 +48,12 @@ def event(
     )
 
 
-async def subscribe(store: Any, who: service.Subscriber, url: str, **filters: Any) -> Any:
-    return await service.create_subscription(
+async def subscribe(store: Any, who: subscriptions.Subscriber, url: str, **filters: Any) -> Any:
+    return await subscriptions.create_subscription(
         store.uow,
         SETTINGS,
         who,
-        service.NewSubscription(
+        subscriptions.NewSubscription(
             url=url, description="test", event_types=filters.pop("event_types", ["*"]), **filters
         ),
     )
@@ -61,11 +61,11 @@ async def subscribe(store: Any, who: service.Subscriber, url: str, **filters: An
 
 async def fan(store: Any, e: ReceivedEvent) -> int:
     async with store.db.transaction() as session:
-        return await service.fan_out(session, e)
+        return await handlers.fan_out(session, e)
 
 
-async def delivered_ids(store: Any, who: service.Subscriber, sub_id: str) -> list[str]:
-    return [d.event_id for d, _ in await service.list_deliveries(store.db, who, sub_id, 50)]
+async def delivered_ids(store: Any, who: subscriptions.Subscriber, sub_id: str) -> list[str]:
+    return [d.event_id for d, _ in await deliveries.list_deliveries(store.db, who, sub_id, 50)]
 
 
 async def test_fan_out_applies_filters_and_entitlement(
@@ -97,29 +97,29 @@ async def test_changes_need_the_current_version_and_the_owner(
     store: Any, receivers: Callable[[], WebhookReceiver]
 ) -> None:
     sub = await subscribe(store, DEU, receivers().url)
-    changes = service.SubscriptionChanges(products=["155mm artillery round"], description="shells")
+    changes = subscriptions.SubscriptionChanges(products=["155mm artillery round"], description="shells")
     with pytest.raises(PreconditionRequired):
-        await service.update_subscription(store.uow, SETTINGS, DEU, sub.id, None, changes)
+        await subscriptions.update_subscription(store.uow, SETTINGS, DEU, sub.id, None, changes)
     with pytest.raises(PreconditionFailed):
-        await service.update_subscription(store.uow, SETTINGS, DEU, sub.id, 2, changes)
+        await subscriptions.update_subscription(store.uow, SETTINGS, DEU, sub.id, 2, changes)
     with pytest.raises(NotFound):
-        await service.update_subscription(store.uow, SETTINGS, DEU_OTHER, sub.id, 1, changes)
-    changed = await service.update_subscription(store.uow, SETTINGS, DEU, sub.id, 1, changes)
+        await subscriptions.update_subscription(store.uow, SETTINGS, DEU_OTHER, sub.id, 1, changes)
+    changed = await subscriptions.update_subscription(store.uow, SETTINGS, DEU, sub.id, 1, changes)
     assert (changed.version, changed.products, changed.description) == (
         2,
         ["155mm artillery round"],
         "shells",
     )
     # The same values again change nothing, not even the version.
-    same = await service.update_subscription(store.uow, SETTINGS, DEU, sub.id, 2, changes)
+    same = await subscriptions.update_subscription(store.uow, SETTINGS, DEU, sub.id, 2, changes)
     assert same.version == 2
     stored = await store.subscription(sub.id)
     assert (stored.version, stored.products, stored.event_types) == (2, ["155mm artillery round"], ["*"])
 
     with pytest.raises(PreconditionRequired):
-        await service.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.DELETE)
+        await subscriptions.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.DELETE)
     with pytest.raises(PreconditionFailed):
-        await service.change_status(store.uow, DEU, sub.id, 1, SubscriptionAction.DELETE)
+        await subscriptions.change_status(store.uow, DEU, sub.id, 1, SubscriptionAction.DELETE)
 
 
 async def test_paused_deliveries_wait_and_go_in_order_on_resume(
@@ -127,17 +127,17 @@ async def test_paused_deliveries_wait_and_go_in_order_on_resume(
 ) -> None:
     receiver = receivers()
     sub = await subscribe(store, DEU, receiver.url)
-    paused = await service.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.PAUSE)
+    paused = await subscriptions.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.PAUSE)
     assert paused.status == "paused" and paused.version == 2
     with pytest.raises(IllegalTransition):
-        await service.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.PAUSE)
+        await subscriptions.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.PAUSE)
     events = [event(subject="plan-1", step=i) for i in range(3)]
     for e in events:
         assert await fan(store, e) == 1
     dispatcher = dispatchers()
     assert await dispatcher.dispatch_once() == 0 and receiver.received() == []
 
-    await service.change_status(store.uow, DEU, sub.id, 2, SubscriptionAction.RESUME)
+    await subscriptions.change_status(store.uow, DEU, sub.id, 2, SubscriptionAction.RESUME)
     for _ in events:
         assert await dispatcher.dispatch_once() == 1
     assert [r.headers["webhook-id"] for r in receiver.received()] == [e.id for e in events]
@@ -149,18 +149,18 @@ async def test_disabling_settles_what_waits_and_re_enabling_is_announced(
     receiver = receivers()
     sub = await subscribe(store, DEU, receiver.url)
     waiting = event()
-    await service.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.PAUSE)
+    await subscriptions.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.PAUSE)
     await fan(store, waiting)
-    disabled = await service.change_status(
+    disabled = await subscriptions.change_status(
         store.uow, DEU, sub.id, None, SubscriptionAction.DISABLE, "  moving   the endpoint "
     )
     assert (disabled.status, disabled.disabled_reason) == ("disabled", "moving the endpoint")
-    [(delivery, _)] = await service.list_deliveries(store.db, DEU, sub.id, 10)
+    [(delivery, _)] = await deliveries.list_deliveries(store.db, DEU, sub.id, 10)
     assert delivery.status == DeliveryStatus.FAILED.value
     assert delivery.last_error == "not sent: the subscription was disabled (moving the endpoint)"
     assert await fan(store, event()) == 0  # a disabled subscription gets nothing
 
-    enabled = await service.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.RESUME)
+    enabled = await subscriptions.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.RESUME)
     assert (enabled.status, enabled.disabled_reason) == ("active", None)
     assert await fan(store, event()) == 1
     assert await dispatchers().dispatch_once() == 1 and len(receiver.received()) == 1
@@ -178,15 +178,15 @@ async def test_deleted_subscriptions_are_gone_and_get_nothing(
 ) -> None:
     sub = await subscribe(store, DEU, receivers().url)
     await fan(store, event())
-    await service.change_status(store.uow, DEU, sub.id, 1, SubscriptionAction.DELETE)
+    await subscriptions.change_status(store.uow, DEU, sub.id, 1, SubscriptionAction.DELETE)
     with pytest.raises(NotFound):
-        await service.get_subscription(store.db, DEU, sub.id)
-    assert await service.list_subscriptions(store.db, DEU) == []
+        await subscriptions.get_subscription(store.db, DEU, sub.id)
+    assert await subscriptions.list_subscriptions(store.db, DEU) == []
     assert await fan(store, event()) == 0
     stored = await store.subscription(sub.id)  # kept, with its history
     assert stored.status == "deleted"
     with pytest.raises(NotFound):
-        await service.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.RESUME)
+        await subscriptions.change_status(store.uow, DEU, sub.id, None, SubscriptionAction.RESUME)
 
 
 async def test_after_a_rotation_deliveries_verify_with_either_secret(
@@ -195,7 +195,7 @@ async def test_after_a_rotation_deliveries_verify_with_either_secret(
     receiver = receivers()
     sub = await subscribe(store, DEU, receiver.url)
     old = sub.secret
-    rotated = await service.rotate_secret(store.uow, SETTINGS, DEU, sub.id, 1)
+    rotated = await subscriptions.rotate_secret(store.uow, SETTINGS, DEU, sub.id, 1)
     assert rotated.secret != old and rotated.previous_secret == old and rotated.version == 2
     await fan(store, event())
     dispatcher = dispatchers()  # one: on PostgreSQL only the lock's holder sends
@@ -208,7 +208,7 @@ async def test_after_a_rotation_deliveries_verify_with_either_secret(
 
     # Without a grace period the old secret stops at once.
     instant = NotificationsSettings(allow_loopback_endpoints=True, secret_grace_seconds=0)
-    again = await service.rotate_secret(store.uow, instant, DEU, sub.id, None)
+    again = await subscriptions.rotate_secret(store.uow, instant, DEU, sub.id, None)
     assert again.previous_secret is None
     await fan(store, event())
     assert await dispatcher.dispatch_once() == 1
@@ -222,26 +222,26 @@ async def test_ping_reports_the_endpoints_answer(
 ) -> None:
     receiver = receivers()
     sub = await subscribe(store, DEU, receiver.url)
-    result = await service.ping(store.db, store.uow, SETTINGS, DEU, sub.id)
+    result = await subscriptions.ping(store.db, store.uow, SETTINGS, DEU, sub.id)
     assert result.ok and result.status_code == 204 and result.error is None
     [hook] = receiver.received()
     body = Webhook(sub.secret).verify(hook.body, hook.headers)
     assert body["type"] == PING_EVENT_TYPE and hook.headers["webhook-id"] == result.message_id
-    assert await service.list_deliveries(store.db, DEU, sub.id, 10) == []  # nothing stored
+    assert await deliveries.list_deliveries(store.db, DEU, sub.id, 10) == []  # nothing stored
 
     receiver.script = [500]
-    failed = await service.ping(store.db, store.uow, SETTINGS, DEU, sub.id)
+    failed = await subscriptions.ping(store.db, store.uow, SETTINGS, DEU, sub.id)
     assert not failed.ok and failed.status_code == 500
 
     # The same checks as a delivery: a loopback endpoint is refused when loopback is not allowed...
     strict = NotificationsSettings(allow_loopback_endpoints=False)
-    refused = await service.ping(store.db, store.uow, strict, DEU, sub.id)
+    refused = await subscriptions.ping(store.db, store.uow, strict, DEU, sub.id)
     assert refused.status_code is None and "not acceptable" in (refused.error or "")
     assert len(receiver.received()) == 2
     # ...and the same time limit.
     hole = await subscribe(store, DEU, black_hole.url)
     quick = NotificationsSettings(allow_loopback_endpoints=True, request_timeout_seconds=0.3)
-    timed_out = await service.ping(store.db, store.uow, quick, DEU, hole.id)
+    timed_out = await subscriptions.ping(store.db, store.uow, quick, DEU, hole.id)
     assert timed_out.status_code is None and "no answer" in (timed_out.error or "")
     with pytest.raises(NotFound):
-        await service.ping(store.db, store.uow, SETTINGS, UKR, sub.id)
+        await subscriptions.ping(store.db, store.uow, SETTINGS, UKR, sub.id)

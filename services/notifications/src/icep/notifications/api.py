@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from icep.notifications import service
+from icep.notifications import deliveries, subscriptions
 from icep.notifications.domain import DeliveryStatus, SubscriptionAction
 from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
@@ -225,11 +225,13 @@ class DeliveryList(BaseModel):
     next: str | None = Field(default=None, description="The next page (newer ones come first)")
 
 
-async def subscriber(principal: PrincipalDep) -> service.Subscriber:
-    return service.Subscriber(client_id=principal.client_id, nation=principal.nation, roles=principal.roles)
+async def subscriber(principal: PrincipalDep) -> subscriptions.Subscriber:
+    return subscriptions.Subscriber(
+        client_id=principal.client_id, nation=principal.nation, roles=principal.roles
+    )
 
 
-SubscriberDep = Annotated[service.Subscriber, Depends(subscriber)]
+SubscriberDep = Annotated[subscriptions.Subscriber, Depends(subscriber)]
 
 
 @router.post(
@@ -240,11 +242,11 @@ async def create_subscription(
 ) -> SubscriptionCreated:
     settings = runtime_of(request).settings
     assert isinstance(settings, NotificationsSettings)
-    row = await service.create_subscription(
+    row = await subscriptions.create_subscription(
         unit_of_work(request),
         settings,
         who,
-        service.NewSubscription(
+        subscriptions.NewSubscription(
             url=body.url,
             description=body.description,
             event_types=body.event_types,
@@ -260,7 +262,7 @@ async def create_subscription(
 
 @router.get("", operation_id="listSubscriptions", summary="The caller's subscriptions")
 async def list_subscriptions(request: Request, who: SubscriberDep) -> SubscriptionList:
-    rows = await service.list_subscriptions(database(request), who)
+    rows = await subscriptions.list_subscriptions(database(request), who)
     return SubscriptionList(items=[SubscriptionOut.of(r) for r in rows])
 
 
@@ -268,7 +270,7 @@ async def list_subscriptions(request: Request, who: SubscriberDep) -> Subscripti
 async def get_subscription(
     subscription_id: str, request: Request, response: Response, who: SubscriberDep
 ) -> SubscriptionOut:
-    row = await service.get_subscription(database(request), who, subscription_id)
+    row = await subscriptions.get_subscription(database(request), who, subscription_id)
     response.headers["ETag"] = etag(row.version)
     return SubscriptionOut.of(row)
 
@@ -300,8 +302,8 @@ async def update_subscription(
     who: SubscriberDep,
     expected: IfMatch,
 ) -> SubscriptionOut:
-    changes = service.SubscriptionChanges(**body.model_dump(exclude_unset=True))
-    row = await service.update_subscription(
+    changes = subscriptions.SubscriptionChanges(**body.model_dump(exclude_unset=True))
+    row = await subscriptions.update_subscription(
         unit_of_work(request), _settings(request), who, subscription_id, expected, changes
     )
     return _answer(response, row)
@@ -316,7 +318,7 @@ async def update_subscription(
 async def delete_subscription(
     subscription_id: str, request: Request, who: SubscriberDep, expected: IfMatch
 ) -> Response:
-    await service.change_status(
+    await subscriptions.change_status(
         unit_of_work(request), who, subscription_id, expected, SubscriptionAction.DELETE
     )
     return Response(status_code=204)
@@ -330,7 +332,7 @@ async def delete_subscription(
 async def rotate_secret(
     subscription_id: str, request: Request, response: Response, who: SubscriberDep, expected: IfMatch
 ) -> SubscriptionSecret:
-    row = await service.rotate_secret(
+    row = await subscriptions.rotate_secret(
         unit_of_work(request), _settings(request), who, subscription_id, expected
     )
     return SubscriptionSecret(**_answer(response, row).model_dump(), secret=row.secret)
@@ -342,7 +344,7 @@ async def rotate_secret(
     summary="Send a signed `icep.notifications.ping.v1` to the endpoint now and report its answer",
 )
 async def ping_subscription(subscription_id: str, request: Request, who: SubscriberDep) -> PingOut:
-    result = await service.ping(
+    result = await subscriptions.ping(
         database(request), unit_of_work(request), _settings(request), who, subscription_id
     )
     return PingOut(
@@ -362,7 +364,7 @@ async def ping_subscription(subscription_id: str, request: Request, who: Subscri
 async def pause_subscription(
     subscription_id: str, request: Request, response: Response, who: SubscriberDep, expected: IfMatch
 ) -> SubscriptionOut:
-    row = await service.change_status(
+    row = await subscriptions.change_status(
         unit_of_work(request), who, subscription_id, expected, SubscriptionAction.PAUSE
     )
     return _answer(response, row)
@@ -376,7 +378,7 @@ async def pause_subscription(
 async def resume_subscription(
     subscription_id: str, request: Request, response: Response, who: SubscriberDep, expected: IfMatch
 ) -> SubscriptionOut:
-    row = await service.change_status(
+    row = await subscriptions.change_status(
         unit_of_work(request), who, subscription_id, expected, SubscriptionAction.RESUME
     )
     return _answer(response, row)
@@ -395,7 +397,7 @@ async def disable_subscription(
     who: SubscriberDep,
     expected: IfMatch,
 ) -> SubscriptionOut:
-    row = await service.change_status(
+    row = await subscriptions.change_status(
         unit_of_work(request), who, subscription_id, expected, SubscriptionAction.DISABLE, body.reason
     )
     return _answer(response, row)
@@ -414,7 +416,7 @@ async def list_deliveries(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[DeliveryStatus | None, Query()] = None,
 ) -> DeliveryList:
-    found, after = await service.delivery_page(
+    found, after = await deliveries.delivery_page(
         database(request), who, subscription_id, limit, status=status, after=cursor
     )
     return DeliveryList(items=[DeliveryOut.of(d, a) for d, a in found], next=next_link(request, after))
@@ -428,7 +430,7 @@ async def list_deliveries(
 async def get_delivery(
     subscription_id: str, delivery_id: str, request: Request, who: SubscriberDep
 ) -> DeliveryOut:
-    row, attempts = await service.get_delivery(database(request), who, subscription_id, delivery_id)
+    row, attempts = await deliveries.get_delivery(database(request), who, subscription_id, delivery_id)
     return DeliveryOut.of(row, attempts)
 
 
@@ -441,7 +443,7 @@ async def get_delivery(
 async def redeliver(
     subscription_id: str, delivery_id: str, request: Request, who: SubscriberDep
 ) -> DeliveryOut:
-    row, attempts = await service.redeliver(unit_of_work(request), who, subscription_id, delivery_id)
+    row, attempts = await deliveries.redeliver(unit_of_work(request), who, subscription_id, delivery_id)
     runtime_of(request).committed()  # wake the dispatcher
     return DeliveryOut.of(row, attempts)
 
@@ -453,7 +455,9 @@ async def redeliver(
     summary="Deliver again every event the subscription received since a time (same webhook-id each)",
 )
 async def replay(subscription_id: str, body: ReplayIn, request: Request, who: SubscriberDep) -> ReplayOut:
-    found = await service.replay(unit_of_work(request), _settings(request), who, subscription_id, body.since)
+    found = await deliveries.replay(
+        unit_of_work(request), _settings(request), who, subscription_id, body.since
+    )
     if found.replayed:
         runtime_of(request).committed()  # wake the dispatcher
     return ReplayOut(replayed=found.replayed, since=found.since, next_since=found.next_since)
