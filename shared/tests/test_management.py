@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from icep.platform.app import ServiceSpec, management_of, service_app
+from icep.platform.app import Runtime, ServiceSpec, management_of, service_app
 from icep.platform.settings import ServiceSettings
 
 PROBLEM = "application/problem+json"
@@ -81,3 +81,17 @@ async def test_a_service_without_its_own_documents_serves_none_on_either_app() -
             assert (await api.get(path)).status_code == 404
             assert (await management.get(path)).status_code == 404
         assert (await management.get("/metrics")).status_code == 200
+
+
+class DemoSettings(ServiceSettings):
+    demo_threshold: float = 0.25
+
+
+def test_a_service_reads_its_own_settings_class_and_a_wrong_one_is_a_wiring_error() -> None:
+    own = Runtime(
+        spec=ServiceSpec(settings=DemoSettings(service_name="demo", port=18001), routers=[], uses_kafka=False)
+    )
+    assert own.settings_as(DemoSettings).demo_threshold == 0.25
+    other = Runtime(spec=ServiceSpec(settings=ServiceSettings(service_name="demo", port=18001), routers=[]))
+    with pytest.raises(TypeError, match="demo runs with ServiceSettings, not DemoSettings"):
+        other.settings_as(DemoSettings)

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from fastapi import APIRouter, FastAPI, Request, Response
@@ -55,6 +55,7 @@ from icep.platform.settings import ServiceSettings
 from icep.platform.tables import PlatformTables
 from icep.platform.wakeups import Wakeups
 
+SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 log = logging.getLogger("icep.app")
 
 REQUEST_SECONDS = Histogram(
@@ -124,6 +125,16 @@ class Runtime:
     @property
     def settings(self) -> ServiceSettings:
         return self.spec.settings
+
+    def settings_as(self, kind: type[SettingsT]) -> SettingsT:
+        """The service's settings as its own settings class (`runtime.settings_as(PlansSettings)`); a
+        service built with other settings is a wiring bug, raised as one."""
+        settings = self.spec.settings
+        if not isinstance(settings, kind):
+            raise TypeError(
+                f"{settings.service_name} runs with {type(settings).__name__}, not {kind.__name__}"
+            )
+        return settings
 
     @property
     def group(self) -> str:

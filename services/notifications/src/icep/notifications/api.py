@@ -240,8 +240,7 @@ SubscriberDep = Annotated[subscriptions.Subscriber, Depends(subscriber)]
 async def create_subscription(
     body: SubscriptionCreate, request: Request, response: Response, who: SubscriberDep
 ) -> SubscriptionCreated:
-    settings = runtime_of(request).settings
-    assert isinstance(settings, NotificationsSettings)
+    settings = runtime_of(request).settings_as(NotificationsSettings)
     row = await subscriptions.create_subscription(
         unit_of_work(request),
         settings,
@@ -284,8 +283,7 @@ def _answer(response: Response, row: SubscriptionRow) -> SubscriptionOut:
 
 
 def _settings(request: Request) -> NotificationsSettings:
-    settings = runtime_of(request).settings
-    assert isinstance(settings, NotificationsSettings)
+    settings = runtime_of(request).settings_as(NotificationsSettings)
     return settings
 
 

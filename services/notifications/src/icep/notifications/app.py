@@ -16,8 +16,7 @@ MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 
 async def dispatch_webhooks(runtime: Runtime) -> None:
     assert runtime.db is not None and runtime.uow is not None
-    settings = runtime.settings
-    assert isinstance(settings, NotificationsSettings)
+    settings = runtime.settings_as(NotificationsSettings)
     dispatcher = WebhookDispatcher(runtime.db, runtime.uow, settings)
     wakeups = runtime.wakeups
     local_wake = dispatcher.wake

@@ -429,8 +429,7 @@ async def watch(runtime: Runtime) -> None:
     streams when there are. On PostgreSQL, while the LISTEN connection is up, other replicas' commits
     wake the streams by NOTIFY and this loop only stands by."""
     assert runtime.db is not None
-    settings = runtime.settings
-    assert isinstance(settings, NotificationsSettings)
+    settings = runtime.settings_as(NotificationsSettings)
     hub = hub_of(runtime)
     seen: int | None = None
     wakeups = runtime.wakeups

@@ -104,8 +104,7 @@ FiltersDep = Annotated[SubscriptionFilters, Depends(feed_filters)]
 
 
 def _settings(request: Request) -> NotificationsSettings:
-    settings = runtime_of(request).settings
-    assert isinstance(settings, NotificationsSettings)
+    settings = runtime_of(request).settings_as(NotificationsSettings)
     return settings
 
 

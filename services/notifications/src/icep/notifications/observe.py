@@ -58,8 +58,7 @@ async def observe_webhooks(db: Database, service: str) -> tuple[int, float, dict
 async def keep_observing(runtime: Runtime) -> None:
     """The background loop (`webhook-observer`), every `webhook_observe_seconds`."""
     assert runtime.db is not None
-    settings = runtime.settings
-    assert isinstance(settings, NotificationsSettings)
+    settings = runtime.settings_as(NotificationsSettings)
     failing = Transitions(f"{settings.service_name}: webhook observation (database)")
     while True:
         try:

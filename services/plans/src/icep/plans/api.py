@@ -435,8 +435,7 @@ async def report_progress(
     who: ActorDep,
     expected: IfMatch,
 ) -> ProgressOut:
-    settings = runtime_of(request).settings
-    threshold = settings.shortfall_threshold if isinstance(settings, PlansSettings) else 0.1
+    threshold = runtime_of(request).settings_as(PlansSettings).shortfall_threshold
     p = await service.record_progress(
         unit_of_work(request),
         who,

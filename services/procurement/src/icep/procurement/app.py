@@ -27,8 +27,8 @@ async def rescreen_suppliers(runtime: Runtime) -> None:
     """Screen again, at start and on every interval, each supplier last screened under other lists than
     the configured ones (so a change of the lists reaches everyone on the next start). Supervised by the
     platform: a failed run is retried after a backoff."""
-    settings = runtime.settings
-    assert isinstance(settings, ProcurementSettings) and runtime.uow is not None
+    settings = runtime.settings_as(ProcurementSettings)
+    assert runtime.uow is not None
     lists = settings.screening_lists()
     while True:
         RESCREENED.labels(settings.service_name).inc(await service.rescreen_suppliers(runtime.uow, lists))

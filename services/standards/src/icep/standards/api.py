@@ -452,7 +452,7 @@ async def verify_claim(
     staff of a nation the claim is released to) verify a claim under test. The claiming nation's own staff
     are refused with 403 unless the deployment allows self-verification
     (`ICEP_STANDARDS_ALLOW_SELF_VERIFICATION`)."""
-    settings = runtime_of(request).settings
+    settings = runtime_of(request).settings_as(StandardsSettings)
     claim = await service.verify_claim(
         unit_of_work(request),
         who,
@@ -460,7 +460,7 @@ async def verify_claim(
         expected,
         body.expires_on,
         tuple(body.evidence),
-        allow_self_verification=isinstance(settings, StandardsSettings) and settings.allow_self_verification,
+        allow_self_verification=settings.allow_self_verification,
     )
     return _claim(response, claim)
 

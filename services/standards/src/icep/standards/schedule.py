@@ -19,8 +19,8 @@ EXPIRED = Counter(
 async def expire_conformance(runtime: Runtime) -> None:
     """Runs at start (catching up on anything that fell due while the service was down), then on every
     interval. Supervised by the platform: a failed run is retried after a backoff."""
-    settings = runtime.settings
-    assert isinstance(settings, StandardsSettings) and runtime.uow is not None
+    settings = runtime.settings_as(StandardsSettings)
+    assert runtime.uow is not None
     while True:
         EXPIRED.labels(settings.service_name).inc(await service.expire_due_claims(runtime.uow))
         EXPIRY_RUNS.labels(settings.service_name).inc()
