@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from icep.gateway.settings import GatewaySettings
 
 clients_app = typer.Typer(
-    help="The gateway's OAuth clients (partner systems): list, register, disable, enable, rotate-secret.",
+    help=(
+        "The gateway's OAuth clients (partner systems): list, register, disable, enable, rotate-secret,"
+        " hash-secret."
+    ),
     no_args_is_help=True,
 )
 keys_app = typer.Typer(
