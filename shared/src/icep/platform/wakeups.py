@@ -170,26 +170,24 @@ class Wakeups:
         if not self.enabled:
             return
         _install_listeners()
-        engine = self.db.engine.sync_engine
-        channel = self.channel(topic)
-        self._watched[table.name] = channel
+        self._watched[table.name] = self.channel(topic)
         if orm_class is not None:
             self._classes[orm_class] = table.name
-        if _BY_TRIGGER.get(engine, {}).get(table.name) == channel:
-            self.covered.add(table.name)
-            return  # the database sends it
-        _WATCHED.setdefault(engine, {})[table.name] = channel
-        if orm_class is not None:
-            _WATCHED_CLASSES.setdefault(engine, {})[orm_class] = channel
+        self._send_uncovered()
 
     async def _note_triggers(self, conn: Any) -> None:
-        """Stop sending the NOTIFY of each watched table whose trigger sends it (and send it again for one
-        whose trigger is gone)."""
-        engine = self.db.engine.sync_engine
+        """Look up the wake-up triggers, then send the NOTIFY only for the watched tables they miss."""
         found = {
             name: bytes(args).split(b"\0", 1)[0].decode() for name, args in await conn.fetch(_TRIGGERS_QUERY)
         }
-        _BY_TRIGGER[engine] = found
+        _BY_TRIGGER[self.db.engine.sync_engine] = found
+        self._send_uncovered()
+
+    def _send_uncovered(self) -> None:
+        """The session events send the NOTIFY of each watched table whose trigger (as last looked up) does
+        not, and of no other."""
+        engine = self.db.engine.sync_engine
+        found = _BY_TRIGGER.get(engine, {})
         covered = {t for t, c in self._watched.items() if found.get(t) == c}
         self.covered = covered
         tables = _WATCHED.setdefault(engine, {})
