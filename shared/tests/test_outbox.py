@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from datetime import timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 import pytest
@@ -14,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from icep.contracts import EventPayload, Releasability
 from icep.platform.db import Database
+from icep.platform.domain import Aggregate, DomainEvent
 from icep.platform.events import OutgoingEvent, decode, utcnow
 from icep.platform.kafka import new_producer
 from icep.platform.outbox import UnitOfWorkFactory
@@ -70,6 +73,78 @@ async def test_events_commit_with_the_transaction_or_not_at_all(db: Database, to
     async with db.sessions() as s:
         rows = (await s.execute(sa.select(T.outbox.c.data))).scalars().all()
     assert [json.loads(r)["n"] for r in rows] == [1]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bumped(DomainEvent):
+    by: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quietly(DomainEvent):
+    """A change that is the owner's business alone: recorded, published as nothing."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Counter(Aggregate):
+    id: str
+    n: int = 0
+    owner: str = "DEU"
+
+    def bump(self, by: int, now: datetime) -> Counter:
+        return self.recorded(Bumped(by=by, at=now), n=self.n + by)
+
+    def touch(self, now: datetime) -> Counter:
+        return self.recorded(Quietly(at=now))
+
+
+def counter_events(counter: Counter, event: DomainEvent) -> Iterable[OutgoingEvent]:
+    """The `events.py` of this test's service."""
+    if isinstance(event, Bumped):
+        yield OutgoingEvent(
+            payload=CounterBumped(n=counter.n, note=f"+{event.by}"),
+            subject=counter.id,
+            releasability=Releasability(owner=counter.owner),
+            time=event.at,
+        )
+
+
+async def published_data(db: Database) -> list[dict[str, object]]:
+    async with db.sessions() as s:
+        rows = (await s.execute(sa.select(T.outbox.c.data).order_by(T.outbox.c.position))).scalars().all()
+    return [json.loads(r) for r in rows]
+
+
+async def test_aggregates_record_events_the_unit_of_work_maps_and_publishes_at_commit(
+    db: Database, topic: str
+) -> None:
+    uow = UnitOfWorkFactory(db, T.outbox, "test", topic, counter_events)
+    now = utcnow()
+    counter = Counter(id="c1")
+    async with uow() as tx:
+        counter = counter.bump(2, now).touch(now).bump(3, now)
+        tx.collect(counter)
+        tx.collect(counter)  # collecting again publishes nothing twice
+        counter = counter.bump(1, now)
+        tx.collect(counter)  # only what was recorded since
+    assert counter.n == 6 and len(counter.events) == 4
+    assert Counter(id="c1", n=6) == counter  # recorded events are not part of the aggregate's value
+    # The mapper saw the aggregate as collected: both first bumps carry n=5, the last n=6.
+    assert [(d["n"], d["note"]) for d in await published_data(db)] == [(5, "+2"), (5, "+3"), (6, "+1")]
+
+    with pytest.raises(RuntimeError, match="refused"):
+        async with uow() as tx:
+            tx.collect(Counter(id="c2").bump(9, now))
+            raise RuntimeError("refused after the change")
+    assert len(await published_data(db)) == 3  # a rolled-back change publishes nothing
+
+
+async def test_a_service_without_a_mapper_cannot_drop_recorded_events(db: Database, topic: str) -> None:
+    uow = UnitOfWorkFactory(db, T.outbox, "test", topic)
+    with pytest.raises(RuntimeError, match="maps no domain events"):
+        async with uow() as tx:
+            tx.collect(Counter(id="c3").bump(1, utcnow()))
+    assert await published_data(db) == []
 
 
 async def test_relay_publishes_in_order_per_key_and_marks_sent(

@@ -47,7 +47,7 @@ from icep.platform.kafka import ensure_topics, kafka_reachable
 from icep.platform.openapi import install_openapi
 from icep.platform.operations import api as operations_api
 from icep.platform.operations.dead_letters import keep_gauge_fresh
-from icep.platform.outbox import UnitOfWorkFactory
+from icep.platform.outbox import EventMapper, UnitOfWorkFactory
 from icep.platform.problems import AnswerErrors, install_problem_handlers
 from icep.platform.relay import OutboxRelay
 from icep.platform.retention import RetentionRule
@@ -95,6 +95,8 @@ class ServiceSpec:
     retention: Sequence[RetentionRule] = ()
     #: Serve the app's own document at /openapi.json and /docs (the gateway serves the merged ones).
     own_api_docs: bool = True
+    #: The service's `events.py`: maps the domain events its aggregates record to published events.
+    events: EventMapper | None = None
 
 
 @dataclass
@@ -297,7 +299,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                 )
             runtime.wakeups = Wakeups(db, name)
             if spec.tables is not None:
-                runtime.uow = UnitOfWorkFactory(db, spec.tables.outbox, name, settings.topic)
+                runtime.uow = UnitOfWorkFactory(db, spec.tables.outbox, name, settings.topic, spec.events)
                 box = secrets.box_from_settings(
                     name, settings.secret_keys, settings.var_dir, required=settings.require_secret_keys
                 )

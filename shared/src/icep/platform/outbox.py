@@ -9,7 +9,7 @@ transaction instead (`joined_unit_of_work`), so the events it raises commit with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -18,28 +18,57 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.platform.db import Database, begin_write
+from icep.platform.domain import Aggregate, DomainEvent
 from icep.platform.events import OutgoingEvent, utcnow
 from icep.platform.telemetry import (
     current_trace_headers,
 )
 
 
+class EventMapper(Protocol):
+    """A service's `events.py`: the published events (contract payload, subject, releasability) that one
+    domain event of an aggregate stands for; none for a change that is the owner's business alone."""
+
+    def __call__(self, aggregate: Any, event: DomainEvent, /) -> Iterable[OutgoingEvent]: ...
+
+
 class UnitOfWork:
     """One transaction around a use case: domain rows plus the events it raises.
 
-    Usage: `async with uow() as tx: tx.session.add(...); tx.publish(event)`. On success the transaction
-    commits and the relay is woken; on error nothing is written, neither rows nor events.
+    Usage: `async with uow() as tx: ...; tx.collect(changed_aggregate)` (a repository's `save` does it),
+    or `tx.publish(event)` for an event no aggregate records. On success the transaction commits and the
+    relay is woken; on error nothing is written, neither rows nor events.
     """
 
-    def __init__(self, session: AsyncSession, outbox: sa.Table, source: str, topic: str) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        outbox: sa.Table,
+        source: str,
+        topic: str,
+        mapper: EventMapper | None = None,
+    ) -> None:
         self.session = session
         self._outbox = outbox
         self._source = source
         self._topic = topic
+        self._mapper = mapper
+        self._collected: set[int] = set()
         self.published: list[OutgoingEvent] = []
 
     def publish(self, event: OutgoingEvent) -> None:
         self.published.append(event)
+
+    def collect(self, aggregate: Aggregate) -> None:
+        """Publish, with this commit, the domain events `aggregate` recorded, mapped by the service's
+        `events.py`. Collecting the same aggregate again publishes only what it recorded since."""
+        for event in aggregate.events:
+            if id(event) in self._collected:
+                continue
+            if self._mapper is None:
+                raise RuntimeError(f"{self._source} maps no domain events: give its ServiceSpec `events`")
+            self._collected.add(id(event))
+            self.published.extend(self._mapper(aggregate, event))
 
     async def flush(self) -> None:
         """Write the events raised so far to the outbox (a unit of work joined to another transaction)."""
@@ -140,11 +169,15 @@ deferred_commit: ContextVar[DeferredCommit | None] = ContextVar("icep_deferred_c
 
 
 class UnitOfWorkFactory:
-    def __init__(self, db: Database, outbox: sa.Table, service: str, topic: str) -> None:
+    def __init__(
+        self, db: Database, outbox: sa.Table, service: str, topic: str, mapper: EventMapper | None = None
+    ) -> None:
         self.db = db
         self.outbox = outbox
         self.source = f"/icep/{service}"
         self.topic = topic
+        #: The service's `events.py`: domain events of collected aggregates -> published events.
+        self.mapper = mapper
         self.after_commit: list[Callable[[], None]] = []
         #: Writes the request's change to the audit log in the change's transaction (`icep.platform.audit`).
         self.audit: ChangeRecorder | None = None
@@ -162,7 +195,7 @@ class UnitOfWorkFactory:
             transaction = await session.begin()
             try:
                 await begin_write(session)
-                uow = UnitOfWork(session, self.outbox, self.source, self.topic)
+                uow = UnitOfWork(session, self.outbox, self.source, self.topic, self.mapper)
                 yield uow
                 await uow._flush_events()
                 if self.audit is not None:
@@ -191,7 +224,7 @@ class UnitOfWorkFactory:
     def joined(self, session: AsyncSession) -> UnitOfWork:
         """A unit of work inside a transaction someone else owns and commits (a consumer's batch): events
         a handler raises go to the outbox in that transaction; call `flush()` before returning."""
-        return UnitOfWork(session, self.outbox, self.source, self.topic)
+        return UnitOfWork(session, self.outbox, self.source, self.topic, self.mapper)
 
 
 SESSION_KEY = "icep.unit_of_work"
