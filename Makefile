@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: up test sync uv lint typecheck check kafka-jars compose-config bench bench-quick clean
+.PHONY: up test test-unit sync uv lint typecheck docs-check migrations-check check kafka-jars compose-config bench bench-quick clean
 
 # uv is the only thing installed outside the project; everything else comes from the lock file.
 uv:
@@ -20,6 +20,11 @@ up: sync
 test: sync
 	$(UV) run --frozen pytest $(PYTEST_ARGS)
 
+## The first tier: everything that needs no broker and starts no platform process (rules, routes, storage,
+## documents, manifests), on two workers. A change to a domain rule is checked here in about a minute.
+test-unit: sync
+	$(UV) run --frozen pytest -m "not integration" -n auto $(PYTEST_ARGS)
+
 lint: sync
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
@@ -27,7 +32,16 @@ lint: sync
 typecheck: sync
 	$(UV) run --frozen mypy shared/src services/*/src
 
-check: lint typecheck
+## The generated OpenAPI and AsyncAPI documents in docs/api are what the code generates.
+docs-check: sync
+	$(UV) run --frozen icep docs --check
+
+## Every service's models match what its migrations build (no model change ships without its migration).
+migrations-check: sync
+	$(UV) run --frozen pytest -q -p no:cacheprovider tests/test_migrations.py
+
+## What CI runs before the suite, and the pre-commit hooks run before a commit.
+check: lint typecheck docs-check migrations-check
 
 kafka-jars: sync
 	$(UV) run --frozen python -c "from icep.platform.kafka_local import fetch_jars; print(fetch_jars())"

@@ -52,12 +52,31 @@ DATABASE_AGNOSTIC = (
 PRODUCTION_DATABASE = ("tests/e2e/test_schemathesis.py",)
 
 
+#: The tier a change to a rule runs first (`make test-unit`): no broker, no platform processes. A test is in
+#: the slower tier (`integration`) when it needs the broker or starts the platform, whatever its folder.
+INTEGRATION_FIXTURES = frozenset({"kafka_bootstrap", "start_platform", "platform"})
+INTEGRATION_PATHS = ("tests/e2e/", "tests/faults/")
+#: Files that start processes or a broker from the test body itself rather than through a fixture.
+INTEGRATION_FILES = (
+    "shared/tests/test_kafka_local.py",
+    "shared/tests/test_launcher_restarts.py",
+    "tests/test_operations_cli.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         try:
             where = item.path.resolve().relative_to(ROOT).as_posix()
         except ValueError:
             continue
+        needs = set(getattr(item, "fixturenames", ()))
+        if (
+            needs & INTEGRATION_FIXTURES
+            or where.startswith(INTEGRATION_PATHS)
+            or where.startswith(INTEGRATION_FILES)
+        ):
+            item.add_marker(pytest.mark.integration)
         own_database = "make_database_url" in getattr(getattr(item, "_fixtureinfo", None), "argnames", ())
         if where.startswith(DATABASE_AGNOSTIC) and not own_database:
             item.add_marker(pytest.mark.database_agnostic)
