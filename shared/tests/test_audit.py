@@ -61,7 +61,7 @@ async def harness(db: Database, tables: PlatformTables) -> AsyncIterator[Harness
     uow = UnitOfWorkFactory(db, tables.outbox, "test", "icep.test.events")
     uow.audit = log
     app = FastAPI()
-    app.state.runtime = SimpleNamespace(extras={"audit": log})
+    app.state.runtime = SimpleNamespace(parts={AuditLog: log})
     install_problem_handlers(app)
     app.add_middleware(AuditMiddleware)
 

@@ -222,7 +222,7 @@ async def api(db: Database, tables: PlatformTables) -> AsyncIterator[Api]:
         uow=uow,
         spec=SimpleNamespace(tables=tables),
         relay=None,
-        extras={"audit": log},
+        parts={AuditLog: log},
         committed=lambda: woken.append(1),
     )
     app.state.token_verifier = TokenVerifier(ISSUER, "icep", "unused", jwks_source=issuer.jwks)

@@ -495,10 +495,10 @@ async def test_feed_and_stream_over_http(served: Served, store: Any) -> None:
             assert message["id"] == str(p_late) and message["event"] == late.type
             assert json.loads(message["data"])["id"] == late.id
             assert (await asyncio.wait_for(anext(messages), 5)) == {"comment": "heartbeat"}
-            assert served.runtime.extras[feed.HUB_KEY].listeners == 1
+            assert served.runtime.parts[feed.FeedHub].listeners == 1
         # The client went away: the stream ended on the server as well.
         await wait_for(
-            lambda: served.runtime.extras[feed.HUB_KEY].listeners == 0, timeout=5, what="the stream to end"
+            lambda: served.runtime.parts[feed.FeedHub].listeners == 0, timeout=5, what="the stream to end"
         )
 
         # Past retention: 410 with problem JSON, for the feed and the stream alike.

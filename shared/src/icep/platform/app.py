@@ -18,10 +18,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import sqlalchemy as sa
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
@@ -56,6 +56,7 @@ from icep.platform.tables import PlatformTables
 from icep.platform.wakeups import Wakeups
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+PartT = TypeVar("PartT")
 log = logging.getLogger("icep.app")
 
 REQUEST_SECONDS = Histogram(
@@ -114,7 +115,8 @@ class Runtime:
     #: The last look of the dependency observer: name (database, kafka) -> up (`icep.platform.observe`).
     dependencies: dict[str, bool] = field(default_factory=dict)
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
+    #: What a platform feature or the service adds when it starts, one per type (`runtime.part(AuditLog)`).
+    parts: dict[type[Any], Any] = field(default_factory=dict)
     #: Called after each commit that wrote events or handled one (wakes the relay, a dispatcher, ...).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
     #: Commits of every replica waking this one's loops (PostgreSQL LISTEN/NOTIFY; `icep.platform.wakeups`).
@@ -127,6 +129,15 @@ class Runtime:
     @property
     def settings(self) -> ServiceSettings:
         return self.spec.settings
+
+    def provide(self, part: object) -> None:
+        """Keep `part` for the process's life, found again by its type."""
+        self.parts[type(part)] = part
+
+    def part(self, kind: type[PartT]) -> PartT | None:
+        """The `kind` this process keeps, if it made one."""
+        found = self.parts.get(kind)
+        return found if isinstance(found, kind) else None
 
     def settings_as(self, kind: type[SettingsT]) -> SettingsT:
         """The service's settings as its own settings class (`runtime.settings_as(PlansSettings)`); a
@@ -559,3 +570,18 @@ def unit_of_work(request: Request) -> UnitOfWorkFactory:
     if uow is None:
         raise RuntimeError("this service has no outbox")
     return uow
+
+
+# Typed dependencies for routes. Coroutines, so FastAPI calls them on the loop, not in a worker thread.
+async def _database_dependency(request: Request) -> Database:
+    return database(request)
+
+
+async def _unit_of_work_dependency(request: Request) -> UnitOfWorkFactory:
+    return unit_of_work(request)
+
+
+#: The service's database, for a route whose use case only reads.
+DatabaseDep = Annotated[Database, Depends(_database_dependency)]
+#: The service's unit of work, for a route whose use case changes state.
+UnitOfWorkDep = Annotated[UnitOfWorkFactory, Depends(_unit_of_work_dependency)]

@@ -319,7 +319,7 @@ def may_query(principal: Principal) -> None:
 def _log_of(scope: Scope) -> AuditLog | None:
     app = scope.get("app")
     runtime = getattr(getattr(app, "state", None), "runtime", None)
-    found = getattr(runtime, "extras", {}).get("audit") if runtime is not None else None
+    found = getattr(runtime, "parts", {}).get(AuditLog) if runtime is not None else None
     return found if isinstance(found, AuditLog) else None
 
 
@@ -395,7 +395,7 @@ def attach(runtime: Runtime) -> None:
         queue_size=settings.audit_queue_size,
         flush_seconds=settings.audit_flush_seconds,
     )
-    runtime.extras["audit"] = audit
+    runtime.provide(audit)
     if runtime.uow is not None:
         runtime.uow.audit = audit
     runtime.start("audit-writer", lambda _: audit.run())

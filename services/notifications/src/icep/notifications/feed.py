@@ -342,15 +342,12 @@ class FeedHub:
         return self._changed
 
 
-HUB_KEY = "icep.notifications.feed_hub"
-
-
 def hub_of(runtime: Runtime) -> FeedHub:
     """The process's hub, made (and hooked to every commit) on first use."""
-    hub = runtime.extras.get(HUB_KEY)
-    if not isinstance(hub, FeedHub):
+    hub = runtime.part(FeedHub)
+    if hub is None:
         hub = FeedHub()
-        runtime.extras[HUB_KEY] = hub
+        runtime.provide(hub)
         if runtime.wakeups is not None:
             # Events any replica's consumer logged (PostgreSQL NOTIFY, `icep.platform.wakeups`).
             runtime.wakeups.watch(_log, "feed", EventLogRow)
