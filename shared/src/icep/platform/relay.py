@@ -13,6 +13,8 @@ rows are purged after a retention period.
 An operator may park a row that cannot be published (`icep.platform.outbox_admin`): the relay skips it.
 Parking is the operator's explicit decision to let the key's later rows go on without it, so that key's
 order is broken on purpose for that one row; retrying (or unparking) it puts it back in the queue.
+
+How one key's rows are handed to the producer, with their spans, is in `icep.platform.relay_sends`.
 """
 
 from __future__ import annotations
@@ -20,18 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import types
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.trace import Link, Span, SpanKind
-from opentelemetry.util.types import AttributeValue
+from opentelemetry.trace import Span
 from prometheus_client import Counter, Gauge
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -43,29 +41,27 @@ from icep.platform.events import utcnow
 from icep.platform.kafka import new_producer
 from icep.platform.logs import kafka_client
 from icep.platform.observe import set_leader
+from icep.platform.relay_sends import _failed, _KeySends, _resume, _SendSpans
 from icep.platform.shards import ShardLocks
 from icep.platform.telemetry import (
-    context_from,
-    messaging_attributes,
-    span_context_from,
     trace_headers_of,
 )
 
 log = logging.getLogger("icep.outbox")
 
+
 RELAY_CLIENT = "outbox producer"
 
+
 OUTBOX_PUBLISHED = Counter("icep_outbox_published_total", "Outbox rows published", ["service"])
+
+
 OUTBOX_FAILURES = Counter("icep_outbox_publish_failures_total", "Failed publish attempts", ["service"])
+
+
 OUTBOX_BLOCKED = Gauge(
     "icep_outbox_relay_blocked", "1 while the relay cannot publish (broker down, sends failing)", ["service"]
 )
-
-
-def _failed(span: Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
-    span.end()
 
 
 def publishable(outbox: sa.Table) -> sa.ColumnElement[bool]:
@@ -88,79 +84,6 @@ _SEND_COLUMNS = (
     "tracestate",
     "attempts",
 )
-
-
-class _SendSpans:
-    """The producer spans of one round: the tracer and each topic's attributes looked up once per round,
-    not once per row. The first try continues the trace of the change that raised the event; a re-send
-    after a failed try is a new trace linked to it (a broker outage must not stretch that trace)."""
-
-    def __init__(self, bootstrap: str) -> None:
-        self._bootstrap = bootstrap
-        self._tracer = trace.get_tracer("icep.outbox")
-        self._by_topic: dict[str, dict[str, AttributeValue]] = {}
-
-    def start(self, row: Any) -> Span:
-        base = self._by_topic.get(row.topic)
-        if base is None:
-            base = self._by_topic[row.topic] = messaging_attributes(
-                "send", topic=row.topic, bootstrap=self._bootstrap
-            )
-        attributes = {
-            **base,
-            "messaging.message.id": row.id,
-            "messaging.kafka.message.key": row.key,
-            "cloudevents.event_type": row.type,
-            "icep.attempt": row.attempts + 1,
-        }
-        carrier = {"traceparent": row.traceparent, "tracestate": row.tracestate}
-        if row.attempts:
-            origin = span_context_from(carrier)
-            links = [Link(origin, {"icep.link.reason": "retry"})] if origin is not None else []
-            return self._tracer.start_span(
-                f"send {row.topic}",
-                context=otel_context.Context(),
-                kind=SpanKind.PRODUCER,
-                attributes=attributes,
-                links=links,
-            )
-        context = context_from(carrier) if row.traceparent else otel_context.Context()
-        return self._tracer.start_span(
-            f"send {row.topic}", context=context, kind=SpanKind.PRODUCER, attributes=attributes
-        )
-
-
-class _KeySends:
-    """One key's hand-over in a round: its sends in order, the row being handed over, its failure."""
-
-    __slots__ = ("current", "failure", "sends")
-
-    def __init__(self) -> None:
-        self.sends: list[tuple[str, asyncio.Future[Any], Span | None]] = []
-        self.current: tuple[Any, Span | None] = (None, None)
-        self.failure: tuple[str, str] | None = None
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, None], blocked_on: Any) -> Generator[Any, Any, None]:
-    """Go on with a coroutine that was stepped by hand (`coro.send(None)`) and is waiting on
-    `blocked_on`, under the awaiting task: what `await` would have done had the task started it."""
-    while True:
-        try:
-            result = yield blocked_on
-        except GeneratorExit:
-            coro.close()
-            raise
-        except BaseException as exc:  # a cancellation, or a timeout's: the waiting coroutine gets it
-            try:
-                blocked_on = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                blocked_on = coro.send(result)
-            except StopIteration:
-                return
 
 
 class OutboxRelay:

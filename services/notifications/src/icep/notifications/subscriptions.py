@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from icep.contracts import Releasability
 from icep.contracts.notifications import SubscriptionCreated, SubscriptionReenabled
-from icep.notifications.dispatcher import Settled, WebhookDispatcher, disable_subscription
+from icep.notifications.dispatcher import WebhookDispatcher
 from icep.notifications.domain import (
     PING_EVENT_TYPE,
     DeliveryStatus,
@@ -30,6 +30,7 @@ from icep.notifications.domain import (
 )
 from icep.notifications.models import DeliveryRow, SubscriptionRow
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.settlement import Settled, disable_subscription
 from icep.platform import audit
 from icep.platform.db import Database
 from icep.platform.errors import (
