@@ -370,7 +370,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
                     dead_letters = spec.tables.dead_letters
                     runtime.start(
                         "dead-letters-gauge",
-                        lambda rt: keep_gauge_fresh(
+                        lambda _rt: keep_gauge_fresh(
                             db,
                             dead_letters,
                             name,

@@ -129,7 +129,7 @@ def up(
 
     stop = threading.Event()
 
-    def _on_signal(signum: int, _frame: Any) -> None:
+    def _on_signal(_signum: int, _frame: Any) -> None:
         stop.set()
 
     signal.signal(signal.SIGINT, _on_signal)

@@ -251,7 +251,7 @@ def problem_content() -> dict[str, Any]:
 def components() -> dict[str, dict[str, Any]]:
     """The components every document of the platform carries."""
     responses: dict[str, Any] = {}
-    for _status, (name, description, headers) in _ERRORS.items():
+    for name, description, headers in _ERRORS.values():
         response: dict[str, Any] = {"description": description, "content": problem_content()}
         response["headers"] = {h: _ref("headers", c) for h, c in {**headers, **RATE_LIMIT_HEADERS}.items()}
         responses[name] = response

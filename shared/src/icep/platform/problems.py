@@ -222,7 +222,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DataError)
-    async def _data(request: Request, exc: DBAPIError) -> JSONResponse:
+    async def _data(request: Request, _exc: DBAPIError) -> JSONResponse:
         return problem(
             422,
             "a value is out of range or not storable (e.g. a NUL character)",

@@ -146,10 +146,10 @@ class Sealed(sa.types.TypeDecorator[str]):
     impl = sa.String
     cache_ok = True
 
-    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
+    def process_bind_param(self, value: str | None, _dialect: sa.Dialect) -> str | None:
         return None if value is None else installed().seal(value)
 
-    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> str | None:
+    def process_result_value(self, value: str | None, _dialect: sa.Dialect) -> str | None:
         return None if value is None else installed().open(value)
 
 

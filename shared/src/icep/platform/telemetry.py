@@ -446,7 +446,7 @@ def _redacted(url: str) -> tuple[str, str | None, int | None]:
     the server's address and port."""
     try:
         parsed = URL(url)
-        safe = parsed.with_user(None).with_query({k: "REDACTED" for k in parsed.query})
+        safe = parsed.with_user(None).with_query(dict.fromkeys(parsed.query, "REDACTED"))
         return str(safe), parsed.host, parsed.port
     except (ValueError, TypeError):
         return "", None, None

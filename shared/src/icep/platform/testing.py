@@ -100,7 +100,7 @@ class WebhookReceiver:
                     with contextlib.suppress(OSError):
                         self.wfile.write(answer)
 
-            def log_message(self, format: str, *args: Any) -> None:
+            def log_message(self, *_args: Any) -> None:
                 return
 
         self._server = _Server(("127.0.0.1", 0), Handler)
@@ -219,7 +219,7 @@ class OtlpCollector:
                 self.end_headers()
                 self.wfile.write(answer)
 
-            def log_message(self, format: str, *args: Any) -> None:
+            def log_message(self, *_args: Any) -> None:
                 return
 
         self._server = _Server(("127.0.0.1", 0), Handler)

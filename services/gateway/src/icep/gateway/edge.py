@@ -100,8 +100,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
     """Addresses and CIDR networks (`10.0.0.0/8`, `2001:db8::/32`, `127.0.0.1`); `*` is every address."""
     networks: list[Network] = []
-    for value in values:
-        value = value.strip()
+    for raw in values:
+        value = raw.strip()
         if value == "*":
             networks += [ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")]
         elif value:

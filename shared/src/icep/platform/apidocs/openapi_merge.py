@@ -190,8 +190,8 @@ def _check_refs(document: Json) -> None:
     def check(ref: str) -> str:
         node: Any = document
         if ref.startswith("#/"):
-            for part in ref[2:].split("/"):
-                part = part.replace("~1", "/").replace("~0", "~")
+            for escaped in ref[2:].split("/"):
+                part = escaped.replace("~1", "/").replace("~0", "~")
                 if not isinstance(node, dict) or part not in node:
                     missing.add(ref)
                     break

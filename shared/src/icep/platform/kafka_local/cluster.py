@@ -99,7 +99,7 @@ class LocalKafkaCluster:
         Returns at once; :meth:`wait_ready` waits until they serve.  The nodes' storage is formatted in
         parallel (one short JVM each), then all JVMs start together: a quorum needs a majority up.
         """
-        targets = [self.node(node)] if node is not None else [n for n in self.nodes.values()]
+        targets = [self.node(node)] if node is not None else list(self.nodes.values())
         targets = [n for n in targets if not n.is_running()]
         unformatted = [n for n in targets if not n.is_formatted()]
         if len(unformatted) > 1:

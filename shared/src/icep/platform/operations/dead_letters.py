@@ -191,7 +191,7 @@ async def refresh_gauge(db: Database, table: sa.Table, service: str, topics: Ite
                 .group_by(table.c.dlq_topic)
             )
         ).all()
-    counts = {topic: 0 for topic in topics} | {str(topic): int(n) for topic, n in rows}
+    counts = dict.fromkeys(topics, 0) | {str(topic): int(n) for topic, n in rows}
     for topic, n in counts.items():
         DEAD_LETTERS_WAITING.labels(service, topic).set(n)
 
