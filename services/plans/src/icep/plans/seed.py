@@ -11,10 +11,12 @@ Figures marked *sourced* come from public reporting (source named in the text); 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from icep.platform.seeding import SeedReport, checked, gateway_client, if_match
 
 LABEL = "[SAMPLE]"
 
@@ -297,35 +299,11 @@ STEPS = {
 ORDER = ["draft", "submitted", "under_review", "accepted"]
 
 
-@dataclass
-class SeedReport:
-    created: list[str] = field(default_factory=list)
-    advanced: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-
-
-async def _client(http: httpx.AsyncClient, gateway: str, client_id: str, secret: str) -> httpx.AsyncClient:
-    r = await http.post(
-        f"{gateway}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
-    )
-    r.raise_for_status()
-    return httpx.AsyncClient(
-        base_url=gateway, headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=30
-    )
-
-
-def _check(r: httpx.Response) -> dict[str, Any]:
-    if r.status_code >= 400:
-        raise RuntimeError(f"{r.request.method} {r.request.url.path} answered {r.status_code}: {r.text}")
-    data: dict[str, Any] = r.json()
-    return data
-
-
 async def _existing(planner: httpx.AsyncClient, nation: str, title: str) -> dict[str, Any] | None:
     url: str | None = "/v1/plans"
     params: dict[str, Any] | None = {"nation": nation, "limit": 200}
     while url:
-        page = _check(await planner.get(url, params=params))
+        page = checked(await planner.get(url, params=params))
         for plan in page["items"]:
             if plan["title"] == title:
                 found: dict[str, Any] = plan
@@ -342,13 +320,14 @@ async def seed(
     report = SeedReport()
     async with httpx.AsyncClient(timeout=30) as http:
         clients = {
-            cid: await _client(http, gateway, cid, secrets[cid]) for cid in {*PLANNERS.values(), REVIEWER}
+            cid: await gateway_client(http, gateway, cid, secrets[cid])
+            for cid in {*PLANNERS.values(), REVIEWER}
         }
         try:
             reviewer = clients[REVIEWER]
             for t in TARGETS:
                 name = f"target {t['product']} {t['year']}"
-                listed = _check(
+                listed = checked(
                     await reviewer.get(
                         "/v1/capacity/targets",
                         params={k: t[k] for k in ("capability_area", "product", "year")},
@@ -360,23 +339,21 @@ async def seed(
                 # A target recorded with another figure is corrected: that names the version read.
                 existing = listed["items"][0] if listed["items"] else None
                 headers = {"If-Match": f'"{existing["version"]}"'} if existing else {}
-                _check(await reviewer.put("/v1/capacity/targets", json=t, headers=headers))
+                checked(await reviewer.put("/v1/capacity/targets", json=t, headers=headers))
                 report.created.append(name)
             for sample in PLANS:
                 planner = clients[PLANNERS[sample.nation]]
                 title = sample.body["title"]
                 plan = await _existing(planner, sample.nation, title)
                 if plan is None:
-                    plan = _check(await planner.post("/v1/plans", json=sample.body))
+                    plan = checked(await planner.post("/v1/plans", json=sample.body))
                     report.created.append(title)
                 moved = False
                 while plan["status"] in STEPS and ORDER.index(plan["status"]) < ORDER.index(sample.state):
                     who, action, _ = STEPS[plan["status"]]
                     client = planner if who == "planner" else reviewer
-                    plan = _check(
-                        await client.post(
-                            f"/v1/plans/{plan['id']}/{action}", headers={"If-Match": f'"{plan["version"]}"'}
-                        )
+                    plan = checked(
+                        await client.post(f"/v1/plans/{plan['id']}/{action}", headers=if_match(plan))
                     )
                     moved = True
                 if moved:
@@ -386,9 +363,5 @@ async def seed(
         finally:
             for c in clients.values():
                 await c.aclose()
-    for line in report.created:
-        say(f"created  {line}")
-    for line in report.advanced:
-        say(f"advanced {line}")
-    say(f"{len(report.unchanged)} sample records already present and unchanged")
+    report.tell(say, "sample records")
     return report

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
+
+from icep.platform.seeding import SeedReport, checked, gateway_client, if_match, today
 
 LABEL = "[SAMPLE]"
 SYNTHETIC = "(synthetic)"
@@ -300,42 +302,8 @@ INITIATIVES: list[SampleInitiative] = [GEMT_INITIATIVE, SHELLS_INITIATIVE]
 DEMAND_OPEN = ("open", "participation_closed")
 
 
-@dataclass
-class SeedReport:
-    created: list[str] = field(default_factory=list)
-    advanced: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-
-async def _client(http: httpx.AsyncClient, gateway: str, client_id: str, secret: str) -> httpx.AsyncClient:
-    r = await http.post(
-        f"{gateway}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
-    )
-    r.raise_for_status()
-    return httpx.AsyncClient(
-        base_url=gateway, headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=30
-    )
-
-
-def _check(r: httpx.Response) -> dict[str, Any]:
-    if r.status_code >= 400:
-        raise RuntimeError(f"{r.request.method} {r.request.url.path} answered {r.status_code}: {r.text}")
-    data: dict[str, Any] = r.json()
-    return data
-
-
-def _if_match(record: dict[str, Any]) -> dict[str, str]:
-    """Every change names the version it was decided on, so a concurrent edit is not overwritten."""
-    return {"If-Match": f'"{record["version"]}"'}
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()
-
-
 def _on(days: int) -> str:
-    return (_today() + timedelta(days=days)).isoformat()
+    return (today() + timedelta(days=days)).isoformat()
 
 
 async def _pages(client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -343,7 +311,7 @@ async def _pages(client: httpx.AsyncClient, url: str, params: dict[str, Any]) ->
     next_url: str | None = url
     next_params: dict[str, Any] | None = {**params, "limit": 200}
     while next_url:
-        page = _check(await client.get(next_url, params=next_params))
+        page = checked(await client.get(next_url, params=next_params))
         found.extend(page["items"])
         next_url, next_params = page["next"], None
     return found
@@ -375,7 +343,7 @@ class _Seeder:
             self.report.skipped.append(f"supplier {org}: exists and is not a sample record, left alone")
             return
         if found is None:
-            found = _check(await staff.post("/v1/suppliers", json=sample.body))
+            found = checked(await staff.post("/v1/suppliers", json=sample.body))
             self.report.created.append(f"{sample.name} (screening: {found['screening']})")
         else:
             self.report.unchanged.append(sample.name)
@@ -394,7 +362,7 @@ class _Seeder:
         steps: list[str] = []
         if found is None:
             body = {**sample.body, "participation_deadline": _on(DEADLINE_DAYS)}
-            found = _check(await self.nspa.post("/v1/initiatives", json=body))
+            found = checked(await self.nspa.post("/v1/initiatives", json=body))
             self.report.created.append(title)
             await self.signals(sample)
         elif sample.signals:
@@ -424,9 +392,9 @@ class _Seeder:
     async def _act(
         self, i: dict[str, Any], action: str, body: Any = None, client: httpx.AsyncClient | None = None
     ) -> dict[str, Any]:
-        return _check(
+        return checked(
             await (client or self.nspa).post(
-                f"/v1/initiatives/{i['id']}/{action}", json=body, headers=_if_match(i)
+                f"/v1/initiatives/{i['id']}/{action}", json=body, headers=if_match(i)
             )
         )
 
@@ -436,7 +404,7 @@ class _Seeder:
         current = next((p for p in i["participations"] if p["nation"] == sample.nation), None)
         steps: list[str] = []
         if current is None:
-            if i["status"] != "open" or date.fromisoformat(i["participation_deadline"]) < _today():
+            if i["status"] != "open" or date.fromisoformat(i["participation_deadline"]) < today():
                 self.report.skipped.append(f"{name}: the initiative no longer takes participants")
                 return i
             i = await self._act(i, "join", {"indicative": _wire(sample.indicative)}, staff)
@@ -511,9 +479,9 @@ class _Seeder:
                 ],
             }
             r = await self.nspa.post(
-                f"/v1/initiatives/{i['id']}/contracts", json=contract, headers=_if_match(i)
+                f"/v1/initiatives/{i['id']}/contracts", json=contract, headers=if_match(i)
             )
-            i = _check(r)
+            i = checked(r)
             steps.append("framework contract signed")
         framework = next((c for c in i["contracts"] if c["award_id"] == mine["id"]), None)
         if framework is None or i["status"] not in ("contracted", "delivering"):
@@ -549,7 +517,7 @@ class _Seeder:
                 "firmness": s.firmness,
                 "quantities": _wire(s.quantities),
             }
-            _check(await staff.post("/v1/demand/signals", json=body))
+            checked(await staff.post("/v1/demand/signals", json=body))
             self.report.created.append(self._signal_name(s, sample.product))
 
 
@@ -563,7 +531,7 @@ async def seed(
         clients: dict[str, httpx.AsyncClient] = {}
         try:
             for cid in (NSPA, *STAFF.values()):
-                clients[cid] = await _client(http, gateway, cid, secrets[cid])
+                clients[cid] = await gateway_client(http, gateway, cid, secrets[cid])
             seeder = _Seeder(clients, report)
             # Suppliers first: an award names one.
             for supplier in SUPPLIERS:
@@ -573,11 +541,5 @@ async def seed(
         finally:
             for c in clients.values():
                 await c.aclose()
-    for line in report.created:
-        say(f"created  {line}")
-    for line in report.advanced:
-        say(f"advanced {line}")
-    for line in report.skipped:
-        say(f"skipped  {line}")
-    say(f"{len(report.unchanged)} sample procurement records already present and unchanged")
+    report.tell(say, "sample procurement records")
     return report

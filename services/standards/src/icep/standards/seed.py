@@ -18,11 +18,13 @@ details carry `(synthetic)`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any
 
 import httpx
+
+from icep.platform.seeding import SeedReport, checked, gateway_client, if_match, today
 
 LABEL = "[SAMPLE]"
 SYNTHETIC = "(synthetic)"
@@ -297,45 +299,11 @@ RATIFIED = ("ratified", "ratified_with_reservations")
 ANSWERABLE = ("ratification_draft", "promulgated")
 
 
-@dataclass
-class SeedReport:
-    created: list[str] = field(default_factory=list)
-    advanced: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-
-async def _client(http: httpx.AsyncClient, gateway: str, client_id: str, secret: str) -> httpx.AsyncClient:
-    r = await http.post(
-        f"{gateway}/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
-    )
-    r.raise_for_status()
-    return httpx.AsyncClient(
-        base_url=gateway, headers={"Authorization": f"Bearer {r.json()['access_token']}"}, timeout=30
-    )
-
-
-def _check(r: httpx.Response) -> dict[str, Any]:
-    if r.status_code >= 400:
-        raise RuntimeError(f"{r.request.method} {r.request.url.path} answered {r.status_code}: {r.text}")
-    data: dict[str, Any] = r.json()
-    return data
-
-
-def _if_match(record: dict[str, Any]) -> dict[str, str]:
-    """Every change names the version it was decided on, so a concurrent edit is not overwritten."""
-    return {"If-Match": f'"{record["version"]}"'}
-
-
-def _today() -> date:
-    return datetime.now(UTC).date()
-
-
 async def _find_standard(nato: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any] | None:
     url: str | None = "/v1/standards"
     params: dict[str, Any] | None = {"number": body["number"], "limit": 200}
     while url:
-        page = _check(await nato.get(url, params=params))
+        page = checked(await nato.get(url, params=params))
         for s in page["items"]:
             if (s["kind"], s["edition"]) == (body["kind"], body["edition"]):
                 found: dict[str, Any] = s
@@ -366,13 +334,13 @@ class _Seeder:
                     self.report.skipped.append(f"{ref}: the edition it supersedes is not a sample record")
                     return
                 body["supersedes"] = older["id"]
-            found = _check(await self.nato.post("/v1/standards", json=body))
+            found = checked(await self.nato.post("/v1/standards", json=body))
             self.report.created.append(ref)
         moved = False
         while found["status"] in STANDARD_STEPS:
             action = STANDARD_STEPS[found["status"]]
-            found = _check(
-                await self.nato.post(f"/v1/standards/{found['id']}/{action}", headers=_if_match(found))
+            found = checked(
+                await self.nato.post(f"/v1/standards/{found['id']}/{action}", headers=if_match(found))
             )
             moved = True
         if moved:
@@ -391,44 +359,44 @@ class _Seeder:
             self.report.unchanged.append(name)  # superseded or cancelled: its answers are history
             return
         path = f"/v1/standards/{standard['id']}/responses/{nation}"
-        current = _check(await staff.get(path))
+        current = checked(await staff.get(path))
         steps: list[str] = []
         if current["status"] == "pending":
             if answer.ratify:
-                current = _check(
+                current = checked(
                     await staff.post(
                         f"{path}/ratify",
                         json={"reservations": list(answer.reservations)},
-                        headers=_if_match(current),
+                        headers=if_match(current),
                     )
                 )
             else:
-                current = _check(await staff.post(f"{path}/decline", headers=_if_match(current)))
+                current = checked(await staff.post(f"{path}/decline", headers=if_match(current)))
             steps.append(current["status"])
         if current["status"] in RATIFIED and answer.ratify:
             promulgated = standard["promulgated_on"]
-            start = date.fromisoformat(promulgated) if promulgated else _today()
+            start = date.fromisoformat(promulgated) if promulgated else today()
             if (
                 answer.forecast_days is not None
                 and current["implementation_forecast"] is None
                 and current["implemented_on"] is None
             ):
                 by = start + timedelta(days=answer.forecast_days)
-                current = _check(
+                current = checked(
                     await staff.post(
                         f"{path}/implementation-forecast",
                         json={"implementation_forecast": by.isoformat()},
-                        headers=_if_match(current),
+                        headers=if_match(current),
                     )
                 )
                 steps.append(f"forecast {by.isoformat()}")
             if answer.implemented and current["implemented_on"] is None and promulgated:
                 # After promulgation and not in the future: the day it was promulgated.
-                current = _check(
+                current = checked(
                     await staff.post(
                         f"{path}/implementation",
                         json={"implemented_on": promulgated},
-                        headers=_if_match(current),
+                        headers=if_match(current),
                     )
                 )
                 steps.append(f"implemented {promulgated}")
@@ -439,7 +407,7 @@ class _Seeder:
 
     async def clearance(self, sample: SampleClearance) -> None:
         staff = self.clients[STAFF[sample.nation]]
-        listed = _check(
+        listed = checked(
             await staff.get(
                 "/v1/interchangeability/clearances", params={"item": sample.item, "platform": sample.platform}
             )
@@ -454,7 +422,7 @@ class _Seeder:
                 self.report.skipped.append(f"{sample.name}: its basis standard is not a sample record")
                 return
             reference = basis["id"]
-        _check(
+        checked(
             await staff.post(
                 "/v1/interchangeability/clearances",
                 json={
@@ -475,7 +443,7 @@ class _Seeder:
             self.report.skipped.append(f"{sample.name}: its standard is not a sample record")
             return
         staff = self.clients[STAFF[sample.nation]]
-        listed = _check(
+        listed = checked(
             await staff.get(
                 "/v1/standards/conformance",
                 params={
@@ -491,7 +459,7 @@ class _Seeder:
             if standard["status"] != "promulgated":
                 self.report.skipped.append(f"{sample.name}: {standard['reference']} is not in force")
                 return
-            claim = _check(
+            claim = checked(
                 await staff.post(
                     "/v1/standards/conformance",
                     json={
@@ -507,21 +475,21 @@ class _Seeder:
         target = CLAIM_ORDER.index(sample.state)
         path = f"/v1/standards/conformance/{claim['id']}"
         if claim["status"] == "claimed" and target > CLAIM_ORDER.index("claimed"):
-            claim = _check(
+            claim = checked(
                 await self.nato.post(
                     f"{path}/start-test",
                     json={"evidence": list(sample.test_evidence)},
-                    headers=_if_match(claim),
+                    headers=if_match(claim),
                 )
             )
             moved = True
         if claim["status"] == "under_test" and target > CLAIM_ORDER.index("under_test"):
-            expires = _today() + timedelta(days=365)
-            claim = _check(
+            expires = today() + timedelta(days=365)
+            claim = checked(
                 await self.nato.post(
                     f"{path}/verify",
                     json={"expires_on": expires.isoformat(), "evidence": list(sample.verify_evidence)},
-                    headers=_if_match(claim),
+                    headers=if_match(claim),
                 )
             )
             moved = True
@@ -541,7 +509,7 @@ async def seed(
         clients: dict[str, httpx.AsyncClient] = {}
         try:
             for cid in (*STAFF.values(), NATO_STAFF):
-                clients[cid] = await _client(http, gateway, cid, secrets[cid])
+                clients[cid] = await gateway_client(http, gateway, cid, secrets[cid])
             seeder = _Seeder(clients, report)
             # In order: an edition's answers are recorded before the next edition supersedes it.
             for standard in STANDARDS:
@@ -553,11 +521,5 @@ async def seed(
         finally:
             for c in clients.values():
                 await c.aclose()
-    for line in report.created:
-        say(f"created  {line}")
-    for line in report.advanced:
-        say(f"advanced {line}")
-    for line in report.skipped:
-        say(f"skipped  {line}")
-    say(f"{len(report.unchanged)} sample standards records already present and unchanged")
+    report.tell(say, "sample standards records")
     return report
