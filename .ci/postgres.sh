@@ -75,7 +75,7 @@ pg_start() {
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
 unix_socket_directories = '$PG_TMPDIR'
-max_connections = 200
+max_connections = 400
 fsync = off
 synchronous_commit = off
 full_page_writes = off
