@@ -59,6 +59,7 @@ INTEGRATION_PATHS = ("tests/e2e/", "tests/faults/")
 #: Files that start processes or a broker from the test body itself rather than through a fixture.
 INTEGRATION_FILES = (
     "shared/tests/test_kafka_local.py",
+    "shared/tests/test_kafka_outage_log.py",
     "shared/tests/test_launcher_restarts.py",
     "tests/test_operations_cli.py",
 )
