@@ -26,14 +26,14 @@ from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWorkFactory
 from icep.procurement.demand import use_cases as demand_cases
 from icep.procurement.demand.model import Firmness
-from icep.procurement.initiatives import contracting as contract_cases
+from icep.procurement.events import procurement_events
 from icep.procurement.initiatives import repository as initiative_store
 from icep.procurement.initiatives import use_cases as initiative_cases
 from icep.procurement.initiatives.model import Initiative
 from icep.procurement.initiatives.parts import Award, Contract, InitiativeStatus, Item, Lot, RequiredStandard
 from icep.procurement.models import InitiativeRow, KnownStandardRow, OcdsReleaseRow, metadata, tables
 from icep.procurement.ocds import releases as ocds_releases
-from icep.procurement.ocds import repository as ocds_store
+from icep.procurement.ocds import use_cases as ocds_store
 from icep.procurement.read_models import capacity as capacity_handlers
 from icep.procurement.suppliers import use_cases as supplier_cases
 
@@ -110,7 +110,10 @@ async def store(make_database_url: Callable[[str], str]) -> AsyncIterator[Store]
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
     try:
-        yield Store(db, UnitOfWorkFactory(db, tables.outbox, "procurement", "icep.procurement.events"))
+        uow = UnitOfWorkFactory(
+            db, tables.outbox, "procurement", "icep.procurement.events", procurement_events
+        )
+        yield Store(db, uow)
     finally:
         await db.dispose()
 
@@ -249,7 +252,9 @@ async def test_a_bid_goes_to_the_lead_nation_alone(store: Store) -> None:
         supplier_cases.NewSupplier("HRB-1", "Synthetic Munitions GmbH", Scale.SME, "DEU"),
         ScreeningLists(frozenset({"RUS"}), frozenset()),
     )
-    after = await contract_cases.record_bid(store.uow, DEU, i.id, None, "L1", supplier.id, 1000, 3.9e6, "EUR")
+    after = await initiative_cases.record_bid(
+        store.uow, DEU, i.id, None, "L1", supplier.id, 1000, 3.9e6, "EUR"
+    )
     [bid] = after.bids
     [event] = [e for e in await store.events() if e["type"] == "bid.recorded"]
     assert (event["subject"], event["nation"], event["releasable_to"]) == (i.id, "DEU", "DEU")
@@ -351,7 +356,7 @@ async def contracted(store: Store) -> Initiative:
     return await store.store(i.sign_contract(DEU, framework, now))
 
 
-def new_call_off(**kw: Any) -> contract_cases.NewCallOff:
+def new_call_off(**kw: Any) -> initiative_cases.NewCallOff:
     defaults: dict[str, Any] = {
         "contract_id": "c1",
         "buyer": "FRA",
@@ -360,12 +365,12 @@ def new_call_off(**kw: Any) -> contract_cases.NewCallOff:
         "currency": "EUR",
         "delivery_by": TODAY + timedelta(days=120),
     }
-    return contract_cases.NewCallOff(**(defaults | kw))
+    return initiative_cases.NewCallOff(**(defaults | kw))
 
 
 async def test_a_call_off_and_its_own_release_are_written_together(store: Store) -> None:
     i = await contracted(store)
-    changed, call_off = await contract_cases.place_call_off(store.uow, DEU, i.id, None, new_call_off())
+    changed, call_off = await initiative_cases.place_call_off(store.uow, DEU, i.id, None, new_call_off())
     [release] = await store.releases(call_off.ocid)
     assert release["id"] == f"{call_off.ocid}-0001" and release["tag"] == ["award", "contract"]
     assert release["relatedProcesses"][0]["identifier"] == i.ocid
@@ -382,7 +387,7 @@ async def test_no_call_off_without_its_release(store: Store, monkeypatch: pytest
 
     monkeypatch.setattr(ocds_releases, "call_off_release", broken)
     with pytest.raises(RuntimeError):
-        await contract_cases.place_call_off(store.uow, DEU, i.id, None, new_call_off())
+        await initiative_cases.place_call_off(store.uow, DEU, i.id, None, new_call_off())
     # Nothing of it is written: neither the framework's change nor its events.
     after = await initiative_cases.get_initiative(store.db, DEU, i.id)
     assert after.call_offs == () and after.version == i.version

@@ -9,6 +9,7 @@ from prometheus_client import Counter
 import icep.procurement
 from icep.platform.app import Runtime, ServiceSpec, service_app
 from icep.procurement.demand import routes as demand_routes
+from icep.procurement.events import procurement_events
 from icep.procurement.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.procurement.initiatives import routes as initiative_routes
 from icep.procurement.models import metadata, tables
@@ -58,6 +59,7 @@ def create_app(settings: ProcurementSettings | None = None) -> FastAPI:
             metadata=metadata,
             tables=tables,
             migrations_dir=MIGRATIONS,
+            events=procurement_events,
             handlers=HANDLERS,
             subscribe_topics=SUBSCRIBED_TOPICS,
             background=[("supplier-rescreening", rescreen_suppliers)],

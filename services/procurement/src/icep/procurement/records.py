@@ -7,25 +7,20 @@ from typing import Any, TypeVar
 
 from pydantic import TypeAdapter
 
-from icep.contracts import EventPayload, Releasability
+from icep.contracts import Releasability
 from icep.platform import visibility
-from icep.platform.events import OutgoingEvent
-from icep.platform.outbox import UnitOfWork
 from icep.procurement.rules import readers
 
 T = TypeVar("T")
 
 
 def to_json(adapter: TypeAdapter[T], value: T) -> dict[str, Any]:
-    data: dict[str, Any] = adapter.dump_python(value, mode="json")
+    # What an aggregate recorded is published when it is saved, never stored with it.
+    data: dict[str, Any] = adapter.dump_python(value, mode="json", exclude={"events"})
     return data
 
 
 def stored_readers(r: Releasability) -> str:
     """The stored readers of an initiative, supplier or demand signal: who may read it, and who its
-    events are marked for (`publish` with the same releasability), by `icep.platform.visibility`."""
+    events are marked for (`events.py` releases them alike), by `icep.platform.visibility`."""
     return visibility.encode(readers(r))
-
-
-def publish(tx: UnitOfWork, subject: str, release: Releasability, payload: EventPayload) -> None:
-    tx.publish(OutgoingEvent(payload=payload, subject=subject, releasability=release))

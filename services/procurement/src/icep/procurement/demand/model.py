@@ -10,7 +10,7 @@ from enum import StrEnum
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, PARTNERS
-from icep.platform.domain import Actor, invalid
+from icep.platform.domain import Actor, Aggregate, DomainEvent, invalid
 from icep.platform.errors import Forbidden
 from icep.procurement.initiatives.model import Initiative
 from icep.procurement.initiatives.parts import (
@@ -32,8 +32,15 @@ class Firmness(StrEnum):
     CONTRACTED = "contracted"
 
 
-@dataclass(frozen=True)
-class DemandSignal:
+@dataclass(frozen=True, kw_only=True)
+class SignalPublished(DomainEvent):
+    """A demand signal published or revised (it is published anew, with its new figures)."""
+
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemandSignal(Aggregate):
     """A nation's standing demand for a product, outside any initiative."""
 
     id: str
@@ -75,17 +82,17 @@ class DemandSignal:
         if release.owner != actor.nation:
             raise invalid("body.releasability", f"the signal belongs to {actor.nation}")
         return cls(
-            id,
-            actor.nation,
-            product.strip(),
-            capability_area.strip(),
-            unit.strip(),
-            firmness,
-            q,
-            release,
-            1,
-            now,
-        )
+            id=id,
+            nation=actor.nation,
+            product=product.strip(),
+            capability_area=capability_area.strip(),
+            unit=unit.strip(),
+            firmness=firmness,
+            quantities=q,
+            releasability=release,
+            version=1,
+            updated_at=now,
+        ).recorded(SignalPublished(by=actor.id, at=now))
 
     def revise(
         self, actor: Actor, firmness: Firmness, quantities: Mapping[int, int], now: datetime
@@ -96,7 +103,13 @@ class DemandSignal:
         q = check_quantities(quantities, "body.quantities")
         if not q:
             raise invalid("body.quantities", "a demand signal has a quantity for at least one year")
-        return replace(self, firmness=firmness, quantities=q, version=self.version + 1, updated_at=now)
+        return self.recorded(
+            SignalPublished(by=actor.id, at=now),
+            firmness=firmness,
+            quantities=q,
+            version=self.version + 1,
+            updated_at=now,
+        )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Demand signal rows <-> demand signals, and the demand a caller may see."""
+"""Demand signal rows <-> demand signals (each kept whole as its JSON document, read only by who may read
+it), and the demand a caller may see."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from icep.platform import audit, visibility
-from icep.platform.domain import Actor
+from icep.platform.domain import Actor, check_version
 from icep.platform.errors import NotFound
+from icep.platform.outbox import UnitOfWork
 from icep.procurement.demand.model import DemandSignal
 from icep.procurement.demand.rows import DemandSignalRow
 from icep.procurement.initiatives.model import Initiative
 from icep.procurement.initiatives.parts import InitiativeStatus
 from icep.procurement.initiatives.repository import initiative_of
 from icep.procurement.initiatives.rows import InitiativeRow
+from icep.procurement.records import stored_readers, to_json
 from icep.procurement.rules import (
     may_read,
 )
@@ -51,3 +54,46 @@ async def visible_demand(
         [s for s in signals if may_read(s.releasability, actor.nation)],
         [i for i in initiatives if i.visible_to(actor.nation)],
     )
+
+
+class DemandSignalRepository:
+    """The demand signals one unit of work reads and changes."""
+
+    def __init__(self, tx: UnitOfWork) -> None:
+        self.tx = tx
+        self.session = tx.session
+        self._rows: dict[str, DemandSignalRow] = {}
+
+    async def get_for_update(
+        self, actor: Actor, signal_id: str, expected_version: int | None
+    ) -> DemandSignal:
+        """The signal, locked until the unit of work ends, if `actor` may read it (else 404) and it is at
+        `expected_version` (else 412; None: any version)."""
+        row = await signal_row(self.session, actor, signal_id, lock=True)
+        signal = SIGNAL.validate_python(row.document)
+        check_version("demand signal", signal.version, expected_version)
+        self._rows[row.id] = row
+        return signal
+
+    async def add(self, signal: DemandSignal) -> None:
+        """A new signal: its row, and the events it recorded published with the same commit."""
+        row = DemandSignalRow(
+            id=signal.id,
+            nation=signal.nation,
+            product=signal.product,
+            version=signal.version,
+            readers=stored_readers(signal.releasability),
+            document=to_json(SIGNAL, signal),
+            updated_at=signal.updated_at,
+        )
+        self.session.add(row)
+        self._rows[signal.id] = row
+        self.tx.collect(signal)
+
+    async def save(self, signal: DemandSignal) -> None:
+        """Store the signal and publish what it recorded (mapped by `events.py`) with the same commit."""
+        row = self._rows[signal.id]
+        row.version = signal.version
+        row.document = to_json(SIGNAL, signal)
+        row.updated_at = signal.updated_at
+        self.tx.collect(signal)

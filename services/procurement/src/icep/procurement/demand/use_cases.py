@@ -1,4 +1,5 @@
-"""Use cases of demand signals, the demand picture and demand against capacity."""
+"""Use cases of demand signals (each change loads the signal through its repository, calls one method of
+it and saves it, its events with it), the demand picture and demand against capacity."""
 
 from __future__ import annotations
 
@@ -10,22 +11,17 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from icep.contracts import Releasability
-from icep.contracts.procurement import (
-    DemandSignalPublished,
-)
 from icep.platform import audit, visibility
 from icep.platform.db import Database
-from icep.platform.domain import Actor, check_version
+from icep.platform.domain import Actor
 from icep.platform.events import utcnow
 from icep.platform.ids import new_id
-from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWorkFactory
 from icep.procurement.demand import model
 from icep.procurement.demand.model import DemandSignal, Firmness, ProductDemand, YearBalance
-from icep.procurement.demand.repository import SIGNAL, signal_row, visible_demand
+from icep.procurement.demand.repository import SIGNAL, DemandSignalRepository, signal_row, visible_demand
 from icep.procurement.demand.rows import DemandSignalRow
-from icep.procurement.initiatives.announcements import year_keys
 from icep.procurement.read_models.queries import capacity_rows, shortfall_rows
-from icep.procurement.records import publish, stored_readers, to_json
 from icep.procurement.rules import (
     may_read,
 )
@@ -43,7 +39,6 @@ async def publish_demand_signal(
     quantities: Mapping[int, int],
     releasability: Releasability | None,
 ) -> DemandSignal:
-    now = utcnow()
     signal = DemandSignal.publish(
         id=new_id(),
         actor=actor,
@@ -52,43 +47,12 @@ async def publish_demand_signal(
         unit=unit,
         firmness=firmness,
         quantities=quantities,
-        now=now,
+        now=utcnow(),
         releasability=releasability,
     )
     async with uow() as tx:
-        tx.session.add(
-            DemandSignalRow(
-                id=signal.id,
-                nation=signal.nation,
-                product=signal.product,
-                version=signal.version,
-                readers=stored_readers(signal.releasability),
-                document=to_json(SIGNAL, signal),
-                updated_at=now,
-            )
-        )
-        _announce_signal(tx, signal, actor)
+        await DemandSignalRepository(tx).add(signal)
     return signal
-
-
-def _announce_signal(tx: UnitOfWork, s: DemandSignal, actor: Actor) -> None:
-    publish(
-        tx,
-        s.id,
-        s.releasability,
-        DemandSignalPublished(
-            signal_id=s.id,
-            nation=s.nation,
-            product=s.product,
-            capability_area=s.capability_area,
-            unit=s.unit,
-            firmness=s.firmness.value,
-            quantities=year_keys(s.quantities),
-            version=s.version,
-            published_by=actor.id,
-            published_at=s.updated_at,
-        ),
-    )
 
 
 async def revise_demand_signal(
@@ -100,15 +64,11 @@ async def revise_demand_signal(
     quantities: Mapping[int, int],
 ) -> DemandSignal:
     async with uow() as tx:
-        row = await signal_row(tx.session, actor, signal_id, lock=True)
-        current = SIGNAL.validate_python(row.document)
-        check_version("demand signal", current.version, expected)
-        changed = current.revise(actor, firmness, quantities, utcnow())
-        row.version = changed.version
-        row.document = to_json(SIGNAL, changed)
-        row.updated_at = changed.updated_at
-        _announce_signal(tx, changed, actor)
-    return changed
+        signals = DemandSignalRepository(tx)
+        signal = await signals.get_for_update(actor, signal_id, expected)
+        signal = signal.revise(actor, firmness, quantities, utcnow())
+        await signals.save(signal)
+    return signal
 
 
 async def list_demand_signals(

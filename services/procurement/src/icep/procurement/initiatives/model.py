@@ -19,8 +19,9 @@ from datetime import date, datetime
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES, NATO, PARTNERS
-from icep.platform.domain import Actor, invalid
+from icep.platform.domain import Actor, Aggregate, invalid
 from icep.platform.errors import Conflict, Forbidden, IllegalTransition, NotFound
+from icep.procurement.initiatives import domain_events as happened
 from icep.procurement.initiatives.parts import (
     ACTIVE,
     CONTRACTED_STATES,
@@ -28,7 +29,6 @@ from icep.procurement.initiatives.parts import (
     FIRM,
     Award,
     AwardInput,
-    AwardRefused,
     Bid,
     CallOff,
     Contract,
@@ -61,13 +61,12 @@ from icep.procurement.rules import (
     readers_missing,
 )
 from icep.procurement.suppliers.model import (
-    Screening,
     Supplier,
 )
 
 
-@dataclass(frozen=True)
-class Initiative:
+@dataclass(frozen=True, kw_only=True)
+class Initiative(Aggregate):
     id: str
     ocid: str
     title: str
@@ -155,7 +154,7 @@ class Initiative:
             version=1,
             history=(Change("proposed", S.PROPOSED.value, actor.id, now),),
             created_at=now,
-        )
+        ).recorded(happened.Proposed(by=actor.id, at=now))
 
     # -- helpers
 
@@ -167,26 +166,27 @@ class Initiative:
             raise Forbidden(f"only {self.lead_nation}'s procurement staff, who lead it, may {action}")
 
     def _move(
-        self, action: str, actor: Actor, now: datetime, note: str = "", **changes: object
+        self, action: str, event: happened.InitiativeEvent, note: str = "", **changes: object
     ) -> Initiative:
+        """A change of status: `action` leads there from the current one; recorded as `event`."""
         status = next_initiative_status(action, self.status)
-        return replace(
-            self,
+        return self.recorded(
+            event,
             status=status,
             version=self.version + 1,
-            history=(*self.history, Change(action, status.value, actor.id, now, note)),
-            **changes,  # type: ignore[arg-type]
+            history=(*self.history, Change(action, status.value, event.by, event.at, note)),
+            **changes,
         )
 
     def _record(
-        self, action: str, actor: Actor, now: datetime, note: str = "", **changes: object
+        self, action: str, event: happened.InitiativeEvent, note: str = "", **changes: object
     ) -> Initiative:
-        """A change that keeps the status (participation, bids, milestones, flags)."""
-        return replace(
-            self,
+        """A change that keeps the status (participation, bids, milestones, flags), recorded as `event`."""
+        return self.recorded(
+            event,
             version=self.version + 1,
-            history=(*self.history, Change(action, self.status.value, actor.id, now, note)),
-            **changes,  # type: ignore[arg-type]
+            history=(*self.history, Change(action, self.status.value, event.by, event.at, note)),
+            **changes,
         )
 
     def participation(self, nation: str) -> Participation | None:
@@ -224,7 +224,7 @@ class Initiative:
 
     def open(self, actor: Actor, now: datetime) -> Initiative:
         self._lead_only(actor, "open it for participation")
-        return self._move("open", actor, now)
+        return self._move("open", happened.Opened(by=actor.id, at=now))
 
     def close_participation(self, actor: Actor, now: datetime) -> Initiative:
         self._lead_only(actor, "close participation")
@@ -232,7 +232,7 @@ class Initiative:
         if not any(p.status in ACTIVE for p in self.participations):
             raise IllegalTransition("initiative", "close participation of", "an initiative nobody joined")
         self._check_no_pending_withdrawal("close participation")
-        return self._move("close_participation", actor, now)
+        return self._move("close_participation", happened.ParticipationClosed(by=actor.id, at=now))
 
     @property
     def pending_withdrawals(self) -> tuple[str, ...]:
@@ -255,11 +255,12 @@ class Initiative:
         self._lead_only(actor, "cancel it")
         if not reason.strip():
             raise invalid("body.reason", "a cancellation needs a reason")
-        return self._move("cancel", actor, now, note=reason.strip(), cancellation_reason=reason.strip())
+        cancelled = happened.Cancelled(by=actor.id, at=now)
+        return self._move("cancel", cancelled, note=reason.strip(), cancellation_reason=reason.strip())
 
     def start_delivery(self, actor: Actor, now: datetime) -> Initiative:
         self._lead_only(actor, "start delivery")
-        return self._move("start_delivery", actor, now)
+        return self._move("start_delivery", happened.DeliveryStarted(by=actor.id, at=now))
 
     def close(self, actor: Actor, now: datetime) -> Initiative:
         self._lead_only(actor, "close it")
@@ -268,7 +269,7 @@ class Initiative:
         ]
         if scheduled:
             raise IllegalTransition("initiative", "close", f"delivering with open milestones {scheduled}")
-        return self._move("close", actor, now)
+        return self._move("close", happened.Closed(by=actor.id, at=now))
 
     # -- participation (each nation for itself)
 
@@ -303,7 +304,8 @@ class Initiative:
         ):
             raise IllegalTransition("participation", "join", current.status.value)
         joined = Participation(actor.nation, ParticipationStatus.JOINED, quantities, joined_at=now)
-        return self._record("join", actor, now, note=actor.nation, participations=self._with(joined))
+        event = happened.Joined(by=actor.id, at=now, nation=actor.nation)
+        return self._record("join", event, note=actor.nation, participations=self._with(joined))
 
     def commit(
         self, actor: Actor, firm: Mapping[int, int], funded: Mapping[int, int], now: datetime
@@ -328,7 +330,8 @@ class Initiative:
         if over:
             raise invalid("body.funded", f"funded exceeds firm in {over}")
         committed = replace(current, status=ParticipationStatus.COMMITTED, firm=firm_q, funded=funded_q)
-        return self._record("commit", actor, now, note=actor.nation, participations=self._with(committed))
+        event = happened.Committed(by=actor.id, at=now, nation=actor.nation)
+        return self._record("commit", event, note=actor.nation, participations=self._with(committed))
 
     def withdraw(self, actor: Actor, reason: str, now: datetime) -> tuple[Initiative, bool]:
         """Withdraw: at once when only joined (or for the lead nation itself); after a firm commitment the
@@ -350,12 +353,21 @@ class Initiative:
             amendment = current.status is ParticipationStatus.COMMITTED
             gone = replace(current, status=ParticipationStatus.WITHDRAWN, withdrawal_reason=reason.strip())
             action = "withdraw_amendment" if amendment else "withdraw"
-            return self._record(action, actor, now, note=actor.nation, participations=self._with(gone)), True
+            left = happened.Withdrawn(
+                by=actor.id,
+                at=now,
+                nation=actor.nation,
+                amendment=amendment,
+                approved_by=actor.id if amendment else None,
+                reason=reason.strip(),
+            )
+            return self._record(action, left, note=actor.nation, participations=self._with(gone)), True
         asked = replace(
             current, status=ParticipationStatus.WITHDRAWAL_REQUESTED, withdrawal_reason=reason.strip()
         )
+        event = happened.WithdrawalAsked(by=actor.id, at=now, nation=actor.nation, reason=reason.strip())
         return self._record(
-            "request_withdrawal", actor, now, note=actor.nation, participations=self._with(asked)
+            "request_withdrawal", event, note=actor.nation, participations=self._with(asked)
         ), False
 
     def decide_withdrawal(self, actor: Actor, nation: str, approve: bool, now: datetime) -> Initiative:
@@ -368,13 +380,16 @@ class Initiative:
             )
         if self.status not in DEMAND_OPEN:
             raise IllegalTransition("initiative", "amend participation of", self.status.value)
+        reason = current.withdrawal_reason or ""
         if approve:
             after = replace(current, status=ParticipationStatus.WITHDRAWN)
-            return self._record(
-                "approve_withdrawal", actor, now, note=nation, participations=self._with(after)
+            approved = happened.Withdrawn(
+                by=actor.id, at=now, nation=nation, amendment=True, approved_by=actor.id, reason=reason
             )
+            return self._record("approve_withdrawal", approved, note=nation, participations=self._with(after))
         after = replace(current, status=ParticipationStatus.COMMITTED, withdrawal_reason=None)
-        return self._record("refuse_withdrawal", actor, now, note=nation, participations=self._with(after))
+        refused = happened.WithdrawalRefused(by=actor.id, at=now, nation=nation, reason=reason)
+        return self._record("refuse_withdrawal", refused, note=nation, participations=self._with(after))
 
     # -- tender, award, contract (the lead nation)
 
@@ -394,7 +409,8 @@ class Initiative:
         lots_total = sum(lot.quantity for lot in lots)
         if firm_total and lots_total > firm_total:
             raise invalid("body.lots", f"the lots ({lots_total}) exceed the firm demand ({firm_total})")
-        return self._move("publish_tender", actor, now, tender=Tender(tuple(lots), period_end, now))
+        published = happened.TenderPublished(by=actor.id, at=now)
+        return self._move("publish_tender", published, tender=Tender(tuple(lots), period_end, now))
 
     def record_bid(self, actor: Actor, bid: Bid, supplier: Supplier, now: datetime) -> Initiative:
         self._lead_only(actor, "record a bid")
@@ -408,7 +424,8 @@ class Initiative:
         if supplier.id != bid.supplier_id:
             raise invalid("body.supplier_id", "the bid names another supplier")
         self._check_released_as_widely(supplier, "body.supplier_id")
-        return self._record("record_bid", actor, now, note=supplier.name, bids=(*self.bids, bid))
+        recorded = happened.BidRecorded(by=actor.id, at=now, bid=bid)
+        return self._record("record_bid", recorded, note=supplier.name, bids=(*self.bids, bid))
 
     def _check_released_as_widely(self, supplier: Supplier, location: str) -> None:
         """A bid or an award copies the supplier's name and scale into the initiative (its API output, its
@@ -450,40 +467,12 @@ class Initiative:
                 raise invalid(f"body.awards.{n}.supplier_id", f"no supplier {a.supplier_id}")
             supplier = standing.supplier
             self._check_released_as_widely(supplier, f"body.awards.{n}.supplier_id")
-            if a.product_code is not None and a.product_code not in supplier.products:
-                raise invalid(
-                    f"body.awards.{n}.product_code", f"{a.product_code} is not a product of {supplier.name}"
-                )
-            if supplier.screening not in (Screening.CLEAR, Screening.CLEARED):
-                raise AwardRefused(
-                    f"{supplier.name} is {supplier.screening.value.replace('_', ' ')} in supply-chain"
-                    " screening: only a clear or cleared supplier may be awarded",
-                    supplier_id=supplier.id,
-                    screening=supplier.screening.value,
-                )
-            product, lacking = standing.missing(self.required_standards, a.product_code)
-            if lacking:
-                missing = [s.label for s in lacking]
-                if product is None:
-                    which = f"{supplier.name} has no product on record: none"
-                elif a.product_code is not None or len(supplier.products) == 1:
-                    which = f"{supplier.name}'s product {product}"
-                else:
-                    which = (
-                        f"no single product of {supplier.name} holds every required edition: the closest,"
-                        f" {product},"
-                    )
-                raise AwardRefused(
-                    f"{which} holds no verified conformance with {', '.join(missing)}, which this initiative"
-                    " requires",
-                    supplier_id=supplier.id,
-                    product_code=product,
-                    missing_standards=missing,
-                )
+            standing.check_awardable(self.required_standards, a.product_code, f"body.awards.{n}")
             made.append(
                 Award(award_id, a.lot_id, supplier.id, supplier.name, a.quantity, a.value, a.currency, now)
             )
-        return self._move("award", actor, now, awards=tuple(made))
+        awarded = happened.Awarded(by=actor.id, at=now, awards=tuple(made))
+        return self._move("award", awarded, awards=awarded.awards)
 
     def sign_contract(self, actor: Actor, contract: Contract, now: datetime) -> Initiative:
         self._lead_only(actor, "sign a contract")
@@ -497,7 +486,8 @@ class Initiative:
         if len({m.id for m in contract.milestones}) != len(contract.milestones):
             raise invalid("body.milestones", "milestone ids are unique")
         signed = replace(contract, supplier_id=award.supplier_id, signed_at=now)
-        return self._move("sign_contract", actor, now, note=contract.id, contracts=(*self.contracts, signed))
+        event = happened.ContractSigned(by=actor.id, at=now, contract=signed)
+        return self._move("sign_contract", event, note=contract.id, contracts=(*self.contracts, signed))
 
     def place_call_off(self, actor: Actor, call_off: CallOff, now: datetime) -> Initiative:
         """A call-off under a framework contract, for a participating nation."""
@@ -526,13 +516,9 @@ class Initiative:
                 "body.quantity",
                 f"the framework covers {award.quantity} {self.item.unit}; {left} are left to call off",
             )
-        return self._record(
-            "place_call_off",
-            actor,
-            now,
-            note=call_off.id,
-            call_offs=(*self.call_offs, replace(call_off, placed_at=now)),
-        )
+        placed = replace(call_off, placed_at=now)
+        event = happened.CallOffPlaced(by=actor.id, at=now, call_off=placed)
+        return self._record("place_call_off", event, note=call_off.id, call_offs=(*self.call_offs, placed))
 
     def record_milestone(
         self,
@@ -567,8 +553,9 @@ class Initiative:
             contract, milestones=tuple(done if m.id == milestone_id else m for m in contract.milestones)
         )
         contracts = tuple(changed if c.id == contract_id else c for c in self.contracts)
+        event = happened.MilestoneRecorded(by=actor.id, at=now, contract_id=contract_id, milestone=done)
         return self._record(
-            f"milestone_{done.status.value}", actor, now, note=milestone_id, contracts=contracts
+            f"milestone_{done.status.value}", event, note=milestone_id, contracts=contracts
         ), done
 
     # -- standards awareness
@@ -582,9 +569,6 @@ class Initiative:
             return None
         reason = f"required standard {standard.label} is {standard_status}"
         flag = Flag(standard, standard_status, reason, now)
-        return replace(
-            self,
-            version=self.version + 1,
-            flags=(*self.flags, flag),
-            history=(*self.history, Change("flagged", self.status.value, "standards", now, reason)),
+        return self._record(
+            "flagged", happened.Flagged(by="standards", at=now, flag=flag), reason, flags=(*self.flags, flag)
         )

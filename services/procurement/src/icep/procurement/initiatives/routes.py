@@ -12,7 +12,7 @@ from icep.platform.auth import ActorDep
 from icep.platform.domain import Actor
 from icep.platform.errors import NotFound
 from icep.platform.http import etag, next_link
-from icep.procurement.initiatives import contracting, use_cases
+from icep.procurement.initiatives import use_cases
 from icep.procurement.initiatives.model import Initiative
 from icep.procurement.initiatives.parts import (
     AwardInput,
@@ -278,7 +278,7 @@ async def record_bid(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
-    i = await contracting.record_bid(
+    i = await use_cases.record_bid(
         unit_of_work(request),
         who,
         initiative_id,
@@ -317,7 +317,7 @@ async def award(
         )
         for a in body.awards
     ]
-    i = await contracting.award(unit_of_work(request), who, initiative_id, expected, awards)
+    i = await use_cases.award(unit_of_work(request), who, initiative_id, expected, awards)
     return _initiative(response, i, who)
 
 
@@ -335,12 +335,12 @@ async def sign_contract(
     who: ActorDep,
     expected: IfMatch,
 ) -> ContractSignedOut:
-    i, contract = await contracting.sign_contract(
+    i, contract = await use_cases.sign_contract(
         unit_of_work(request),
         who,
         initiative_id,
         expected,
-        contracting.NewContract(
+        use_cases.NewContract(
             award_id=body.award_id,
             framework=body.framework,
             value=body.value,
@@ -386,7 +386,7 @@ async def record_milestone(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
-    i = await contracting.record_milestone(
+    i = await use_cases.record_milestone(
         unit_of_work(request),
         who,
         initiative_id,
@@ -413,12 +413,12 @@ async def place_call_off(
     who: ActorDep,
     expected: IfMatch,
 ) -> CallOffPlacedOut:
-    i, call_off = await contracting.place_call_off(
+    i, call_off = await use_cases.place_call_off(
         unit_of_work(request),
         who,
         initiative_id,
         expected,
-        contracting.NewCallOff(
+        use_cases.NewCallOff(
             contract_id=body.contract_id,
             buyer=body.buyer,
             quantity=body.quantity,

@@ -10,7 +10,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from icep.contracts import NationCode
 from icep.contracts.base import MoneyAmount
 from icep.contracts.releasability import ReleasabilityIn, ReleasabilityOut
-from icep.procurement.initiatives.announcements import participant_release
 from icep.procurement.initiatives.model import Initiative
 from icep.procurement.initiatives.parts import (
     CallOff,
@@ -23,6 +22,7 @@ from icep.procurement.initiatives.parts import (
     ParticipationStatus,
     RequiredStandard,
 )
+from icep.procurement.initiatives.readers import participant_release
 from icep.procurement.schema_types import (
     ChangeOut,
     Count,

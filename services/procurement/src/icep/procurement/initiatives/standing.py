@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from datetime import date
 
 from icep.contracts import Releasability
-from icep.procurement.initiatives.parts import RequiredStandard
+from icep.platform.domain import invalid
+from icep.procurement.initiatives.parts import AwardRefused, RequiredStandard
 from icep.procurement.read_models.known import KnownConformance, KnownStandard
 from icep.procurement.rules import (
     readers_missing,
 )
 from icep.procurement.suppliers.model import (
+    Screening,
     Supplier,
     name_key,
 )
@@ -42,6 +44,42 @@ class SupplierStanding:
             if best[0] is None or len(lacking) < len(best[1]):
                 best = (code, lacking)
         return best
+
+    def check_awardable(
+        self, required: Sequence[RequiredStandard], product_code: str | None, location: str
+    ) -> None:
+        """An award to the supplier, of `product_code` (None: of one of its products), is refused, with the
+        reason, when the supplier is not clear or cleared in screening, or the product holds no verified
+        conformance with an edition in `required`. `location`: the award's field in the request."""
+        supplier = self.supplier
+        if product_code is not None and product_code not in supplier.products:
+            raise invalid(f"{location}.product_code", f"{product_code} is not a product of {supplier.name}")
+        if supplier.screening not in (Screening.CLEAR, Screening.CLEARED):
+            raise AwardRefused(
+                f"{supplier.name} is {supplier.screening.value.replace('_', ' ')} in supply-chain"
+                " screening: only a clear or cleared supplier may be awarded",
+                supplier_id=supplier.id,
+                screening=supplier.screening.value,
+            )
+        product, lacking = self.missing(required, product_code)
+        if lacking:
+            missing = [s.label for s in lacking]
+            if product is None:
+                which = f"{supplier.name} has no product on record: none"
+            elif product_code is not None or len(supplier.products) == 1:
+                which = f"{supplier.name}'s product {product}"
+            else:
+                which = (
+                    f"no single product of {supplier.name} holds every required edition: the closest,"
+                    f" {product},"
+                )
+            raise AwardRefused(
+                f"{which} holds no verified conformance with {', '.join(missing)}, which this initiative"
+                " requires",
+                supplier_id=supplier.id,
+                product_code=product,
+                missing_standards=missing,
+            )
 
 
 def names_product_of(claim: KnownConformance, supplier: Supplier) -> bool:

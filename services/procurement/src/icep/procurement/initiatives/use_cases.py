@@ -1,67 +1,58 @@
-"""Use cases of an initiative's life and participation: each change is one unit of work (the initiative's
-row, its events and its OCDS release in one transaction); and the reads of initiatives."""
+"""Use cases of initiatives. Each change reads top to bottom: load the initiative through its repository
+(locked, at the version the caller read), call one method of it, save it (its row, its OCDS release and
+the events it recorded commit together). And the reads of initiatives."""
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from icep.contracts import Releasability
-from icep.contracts.procurement import (
-    InitiativeCancelled,
-    InitiativeClosed,
-    InitiativeCommitted,
-    InitiativeDelivering,
-    InitiativeJoined,
-    InitiativeOpened,
-    InitiativeProposed,
-    LotFigure,
-    ParticipantWithdrawn,
-    ParticipationClosed,
-    RequiredStandardFigure,
-    TenderPublished,
-    WithdrawalRefused,
-    WithdrawalRequested,
-)
 from icep.platform import audit, visibility
 from icep.platform.db import Database
-from icep.platform.domain import Actor, check_version
+from icep.platform.domain import Actor
 from icep.platform.events import utcnow
 from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWorkFactory, joined_unit_of_work
-from icep.procurement.initiatives.announcements import (
-    Announcement,
-    demand_events,
-    flag_event,
-    initiative_fields,
-    participant_release,
-    participation_fields,
-    year_keys,
-)
 from icep.procurement.initiatives.model import Initiative
 from icep.procurement.initiatives.parts import (
-    CONTRACTED_STATES,
+    AwardInput,
+    Bid,
+    CallOff,
+    Contract,
     InitiativeStatus,
     Item,
     Lot,
-    ParticipationStatus,
+    Milestone,
     RequiredStandard,
 )
-from icep.procurement.initiatives.repository import initiative_of, initiative_row, store_initiative
+from icep.procurement.initiatives.repository import (
+    InitiativeRepository,
+    initiative_of,
+    initiative_row,
+    requiring,
+)
 from icep.procurement.initiatives.rows import InitiativeRow
-from icep.procurement.ocds.repository import record_release
-from icep.procurement.read_models.queries import withdrawn_standards
-from icep.procurement.records import publish
+from icep.procurement.ocds.repository import record_call_off_release
+from icep.procurement.read_models.queries import standing_of, withdrawn_standards
+from icep.procurement.rules import OCID_PREFIX
+from icep.procurement.suppliers.repository import readable_supplier, suppliers_for_award
 
 log = logging.getLogger("icep.procurement")
+
+
+def _changed(i: Initiative, actor: Actor) -> Initiative:
+    log.info("initiative %s is %s (version %d) after %s", i.id, i.status.value, i.version, actor.id)
+    return i
+
+
+# --- proposal and life cycle ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -94,117 +85,73 @@ async def propose_initiative(uow: UnitOfWorkFactory, actor: Actor, new: NewIniti
         releasability=new.releasability,
     )
     async with uow() as tx:
-        row = InitiativeRow(
-            id=initiative.id,
-            ocid=initiative.ocid,
-            lead_nation=initiative.lead_nation,
-            title=initiative.title,
-            product=initiative.item.product,
-            capability_area=initiative.capability_area,
-            status=initiative.status.value,
-            version=initiative.version,
-            created_at=now,
-            updated_at=now,
-        )
-        store_initiative(row, initiative, now)
-        tx.session.add(row)
-        publish(
-            tx,
-            initiative.id,
-            initiative.releasability,
-            InitiativeProposed(
-                **initiative_fields(initiative),
-                title=initiative.title,
-                capability_area=initiative.capability_area,
-                unit=initiative.item.unit,
-                procuring_entity=initiative.procuring_entity,
-                required_standards=[
-                    RequiredStandardFigure(number=s.number, edition=s.edition)
-                    for s in initiative.required_standards
-                ],
-                participation_deadline=initiative.participation_deadline,
-                open_to_partners=list(initiative.open_to_partners),
-                proposed_by=actor.id,
-                proposed_at=now,
-            ),
-        )
-        await record_release(tx.session, initiative, "proposed", now)
+        initiatives = InitiativeRepository(tx)
+        await initiatives.add(initiative)
         # A required edition already superseded or cancelled is flagged at once, as a later one would be.
-        withdrawn = await withdrawn_standards(tx.session, initiative.required_standards)
-        for standard, standard_status in withdrawn:
+        for standard, standard_status in await withdrawn_standards(tx.session, initiative.required_standards):
             flagged = initiative.flag(standard, standard_status, now)
-            if flagged is None:
-                continue
-            initiative = flagged
-            store_initiative(row, initiative, now)
-            publish(tx, initiative.id, initiative.releasability, flag_event(initiative, now))
-            await record_release(tx.session, initiative, "flagged", now)
+            if flagged is not None:
+                initiative = flagged
+                await initiatives.save(initiative)
     return initiative
-
-
-Step = Callable[[Initiative, datetime], Initiative]
-
-
-Announce = Callable[[Initiative, datetime], Sequence[Announcement]]
-#: More to write in the change's transaction, after the initiative and its OCDS release.
-After = Callable[[AsyncSession, Initiative, datetime], Awaitable[None]]
-
-
-async def change_initiative(
-    uow: UnitOfWorkFactory,
-    actor: Actor,
-    initiative_id: str,
-    expected: int | None,
-    step: Callable[[Initiative, datetime, AsyncSession], Any],
-    announce: Announce,
-    action: str | Callable[[Initiative], str],
-    after: After | None = None,
-) -> Initiative:
-    """Load (locked), check the version, apply the domain step, store, announce and record the OCDS release.
-    `step` may be async (it gets the session, to read what the rule needs) and returns the changed one;
-    `after(session, changed, now)` writes what else belongs to the change, in the same transaction."""
-    async with uow() as tx:
-        row = await initiative_row(tx.session, actor, initiative_id, lock=True)
-        current = initiative_of(row)
-        check_version("initiative", current.version, expected)
-        now = utcnow()
-        result = step(current, now, tx.session)
-        changed: Initiative = await result if inspect.isawaitable(result) else result
-        store_initiative(row, changed, now)
-        for announcement in announce(changed, now):
-            payload, release = (
-                announcement if isinstance(announcement, tuple) else (announcement, changed.releasability)
-            )
-            publish(tx, changed.id, release, payload)
-        await record_release(tx.session, changed, action if isinstance(action, str) else action(changed), now)
-        if after is not None:
-            await after(tx.session, changed, now)
-    log.info(
-        "initiative %s is %s (version %d) after %s",
-        changed.id,
-        changed.status.value,
-        changed.version,
-        actor.id,
-    )
-    return changed
-
-
-def sync_step(fn: Step) -> Callable[[Initiative, datetime, AsyncSession], Initiative]:
-    return lambda i, now, _session: fn(i, now)
 
 
 async def open_initiative(
     uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None
 ) -> Initiative:
-    return await change_initiative(
-        uow,
-        actor,
-        initiative_id,
-        expected,
-        sync_step(lambda i, now: i.open(actor, now)),
-        lambda i, now: [InitiativeOpened(**initiative_fields(i), opened_by=actor.id, opened_at=now)],
-        "open",
-    )
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative = initiative.open(actor, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
+
+
+async def close_participation(
+    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None
+) -> Initiative:
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative = initiative.close_participation(actor, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
+
+
+async def cancel_initiative(
+    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None, reason: str
+) -> Initiative:
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative = initiative.cancel(actor, reason, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
+
+
+async def start_delivery(
+    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None
+) -> Initiative:
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative = initiative.start_delivery(actor, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
+
+
+async def close_initiative(
+    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None
+) -> Initiative:
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative = initiative.close(actor, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
+
+
+# --- participation --------------------------------------------------------------------------------------
 
 
 async def join_initiative(
@@ -214,23 +161,12 @@ async def join_initiative(
     expected: int | None,
     indicative: Mapping[int, int],
 ) -> Initiative:
-    def announce(i: Initiative, now: datetime) -> list[Announcement]:
-        p = i.participation(actor.nation)
-        assert p is not None
-        joined = InitiativeJoined(
-            **participation_fields(i, actor.nation, actor, now), indicative=year_keys(p.indicative)
-        )
-        return [(joined, participant_release(i, actor.nation)), *demand_events(i)]
-
-    return await change_initiative(
-        uow,
-        actor,
-        initiative_id,
-        expected,
-        sync_step(lambda i, now: i.join(actor, indicative, now)),
-        announce,
-        "join",
-    )
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative = initiative.join(actor, indicative, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
 
 
 async def commit_to_initiative(
@@ -241,125 +177,38 @@ async def commit_to_initiative(
     firm: Mapping[int, int],
     funded: Mapping[int, int],
 ) -> Initiative:
-    def announce(i: Initiative, now: datetime) -> list[Announcement]:
-        p = i.participation(actor.nation)
-        assert p is not None
-        committed = InitiativeCommitted(
-            **participation_fields(i, actor.nation, actor, now),
-            firm=year_keys(p.firm),
-            funded=year_keys(p.funded),
-        )
-        return [(committed, participant_release(i, actor.nation)), *demand_events(i)]
-
-    return await change_initiative(
-        uow,
-        actor,
-        initiative_id,
-        expected,
-        sync_step(lambda i, now: i.commit(actor, firm, funded, now)),
-        announce,
-        "commit",
-    )
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative = initiative.commit(actor, firm, funded, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
 
 
 async def withdraw_from_initiative(
     uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None, reason: str
 ) -> Initiative:
     """Withdrawn at once (an event and the new demand), or a request the lead nation decides on."""
-
-    def step(i: Initiative, now: datetime) -> Initiative:
-        changed, _done = i.withdraw(actor, reason, now)
-        return changed
-
-    def announce(i: Initiative, now: datetime) -> list[Announcement]:
-        p = i.participation(actor.nation)
-        assert p is not None
-        fields = participation_fields(i, actor.nation, actor, now)
-        if p.status is not ParticipationStatus.WITHDRAWN:
-            # Requested: the demand still counts it until the lead nation decides.
-            requested = WithdrawalRequested(**fields, reason=p.withdrawal_reason or reason)
-            return [(requested, participant_release(i, actor.nation))]
-        amendment = bool(p.firm)
-        withdrawn = ParticipantWithdrawn(
-            **fields,
-            amendment=amendment,
-            approved_by=actor.id if amendment else None,
-            reason=p.withdrawal_reason or reason,
-        )
-        return [(withdrawn, participant_release(i, actor.nation)), *demand_events(i)]
-
-    return await change_initiative(
-        uow, actor, initiative_id, expected, sync_step(step), announce, lambda i: i.history[-1].action
-    )
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative, _withdrawn = initiative.withdraw(actor, reason, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
 
 
 async def decide_withdrawal(
     uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None, nation: str, approve: bool
 ) -> Initiative:
-    reason_given = ""
-
-    def step(i: Initiative, now: datetime) -> Initiative:
-        nonlocal reason_given
-        asked = i.participation(nation)
-        reason_given = (asked.withdrawal_reason if asked else None) or ""
-        return i.decide_withdrawal(actor, nation, approve, now)
-
-    def announce(i: Initiative, now: datetime) -> list[Announcement]:
-        p = i.participation(nation)
-        assert p is not None
-        fields = participation_fields(i, nation, actor, now)
-        if not approve:
-            return [(WithdrawalRefused(**fields, reason=reason_given), participant_release(i, nation))]
-        withdrawn = ParticipantWithdrawn(
-            **fields, amendment=True, approved_by=actor.id, reason=p.withdrawal_reason or reason_given
-        )
-        return [(withdrawn, participant_release(i, nation)), *demand_events(i)]
-
-    return await change_initiative(
-        uow,
-        actor,
-        initiative_id,
-        expected,
-        sync_step(step),
-        announce,
-        "approve_withdrawal" if approve else "refuse_withdrawal",
-    )
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative = initiative.decide_withdrawal(actor, nation, approve, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
 
 
-async def close_participation(
-    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None
-) -> Initiative:
-    return await change_initiative(
-        uow,
-        actor,
-        initiative_id,
-        expected,
-        sync_step(lambda i, now: i.close_participation(actor, now)),
-        lambda i, now: [ParticipationClosed(**initiative_fields(i), closed_by=actor.id, closed_at=now)],
-        "close_participation",
-    )
-
-
-async def cancel_initiative(
-    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None, reason: str
-) -> Initiative:
-    return await change_initiative(
-        uow,
-        actor,
-        initiative_id,
-        expected,
-        sync_step(lambda i, now: i.cancel(actor, reason, now)),
-        lambda i, now: [
-            InitiativeCancelled(
-                **initiative_fields(i),
-                reason=i.cancellation_reason or reason,
-                cancelled_by=actor.id,
-                cancelled_at=now,
-            ),
-            *demand_events(i, published=True),  # its demand leaves the picture
-        ],
-        "cancel",
-    )
+# --- tender, bids, award, contracts ---------------------------------------------------------------------
 
 
 async def publish_tender(
@@ -370,66 +219,183 @@ async def publish_tender(
     lots: Sequence[Lot],
     period_end: date,
 ) -> Initiative:
-    def announce(i: Initiative, now: datetime) -> list[Announcement]:
-        assert i.tender is not None
-        return [
-            # The demand is settled: its aggregate is published to every reader (disclosure control).
-            *demand_events(i, published=True)[1:],
-            TenderPublished(
-                **initiative_fields(i),
-                lots=[
-                    LotFigure(
-                        lot_id=x.id,
-                        title=x.title,
-                        quantity=x.quantity,
-                        estimated_value=x.estimated_value,
-                        currency=x.currency,
-                    )
-                    for x in i.tender.lots
-                ],
-                tender_period_end=i.tender.period_end,
-                published_by=actor.id,
-                published_at=now,
-            ),
-        ]
-
-    return await change_initiative(
-        uow,
-        actor,
-        initiative_id,
-        expected,
-        sync_step(lambda i, now: i.publish_tender(actor, lots, period_end, now)),
-        announce,
-        "publish_tender",
-    )
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative = initiative.publish_tender(actor, lots, period_end, utcnow())
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
 
 
-async def start_delivery(
-    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None
+async def record_bid(
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    initiative_id: str,
+    expected: int | None,
+    lot_id: str,
+    supplier_id: str,
+    quantity: int,
+    value: float,
+    currency: str,
 ) -> Initiative:
-    return await change_initiative(
-        uow,
-        actor,
-        initiative_id,
-        expected,
-        sync_step(lambda i, now: i.start_delivery(actor, now)),
-        lambda i, now: [InitiativeDelivering(**initiative_fields(i), by=actor.id, at=now)],
-        "start_delivery",
-    )
+    bid_id = new_id()
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        now = utcnow()
+        supplier = await readable_supplier(tx.session, actor, supplier_id)
+        bid = Bid(bid_id, lot_id, supplier_id, quantity, value, currency, now)
+        initiative = initiative.record_bid(actor, bid, supplier, now)
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
 
 
-async def close_initiative(
-    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None
+async def award(
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    initiative_id: str,
+    expected: int | None,
+    awards: Sequence[AwardInput],
 ) -> Initiative:
-    return await change_initiative(
-        uow,
-        actor,
-        initiative_id,
-        expected,
-        sync_step(lambda i, now: i.close(actor, now)),
-        lambda i, now: [InitiativeClosed(**initiative_fields(i), by=actor.id, at=now)],
-        "close",
-    )
+    """Award lots, on the suppliers' screening and their products' verified conformance as committed now
+    (read in this transaction: a block or a new screening is seen, never missed)."""
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        now = utcnow()
+        suppliers = await suppliers_for_award(tx.session, actor, [a.supplier_id for a in awards])
+        standings = {
+            sid: await standing_of(tx.session, s, now.date(), initiative.releasability)
+            for sid, s in suppliers.items()
+        }
+        initiative = initiative.award(actor, [(new_id(), a) for a in awards], standings, now)
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
+
+
+@dataclass(frozen=True)
+class NewContract:
+    award_id: str
+    framework: bool
+    value: float
+    currency: str
+    period_start: date
+    period_end: date
+    milestones: tuple[Milestone, ...] = ()
+
+
+async def sign_contract(
+    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None, new: NewContract
+) -> tuple[Initiative, Contract]:
+    """The initiative, and the contract just signed (its last)."""
+    contract_id = new_id()
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        now = utcnow()
+        contract = Contract(
+            contract_id,
+            new.award_id,
+            "",
+            new.framework,
+            new.value,
+            new.currency,
+            new.period_start,
+            new.period_end,
+            new.milestones,
+            now,
+        )
+        initiative = initiative.sign_contract(actor, contract, now)
+        await initiatives.save(initiative)
+    return _changed(initiative, actor), initiative.contracts[-1]
+
+
+@dataclass(frozen=True)
+class NewCallOff:
+    contract_id: str
+    buyer: str
+    quantity: int
+    value: float
+    currency: str
+    delivery_by: date
+
+
+async def place_call_off(
+    uow: UnitOfWorkFactory, actor: Actor, initiative_id: str, expected: int | None, new: NewCallOff
+) -> tuple[Initiative, CallOff]:
+    """The initiative, and the call-off just placed (its last)."""
+    call_off_id = new_id()
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        now = utcnow()
+        call_off = CallOff(
+            call_off_id,
+            f"{OCID_PREFIX}-{call_off_id}",
+            new.contract_id,
+            new.buyer,
+            new.quantity,
+            new.value,
+            new.currency,
+            new.delivery_by,
+            now,
+        )
+        initiative = initiative.place_call_off(actor, call_off, now)
+        await initiatives.save(initiative)
+        # The call-off's own process starts with the framework's change: never one without the other.
+        await record_call_off_release(tx.session, initiative, initiative.call_offs[-1], now)
+    return _changed(initiative, actor), initiative.call_offs[-1]
+
+
+async def record_milestone(
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    initiative_id: str,
+    expected: int | None,
+    contract_id: str,
+    milestone_id: str,
+    met_on: date | None,
+    reason: str,
+) -> Initiative:
+    async with uow() as tx:
+        initiatives = InitiativeRepository(tx)
+        initiative = await initiatives.get_for_update(actor, initiative_id, expected)
+        initiative, _milestone = initiative.record_milestone(
+            actor, contract_id, milestone_id, met_on, reason, utcnow()
+        )
+        await initiatives.save(initiative)
+    return _changed(initiative, actor)
+
+
+# --- standards awareness (the standards events' handler calls it) ---------------------------------------
+
+
+async def flag_initiatives(
+    session: AsyncSession, number: str, edition: int, standard_status: str, now: datetime
+) -> int:
+    """Flag every initiative not yet contracted that requires `number` Ed. `edition`, now superseded or
+    cancelled: in the caller's transaction (a consumer's), with its OCDS release and InitiativeFlagged.
+    Returns how many were flagged (an initiative already flagged for it is not flagged again)."""
+    standard = RequiredStandard(number, edition)
+    candidates = await requiring(session, standard)
+    if not candidates:
+        return 0
+    tx = joined_unit_of_work(session)
+    initiatives = InitiativeRepository(tx)
+    flagged = 0
+    for initiative in await initiatives.all_for_update(candidates):
+        changed = initiative.flag(standard, standard_status, now)
+        if changed is None:
+            continue
+        await initiatives.save(changed)
+        flagged += 1
+    await tx.flush()
+    if flagged:
+        log.info("%d initiatives flagged: %s is %s", flagged, standard.label, standard_status)
+    return flagged
+
+
+# --- reads ----------------------------------------------------------------------------------------------
 
 
 async def get_initiative(db: Database, actor: Actor, initiative_id: str) -> Initiative:
@@ -462,56 +428,3 @@ async def list_initiatives(
         rows = (await session.execute(query.order_by(col(InitiativeRow.id)).limit(limit + 1))).scalars().all()
     found = [i for i in (initiative_of(r) for r in rows[:limit]) if i.visible_to(actor.nation)]
     return found, (rows[limit - 1].id if len(rows) > limit else None)
-
-
-async def flag_initiatives(
-    session: AsyncSession, number: str, edition: int, standard_status: str, now: datetime
-) -> int:
-    """Flag every initiative not yet contracted that requires `number` Ed. `edition`, now superseded or
-    cancelled: in the caller's transaction (a consumer's), with its OCDS release and InitiativeFlagged.
-    Returns how many were flagged (an initiative already flagged for it is not flagged again)."""
-    standard = RequiredStandard(number, edition)
-    done = [s.value for s in (*CONTRACTED_STATES, InitiativeStatus.CANCELLED)]
-    candidates = [
-        row_id
-        for row_id, document in (
-            await session.execute(
-                select(col(InitiativeRow.id), col(InitiativeRow.document)).where(
-                    col(InitiativeRow.status).not_in(done)
-                )
-            )
-        ).all()
-        if any(
-            r.get("number") == number and r.get("edition") == edition
-            for r in document.get("required_standards", [])
-        )
-    ]
-    if not candidates:
-        return 0
-    rows = (
-        (
-            await session.execute(
-                select(InitiativeRow)
-                .where(col(InitiativeRow.id).in_(candidates))
-                .order_by(col(InitiativeRow.id))
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    tx = joined_unit_of_work(session)
-    flagged = 0
-    for row in rows:
-        changed = initiative_of(row).flag(standard, standard_status, now)
-        if changed is None:
-            continue
-        store_initiative(row, changed, now)
-        publish(tx, changed.id, changed.releasability, flag_event(changed, now))
-        await record_release(session, changed, "flagged", now)
-        flagged += 1
-    await tx.flush()
-    if flagged:
-        log.info("%d initiatives flagged: %s is %s", flagged, standard.label, standard_status)
-    return flagged

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from icep.platform.app import database, runtime_of
 from icep.platform.auth import ActorDep
 from icep.platform.events import utcnow
-from icep.procurement.ocds import packages, repository
+from icep.procurement.ocds import packages, use_cases
 from icep.procurement.settings import ProcurementSettings
 
 #: Under the initiatives' prefix and tag: the export is part of the initiatives' API.
@@ -39,7 +39,7 @@ def _published(releases: list[dict[str, Any]]) -> datetime:
     summary="The initiative's OCDS releases, as a release package",
 )
 async def ocds_release_package(initiative_id: str, request: Request, who: ActorDep) -> dict[str, Any]:
-    _i, releases = await repository.ocds_releases(database(request), who, initiative_id)
+    _i, releases = await use_cases.ocds_releases(database(request), who, initiative_id)
     return packages.release_package(releases, uri=public_url(request), published_date=_published(releases))
 
 
@@ -49,7 +49,7 @@ async def ocds_release_package(initiative_id: str, request: Request, who: ActorD
     summary="The initiative's OCDS record (every release and the compiled release), as a record package",
 )
 async def ocds_record_package(initiative_id: str, request: Request, who: ActorDep) -> dict[str, Any]:
-    i, releases = await repository.ocds_releases(database(request), who, initiative_id)
+    i, releases = await use_cases.ocds_releases(database(request), who, initiative_id)
     return packages.record_package(
         i.ocid, releases, uri=public_url(request), published_date=_published(releases)
     )
@@ -63,7 +63,7 @@ async def ocds_record_package(initiative_id: str, request: Request, who: ActorDe
 async def call_off_ocds_release_package(
     initiative_id: str, call_off_id: str, request: Request, who: ActorDep
 ) -> dict[str, Any]:
-    _c, releases = await repository.call_off_releases(database(request), who, initiative_id, call_off_id)
+    _c, releases = await use_cases.call_off_releases(database(request), who, initiative_id, call_off_id)
     return packages.release_package(releases, uri=public_url(request), published_date=_published(releases))
 
 
@@ -75,7 +75,7 @@ async def call_off_ocds_release_package(
 async def call_off_ocds_record_package(
     initiative_id: str, call_off_id: str, request: Request, who: ActorDep
 ) -> dict[str, Any]:
-    c, releases = await repository.call_off_releases(database(request), who, initiative_id, call_off_id)
+    c, releases = await use_cases.call_off_releases(database(request), who, initiative_id, call_off_id)
     return packages.record_package(
         c.ocid, releases, uri=public_url(request), published_date=_published(releases)
     )

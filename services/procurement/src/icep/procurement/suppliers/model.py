@@ -14,7 +14,7 @@ from functools import cached_property
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import NATO, PARTNERS
-from icep.platform.domain import Actor, invalid
+from icep.platform.domain import Actor, Aggregate, DomainEvent, invalid
 from icep.platform.errors import Forbidden, IllegalTransition
 from icep.procurement.rules import (
     PROCUREMENT_ROLE,
@@ -78,8 +78,32 @@ def organisation_key(organisation_id: str) -> str:
     return organisation_id.strip().casefold()
 
 
-@dataclass(frozen=True)
-class Supplier:
+@dataclass(frozen=True, kw_only=True)
+class Registered(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Screened(DomainEvent):
+    """Screened with a new outcome or new matches (the supplier's `screening` and `matches`)."""
+
+    #: A potential match a person has not seen yet: it became one, or a new match joined those already
+    #: waiting for adjudication.
+    for_adjudication: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cleared(DomainEvent):
+    """A named person cleared a potential match (the supplier's `adjudicator` and `mitigation`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Blocked(DomainEvent):
+    """A named person blocked the supplier (the supplier's `adjudicator` and `blocked_reason`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Supplier(Aggregate):
     id: str
     organisation_id: str
     name: str
@@ -163,7 +187,7 @@ class Supplier:
             lists_version=None,
             version=1,
             history=(Change("registered", Screening.PENDING.value, actor.id, now),),
-        )
+        ).recorded(Registered(by=actor.id, at=now))
 
     def find_matches(self, lists: ScreeningLists, blocked_elsewhere: Sequence[str] = ()) -> tuple[str, ...]:
         """Every reason the supplier may be under hostile influence, by the lists: where it is incorporated,
@@ -198,14 +222,27 @@ class Supplier:
             status = Screening.CLEARED
         else:
             status = Screening.POTENTIAL_MATCH
-        return replace(
-            self,
+        unseen = status is Screening.POTENTIAL_MATCH and (
+            self.screening is not Screening.POTENTIAL_MATCH or not set(matches) <= set(self.matches)
+        )
+        return self.recorded(
+            Screened(at=now, for_adjudication=unseen),
             screening=status,
             matches=matches,
             lists_version=lists.version,
             version=self.version + 1,
             history=(*self.history, Change("screened", status.value, "screening", now, "; ".join(matches))),
         )
+
+    def screen_again(
+        self, lists: ScreeningLists, now: datetime, blocked_elsewhere: Sequence[str] = ()
+    ) -> Supplier:
+        """Screened again (`screen`): only a changed outcome or changed matches is a new screening (a new
+        version, recorded); otherwise only the lists' version is noted, so it is not due again."""
+        after = self.screen(lists, now, blocked_elsewhere)
+        if after.screening is self.screening and after.matches == self.matches:
+            return replace(self, lists_version=after.lists_version)
+        return after
 
     def _adjudicator(self, actor: Actor, person: str) -> str:
         """Who adjudicates, as recorded: the named person, with the client they act through. Only the
@@ -228,8 +265,8 @@ class Supplier:
         who = self._adjudicator(actor, adjudicator)
         if not mitigation.strip():
             raise invalid("body.mitigation", "clearing a potential match records its mitigation")
-        return replace(
-            self,
+        return self.recorded(
+            Cleared(at=now),
             screening=Screening.CLEARED,
             mitigation=mitigation.strip(),
             adjudicator=who,
@@ -246,8 +283,8 @@ class Supplier:
         who = self._adjudicator(actor, adjudicator)
         if not reason.strip():
             raise invalid("body.reason", "blocking a supplier says why")
-        return replace(
-            self,
+        return self.recorded(
+            Blocked(at=now),
             screening=Screening.BLOCKED,
             blocked_reason=reason.strip(),
             adjudicator=who,

@@ -1,4 +1,5 @@
-"""Supplier rows <-> suppliers: loaded for a caller who may read them, blocks looked up, rows locked."""
+"""Supplier rows <-> suppliers: a supplier is kept whole as its JSON document, loaded (locked for a change)
+only for a caller who may read it; blocks of an organisation looked up, its records locked in one order."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from icep.platform import audit
-from icep.platform.domain import Actor, invalid
+from icep.platform.domain import Actor, check_version, invalid
 from icep.platform.errors import NotFound
+from icep.platform.outbox import UnitOfWork
 from icep.procurement.records import stored_readers, to_json
 from icep.procurement.rules import (
     may_read,
@@ -73,6 +76,7 @@ async def supplier_row(session: AsyncSession, actor: Actor, supplier_id: str, *,
 
 
 def organisation_rows(organisation_id: str) -> Any:
+    """Every record of the organisation, locked in the order of their ids."""
     return (
         select(SupplierRow)
         .where(col(SupplierRow.organisation_key) == organisation_key(organisation_id))
@@ -82,6 +86,7 @@ def organisation_rows(organisation_id: str) -> Any:
 
 
 async def lock_organisation_of(session: AsyncSession, supplier_id: str) -> None:
+    """Lock every record of the organisation of `supplier_id` (before the supplier itself is loaded)."""
     organisation_id = (
         await session.execute(
             select(col(SupplierRow.organisation_id)).where(col(SupplierRow.id) == supplier_id)
@@ -92,10 +97,11 @@ async def lock_organisation_of(session: AsyncSession, supplier_id: str) -> None:
 
 
 async def readable_supplier(session: AsyncSession, actor: Actor, supplier_id: str) -> Supplier:
+    """The supplier a request names (a 422 on that field when the caller may not read it)."""
     row = await session.get(SupplierRow, supplier_id)
     if row is None:
         raise invalid("body.supplier_id", f"no supplier {supplier_id}")
-    supplier = SUPPLIER.validate_python(row.document)
+    supplier = supplier_of(row)
     if not may_read(supplier.releasability, actor.nation):
         raise invalid("body.supplier_id", f"no supplier {supplier_id}")
     return supplier
@@ -115,3 +121,79 @@ async def suppliers_for_award(
     )
     found = (supplier_of(r) for r in (await session.execute(query)).scalars())
     return {s.id: s for s in found if may_read(s.releasability, actor.nation)}
+
+
+class SupplierRepository:
+    """The suppliers one unit of work reads and changes."""
+
+    def __init__(self, tx: UnitOfWork) -> None:
+        self.tx = tx
+        self.session = tx.session
+        self._rows: dict[str, SupplierRow] = {}
+
+    def _track(self, rows: Iterable[SupplierRow]) -> list[Supplier]:
+        found = []
+        for row in rows:
+            self._rows[row.id] = row
+            found.append(supplier_of(row))
+        return found
+
+    async def get_for_update(self, actor: Actor, supplier_id: str, expected_version: int | None) -> Supplier:
+        """The supplier, locked until the unit of work ends, if `actor` may read it (else 404) and it is at
+        `expected_version` (else 412; None: any version)."""
+        [supplier] = self._track([await supplier_row(self.session, actor, supplier_id, lock=True)])
+        check_version("supplier", supplier.version, expected_version)
+        return supplier
+
+    async def organisation_for_update(self, organisation_id: str) -> list[Supplier]:
+        """Every nation's record of the organisation, locked in the order of their ids."""
+        return self._track((await self.session.execute(organisation_rows(organisation_id))).scalars())
+
+    async def due_for_screening(self, lists_version: str, batch: int) -> list[Supplier]:
+        """Up to `batch` suppliers last screened under other lists, locked; rows another transaction holds
+        (another replica's batch, an adjudication) are skipped, not waited for."""
+        query = (
+            select(SupplierRow)
+            .where(
+                sa.or_(
+                    col(SupplierRow.lists_version).is_(None),
+                    col(SupplierRow.lists_version) != lists_version,
+                )
+            )
+            .order_by(col(SupplierRow.id))
+            .limit(batch)
+            .with_for_update(skip_locked=True)
+        )
+        return self._track((await self.session.execute(query)).scalars().all())
+
+    async def registered_by(self, nation: str, key: str) -> str | None:
+        """The id of `nation`'s record of the organisation (by its key), if it has one."""
+        return (
+            await self.session.execute(
+                select(col(SupplierRow.id)).where(
+                    col(SupplierRow.nation) == nation, col(SupplierRow.organisation_key) == key
+                )
+            )
+        ).scalar_one_or_none()
+
+    async def add(self, supplier: Supplier, now: datetime) -> None:
+        """A new supplier: its row, then as `save`."""
+        row = SupplierRow(
+            id=supplier.id,
+            nation=supplier.nation,
+            organisation_id=supplier.organisation_id,
+            organisation_key=supplier.organisation_key,
+            name=supplier.name,
+            screening=supplier.screening.value,
+            version=supplier.version,
+            updated_at=now,
+        )
+        self.session.add(row)
+        self._rows[supplier.id] = row
+        await self.save(supplier, now)
+
+    async def save(self, supplier: Supplier, now: datetime) -> None:
+        """Store the supplier as of `now` and publish what it recorded (mapped by `events.py`) with the same
+        commit. Save after each change: the events carry the supplier as that change left it."""
+        store_supplier(self._rows[supplier.id], supplier, now)
+        self.tx.collect(supplier)

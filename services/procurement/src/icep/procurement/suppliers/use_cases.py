@@ -1,38 +1,26 @@
 """Use cases of suppliers: registration (screened at once), adjudication by a named person, and screening
-again when the lists change; each one unit of work with its events."""
+again when the lists change. Each change loads the supplier through its repository, calls one method of
+it and saves it (its row and the events it recorded commit together)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from icep.contracts import EventPayload, Releasability
-from icep.contracts.procurement import (
-    SupplierBlocked,
-    SupplierCleared,
-    SupplierFlagged,
-    SupplierRegistered,
-    SupplierScreened,
-)
+from icep.contracts import Releasability
 from icep.platform import audit, visibility
 from icep.platform.db import Database
-from icep.platform.domain import Actor, check_version
+from icep.platform.domain import Actor
 from icep.platform.errors import Conflict
 from icep.platform.events import utcnow
 from icep.platform.ids import new_id
-from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
-from icep.procurement.records import publish
-from icep.procurement.rules import (
-    may_read,
-)
+from icep.platform.outbox import UnitOfWorkFactory
+from icep.procurement.rules import may_read
 from icep.procurement.settings import current_lists
 from icep.procurement.suppliers.model import (
     Owner,
@@ -44,10 +32,9 @@ from icep.procurement.suppliers.model import (
     organisation_key,
 )
 from icep.procurement.suppliers.repository import (
+    SupplierRepository,
     blocks_of,
     lock_organisation_of,
-    organisation_rows,
-    store_supplier,
     supplier_of,
     supplier_row,
 )
@@ -67,61 +54,6 @@ class NewSupplier:
     ownership_chain: tuple[Owner, ...] = ()
     products: tuple[str, ...] = ()
     releasability: Releasability | None = None
-
-
-def _supplier_fields(s: Supplier) -> dict[str, Any]:
-    return {
-        "supplier_id": s.id,
-        "organisation_id": s.organisation_id,
-        "name": s.name,
-        "scale": s.scale.value,
-        "country_of_incorporation": s.country_of_incorporation,
-        "screening": s.screening.value,
-        "version": s.version,
-    }
-
-
-def _screen_again(
-    tx: UnitOfWork, row: SupplierRow, lists: ScreeningLists, now: datetime, blocked_elsewhere: Sequence[str]
-) -> bool:
-    """Screen a stored supplier again; True when that changed its outcome or matches (a new version,
-    announced), else only the lists' version is noted."""
-    before = supplier_of(row)
-    after = before.screen(lists, now, blocked_elsewhere)
-    changed = not (after.screening is before.screening and after.matches == before.matches)
-    if changed:
-        _announce_screening(tx, after, before, now)
-    else:
-        after = replace(before, lists_version=after.lists_version)
-    store_supplier(row, after, now)
-    return changed
-
-
-def _announce_screening(tx: UnitOfWork, s: Supplier, before: Supplier | None, now: datetime) -> None:
-    """SupplierScreened, and SupplierFlagged when the screening found a potential match a person has not
-    seen yet (it became one, or a new match joined those already waiting for adjudication)."""
-    publish(
-        tx,
-        s.id,
-        s.releasability,
-        SupplierScreened(
-            **_supplier_fields(s),
-            matches=list(s.matches),
-            lists_version=s.lists_version or "",
-            screened_at=now,
-        ),
-    )
-    if s.screening is Screening.POTENTIAL_MATCH and (
-        before is None
-        or before.screening is not Screening.POTENTIAL_MATCH
-        or not set(s.matches) <= set(before.matches)
-    ):
-        publish(
-            tx,
-            s.id,
-            s.releasability,
-            SupplierFlagged(**_supplier_fields(s), matches=list(s.matches), flagged_at=now),
-        )
 
 
 async def register_supplier(
@@ -148,54 +80,113 @@ async def register_supplier(
         f"{actor.nation} has already registered a supplier with organisation id {registered.organisation_id}"
     )
     async with uow() as tx:
+        suppliers = SupplierRepository(tx)
         blocks = await blocks_of(tx.session, [registered.organisation_id], lock=True)
         screened = registered.screen(
             lists if lists is not None else current_lists(),
             now,
             blocked_elsewhere(registered, blocks.get(registered.organisation_key, ())),
         )
-        taken = (
-            await tx.session.execute(
-                select(col(SupplierRow.id)).where(
-                    col(SupplierRow.nation) == actor.nation,
-                    col(SupplierRow.organisation_key) == registered.organisation_key,
-                )
-            )
-        ).scalar_one_or_none()
+        taken = await suppliers.registered_by(actor.nation, registered.organisation_key)
         if taken is not None:
             raise Conflict(duplicate, supplier_id=taken)
-        row = SupplierRow(
-            id=screened.id,
-            nation=screened.nation,
-            organisation_id=screened.organisation_id,
-            organisation_key=screened.organisation_key,
-            name=screened.name,
-            screening=screened.screening.value,
-            version=screened.version,
-            updated_at=now,
-        )
-        store_supplier(row, screened, now)
-        tx.session.add(row)
-        publish(
-            tx,
-            registered.id,
-            registered.releasability,
-            SupplierRegistered(
-                **_supplier_fields(registered),
-                ultimate_parent=registered.ultimate_parent,
-                ultimate_parent_country=registered.ultimate_parent_country,
-                products=list(registered.products),
-                registered_by=actor.id,
-                registered_at=now,
-            ),
-        )
-        _announce_screening(tx, screened, None, now)
+        await suppliers.add(registered, now)
+        await suppliers.save(screened, now)
         try:
             await tx.session.flush()
         except IntegrityError as exc:  # registered at the same moment by another request
             raise Conflict(duplicate) from exc
     log.info("supplier %s registered by %s: %s", screened.id, actor.id, screened.screening.value)
     return screened
+
+
+async def clear_supplier(
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    supplier_id: str,
+    expected: int | None,
+    mitigation: str,
+    adjudicator: str,
+) -> Supplier:
+    """A named person (`adjudicator`, of the registering Ally's or NATO's procurement staff) clears a
+    potential match."""
+    async with uow() as tx:
+        suppliers = SupplierRepository(tx)
+        supplier = await suppliers.get_for_update(actor, supplier_id, expected)
+        now = utcnow()
+        supplier = supplier.clear(actor, mitigation, now, adjudicator=adjudicator)
+        await suppliers.save(supplier, now)
+    log.info("supplier %s is %s after %s", supplier.id, supplier.screening.value, actor.id)
+    return supplier
+
+
+async def block_supplier(
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    supplier_id: str,
+    expected: int | None,
+    reason: str,
+    adjudicator: str,
+) -> Supplier:
+    """A named person (`adjudicator`) blocks a supplier on a potential match. Every other nation's record
+    of the same organisation is screened again in the same transaction: the block is a match on them."""
+    async with uow() as tx:
+        suppliers = SupplierRepository(tx)
+        # Every record of the organisation is locked first, in the order of their ids, as below.
+        await lock_organisation_of(tx.session, supplier_id)
+        supplier = await suppliers.get_for_update(actor, supplier_id, expected)
+        now = utcnow()
+        supplier = supplier.block(actor, reason, now, adjudicator=adjudicator)
+        await suppliers.save(supplier, now)
+        await _screen_organisation_again(suppliers, supplier, now)
+    log.info("supplier %s is %s after %s", supplier.id, supplier.screening.value, actor.id)
+    return supplier
+
+
+async def _screen_organisation_again(suppliers: SupplierRepository, blocked: Supplier, now: datetime) -> None:
+    """A block on one nation's record of an organisation is a match on every other nation's record of it:
+    they are screened again at once, with the lists in force."""
+    await suppliers.session.flush()
+    records = await suppliers.organisation_for_update(blocked.organisation_id)
+    others = [s for s in records if s.id != blocked.id]
+    if not others:
+        return
+    blocks = [s for s in records if s.screening is Screening.BLOCKED]
+    lists = current_lists()
+    for other in others:
+        await suppliers.save(other.screen_again(lists, now, blocked_elsewhere(other, blocks)), now)
+
+
+async def rescreen_suppliers(
+    uow: UnitOfWorkFactory, lists: ScreeningLists, now: datetime | None = None, batch: int = 200
+) -> int:
+    """Screen again every supplier last screened under other lists; returns how many were screened.
+
+    Only a changed outcome or changed matches is a new screening (a new version, SupplierScreened, and
+    SupplierFlagged when a person must look again); otherwise only the lists' version is noted. Batches of
+    rows are locked, skipping rows another replica (or an adjudication) holds, each batch one transaction;
+    a noted supplier is never due again, so each is screened once per change of the lists."""
+    now = now or utcnow()
+    screened = changed = 0
+    while True:
+        async with uow() as tx:
+            suppliers = SupplierRepository(tx)
+            due = await suppliers.due_for_screening(lists.version, batch)
+            blocks = await blocks_of(tx.session, {s.organisation_key for s in due}) if due else {}
+            for supplier in due:
+                elsewhere = blocked_elsewhere(supplier, blocks.get(supplier.organisation_key, ()))
+                again = supplier.screen_again(lists, now, elsewhere)
+                changed += again.version != supplier.version
+                await suppliers.save(again, now)
+        screened += len(due)
+        if len(due) < batch:
+            break
+    if screened:
+        log.info("re-screened %d suppliers against lists %s; %d changed", screened, lists.version, changed)
+    return screened
+
+
+# --- reads ----------------------------------------------------------------------------------------------
 
 
 async def get_supplier(db: Database, actor: Actor, supplier_id: str) -> Supplier:
@@ -228,134 +219,3 @@ async def list_suppliers(
         rows = (await session.execute(query.order_by(col(SupplierRow.id)).limit(limit + 1))).scalars().all()
     found = [s for s in (supplier_of(r) for r in rows[:limit]) if may_read(s.releasability, actor.nation)]
     return found, (rows[limit - 1].id if len(rows) > limit else None)
-
-
-async def _adjudicate(
-    uow: UnitOfWorkFactory,
-    actor: Actor,
-    supplier_id: str,
-    expected: int | None,
-    step: Callable[[Supplier, datetime], Supplier],
-    announce: Callable[[Supplier, datetime], EventPayload],
-    *,
-    organisation_wide: bool = False,
-) -> Supplier:
-    """`organisation_wide` (a block): every record of the organisation is locked first, in the order of
-    their ids, and the others are screened again in the same transaction (the block is a match on them)."""
-    async with uow() as tx:
-        if organisation_wide:
-            await lock_organisation_of(tx.session, supplier_id)
-        row = await supplier_row(tx.session, actor, supplier_id, lock=True)
-        current = supplier_of(row)
-        check_version("supplier", current.version, expected)
-        now = utcnow()
-        changed = step(current, now)
-        store_supplier(row, changed, now)
-        publish(tx, changed.id, changed.releasability, announce(changed, now))
-        if organisation_wide:
-            await _rescreen_organisation(tx, changed, now)
-    log.info("supplier %s is %s after %s", changed.id, changed.screening.value, actor.id)
-    return changed
-
-
-async def _rescreen_organisation(tx: UnitOfWork, blocked: Supplier, now: datetime) -> None:
-    """A block on one nation's record of an organisation is a match on every other nation's record of it:
-    they are screened again at once, with the lists in force."""
-    await tx.session.flush()
-    rows = list((await tx.session.execute(organisation_rows(blocked.organisation_id))).scalars())
-    others = [r for r in rows if r.id != blocked.id]
-    if not others:
-        return
-    blocks = [s for s in map(supplier_of, rows) if s.screening is Screening.BLOCKED]
-    lists = current_lists()
-    for row in others:
-        _screen_again(tx, row, lists, now, blocked_elsewhere(supplier_of(row), blocks))
-
-
-async def clear_supplier(
-    uow: UnitOfWorkFactory,
-    actor: Actor,
-    supplier_id: str,
-    expected: int | None,
-    mitigation: str,
-    adjudicator: str,
-) -> Supplier:
-    """A named person (`adjudicator`, of the registering Ally's or NATO's procurement staff) clears a
-    potential match."""
-    return await _adjudicate(
-        uow,
-        actor,
-        supplier_id,
-        expected,
-        lambda s, now: s.clear(actor, mitigation, now, adjudicator=adjudicator),
-        lambda s, now: SupplierCleared(
-            **_supplier_fields(s),
-            mitigation=s.mitigation or mitigation,
-            adjudicator=s.adjudicator or adjudicator,
-            cleared_at=now,
-        ),
-    )
-
-
-async def block_supplier(
-    uow: UnitOfWorkFactory,
-    actor: Actor,
-    supplier_id: str,
-    expected: int | None,
-    reason: str,
-    adjudicator: str,
-) -> Supplier:
-    """A named person (`adjudicator`) blocks a supplier on a potential match. Every other nation's record
-    of the same organisation is screened again in the same transaction: the block is a match on them."""
-    return await _adjudicate(
-        uow,
-        actor,
-        supplier_id,
-        expected,
-        lambda s, now: s.block(actor, reason, now, adjudicator=adjudicator),
-        lambda s, now: SupplierBlocked(
-            **_supplier_fields(s),
-            reason=s.blocked_reason or reason,
-            adjudicator=s.adjudicator or adjudicator,
-            blocked_at=now,
-        ),
-        organisation_wide=True,
-    )
-
-
-async def rescreen_suppliers(
-    uow: UnitOfWorkFactory, lists: ScreeningLists, now: datetime | None = None, batch: int = 200
-) -> int:
-    """Screen again every supplier last screened under other lists; returns how many were screened.
-
-    Only a changed outcome or changed matches is a new screening (a new version, SupplierScreened, and
-    SupplierFlagged when a person must look again); otherwise only the lists' version is noted. Batches of
-    rows are locked, skipping rows another replica (or an adjudication) holds, each batch one transaction;
-    a noted supplier is never due again, so each is screened once per change of the lists."""
-    now = now or utcnow()
-    screened = changed = 0
-    while True:
-        async with uow() as tx:
-            query = (
-                select(SupplierRow)
-                .where(
-                    sa.or_(
-                        col(SupplierRow.lists_version).is_(None),
-                        col(SupplierRow.lists_version) != lists.version,
-                    )
-                )
-                .order_by(col(SupplierRow.id))
-                .limit(batch)
-                .with_for_update(skip_locked=True)
-            )
-            rows = (await tx.session.execute(query)).scalars().all()
-            blocks = await blocks_of(tx.session, {r.organisation_key for r in rows}) if rows else {}
-            for row in rows:
-                elsewhere = blocked_elsewhere(supplier_of(row), blocks.get(row.organisation_key, ()))
-                changed += _screen_again(tx, row, lists, now, elsewhere)
-        screened += len(rows)
-        if len(rows) < batch:
-            break
-    if screened:
-        log.info("re-screened %d suppliers against lists %s; %d changed", screened, lists.version, changed)
-    return screened
