@@ -10,7 +10,10 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from icep.platform.errors import PreconditionRequired
-from icep.procurement import api
+from icep.procurement import schema_types as schema_types
+from icep.procurement.initiatives import schemas as initiative_schemas
+from icep.procurement.suppliers import routes as supplier_routes
+from icep.procurement.suppliers import schemas as supplier_schemas
 
 BID = {"lot_id": "L1", "supplier_id": "s1", "quantity": 10, "value": 1e5, "currency": "EUR"}
 SUPPLIER = {
@@ -21,11 +24,14 @@ SUPPLIER = {
 }
 #: Every input that names a currency, with an otherwise valid body.
 WITH_CURRENCY: list[tuple[type[BaseModel], dict[str, Any]]] = [
-    (api.LotIn, {"id": "L1", "title": "Lot 1", "quantity": 10, "estimated_value": 1e5, "currency": "EUR"}),
-    (api.BidIn, BID),
-    (api.AwardItemIn, BID),
     (
-        api.ContractIn,
+        initiative_schemas.LotIn,
+        {"id": "L1", "title": "Lot 1", "quantity": 10, "estimated_value": 1e5, "currency": "EUR"},
+    ),
+    (initiative_schemas.BidIn, BID),
+    (initiative_schemas.AwardItemIn, BID),
+    (
+        initiative_schemas.ContractIn,
         {
             "award_id": "a1",
             "value": 1e5,
@@ -35,7 +41,7 @@ WITH_CURRENCY: list[tuple[type[BaseModel], dict[str, Any]]] = [
         },
     ),
     (
-        api.CallOffIn,
+        initiative_schemas.CallOffIn,
         {
             "contract_id": "c1",
             "buyer": "DEU",
@@ -67,38 +73,41 @@ def test_a_currency_is_an_iso_4217_code_that_ocds_knows(model: type[BaseModel], 
 
 def test_the_currency_messages_say_why() -> None:
     with pytest.raises(ValueError, match="not an ISO 4217 currency code"):
-        api.iso_currency("ABC")
+        schema_types.iso_currency("ABC")
     with pytest.raises(ValueError, match=r"OCDS 1\.1\.5"):
-        api.iso_currency("XCG")
-    assert api.iso_currency("GBP") == "GBP"
+        schema_types.iso_currency("XCG")
+    assert schema_types.iso_currency("GBP") == "GBP"
 
 
 def test_a_supplier_country_is_an_iso_3166_alpha_3_code() -> None:
-    assert errors(api.SupplierCreate, SUPPLIER) == []
-    assert errors(api.SupplierCreate, {**SUPPLIER, "country_of_incorporation": "ABC"}) == [
+    assert errors(supplier_schemas.SupplierCreate, SUPPLIER) == []
+    assert errors(supplier_schemas.SupplierCreate, {**SUPPLIER, "country_of_incorporation": "ABC"}) == [
         ("country_of_incorporation",)
     ]
     parent = {"ultimate_parent": "Parent AG", "ultimate_parent_country": "XYZ"}
-    assert errors(api.SupplierCreate, {**SUPPLIER, **parent}) == [("ultimate_parent_country",)]
+    assert errors(supplier_schemas.SupplierCreate, {**SUPPLIER, **parent}) == [("ultimate_parent_country",)]
     owners = [{"name": "Fund", "country": "QQQ", "share_percent": 10}]
-    assert errors(api.SupplierCreate, {**SUPPLIER, "ownership_chain": owners}) == [
+    assert errors(supplier_schemas.SupplierCreate, {**SUPPLIER, "ownership_chain": owners}) == [
         ("ownership_chain", "0", "country")
     ]
     ok = {**SUPPLIER, "ultimate_parent": "Parent AG", "ultimate_parent_country": "CYP"}
-    assert errors(api.SupplierCreate, {**ok, "ownership_chain": [{**owners[0], "country": "NLD"}]}) == []
+    assert (
+        errors(supplier_schemas.SupplierCreate, {**ok, "ownership_chain": [{**owners[0], "country": "NLD"}]})
+        == []
+    )
     with pytest.raises(ValueError, match="not an ISO 3166-1 alpha-3 country code"):
-        api.iso_country("ABC")
+        schema_types.iso_country("ABC")
 
 
 def test_a_count_is_a_json_integer_never_a_boolean() -> None:
     for wrong in (True, False, 10.0, "10"):
-        assert errors(api.BidIn, {**BID, "quantity": wrong}) == [("quantity",)], wrong
-        assert errors(api.AwardItemIn, {**BID, "quantity": wrong}) == [("quantity",)], wrong
-    assert errors(api.JoinIn, {"indicative": {"2026": True}}) == [("indicative", "2026")]
+        assert errors(initiative_schemas.BidIn, {**BID, "quantity": wrong}) == [("quantity",)], wrong
+        assert errors(initiative_schemas.AwardItemIn, {**BID, "quantity": wrong}) == [("quantity",)], wrong
+    assert errors(initiative_schemas.JoinIn, {"indicative": {"2026": True}}) == [("indicative", "2026")]
     owner = {"name": "Fund", "country": "DEU", "share_percent": True}
-    assert errors(api.OwnerIn, owner) == [("share_percent",)]
-    assert errors(api.OwnerIn, {**owner, "share_percent": 12.5}) == []
-    assert errors(api.OwnerIn, {**owner, "share_percent": 40}) == []
+    assert errors(supplier_schemas.OwnerIn, owner) == [("share_percent",)]
+    assert errors(supplier_schemas.OwnerIn, {**owner, "share_percent": 12.5}) == []
+    assert errors(supplier_schemas.OwnerIn, {**owner, "share_percent": 40}) == []
 
 
 @pytest.mark.parametrize(("model", "body"), WITH_CURRENCY)
@@ -128,16 +137,19 @@ def test_money_in_the_event_contracts_refuses_booleans() -> None:
 
 
 def test_an_award_may_name_the_product_offered() -> None:
-    assert api.AwardItemIn.model_validate({**BID, "product_code": "SM-155-HE"}).product_code == "SM-155-HE"
-    assert api.AwardItemIn.model_validate(BID).product_code is None
-    assert errors(api.AwardItemIn, {**BID, "product_code": ""}) == [("product_code",)]
+    assert (
+        initiative_schemas.AwardItemIn.model_validate({**BID, "product_code": "SM-155-HE"}).product_code
+        == "SM-155-HE"
+    )
+    assert initiative_schemas.AwardItemIn.model_validate(BID).product_code is None
+    assert errors(initiative_schemas.AwardItemIn, {**BID, "product_code": ""}) == [("product_code",)]
 
 
 @pytest.mark.parametrize(
     ("model", "body"),
     [
-        (api.MitigationIn, {"mitigation": "voting trust (synthetic)"}),
-        (api.BlockIn, {"reason": "no mitigation (synthetic)"}),
+        (supplier_schemas.MitigationIn, {"mitigation": "voting trust (synthetic)"}),
+        (supplier_schemas.BlockIn, {"reason": "no mitigation (synthetic)"}),
     ],
 )
 def test_an_adjudication_names_the_person(model: type[BaseModel], body: dict[str, Any]) -> None:
@@ -150,6 +162,6 @@ def test_an_adjudication_names_the_person(model: type[BaseModel], body: dict[str
 
 def test_an_adjudication_names_the_version_whose_matches_were_seen() -> None:
     with pytest.raises(PreconditionRequired) as e:
-        api._matches_seen(None)
+        supplier_routes._matches_seen(None)
     assert e.value.status == 428 and "If-Match" in e.value.detail
-    assert api._matches_seen(4) == 4
+    assert supplier_routes._matches_seen(4) == 4

@@ -16,50 +16,47 @@ from hypothesis import strategies as st
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import ALLIES
+from icep.platform.domain import Actor
 from icep.platform.errors import Conflict, Forbidden, IllegalTransition, NotFound, Unprocessable
-from icep.procurement.domain import (
+from icep.procurement.demand.model import (
+    DemandSignal,
+    Firmness,
+    YearDemand,
+    demand_against_capacity,
+    demand_picture,
+    initiative_demand,
+)
+from icep.procurement.initiatives.model import Initiative
+from icep.procurement.initiatives.parts import (
     ACTIVE,
     FIRM,
     INITIATIVE_TRANSITIONS,
-    Actor,
     AwardInput,
     AwardRefused,
     Bid,
     CallOff,
     Contract,
-    DemandSignal,
     Disclosure,
-    Firmness,
-    Initiative,
     InitiativeStatus,
     Item,
-    KnownConformance,
-    KnownStandard,
     Lot,
     Milestone,
     MilestoneStatus,
-    Owner,
     Participation,
     ParticipationStatus,
     RequiredStandard,
-    Scale,
-    Screening,
-    ScreeningLists,
-    Supplier,
-    SupplierStanding,
-    YearDemand,
     aggregate,
-    check_quantities,
-    demand_against_capacity,
-    demand_picture,
-    initiative_demand,
-    name_key,
     next_initiative_status,
-    readers_missing,
+)
+from icep.procurement.initiatives.standing import (
+    SupplierStanding,
     supplier_standing,
     usable_claims,
     verified_editions,
 )
+from icep.procurement.read_models.known import KnownConformance, KnownStandard
+from icep.procurement.rules import check_quantities, readers_missing
+from icep.procurement.suppliers.model import Owner, Scale, Screening, ScreeningLists, Supplier, name_key
 
 S = InitiativeStatus
 P = ParticipationStatus

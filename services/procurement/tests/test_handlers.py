@@ -25,8 +25,9 @@ from icep.contracts.standards import ConformanceVerified
 from icep.platform.db import Database
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
-from icep.procurement.handlers import HANDLERS, shortfall_detected, widest, yearly_output
+from icep.procurement.handlers import HANDLERS
 from icep.procurement.models import CapacityRow, EndedPlanRow, KnownConformanceRow, ShortfallRow, metadata
+from icep.procurement.read_models.capacity import shortfall_detected, widest, yearly_output
 
 
 def committed(ramp: list[tuple[date, int]], current: int = 10_000) -> CapacityCommitted:

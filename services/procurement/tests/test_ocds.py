@@ -19,24 +19,25 @@ from jsonschema import Draft4Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from icep.procurement import api, ocds
-from icep.procurement.domain import (
-    OCID_PREFIX,
-    Actor,
+from icep.platform.domain import Actor
+from icep.procurement import schema_types as schema_types
+from icep.procurement.initiatives.model import Initiative
+from icep.procurement.initiatives.parts import (
     AwardInput,
     Bid,
     CallOff,
     Contract,
-    Initiative,
     Item,
     Lot,
     Milestone,
     RequiredStandard,
-    Scale,
-    ScreeningLists,
-    Supplier,
-    SupplierStanding,
 )
+from icep.procurement.initiatives.standing import SupplierStanding
+from icep.procurement.ocds import packages as ocds_packages
+from icep.procurement.ocds import releases as ocds_releases
+from icep.procurement.ocds import tags as ocds_tags
+from icep.procurement.rules import OCID_PREFIX
+from icep.procurement.suppliers.model import Scale, ScreeningLists, Supplier
 
 # --- the OCDS 1.1.5 schemas and codelists ---------------------------------------------------------------
 
@@ -266,7 +267,7 @@ class Story:
         return self.now
 
     def publish(self) -> dict[str, Any]:
-        r = ocds.latest_release(self.initiative, suppliers=SUPPLIERS)
+        r = ocds_releases.latest_release(self.initiative, suppliers=SUPPLIERS)
         self.releases.append(r)
         self.actions.append(self.initiative.history[-1].action)
         return r
@@ -496,12 +497,12 @@ def test_the_tender_has_lots_items_and_period(story: Story) -> None:
 
 def test_the_record_compiles_the_final_state(story: Story) -> None:
     ocid = story.initiative.ocid
-    package = ocds.release_package(
+    package = ocds_packages.release_package(
         story.releases, uri=f"https://icep.example.org/ocds/releases/{ocid}.json", published_date=story.now
     )
     assert_valid("release-package", package)
-    assert package["extensions"] == [ocds.LOTS_EXTENSION]
-    record_pkg = ocds.record_package(
+    assert package["extensions"] == [ocds_packages.LOTS_EXTENSION]
+    record_pkg = ocds_packages.record_package(
         ocid,
         list(reversed(story.releases)),
         uri=f"https://icep.example.org/ocds/records/{ocid}.json",
@@ -533,7 +534,7 @@ def test_the_record_compiles_the_final_state(story: Story) -> None:
     assert contracts["c1"]["relatedProcesses"] == [
         {
             "id": "co1",
-            "title": ocds.call_off_title(story.initiative, CALL_OFF),
+            "title": ocds_releases.call_off_title(story.initiative, CALL_OFF),
             "scheme": "ocid",
             "identifier": CALL_OFF.ocid,
         }
@@ -558,7 +559,7 @@ def normalised(release: dict[str, Any]) -> Any:
 def test_a_call_off_is_its_own_process_linked_to_the_framework(story: Story) -> None:
     framework = story.initiative
     call_off = framework.call_offs[0]
-    r = ocds.call_off_release(
+    r = ocds_releases.call_off_release(
         framework, call_off, release_id=f"{call_off.ocid}-1", date=call_off.placed_at, suppliers=SUPPLIERS
     )
     assert_valid("release", r)
@@ -585,11 +586,13 @@ def test_a_call_off_is_its_own_process_linked_to_the_framework(story: Story) -> 
         {"amount": 285_000.0, "currency": "EUR"},
         60,
     )
-    assert r["tender"]["title"] == ocds.call_off_title(framework, call_off)
-    package = ocds.release_package([r], uri="https://icep.example.org/ocds/co1.json", published_date=T0)
+    assert r["tender"]["title"] == ocds_releases.call_off_title(framework, call_off)
+    package = ocds_packages.release_package(
+        [r], uri="https://icep.example.org/ocds/co1.json", published_date=T0
+    )
     assert_valid("release-package", package)
     assert "extensions" not in package
-    records = ocds.record_package(
+    records = ocds_packages.record_package(
         call_off.ocid, [r], uri="https://icep.example.org/ocds/co1-record.json", published_date=T0
     )
     assert_valid("record-package", records)
@@ -618,7 +621,9 @@ def test_cancelled_before_a_tender_is_a_planning_update() -> None:
     assert r["buyer"] == {"id": "nation-FRA", "name": "France"}
     assert_valid(
         "record-package",
-        ocds.record_package(s.initiative.ocid, s.releases, uri="https://x.example/r", published_date=s.now),
+        ocds_packages.record_package(
+            s.initiative.ocid, s.releases, uri="https://x.example/r", published_date=s.now
+        ),
     )
 
 
@@ -636,7 +641,7 @@ def test_cancelled_after_the_award_cancels_the_awards() -> None:
     assert_valid("release", r)
     assert r["tag"] == ["tenderCancellation", "awardCancellation"]
     assert {a["status"] for a in r["awards"]} == {"cancelled"}
-    record = ocds.record_package(
+    record = ocds_packages.record_package(
         s.initiative.ocid, s.releases, uri="https://x.example/r", published_date=s.now
     )
     assert_valid("record-package", record)
@@ -672,23 +677,23 @@ ACTIONS = [
 
 @pytest.mark.parametrize("action", ACTIONS)
 def test_every_domain_action_has_release_tags_from_the_codelist(action: str) -> None:
-    tags = ocds.tags_for(action)
+    tags = ocds_tags.tags_for(action)
     assert tags
     assert set(tags) <= codes("releaseTag") - {"compiled"}
 
 
 def test_tags_for_an_unknown_action_is_an_error() -> None:
     with pytest.raises(ValueError, match="frobnicate"):
-        ocds.tags_for("frobnicate")
+        ocds_tags.tags_for("frobnicate")
 
 
 def test_a_release_needs_valid_tags_and_an_aware_date() -> None:
     initiative = Story.propose().initiative
     with pytest.raises(ValueError, match="not release tags"):
-        ocds.release(initiative, ["compiled"], release_id="x", date=T0)
+        ocds_releases.release(initiative, ["compiled"], release_id="x", date=T0)
     with pytest.raises(ValueError, match="timezone"):
-        ocds.release(initiative, ["planning"], release_id="x", date=datetime(2026, 11, 28, 9))
-    r = ocds.release(
+        ocds_releases.release(initiative, ["planning"], release_id="x", date=datetime(2026, 11, 28, 9))
+    r = ocds_releases.release(
         initiative, ["planning"], release_id="x", date=T0.astimezone(timezone(timedelta(hours=1)))
     )
     assert r["date"] == "2026-11-28T09:00:00Z"
@@ -698,9 +703,9 @@ def test_packages_refuse_repeated_releases_and_other_processes() -> None:
     s = Story.propose()
     r = s.releases[0]
     with pytest.raises(ValueError, match="twice"):
-        ocds.release_package([r, r], uri="https://x.example/p", published_date=T0)
+        ocds_packages.release_package([r, r], uri="https://x.example/p", published_date=T0)
     with pytest.raises(ValueError, match="other processes"):
-        ocds.record_package("ocds-icep01-other", [r], uri="https://x.example/p", published_date=T0)
+        ocds_packages.record_package("ocds-icep01-other", [r], uri="https://x.example/p", published_date=T0)
 
 
 def test_nspa_procures_for_the_nations() -> None:
@@ -716,7 +721,7 @@ def test_nspa_procures_for_the_nations() -> None:
     )
     initiative = initiative.open(nspa, T0 + timedelta(hours=1))
     initiative = initiative.join(POL, {2028: 12}, T0 + timedelta(hours=2))
-    r = ocds.latest_release(initiative)
+    r = ocds_releases.latest_release(initiative)
     assert_valid("release", r)
     assert_codes(r)
     assert {p["id"]: p["roles"] for p in r["parties"]} == {
@@ -741,7 +746,7 @@ def test_every_currency_the_api_takes_is_in_the_ocds_currency_codelist() -> None
     taken = set()
     for currency in pycountry.currencies:
         try:
-            taken.add(api.iso_currency(currency.alpha_3))
+            taken.add(schema_types.iso_currency(currency.alpha_3))
         except ValueError:
             continue
     assert taken <= codes("currency"), sorted(taken - codes("currency"))

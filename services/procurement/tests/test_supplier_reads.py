@@ -12,9 +12,11 @@ from typing import Any
 from sqlalchemy.dialects import postgresql
 
 from icep.contracts import Releasability, ReleasabilityScope
-from icep.procurement import service
-from icep.procurement.domain import Actor, Scale, Screening, ScreeningLists, Supplier
+from icep.platform.domain import Actor
 from icep.procurement.models import SupplierRow
+from icep.procurement.suppliers import model as supplier_model
+from icep.procurement.suppliers import repository as supplier_store
+from icep.procurement.suppliers.model import Scale, Screening, ScreeningLists, Supplier
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 LISTS = ScreeningLists(frozenset({"RUS"}), frozenset())
@@ -45,7 +47,7 @@ def row(s: Supplier) -> SupplierRow:
         version=1,
         updated_at=NOW,
     )
-    service._store_supplier(r, s, NOW)
+    supplier_store.store_supplier(r, s, NOW)
     return r
 
 
@@ -78,7 +80,7 @@ async def test_an_award_reads_its_suppliers_for_share_in_id_order() -> None:
     national_fra = supplier("s1", "FRA", Releasability(owner="FRA"))
     session = Recording([row(national_fra), row(deu)])
     lead = Actor("deu-proc", "DEU", frozenset({"procurement"}))
-    found = await service.suppliers_for_award(session, lead, ["s2", "s1", "s2"])  # type: ignore[arg-type]
+    found = await supplier_store.suppliers_for_award(session, lead, ["s2", "s1", "s2"])  # type: ignore[arg-type]
     # What the caller may not read is not found (the award then names no such supplier).
     assert found == {"s2": deu}
     [statement] = session.statements
@@ -91,12 +93,12 @@ async def test_registration_reads_the_organisations_records_for_share() -> None:
     blocked = replace(supplier("s1", "FRA"), screening=Screening.BLOCKED)
     session = Recording([row(blocked), row(supplier("s2", "POL"))])
     # Every record of the organisation is read (and locked); the blocked ones count.
-    found = await service._blocks_of(session, ["HRB-1"], lock=True)  # type: ignore[arg-type]
+    found = await supplier_store.blocks_of(session, ["HRB-1"], lock=True)  # type: ignore[arg-type]
     assert found == {"hrb-1": [blocked]}  # by the organisation id as compared (case-folded)
     text = sql(session.statements[0])
     assert text.endswith("FOR SHARE") and "screening" not in text.split("WHERE")[1]
     # Re-screening in the background reads only the blocked records, without locks.
-    await service._blocks_of(session, ["HRB-1"])  # type: ignore[arg-type]
+    await supplier_store.blocks_of(session, ["HRB-1"])  # type: ignore[arg-type]
     assert "FOR" not in sql(session.statements[1]) and "screening" in sql(session.statements[1])
 
 
@@ -104,6 +106,9 @@ def test_a_block_elsewhere_names_the_nation_only_to_those_who_may_read_its_recor
     mine = supplier("s3", "DEU")  # released to Allies
     allies_fra = supplier("s1", "FRA")
     national_pol = supplier("s2", "POL", Releasability(owner="POL"))
-    assert service._blocked_elsewhere(mine, [allies_fra, national_pol, mine]) == ["FRA", "another nation"]
+    assert supplier_model.blocked_elsewhere(mine, [allies_fra, national_pol, mine]) == [
+        "FRA",
+        "another nation",
+    ]
     to_ukr = Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES_PARTNERS, nations=("UKR",))
-    assert service._blocked_elsewhere(supplier("s4", "DEU", to_ukr), [allies_fra]) == ["another nation"]
+    assert supplier_model.blocked_elsewhere(supplier("s4", "DEU", to_ukr), [allies_fra]) == ["another nation"]

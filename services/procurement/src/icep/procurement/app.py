@@ -8,10 +8,15 @@ from prometheus_client import Counter
 
 import icep.procurement
 from icep.platform.app import Runtime, ServiceSpec, service_app
-from icep.procurement import api, service
+from icep.procurement.demand import routes as demand_routes
+from icep.procurement.events import procurement_events
 from icep.procurement.handlers import HANDLERS, SUBSCRIBED_TOPICS
+from icep.procurement.initiatives import routes as initiative_routes
 from icep.procurement.models import metadata, tables
+from icep.procurement.ocds import routes as ocds_routes
 from icep.procurement.settings import ProcurementSettings, configure_lists
+from icep.procurement.suppliers import routes as supplier_routes
+from icep.procurement.suppliers import use_cases as suppliers
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 
@@ -31,7 +36,7 @@ async def rescreen_suppliers(runtime: Runtime) -> None:
     assert runtime.uow is not None
     lists = settings.screening_lists()
     while True:
-        RESCREENED.labels(settings.service_name).inc(await service.rescreen_suppliers(runtime.uow, lists))
+        RESCREENED.labels(settings.service_name).inc(await suppliers.rescreen_suppliers(runtime.uow, lists))
         RESCREEN_RUNS.labels(settings.service_name).inc()
         await asyncio.sleep(settings.rescreen_interval_seconds)
 
@@ -44,10 +49,17 @@ def create_app(settings: ProcurementSettings | None = None) -> FastAPI:
             settings=settings,
             title="ICEP Procurement",
             description=(icep.procurement.__doc__ or "").strip(),
-            routers=[api.router],
+            routers=[
+                initiative_routes.router,
+                ocds_routes.router,
+                demand_routes.router,
+                demand_routes.capacity_router,
+                supplier_routes.router,
+            ],
             metadata=metadata,
             tables=tables,
             migrations_dir=MIGRATIONS,
+            events=procurement_events,
             handlers=HANDLERS,
             subscribe_topics=SUBSCRIBED_TOPICS,
             background=[("supplier-rescreening", rescreen_suppliers)],

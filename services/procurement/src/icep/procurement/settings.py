@@ -12,7 +12,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from icep.platform.settings import ServiceSettings
-from icep.procurement.domain import MIN_AGGREGATE_PARTICIPANTS, ScreeningLists
+from icep.procurement.initiatives.parts import MIN_AGGREGATE_PARTICIPANTS
+from icep.procurement.suppliers.model import ScreeningLists
 
 #: Countries under restrictive measures (ISO 3166-1 alpha-3), as a sensible default for development.
 DEFAULT_RESTRICTED_COUNTRIES = ("RUS", "BLR", "PRK", "IRN", "SYR")
@@ -36,7 +37,7 @@ class ProcurementSettings(ServiceSettings):
     rescreen_interval_seconds: float = Field(default=3600.0, gt=0, le=7 * 86_400)
     #: Disclosure control: an initiative's aggregated demand reaches readers other than the lead nation
     #: and NATO staff only once settled (the tender published): its firm demand, each year only when at
-    #: least this many nations commit to it (see `icep.procurement.domain.Disclosure`).
+    #: least this many nations commit to it (see `icep.procurement.initiatives.parts.Disclosure`).
     min_aggregate_participants: int = Field(default=MIN_AGGREGATE_PARTICIPANTS, ge=2, le=100)
     #: Where callers reach the API (the gateway): the base of the `uri` of OCDS packages. Configured, never
     #: taken from request headers, which a caller controls.

@@ -1,0 +1,173 @@
+"""HTTP routes of demand signals, the demand picture and demand against capacity."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from icep.platform.app import database, unit_of_work
+from icep.platform.auth import ActorDep
+from icep.platform.domain import invalid
+from icep.platform.errors import PreconditionRequired
+from icep.platform.http import etag, next_link
+from icep.procurement.demand import use_cases
+from icep.procurement.demand.model import DemandSignal as Signal
+from icep.procurement.demand.schemas import (
+    DemandCapacityOut,
+    DemandPictureOut,
+    ProductDemandOut,
+    SignalChange,
+    SignalCreate,
+    SignalOut,
+    SignalPage,
+    YearBalanceOut,
+    YearDemandOut,
+)
+from icep.procurement.schema_types import (
+    Cursor,
+    IfMatch,
+    Limit,
+    owned,
+    per_year,
+)
+
+router = APIRouter(prefix="/v1/demand", tags=["demand"])
+capacity_router = APIRouter(prefix="/v1/demand-capacity", tags=["demand"])
+
+
+def _product(product: str) -> str:
+    """A product asked for by name: blank is not a product (it would drop the filter)."""
+    if not product.strip():
+        raise invalid("query.product", "name a product (not blank)")
+    return product.strip()
+
+
+def _signal(response: Response, s: Signal) -> SignalOut:
+    response.headers["ETag"] = etag(s.version)
+    return SignalOut.of(s)
+
+
+@router.get(
+    "",
+    operation_id="demand",
+    summary="Per product and year: demand signals and initiatives by firmness, within what the caller sees",
+)
+async def demand(
+    request: Request, who: ActorDep, product: Annotated[str | None, Query(max_length=200)] = None
+) -> DemandPictureOut:
+    found = await use_cases.demand(database(request), who, None if product is None else _product(product))
+    return DemandPictureOut(
+        items=[
+            ProductDemandOut(
+                product=p.product,
+                unit=p.unit,
+                years={str(y): YearDemandOut.of(d) for y, d in sorted(p.years.items())},
+                signals=p.signals,
+                initiatives=p.initiatives,
+            )
+            for p in found
+        ]
+    )
+
+
+@router.post(
+    "/signals",
+    status_code=201,
+    operation_id="publishDemandSignal",
+    summary="Publish a nation's standing demand for a product",
+)
+async def publish_demand_signal(
+    body: SignalCreate, request: Request, response: Response, who: ActorDep
+) -> SignalOut:
+    signal = await use_cases.publish_demand_signal(
+        unit_of_work(request),
+        who,
+        product=body.product.strip(),
+        capability_area=body.capability_area.strip(),
+        unit=body.unit.strip(),
+        firmness=body.firmness,
+        quantities=per_year(body.quantities),
+        releasability=owned(body.releasability, who.nation),
+    )
+    response.headers["Location"] = f"/v1/demand/signals/{signal.id}"
+    return _signal(response, signal)
+
+
+@router.get("/signals", operation_id="listDemandSignals", summary="Demand signals the caller may see")
+async def list_demand_signals(
+    request: Request,
+    who: ActorDep,
+    nation: Annotated[str | None, Query(pattern=r"^[A-Z]{2,4}$")] = None,
+    product: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> SignalPage:
+    found, after = await use_cases.list_demand_signals(
+        database(request), who, nation=nation, product=product, limit=limit, after=cursor
+    )
+    return SignalPage(items=[SignalOut.of(x) for x in found], next=next_link(request, after))
+
+
+@router.get("/signals/{signal_id}", operation_id="getDemandSignal", summary="One demand signal")
+async def get_demand_signal(signal_id: str, request: Request, response: Response, who: ActorDep) -> SignalOut:
+    return _signal(response, await use_cases.get_demand_signal(database(request), who, signal_id))
+
+
+@router.put(
+    "/signals/{signal_id}",
+    operation_id="reviseDemandSignal",
+    summary="Revise a demand signal's firmness and quantities (If-Match required)",
+)
+async def revise_demand_signal(
+    signal_id: str,
+    body: SignalChange,
+    request: Request,
+    response: Response,
+    who: ActorDep,
+    expected: IfMatch,
+) -> SignalOut:
+    if expected is None:
+        raise PreconditionRequired(
+            "revising a demand signal needs If-Match with the ETag of the version you read"
+        )
+    signal = await use_cases.revise_demand_signal(
+        unit_of_work(request), who, signal_id, expected, body.firmness, per_year(body.quantities)
+    )
+    return _signal(response, signal)
+
+
+@capacity_router.get(
+    "",
+    operation_id="demandAgainstCapacity",
+    summary="Per year: a product's aggregated demand against committed capacity, and the gap",
+)
+async def demand_against_capacity(
+    request: Request,
+    who: ActorDep,
+    product: Annotated[str, Query(min_length=1, max_length=200)],
+    unit: Annotated[
+        str | None, Query(min_length=1, max_length=50, description="Default: the committed capacity's")
+    ] = None,
+) -> DemandCapacityOut:
+    if unit is not None and not unit.strip():
+        raise invalid("query.unit", "name a unit (not blank), or leave it out")
+    found = await use_cases.demand_against_capacity(
+        database(request), who, _product(product), unit.strip() if unit else None
+    )
+    return DemandCapacityOut(
+        product=found.product,
+        unit=found.unit,
+        other_units=list(found.other_units),
+        years=[
+            YearBalanceOut(
+                year=b.year,
+                demand=YearDemandOut.of(b.demand),
+                capacity=b.capacity,
+                gap=b.gap,
+                firm_gap=b.firm_gap,
+                shortfall_reported=b.shortfall_reported,
+            )
+            for b in found.years
+        ],
+    )

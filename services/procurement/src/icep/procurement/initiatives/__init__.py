@@ -1,0 +1,1 @@
+"""Multinational procurement initiatives: participation, tender, bids, awards, contracts."""

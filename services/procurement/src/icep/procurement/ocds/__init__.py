@@ -1,0 +1,1 @@
+"""The OCDS export of initiatives: releases written with each change, packages and records read."""

@@ -1,0 +1,81 @@
+"""HTTP routes of the OCDS export: an initiative's (or a call-off's) releases as a release package or a
+record package, at the configured public URL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from icep.platform.app import database, runtime_of
+from icep.platform.auth import ActorDep
+from icep.platform.events import utcnow
+from icep.procurement.ocds import packages, use_cases
+from icep.procurement.settings import ProcurementSettings
+
+#: Under the initiatives' prefix and tag: the export is part of the initiatives' API.
+router = APIRouter(prefix="/v1/initiatives", tags=["initiatives"])
+
+
+def public_url(request: Request) -> str:
+    """This request's path under the configured public URL (`ICEP_PROCUREMENT_PUBLIC_URL`): never from
+    the request's Host or X-Forwarded-* headers, which a caller controls."""
+    settings = runtime_of(request).settings
+    if not isinstance(settings, ProcurementSettings):
+        settings = ProcurementSettings()
+    return f"{settings.public_url}{request.url.path}"
+
+
+def _published(releases: list[dict[str, Any]]) -> datetime:
+    """A package is as new as its latest release: the same releases make the same package."""
+    dates = [datetime.fromisoformat(str(r["date"]).replace("Z", "+00:00")) for r in releases]
+    return max(dates) if dates else utcnow()
+
+
+@router.get(
+    "/{initiative_id}/ocds",
+    operation_id="ocdsReleasePackage",
+    summary="The initiative's OCDS releases, as a release package",
+)
+async def ocds_release_package(initiative_id: str, request: Request, who: ActorDep) -> dict[str, Any]:
+    _i, releases = await use_cases.ocds_releases(database(request), who, initiative_id)
+    return packages.release_package(releases, uri=public_url(request), published_date=_published(releases))
+
+
+@router.get(
+    "/{initiative_id}/ocds/record",
+    operation_id="ocdsRecordPackage",
+    summary="The initiative's OCDS record (every release and the compiled release), as a record package",
+)
+async def ocds_record_package(initiative_id: str, request: Request, who: ActorDep) -> dict[str, Any]:
+    i, releases = await use_cases.ocds_releases(database(request), who, initiative_id)
+    return packages.record_package(
+        i.ocid, releases, uri=public_url(request), published_date=_published(releases)
+    )
+
+
+@router.get(
+    "/{initiative_id}/call-offs/{call_off_id}/ocds",
+    operation_id="callOffOcdsReleasePackage",
+    summary="A call-off's own OCDS process (its ocid, linked to the framework's), as a release package",
+)
+async def call_off_ocds_release_package(
+    initiative_id: str, call_off_id: str, request: Request, who: ActorDep
+) -> dict[str, Any]:
+    _c, releases = await use_cases.call_off_releases(database(request), who, initiative_id, call_off_id)
+    return packages.release_package(releases, uri=public_url(request), published_date=_published(releases))
+
+
+@router.get(
+    "/{initiative_id}/call-offs/{call_off_id}/ocds/record",
+    operation_id="callOffOcdsRecordPackage",
+    summary="A call-off's OCDS record (its releases and the compiled release), as a record package",
+)
+async def call_off_ocds_record_package(
+    initiative_id: str, call_off_id: str, request: Request, who: ActorDep
+) -> dict[str, Any]:
+    c, releases = await use_cases.call_off_releases(database(request), who, initiative_id, call_off_id)
+    return packages.record_package(
+        c.ocid, releases, uri=public_url(request), published_date=_published(releases)
+    )

@@ -1,0 +1,1 @@
+"""Local copies of other services' facts (national capacity, standards, conformance), fed by their events."""

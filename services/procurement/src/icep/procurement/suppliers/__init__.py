@@ -1,0 +1,1 @@
+"""Suppliers and their screening against hostile-influence lists (restricted countries and parties)."""

@@ -1,0 +1,150 @@
+"""HTTP routes of suppliers and their adjudication."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from icep.platform.app import database, unit_of_work
+from icep.platform.auth import ActorDep
+from icep.platform.errors import PreconditionRequired
+from icep.platform.http import etag, next_link
+from icep.procurement.schema_types import (
+    Cursor,
+    IfMatch,
+    Limit,
+    owned,
+)
+from icep.procurement.suppliers import use_cases
+from icep.procurement.suppliers.model import (
+    Owner,
+    Screening,
+    Supplier,
+)
+from icep.procurement.suppliers.schemas import (
+    BlockIn,
+    MitigationIn,
+    SupplierCreate,
+    SupplierOut,
+    SupplierPage,
+)
+
+router = APIRouter(prefix="/v1/suppliers", tags=["suppliers"])
+
+
+def _supplier(response: Response, s: Supplier) -> SupplierOut:
+    response.headers["ETag"] = etag(s.version)
+    return SupplierOut.of(s)
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="registerSupplier",
+    summary="Register a supplier; it is screened against the restricted lists at once",
+)
+async def register_supplier(
+    body: SupplierCreate, request: Request, response: Response, who: ActorDep
+) -> SupplierOut:
+    supplier = await use_cases.register_supplier(
+        unit_of_work(request),
+        who,
+        use_cases.NewSupplier(
+            organisation_id=body.organisation_id,
+            name=body.name,
+            scale=body.scale,
+            country_of_incorporation=body.country_of_incorporation,
+            ultimate_parent=body.ultimate_parent,
+            ultimate_parent_country=body.ultimate_parent_country,
+            ownership_chain=tuple(
+                Owner(name=o.name.strip(), country=o.country, share_percent=o.share_percent)
+                for o in body.ownership_chain
+            ),
+            products=tuple(body.products),
+            releasability=owned(body.releasability, who.nation),
+        ),
+    )
+    response.headers["Location"] = f"/v1/suppliers/{supplier.id}"
+    return _supplier(response, supplier)
+
+
+@router.get("", operation_id="listSuppliers", summary="Suppliers the caller may see")
+async def list_suppliers(
+    request: Request,
+    who: ActorDep,
+    screening: Screening | None = None,
+    nation: Annotated[str | None, Query(pattern=r"^[A-Z]{3,4}$", description="Who registered it")] = None,
+    organisation_id: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> SupplierPage:
+    found, after = await use_cases.list_suppliers(
+        database(request),
+        who,
+        screening=screening,
+        nation=nation,
+        organisation_id=organisation_id,
+        limit=limit,
+        after=cursor,
+    )
+    return SupplierPage(items=[SupplierOut.of(s) for s in found], next=next_link(request, after))
+
+
+@router.get("/{supplier_id}", operation_id="getSupplier", summary="One supplier, with its screening")
+async def get_supplier(supplier_id: str, request: Request, response: Response, who: ActorDep) -> SupplierOut:
+    return _supplier(response, await use_cases.get_supplier(database(request), who, supplier_id))
+
+
+@router.post(
+    "/{supplier_id}/clear",
+    operation_id="clearSupplier",
+    summary="A named person clears a potential match, with its mitigation (the registering Ally or NATO;"
+    " If-Match required)",
+)
+async def clear_supplier(
+    supplier_id: str,
+    body: MitigationIn,
+    request: Request,
+    response: Response,
+    who: ActorDep,
+    expected: IfMatch,
+) -> SupplierOut:
+    s = await use_cases.clear_supplier(
+        unit_of_work(request),
+        who,
+        supplier_id,
+        _matches_seen(expected),
+        body.mitigation,
+        body.adjudicator,
+    )
+    return _supplier(response, s)
+
+
+@router.post(
+    "/{supplier_id}/block",
+    operation_id="blockSupplier",
+    summary="A named person blocks a supplier on a potential match, saying why (the registering Ally or"
+    " NATO; If-Match required)",
+)
+async def block_supplier(
+    supplier_id: str,
+    body: BlockIn,
+    request: Request,
+    response: Response,
+    who: ActorDep,
+    expected: IfMatch,
+) -> SupplierOut:
+    s = await use_cases.block_supplier(
+        unit_of_work(request), who, supplier_id, _matches_seen(expected), body.reason, body.adjudicator
+    )
+    return _supplier(response, s)
+
+
+def _matches_seen(expected: int | None) -> int:
+    """A person adjudicates the matches they saw: the version they read, as If-Match."""
+    if expected is None:
+        raise PreconditionRequired(
+            "adjudicating a supplier needs If-Match with the ETag of the version whose matches you read"
+        )
+    return expected
