@@ -5,6 +5,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from icep.plans.capacity import routes as capacity_routes
+from icep.plans.events import plans_events
 from icep.plans.handlers import HANDLERS
 from icep.plans.models import metadata, tables
 from icep.plans.plans import routes as plan_routes
@@ -32,5 +33,6 @@ def create_app(settings: PlansSettings | None = None) -> FastAPI:
             tables=tables,
             migrations_dir=MIGRATIONS,
             handlers=HANDLERS,
+            events=plans_events,
         )
     )

@@ -6,8 +6,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Table, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Row, Table, insert, select, text
 from sqlmodel import col
 
 from icep.contracts import Releasability, ReleasabilityScope
@@ -15,8 +14,11 @@ from icep.plans.plans.codec import content_from_json, content_to_json, plan_docu
 from icep.plans.plans.model import Actor, NationalPlan, PlanStatus, encode_tokens
 from icep.plans.plans.rows import PlanRow, PlanVersionRow
 from icep.platform import audit, visibility
-from icep.platform.db import Database
+from icep.platform.db import Database, advisory_key
+from icep.platform.domain import check_version
 from icep.platform.errors import NotFound
+from icep.platform.events import utcnow
+from icep.platform.outbox import UnitOfWork
 
 #: The plans table, for reads that need no ORM objects (`get_plan`).
 _PLANS: Table = PlanRow.__table__  # type: ignore[attr-defined]
@@ -55,7 +57,7 @@ def to_domain(row: PlanRow | Row[Any]) -> NationalPlan:
     )
 
 
-def stored_columns(plan: NationalPlan) -> dict[str, Any]:
+def _stored_columns(plan: NationalPlan) -> dict[str, Any]:
     """The plan row's columns a change may touch, from the domain plan."""
     cap = plan.capacity_releasability
     return {
@@ -79,43 +81,101 @@ def stored_columns(plan: NationalPlan) -> dict[str, Any]:
     }
 
 
-def store(row: PlanRow, plan: NationalPlan) -> None:
-    for name, value in stored_columns(plan).items():
-        setattr(row, name, value)
+class PlanRepository:
+    """The plans of one unit of work: what `get_for_update` locked, `save` stores (with the version it
+    keeps) and hands to the unit of work, which publishes what the plan recorded with the same commit."""
 
+    def __init__(self, tx: UnitOfWork) -> None:
+        self._tx = tx
+        self._rows: dict[str, PlanRow] = {}
 
-async def insert_new(session: AsyncSession, plan: NationalPlan) -> None:
-    """A new plan's row, by SQLAlchemy Core: no SQLModel object is built for a row written once here."""
-    await session.execute(
-        insert(PlanRow.__table__),  # type: ignore[attr-defined]
-        [
-            {
-                "id": plan.id,
-                "nation": plan.nation,
-                "created_by": plan.created_by,
-                "created_at": plan.created_at,
-                **stored_columns(plan),
-            }
-        ],
-    )
+    async def get_for_update(self, actor: Actor, plan_id: str, expected_version: int | None) -> NationalPlan:
+        """The plan, locked for this transaction; 404 when the caller may not see it, 412 when it is no
+        longer at `expected_version` (the caller's `If-Match`)."""
+        row = (
+            await self._tx.session.execute(
+                select(PlanRow).where(col(PlanRow.id) == plan_id).with_for_update()
+            )
+        ).scalar_one_or_none()
+        if row is not None:
+            audit.subject("plan", row.id, row.nation)  # a refused attempt is the owner's to see too
+        if row is None or not to_domain(row).visible_to(actor.nation, actor.roles):
+            raise NotFound(f"no plan {plan_id}")
+        plan = to_domain(row)
+        check_version("plan", plan.version, expected_version)
+        self._rows[plan.id] = row
+        return plan
 
+    async def accepted_of_lineage(self, plan: NationalPlan) -> list[NationalPlan]:
+        """The other accepted plans of the plan's nation for the same period, locked for this transaction.
 
-async def keep_version(session: AsyncSession, plan: NationalPlan, now: datetime) -> None:
-    await session.execute(
-        insert(PlanVersionRow.__table__),  # type: ignore[attr-defined]
-        [{"plan_id": plan.id, "version": plan.version, "snapshot": plan_document(plan), "recorded_at": now}],
-    )
+        On PostgreSQL, two accepts for one nation and period must see each other: they take one lock in
+        turn first."""
+        session = self._tx.session
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            lineage = f"icep-plans-{plan.nation}-{plan.period_start}-{plan.period_end}"
+            await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(lineage)})
+        rows = (
+            (
+                await session.execute(
+                    select(PlanRow)
+                    .where(
+                        col(PlanRow.nation) == plan.nation,
+                        col(PlanRow.status) == PlanStatus.ACCEPTED.value,
+                        col(PlanRow.period_start) == plan.period_start,
+                        col(PlanRow.period_end) == plan.period_end,
+                        col(PlanRow.id) != plan.id,
+                    )
+                    .with_for_update()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for row in rows:
+            self._rows[row.id] = row
+        return [to_domain(row) for row in rows]
 
+    async def add(self, plan: NationalPlan) -> None:
+        """A new plan: its row by SQLAlchemy Core (no SQLModel object is built for a row written once
+        here), its first version, and what it recorded."""
+        await self._tx.session.execute(
+            insert(PlanRow.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "id": plan.id,
+                    "nation": plan.nation,
+                    "created_by": plan.created_by,
+                    "created_at": plan.created_at,
+                    **_stored_columns(plan),
+                }
+            ],
+        )
+        await self._keep_version(plan)
+        self._tx.collect(plan)
 
-async def load_for_update(session: AsyncSession, actor: Actor, plan_id: str) -> PlanRow:
-    row = (
-        await session.execute(select(PlanRow).where(col(PlanRow.id) == plan_id).with_for_update())
-    ).scalar_one_or_none()
-    if row is not None:
-        audit.subject("plan", row.id, row.nation)  # a refused attempt is the owner's to see too
-    if row is None or not to_domain(row).visible_to(actor.nation, actor.roles):
-        raise NotFound(f"no plan {plan_id}")
-    return row
+    async def save(self, plan: NationalPlan) -> None:
+        """A changed plan (loaded here for update): its row, the version it is now, and what it recorded."""
+        row = self._rows[plan.id]
+        for name, value in _stored_columns(plan).items():
+            setattr(row, name, value)
+        await self._keep_version(plan)
+        self._tx.collect(plan)
+
+    async def _keep_version(self, plan: NationalPlan) -> None:
+        # A version is recorded at the time of the change that made it (the event it recorded last).
+        recorded_at = plan.events[-1].at if plan.events else utcnow()
+        await self._tx.session.execute(
+            insert(PlanVersionRow.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "plan_id": plan.id,
+                    "version": plan.version,
+                    "snapshot": plan_document(plan),
+                    "recorded_at": recorded_at,
+                }
+            ],
+        )
 
 
 # --- queries ------------------------------------------------------------------------------------------------

@@ -49,6 +49,6 @@ async def report_progress(
         commitment_key=p.commitment_key,
         month=p.month,
         actual_output=p.actual_output,
-        planned_output=p.planned_output,
+        planned_output=p.expected_output,
         shortfall=p.shortfall,
     )

@@ -10,20 +10,72 @@ from icep.plans.targets.model import TARGET_RELEASABILITY, CapabilityTarget
 from icep.plans.targets.rows import CapabilityTargetRow
 from icep.platform.db import Database
 from icep.platform.errors import NotFound
+from icep.platform.outbox import UnitOfWork
 
 
 def to_target(row: CapabilityTargetRow) -> CapabilityTarget:
     return CapabilityTarget(
-        row.id,
-        row.capability_area,
-        row.product,
-        row.year,
-        row.required_quantity,
-        row.unit,
-        row.set_by,
-        row.set_at,
-        row.version,
+        id=row.id,
+        capability_area=row.capability_area,
+        product=row.product,
+        year=row.year,
+        required_quantity=row.required_quantity,
+        unit=row.unit,
+        set_by=row.set_by,
+        set_at=row.set_at,
+        version=row.version,
     )
+
+
+class TargetRepository:
+    """The capability targets of one unit of work."""
+
+    def __init__(self, tx: UnitOfWork) -> None:
+        self._tx = tx
+        self._rows: dict[str, CapabilityTargetRow] = {}
+
+    async def get_for_update(self, capability_area: str, product: str, year: int) -> CapabilityTarget | None:
+        """The target for a product in a year, locked for this transaction; None when there is none yet."""
+        row = (
+            await self._tx.session.execute(
+                select(CapabilityTargetRow)
+                .where(
+                    col(CapabilityTargetRow.capability_area) == capability_area,
+                    col(CapabilityTargetRow.product) == product,
+                    col(CapabilityTargetRow.year) == year,
+                )
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+        if row is None:
+            return None
+        self._rows[row.id] = row
+        return to_target(row)
+
+    async def save(self, target: CapabilityTarget) -> None:
+        """A new or corrected target, and what it recorded."""
+        row = self._rows.get(target.id)
+        if row is None:
+            row = CapabilityTargetRow(
+                id=target.id,
+                capability_area=target.capability_area,
+                product=target.product,
+                year=target.year,
+                required_quantity=target.required_quantity,
+                unit=target.unit,
+                set_by=target.set_by,
+                set_at=target.set_at,
+                version=target.version,
+            )
+            self._tx.session.add(row)
+            self._rows[target.id] = row
+        else:  # a correction: area, product and year name the target and stay
+            row.required_quantity = target.required_quantity
+            row.unit = target.unit
+            row.set_by = target.set_by
+            row.set_at = target.set_at
+            row.version = target.version
+        self._tx.collect(target)
 
 
 async def get_capability_target(db: Database, actor: Actor, target_id: str) -> CapabilityTarget:

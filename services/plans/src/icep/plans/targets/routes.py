@@ -17,7 +17,17 @@ router = APIRouter(prefix="/v1/capacity", tags=["capacity"])
 
 
 def _target_out(t: CapabilityTarget) -> TargetOut:
-    return TargetOut(**t.__dict__)
+    return TargetOut(
+        id=t.id,
+        capability_area=t.capability_area,
+        product=t.product,
+        year=t.year,
+        required_quantity=t.required_quantity,
+        unit=t.unit,
+        set_by=t.set_by,
+        set_at=t.set_at,
+        version=t.version,
+    )
 
 
 @router.put(

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import select
-from sqlmodel import col
-
-from icep.contracts.plans import CapabilityTargetSet
-from icep.plans.plans.model import Actor
-from icep.plans.targets.model import TARGET_RELEASABILITY, CapabilityTarget, check_target_setter
-from icep.plans.targets.repository import to_target
-from icep.plans.targets.rows import CapabilityTargetRow
-from icep.platform.errors import PreconditionFailed, PreconditionRequired
-from icep.platform.events import OutgoingEvent, utcnow
+from icep.plans.targets.model import CapabilityTarget, check_if_match, check_target_setter
+from icep.plans.targets.repository import TargetRepository
+from icep.platform.domain import Actor
+from icep.platform.events import utcnow
 from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWorkFactory
 
@@ -32,69 +26,25 @@ async def set_capability_target(
     """Record (or correct) the requirement for a product in a year; True when it was new.
 
     `expected` is the caller's `If-Match`: nothing for a new target; a correction names the version it
-    read (or `*`), so that two staff correcting one target at once do not overwrite each other unseen."""
-    check_target_setter(actor)
+    read (or `*`)."""
+    check_target_setter(actor)  # before any look-up: who may not set targets learns nothing of them
     async with uow() as tx:
-        row = (
-            await tx.session.execute(
-                select(CapabilityTargetRow)
-                .where(
-                    col(CapabilityTargetRow.capability_area) == capability_area,
-                    col(CapabilityTargetRow.product) == product,
-                    col(CapabilityTargetRow.year) == year,
-                )
-                .with_for_update()
-            )
-        ).scalar_one_or_none()
-        created = row is None
-        if row is None and isinstance(expected, int):
-            raise PreconditionFailed(
-                f"there is no target for {product} in {year} yet; leave If-Match out to record one"
-            )
-        if row is not None and expected is None:
-            raise PreconditionRequired(
-                f"a target for {product} in {year} exists; correcting it needs If-Match with its ETag",
-                current_version=row.version,
-            )
-        if row is not None and isinstance(expected, int) and expected != row.version:
-            raise PreconditionFailed(
-                f"the target is at version {row.version}, not {expected}", current_version=row.version
-            )
+        targets = TargetRepository(tx)
+        target = await targets.get_for_update(capability_area, product, year)
+        check_if_match(target, product, year, expected)
         now = utcnow()
-        if row is None:
-            row = CapabilityTargetRow(
+        if target is None:
+            changed = CapabilityTarget.record(
                 id=new_id(),
+                actor=actor,
                 capability_area=capability_area,
                 product=product,
                 year=year,
                 required_quantity=required_quantity,
                 unit=unit,
-                set_by=actor.id,
-                set_at=now,
-                version=1,
+                now=now,
             )
-            tx.session.add(row)
         else:
-            row.required_quantity = required_quantity
-            row.unit = unit
-            row.set_by = actor.id
-            row.set_at = now
-            row.version += 1
-        target = to_target(row)
-        tx.publish(
-            OutgoingEvent(
-                payload=CapabilityTargetSet(
-                    target_id=target.id,
-                    capability_area=capability_area,
-                    product=product,
-                    year=year,
-                    required_quantity=required_quantity,
-                    unit=unit,
-                    set_by=actor.id,
-                    set_at=now,
-                ),
-                subject=target.id,
-                releasability=TARGET_RELEASABILITY,
-            )
-        )
-    return target, created
+            changed = target.correct(actor, required_quantity, unit, now)
+        await targets.save(changed)
+    return changed, target is None
