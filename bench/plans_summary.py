@@ -24,9 +24,10 @@ from bench.broker import with_broker
 from bench.results import Result
 from icep.contracts import ReleasabilityScope
 from icep.contracts.nations import ALLIES
-from icep.plans import service
 from icep.plans.app import MIGRATIONS
-from icep.plans.domain import (
+from icep.plans.models import tables
+from icep.plans.plans import use_cases as plan_use_cases
+from icep.plans.plans.model import (
     Actor,
     BottleneckInput,
     CapacityCommitment,
@@ -34,7 +35,7 @@ from icep.plans.domain import (
     PlanContent,
     RampStep,
 )
-from icep.plans.models import tables
+from icep.plans.targets import use_cases as target_use_cases
 from icep.platform import migrations
 from icep.platform.db import Database
 from icep.platform.launcher import Launcher, free_platform_ports, platform_env
@@ -92,10 +93,10 @@ async def fill(url: str) -> None:
             scope = [ReleasabilityScope.ALLIES, ReleasabilityScope.NATIONAL, ReleasabilityScope.NATIONS][
                 n % 3
             ]
-            plan = await service.create_plan(
+            plan = await plan_use_cases.create_plan(
                 uow,
                 planner,
-                service.DraftPlan(
+                plan_use_cases.DraftPlan(
                     title=f"Synthetic plan of {nation}",
                     period_start=date(2025, 1, 1),
                     period_end=date(2029, 12, 31),
@@ -105,12 +106,12 @@ async def fill(url: str) -> None:
                     content=_content(nation),
                 ),
             )
-            await service.submit_plan(uow, planner, plan.id, None)
-            await service.start_review(uow, REVIEWER, plan.id, None)
-            await service.accept_plan(uow, REVIEWER, plan.id, None)
+            await plan_use_cases.submit_plan(uow, planner, plan.id, None)
+            await plan_use_cases.start_review(uow, REVIEWER, plan.id, None)
+            await plan_use_cases.accept_plan(uow, REVIEWER, plan.id, None)
         for product in PRODUCTS:
             for year in range(2025, 2030):
-                await service.set_capability_target(
+                await target_use_cases.set_capability_target(
                     uow,
                     REVIEWER,
                     capability_area="munitions",

@@ -8,7 +8,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from icep.plans import api
+from icep.plans.plans import schemas as api
 
 
 @pytest.mark.parametrize("wrong", [True, False, "1000", None])

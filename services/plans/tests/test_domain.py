@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from icep.contracts import ReleasabilityScope
-from icep.plans.domain import TRANSITIONS, Actor, NationalPlan, PlanStatus, next_status
+from icep.plans.plans.model import TRANSITIONS, Actor, NationalPlan, PlanStatus, next_status
 from icep.platform.errors import Forbidden, IllegalTransition, Unprocessable
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from icep.contracts import Releasability, ReleasabilityScope
-from icep.plans.domain import (
+from icep.plans.plans.model import (
     Actor,
     BottleneckInput,
     CapacityCommitment,
@@ -22,10 +22,10 @@ from icep.plans.domain import (
     PlanStatus,
     RampStep,
     check_period,
-    check_target_setter,
-    report_progress,
     widest,
 )
+from icep.plans.progress.model import report_progress
+from icep.plans.targets.model import check_target_setter
 from icep.platform.errors import Forbidden, IllegalTransition, Unprocessable
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)

@@ -4,10 +4,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from icep.plans import api
+from icep.plans.capacity import routes as capacity_routes
+from icep.plans.events import plans_events
 from icep.plans.handlers import HANDLERS
 from icep.plans.models import metadata, tables
+from icep.plans.plans import routes as plan_routes
+from icep.plans.progress import routes as progress_routes
 from icep.plans.settings import PlansSettings
+from icep.plans.targets import routes as target_routes
 from icep.platform.app import ServiceSpec, service_app
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
@@ -19,10 +23,16 @@ def create_app(settings: PlansSettings | None = None) -> FastAPI:
             settings=settings or PlansSettings(),
             title="ICEP National Plans",
             description="Allies' National Plans for defence-industrial capacity, and their review.",
-            routers=[api.router, api.capacity_router],
+            routers=[
+                plan_routes.router,
+                progress_routes.router,
+                target_routes.router,
+                capacity_routes.router,
+            ],
             metadata=metadata,
             tables=tables,
             migrations_dir=MIGRATIONS,
             handlers=HANDLERS,
+            events=plans_events,
         )
     )

@@ -3,14 +3,15 @@
 A plan's life: draft -> submitted -> under_review -> accepted, or returned -> draft; draft or
 submitted -> withdrawn; accepted -> superseded when a newer plan of the same nation for the same period is
 accepted. Only drafts are edited. Visibility is one rule (`readers`) used for reads, lists, aggregates and
-events; the capacity figures can be released more widely than the whole plan.
+events; the capacity figures can be released more widely than the whole plan. Each change records a domain
+event (`PlanSubmitted`, ...); `icep.plans.events` says what, if anything, is published for it.
 """
 
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass, field, replace
-from datetime import date, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from enum import StrEnum
 
 from icep.contracts import Releasability, ReleasabilityScope
@@ -21,7 +22,7 @@ from icep.contracts.releasability import nation_tokens
 from icep.contracts.releasability import reader_tokens as release_tokens
 from icep.platform import visibility
 from icep.platform.domain import Actor as Actor  # re-exported: the domain speaks of actors
-from icep.platform.domain import invalid, transition
+from icep.platform.domain import Aggregate, DomainEvent, invalid, transition
 from icep.platform.errors import Forbidden, IllegalTransition, Unprocessable
 
 
@@ -217,11 +218,71 @@ def widest(a: Releasability, b: Releasability) -> Releasability:
     return visibility.union(a.owner, a, b)
 
 
+# --- what happens to a plan ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanDrafted(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanEdited(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanSubmitted(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReviewStarted(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanReturned(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanRedrafted(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanWithdrawn(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanAccepted(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanSuperseded(DomainEvent):
+    by_plan: str
+    #: Whether everyone who may read the old plan may also read its successor (then it is named).
+    successor_named: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanReleased(DomainEvent):
+    by: str
+
+
+def _now(now: datetime | None) -> datetime:
+    """When a change happens: a use case says so; a caller that does not (a rule checked alone) means now."""
+    return now if now is not None else datetime.now(UTC)
+
+
 # --- the plan ---------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class NationalPlan:
+class NationalPlan(Aggregate):
     id: str
     nation: str
     title: str
@@ -278,6 +339,7 @@ class NationalPlan:
             created_at=now,
             history=(("draft", actor.id, now),),
             content=content,
+            events=(PlanDrafted(by=actor.id, at=now),),
             capacity_releasability=(
                 None
                 if capacity_releasability is None
@@ -298,44 +360,46 @@ class NationalPlan:
         if actor.nation != NATO or "reviewer" not in actor.roles:
             raise Forbidden(f"only NATO reviewers may {action} a plan")
 
-    def _move(self, action: str, actor: Actor, now: datetime, **changes: object) -> NationalPlan:
+    def _move(
+        self, action: str, actor: Actor, now: datetime, event: DomainEvent | None, **changes: object
+    ) -> NationalPlan:
         status = next_status(action, self.status)
-        return replace(
-            self,
+        return self.recorded(
+            *(() if event is None else (event,)),
             status=status,
             version=self.version + 1,
             history=(*self.history, (status.value, actor.id, now)),
-            **changes,  # type: ignore[arg-type]
+            **changes,
         )
 
     # -- transitions
 
     def submit(self, actor: Actor, now: datetime) -> NationalPlan:
         self._check_owner_planner(actor, "submit")
-        return self._move("submit", actor, now, submitted_at=now)
+        return self._move("submit", actor, now, PlanSubmitted(by=actor.id, at=now), submitted_at=now)
 
     def start_review(self, actor: Actor, now: datetime) -> NationalPlan:
         self._check_reviewer(actor, "review")
-        return self._move("start_review", actor, now)
+        return self._move("start_review", actor, now, ReviewStarted(by=actor.id, at=now))
 
     def accept(self, actor: Actor, now: datetime) -> NationalPlan:
         self._check_reviewer(actor, "accept")
-        return self._move("accept", actor, now, returned_reasons=())
+        return self._move("accept", actor, now, PlanAccepted(by=actor.id, at=now), returned_reasons=())
 
     def return_(self, actor: Actor, reasons: tuple[str, ...], now: datetime) -> NationalPlan:
         self._check_reviewer(actor, "return")
         reasons = tuple(r.strip() for r in reasons if r.strip())
         if not reasons:
             raise invalid("body.reasons", "a returned plan needs at least one reason")
-        return self._move("return", actor, now, returned_reasons=reasons)
+        return self._move("return", actor, now, PlanReturned(by=actor.id, at=now), returned_reasons=reasons)
 
     def redraft(self, actor: Actor, now: datetime) -> NationalPlan:
         self._check_owner_planner(actor, "redraft")
-        return self._move("redraft", actor, now)
+        return self._move("redraft", actor, now, PlanRedrafted(by=actor.id, at=now))
 
     def withdraw(self, actor: Actor, now: datetime) -> NationalPlan:
         self._check_owner_planner(actor, "withdraw")
-        return self._move("withdraw", actor, now)
+        return self._move("withdraw", actor, now, PlanWithdrawn(by=actor.id, at=now))
 
     def supersede(self, by: NationalPlan, now: datetime) -> NationalPlan:
         """Replaced by `by`, a newer plan of the same nation for the same period, just accepted."""
@@ -344,7 +408,10 @@ class NationalPlan:
             self.period_end,
         ):
             raise Unprocessable("only a plan of the same nation for the same period supersedes another")
-        return self._move("supersede", Actor(by.id, NATO, frozenset()), now, superseded_by=by.id)
+        superseded = self._move("supersede", Actor(by.id, NATO, frozenset()), now, None, superseded_by=by.id)
+        # The successor is named only when everyone told of the old plan may also see the new one.
+        named = superseded.readers() <= by.readers()
+        return superseded.recorded(PlanSuperseded(by_plan=by.id, successor_named=named, at=now))
 
     def supersedes(self, other: NationalPlan) -> bool:
         return (
@@ -365,6 +432,7 @@ class NationalPlan:
         period_end: date | None = None,
         capability_areas: tuple[str, ...] | None = None,
         content: PlanContent | None = None,
+        now: datetime | None = None,
     ) -> NationalPlan:
         self._check_owner_planner(actor, "edit")
         if self.status is not PlanStatus.DRAFT:
@@ -376,8 +444,8 @@ class NationalPlan:
             raise invalid("body.title", "a plan needs a title")
         new_content = content if content is not None else self.content
         new_content.check(start, end)
-        return replace(
-            self,
+        return self.recorded(
+            PlanEdited(by=actor.id, at=_now(now)),
             title=title.strip() if title is not None else self.title,
             period_start=start,
             period_end=end,
@@ -387,7 +455,11 @@ class NationalPlan:
         )
 
     def release(
-        self, actor: Actor, releasability: Releasability, capacity: Releasability | None
+        self,
+        actor: Actor,
+        releasability: Releasability,
+        capacity: Releasability | None,
+        now: datetime | None = None,
     ) -> NationalPlan:
         """The owner changes who may see the plan (once accepted) and its capacity figures."""
         self._check_owner_planner(actor, "release")
@@ -395,8 +467,11 @@ class NationalPlan:
             raise IllegalTransition("plan", "release", self.status.value)
         if releasability.owner != self.nation or (capacity is not None and capacity.owner != self.nation):
             raise Forbidden("only the owner nation releases its plan")
-        return replace(
-            self, releasability=releasability, capacity_releasability=capacity, version=self.version + 1
+        return self.recorded(
+            PlanReleased(by=actor.id, at=_now(now)),
+            releasability=releasability,
+            capacity_releasability=capacity,
+            version=self.version + 1,
         )
 
     # -- visibility: one rule for reads, lists, aggregates and the marking of events
@@ -456,51 +531,3 @@ class NationalPlan:
     def capacity_event_releasability(self) -> Releasability:
         """The marking of its capacity events (committed, progress, shortfalls): `capacity_readers`."""
         return visibility.releasability_of(self.nation, self.capacity_readers())
-
-
-# --- progress and targets -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ProgressReport:
-    plan_id: str
-    commitment_key: str
-    month: date
-    actual_output: int
-    expected_output: int
-    shortfall: bool
-
-
-def report_progress(
-    plan: NationalPlan, actor: Actor, commitment_key: str, month: date, actual: int, threshold: float
-) -> ProgressReport:
-    """The owner reports actual output of a month; a shortfall when actual < expected * (1 - threshold)."""
-    plan._check_owner_planner(actor, "report progress on")
-    if plan.status is not PlanStatus.ACCEPTED:
-        raise IllegalTransition("plan", "report progress on", plan.status.value)
-    commitment = plan.content.commitment(commitment_key)
-    if commitment is None:
-        raise invalid("path.commitment_key", f"the plan has no commitment {commitment_key!r}")
-    if actual < 0:
-        raise invalid("body.actual_output", "actual output cannot be negative")
-    first = month.replace(day=1)
-    if not plan.period_start.replace(day=1) <= first <= plan.period_end:
-        raise invalid("body.month", "the month lies outside the plan's period")
-    expected = commitment.planned_rate(first)
-    return ProgressReport(
-        plan_id=plan.id,
-        commitment_key=commitment_key,
-        month=first,
-        actual_output=actual,
-        expected_output=expected,
-        shortfall=actual < expected * (1 - threshold),
-    )
-
-
-def check_target_setter(actor: Actor) -> None:
-    if actor.nation != NATO or actor.roles.isdisjoint({"reviewer", "planner"}):
-        raise Forbidden("only NATO staff record capability targets")
-
-
-#: Capability targets are NATO's and go to every Ally.
-TARGET_RELEASABILITY = Releasability(owner=NATO, scope=ReleasabilityScope.ALLIES)

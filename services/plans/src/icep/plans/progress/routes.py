@@ -1,0 +1,54 @@
+"""HTTP route of progress reports: parse, authorize, call the use case, shape the answer."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from icep.plans.plans.routes import IfMatch
+from icep.plans.progress import use_cases
+from icep.plans.progress.schemas import ProgressIn, ProgressOut
+from icep.plans.settings import PlansSettings
+from icep.platform.app import runtime_of, unit_of_work
+from icep.platform.auth import ActorDep
+from icep.platform.http import etag
+
+#: Progress is reported on a plan's commitment: its routes sit under the plans' paths and tag.
+router = APIRouter(prefix="/v1/plans", tags=["plans"])
+
+
+@router.post(
+    "/{plan_id}/commitments/{commitment_key}/progress",
+    operation_id="reportProgress",
+    summary="Report actual output of a month against a commitment of an accepted plan (If-Match: the "
+    "plan's ETag, whose commitment the report is measured against)",
+)
+async def report_progress(
+    plan_id: str,
+    commitment_key: str,
+    body: ProgressIn,
+    request: Request,
+    response: Response,
+    who: ActorDep,
+    expected: IfMatch,
+) -> ProgressOut:
+    threshold = runtime_of(request).settings_as(PlansSettings).shortfall_threshold
+    p = await use_cases.record_progress(
+        unit_of_work(request),
+        who,
+        plan_id,
+        commitment_key,
+        body.month,
+        body.actual_output,
+        threshold,
+        expected,
+    )
+    # A progress report does not change the plan: its ETag stays the one the next report names.
+    response.headers["ETag"] = etag(p.plan.version)
+    return ProgressOut(
+        plan_id=p.plan.id,
+        commitment_key=p.commitment_key,
+        month=p.month,
+        actual_output=p.actual_output,
+        planned_output=p.expected_output,
+        shortfall=p.shortfall,
+    )
