@@ -50,15 +50,12 @@ class ContentCache(OrderedDict[tuple[str, int], PlanContent]):
         self.size = size
 
 
-#: Where a running service keeps its cache (`Runtime.extras`): it lives and goes with the runtime.
-_CACHE_KEY = "plans.capacity.content_cache"
-
-
 def content_cache(runtime: Runtime) -> ContentCache:
-    """The running service's content cache, made on first use."""
-    cache = runtime.extras.get(_CACHE_KEY)
-    if not isinstance(cache, ContentCache):
-        cache = runtime.extras[_CACHE_KEY] = ContentCache()
+    """The running service's content cache (it lives and goes with the runtime), made on first use."""
+    cache = runtime.part(ContentCache)
+    if cache is None:
+        cache = ContentCache()
+        runtime.provide(cache)
     return cache
 
 
