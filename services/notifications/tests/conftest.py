@@ -18,10 +18,13 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from icep.notifications.app import MIGRATIONS
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.domain import DeliveryStatus, SubscriptionStatus, new_signing_secret
-from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow, tables
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import AttemptRow, DeliveryRow
+from icep.notifications.models import tables
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.model import SubscriptionStatus, new_signing_secret
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform import migrations, secrets
 from icep.platform.db import Database
 from icep.platform.events import utcnow

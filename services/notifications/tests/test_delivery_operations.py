@@ -22,12 +22,21 @@ from cryptography.x509.oid import NameOID
 from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
-from icep.notifications import deliveries, handlers, subscriptions
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
-from icep.notifications.egress import BlockedAddress, CheckedAiohttpResolver, CheckedResolver, webhook_client
-from icep.notifications.models import DeliveryRow, SubscriptionRow
+from icep.notifications.deliveries import use_cases as deliveries
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.egress import (
+    BlockedAddress,
+    CheckedAiohttpResolver,
+    CheckedResolver,
+    webhook_client,
+)
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import DeliveryRow
+from icep.notifications.read_models.fan_out import fan_out as fan_out_event
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions import use_cases as subscriptions
+from icep.notifications.subscriptions.model import SubscriptionStatus
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform.errors import IllegalTransition, NotFound
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
@@ -74,7 +83,7 @@ async def fan_out(store: Any, subject: str, releasable_to: str, **data: Any) -> 
         data={"plan_id": subject, **data},
     )
     async with store.db.transaction() as session:
-        assert await handlers.fan_out(session, event) == 1
+        assert await fan_out_event(session, event) == 1
     async with store.db.sessions() as session:  # written as the transaction commits
         found = await session.execute(select(DeliveryRow).where(col(DeliveryRow.event_id) == event.id))
         row: DeliveryRow = found.scalar_one()

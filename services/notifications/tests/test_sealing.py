@@ -12,10 +12,11 @@ import sqlalchemy as sa
 from cryptography.fernet import InvalidToken
 from standardwebhooks import Webhook
 
-from icep.notifications import handlers, subscriptions
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.sealing import reseal_secrets
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.read_models.fan_out import fan_out
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions import use_cases as subscriptions
+from icep.notifications.subscriptions.sealing import reseal_secrets
 from icep.platform import secrets
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
@@ -65,7 +66,7 @@ async def test_secrets_are_sealed_in_the_database_and_webhooks_verify(
     loaded = await store.subscription(sub.id)
     assert (loaded.secret, loaded.previous_secret) == (rotated.secret, sub.secret)
     async with store.db.transaction() as session:
-        assert await handlers.fan_out(session, event()) == 1
+        assert await fan_out(session, event()) == 1
     assert await dispatchers().dispatch_once() == 1
     [hook] = receiver.received()
     Webhook(rotated.secret).verify(hook.body, hook.headers)

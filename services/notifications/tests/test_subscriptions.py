@@ -11,10 +11,14 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from icep.notifications import deliveries, handlers, subscriptions
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.domain import PING_EVENT_TYPE, DeliveryStatus, SubscriptionAction
+from icep.notifications.deliveries import use_cases as deliveries
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.domain import PING_EVENT_TYPE
+from icep.notifications.read_models.fan_out import fan_out
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions import use_cases as subscriptions
+from icep.notifications.subscriptions.model import SubscriptionAction
 from icep.platform.errors import IllegalTransition, NotFound, PreconditionFailed, PreconditionRequired
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
@@ -61,7 +65,7 @@ async def subscribe(store: Any, who: subscriptions.Subscriber, url: str, **filte
 
 async def fan(store: Any, e: ReceivedEvent) -> int:
     async with store.db.transaction() as session:
-        return await handlers.fan_out(session, e)
+        return await fan_out(session, e)
 
 
 async def delivered_ids(store: Any, who: subscriptions.Subscriber, sub_id: str) -> list[str]:

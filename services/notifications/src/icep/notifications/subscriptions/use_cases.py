@@ -13,24 +13,26 @@ from sqlmodel import col
 
 from icep.contracts import Releasability
 from icep.contracts.notifications import SubscriptionCreated, SubscriptionReenabled
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.domain import (
-    PING_EVENT_TYPE,
-    DeliveryStatus,
-    SubscriptionAction,
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import DeliveryRow
+from icep.notifications.deliveries.settlement import Settled, disable_subscription
+from icep.notifications.domain import PING_EVENT_TYPE, ping_body
+from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.endpoint import validate_endpoint
+from icep.notifications.subscriptions.filters import (
     SubscriptionFilters,
-    SubscriptionStatus,
-    new_signing_secret,
-    next_status,
-    ping_body,
-    validate_endpoint,
     validate_event_patterns,
     validate_nations,
     validate_terms,
 )
-from icep.notifications.models import DeliveryRow, SubscriptionRow
-from icep.notifications.settings import NotificationsSettings
-from icep.notifications.settlement import Settled, disable_subscription
+from icep.notifications.subscriptions.model import (
+    SubscriptionAction,
+    SubscriptionStatus,
+    new_signing_secret,
+    next_status,
+)
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform import audit
 from icep.platform.db import Database
 from icep.platform.errors import (

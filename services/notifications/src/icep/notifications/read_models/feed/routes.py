@@ -9,9 +9,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from icep.notifications import feed
-from icep.notifications.domain import SubscriptionFilters
+from icep.notifications.read_models.feed import log as feed
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.filters import SubscriptionFilters
 from icep.platform.app import database, runtime_of
 from icep.platform.auth import PrincipalDep
 from icep.platform.errors import Unprocessable

@@ -21,13 +21,11 @@ from sqlmodel import col
 from icep.contracts import Releasability
 from icep.contracts.nations import NATO
 from icep.contracts.notifications import DeliveryFailed, SubscriptionDisabled
-from icep.notifications.domain import (
-    DeliveryStatus,
-    RetrySchedule,
-    SubscriptionStatus,
-)
-from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
+from icep.notifications.deliveries.model import DeliveryStatus, RetrySchedule
+from icep.notifications.deliveries.rows import AttemptRow, DeliveryRow
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.model import SubscriptionStatus
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform.events import OutgoingEvent, as_utc, utcnow
 from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
