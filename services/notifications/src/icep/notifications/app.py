@@ -8,6 +8,7 @@ from icep.notifications import observe, retention
 from icep.notifications.deliveries import routes as delivery_routes
 from icep.notifications.deliveries.dispatcher import WebhookDispatcher
 from icep.notifications.deliveries.rows import DeliveryRow
+from icep.notifications.events import notifications_events
 from icep.notifications.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.notifications.models import metadata, tables
 from icep.notifications.read_models.feed import log as feed
@@ -51,6 +52,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             metadata=metadata,
             tables=tables,
             migrations_dir=MIGRATIONS,
+            events=notifications_events,
             handlers=HANDLERS,
             subscribe_topics=SUBSCRIBED_TOPICS,
             retention=retention.RULES,

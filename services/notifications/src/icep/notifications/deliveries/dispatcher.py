@@ -24,7 +24,7 @@ from icep.notifications.deliveries.rows import DeliveryRow
 from icep.notifications.deliveries.settlement import AttemptRecording, AttemptResult, _Finished
 from icep.notifications.settings import NotificationsSettings
 from icep.notifications.subscriptions.endpoint import validate_endpoint
-from icep.notifications.subscriptions.model import SubscriptionStatus, signatures_for
+from icep.notifications.subscriptions.model import SubscriptionStatus, WebhookEndpoint, signatures_for
 from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform.aio import wait_event, within
 from icep.platform.db import Database
@@ -330,7 +330,7 @@ class WebhookDispatcher(AttemptRecording):
                 finished.recorded.cancel()
         self._to_record.clear()
 
-    async def attempt(self, sub: SubscriptionRow, delivery: DeliveryRow) -> AttemptResult:
+    async def attempt(self, sub: WebhookEndpoint, delivery: DeliveryRow) -> AttemptResult:
         started = time.perf_counter()
         unacceptable = self._unacceptable(sub.url)
         if unacceptable:

@@ -1,17 +1,29 @@
-"""The subscription's rules, in plain Python: its states and how actions move it between them, and its
-signing secrets."""
+"""The subscription aggregate and its rules, in plain Python: its states and how actions move it between
+them, its signing secrets, and the domain events its changes record (`events.py` publishes them)."""
 
 from __future__ import annotations
 
 import secrets
 from base64 import b64encode
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
 from standardwebhooks import Webhook
 
+from icep.platform.domain import Aggregate, DomainEvent
 from icep.platform.errors import IllegalTransition
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """Who calls: a client of a nation, with its roles."""
+
+    client_id: str
+    nation: str
+    roles: frozenset[str]
 
 
 class SubscriptionStatus(StrEnum):
@@ -91,3 +103,160 @@ def signatures_for(subscription: SigningKeys, msg_id: str, timestamp: datetime, 
     if subscription.previous_secret is not None and previous_secret_valid(subscription, timestamp):
         signatures.append(Webhook(subscription.previous_secret).sign(msg_id, timestamp, body))
     return " ".join(signatures)
+
+
+class WebhookEndpoint(SigningKeys, Protocol):
+    """Where and how a webhook is sent: what the dispatcher needs of a subscription."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+
+# --- the aggregate ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionWasCreated(DomainEvent):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionWasDisabled(DomainEvent):
+    #: `gone` (410), `failing` (failed too long), `owner` or `operator`.
+    cause: str
+    #: As given: the subscription keeps at most 500 characters of it, the event all of it.
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionWasReenabled(DomainEvent):
+    by: str
+
+
+#: The fields a change (PATCH) may set.
+EDITABLE = ("url", "description", "event_types", "nations", "capability_areas", "products")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Subscription(Aggregate):
+    """A client's webhook subscription: where to send, which events, signed with which secrets, and
+    whether it sends at all. Each change bumps `version` (the ETag)."""
+
+    id: str
+    owner: str
+    nation: str
+    url: str
+    description: str
+    #: Lists, as the API shows them; a change replaces a list, never edits it in place.
+    event_types: list[str]
+    nations: list[str]
+    capability_areas: list[str]
+    products: list[str]
+    status: SubscriptionStatus
+    disabled_reason: str | None
+    secret: str
+    previous_secret: str | None
+    previous_secret_expires_at: datetime | None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    #: When the current run of failed attempts began (None while answers come).
+    failing_since: datetime | None
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        id: str,
+        owner: str,
+        nation: str,
+        url: str,
+        description: str,
+        event_types: list[str],
+        nations: list[str],
+        capability_areas: list[str],
+        products: list[str],
+        secret: str,
+        at: datetime,
+    ) -> Subscription:
+        """A new active subscription, at version 1, with its first signing secret."""
+        return cls(
+            id=id,
+            owner=owner,
+            nation=nation,
+            url=url,
+            description=description,
+            event_types=list(event_types),
+            nations=list(nations),
+            capability_areas=list(capability_areas),
+            products=list(products),
+            status=SubscriptionStatus.ACTIVE,
+            disabled_reason=None,
+            secret=secret,
+            previous_secret=None,
+            previous_secret_expires_at=None,
+            version=1,
+            created_at=at,
+            updated_at=at,
+            failing_since=None,
+        ).recorded(SubscriptionWasCreated(at=at))
+
+    def changes_in(self, wanted: Mapping[str, object]) -> dict[str, object]:
+        """What of `wanted` (editable fields, lists as validated) differs from what the subscription has."""
+        found: dict[str, object] = {}
+        for name, value in wanted.items():
+            if name not in EDITABLE:
+                raise ValueError(f"{name} is not an editable field of a subscription")
+            if getattr(self, name) != value:
+                found[name] = value
+        return found
+
+    def edit(self, changes: Mapping[str, object], at: datetime) -> Subscription:
+        """The subscription with `changes` (from `changes_in`) applied; unchanged when there are none."""
+        if not changes:
+            return self
+        return self._touched(at, **changes)
+
+    def rotate_secret(self, new_secret: str, grace: timedelta, at: datetime) -> Subscription:
+        """A new signing secret; the one it replaces keeps signing alongside it for `grace` (none: not at
+        all), so the receiver can switch without a gap."""
+        keep = grace > timedelta(0)
+        return self._touched(
+            at,
+            previous_secret=self.secret if keep else None,
+            previous_secret_expires_at=at + grace if keep else None,
+            secret=new_secret,
+        )
+
+    def pause(self, at: datetime) -> Subscription:
+        """Deliveries are kept and wait until it resumes."""
+        return self._touched(at, status=next_status(self.status, SubscriptionAction.PAUSE))
+
+    def resume(self, by: str, at: datetime) -> Subscription:
+        """What waited goes now; a disabled subscription is re-enabled (and its owner told)."""
+        status = next_status(self.status, SubscriptionAction.RESUME)
+        resumed = self._touched(at, status=status, disabled_reason=None)
+        if self.status is SubscriptionStatus.DISABLED:
+            return resumed.recorded(SubscriptionWasReenabled(by=by, at=at))
+        return resumed
+
+    def delete(self, at: datetime) -> Subscription:
+        """Gone from the API and sent nothing; kept, with its delivery history."""
+        return self._touched(at, status=next_status(self.status, SubscriptionAction.DELETE))
+
+    def disable(self, cause: str, reason: str, at: datetime) -> Subscription:
+        """Disabled, whoever disables (`cause`): nothing is sent or kept for it until it is resumed, and
+        its owner is told. Its owner or an operator may disable only an active or paused one; the
+        dispatcher, which finds an endpoint gone or failing, disables it in any state but disabled (it
+        checks `status` first: disabling twice would tell the owner twice)."""
+        if cause in ("owner", "operator"):
+            next_status(self.status, SubscriptionAction.DISABLE)
+        return self._touched(
+            at, status=SubscriptionStatus.DISABLED, disabled_reason=reason[:500], failing_since=None
+        ).recorded(SubscriptionWasDisabled(cause=cause, reason=reason, at=at))
+
+    def _touched(self, at: datetime, **changes: object) -> Subscription:
+        return self.recorded(version=self.version + 1, updated_at=at, **changes)

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from icep.notifications.settings import NotificationsSettings
 from icep.notifications.subscriptions import use_cases as subscriptions
-from icep.notifications.subscriptions.model import SubscriptionAction
-from icep.notifications.subscriptions.rows import SubscriptionRow
+from icep.notifications.subscriptions.model import Subscription, SubscriptionAction
 from icep.notifications.subscriptions.schemas import (
     DisableIn,
     PingOut,
@@ -79,7 +78,7 @@ async def get_subscription(
 IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 
-def _answer(response: Response, row: SubscriptionRow) -> SubscriptionOut:
+def _answer(response: Response, row: Subscription) -> SubscriptionOut:
     response.headers["ETag"] = etag(row.version)
     return SubscriptionOut.of(row)
 

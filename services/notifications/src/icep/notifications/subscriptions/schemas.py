@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from icep.notifications.subscriptions.rows import SubscriptionRow
+from icep.notifications.subscriptions.model import Subscription
 
 FilterTerm = Annotated[str, Field(min_length=1, max_length=200)]
 
@@ -70,7 +70,7 @@ class SubscriptionOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, row: SubscriptionRow) -> SubscriptionOut:
+    def of(cls, row: Subscription) -> SubscriptionOut:
         return cls(
             id=row.id,
             url=row.url,
@@ -80,7 +80,7 @@ class SubscriptionOut(BaseModel):
             capability_areas=row.capability_areas,
             products=row.products,
             nation=row.nation,
-            status=row.status,
+            status=row.status.value,
             disabled_reason=row.disabled_reason,
             previous_secret_expires_at=row.previous_secret_expires_at if row.previous_secret else None,
             version=row.version,
