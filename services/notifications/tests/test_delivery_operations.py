@@ -34,8 +34,7 @@ from icep.notifications.deliveries.model import DeliveryStatus
 from icep.notifications.deliveries.rows import DeliveryRow
 from icep.notifications.read_models.fan_out import fan_out as fan_out_event
 from icep.notifications.settings import NotificationsSettings
-from icep.notifications.subscriptions import use_cases as subscriptions
-from icep.notifications.subscriptions.model import SubscriptionStatus
+from icep.notifications.subscriptions.model import Subscriber, SubscriptionStatus
 from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform.errors import IllegalTransition, NotFound
 from icep.platform.events import ReceivedEvent, utcnow
@@ -48,10 +47,10 @@ Running = Callable[[WebhookDispatcher], "asyncio.Task[None]"]
 DISABLED = "icep.notifications.subscription.disabled.v1"
 FAILED = "icep.notifications.delivery.failed.v1"
 #: `store.add_subscription` makes subscriptions owned by `client-<nation>`.
-OWNER = subscriptions.Subscriber("client-deu", "DEU", frozenset({"subscriber"}))
-STRANGER = subscriptions.Subscriber("client-fra", "FRA", frozenset({"subscriber"}))
-OPERATOR = subscriptions.Subscriber("nato-reviewer", "NATO", frozenset({"reviewer", "operator"}))
-DEU_OPERATOR = subscriptions.Subscriber("deu-ops", "DEU", frozenset({"operator"}))
+OWNER = Subscriber("client-deu", "DEU", frozenset({"subscriber"}))
+STRANGER = Subscriber("client-fra", "FRA", frozenset({"subscriber"}))
+OPERATOR = Subscriber("nato-reviewer", "NATO", frozenset({"reviewer", "operator"}))
+DEU_OPERATOR = Subscriber("deu-ops", "DEU", frozenset({"operator"}))
 SETTINGS = NotificationsSettings(allow_loopback_endpoints=True)
 
 
@@ -622,9 +621,7 @@ async def deliveries_of_every_marking(store: Any, sub: SubscriptionRow) -> tuple
     return [d for d, _ in made], [d for d, released in made if released]
 
 
-async def all_pages(
-    store: Any, who: subscriptions.Subscriber, sub_id: str, limit: int, **kw: Any
-) -> list[str]:
+async def all_pages(store: Any, who: Subscriber, sub_id: str, limit: int, **kw: Any) -> list[str]:
     seen: list[str] = []
     cursor: str | None = None
     while True:
@@ -756,20 +753,10 @@ def test_operators_act_on_their_own_nations_subscriptions_or_all_as_nato() -> No
         created_at=utcnow(),
         updated_at=utcnow(),
     )
-    assert deliveries._may_see_all(subscriptions.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
-    assert deliveries._may_see_all(subscriptions.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
-    assert not deliveries._may_see_all(
-        subscriptions.Subscriber("fra-ops", "FRA", frozenset({"operator"})), sub
-    )
-    assert not deliveries._may_see_all(
-        subscriptions.Subscriber("deu-sub", "DEU", frozenset({"subscriber"})), sub
-    )
+    assert deliveries._may_see_all(Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
+    assert deliveries._may_see_all(Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
+    assert not deliveries._may_see_all(Subscriber("fra-ops", "FRA", frozenset({"operator"})), sub)
+    assert not deliveries._may_see_all(Subscriber("deu-sub", "DEU", frozenset({"subscriber"})), sub)
     # ... and of another nation's, only on deliveries of events released to their own.
-    assert (
-        deliveries._released_only(subscriptions.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
-        is None
-    )
-    assert (
-        deliveries._released_only(subscriptions.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
-        == "NATO"
-    )
+    assert deliveries._released_only(Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub) is None
+    assert deliveries._released_only(Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub) == "NATO"

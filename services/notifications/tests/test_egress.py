@@ -24,12 +24,13 @@ from icep.notifications.deliveries.egress import (
 from icep.notifications.deliveries.model import DeliveryStatus
 from icep.notifications.settings import NotificationsSettings
 from icep.notifications.subscriptions import use_cases as subscriptions
+from icep.notifications.subscriptions.model import Subscriber
 from icep.platform.errors import Unprocessable
 from icep.platform.testing import WebhookReceiver
 
 Dispatchers = Callable[..., WebhookDispatcher]
 
-DEU = subscriptions.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
+DEU = Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
 
 
 def port_of(receiver: WebhookReceiver) -> int:

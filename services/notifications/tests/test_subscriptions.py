@@ -18,7 +18,7 @@ from icep.notifications.domain import PING_EVENT_TYPE
 from icep.notifications.read_models.fan_out import fan_out
 from icep.notifications.settings import NotificationsSettings
 from icep.notifications.subscriptions import use_cases as subscriptions
-from icep.notifications.subscriptions.model import SubscriptionAction
+from icep.notifications.subscriptions.model import Subscriber, SubscriptionAction
 from icep.platform.errors import IllegalTransition, NotFound, PreconditionFailed, PreconditionRequired
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
@@ -26,9 +26,9 @@ from icep.platform.testing import WebhookReceiver
 
 Dispatchers = Callable[..., WebhookDispatcher]
 
-DEU = subscriptions.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
-DEU_OTHER = subscriptions.Subscriber("deu-planner", "DEU", frozenset({"planner", "subscriber"}))
-UKR = subscriptions.Subscriber("ukr-partner", "UKR", frozenset({"subscriber"}))
+DEU = Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
+DEU_OTHER = Subscriber("deu-planner", "DEU", frozenset({"planner", "subscriber"}))
+UKR = Subscriber("ukr-partner", "UKR", frozenset({"subscriber"}))
 SETTINGS = NotificationsSettings(allow_loopback_endpoints=True, retry_schedule_seconds=[0.05])
 
 
@@ -52,7 +52,7 @@ def event(
     )
 
 
-async def subscribe(store: Any, who: subscriptions.Subscriber, url: str, **filters: Any) -> Any:
+async def subscribe(store: Any, who: Subscriber, url: str, **filters: Any) -> Any:
     return await subscriptions.create_subscription(
         store.uow,
         SETTINGS,
@@ -68,7 +68,7 @@ async def fan(store: Any, e: ReceivedEvent) -> int:
         return await fan_out(session, e)
 
 
-async def delivered_ids(store: Any, who: subscriptions.Subscriber, sub_id: str) -> list[str]:
+async def delivered_ids(store: Any, who: Subscriber, sub_id: str) -> list[str]:
     return [d.event_id for d, _ in await deliveries.list_deliveries(store.db, who, sub_id, 50)]
 
 

@@ -22,9 +22,8 @@ from icep.notifications.deliveries.model import DeliveryStatus
 from icep.notifications.deliveries.rows import AttemptRow, DeliveryRow
 from icep.notifications.settings import NotificationsSettings
 from icep.notifications.subscriptions.filters import entitled
-from icep.notifications.subscriptions.model import SubscriptionStatus
+from icep.notifications.subscriptions.model import Subscriber, SubscriptionStatus
 from icep.notifications.subscriptions.rows import SubscriptionRow
-from icep.notifications.subscriptions.use_cases import Subscriber
 from icep.platform import audit
 from icep.platform.db import Database
 from icep.platform.errors import (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from base64 import b64encode
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -157,8 +157,9 @@ class Subscription(Aggregate):
     products: list[str]
     status: SubscriptionStatus
     disabled_reason: str | None
-    secret: str
-    previous_secret: str | None
+    #: Signing secrets stay out of the repr (and so out of logs and tracebacks).
+    secret: str = field(repr=False)
+    previous_secret: str | None = field(repr=False)
     previous_secret_expires_at: datetime | None
     version: int
     created_at: datetime

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from icep.notifications.settings import NotificationsSettings
 from icep.notifications.subscriptions import use_cases as subscriptions
-from icep.notifications.subscriptions.model import Subscription, SubscriptionAction
+from icep.notifications.subscriptions.model import Subscriber, Subscription, SubscriptionAction
 from icep.notifications.subscriptions.schemas import (
     DisableIn,
     PingOut,
@@ -26,13 +26,11 @@ from icep.platform.http import etag, if_match_version
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
 
-async def subscriber(principal: PrincipalDep) -> subscriptions.Subscriber:
-    return subscriptions.Subscriber(
-        client_id=principal.client_id, nation=principal.nation, roles=principal.roles
-    )
+async def subscriber(principal: PrincipalDep) -> Subscriber:
+    return Subscriber(client_id=principal.client_id, nation=principal.nation, roles=principal.roles)
 
 
-SubscriberDep = Annotated[subscriptions.Subscriber, Depends(subscriber)]
+SubscriberDep = Annotated[Subscriber, Depends(subscriber)]
 
 
 @router.post(

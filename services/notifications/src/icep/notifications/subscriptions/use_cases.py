@@ -30,8 +30,6 @@ from icep.platform.events import utcnow
 from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWorkFactory
 
-__all__ = ["Subscriber"]  # who calls: the routes and the delivery use cases take it from here too
-
 log = logging.getLogger("icep.notifications")
 
 
