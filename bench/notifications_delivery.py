@@ -28,8 +28,10 @@ import sqlalchemy as sa
 from bench.broker import with_broker
 from bench.results import Result
 from icep.notifications.app import MIGRATIONS
-from icep.notifications.domain import DeliveryStatus, SubscriptionStatus, new_signing_secret
-from icep.notifications.models import DeliveryRow, SubscriptionRow
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import DeliveryRow
+from icep.notifications.subscriptions.model import SubscriptionStatus, new_signing_secret
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform import migrations, secrets
 from icep.platform.db import Database
 from icep.platform.events import utcnow

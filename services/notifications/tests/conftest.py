@@ -18,10 +18,14 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from icep.notifications.app import MIGRATIONS
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.domain import DeliveryStatus, SubscriptionStatus, new_signing_secret
-from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow, tables
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import AttemptRow, DeliveryRow
+from icep.notifications.events import notifications_events
+from icep.notifications.models import tables
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.model import SubscriptionStatus, new_signing_secret
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform import migrations, secrets
 from icep.platform.db import Database
 from icep.platform.events import utcnow
@@ -168,7 +172,13 @@ async def store(make_database_url: Callable[[str], str]) -> AsyncIterator[Store]
     url = make_database_url("notifications")
     await asyncio.to_thread(migrations.upgrade, MIGRATIONS, url)
     db = Database(url)
-    found = Store(url, db, UnitOfWorkFactory(db, tables.outbox, "notifications", "icep.notifications.events"))
+    found = Store(
+        url,
+        db,
+        UnitOfWorkFactory(
+            db, tables.outbox, "notifications", "icep.notifications.events", notifications_events
+        ),
+    )
     try:
         yield found
     finally:
@@ -248,7 +258,9 @@ async def dispatchers(store: Store) -> AsyncIterator[Callable[..., WebhookDispat
 
     def make(db: Database | None = None, **overrides: Any) -> WebhookDispatcher:
         db = db or store.db
-        uow = UnitOfWorkFactory(db, tables.outbox, "notifications", "icep.notifications.events")
+        uow = UnitOfWorkFactory(
+            db, tables.outbox, "notifications", "icep.notifications.events", notifications_events
+        )
         dispatcher = WebhookDispatcher(db, uow, quick_settings(**overrides))
         made.append(dispatcher)
         return dispatcher

@@ -22,12 +22,20 @@ from cryptography.x509.oid import NameOID
 from prometheus_client import REGISTRY
 from sqlmodel import col, select
 
-from icep.notifications import deliveries, handlers, subscriptions
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
-from icep.notifications.egress import BlockedAddress, CheckedAiohttpResolver, CheckedResolver, webhook_client
-from icep.notifications.models import DeliveryRow, SubscriptionRow
+from icep.notifications.deliveries import use_cases as deliveries
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.egress import (
+    BlockedAddress,
+    CheckedAiohttpResolver,
+    CheckedResolver,
+    webhook_client,
+)
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import DeliveryRow
+from icep.notifications.read_models.fan_out import fan_out as fan_out_event
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.model import Subscriber, SubscriptionStatus
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform.errors import IllegalTransition, NotFound
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
@@ -39,10 +47,10 @@ Running = Callable[[WebhookDispatcher], "asyncio.Task[None]"]
 DISABLED = "icep.notifications.subscription.disabled.v1"
 FAILED = "icep.notifications.delivery.failed.v1"
 #: `store.add_subscription` makes subscriptions owned by `client-<nation>`.
-OWNER = subscriptions.Subscriber("client-deu", "DEU", frozenset({"subscriber"}))
-STRANGER = subscriptions.Subscriber("client-fra", "FRA", frozenset({"subscriber"}))
-OPERATOR = subscriptions.Subscriber("nato-reviewer", "NATO", frozenset({"reviewer", "operator"}))
-DEU_OPERATOR = subscriptions.Subscriber("deu-ops", "DEU", frozenset({"operator"}))
+OWNER = Subscriber("client-deu", "DEU", frozenset({"subscriber"}))
+STRANGER = Subscriber("client-fra", "FRA", frozenset({"subscriber"}))
+OPERATOR = Subscriber("nato-reviewer", "NATO", frozenset({"reviewer", "operator"}))
+DEU_OPERATOR = Subscriber("deu-ops", "DEU", frozenset({"operator"}))
 SETTINGS = NotificationsSettings(allow_loopback_endpoints=True)
 
 
@@ -74,7 +82,7 @@ async def fan_out(store: Any, subject: str, releasable_to: str, **data: Any) -> 
         data={"plan_id": subject, **data},
     )
     async with store.db.transaction() as session:
-        assert await handlers.fan_out(session, event) == 1
+        assert await fan_out_event(session, event) == 1
     async with store.db.sessions() as session:  # written as the transaction commits
         found = await session.execute(select(DeliveryRow).where(col(DeliveryRow.event_id) == event.id))
         row: DeliveryRow = found.scalar_one()
@@ -613,9 +621,7 @@ async def deliveries_of_every_marking(store: Any, sub: SubscriptionRow) -> tuple
     return [d for d, _ in made], [d for d, released in made if released]
 
 
-async def all_pages(
-    store: Any, who: subscriptions.Subscriber, sub_id: str, limit: int, **kw: Any
-) -> list[str]:
+async def all_pages(store: Any, who: Subscriber, sub_id: str, limit: int, **kw: Any) -> list[str]:
     seen: list[str] = []
     cursor: str | None = None
     while True:
@@ -747,20 +753,10 @@ def test_operators_act_on_their_own_nations_subscriptions_or_all_as_nato() -> No
         created_at=utcnow(),
         updated_at=utcnow(),
     )
-    assert deliveries._may_see_all(subscriptions.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
-    assert deliveries._may_see_all(subscriptions.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
-    assert not deliveries._may_see_all(
-        subscriptions.Subscriber("fra-ops", "FRA", frozenset({"operator"})), sub
-    )
-    assert not deliveries._may_see_all(
-        subscriptions.Subscriber("deu-sub", "DEU", frozenset({"subscriber"})), sub
-    )
+    assert deliveries._may_see_all(Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
+    assert deliveries._may_see_all(Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
+    assert not deliveries._may_see_all(Subscriber("fra-ops", "FRA", frozenset({"operator"})), sub)
+    assert not deliveries._may_see_all(Subscriber("deu-sub", "DEU", frozenset({"subscriber"})), sub)
     # ... and of another nation's, only on deliveries of events released to their own.
-    assert (
-        deliveries._released_only(subscriptions.Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub)
-        is None
-    )
-    assert (
-        deliveries._released_only(subscriptions.Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub)
-        == "NATO"
-    )
+    assert deliveries._released_only(Subscriber("deu-ops", "DEU", frozenset({"operator"})), sub) is None
+    assert deliveries._released_only(Subscriber("nato-ops", "NATO", frozenset({"operator"})), sub) == "NATO"

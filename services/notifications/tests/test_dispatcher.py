@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
-from icep.notifications.handlers import fan_out
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.read_models.fan_out import fan_out
+from icep.notifications.subscriptions.model import SubscriptionStatus
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.testing import WebhookReceiver, wait_for

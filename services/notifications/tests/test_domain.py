@@ -17,25 +17,23 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from icep.contracts import Releasability
 from icep.contracts.releasability import ReleasabilityScope
-from icep.notifications.domain import (
-    MAX_RETRY_AFTER_SECONDS,
-    PING_EVENT_TYPE,
-    RetrySchedule,
-    SubscriptionAction,
+from icep.notifications.deliveries.model import MAX_RETRY_AFTER_SECONDS, RetrySchedule, parse_retry_after
+from icep.notifications.domain import PING_EVENT_TYPE, ping_body
+from icep.notifications.subscriptions.endpoint import address_allowed, validate_endpoint
+from icep.notifications.subscriptions.filters import (
     SubscriptionFilters,
-    SubscriptionStatus,
-    address_allowed,
     entitled,
     matches,
-    new_signing_secret,
-    next_status,
-    parse_retry_after,
-    ping_body,
-    signatures_for,
-    validate_endpoint,
     validate_event_patterns,
     validate_nations,
     validate_terms,
+)
+from icep.notifications.subscriptions.model import (
+    SubscriptionAction,
+    SubscriptionStatus,
+    new_signing_secret,
+    next_status,
+    signatures_for,
 )
 from icep.platform.errors import IllegalTransition, Unprocessable
 

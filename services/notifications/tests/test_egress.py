@@ -14,17 +14,23 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import ValidationError
 
-from icep.notifications import subscriptions
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.domain import DeliveryStatus
-from icep.notifications.egress import AllowedHosts, BlockedAddress, CheckedAiohttpResolver, CheckedResolver
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.egress import (
+    AllowedHosts,
+    BlockedAddress,
+    CheckedAiohttpResolver,
+    CheckedResolver,
+)
+from icep.notifications.deliveries.model import DeliveryStatus
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions import use_cases as subscriptions
+from icep.notifications.subscriptions.model import Subscriber
 from icep.platform.errors import Unprocessable
 from icep.platform.testing import WebhookReceiver
 
 Dispatchers = Callable[..., WebhookDispatcher]
 
-DEU = subscriptions.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
+DEU = Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
 
 
 def port_of(receiver: WebhookReceiver) -> int:

@@ -24,10 +24,12 @@ from fastapi import FastAPI
 from jwt.algorithms import ECAlgorithm
 
 from icep.contracts import Releasability
-from icep.notifications import feed, feed_api, handlers
-from icep.notifications.domain import SubscriptionFilters
-from icep.notifications.models import EventLogRow
+from icep.notifications.read_models.fan_out import fan_out
+from icep.notifications.read_models.feed import log as feed
+from icep.notifications.read_models.feed import routes as feed_routes
+from icep.notifications.read_models.feed.rows import EventLogRow
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.filters import SubscriptionFilters
 from icep.platform.app import Runtime, ServiceSpec
 from icep.platform.auth import TokenVerifier
 from icep.platform.errors import Forbidden, Unprocessable
@@ -88,7 +90,7 @@ async def test_each_event_is_logged_once_in_order_with_its_body(store: Any) -> N
     # Redelivered from Kafka past the inbox: still once, and the second append says so.
     assert await log(store, events[2]) == [None]
     async with store.db.transaction() as session:
-        await handlers.fan_out(session, events[3])  # the consumer handler logs too
+        await fan_out(session, events[3])  # the consumer handler logs too
     page = await read_all(store, DEU)
     assert ids(page) == [e.id for e in events]
     assert [i.position for i in page.items] == positions
@@ -100,7 +102,7 @@ async def test_each_event_is_logged_once_in_order_with_its_body(store: Any) -> N
 async def test_the_consumer_handler_logs_what_it_fans_out(store: Any) -> None:
     e = event()
     async with store.db.transaction() as session:
-        await handlers.fan_out(session, e)
+        await fan_out(session, e)
     assert ids(await read_all(store, DEU)) == [e.id]
 
 
@@ -414,7 +416,7 @@ async def served(store: Any) -> AsyncIterator[Served]:
     issuer = Issuer()
     app = FastAPI()
     install_problem_handlers(app)
-    app.include_router(feed_api.router)
+    app.include_router(feed_routes.router)
     runtime = Runtime(spec=ServiceSpec(settings=settings), db=store.db)
     app.state.runtime = runtime
     app.state.token_verifier = TokenVerifier(ISSUER, "icep", "unused", jwks_source=issuer.jwks)

@@ -7,8 +7,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
-from icep.notifications.domain import SubscriptionStatus
 from icep.notifications.observe import observe_webhooks
+from icep.notifications.subscriptions.model import SubscriptionStatus
 
 
 async def test_pending_deliveries_and_subscriptions_are_counted(store: Any) -> None:

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from icep.notifications import feed
-from icep.notifications.domain import DeliveryStatus
-from icep.notifications.models import AttemptRow, DeliveryRow, EventLogRow, tables
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import AttemptRow, DeliveryRow
+from icep.notifications.models import tables
+from icep.notifications.read_models.feed import log as feed
+from icep.notifications.read_models.feed.rows import EventLogRow
 from icep.notifications.retention import RULES
 from icep.notifications.settings import NotificationsSettings
 from icep.platform import retention

@@ -12,16 +12,18 @@ import sqlalchemy as sa
 from cryptography.fernet import InvalidToken
 from standardwebhooks import Webhook
 
-from icep.notifications import handlers, subscriptions
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.sealing import reseal_secrets
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.read_models.fan_out import fan_out
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions import use_cases as subscriptions
+from icep.notifications.subscriptions.model import Subscriber
+from icep.notifications.subscriptions.sealing import reseal_secrets
 from icep.platform import secrets
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
 from icep.platform.testing import WebhookReceiver
 
-DEU = subscriptions.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
+DEU = Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
 SETTINGS = NotificationsSettings(allow_loopback_endpoints=True, retry_schedule_seconds=[0.05])
 
 
@@ -65,7 +67,7 @@ async def test_secrets_are_sealed_in_the_database_and_webhooks_verify(
     loaded = await store.subscription(sub.id)
     assert (loaded.secret, loaded.previous_secret) == (rotated.secret, sub.secret)
     async with store.db.transaction() as session:
-        assert await handlers.fan_out(session, event()) == 1
+        assert await fan_out(session, event()) == 1
     assert await dispatchers().dispatch_once() == 1
     [hook] = receiver.received()
     Webhook(rotated.secret).verify(hook.body, hook.headers)
@@ -94,9 +96,7 @@ async def test_a_key_rotation_moves_every_secret_to_the_new_key(store: Any) -> N
     old = secrets.SecretBox([old_key])
     secrets.install(old)
     subs = [await store.add_subscription(f"https://partner.test/{n}") for n in range(3)]
-    owner = subscriptions.Subscriber(
-        "client-deu", "DEU", frozenset({"subscriber"})
-    )  # as `add_subscription` makes
+    owner = Subscriber("client-deu", "DEU", frozenset({"subscriber"}))  # as `add_subscription` makes
     rotated = await subscriptions.rotate_secret(store.uow, SETTINGS, owner, subs[0].id, None)
     # 1. The new key goes first; the old one still opens what it sealed.
     new_key = secrets.new_key()

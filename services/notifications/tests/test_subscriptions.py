@@ -11,10 +11,14 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
-from icep.notifications import deliveries, handlers, subscriptions
-from icep.notifications.dispatcher import WebhookDispatcher
-from icep.notifications.domain import PING_EVENT_TYPE, DeliveryStatus, SubscriptionAction
+from icep.notifications.deliveries import use_cases as deliveries
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.domain import PING_EVENT_TYPE
+from icep.notifications.read_models.fan_out import fan_out
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions import use_cases as subscriptions
+from icep.notifications.subscriptions.model import Subscriber, SubscriptionAction
 from icep.platform.errors import IllegalTransition, NotFound, PreconditionFailed, PreconditionRequired
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
@@ -22,9 +26,9 @@ from icep.platform.testing import WebhookReceiver
 
 Dispatchers = Callable[..., WebhookDispatcher]
 
-DEU = subscriptions.Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
-DEU_OTHER = subscriptions.Subscriber("deu-planner", "DEU", frozenset({"planner", "subscriber"}))
-UKR = subscriptions.Subscriber("ukr-partner", "UKR", frozenset({"subscriber"}))
+DEU = Subscriber("deu-subscriber", "DEU", frozenset({"subscriber"}))
+DEU_OTHER = Subscriber("deu-planner", "DEU", frozenset({"planner", "subscriber"}))
+UKR = Subscriber("ukr-partner", "UKR", frozenset({"subscriber"}))
 SETTINGS = NotificationsSettings(allow_loopback_endpoints=True, retry_schedule_seconds=[0.05])
 
 
@@ -48,7 +52,7 @@ def event(
     )
 
 
-async def subscribe(store: Any, who: subscriptions.Subscriber, url: str, **filters: Any) -> Any:
+async def subscribe(store: Any, who: Subscriber, url: str, **filters: Any) -> Any:
     return await subscriptions.create_subscription(
         store.uow,
         SETTINGS,
@@ -61,10 +65,10 @@ async def subscribe(store: Any, who: subscriptions.Subscriber, url: str, **filte
 
 async def fan(store: Any, e: ReceivedEvent) -> int:
     async with store.db.transaction() as session:
-        return await handlers.fan_out(session, e)
+        return await fan_out(session, e)
 
 
-async def delivered_ids(store: Any, who: subscriptions.Subscriber, sub_id: str) -> list[str]:
+async def delivered_ids(store: Any, who: Subscriber, sub_id: str) -> list[str]:
     return [d.event_id for d, _ in await deliveries.list_deliveries(store.db, who, sub_id, 50)]
 
 

@@ -1,8 +1,8 @@
 """signing secrets sealed at rest: room for the sealed form (`icep-sealed:v1:<Fernet token>`)
 
 Existing plaintext secrets stay readable as they are (legacy values carry no prefix); the service seals
-them at start (`icep.notifications.sealing.reseal_secrets`), with its key, which this migration does not
-need.
+them at start (`icep.notifications.subscriptions.sealing.reseal_secrets`), with its key, which this
+migration does not need.
 
 Revision ID: 0008
 Revises: 0007

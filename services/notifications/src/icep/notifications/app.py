@@ -4,11 +4,18 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from icep.notifications import api, feed, feed_api, observe, retention, sealing
-from icep.notifications.dispatcher import WebhookDispatcher
+from icep.notifications import observe, retention
+from icep.notifications.deliveries import routes as delivery_routes
+from icep.notifications.deliveries.dispatcher import WebhookDispatcher
+from icep.notifications.deliveries.rows import DeliveryRow
+from icep.notifications.events import notifications_events
 from icep.notifications.handlers import HANDLERS, SUBSCRIBED_TOPICS
-from icep.notifications.models import DeliveryRow, metadata, tables
+from icep.notifications.models import metadata, tables
+from icep.notifications.read_models.feed import log as feed
+from icep.notifications.read_models.feed import routes as feed_routes
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions import routes as subscription_routes
+from icep.notifications.subscriptions import sealing
 from icep.platform.app import Runtime, ServiceSpec, service_app
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
@@ -41,10 +48,11 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             settings=settings or NotificationsSettings(),
             title="ICEP Notifications",
             description="Signed webhook deliveries, the catch-up feed and the live stream of ICEP events.",
-            routers=[api.router, feed_api.router],
+            routers=[subscription_routes.router, delivery_routes.router, feed_routes.router],
             metadata=metadata,
             tables=tables,
             migrations_dir=MIGRATIONS,
+            events=notifications_events,
             handlers=HANDLERS,
             subscribe_topics=SUBSCRIBED_TOPICS,
             retention=retention.RULES,

@@ -12,9 +12,11 @@ from prometheus_client import Gauge
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from icep.notifications.domain import DeliveryStatus, SubscriptionStatus
-from icep.notifications.models import DeliveryRow, SubscriptionRow
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import DeliveryRow
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.model import SubscriptionStatus
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform.app import Runtime
 from icep.platform.db import Database
 from icep.platform.observe import Transitions, age_seconds

@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from icep.notifications import feed
-from icep.notifications.domain import DeliveryStatus
-from icep.notifications.models import AttemptRow, DeliveryRow
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import AttemptRow, DeliveryRow
+from icep.notifications.read_models.feed import log as feed
 from icep.notifications.settings import NotificationsSettings
 from icep.platform.db import Database
 from icep.platform.retention import RetentionRule

@@ -6,7 +6,7 @@ import ipaddress
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from icep.notifications.egress import AllowedHosts
+from icep.notifications.deliveries.egress import AllowedHosts
 from icep.platform.settings import ServiceSettings
 
 

@@ -1,7 +1,7 @@
 """The webhook dispatcher: sends due deliveries, signed, and records each attempt's outcome.
 
 What an attempt's outcome does to its delivery and subscription (and the metrics counting it) is in
-`icep.notifications.settlement`.
+`icep.notifications.deliveries.settlement`.
 """
 
 from __future__ import annotations
@@ -18,17 +18,14 @@ from opentelemetry import trace
 from prometheus_client import Histogram
 from sqlalchemy import or_, select
 
-from icep.notifications.domain import (
-    DeliveryStatus,
-    RetrySchedule,
-    SubscriptionStatus,
-    signatures_for,
-    validate_endpoint,
-)
-from icep.notifications.egress import BlockedAddress, WebhookClient, webhook_client
-from icep.notifications.models import DeliveryRow, SubscriptionRow
+from icep.notifications.deliveries.egress import BlockedAddress, WebhookClient, webhook_client
+from icep.notifications.deliveries.model import DeliveryStatus, RetrySchedule
+from icep.notifications.deliveries.rows import DeliveryRow
+from icep.notifications.deliveries.settlement import AttemptRecording, AttemptResult, _Finished
 from icep.notifications.settings import NotificationsSettings
-from icep.notifications.settlement import AttemptRecording, AttemptResult, _Finished
+from icep.notifications.subscriptions.endpoint import validate_endpoint
+from icep.notifications.subscriptions.model import SubscriptionStatus, WebhookEndpoint, signatures_for
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform.aio import wait_event, within
 from icep.platform.db import Database
 from icep.platform.errors import Unprocessable
@@ -333,7 +330,7 @@ class WebhookDispatcher(AttemptRecording):
                 finished.recorded.cancel()
         self._to_record.clear()
 
-    async def attempt(self, sub: SubscriptionRow, delivery: DeliveryRow) -> AttemptResult:
+    async def attempt(self, sub: WebhookEndpoint, delivery: DeliveryRow) -> AttemptResult:
         started = time.perf_counter()
         unacceptable = self._unacceptable(sub.url)
         if unacceptable:

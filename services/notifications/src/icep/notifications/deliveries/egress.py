@@ -29,7 +29,7 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from icep.notifications.domain import address_allowed
+from icep.notifications.subscriptions.endpoint import address_allowed
 from icep.platform.errors import Unprocessable
 from icep.platform.outgoing import plain_session
 

@@ -9,7 +9,8 @@ position order and a reader that has seen N never later finds a new row below N.
 a time, which does the same. Readers therefore page with a plain `position > after` and miss nothing.
 
 Who sees a row is decided in SQL (the event's reader tokens against the caller's nation) and checked
-again in Python (`domain.entitled`); the filters narrow in SQL and `SubscriptionFilters.accepts` decides.
+again in Python (`subscriptions.filters.entitled`); the filters narrow in SQL and
+`SubscriptionFilters.accepts` decides.
 Rows older than the retention are purged in position order; the highest purged position is kept, and a
 cursor below it is answered 410 Gone, since what came after it may be lost.
 """
@@ -31,7 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.contracts import Releasability
 from icep.contracts.releasability import encode_tokens, reader_tokens
-from icep.notifications.domain import (
+from icep.notifications.read_models.feed.rows import EventLogHorizonRow, EventLogRow
+from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.filters import (
     SubscriptionFilters,
     entitled,
     event_terms,
@@ -40,8 +43,6 @@ from icep.notifications.domain import (
     validate_nations,
     validate_terms,
 )
-from icep.notifications.models import EventLogHorizonRow, EventLogRow
-from icep.notifications.settings import NotificationsSettings
 from icep.platform import visibility
 from icep.platform.aio import wait_event
 from icep.platform.app import Runtime

@@ -18,14 +18,12 @@ from sqlmodel import col
 from icep.contracts import Releasability
 from icep.contracts.nations import NATO
 from icep.contracts.releasability import nation_tokens
-from icep.notifications.domain import (
-    DeliveryStatus,
-    SubscriptionStatus,
-    entitled,
-)
-from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.rows import AttemptRow, DeliveryRow
 from icep.notifications.settings import NotificationsSettings
-from icep.notifications.subscriptions import Subscriber
+from icep.notifications.subscriptions.filters import entitled
+from icep.notifications.subscriptions.model import Subscriber, SubscriptionStatus
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform import audit
 from icep.platform.db import Database
 from icep.platform.errors import (
@@ -327,6 +325,3 @@ async def replay(
     if next_since is not None and next_since.tzinfo is None:
         next_since = next_since.replace(tzinfo=UTC)
     return Replay(len(originals), since, next_since)
-
-
-#: Where `fan_out` keeps the subscriptions it read, for the rest of the consumer's transaction.

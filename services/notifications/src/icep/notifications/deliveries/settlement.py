@@ -15,19 +15,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from prometheus_client import Counter
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlmodel import col
 
 from icep.contracts import Releasability
 from icep.contracts.nations import NATO
-from icep.contracts.notifications import DeliveryFailed, SubscriptionDisabled
-from icep.notifications.domain import (
-    DeliveryStatus,
-    RetrySchedule,
-    SubscriptionStatus,
-)
-from icep.notifications.models import AttemptRow, DeliveryRow, SubscriptionRow
+from icep.contracts.notifications import DeliveryFailed
+from icep.notifications.deliveries.model import DeliveryStatus, RetrySchedule
+from icep.notifications.deliveries.repository import fail_pending_of_disabled
+from icep.notifications.deliveries.rows import AttemptRow, DeliveryRow
 from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.model import Subscription, SubscriptionStatus
+from icep.notifications.subscriptions.repository import SubscriptionRepository
+from icep.notifications.subscriptions.rows import SubscriptionRow
 from icep.platform.events import OutgoingEvent, as_utc, utcnow
 from icep.platform.ids import new_id
 from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
@@ -82,55 +82,44 @@ class Settled:
 
 
 async def disable_subscription(
-    tx: UnitOfWork, sub: SubscriptionRow, *, cause: str, reason: str, now: datetime, settled: Settled
-) -> bool:
-    """Disable a subscription, fail what still waits for it (so nothing lingers as pending for a
-    subscription that sends nothing), and tell its owner by a `SubscriptionDisabled` event.
+    subscriptions: SubscriptionRepository,
+    subscription: Subscription,
+    *,
+    cause: str,
+    reason: str,
+    now: datetime,
+    settled: Settled,
+) -> Subscription:
+    """Disable a subscription (it records `SubscriptionWasDisabled`: its owner is told), and fail what
+    still waits for it, so nothing lingers as pending for a subscription that sends nothing.
 
-    `cause` is `gone` (410), `failing` (failed too long), `owner` or `operator`. Returns False (and does
-    nothing) when it was disabled already. The caller holds `sub` locked in `tx` and, after the commit,
-    calls `settled.count()`.
+    `cause` is `gone` (410), `failing` (failed too long), `owner` or `operator`. The caller holds the
+    subscription locked in the repository's unit of work and, after the commit, calls `settled.count()`.
     """
-    if sub.status == SubscriptionStatus.DISABLED.value:
-        return False
-    sub.status = SubscriptionStatus.DISABLED.value
-    sub.disabled_reason = reason[:500]
-    sub.version += 1
-    sub.updated_at = now
-    sub.failing_since = None
-    await tx.session.flush()  # what the caller settled already is not "still waiting"
-    failed = await tx.session.execute(
-        update(DeliveryRow)
-        .where(
-            col(DeliveryRow.subscription_id) == sub.id,
-            col(DeliveryRow.status) == DeliveryStatus.PENDING.value,
-        )
-        .values(
-            status=DeliveryStatus.FAILED.value,
-            next_attempt_at=None,
-            redelivery_requested_at=None,
-            last_error=f"not sent: the subscription was disabled ({reason})"[:2000],
-        )
-        # Rows the caller holds (a batch of recorded attempts) learn that they are settled.
-        .execution_options(synchronize_session="evaluate")
-    )
-    settled.failed += int(getattr(failed, "rowcount", 0) or 0)
+    subscription = subscription.disable(cause, reason, now)
+    await subscriptions.save(subscription)
+    settled.failed += await fail_pending_of_disabled(subscriptions.tx.session, subscription.id, reason)
     settled.disabled[cause] = settled.disabled.get(cause, 0) + 1
-    tx.publish(
-        OutgoingEvent(
-            payload=SubscriptionDisabled(
-                subscription_id=sub.id,
-                owner=sub.owner,
-                nation=sub.nation,
-                cause=cause,
-                reason=reason,
-                disabled_at=now,
-            ),
-            subject=sub.id,
-            releasability=Releasability(owner=sub.nation),
-        )
+    return subscription
+
+
+async def _disable_held(
+    subscriptions: SubscriptionRepository,
+    sub: SubscriptionRow,
+    *,
+    cause: str,
+    reason: str,
+    now: datetime,
+    settled: Settled,
+) -> None:
+    """`disable_subscription` for a subscription row the dispatcher's batch holds; one disabled already
+    stays as it is (its owner was told then)."""
+    if sub.status == SubscriptionStatus.DISABLED.value:
+        return
+    subscription = subscriptions.held(sub)
+    await disable_subscription(
+        subscriptions, subscription, cause=cause, reason=reason, now=now, settled=settled
     )
-    return True
 
 
 @dataclass(frozen=True)
@@ -266,8 +255,13 @@ class AttemptRecording:
         if sub is not None and result.status_code == 410:
             # The receiver says it is gone for good: stop sending to it.
             self._fail(delivery, settled)
-            await disable_subscription(
-                tx, sub, cause="gone", reason="the endpoint answered 410 Gone", now=now, settled=settled
+            await _disable_held(
+                SubscriptionRepository(tx),
+                sub,
+                cause="gone",
+                reason="the endpoint answered 410 Gone",
+                now=now,
+                settled=settled,
             )
             return "gone"
         if sub is not None:
@@ -280,8 +274,8 @@ class AttemptRecording:
             ):
                 since = as_utc(sub.failing_since)
                 self._fail(delivery, settled)
-                await disable_subscription(
-                    tx,
+                await _disable_held(
+                    SubscriptionRepository(tx),
                     sub,
                     cause="failing",
                     reason=(

@@ -1,0 +1,82 @@
+"""HTTP routes of a subscription's deliveries (its owner's, and operators'): thin, one use case each."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from icep.notifications.deliveries import use_cases as deliveries
+from icep.notifications.deliveries.model import DeliveryStatus
+from icep.notifications.deliveries.schemas import DeliveryList, DeliveryOut, ReplayIn, ReplayOut
+from icep.notifications.settings import NotificationsSettings
+from icep.notifications.subscriptions.routes import SubscriberDep
+from icep.platform.app import database, runtime_of, unit_of_work
+from icep.platform.http import next_link
+
+router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
+
+
+def _settings(request: Request) -> NotificationsSettings:
+    settings = runtime_of(request).settings_as(NotificationsSettings)
+    return settings
+
+
+@router.get(
+    "/{subscription_id}/deliveries",
+    operation_id="listDeliveries",
+    summary="Deliveries of one subscription, newest first, with their attempts (operators: any's)",
+)
+async def list_deliveries(
+    subscription_id: str,
+    request: Request,
+    who: SubscriberDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[DeliveryStatus | None, Query()] = None,
+) -> DeliveryList:
+    found, after = await deliveries.delivery_page(
+        database(request), who, subscription_id, limit, status=status, after=cursor
+    )
+    return DeliveryList(items=[DeliveryOut.of(d, a) for d, a in found], next=next_link(request, after))
+
+
+@router.get(
+    "/{subscription_id}/deliveries/{delivery_id}",
+    operation_id="getDelivery",
+    summary="One delivery with all its attempts",
+)
+async def get_delivery(
+    subscription_id: str, delivery_id: str, request: Request, who: SubscriberDep
+) -> DeliveryOut:
+    row, attempts = await deliveries.get_delivery(database(request), who, subscription_id, delivery_id)
+    return DeliveryOut.of(row, attempts)
+
+
+@router.post(
+    "/{subscription_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    operation_id="redeliverDelivery",
+    summary="Attempt a delivery once more, now (also after it was delivered or failed for good)",
+)
+async def redeliver(
+    subscription_id: str, delivery_id: str, request: Request, who: SubscriberDep
+) -> DeliveryOut:
+    row, attempts = await deliveries.redeliver(unit_of_work(request), who, subscription_id, delivery_id)
+    runtime_of(request).committed()  # wake the dispatcher
+    return DeliveryOut.of(row, attempts)
+
+
+@router.post(
+    "/{subscription_id}/replay",
+    status_code=202,
+    operation_id="replaySubscription",
+    summary="Deliver again every event the subscription received since a time (same webhook-id each)",
+)
+async def replay(subscription_id: str, body: ReplayIn, request: Request, who: SubscriberDep) -> ReplayOut:
+    found = await deliveries.replay(
+        unit_of_work(request), _settings(request), who, subscription_id, body.since
+    )
+    if found.replayed:
+        runtime_of(request).committed()  # wake the dispatcher
+    return ReplayOut(replayed=found.replayed, since=found.since, next_since=found.next_since)

@@ -1,0 +1,1 @@
+"""Subscriptions: a client's webhook subscription, its rules, storage, use cases and routes."""
