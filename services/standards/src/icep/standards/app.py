@@ -9,6 +9,7 @@ from icep.platform.app import ServiceSpec, service_app
 from icep.standards.answers import routes as answers
 from icep.standards.conformance import routes as conformance
 from icep.standards.conformance.schedule import expire_conformance
+from icep.standards.events import standards_events
 from icep.standards.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.standards.interchangeability import routes as interchangeability
 from icep.standards.interoperability import routes as interoperability
@@ -38,6 +39,7 @@ def create_app(settings: StandardsSettings | None = None) -> FastAPI:
             title="ICEP Standards",
             description=(icep.standards.__doc__ or "").strip(),
             routers=ROUTERS,
+            events=standards_events,
             metadata=metadata,
             tables=tables,
             migrations_dir=MIGRATIONS,

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from icep.contracts import Releasability
 from icep.contracts.nations import NATO
-from icep.platform.domain import Actor, invalid
+from icep.platform.domain import Actor, Aggregate, DomainEvent, invalid
 from icep.platform.errors import Forbidden, IllegalTransition, NotFound
 from icep.standards.records import (
     RESPONDING_NATIONS,
@@ -85,8 +85,48 @@ def _check_reservations(reservations: Sequence[Reservation]) -> None:
         raise invalid("body.reservations", "one reservation per clause")
 
 
+@dataclass(frozen=True, kw_only=True)
+class AnswerEvent(DomainEvent):
+    """What every change to an answer records: the edition answered (the event is marked as the answer is,
+    and cites the edition) and who recorded it, the nation itself or NATO for the record."""
+
+    standard: Standard
+    by: str
+    by_nation: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ratified(AnswerEvent):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Declined(AnswerEvent):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReservationRecorded(AnswerEvent):
+    reservation: Reservation
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReservationWithdrawn(AnswerEvent):
+    clause: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImplementationForecast(AnswerEvent):
+    forecast: date
+
+
+@dataclass(frozen=True, kw_only=True)
+class Implemented(AnswerEvent):
+    on: date
+
+
 @dataclass(frozen=True)
-class NationalResponse:
+class NationalResponse(Aggregate):
     """A nation's answer to one standard edition."""
 
     standard_id: str
@@ -126,14 +166,12 @@ class NationalResponse:
         if self.status not in RESPONSE_ACTIONS[action]:
             raise IllegalTransition("response", action.replace("_", " "), self.status.value)
 
-    def _record(
-        self, action: str, actor: Actor, now: datetime, note: str = "", **changes: object
-    ) -> NationalResponse:
+    def _record(self, action: str, event: AnswerEvent, note: str = "", **changes: object) -> NationalResponse:
         after = replace(self, **changes)  # type: ignore[arg-type]
-        return replace(
-            after,
+        return after.recorded(
+            event,
             version=self.version + 1,
-            history=(*self.history, Change(action, after.status.value, actor.id, now, note)),
+            history=(*self.history, Change(action, after.status.value, event.by, event.at, note)),
         )
 
     def ratify(
@@ -142,15 +180,19 @@ class NationalResponse:
         self._check("ratify", actor, standard)
         _check_reservations(reservations)
         status = ResponseStatus.RATIFIED_WITH_RESERVATIONS if reservations else ResponseStatus.RATIFIED
-        return self._record("ratify", actor, now, status=status, reservations=tuple(reservations))
+        return self._record(
+            "ratify",
+            Ratified(standard=standard, by=actor.id, by_nation=actor.nation, at=now),
+            status=status,
+            reservations=tuple(reservations),
+        )
 
     def decline(self, actor: Actor, standard: Standard, now: datetime) -> NationalResponse:
         """Not ratifying (or no longer): reservations and implementation no longer apply."""
         self._check("decline", actor, standard)
         return self._record(
             "decline",
-            actor,
-            now,
+            Declined(standard=standard, by=actor.id, by_nation=actor.nation, at=now),
             status=ResponseStatus.NOT_RATIFYING,
             reservations=(),
             implementation_forecast=None,
@@ -166,8 +208,9 @@ class NationalResponse:
         kept = tuple(r for r in self.reservations if r.clause != reservation.clause)
         return self._record(
             "record_reservation",
-            actor,
-            now,
+            ReservationRecorded(
+                reservation=reservation, standard=standard, by=actor.id, by_nation=actor.nation, at=now
+            ),
             note=reservation.clause,
             status=ResponseStatus.RATIFIED_WITH_RESERVATIONS,
             reservations=(*kept, reservation),
@@ -181,7 +224,15 @@ class NationalResponse:
         if len(kept) == len(self.reservations):
             raise NotFound(f"{self.nation} has no reservation on clause {clause}")
         status = ResponseStatus.RATIFIED_WITH_RESERVATIONS if kept else ResponseStatus.RATIFIED
-        return self._record("withdraw_reservation", actor, now, note=clause, status=status, reservations=kept)
+        return self._record(
+            "withdraw_reservation",
+            ReservationWithdrawn(
+                clause=clause, standard=standard, by=actor.id, by_nation=actor.nation, at=now
+            ),
+            note=clause,
+            status=status,
+            reservations=kept,
+        )
 
     def forecast_implementation(
         self, actor: Actor, standard: Standard, by: date, now: datetime
@@ -190,7 +241,12 @@ class NationalResponse:
         if self.implemented_on is not None:
             raise IllegalTransition("response", "forecast implementation of", "implemented")
         return self._record(
-            "forecast_implementation", actor, now, note=by.isoformat(), implementation_forecast=by
+            "forecast_implementation",
+            ImplementationForecast(
+                forecast=by, standard=standard, by=actor.id, by_nation=actor.nation, at=now
+            ),
+            note=by.isoformat(),
+            implementation_forecast=by,
         )
 
     def record_implementation(
@@ -201,7 +257,12 @@ class NationalResponse:
             raise invalid("body.implemented_on", "an implementation date cannot lie in the future")
         if standard.promulgated_on is not None and on < standard.promulgated_on:
             raise invalid("body.implemented_on", "a standard is implemented after it is promulgated")
-        return self._record("record_implementation", actor, now, note=on.isoformat(), implemented_on=on)
+        return self._record(
+            "record_implementation",
+            Implemented(on=on, standard=standard, by=actor.id, by_nation=actor.nation, at=now),
+            note=on.isoformat(),
+            implemented_on=on,
+        )
 
     @property
     def ratified(self) -> bool:

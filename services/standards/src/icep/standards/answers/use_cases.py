@@ -5,52 +5,21 @@ forecast or an implementation, each in one unit of work with its event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
-from typing import Any
+from datetime import date
 
-from sqlalchemy import select
-from sqlmodel import col
-
-from icep.contracts import EventPayload, Releasability
-from icep.contracts.releasability import encode_tokens
-from icep.contracts.standards import (
-    ImplementationForecast,
-    ReservationFigure,
-    ReservationRecorded,
-    ReservationWithdrawn,
-    ResponseImplemented,
-    ResponseRatified,
-    ResponseRecorded,
-)
 from icep.platform import audit
 from icep.platform.db import Database
-from icep.platform.domain import Actor, check_version
-from icep.platform.events import OutgoingEvent, utcnow
-from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
-from icep.standards.answers.model import (
-    NationalResponse,
-    Reservation,
-)
-from icep.standards.answers.repository import responses_to, store_response, to_response
-from icep.standards.answers.rows import ResponseRow
-from icep.standards.records import readers
+from icep.platform.domain import Actor
+from icep.platform.events import utcnow
+from icep.platform.outbox import UnitOfWorkFactory
+from icep.standards.answers.model import NationalResponse, Reservation
+from icep.standards.answers.repository import AnswerRepository, find_response, responses_to
 from icep.standards.standards.model import Standard
-from icep.standards.standards.repository import (
-    standard_row,
-    to_standard,
-)
+from icep.standards.standards.repository import StandardRepository, standard_row, to_standard
 
 log = logging.getLogger("icep.standards")
-
-
-def _publish(tx: UnitOfWork, subject: str, release: Releasability, payload: EventPayload) -> None:
-    tx.publish(OutgoingEvent(payload=payload, subject=subject, releasability=release))
-
-
-def _reservation_figure(r: Reservation) -> ReservationFigure:
-    return ReservationFigure(clause=r.clause, kind=r.kind.value, detail=r.detail)
 
 
 @dataclass(frozen=True)
@@ -70,68 +39,22 @@ async def list_responses(db: Database, actor: Actor, standard_id: str) -> list[R
 async def get_response(db: Database, actor: Actor, standard_id: str, nation: str) -> ResponseView:
     async with db.sessions() as session:
         standard = to_standard(await standard_row(session, actor, standard_id, lock=False))
-        row = await session.get(ResponseRow, (standard_id, nation))
-    if row is None:
+        answer = await find_response(session, standard_id, nation)
+    if answer is None:
         return ResponseView(standard, NationalResponse.pending(standard, nation))
     audit.read("national_response", f"{standard_id}/{nation}", nation)
-    return ResponseView(standard, to_response(row))
+    return ResponseView(standard, answer)
 
 
-ResponseChange = Callable[[NationalResponse, Standard, datetime], NationalResponse]
-ResponseAnnounce = Callable[[NationalResponse, dict[str, Any]], EventPayload]
-
-
-async def _change_response(
-    uow: UnitOfWorkFactory,
-    actor: Actor,
-    standard_id: str,
-    nation: str,
-    expected: int | None,
-    change: ResponseChange,
-    announce: ResponseAnnounce,
-) -> ResponseView:
-    async with uow() as tx:
-        audit.subject("national_response", f"{standard_id}/{nation}", nation)
-        standard = to_standard(await standard_row(tx.session, actor, standard_id, lock=False, share=True))
-        row = (
-            await tx.session.execute(
-                select(ResponseRow)
-                .where(col(ResponseRow.standard_id) == standard_id, col(ResponseRow.nation) == nation)
-                .with_for_update()
-            )
-        ).scalar_one_or_none()
-        current = NationalResponse.pending(standard, nation) if row is None else to_response(row)
-        check_version("response", current.version, expected)
-        now = utcnow()
-        changed = change(current, standard, now)
-        if row is None:
-            row = ResponseRow(
-                standard_id=standard_id,
-                nation=nation,
-                status=changed.status.value,
-                version=changed.version,
-                readers=encode_tokens(readers(NationalResponse.releasability_for(standard, nation))),
-            )
-            tx.session.add(row)
-        store_response(row, changed)
-        fields = {
-            "standard_id": standard.id,
-            "standard_reference": standard.reference,
-            "nation": nation,
-            "status": changed.status.value,
-            "version": changed.version,
-            "recorded_by": actor.id,
-            "recorded_by_nation": actor.nation,
-            "recorded_at": now,
-        }
-        _publish(
-            tx,
-            f"{standard.id}:{nation}",
-            NationalResponse.releasability_for(standard, nation),
-            announce(changed, fields),
-        )
-    log.info("%s answered %s: %s (by %s)", nation, standard.reference, changed.status.value, actor.id)
-    return ResponseView(standard, changed)
+def _logged(view: ResponseView, actor: Actor) -> ResponseView:
+    log.info(
+        "%s answered %s: %s (by %s)",
+        view.response.nation,
+        view.standard.reference,
+        view.response.status.value,
+        actor.id,
+    )
+    return view
 
 
 async def ratify(
@@ -142,29 +65,32 @@ async def ratify(
     expected: int | None,
     reservations: Sequence[Reservation],
 ) -> ResponseView:
-    return await _change_response(
-        uow,
-        actor,
-        standard_id,
-        nation,
-        expected,
-        lambda r, s, now: r.ratify(actor, s, now, reservations),
-        lambda r, f: ResponseRatified(**f, reservations=[_reservation_figure(x) for x in r.reservations]),
-    )
+    async with uow() as tx:
+        audit.subject("national_response", f"{standard_id}/{nation}", nation)
+        # Held (shared) until the commit: the answer depends on the edition's state.
+        standard = await StandardRepository(tx).get(actor, standard_id, share=True)
+        answers = AnswerRepository(tx)
+        answer = await answers.get_for_update(standard, nation, expected)
+        answer = answer.ratify(actor, standard, utcnow(), reservations)
+        await answers.save(answer)
+    return _logged(ResponseView(standard, answer), actor)
 
 
 async def decline(
-    uow: UnitOfWorkFactory, actor: Actor, standard_id: str, nation: str, expected: int | None
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    standard_id: str,
+    nation: str,
+    expected: int | None,
 ) -> ResponseView:
-    return await _change_response(
-        uow,
-        actor,
-        standard_id,
-        nation,
-        expected,
-        lambda r, s, now: r.decline(actor, s, now),
-        lambda r, f: ResponseRecorded(**f),
-    )
+    async with uow() as tx:
+        audit.subject("national_response", f"{standard_id}/{nation}", nation)
+        standard = await StandardRepository(tx).get(actor, standard_id, share=True)
+        answers = AnswerRepository(tx)
+        answer = await answers.get_for_update(standard, nation, expected)
+        answer = answer.decline(actor, standard, utcnow())
+        await answers.save(answer)
+    return _logged(ResponseView(standard, answer), actor)
 
 
 async def record_reservation(
@@ -175,54 +101,65 @@ async def record_reservation(
     expected: int | None,
     reservation: Reservation,
 ) -> ResponseView:
-    return await _change_response(
-        uow,
-        actor,
-        standard_id,
-        nation,
-        expected,
-        lambda r, s, now: r.record_reservation(actor, s, reservation, now),
-        lambda r, f: ReservationRecorded(**f, reservation=_reservation_figure(reservation)),
-    )
+    async with uow() as tx:
+        audit.subject("national_response", f"{standard_id}/{nation}", nation)
+        standard = await StandardRepository(tx).get(actor, standard_id, share=True)
+        answers = AnswerRepository(tx)
+        answer = await answers.get_for_update(standard, nation, expected)
+        answer = answer.record_reservation(actor, standard, reservation, utcnow())
+        await answers.save(answer)
+    return _logged(ResponseView(standard, answer), actor)
 
 
 async def withdraw_reservation(
-    uow: UnitOfWorkFactory, actor: Actor, standard_id: str, nation: str, expected: int | None, clause: str
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    standard_id: str,
+    nation: str,
+    expected: int | None,
+    clause: str,
 ) -> ResponseView:
-    return await _change_response(
-        uow,
-        actor,
-        standard_id,
-        nation,
-        expected,
-        lambda r, s, now: r.withdraw_reservation(actor, s, clause, now),
-        lambda r, f: ReservationWithdrawn(**f, clause=clause),
-    )
+    async with uow() as tx:
+        audit.subject("national_response", f"{standard_id}/{nation}", nation)
+        standard = await StandardRepository(tx).get(actor, standard_id, share=True)
+        answers = AnswerRepository(tx)
+        answer = await answers.get_for_update(standard, nation, expected)
+        answer = answer.withdraw_reservation(actor, standard, clause, utcnow())
+        await answers.save(answer)
+    return _logged(ResponseView(standard, answer), actor)
 
 
 async def forecast_implementation(
-    uow: UnitOfWorkFactory, actor: Actor, standard_id: str, nation: str, expected: int | None, by: date
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    standard_id: str,
+    nation: str,
+    expected: int | None,
+    by: date,
 ) -> ResponseView:
-    return await _change_response(
-        uow,
-        actor,
-        standard_id,
-        nation,
-        expected,
-        lambda r, s, now: r.forecast_implementation(actor, s, by, now),
-        lambda r, f: ImplementationForecast(**f, implementation_forecast=by),
-    )
+    async with uow() as tx:
+        audit.subject("national_response", f"{standard_id}/{nation}", nation)
+        standard = await StandardRepository(tx).get(actor, standard_id, share=True)
+        answers = AnswerRepository(tx)
+        answer = await answers.get_for_update(standard, nation, expected)
+        answer = answer.forecast_implementation(actor, standard, by, utcnow())
+        await answers.save(answer)
+    return _logged(ResponseView(standard, answer), actor)
 
 
 async def record_implementation(
-    uow: UnitOfWorkFactory, actor: Actor, standard_id: str, nation: str, expected: int | None, on: date
+    uow: UnitOfWorkFactory,
+    actor: Actor,
+    standard_id: str,
+    nation: str,
+    expected: int | None,
+    on: date,
 ) -> ResponseView:
-    return await _change_response(
-        uow,
-        actor,
-        standard_id,
-        nation,
-        expected,
-        lambda r, s, now: r.record_implementation(actor, s, on, now),
-        lambda r, f: ResponseImplemented(**f, implemented_on=on),
-    )
+    async with uow() as tx:
+        audit.subject("national_response", f"{standard_id}/{nation}", nation)
+        standard = await StandardRepository(tx).get(actor, standard_id, share=True)
+        answers = AnswerRepository(tx)
+        answer = await answers.get_for_update(standard, nation, expected)
+        answer = answer.record_implementation(actor, standard, on, utcnow())
+        await answers.save(answer)
+    return _logged(ResponseView(standard, answer), actor)

@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 
 from icep.contracts import Releasability
 from icep.contracts.nations import NATO
-from icep.platform.domain import Actor, invalid, transition
+from icep.platform.domain import Actor, Aggregate, DomainEvent, invalid, transition
 from icep.platform.errors import Forbidden, IllegalTransition
 from icep.standards.records import (
     STANDARDS_ROLE,
@@ -53,8 +53,35 @@ class Product:
     name: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Claimed(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TestingStarted(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verified(DomainEvent):
+    by: str
+    expires_on: date
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rejected(DomainEvent):
+    by: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Expired(DomainEvent):
+    """Run by the schedule, not a person."""
+
+
 @dataclass(frozen=True)
-class ConformanceClaim:
+class ConformanceClaim(Aggregate):
     """A product claims conformance to a standard edition (and level); owned by the claiming nation."""
 
     id: str
@@ -70,6 +97,9 @@ class ConformanceClaim:
     rejection_reason: str | None = None
     #: Owned by the claiming nation; NATO's standards staff, who may assess it, always read it.
     releasability: Releasability | None = None
+    #: How the edition is cited (`STANAG 4569 Ed. 3`) in the claim's events. Not part of the claim's
+    #: record: its repository reads it from the catalogue.
+    standard_reference: str = field(default="", compare=False)
 
     @property
     def release(self) -> Releasability:
@@ -117,6 +147,8 @@ class ConformanceClaim:
             version=1,
             history=(Change("claimed", ConformanceStatus.CLAIMED.value, actor.id, now),),
             releasability=owned(releasability, actor.nation, NATO),
+            standard_reference=standard.reference,
+            events=(Claimed(by=actor.id, at=now),),
         )
 
     def _check_assessor(self, actor: Actor, action: str) -> None:
@@ -124,20 +156,26 @@ class ConformanceClaim:
             raise Forbidden(f"only {self.nation}'s or NATO's standards staff may {action} this claim")
 
     def _move(
-        self, action: str, by: str, now: datetime, note: str = "", **changes: object
+        self, action: str, by: str, now: datetime, event: DomainEvent, note: str = "", **changes: object
     ) -> ConformanceClaim:
         status = next_conformance_status(action, self.status)
-        return replace(
-            self,
+        return self.recorded(
+            event,
             status=status,
             version=self.version + 1,
             history=(*self.history, Change(action, status.value, by, now, note)),
-            **changes,  # type: ignore[arg-type]
+            **changes,
         )
 
     def start_test(self, actor: Actor, now: datetime, evidence: tuple[str, ...] = ()) -> ConformanceClaim:
         self._check_assessor(actor, "test")
-        return self._move("start_test", actor.id, now, evidence=(*self.evidence, *evidence))
+        return self._move(
+            "start_test",
+            actor.id,
+            now,
+            TestingStarted(by=actor.id, at=now),
+            evidence=(*self.evidence, *evidence),
+        )
 
     def _check_verifier(self, actor: Actor, action: str, allow_self_verification: bool) -> None:
         """Verification is independent: NATO's standards staff or another nation's test centre (standards
@@ -174,7 +212,13 @@ class ConformanceClaim:
         if expires_on <= now.date():
             raise invalid("body.expires_on", "a verification expires after the day it is given")
         return self._move(
-            "verify", actor.id, now, note=expires_on.isoformat(), evidence=all_evidence, expires_on=expires_on
+            "verify",
+            actor.id,
+            now,
+            Verified(by=actor.id, expires_on=expires_on, at=now),
+            note=expires_on.isoformat(),
+            evidence=all_evidence,
+            expires_on=expires_on,
         )
 
     def reject(self, actor: Actor, reason: str, now: datetime) -> ConformanceClaim:
@@ -182,7 +226,14 @@ class ConformanceClaim:
         self._check_verifier(actor, "reject", allow_self_verification=True)
         if not reason.strip():
             raise invalid("body.reason", "a rejection needs a reason")
-        return self._move("reject", actor.id, now, note=reason.strip(), rejection_reason=reason.strip())
+        return self._move(
+            "reject",
+            actor.id,
+            now,
+            Rejected(by=actor.id, reason=reason.strip(), at=now),
+            note=reason.strip(),
+            rejection_reason=reason.strip(),
+        )
 
     def is_due(self, now: datetime) -> bool:
         return (
@@ -195,7 +246,7 @@ class ConformanceClaim:
         """Run by the schedule, not a person; only a verified claim whose date has come expires."""
         if self.status is ConformanceStatus.VERIFIED and not self.is_due(now):
             raise IllegalTransition("conformance claim", "expire", "verified until its expiry date")
-        return self._move("expire", "schedule", now)
+        return self._move("expire", "schedule", now, Expired(at=now))
 
 
 def expire_due(claims: Iterable[ConformanceClaim], now: datetime) -> list[ConformanceClaim]:

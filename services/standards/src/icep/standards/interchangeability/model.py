@@ -5,13 +5,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
 from icep.contracts import Releasability
 from icep.contracts.nations import NATO
-from icep.platform.domain import Actor, invalid
+from icep.platform.domain import Actor, Aggregate, DomainEvent, invalid
 from icep.platform.errors import Forbidden
 from icep.standards.answers.model import NationalResponse, ResponseStatus
 from icep.standards.records import (
@@ -46,8 +46,18 @@ class Basis:
     reference: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class ClearanceRecorded(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClearanceUpdated(DomainEvent):
+    by: str
+
+
 @dataclass(frozen=True)
-class Interchangeability:
+class Interchangeability(Aggregate):
     """Which item (munition or other) is cleared for which platform, by which nations."""
 
     id: str
@@ -95,6 +105,7 @@ class Interchangeability:
             version=1,
             history=(Change("recorded", status.value, actor.id, now),),
             releasability=owned(releasability, actor.nation, *nations),
+            events=(ClearanceRecorded(by=actor.id, at=now),),
         )
 
     def update(
@@ -111,8 +122,8 @@ class Interchangeability:
         _check_clearance(actor, basis or self.basis, nations, status, restrictions, self.item, self.platform)
         if actor.nation != self.release.owner:
             raise Forbidden(f"only {self.release.owner} may change a clearance it recorded")
-        return replace(
-            self,
+        return self.recorded(
+            ClearanceUpdated(by=actor.id, at=now),
             releasability=including(self.release, *nations),
             nations=tuple(sorted(set(nations))),
             status=status,

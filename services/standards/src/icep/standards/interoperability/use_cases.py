@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from icep.platform.db import Database
 from icep.platform.domain import Actor, invalid
@@ -15,24 +14,19 @@ from icep.platform.events import utcnow
 from icep.standards.answers.repository import responses_to
 from icep.standards.interoperability import model
 from icep.standards.interoperability.model import InteroperabilityReport, NationProgress
-from icep.standards.records import may_read
 from icep.standards.standards.model import Standard, StandardStatus
-from icep.standards.standards.repository import (
-    to_standard,
-    visible_standards,
-)
-from icep.standards.standards.rows import StandardRow
+from icep.standards.standards.repository import find_standard, visible_standards
 
 
 async def resolve_standards(session: AsyncSession, actor: Actor, refs: Sequence[str]) -> list[Standard]:
     """Standards named by id, or by number (its edition in force, else its latest edition)."""
     found: list[Standard] = []
     for ref in refs:
-        by_id = await session.get(StandardRow, ref)
-        if by_id is not None and may_read(to_standard(by_id).releasability, actor.nation):
-            found.append(to_standard(by_id))
+        by_id = await find_standard(session, actor, ref)
+        if by_id is not None:
+            found.append(by_id)
             continue
-        editions = await visible_standards(session, actor, col(StandardRow.number) == ref)
+        editions = await visible_standards(session, actor, number=ref)
         if not editions:
             raise invalid("query.standards", f"no standard {ref!r}")
         in_force = [s for s in editions if s.in_force]
@@ -51,9 +45,7 @@ async def interoperability(
 
 async def progress(db: Database, actor: Actor, nations: Sequence[str]) -> list[NationProgress]:
     async with db.sessions() as session:
-        standards = await visible_standards(
-            session, actor, col(StandardRow.status) == StandardStatus.PROMULGATED.value
-        )
+        standards = await visible_standards(session, actor, status=StandardStatus.PROMULGATED)
         responses = await responses_to(session, [s.id for s in standards])
     today = utcnow().date()
     return [model.progress(n, standards, responses, today) for n in nations]

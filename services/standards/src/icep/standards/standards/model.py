@@ -5,13 +5,13 @@ newer edition of the same number), or cancelled from any live state; and the cat
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 
 from icep.contracts import Releasability, ReleasabilityScope
 from icep.contracts.nations import NATO, PARTNERS
-from icep.platform.domain import Actor, invalid, transition
+from icep.platform.domain import Actor, Aggregate, DomainEvent, invalid, transition
 from icep.platform.errors import Forbidden
 from icep.standards.records import (
     STANDARDS_ROLE,
@@ -25,6 +25,34 @@ ALLIES_RELEASE = Releasability(owner=NATO, scope=ReleasabilityScope.ALLIES)
 def _check_nato_standards(actor: Actor, action: str) -> None:
     if actor.nation != NATO or STANDARDS_ROLE not in actor.roles:
         raise Forbidden(f"only NATO standardization staff may {action} a standard")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StandardDrafted(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StandardCirculated(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StandardPromulgated(DomainEvent):
+    by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StandardSuperseded(DomainEvent):
+    """Replaced by a newer edition as that one was promulgated (no person acts on this edition)."""
+
+    superseded_by: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class StandardCancelled(DomainEvent):
+    by: str
+    reason: str
 
 
 class StandardKind(StrEnum):
@@ -57,7 +85,7 @@ def next_standard_status(action: str, current: StandardStatus) -> StandardStatus
 
 
 @dataclass(frozen=True)
-class Standard:
+class Standard(Aggregate):
     """One edition of a NATO standard; a new edition is a new record that supersedes the old one."""
 
     id: str
@@ -146,25 +174,30 @@ class Standard:
             levels=levels,
             supersedes=supersedes.id if supersedes else None,
             releasability=releasability,
+            events=(StandardDrafted(by=actor.id, at=now),),
         )
 
-    def _move(self, action: str, actor: Actor, now: datetime, note: str = "", **changes: object) -> Standard:
+    def _move(
+        self, action: str, actor: Actor, now: datetime, event: DomainEvent, note: str = "", **changes: object
+    ) -> Standard:
         status = next_standard_status(action, self.status)
-        return replace(
-            self,
+        return self.recorded(
+            event,
             status=status,
             version=self.version + 1,
             history=(*self.history, Change(action, status.value, actor.id, now, note)),
-            **changes,  # type: ignore[arg-type]
+            **changes,
         )
 
     def circulate_for_ratification(self, actor: Actor, now: datetime) -> Standard:
         _check_nato_standards(actor, "circulate")
-        return self._move("circulate", actor, now)
+        return self._move("circulate", actor, now, StandardCirculated(by=actor.id, at=now))
 
     def promulgate(self, actor: Actor, now: datetime) -> Standard:
         _check_nato_standards(actor, "promulgate")
-        return self._move("promulgate", actor, now, promulgated_on=now.date())
+        return self._move(
+            "promulgate", actor, now, StandardPromulgated(by=actor.id, at=now), promulgated_on=now.date()
+        )
 
     def supersede(self, actor: Actor, by: Standard, now: datetime) -> Standard:
         """Replaced by `by`, a newer edition of the same standard (one edition of a standard is in force)."""
@@ -173,13 +206,27 @@ class Standard:
             raise invalid("body.superseded_by", f"{by.reference} does not supersede {self.reference}")
         if by.status is not StandardStatus.PROMULGATED:
             raise invalid("body.superseded_by", f"{by.reference} is not promulgated yet")
-        return self._move("supersede", actor, now, note=by.reference, superseded_by=by.id)
+        return self._move(
+            "supersede",
+            actor,
+            now,
+            StandardSuperseded(superseded_by=by.id, at=now),
+            note=by.reference,
+            superseded_by=by.id,
+        )
 
     def cancel(self, actor: Actor, reason: str, now: datetime) -> Standard:
         _check_nato_standards(actor, "cancel")
         if not reason.strip():
             raise invalid("body.reason", "a cancellation needs a reason")
-        return self._move("cancel", actor, now, note=reason.strip(), cancellation_reason=reason.strip())
+        return self._move(
+            "cancel",
+            actor,
+            now,
+            StandardCancelled(by=actor.id, reason=reason.strip(), at=now),
+            note=reason.strip(),
+            cancellation_reason=reason.strip(),
+        )
 
     @property
     def in_force(self) -> bool:
