@@ -15,33 +15,32 @@ from hypothesis import strategies as st
 
 from icep.contracts import Releasability, ReleasabilityScope, all_event_types
 from icep.contracts import standards as contracts
+from icep.platform.domain import Actor
 from icep.platform.errors import Forbidden, IllegalTransition, NotFound, Unprocessable
-from icep.standards.domain import (
+from icep.standards.answers.model import NationalResponse, Reservation, ReservationKind, ResponseStatus
+from icep.standards.conformance.model import (
     CONFORMANCE_TRANSITIONS,
-    STANDARD_TRANSITIONS,
-    Actor,
+    ConformanceClaim,
+    ConformanceStatus,
+    Product,
+    expire_due,
+    next_conformance_status,
+)
+from icep.standards.interchangeability.model import (
     Answer,
     Basis,
     BasisKind,
-    ConformanceClaim,
-    ConformanceStatus,
     Interchangeability,
     InterchangeabilityStatus,
-    NationalResponse,
-    Product,
-    Reservation,
-    ReservationKind,
-    ResponseStatus,
+    can_fire,
+)
+from icep.standards.interoperability.model import Verdict, interoperability, progress
+from icep.standards.standards.model import (
+    STANDARD_TRANSITIONS,
     Standard,
     StandardKind,
     StandardStatus,
-    Verdict,
-    can_fire,
-    expire_due,
-    interoperability,
-    next_conformance_status,
     next_standard_status,
-    progress,
     search,
 )
 

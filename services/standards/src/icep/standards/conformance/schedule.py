@@ -7,7 +7,7 @@ import asyncio
 from prometheus_client import Counter
 
 from icep.platform.app import Runtime
-from icep.standards import service
+from icep.standards.conformance import use_cases
 from icep.standards.settings import StandardsSettings
 
 EXPIRY_RUNS = Counter("icep_standards_expiry_runs", "Runs of the conformance expiry schedule", ["service"])
@@ -22,6 +22,6 @@ async def expire_conformance(runtime: Runtime) -> None:
     settings = runtime.settings_as(StandardsSettings)
     assert runtime.uow is not None
     while True:
-        EXPIRED.labels(settings.service_name).inc(await service.expire_due_claims(runtime.uow))
+        EXPIRED.labels(settings.service_name).inc(await use_cases.expire_due_claims(runtime.uow))
         EXPIRY_RUNS.labels(settings.service_name).inc()
         await asyncio.sleep(settings.expiry_interval_seconds)

@@ -1,0 +1,1 @@
+"""National answers to standard editions: ratification, reservations, implementation."""

@@ -1,0 +1,1 @@
+"""Conformance claims of products to standard editions, and their expiry schedule."""

@@ -1,0 +1,1 @@
+"""Interchangeability clearances (item for platform, for nations) and the "can fire" answer."""

@@ -1,0 +1,45 @@
+"""Request and response pieces the routes of every aggregate share: strict bodies, the history of a
+record, If-Match, the releasability a caller gives.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from icep.contracts import Releasability
+from icep.contracts.releasability import ReleasabilityIn
+from icep.platform.http import if_match_version
+from icep.standards.records import Change
+
+Text = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+IfMatch = Annotated[int | None, Depends(if_match_version)]
+
+
+class In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def owned_release(r: ReleasabilityIn | None, owner: str) -> Releasability | None:
+    return None if r is None else r.owned_by(owner)
+
+
+class ChangeOut(BaseModel):
+    action: str
+    status: str
+    by: str
+    at: datetime
+    note: str
+
+    @classmethod
+    def all(cls, history: tuple[Change, ...]) -> list[ChangeOut]:
+        return [cls(action=c.action, status=c.status, by=c.by, at=c.at, note=c.note) for c in history]
+
+
+class CancelIn(In):
+    reason: str = Field(min_length=1, max_length=2000)

@@ -1,0 +1,1 @@
+"""The standard aggregate: NATO standard editions, their lifecycle and the catalogue."""

@@ -1,0 +1,120 @@
+"""HTTP routes of the catalogue: parse, call one use case, shape the answer. Two routers, so that the
+routes under /v1/standards/{standard_id} come after the fixed paths other aggregates add there.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from icep.contracts import Releasability
+from icep.contracts.nations import NATO
+from icep.platform.app import database, unit_of_work
+from icep.platform.auth import ActorDep
+from icep.platform.http import etag, next_link
+from icep.standards.schemas import CancelIn, IfMatch
+from icep.standards.standards import use_cases
+from icep.standards.standards.model import Standard, StandardStatus
+from icep.standards.standards.schemas import StandardCreate, StandardOut, StandardPage
+
+catalogue_router = APIRouter(prefix="/v1/standards", tags=["standards"])
+router = APIRouter(prefix="/v1/standards", tags=["standards"])
+
+
+def _standard(response: Response, s: Standard) -> StandardOut:
+    response.headers["ETag"] = etag(s.version)
+    return StandardOut.of(s)
+
+
+@catalogue_router.post(
+    "", status_code=201, operation_id="draftStandard", summary="Draft a standard edition (NATO)"
+)
+async def draft_standard(
+    body: StandardCreate, request: Request, response: Response, who: ActorDep
+) -> StandardOut:
+    standard = await use_cases.draft_standard(
+        unit_of_work(request),
+        who,
+        use_cases.DraftStandard(
+            kind=body.kind,
+            number=body.number,
+            edition=body.edition,
+            title=body.title,
+            domain=body.domain,
+            covering_publications=tuple(body.covering_publications),
+            capability_areas=tuple(body.capability_areas),
+            levels=tuple(body.levels),
+            supersedes=body.supersedes,
+            releasability=Releasability(
+                owner=NATO, scope=body.releasability.scope, nations=tuple(body.releasability.nations)
+            ),
+        ),
+    )
+    response.headers["Location"] = f"/v1/standards/{standard.id}"
+    return _standard(response, standard)
+
+
+@catalogue_router.get("", operation_id="searchStandards", summary="Search the catalogue")
+async def search_standards(
+    request: Request,
+    who: ActorDep,
+    number: Annotated[str | None, Query(max_length=40, examples=["4569"])] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Text in the title, reference or publications")
+    ] = None,
+    capability_area: Annotated[str | None, Query(max_length=100)] = None,
+    status: StandardStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> StandardPage:
+    found, after = await use_cases.search_standards(
+        database(request),
+        who,
+        number=number,
+        text=q,
+        capability_area=capability_area,
+        status=status,
+        limit=limit,
+        after=cursor,
+    )
+    return StandardPage(items=[StandardOut.of(s) for s in found], next=next_link(request, after))
+
+
+@router.get("/{standard_id}", operation_id="getStandard", summary="One standard edition")
+async def get_standard(standard_id: str, request: Request, response: Response, who: ActorDep) -> StandardOut:
+    return _standard(response, await use_cases.get_standard(database(request), who, standard_id))
+
+
+@router.post(
+    "/{standard_id}/circulate",
+    operation_id="circulateStandard",
+    summary="Send a study to nations for ratification",
+)
+async def circulate_standard(
+    standard_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+) -> StandardOut:
+    return _standard(
+        response, await use_cases.circulate_standard(unit_of_work(request), who, standard_id, expected)
+    )
+
+
+@router.post(
+    "/{standard_id}/promulgate",
+    operation_id="promulgateStandard",
+    summary="Promulgate; the edition it supersedes, if in force, becomes superseded",
+)
+async def promulgate_standard(
+    standard_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+) -> StandardOut:
+    return _standard(
+        response, await use_cases.promulgate_standard(unit_of_work(request), who, standard_id, expected)
+    )
+
+
+@router.post("/{standard_id}/cancel", operation_id="cancelStandard", summary="Cancel, with a reason")
+async def cancel_standard(
+    standard_id: str, body: CancelIn, request: Request, response: Response, who: ActorDep, expected: IfMatch
+) -> StandardOut:
+    standard = await use_cases.cancel_standard(unit_of_work(request), who, standard_id, expected, body.reason)
+    return _standard(response, standard)
