@@ -19,7 +19,7 @@ from icep.platform.db import Database
 from icep.platform.domain import Aggregate, DomainEvent
 from icep.platform.events import OutgoingEvent, decode, utcnow
 from icep.platform.kafka import new_producer
-from icep.platform.outbox import UnitOfWorkFactory
+from icep.platform.outbox import UnitOfWork, UnitOfWorkFactory
 from icep.platform.relay import OutboxRelay
 from icep.platform.tables import PlatformTables
 from icep.platform.testing import read_records, wait_for
@@ -137,6 +137,20 @@ async def test_aggregates_record_events_the_unit_of_work_maps_and_publishes_at_c
             tx.collect(Counter(id="c2").bump(9, now))
             raise RuntimeError("refused after the change")
     assert len(await published_data(db)) == 3  # a rolled-back change publishes nothing
+
+
+def test_aggregates_changed_and_dropped_in_a_loop_each_publish_their_events(topic: str) -> None:
+    """A batch job changes many aggregates in one unit of work and keeps none of them. Every event is
+    published once: none is taken for an earlier one whose memory (and so whose `id`) it reuses."""
+    published = OutgoingEvent(
+        payload=CounterBumped(n=1), subject="c", releasability=Releasability(owner="DEU")
+    )
+    # The mapper allocates nothing, so the allocator hands a dropped event's memory to the next one.
+    tx = UnitOfWork(None, T.outbox, "test", topic, lambda _counter, _event: (published,))  # type: ignore[arg-type]
+    now = utcnow()
+    for n in range(200):
+        tx.collect(Counter(id=f"c{n}").bump(n, now))
+    assert len(tx.published) == 200
 
 
 async def test_a_service_without_a_mapper_cannot_drop_recorded_events(db: Database, topic: str) -> None:

@@ -53,7 +53,10 @@ class UnitOfWork:
         self._source = source
         self._topic = topic
         self._mapper = mapper
-        self._collected: set[int] = set()
+        #: What `collect` published, by identity. The events themselves are kept (not only their ids): an
+        #: aggregate saved and dropped in a loop would free its events, and a later event could be given
+        #: the same id and be taken for one already published.
+        self._collected: dict[int, DomainEvent] = {}
         self.published: list[OutgoingEvent] = []
 
     def publish(self, event: OutgoingEvent) -> None:
@@ -67,7 +70,7 @@ class UnitOfWork:
                 continue
             if self._mapper is None:
                 raise RuntimeError(f"{self._source} maps no domain events: give its ServiceSpec `events`")
-            self._collected.add(id(event))
+            self._collected[id(event)] = event
             self.published.extend(self._mapper(aggregate, event))
 
     async def flush(self) -> None:

@@ -74,9 +74,6 @@ class AnswerRepository:
         self.tx = tx
         self.session = tx.session
         self._loaded: dict[tuple[str, str], tuple[ResponseRow | None, Standard]] = {}
-        #: What was saved, kept until the commit: the unit of work tells the events it collected apart by
-        #: their identity, which a discarded aggregate's events would free for reuse by the next ones.
-        self._saved: list[NationalResponse] = []
 
     async def get_for_update(
         self, standard: Standard, nation: str, expected_version: int | None
@@ -106,5 +103,4 @@ class AnswerRepository:
             self.session.add(row)
             self._loaded[(answer.standard_id, answer.nation)] = (row, standard)
         store_response(row, answer)
-        self._saved.append(answer)
         self.tx.collect(answer)

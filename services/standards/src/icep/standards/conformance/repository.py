@@ -95,9 +95,6 @@ class ClaimRepository:
         self.tx = tx
         self.session = tx.session
         self._rows: dict[str, ConformanceRow] = {}
-        #: What was saved, kept until the commit: the unit of work tells the events it collected apart by
-        #: their identity, which a discarded aggregate's events would free for reuse by the next ones.
-        self._saved: list[ConformanceClaim] = []
 
     async def _loaded(self, row: ConformanceRow) -> ConformanceClaim:
         self._rows[row.id] = row
@@ -148,5 +145,4 @@ class ClaimRepository:
             self._rows[claim.id] = row
         else:
             store_claim(row, claim)
-        self._saved.append(claim)
         self.tx.collect(claim)

@@ -109,9 +109,6 @@ class ClearanceRepository:
         self.tx = tx
         self.session = tx.session
         self._rows: dict[str, ClearanceRow] = {}
-        #: What was saved, kept until the commit: the unit of work tells the events it collected apart by
-        #: their identity, which a discarded aggregate's events would free for reuse by the next ones.
-        self._saved: list[Interchangeability] = []
 
     async def get_for_update(
         self, actor: Actor, clearance_id: str, expected_version: int | None
@@ -153,5 +150,4 @@ class ClearanceRepository:
             self._rows[clearance.id] = row
         else:
             store_clearance(row, clearance)
-        self._saved.append(clearance)
         self.tx.collect(clearance)

@@ -131,9 +131,6 @@ class StandardRepository:
         self.tx = tx
         self.session = tx.session
         self._rows: dict[str, StandardRow] = {}
-        #: What was saved, kept until the commit: the unit of work tells the events it collected apart by
-        #: their identity, which a discarded aggregate's events would free for reuse by the next ones.
-        self._saved: list[Standard] = []
 
     async def get(self, actor: Actor, standard_id: str, *, share: bool = False) -> Standard:
         """The edition, if the caller may read it; `share`: it does not change until the commit (see
@@ -196,5 +193,4 @@ class StandardRepository:
             self._rows[standard.id] = row
         else:
             store_standard(row, standard)
-        self._saved.append(standard)
         self.tx.collect(standard)
