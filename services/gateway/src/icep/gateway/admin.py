@@ -38,8 +38,13 @@ keys_app = typer.Typer(
 #: The command groups `icep` adds (see `icep.platform.cli`).
 COMMANDS: dict[str, typer.Typer] = {"clients": clients_app, "keys": keys_app}
 
-console = Console()
 errors = Console(stderr=True)
+
+
+def console() -> Console:
+    """The terminal as it is when the command runs (its width from `COLUMNS` or the terminal now, not
+    from whenever this module was imported)."""
+    return Console()
 
 #: Bytes of randomness in a generated client secret (43 characters of base64url).
 SECRET_BYTES = 32
@@ -202,7 +207,7 @@ def list_clients(file: ClientsFileOption = None) -> None:
             "[red]disabled[/]" if client.disabled else "enabled",
             _when(client.previous_secret_expires_at) if client.previous_secret_valid(now) else "",
         )
-    console.print(table)
+    console().print(table)
 
 
 @clients_app.command("register")
@@ -241,7 +246,7 @@ def register(
     except InvalidClient as exc:
         _refuse(str(exc))
     _write_clients(path, registry, read)
-    console.print(
+    console().print(
         f"registered {client_id} ({client.nation}; roles {', '.join(sorted(client.roles))}; "
         f"scopes {' '.join(sorted(client.scopes))}; tier {tier}) in {path}",
         markup=False,
@@ -264,10 +269,10 @@ def _set_disabled(client_id: str, file: Path | None, disabled: bool) -> None:
         _refuse(str(exc))
     state = "disabled" if disabled else "enabled"
     if client.disabled == disabled:
-        console.print(f"{client_id} is already {state}", markup=False, highlight=False)
+        console().print(f"{client_id} is already {state}", markup=False, highlight=False)
         return
     _write_clients(path, registry.updated(replace(client, disabled=disabled)), read)
-    console.print(f"{client_id} is {state} ({path})", markup=False, highlight=False, soft_wrap=True)
+    console().print(f"{client_id} is {state} ({path})", markup=False, highlight=False, soft_wrap=True)
 
 
 @clients_app.command("disable")
@@ -318,7 +323,7 @@ def rotate_secret(
     grace_until = datetime.now(UTC) + timedelta(seconds=grace_seconds) if grace_seconds else None
     _write_clients(path, registry.updated(client.with_secret(secret_hash, grace_until=grace_until)), read)
     until = f"until {_when(grace_until)}" if grace_until else "no longer"
-    console.print(
+    console().print(
         f"new secret for {client_id} ({path}); the old one works {until}",
         markup=False,
         highlight=False,
@@ -353,7 +358,7 @@ def list_keys(file: KeysFileOption = None) -> None:
     for key in all_keys:
         current = key.kid == all_keys[-1].kid
         table.add_row(key.kid, _when(datetime.fromtimestamp(key.created_at, UTC)), "yes" if current else "")
-    console.print(table)
+    console().print(table)
 
 
 @keys_app.command("rotate")
@@ -370,7 +375,7 @@ def rotate_keys(file: KeysFileOption = None) -> None:
         key = SigningKeys.load_or_create(path).current
         count = 1
     typer.echo(f"kid: {key.kid}")
-    console.print(
+    console().print(
         f"{key.kid} now signs ({count} published in {path}); gateways switch within a second",
         markup=False,
         highlight=False,
@@ -414,6 +419,6 @@ def retire_key(
                 f"{ttl} s, after the next key took over); retire it then, or pass --force"
             )
     keys.retire(kid)
-    console.print(
+    console().print(
         f"retired {kid} ({len(kids) - 1} published in {path})", markup=False, highlight=False, soft_wrap=True
     )

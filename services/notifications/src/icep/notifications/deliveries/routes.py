@@ -11,7 +11,7 @@ from icep.notifications.deliveries.model import DeliveryStatus
 from icep.notifications.deliveries.schemas import DeliveryList, DeliveryOut, ReplayIn, ReplayOut
 from icep.notifications.settings import NotificationsSettings
 from icep.notifications.subscriptions.routes import SubscriberDep
-from icep.platform.app import database, runtime_of, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep, runtime_of
 from icep.platform.http import next_link
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
@@ -30,13 +30,14 @@ def _settings(request: Request) -> NotificationsSettings:
 async def list_deliveries(
     subscription_id: str,
     request: Request,
+    db: DatabaseDep,
     who: SubscriberDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[DeliveryStatus | None, Query()] = None,
 ) -> DeliveryList:
     found, after = await deliveries.delivery_page(
-        database(request), who, subscription_id, limit, status=status, after=cursor
+        db, who, subscription_id, limit, status=status, after=cursor
     )
     return DeliveryList(items=[DeliveryOut.of(d, a) for d, a in found], next=next_link(request, after))
 
@@ -47,9 +48,9 @@ async def list_deliveries(
     summary="One delivery with all its attempts",
 )
 async def get_delivery(
-    subscription_id: str, delivery_id: str, request: Request, who: SubscriberDep
+    subscription_id: str, delivery_id: str, db: DatabaseDep, who: SubscriberDep
 ) -> DeliveryOut:
-    row, attempts = await deliveries.get_delivery(database(request), who, subscription_id, delivery_id)
+    row, attempts = await deliveries.get_delivery(db, who, subscription_id, delivery_id)
     return DeliveryOut.of(row, attempts)
 
 
@@ -60,9 +61,9 @@ async def get_delivery(
     summary="Attempt a delivery once more, now (also after it was delivered or failed for good)",
 )
 async def redeliver(
-    subscription_id: str, delivery_id: str, request: Request, who: SubscriberDep
+    subscription_id: str, delivery_id: str, request: Request, uow: UnitOfWorkDep, who: SubscriberDep
 ) -> DeliveryOut:
-    row, attempts = await deliveries.redeliver(unit_of_work(request), who, subscription_id, delivery_id)
+    row, attempts = await deliveries.redeliver(uow, who, subscription_id, delivery_id)
     runtime_of(request).committed()  # wake the dispatcher
     return DeliveryOut.of(row, attempts)
 
@@ -73,10 +74,10 @@ async def redeliver(
     operation_id="replaySubscription",
     summary="Deliver again every event the subscription received since a time (same webhook-id each)",
 )
-async def replay(subscription_id: str, body: ReplayIn, request: Request, who: SubscriberDep) -> ReplayOut:
-    found = await deliveries.replay(
-        unit_of_work(request), _settings(request), who, subscription_id, body.since
-    )
+async def replay(
+    subscription_id: str, body: ReplayIn, request: Request, uow: UnitOfWorkDep, who: SubscriberDep
+) -> ReplayOut:
+    found = await deliveries.replay(uow, _settings(request), who, subscription_id, body.since)
     if found.replayed:
         runtime_of(request).committed()  # wake the dispatcher
     return ReplayOut(replayed=found.replayed, since=found.since, next_since=found.next_since)

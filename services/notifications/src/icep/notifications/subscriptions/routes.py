@@ -19,7 +19,7 @@ from icep.notifications.subscriptions.schemas import (
     SubscriptionPatch,
     SubscriptionSecret,
 )
-from icep.platform.app import database, runtime_of, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep, runtime_of
 from icep.platform.auth import PrincipalDep
 from icep.platform.http import etag, if_match_version
 
@@ -37,11 +37,11 @@ SubscriberDep = Annotated[Subscriber, Depends(subscriber)]
     "", status_code=201, operation_id="createSubscription", summary="Subscribe an endpoint to events"
 )
 async def create_subscription(
-    body: SubscriptionCreate, request: Request, response: Response, who: SubscriberDep
+    body: SubscriptionCreate, request: Request, uow: UnitOfWorkDep, response: Response, who: SubscriberDep
 ) -> SubscriptionCreated:
     settings = runtime_of(request).settings_as(NotificationsSettings)
     row = await subscriptions.create_subscription(
-        unit_of_work(request),
+        uow,
         settings,
         who,
         subscriptions.NewSubscription(
@@ -59,16 +59,16 @@ async def create_subscription(
 
 
 @router.get("", operation_id="listSubscriptions", summary="The caller's subscriptions")
-async def list_subscriptions(request: Request, who: SubscriberDep) -> SubscriptionList:
-    rows = await subscriptions.list_subscriptions(database(request), who)
+async def list_subscriptions(db: DatabaseDep, who: SubscriberDep) -> SubscriptionList:
+    rows = await subscriptions.list_subscriptions(db, who)
     return SubscriptionList(items=[SubscriptionOut.of(r) for r in rows])
 
 
 @router.get("/{subscription_id}", operation_id="getSubscription", summary="One of the caller's subscriptions")
 async def get_subscription(
-    subscription_id: str, request: Request, response: Response, who: SubscriberDep
+    subscription_id: str, db: DatabaseDep, response: Response, who: SubscriberDep
 ) -> SubscriptionOut:
-    row = await subscriptions.get_subscription(database(request), who, subscription_id)
+    row = await subscriptions.get_subscription(db, who, subscription_id)
     response.headers["ETag"] = etag(row.version)
     return SubscriptionOut.of(row)
 
@@ -95,13 +95,14 @@ async def update_subscription(
     subscription_id: str,
     body: SubscriptionPatch,
     request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: SubscriberDep,
     expected: IfMatch,
 ) -> SubscriptionOut:
     changes = subscriptions.SubscriptionChanges(**body.model_dump(exclude_unset=True))
     row = await subscriptions.update_subscription(
-        unit_of_work(request), _settings(request), who, subscription_id, expected, changes
+        uow, _settings(request), who, subscription_id, expected, changes
     )
     return _answer(response, row)
 
@@ -113,11 +114,9 @@ async def update_subscription(
     summary="Delete a subscription (If-Match required); what still waits for it is not sent",
 )
 async def delete_subscription(
-    subscription_id: str, request: Request, who: SubscriberDep, expected: IfMatch
+    subscription_id: str, uow: UnitOfWorkDep, who: SubscriberDep, expected: IfMatch
 ) -> Response:
-    await subscriptions.change_status(
-        unit_of_work(request), who, subscription_id, expected, SubscriptionAction.DELETE
-    )
+    await subscriptions.change_status(uow, who, subscription_id, expected, SubscriptionAction.DELETE)
     return Response(status_code=204)
 
 
@@ -127,11 +126,14 @@ async def delete_subscription(
     summary="A new signing secret, shown once; the previous one also signs for a grace period",
 )
 async def rotate_secret(
-    subscription_id: str, request: Request, response: Response, who: SubscriberDep, expected: IfMatch
+    subscription_id: str,
+    request: Request,
+    uow: UnitOfWorkDep,
+    response: Response,
+    who: SubscriberDep,
+    expected: IfMatch,
 ) -> SubscriptionSecret:
-    row = await subscriptions.rotate_secret(
-        unit_of_work(request), _settings(request), who, subscription_id, expected
-    )
+    row = await subscriptions.rotate_secret(uow, _settings(request), who, subscription_id, expected)
     return SubscriptionSecret(**_answer(response, row).model_dump(), secret=row.secret)
 
 
@@ -140,10 +142,10 @@ async def rotate_secret(
     operation_id="pingSubscription",
     summary="Send a signed `icep.notifications.ping.v1` to the endpoint now and report its answer",
 )
-async def ping_subscription(subscription_id: str, request: Request, who: SubscriberDep) -> PingOut:
-    result = await subscriptions.ping(
-        database(request), unit_of_work(request), _settings(request), who, subscription_id
-    )
+async def ping_subscription(
+    subscription_id: str, request: Request, uow: UnitOfWorkDep, db: DatabaseDep, who: SubscriberDep
+) -> PingOut:
+    result = await subscriptions.ping(db, uow, _settings(request), who, subscription_id)
     return PingOut(
         message_id=result.message_id,
         ok=result.ok,
@@ -159,11 +161,9 @@ async def ping_subscription(subscription_id: str, request: Request, who: Subscri
     summary="Pause deliveries: events are still kept for the subscription and go, in order, on resume",
 )
 async def pause_subscription(
-    subscription_id: str, request: Request, response: Response, who: SubscriberDep, expected: IfMatch
+    subscription_id: str, uow: UnitOfWorkDep, response: Response, who: SubscriberDep, expected: IfMatch
 ) -> SubscriptionOut:
-    row = await subscriptions.change_status(
-        unit_of_work(request), who, subscription_id, expected, SubscriptionAction.PAUSE
-    )
+    row = await subscriptions.change_status(uow, who, subscription_id, expected, SubscriptionAction.PAUSE)
     return _answer(response, row)
 
 
@@ -173,11 +173,9 @@ async def pause_subscription(
     summary="Resume a paused subscription (what waited goes now), or re-enable a disabled one",
 )
 async def resume_subscription(
-    subscription_id: str, request: Request, response: Response, who: SubscriberDep, expected: IfMatch
+    subscription_id: str, uow: UnitOfWorkDep, response: Response, who: SubscriberDep, expected: IfMatch
 ) -> SubscriptionOut:
-    row = await subscriptions.change_status(
-        unit_of_work(request), who, subscription_id, expected, SubscriptionAction.RESUME
-    )
+    row = await subscriptions.change_status(uow, who, subscription_id, expected, SubscriptionAction.RESUME)
     return _answer(response, row)
 
 
@@ -189,12 +187,12 @@ async def resume_subscription(
 async def disable_subscription(
     subscription_id: str,
     body: DisableIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: SubscriberDep,
     expected: IfMatch,
 ) -> SubscriptionOut:
     row = await subscriptions.change_status(
-        unit_of_work(request), who, subscription_id, expected, SubscriptionAction.DISABLE, body.reason
+        uow, who, subscription_id, expected, SubscriptionAction.DISABLE, body.reason
     )
     return _answer(response, row)

@@ -11,7 +11,7 @@ from icep.plans.capacity import use_cases
 from icep.plans.capacity.model import SummaryFilter
 from icep.plans.capacity.repository import content_cache
 from icep.plans.capacity.schemas import DependenciesOut, DependencyOut, SummaryLineOut, SummaryOut
-from icep.platform.app import database, runtime_of
+from icep.platform.app import DatabaseDep, runtime_of
 from icep.platform.auth import ActorDep
 
 #: The capacity summary and dependencies share the capacity paths and tag with the targets.
@@ -35,8 +35,8 @@ FilterDep = Annotated[SummaryFilter, Depends(summary_filter)]
     operation_id="capacitySummary",
     summary="Per product and year: requirement, committed capacity, actuals and gap, from what you may see",
 )
-async def capacity_summary(request: Request, who: ActorDep, f: FilterDep) -> SummaryOut:
-    lines = await use_cases.capacity_summary(database(request), who, f, content_cache(runtime_of(request)))
+async def capacity_summary(request: Request, db: DatabaseDep, who: ActorDep, f: FilterDep) -> SummaryOut:
+    lines = await use_cases.capacity_summary(db, who, f, content_cache(runtime_of(request)))
     return SummaryOut(
         items=[
             SummaryLineOut(
@@ -62,8 +62,8 @@ async def capacity_summary(request: Request, who: ActorDep, f: FilterDep) -> Sum
     operation_id="capacityDependencies",
     summary="Bottleneck inputs across accepted plans: dependent commitments per source country",
 )
-async def capacity_dependencies(request: Request, who: ActorDep, f: FilterDep) -> DependenciesOut:
-    deps = await use_cases.capacity_dependencies(database(request), who, f)
+async def capacity_dependencies(db: DatabaseDep, who: ActorDep, f: FilterDep) -> DependenciesOut:
+    deps = await use_cases.capacity_dependencies(db, who, f)
     return DependenciesOut(
         items=[
             DependencyOut(

@@ -19,7 +19,7 @@ from icep.plans.plans.schemas import (
     ReturnIn,
     VersionsOut,
 )
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.http import etag, if_match_version, next_link
 
@@ -39,9 +39,9 @@ def _release(r: PlanReleasabilityIn | None) -> tuple[ReleasabilityScope, tuple[s
 
 
 @router.post("", status_code=201, operation_id="createPlan", summary="Create a draft national plan")
-async def create_plan(body: PlanCreate, request: Request, response: Response, who: ActorDep) -> PlanOut:
+async def create_plan(body: PlanCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep) -> PlanOut:
     plan = await use_cases.create_plan(
-        unit_of_work(request),
+        uow,
         who,
         use_cases.DraftPlan(
             title=body.title,
@@ -61,6 +61,7 @@ async def create_plan(body: PlanCreate, request: Request, response: Response, wh
 @router.get("", operation_id="listPlans", summary="National plans the caller may see")
 async def list_plans(
     request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
@@ -68,7 +69,7 @@ async def list_plans(
     status: Annotated[PlanStatus | None, Query()] = None,
 ) -> PlanPage:
     plans, after = await repository.list_plans(
-        database(request),
+        db,
         who,
         limit=limit,
         after=cursor,
@@ -79,8 +80,8 @@ async def list_plans(
 
 
 @router.get("/{plan_id}", operation_id="getPlan", summary="One national plan")
-async def get_plan(plan_id: str, request: Request, response: Response, who: ActorDep) -> PlanOut:
-    return _answer(response, await repository.get_plan(database(request), who, plan_id))
+async def get_plan(plan_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> PlanOut:
+    return _answer(response, await repository.get_plan(db, who, plan_id))
 
 
 @router.patch(
@@ -89,7 +90,7 @@ async def get_plan(plan_id: str, request: Request, response: Response, who: Acto
     summary="Edit a draft (If-Match required); a given `content` replaces the whole content",
 )
 async def edit_plan(
-    plan_id: str, body: PlanPatch, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    plan_id: str, body: PlanPatch, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
     changes = use_cases.PlanChanges(
         title=body.title,
@@ -98,52 +99,50 @@ async def edit_plan(
         capability_areas=None if body.capability_areas is None else tuple(body.capability_areas),
         content=None if body.content is None else body.content.to_domain(),
     )
-    return _answer(
-        response, await use_cases.edit_plan(unit_of_work(request), who, plan_id, expected, changes)
-    )
+    return _answer(response, await use_cases.edit_plan(uow, who, plan_id, expected, changes))
 
 
 @router.post("/{plan_id}/submit", operation_id="submitPlan", summary="Submit a draft plan for NATO review")
 async def submit_plan(
-    plan_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
-    return _answer(response, await use_cases.submit_plan(unit_of_work(request), who, plan_id, expected))
+    return _answer(response, await use_cases.submit_plan(uow, who, plan_id, expected))
 
 
 @router.post("/{plan_id}/start-review", operation_id="startReview", summary="NATO starts reviewing a plan")
 async def start_review(
-    plan_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
-    return _answer(response, await use_cases.start_review(unit_of_work(request), who, plan_id, expected))
+    return _answer(response, await use_cases.start_review(uow, who, plan_id, expected))
 
 
 @router.post("/{plan_id}/accept", operation_id="acceptPlan", summary="NATO accepts a plan under review")
 async def accept_plan(
-    plan_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
-    return _answer(response, await use_cases.accept_plan(unit_of_work(request), who, plan_id, expected))
+    return _answer(response, await use_cases.accept_plan(uow, who, plan_id, expected))
 
 
 @router.post("/{plan_id}/return", operation_id="returnPlan", summary="NATO returns a plan, with reasons")
 async def return_plan(
-    plan_id: str, body: ReturnIn, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    plan_id: str, body: ReturnIn, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
-    plan = await use_cases.return_plan(unit_of_work(request), who, plan_id, expected, body.reasons)
+    plan = await use_cases.return_plan(uow, who, plan_id, expected, body.reasons)
     return _answer(response, plan)
 
 
 @router.post("/{plan_id}/redraft", operation_id="redraftPlan", summary="Take a returned plan back to draft")
 async def redraft_plan(
-    plan_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
-    return _answer(response, await use_cases.redraft_plan(unit_of_work(request), who, plan_id, expected))
+    return _answer(response, await use_cases.redraft_plan(uow, who, plan_id, expected))
 
 
 @router.post("/{plan_id}/withdraw", operation_id="withdrawPlan", summary="Withdraw a draft or submitted plan")
 async def withdraw_plan(
-    plan_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
-    return _answer(response, await use_cases.withdraw_plan(unit_of_work(request), who, plan_id, expected))
+    return _answer(response, await use_cases.withdraw_plan(uow, who, plan_id, expected))
 
 
 @router.post(
@@ -152,23 +151,23 @@ async def withdraw_plan(
     summary="Set who may see the plan once accepted, and its capacity figures (may be wider)",
 )
 async def release_plan(
-    plan_id: str, body: ReleaseIn, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    plan_id: str, body: ReleaseIn, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
     whole = _release(body.releasability)
     assert whole is not None
     plan = await use_cases.release_plan(
-        unit_of_work(request), who, plan_id, expected, whole, _release(body.capacity_releasability)
+        uow, who, plan_id, expected, whole, _release(body.capacity_releasability)
     )
     return _answer(response, plan)
 
 
 @router.get("/{plan_id}/versions", operation_id="listPlanVersions", summary="Every version of a plan")
-async def list_versions(plan_id: str, request: Request, who: ActorDep) -> VersionsOut:
-    return VersionsOut(items=await repository.plan_versions(database(request), who, plan_id))
+async def list_versions(plan_id: str, db: DatabaseDep, who: ActorDep) -> VersionsOut:
+    return VersionsOut(items=await repository.plan_versions(db, who, plan_id))
 
 
 @router.get("/{plan_id}/versions/{version}", operation_id="getPlanVersion", summary="One version of a plan")
 async def get_version(
-    plan_id: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], request: Request, who: ActorDep
+    plan_id: str, version: Annotated[int, Path(ge=1, le=2**31 - 1)], db: DatabaseDep, who: ActorDep
 ) -> dict[str, Any]:
-    return await repository.plan_version(database(request), who, plan_id, version)
+    return await repository.plan_version(db, who, plan_id, version)

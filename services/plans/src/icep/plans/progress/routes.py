@@ -8,7 +8,7 @@ from icep.plans.plans.routes import IfMatch
 from icep.plans.progress import use_cases
 from icep.plans.progress.schemas import ProgressIn, ProgressOut
 from icep.plans.settings import PlansSettings
-from icep.platform.app import runtime_of, unit_of_work
+from icep.platform.app import UnitOfWorkDep, runtime_of
 from icep.platform.auth import ActorDep
 from icep.platform.http import etag
 
@@ -27,13 +27,14 @@ async def report_progress(
     commitment_key: str,
     body: ProgressIn,
     request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> ProgressOut:
     threshold = runtime_of(request).settings_as(PlansSettings).shortfall_threshold
     p = await use_cases.record_progress(
-        unit_of_work(request),
+        uow,
         who,
         plan_id,
         commitment_key,

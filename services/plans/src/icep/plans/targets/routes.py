@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 
 from icep.plans.targets import repository, use_cases
 from icep.plans.targets.model import CapabilityTarget
 from icep.plans.targets.schemas import TargetIn, TargetList, TargetOut
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.http import IfMatchCondition, etag, optional_if_match
 
@@ -39,14 +39,12 @@ def _target_out(t: CapabilityTarget) -> TargetOut:
 )
 async def set_target(
     body: TargetIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: Annotated[IfMatchCondition, Depends(optional_if_match)],
 ) -> TargetOut:
-    target, created = await use_cases.set_capability_target(
-        unit_of_work(request), who, **body.model_dump(), expected=expected
-    )
+    target, created = await use_cases.set_capability_target(uow, who, **body.model_dump(), expected=expected)
     response.status_code = 201 if created else 200
     response.headers["ETag"] = etag(target.version)
     response.headers["Content-Location"] = f"/v1/capacity/targets/{target.id}"
@@ -54,21 +52,21 @@ async def set_target(
 
 
 @router.get("/targets/{target_id}", operation_id="getCapabilityTarget", summary="One capability target")
-async def get_target(target_id: str, request: Request, response: Response, who: ActorDep) -> TargetOut:
-    target = await repository.get_capability_target(database(request), who, target_id)
+async def get_target(target_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> TargetOut:
+    target = await repository.get_capability_target(db, who, target_id)
     response.headers["ETag"] = etag(target.version)
     return _target_out(target)
 
 
 @router.get("/targets", operation_id="listCapabilityTargets", summary="Capability targets")
 async def list_targets(
-    request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     capability_area: Annotated[str | None, Query(max_length=100)] = None,
     product: Annotated[str | None, Query(max_length=200)] = None,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
 ) -> TargetList:
     targets = await repository.list_capability_targets(
-        database(request), who, capability_area=capability_area, product=product, year=year
+        db, who, capability_area=capability_area, product=product, year=year
     )
     return TargetList(items=[_target_out(t) for t in targets])

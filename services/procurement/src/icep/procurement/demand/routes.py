@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.errors import PreconditionRequired
@@ -54,9 +54,9 @@ def _signal(response: Response, s: Signal) -> SignalOut:
     summary="Per product and year: demand signals and initiatives by firmness, within what the caller sees",
 )
 async def demand(
-    request: Request, who: ActorDep, product: Annotated[str | None, Query(max_length=200)] = None
+    db: DatabaseDep, who: ActorDep, product: Annotated[str | None, Query(max_length=200)] = None
 ) -> DemandPictureOut:
-    found = await use_cases.demand(database(request), who, None if product is None else _product(product))
+    found = await use_cases.demand(db, who, None if product is None else _product(product))
     return DemandPictureOut(
         items=[
             ProductDemandOut(
@@ -78,10 +78,10 @@ async def demand(
     summary="Publish a nation's standing demand for a product",
 )
 async def publish_demand_signal(
-    body: SignalCreate, request: Request, response: Response, who: ActorDep
+    body: SignalCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep
 ) -> SignalOut:
     signal = await use_cases.publish_demand_signal(
-        unit_of_work(request),
+        uow,
         who,
         product=body.product.strip(),
         capability_area=body.capability_area.strip(),
@@ -97,6 +97,7 @@ async def publish_demand_signal(
 @router.get("/signals", operation_id="listDemandSignals", summary="Demand signals the caller may see")
 async def list_demand_signals(
     request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     nation: Annotated[str | None, Query(pattern=r"^[A-Z]{2,4}$")] = None,
     product: Annotated[str | None, Query(max_length=200)] = None,
@@ -104,14 +105,14 @@ async def list_demand_signals(
     cursor: Cursor = None,
 ) -> SignalPage:
     found, after = await use_cases.list_demand_signals(
-        database(request), who, nation=nation, product=product, limit=limit, after=cursor
+        db, who, nation=nation, product=product, limit=limit, after=cursor
     )
     return SignalPage(items=[SignalOut.of(x) for x in found], next=next_link(request, after))
 
 
 @router.get("/signals/{signal_id}", operation_id="getDemandSignal", summary="One demand signal")
-async def get_demand_signal(signal_id: str, request: Request, response: Response, who: ActorDep) -> SignalOut:
-    return _signal(response, await use_cases.get_demand_signal(database(request), who, signal_id))
+async def get_demand_signal(signal_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> SignalOut:
+    return _signal(response, await use_cases.get_demand_signal(db, who, signal_id))
 
 
 @router.put(
@@ -122,7 +123,7 @@ async def get_demand_signal(signal_id: str, request: Request, response: Response
 async def revise_demand_signal(
     signal_id: str,
     body: SignalChange,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
@@ -132,7 +133,7 @@ async def revise_demand_signal(
             "revising a demand signal needs If-Match with the ETag of the version you read"
         )
     signal = await use_cases.revise_demand_signal(
-        unit_of_work(request), who, signal_id, expected, body.firmness, per_year(body.quantities)
+        uow, who, signal_id, expected, body.firmness, per_year(body.quantities)
     )
     return _signal(response, signal)
 
@@ -143,7 +144,7 @@ async def revise_demand_signal(
     summary="Per year: a product's aggregated demand against committed capacity, and the gap",
 )
 async def demand_against_capacity(
-    request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     product: Annotated[str, Query(min_length=1, max_length=200)],
     unit: Annotated[
@@ -153,7 +154,7 @@ async def demand_against_capacity(
     if unit is not None and not unit.strip():
         raise invalid("query.unit", "name a unit (not blank), or leave it out")
     found = await use_cases.demand_against_capacity(
-        database(request), who, _product(product), unit.strip() if unit else None
+        db, who, _product(product), unit.strip() if unit else None
     )
     return DemandCapacityOut(
         product=found.product,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.domain import Actor
 from icep.platform.errors import NotFound
@@ -61,10 +61,10 @@ def _initiative(response: Response, i: Initiative, who: Actor) -> InitiativeOut:
     "", status_code=201, operation_id="proposeInitiative", summary="Propose a joint procurement initiative"
 )
 async def propose_initiative(
-    body: InitiativeCreate, request: Request, response: Response, who: ActorDep
+    body: InitiativeCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep
 ) -> InitiativeOut:
     initiative = await use_cases.propose_initiative(
-        unit_of_work(request),
+        uow,
         who,
         use_cases.NewInitiative(
             title=body.title,
@@ -93,6 +93,7 @@ async def propose_initiative(
 @router.get("", operation_id="listInitiatives", summary="Initiatives the caller may see")
 async def list_initiatives(
     request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     product: Annotated[str | None, Query(max_length=200)] = None,
     status: InitiativeStatus | None = None,
@@ -101,7 +102,7 @@ async def list_initiatives(
     cursor: Cursor = None,
 ) -> InitiativePage:
     found, after = await use_cases.list_initiatives(
-        database(request),
+        db,
         who,
         product=product,
         status=status,
@@ -116,18 +117,18 @@ async def list_initiatives(
 
 @router.get("/{initiative_id}", operation_id="getInitiative", summary="One initiative")
 async def get_initiative(
-    initiative_id: str, request: Request, response: Response, who: ActorDep
+    initiative_id: str, db: DatabaseDep, response: Response, who: ActorDep
 ) -> InitiativeOut:
-    return _initiative(response, await use_cases.get_initiative(database(request), who, initiative_id), who)
+    return _initiative(response, await use_cases.get_initiative(db, who, initiative_id), who)
 
 
 @router.post(
     "/{initiative_id}/open", operation_id="openInitiative", summary="Open for participation (lead nation)"
 )
 async def open_initiative(
-    initiative_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
-    i = await use_cases.open_initiative(unit_of_work(request), who, initiative_id, expected)
+    i = await use_cases.open_initiative(uow, who, initiative_id, expected)
     return _initiative(response, i, who)
 
 
@@ -137,11 +138,9 @@ async def open_initiative(
     summary="Join with indicative quantities per year (or revise them)",
 )
 async def join_initiative(
-    initiative_id: str, body: JoinIn, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    initiative_id: str, body: JoinIn, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
-    i = await use_cases.join_initiative(
-        unit_of_work(request), who, initiative_id, expected, per_year(body.indicative)
-    )
+    i = await use_cases.join_initiative(uow, who, initiative_id, expected, per_year(body.indicative))
     return _initiative(response, i, who)
 
 
@@ -153,13 +152,13 @@ async def join_initiative(
 async def commit_to_initiative(
     initiative_id: str,
     body: CommitIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
     i = await use_cases.commit_to_initiative(
-        unit_of_work(request), who, initiative_id, expected, per_year(body.firm), per_year(body.funded)
+        uow, who, initiative_id, expected, per_year(body.firm), per_year(body.funded)
     )
     return _initiative(response, i, who)
 
@@ -172,14 +171,12 @@ async def commit_to_initiative(
 async def withdraw_from_initiative(
     initiative_id: str,
     body: ReasonIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
-    i = await use_cases.withdraw_from_initiative(
-        unit_of_work(request), who, initiative_id, expected, body.reason
-    )
+    i = await use_cases.withdraw_from_initiative(uow, who, initiative_id, expected, body.reason)
     return _initiative(response, i, who)
 
 
@@ -189,9 +186,14 @@ async def withdraw_from_initiative(
     summary="Approve a committed nation's withdrawal, as an amendment (lead nation)",
 )
 async def approve_withdrawal(
-    initiative_id: str, nation: Nation, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    initiative_id: str,
+    nation: Nation,
+    uow: UnitOfWorkDep,
+    response: Response,
+    who: ActorDep,
+    expected: IfMatch,
 ) -> InitiativeOut:
-    i = await use_cases.decide_withdrawal(unit_of_work(request), who, initiative_id, expected, nation, True)
+    i = await use_cases.decide_withdrawal(uow, who, initiative_id, expected, nation, True)
     return _initiative(response, i, who)
 
 
@@ -201,9 +203,14 @@ async def approve_withdrawal(
     summary="Refuse a committed nation's withdrawal: it stays committed (lead nation)",
 )
 async def refuse_withdrawal(
-    initiative_id: str, nation: Nation, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    initiative_id: str,
+    nation: Nation,
+    uow: UnitOfWorkDep,
+    response: Response,
+    who: ActorDep,
+    expected: IfMatch,
 ) -> InitiativeOut:
-    i = await use_cases.decide_withdrawal(unit_of_work(request), who, initiative_id, expected, nation, False)
+    i = await use_cases.decide_withdrawal(uow, who, initiative_id, expected, nation, False)
     return _initiative(response, i, who)
 
 
@@ -213,9 +220,9 @@ async def refuse_withdrawal(
     summary="Close participation (lead nation)",
 )
 async def close_participation(
-    initiative_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
-    i = await use_cases.close_participation(unit_of_work(request), who, initiative_id, expected)
+    i = await use_cases.close_participation(uow, who, initiative_id, expected)
     return _initiative(response, i, who)
 
 
@@ -227,12 +234,12 @@ async def close_participation(
 async def cancel_initiative(
     initiative_id: str,
     body: ReasonIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
-    i = await use_cases.cancel_initiative(unit_of_work(request), who, initiative_id, expected, body.reason)
+    i = await use_cases.cancel_initiative(uow, who, initiative_id, expected, body.reason)
     return _initiative(response, i, who)
 
 
@@ -244,7 +251,7 @@ async def cancel_initiative(
 async def publish_tender(
     initiative_id: str,
     body: TenderIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
@@ -259,9 +266,7 @@ async def publish_tender(
         )
         for x in body.lots
     ]
-    i = await use_cases.publish_tender(
-        unit_of_work(request), who, initiative_id, expected, lots, body.tender_period_end
-    )
+    i = await use_cases.publish_tender(uow, who, initiative_id, expected, lots, body.tender_period_end)
     return _initiative(response, i, who)
 
 
@@ -273,13 +278,13 @@ async def publish_tender(
 async def record_bid(
     initiative_id: str,
     body: BidIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
     i = await use_cases.record_bid(
-        unit_of_work(request),
+        uow,
         who,
         initiative_id,
         expected,
@@ -301,7 +306,7 @@ async def record_bid(
 async def award(
     initiative_id: str,
     body: AwardIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
@@ -317,7 +322,7 @@ async def award(
         )
         for a in body.awards
     ]
-    i = await use_cases.award(unit_of_work(request), who, initiative_id, expected, awards)
+    i = await use_cases.award(uow, who, initiative_id, expected, awards)
     return _initiative(response, i, who)
 
 
@@ -330,13 +335,13 @@ async def award(
 async def sign_contract(
     initiative_id: str,
     body: ContractIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> ContractSignedOut:
     i, contract = await use_cases.sign_contract(
-        unit_of_work(request),
+        uow,
         who,
         initiative_id,
         expected,
@@ -360,9 +365,9 @@ async def sign_contract(
 
 @router.get("/{initiative_id}/contracts/{contract_id}", operation_id="getContract", summary="One contract")
 async def get_contract(
-    initiative_id: str, contract_id: str, request: Request, response: Response, who: ActorDep
+    initiative_id: str, contract_id: str, db: DatabaseDep, response: Response, who: ActorDep
 ) -> ContractOut:
-    i = await use_cases.get_initiative(database(request), who, initiative_id)
+    i = await use_cases.get_initiative(db, who, initiative_id)
     found = next((c for c in i.contracts if c.id == contract_id), None)
     if found is None:
         raise NotFound(f"no contract {contract_id} in initiative {initiative_id}")
@@ -381,13 +386,13 @@ async def record_milestone(
     contract_id: str,
     milestone_id: str,
     body: MilestoneRecordIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
     i = await use_cases.record_milestone(
-        unit_of_work(request),
+        uow,
         who,
         initiative_id,
         expected,
@@ -408,13 +413,13 @@ async def record_milestone(
 async def place_call_off(
     initiative_id: str,
     body: CallOffIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> CallOffPlacedOut:
     i, call_off = await use_cases.place_call_off(
-        unit_of_work(request),
+        uow,
         who,
         initiative_id,
         expected,
@@ -436,9 +441,9 @@ async def place_call_off(
 
 @router.get("/{initiative_id}/call-offs/{call_off_id}", operation_id="getCallOff", summary="One call-off")
 async def get_call_off(
-    initiative_id: str, call_off_id: str, request: Request, response: Response, who: ActorDep
+    initiative_id: str, call_off_id: str, db: DatabaseDep, response: Response, who: ActorDep
 ) -> CallOffOut:
-    i = await use_cases.get_initiative(database(request), who, initiative_id)
+    i = await use_cases.get_initiative(db, who, initiative_id)
     found = next((c for c in i.call_offs if c.id == call_off_id), None)
     if found is None:
         raise NotFound(f"no call-off {call_off_id} in initiative {initiative_id}")
@@ -450,9 +455,9 @@ async def get_call_off(
     "/{initiative_id}/start-delivery", operation_id="startDelivery", summary="Delivery started (lead nation)"
 )
 async def start_delivery(
-    initiative_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
-    i = await use_cases.start_delivery(unit_of_work(request), who, initiative_id, expected)
+    i = await use_cases.start_delivery(uow, who, initiative_id, expected)
     return _initiative(response, i, who)
 
 
@@ -462,7 +467,7 @@ async def start_delivery(
     summary="Close, once every milestone is met or missed (lead nation)",
 )
 async def close_initiative(
-    initiative_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
-    i = await use_cases.close_initiative(unit_of_work(request), who, initiative_id, expected)
+    i = await use_cases.close_initiative(uow, who, initiative_id, expected)
     return _initiative(response, i, who)

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from icep.platform.app import database, runtime_of
+from icep.platform.app import DatabaseDep, runtime_of
 from icep.platform.auth import ActorDep
 from icep.platform.events import utcnow
 from icep.procurement.ocds import packages, use_cases
@@ -38,8 +38,10 @@ def _published(releases: list[dict[str, Any]]) -> datetime:
     operation_id="ocdsReleasePackage",
     summary="The initiative's OCDS releases, as a release package",
 )
-async def ocds_release_package(initiative_id: str, request: Request, who: ActorDep) -> dict[str, Any]:
-    _i, releases = await use_cases.ocds_releases(database(request), who, initiative_id)
+async def ocds_release_package(
+    initiative_id: str, request: Request, db: DatabaseDep, who: ActorDep
+) -> dict[str, Any]:
+    _i, releases = await use_cases.ocds_releases(db, who, initiative_id)
     return packages.release_package(releases, uri=public_url(request), published_date=_published(releases))
 
 
@@ -48,8 +50,10 @@ async def ocds_release_package(initiative_id: str, request: Request, who: ActorD
     operation_id="ocdsRecordPackage",
     summary="The initiative's OCDS record (every release and the compiled release), as a record package",
 )
-async def ocds_record_package(initiative_id: str, request: Request, who: ActorDep) -> dict[str, Any]:
-    i, releases = await use_cases.ocds_releases(database(request), who, initiative_id)
+async def ocds_record_package(
+    initiative_id: str, request: Request, db: DatabaseDep, who: ActorDep
+) -> dict[str, Any]:
+    i, releases = await use_cases.ocds_releases(db, who, initiative_id)
     return packages.record_package(
         i.ocid, releases, uri=public_url(request), published_date=_published(releases)
     )
@@ -61,9 +65,9 @@ async def ocds_record_package(initiative_id: str, request: Request, who: ActorDe
     summary="A call-off's own OCDS process (its ocid, linked to the framework's), as a release package",
 )
 async def call_off_ocds_release_package(
-    initiative_id: str, call_off_id: str, request: Request, who: ActorDep
+    initiative_id: str, call_off_id: str, request: Request, db: DatabaseDep, who: ActorDep
 ) -> dict[str, Any]:
-    _c, releases = await use_cases.call_off_releases(database(request), who, initiative_id, call_off_id)
+    _c, releases = await use_cases.call_off_releases(db, who, initiative_id, call_off_id)
     return packages.release_package(releases, uri=public_url(request), published_date=_published(releases))
 
 
@@ -73,9 +77,9 @@ async def call_off_ocds_release_package(
     summary="A call-off's OCDS record (its releases and the compiled release), as a record package",
 )
 async def call_off_ocds_record_package(
-    initiative_id: str, call_off_id: str, request: Request, who: ActorDep
+    initiative_id: str, call_off_id: str, request: Request, db: DatabaseDep, who: ActorDep
 ) -> dict[str, Any]:
-    c, releases = await use_cases.call_off_releases(database(request), who, initiative_id, call_off_id)
+    c, releases = await use_cases.call_off_releases(db, who, initiative_id, call_off_id)
     return packages.record_package(
         c.ocid, releases, uri=public_url(request), published_date=_published(releases)
     )

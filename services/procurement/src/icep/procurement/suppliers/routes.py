@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.errors import PreconditionRequired
 from icep.platform.http import etag, next_link
@@ -45,10 +45,10 @@ def _supplier(response: Response, s: Supplier) -> SupplierOut:
     summary="Register a supplier; it is screened against the restricted lists at once",
 )
 async def register_supplier(
-    body: SupplierCreate, request: Request, response: Response, who: ActorDep
+    body: SupplierCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep
 ) -> SupplierOut:
     supplier = await use_cases.register_supplier(
-        unit_of_work(request),
+        uow,
         who,
         use_cases.NewSupplier(
             organisation_id=body.organisation_id,
@@ -72,6 +72,7 @@ async def register_supplier(
 @router.get("", operation_id="listSuppliers", summary="Suppliers the caller may see")
 async def list_suppliers(
     request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     screening: Screening | None = None,
     nation: Annotated[str | None, Query(pattern=r"^[A-Z]{3,4}$", description="Who registered it")] = None,
@@ -80,7 +81,7 @@ async def list_suppliers(
     cursor: Cursor = None,
 ) -> SupplierPage:
     found, after = await use_cases.list_suppliers(
-        database(request),
+        db,
         who,
         screening=screening,
         nation=nation,
@@ -92,8 +93,8 @@ async def list_suppliers(
 
 
 @router.get("/{supplier_id}", operation_id="getSupplier", summary="One supplier, with its screening")
-async def get_supplier(supplier_id: str, request: Request, response: Response, who: ActorDep) -> SupplierOut:
-    return _supplier(response, await use_cases.get_supplier(database(request), who, supplier_id))
+async def get_supplier(supplier_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> SupplierOut:
+    return _supplier(response, await use_cases.get_supplier(db, who, supplier_id))
 
 
 @router.post(
@@ -105,13 +106,13 @@ async def get_supplier(supplier_id: str, request: Request, response: Response, w
 async def clear_supplier(
     supplier_id: str,
     body: MitigationIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> SupplierOut:
     s = await use_cases.clear_supplier(
-        unit_of_work(request),
+        uow,
         who,
         supplier_id,
         _matches_seen(expected),
@@ -130,13 +131,13 @@ async def clear_supplier(
 async def block_supplier(
     supplier_id: str,
     body: BlockIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> SupplierOut:
     s = await use_cases.block_supplier(
-        unit_of_work(request), who, supplier_id, _matches_seen(expected), body.reason, body.adjudicator
+        uow, who, supplier_id, _matches_seen(expected), body.reason, body.adjudicator
     )
     return _supplier(response, s)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.http import etag
 from icep.standards.answers import use_cases
@@ -32,8 +32,8 @@ def _response(response: Response, view: ResponseView) -> ResponseOut:
 
 
 @router.get("/{standard_id}/responses", operation_id="listResponses", summary="Every nation's answer")
-async def list_responses(standard_id: str, request: Request, who: ActorDep) -> ResponsesOut:
-    views = await use_cases.list_responses(database(request), who, standard_id)
+async def list_responses(standard_id: str, db: DatabaseDep, who: ActorDep) -> ResponsesOut:
+    views = await use_cases.list_responses(db, who, standard_id)
     return ResponsesOut(items=[ResponseOut.of(v) for v in views])
 
 
@@ -43,9 +43,9 @@ async def list_responses(standard_id: str, request: Request, who: ActorDep) -> R
     summary="One nation's answer, with history",
 )
 async def get_response(
-    standard_id: str, nation: Nation, request: Request, response: Response, who: ActorDep
+    standard_id: str, nation: Nation, db: DatabaseDep, response: Response, who: ActorDep
 ) -> ResponseOut:
-    return _response(response, await use_cases.get_response(database(request), who, standard_id, nation))
+    return _response(response, await use_cases.get_response(db, who, standard_id, nation))
 
 
 @router.post(
@@ -56,14 +56,14 @@ async def get_response(
 async def ratify(
     standard_id: str,
     nation: Nation,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
     body: RatifyIn | None = None,
 ) -> ResponseOut:
     reservations = [r.to_domain() for r in body.reservations] if body else []
-    view = await use_cases.ratify(unit_of_work(request), who, standard_id, nation, expected, reservations)
+    view = await use_cases.ratify(uow, who, standard_id, nation, expected, reservations)
     return _response(response, view)
 
 
@@ -71,11 +71,9 @@ async def ratify(
     "/{standard_id}/responses/{nation}/decline", operation_id="declineStandard", summary="Not ratifying"
 )
 async def decline(
-    standard_id: str, nation: Nation, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    standard_id: str, nation: Nation, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> ResponseOut:
-    return _response(
-        response, await use_cases.decline(unit_of_work(request), who, standard_id, nation, expected)
-    )
+    return _response(response, await use_cases.decline(uow, who, standard_id, nation, expected))
 
 
 @router.post(
@@ -87,14 +85,12 @@ async def record_reservation(
     standard_id: str,
     nation: Nation,
     body: ReservationIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> ResponseOut:
-    view = await use_cases.record_reservation(
-        unit_of_work(request), who, standard_id, nation, expected, body.to_domain()
-    )
+    view = await use_cases.record_reservation(uow, who, standard_id, nation, expected, body.to_domain())
     return _response(response, view)
 
 
@@ -107,14 +103,12 @@ async def withdraw_reservation(
     standard_id: str,
     nation: Nation,
     clause: Annotated[str, Path(pattern=CLAUSE)],
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> ResponseOut:
-    view = await use_cases.withdraw_reservation(
-        unit_of_work(request), who, standard_id, nation, expected, clause
-    )
+    view = await use_cases.withdraw_reservation(uow, who, standard_id, nation, expected, clause)
     return _response(response, view)
 
 
@@ -127,13 +121,13 @@ async def forecast_implementation(
     standard_id: str,
     nation: Nation,
     body: ForecastIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> ResponseOut:
     view = await use_cases.forecast_implementation(
-        unit_of_work(request), who, standard_id, nation, expected, body.implementation_forecast
+        uow, who, standard_id, nation, expected, body.implementation_forecast
     )
     return _response(response, view)
 
@@ -147,12 +141,10 @@ async def record_implementation(
     standard_id: str,
     nation: Nation,
     body: ImplementedIn,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
 ) -> ResponseOut:
-    view = await use_cases.record_implementation(
-        unit_of_work(request), who, standard_id, nation, expected, body.implemented_on
-    )
+    view = await use_cases.record_implementation(uow, who, standard_id, nation, expected, body.implemented_on)
     return _response(response, view)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from icep.platform.app import database, runtime_of, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep, runtime_of
 from icep.platform.auth import ActorDep
 from icep.platform.http import etag, next_link
 from icep.standards.conformance import use_cases
@@ -26,9 +26,9 @@ def _claim(response: Response, c: ConformanceClaim) -> ClaimOut:
 @router.post(
     "/conformance", status_code=201, operation_id="claimConformance", summary="A product claims conformance"
 )
-async def claim_conformance(body: ClaimIn, request: Request, response: Response, who: ActorDep) -> ClaimOut:
+async def claim_conformance(body: ClaimIn, uow: UnitOfWorkDep, response: Response, who: ActorDep) -> ClaimOut:
     claim = await use_cases.claim_conformance(
-        unit_of_work(request),
+        uow,
         who,
         product=Product(body.product.manufacturer, body.product.product_code, body.product.name),
         standard_id=body.standard_id,
@@ -43,6 +43,7 @@ async def claim_conformance(body: ClaimIn, request: Request, response: Response,
 @router.get("/conformance", operation_id="listConformanceClaims", summary="Conformance claims")
 async def list_claims(
     request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     standard_id: Annotated[str | None, Query(max_length=36)] = None,
     product_code: Annotated[str | None, Query(max_length=100)] = None,
@@ -52,7 +53,7 @@ async def list_claims(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ClaimPage:
     claims, after = await use_cases.list_claims(
-        database(request),
+        db,
         who,
         standard_id=standard_id,
         product_code=product_code,
@@ -65,8 +66,8 @@ async def list_claims(
 
 
 @router.get("/conformance/{claim_id}", operation_id="getConformanceClaim", summary="One claim")
-async def get_claim(claim_id: str, request: Request, response: Response, who: ActorDep) -> ClaimOut:
-    return _claim(response, await use_cases.get_claim(database(request), who, claim_id))
+async def get_claim(claim_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> ClaimOut:
+    return _claim(response, await use_cases.get_claim(db, who, claim_id))
 
 
 @router.post(
@@ -74,23 +75,27 @@ async def get_claim(claim_id: str, request: Request, response: Response, who: Ac
 )
 async def start_test(
     claim_id: str,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
     body: EvidenceIn | None = None,
 ) -> ClaimOut:
     evidence = tuple(body.evidence) if body else ()
-    return _claim(
-        response, await use_cases.start_test(unit_of_work(request), who, claim_id, expected, evidence)
-    )
+    return _claim(response, await use_cases.start_test(uow, who, claim_id, expected, evidence))
 
 
 @router.post(
     "/conformance/{claim_id}/verify", operation_id="verifyConformance", summary="Verified, until a date"
 )
 async def verify_claim(
-    claim_id: str, body: VerifyIn, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    claim_id: str,
+    body: VerifyIn,
+    request: Request,
+    uow: UnitOfWorkDep,
+    response: Response,
+    who: ActorDep,
+    expected: IfMatch,
 ) -> ClaimOut:
     """Verification is independent: NATO's standards staff or another nation's test centre (standards
     staff of a nation the claim is released to) verify a claim under test. The claiming nation's own staff
@@ -98,7 +103,7 @@ async def verify_claim(
     (`ICEP_STANDARDS_ALLOW_SELF_VERIFICATION`)."""
     settings = runtime_of(request).settings_as(StandardsSettings)
     claim = await use_cases.verify_claim(
-        unit_of_work(request),
+        uow,
         who,
         claim_id,
         expected,
@@ -111,8 +116,6 @@ async def verify_claim(
 
 @router.post("/conformance/{claim_id}/reject", operation_id="rejectConformance", summary="Rejected")
 async def reject_claim(
-    claim_id: str, body: CancelIn, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    claim_id: str, body: CancelIn, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> ClaimOut:
-    return _claim(
-        response, await use_cases.reject_claim(unit_of_work(request), who, claim_id, expected, body.reason)
-    )
+    return _claim(response, await use_cases.reject_claim(uow, who, claim_id, expected, body.reason))

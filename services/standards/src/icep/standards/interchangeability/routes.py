@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.errors import PreconditionRequired
@@ -35,7 +35,7 @@ def _clearance(response: Response, c: Interchangeability) -> ClearanceOut:
     "", operation_id="canFire", summary="Can this nation use this item on that platform, and why or why not"
 )
 async def can_fire(
-    request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     item: Annotated[str, Query(min_length=1, max_length=200)],
     platform: Annotated[str, Query(min_length=1, max_length=200)],
@@ -46,9 +46,7 @@ async def can_fire(
     asked = nation or who.nation
     if asked not in RESPONDING_NATIONS:
         raise invalid("query.nation", f"{asked} is not a nation; name one with `nation`")
-    found = await use_cases.can_fire(
-        database(request), who, item=item.strip(), platform=platform.strip(), nation=asked
-    )
+    found = await use_cases.can_fire(db, who, item=item.strip(), platform=platform.strip(), nation=asked)
     return AnswerOut(
         nation=found.nation,
         item=found.item,
@@ -66,10 +64,10 @@ async def can_fire(
     summary="Record an item's clearance for a platform",
 )
 async def record_clearance(
-    body: ClearanceIn, request: Request, response: Response, who: ActorDep
+    body: ClearanceIn, uow: UnitOfWorkDep, response: Response, who: ActorDep
 ) -> ClearanceOut:
     clearance = await use_cases.record_clearance(
-        unit_of_work(request),
+        uow,
         who,
         item=body.item,
         platform=body.platform,
@@ -83,6 +81,7 @@ async def record_clearance(
 @router.get("/clearances", operation_id="listClearances", summary="Clearances the caller may see")
 async def list_clearances(
     request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     item: Annotated[str | None, Query(max_length=200)] = None,
     platform: Annotated[str | None, Query(max_length=200)] = None,
@@ -90,16 +89,16 @@ async def list_clearances(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ClearancesOut:
     found, after = await use_cases.list_clearances(
-        database(request), who, item=item, platform=platform, limit=limit, after=cursor
+        db, who, item=item, platform=platform, limit=limit, after=cursor
     )
     return ClearancesOut(items=[ClearanceOut.of(c) for c in found], next=next_link(request, after))
 
 
 @router.get("/clearances/{clearance_id}", operation_id="getClearance", summary="One clearance")
 async def get_clearance(
-    clearance_id: str, request: Request, response: Response, who: ActorDep
+    clearance_id: str, db: DatabaseDep, response: Response, who: ActorDep
 ) -> ClearanceOut:
-    return _clearance(response, await use_cases.get_clearance(database(request), who, clearance_id))
+    return _clearance(response, await use_cases.get_clearance(db, who, clearance_id))
 
 
 @router.put(
@@ -110,7 +109,7 @@ async def get_clearance(
 async def update_clearance(
     clearance_id: str,
     body: ClearanceChange,
-    request: Request,
+    uow: UnitOfWorkDep,
     response: Response,
     who: ActorDep,
     expected: IfMatch,
@@ -119,7 +118,5 @@ async def update_clearance(
         raise PreconditionRequired(
             "changing a clearance needs If-Match with the ETag of the version you read"
         )
-    clearance = await use_cases.update_clearance(
-        unit_of_work(request), who, clearance_id, expected, body.to_input()
-    )
+    clearance = await use_cases.update_clearance(uow, who, clearance_id, expected, body.to_input())
     return _clearance(response, clearance)

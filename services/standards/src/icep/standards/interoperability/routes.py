@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from icep.contracts.nations import ALLIES
-from icep.platform.app import database
+from icep.platform.app import DatabaseDep
 from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.events import utcnow
@@ -48,9 +48,9 @@ NationsQuery = Annotated[str | None, Query(max_length=400, description="Comma-se
 @progress_router.get(
     "/progress", operation_id="standardsProgress", summary="Per nation: ratified vs implemented vs pending"
 )
-async def standards_progress(request: Request, who: ActorDep, nations: NationsQuery = None) -> ProgressOut:
+async def standards_progress(db: DatabaseDep, who: ActorDep, nations: NationsQuery = None) -> ProgressOut:
     chosen = nation_list(nations, "query.nations") or sorted(ALLIES)
-    found = await use_cases.progress(database(request), who, chosen)
+    found = await use_cases.progress(db, who, chosen)
     return ProgressOut(
         on=utcnow().date(),
         nations=[
@@ -75,7 +75,7 @@ async def standards_progress(request: Request, who: ActorDep, nations: NationsQu
     "", operation_id="interoperability", summary="Who ratified and implemented what, and a verdict per pair"
 )
 async def interoperability(
-    request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     nations: Annotated[str, Query(max_length=400, description="Comma-separated, e.g. DEU,FRA,POL")],
     standards: Annotated[
@@ -90,7 +90,7 @@ async def interoperability(
     refs = list(dict.fromkeys(s.strip() for s in standards.split(",") if s.strip()))
     if not refs or len(refs) > 50:
         raise invalid("query.standards", "name between 1 and 50 standards")
-    report = await use_cases.interoperability(database(request), who, nations=chosen, standards=refs)
+    report = await use_cases.interoperability(db, who, nations=chosen, standards=refs)
     return InteroperabilityOut(
         on=utcnow().date(),
         standards=[

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from icep.contracts import Releasability
 from icep.contracts.nations import NATO
-from icep.platform.app import database, unit_of_work
+from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.http import etag, next_link
 from icep.standards.schemas import CancelIn, IfMatch
@@ -31,10 +31,10 @@ def _standard(response: Response, s: Standard) -> StandardOut:
     "", status_code=201, operation_id="draftStandard", summary="Draft a standard edition (NATO)"
 )
 async def draft_standard(
-    body: StandardCreate, request: Request, response: Response, who: ActorDep
+    body: StandardCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep
 ) -> StandardOut:
     standard = await use_cases.draft_standard(
-        unit_of_work(request),
+        uow,
         who,
         use_cases.DraftStandard(
             kind=body.kind,
@@ -58,6 +58,7 @@ async def draft_standard(
 @catalogue_router.get("", operation_id="searchStandards", summary="Search the catalogue")
 async def search_standards(
     request: Request,
+    db: DatabaseDep,
     who: ActorDep,
     number: Annotated[str | None, Query(max_length=40, examples=["4569"])] = None,
     q: Annotated[
@@ -69,7 +70,7 @@ async def search_standards(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> StandardPage:
     found, after = await use_cases.search_standards(
-        database(request),
+        db,
         who,
         number=number,
         text=q,
@@ -82,8 +83,8 @@ async def search_standards(
 
 
 @router.get("/{standard_id}", operation_id="getStandard", summary="One standard edition")
-async def get_standard(standard_id: str, request: Request, response: Response, who: ActorDep) -> StandardOut:
-    return _standard(response, await use_cases.get_standard(database(request), who, standard_id))
+async def get_standard(standard_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> StandardOut:
+    return _standard(response, await use_cases.get_standard(db, who, standard_id))
 
 
 @router.post(
@@ -92,11 +93,9 @@ async def get_standard(standard_id: str, request: Request, response: Response, w
     summary="Send a study to nations for ratification",
 )
 async def circulate_standard(
-    standard_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    standard_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> StandardOut:
-    return _standard(
-        response, await use_cases.circulate_standard(unit_of_work(request), who, standard_id, expected)
-    )
+    return _standard(response, await use_cases.circulate_standard(uow, who, standard_id, expected))
 
 
 @router.post(
@@ -105,16 +104,14 @@ async def circulate_standard(
     summary="Promulgate; the edition it supersedes, if in force, becomes superseded",
 )
 async def promulgate_standard(
-    standard_id: str, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    standard_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> StandardOut:
-    return _standard(
-        response, await use_cases.promulgate_standard(unit_of_work(request), who, standard_id, expected)
-    )
+    return _standard(response, await use_cases.promulgate_standard(uow, who, standard_id, expected))
 
 
 @router.post("/{standard_id}/cancel", operation_id="cancelStandard", summary="Cancel, with a reason")
 async def cancel_standard(
-    standard_id: str, body: CancelIn, request: Request, response: Response, who: ActorDep, expected: IfMatch
+    standard_id: str, body: CancelIn, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> StandardOut:
-    standard = await use_cases.cancel_standard(unit_of_work(request), who, standard_id, expected, body.reason)
+    standard = await use_cases.cancel_standard(uow, who, standard_id, expected, body.reason)
     return _standard(response, standard)

@@ -12,7 +12,7 @@ from icep.notifications.read_models.feed import log as feed
 from icep.notifications.read_models.feed.schemas import FeedEvent, FeedPage
 from icep.notifications.settings import NotificationsSettings
 from icep.notifications.subscriptions.filters import SubscriptionFilters
-from icep.platform.app import database, runtime_of
+from icep.platform.app import DatabaseDep, database, runtime_of
 from icep.platform.auth import PrincipalDep
 from icep.platform.errors import Unprocessable
 
@@ -85,6 +85,7 @@ _FORBIDDEN = {"description": "The caller lacks the subscriber role (problem JSON
 )
 async def read_feed(
     request: Request,
+    db: DatabaseDep,
     reader: ReaderDep,
     filters: FiltersDep,
     after: Annotated[
@@ -95,7 +96,7 @@ async def read_feed(
 ) -> FeedPage:
     settings = _settings(request)
     page = await feed.read_page(
-        database(request),
+        db,
         reader,
         filters,
         after=after,
