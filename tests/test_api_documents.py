@@ -198,8 +198,8 @@ def test_every_v1_operation_is_secured_and_documents_every_error(openapi: dict[s
         if "if-match" in headers:
             expected |= {"412", "428"}
         assert expected <= set(responses), f"{where} lacks {sorted(expected - set(responses))}"
-        for status, response in responses.items():
-            response = resolve(openapi, response)
+        for status, declared in responses.items():
+            response = resolve(openapi, declared)
             if int(status) >= 400:
                 content = response["content"]
                 assert list(content) == [PROBLEM_MEDIA_TYPE], f"{where} {status}"
@@ -462,8 +462,8 @@ async def test_what_goes_over_the_wire_matches_the_documents(
         validator(openapi, f"{webhook}/requestBody/content/application~1json/schema", "urn:openapi").validate(
             hook.json()
         )
-        for parameter in openapi["webhooks"][created_type]["post"]["parameters"]:
-            parameter = resolve(openapi, parameter)
+        for declared in openapi["webhooks"][created_type]["post"]["parameters"]:
+            parameter = resolve(openapi, declared)
             value = hook.headers.get(parameter["name"])
             if parameter["required"]:
                 assert value is not None, parameter["name"]

@@ -183,7 +183,7 @@ async def test_relay_publishes_in_order_per_key_and_marks_sent(
         event = decode(r.key, r.value, r.headers)
         by_key[event.subject].append(event.data["n"])
         assert r.key == event.subject.encode()
-    assert {k: v for k, v in by_key.items()} == {f"k{i}": list(range(i, 20, 4)) for i in range(4)}
+    assert dict(by_key) == {f"k{i}": list(range(i, 20, 4)) for i in range(4)}
 
 
 async def test_failing_key_blocks_only_its_own_later_rows(
@@ -249,7 +249,7 @@ async def test_batch_after_batch_in_one_call_until_a_batch_fails(
             json.loads(row.data)["n"]: (row.sent_at is not None, row.attempts)
             for row in (await s.execute(sa.select(T.outbox))).all()
         }
-    assert state == {**{n: (True, 1) for n in (0, 1, 2, 3, 4, 5, 7)}, 6: (False, 1), 8: (False, 0)}
+    assert state == {**dict.fromkeys((0, 1, 2, 3, 4, 5, 7), (True, 1)), 6: (False, 1), 8: (False, 0)}
     records = await read_records(kafka_bootstrap, topic, expect=7)
     by_key: dict[str, list[int]] = defaultdict(list)
     for r in records:

@@ -298,7 +298,7 @@ async def test_operator_health_and_metrics(
             what="relay unblocked",
         )
         await wait_for(
-            lambda: {p for p in written} <= {h.json()["subject"] for h in receiver.received()},
+            lambda: set(written) <= {h.json()["subject"] for h in receiver.received()},
             timeout=60,
             what="the outage's events delivered",
         )

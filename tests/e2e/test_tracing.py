@@ -335,7 +335,7 @@ async def test_every_metric_a_rule_or_panel_names_is_emitted(
     assert sub.status_code == 201, sub.text
     created = await deu.post("/v1/plans", json=plan_body())
     assert created.status_code == 201, created.text
-    await wait_for(lambda: receiver.received(), timeout=60, what="a webhook delivered")
+    await wait_for(receiver.received, timeout=60, what="a webhook delivered")
     await platform.settled()
 
     exposed: set[str] = set()

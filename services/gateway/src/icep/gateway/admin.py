@@ -46,6 +46,7 @@ def console() -> Console:
     from whenever this module was imported)."""
     return Console()
 
+
 #: Bytes of randomness in a generated client secret (43 characters of base64url).
 SECRET_BYTES = 32
 

@@ -112,7 +112,6 @@ def _shells(
 
 
 def _plan(
-    nation: str,
     title: str,
     areas: list[str],
     commitments: list[dict[str, Any]],
@@ -145,7 +144,6 @@ PLANS: list[SamplePlan] = [
     SamplePlan(
         "DEU",
         _plan(
-            "DEU",
             "Germany: 155 mm ammunition ramp-up 2025-2029",
             ["munitions"],
             [
@@ -187,7 +185,6 @@ PLANS: list[SamplePlan] = [
     SamplePlan(
         "DEU",
         _plan(
-            "DEU",
             "Germany: air and missile defence interceptors 2025-2029",
             ["air_missile_defence"],
             [
@@ -232,7 +229,6 @@ PLANS: list[SamplePlan] = [
     SamplePlan(
         "FRA",
         _plan(
-            "FRA",
             "France: 155 mm ammunition for CAESAR 2025-2029",
             ["munitions"],
             [
@@ -263,7 +259,6 @@ PLANS: list[SamplePlan] = [
     SamplePlan(
         "POL",
         _plan(
-            "POL",
             "Poland: 155 mm shells and energetics 2025-2029",
             ["munitions"],
             [

@@ -36,6 +36,6 @@ HANDLERS: dict[str, Handler] = {
     PlanWithdrawn.event_type: plan_ended,
     PlanReleased.event_type: plan_released,
     ShortfallDetected.event_type: shortfall_detected,
-    **{t: standard_changed for t in STANDARD_STATUS},
-    **{t: conformance_changed for t in CONFORMANCE_STATUS},
+    **dict.fromkeys(STANDARD_STATUS, standard_changed),
+    **dict.fromkeys(CONFORMANCE_STATUS, conformance_changed),
 }

@@ -191,7 +191,10 @@ class CheckedAiohttpResolver(AbstractResolver):
         self.resolver = resolver
 
     async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        self,
+        host: str,
+        port: int = 0,
+        family: socket.AddressFamily = socket.AF_INET,  # noqa: ARG002 (aiohttp passes it by name)
     ) -> list[ResolveResult]:
         return [
             ResolveResult(

@@ -16,8 +16,8 @@ from icep.platform.errors import Unprocessable
 def validate_event_patterns(patterns: list[str]) -> list[str]:
     """Patterns like `icep.plans.*` or an exact type; `*` matches within and across dots."""
     clean = []
-    for p in patterns:
-        p = p.strip()
+    for raw in patterns:
+        p = raw.strip()
         if not p or not all(c.isalnum() or c in "._*-" for c in p):
             raise Unprocessable(f"{p!r} is not an event type pattern", field="event_types")
         clean.append(p)

@@ -67,14 +67,18 @@ async def capacity_summary(
         )
         async with db.sessions() as session:
             sums = (await session.execute(query)).all()
-        for plan_id, commitment_key, year, actual, through in sums:
+        for plan_id, commitment_key, year, actual, reported_through in sums:
             found = keys.get(f"{plan_id}/{commitment_key}")
             hit = lines.get((found[1].product, int(year))) if found is not None else None
             if hit is None:
                 continue
             hit.actual = (hit.actual or 0) + int(actual)
-            if isinstance(through, str):  # SQLite hands back MAX() of a date as text
-                through = date.fromisoformat(through)
+            # SQLite hands back MAX() of a date as text
+            through = (
+                date.fromisoformat(reported_through)
+                if isinstance(reported_through, str)
+                else reported_through
+            )
             if hit.actual_through is None or through > hit.actual_through:
                 hit.actual_through = through
     return sorted(lines.values(), key=lambda e: (e.capability_area, e.product, e.year))
@@ -86,7 +90,7 @@ async def capacity_dependencies(db: Database, actor: Actor, f: SummaryFilter) ->
     plans = [
         p
         for p in await accepted_plans(db, actor, col(PlanRow.readers), f.nation)
-        if p.visible_to(actor.nation, actor.roles)
+        if p.visible_to(actor.nation)
     ]
     found: dict[str, Dependency] = {}
     for plan in sorted(plans, key=lambda p: p.id):

@@ -205,7 +205,7 @@ def check_period(start: date, end: date) -> None:
 # --- visibility -----------------------------------------------------------------------------------------
 
 
-def caller_tokens(nation: str, roles: frozenset[str] = frozenset()) -> frozenset[str]:
+def caller_tokens(nation: str) -> frozenset[str]:
     """The reader tokens a caller holds (see `icep.platform.visibility`). Reading a plan needs no role:
     every principal of a nation reads what is released to that nation, so that the nations reading a plan
     are exactly the nations its events are marked for (NATO staff read what was submitted to NATO; only
@@ -506,7 +506,7 @@ class NationalPlan(Aggregate):
             tokens |= release_tokens(self.capacity_releasability)
         return frozenset(tokens)
 
-    def version_visible_to(self, status: str, nation: str, roles: frozenset[str]) -> bool:
+    def version_visible_to(self, status: str, nation: str) -> bool:
         """An earlier version, for a caller who may see the plan now: the owner reads them all, NATO
         staff every version but drafts, everyone else only accepted or superseded ones."""
         if nation == self.nation:
@@ -517,11 +517,11 @@ class NationalPlan(Aggregate):
             return True
         return status in (PlanStatus.ACCEPTED.value, PlanStatus.SUPERSEDED.value)
 
-    def visible_to(self, nation: str, roles: frozenset[str] = frozenset()) -> bool:
+    def visible_to(self, nation: str) -> bool:
         """The owner always; NATO staff once submitted; others once accepted and released to them."""
         return visibility.may_read(self.readers(), nation)
 
-    def capacity_visible_to(self, nation: str, roles: frozenset[str] = frozenset()) -> bool:
+    def capacity_visible_to(self, nation: str) -> bool:
         return visibility.may_read(self.capacity_readers(), nation)
 
     def event_releasability(self) -> Releasability:

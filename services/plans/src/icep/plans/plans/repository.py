@@ -99,7 +99,7 @@ class PlanRepository:
         ).scalar_one_or_none()
         if row is not None:
             audit.subject("plan", row.id, row.nation)  # a refused attempt is the owner's to see too
-        if row is None or not to_domain(row).visible_to(actor.nation, actor.roles):
+        if row is None or not to_domain(row).visible_to(actor.nation):
             raise NotFound(f"no plan {plan_id}")
         plan = to_domain(row)
         check_version("plan", plan.version, expected_version)
@@ -189,7 +189,7 @@ async def get_plan(db: Database, actor: Actor, plan_id: str) -> NationalPlan:
     if row is None:
         raise NotFound(f"no plan {plan_id}")
     plan = to_domain(row)
-    if not plan.visible_to(actor.nation, actor.roles):
+    if not plan.visible_to(actor.nation):
         raise NotFound(f"no plan {plan_id}")
     audit.read("plan", plan.id, plan.nation)
     [shown] = await _hide_unseen_successors(db, actor, [plan])
@@ -205,7 +205,7 @@ async def _hide_unseen_successors(
         return plans
     async with db.sessions() as session:
         rows = (await session.execute(select(PlanRow).where(col(PlanRow.id).in_(ids)))).scalars().all()
-    seen = {r.id for r in rows if to_domain(r).visible_to(actor.nation, actor.roles)}
+    seen = {r.id for r in rows if to_domain(r).visible_to(actor.nation)}
     return [
         p if not p.superseded_by or p.superseded_by in seen else replace(p, superseded_by=None) for p in plans
     ]
@@ -232,7 +232,7 @@ async def list_plans(
         rows = (await session.execute(query.order_by(col(PlanRow.id)).limit(limit + 1))).scalars().all()
     plans = [to_domain(r) for r in rows[:limit]]
     # The SQL filter and the domain rule are one rule; the check keeps them honest.
-    plans = [p for p in plans if p.visible_to(actor.nation, actor.roles)]
+    plans = [p for p in plans if p.visible_to(actor.nation)]
     return await _hide_unseen_successors(db, actor, plans), (
         rows[limit - 1].id if len(rows) > limit else None
     )
@@ -252,7 +252,7 @@ async def plan_versions(db: Database, actor: Actor, plan_id: str) -> list[dict[s
         return [
             _version_answer(r, plan)
             for r in rows
-            if plan.version_visible_to(str(r.snapshot.get("status")), actor.nation, actor.roles)
+            if plan.version_visible_to(str(r.snapshot.get("status")), actor.nation)
         ]
 
 
@@ -260,7 +260,7 @@ async def plan_version(db: Database, actor: Actor, plan_id: str, version: int) -
     plan = await get_plan(db, actor, plan_id)
     async with db.sessions() as session:
         row = await session.get(PlanVersionRow, (plan_id, version))
-    if row is None or not plan.version_visible_to(str(row.snapshot.get("status")), actor.nation, actor.roles):
+    if row is None or not plan.version_visible_to(str(row.snapshot.get("status")), actor.nation):
         raise NotFound(f"plan {plan_id} has no version {version}")
     return _version_answer(row, plan)
 

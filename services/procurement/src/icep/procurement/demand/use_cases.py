@@ -91,7 +91,7 @@ async def list_demand_signals(
         rows = (
             (await session.execute(query.order_by(col(DemandSignalRow.id)).limit(limit + 1))).scalars().all()
         )
-    found = [s for s in (SIGNAL.validate_python(r.document) for r in rows[:limit])]
+    found = [SIGNAL.validate_python(r.document) for r in rows[:limit]]
     found = [s for s in found if may_read(s.releasability, actor.nation)]
     return found, (rows[limit - 1].id if len(rows) > limit else None)
 

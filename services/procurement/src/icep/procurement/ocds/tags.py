@@ -40,7 +40,7 @@ _PLANNING_UPDATES = (
 #: Domain history action -> release tags (`tags_for` refines `flagged` and `cancel` by the initiative).
 ACTION_TAGS: dict[str, tuple[str, ...]] = {
     "proposed": ("planning",),
-    **{action: ("planningUpdate",) for action in _PLANNING_UPDATES},
+    **dict.fromkeys(_PLANNING_UPDATES, ("planningUpdate",)),
     "publish_tender": ("tender",),
     "record_bid": ("tenderUpdate",),
     "award": ("award",),
