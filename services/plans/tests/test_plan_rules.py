@@ -22,11 +22,11 @@ from icep.plans.plans.model import (
     PlanStatus,
     RampStep,
     check_period,
-    widest,
 )
 from icep.plans.progress.model import report_progress
 from icep.plans.targets.model import check_target_setter
 from icep.platform.errors import Forbidden, IllegalTransition, Unprocessable
+from icep.platform.visibility import union
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
 DEU = Actor("deu-planner", "DEU", frozenset({"planner"}))
@@ -242,13 +242,13 @@ def test_capacity_figures_can_be_released_wider_than_the_plan() -> None:
         plan().withdraw(DEU, NOW).release(DEU, Releasability(owner="DEU"), None)
 
 
-def test_widest_is_the_union() -> None:
+def test_the_widest_release_is_the_union() -> None:
     a = Releasability(owner="DEU", scope=ReleasabilityScope.NATIONS, nations=("FRA",))
     b = Releasability(owner="DEU", scope=ReleasabilityScope.NATIONS, nations=("POL",))
-    assert widest(a, b).nations == ("FRA", "POL")
-    assert widest(a, Releasability(owner="DEU")) == a
+    assert union("DEU", a, b).nations == ("FRA", "POL")
+    assert union("DEU", a, Releasability(owner="DEU")) == a
     assert (
-        widest(a, Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES)).scope
+        union("DEU", a, Releasability(owner="DEU", scope=ReleasabilityScope.ALLIES)).scope
         is ReleasabilityScope.ALLIES
     )
 

@@ -25,9 +25,10 @@ from icep.contracts.standards import ConformanceVerified
 from icep.platform.db import Database
 from icep.platform.events import ReceivedEvent, utcnow
 from icep.platform.ids import new_id
+from icep.platform.visibility import union_of_markings as widest
 from icep.procurement.handlers import HANDLERS
 from icep.procurement.models import CapacityRow, EndedPlanRow, KnownConformanceRow, ShortfallRow, metadata
-from icep.procurement.read_models.capacity import shortfall_detected, widest, yearly_output
+from icep.procurement.read_models.capacity import shortfall_detected, yearly_output
 
 
 def committed(ramp: list[tuple[date, int]], current: int = 10_000) -> CapacityCommitted:

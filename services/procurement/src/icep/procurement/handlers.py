@@ -21,8 +21,8 @@ from icep.procurement.read_models.capacity import (
     shortfall_detected,
 )
 from icep.procurement.read_models.standards import (
-    CONFORMANCE_STATUS,
-    STANDARD_STATUS,
+    CONFORMANCE_EVENTS,
+    STANDARD_EVENTS,
     conformance_changed,
     standard_changed,
 )
@@ -36,6 +36,6 @@ HANDLERS: dict[str, Handler] = {
     PlanWithdrawn.event_type: plan_ended,
     PlanReleased.event_type: plan_released,
     ShortfallDetected.event_type: shortfall_detected,
-    **dict.fromkeys(STANDARD_STATUS, standard_changed),
-    **dict.fromkeys(CONFORMANCE_STATUS, conformance_changed),
+    **dict.fromkeys(STANDARD_EVENTS, standard_changed),
+    **dict.fromkeys(CONFORMANCE_EVENTS, conformance_changed),
 }

@@ -213,11 +213,6 @@ def caller_tokens(nation: str) -> frozenset[str]:
     return nation_tokens(nation)
 
 
-def widest(a: Releasability, b: Releasability) -> Releasability:
-    """The union of two releasabilities of one owner (capacity figures may go further than the plan)."""
-    return visibility.union(a.owner, a, b)
-
-
 # --- what happens to a plan ----------------------------------------------------------------------------
 
 

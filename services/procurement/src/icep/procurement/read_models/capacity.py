@@ -34,12 +34,6 @@ from icep.procurement.read_models.rows import (
 )
 
 
-def widest(owner: str, *markings: str) -> Releasability:
-    """Everyone any of the `releasableto` markings releases to (a plan's capacity figures go to the
-    plan's readers and to the wider capacity release)."""
-    return visibility.union_of_markings(owner, *markings)
-
-
 def yearly_output(c: CapacityCommitted) -> dict[str, int]:
     """Planned output in each year of the plan's period, by the one shared reading of the ramp."""
     ramp = sorted((s.on, s.output_per_month) for s in c.ramp)
@@ -146,7 +140,8 @@ async def plan_released(session: AsyncSession, event: ReceivedEvent) -> None:
     """The owner changed who may see the plan or its capacity: the figures go to the plan's readers and
     the capacity release, as the capacity events of the plan do."""
     p = event.payload(PlanReleased)
-    release = widest(p.nation, p.releasable_to, p.capacity_releasable_to)
+    # The plan's readers and the wider release of its capacity figures, as its capacity events are marked.
+    release = visibility.union_of_markings(p.nation, p.releasable_to, p.capacity_releasable_to)
     for table in (CapacityRow, ShortfallRow):
         await session.execute(
             sa.update(table)

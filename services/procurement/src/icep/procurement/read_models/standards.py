@@ -8,8 +8,6 @@ Like every handler, each applies an event only if it is not older than the copy 
 
 from __future__ import annotations
 
-from datetime import date
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icep.contracts import Releasability
@@ -34,56 +32,72 @@ from icep.procurement.read_models.rows import (
     KnownStandardRow,
 )
 
+StandardEvent = (
+    StandardDrafted | StandardCirculated | StandardPromulgated | StandardSuperseded | StandardCancelled
+)
 #: The status of a standard edition after each event.
-STANDARD_STATUS = {
-    StandardDrafted.event_type: "study",
-    StandardCirculated.event_type: "ratification_draft",
-    StandardPromulgated.event_type: "promulgated",
-    StandardSuperseded.event_type: "superseded",
-    StandardCancelled.event_type: "cancelled",
+STANDARD_STATUS: dict[type[StandardEvent], str] = {
+    StandardDrafted: "study",
+    StandardCirculated: "ratification_draft",
+    StandardPromulgated: "promulgated",
+    StandardSuperseded: "superseded",
+    StandardCancelled: "cancelled",
 }
+#: The payload class of each event type the copy follows.
+STANDARD_EVENTS: dict[str, type[StandardEvent]] = {payload.event_type: payload for payload in STANDARD_STATUS}
 #: Statuses that flag the open initiatives requiring the edition.
 WITHDRAWN_STANDARD = frozenset({"superseded", "cancelled"})
 
 
 async def standard_changed(session: AsyncSession, event: ReceivedEvent) -> None:
-    data = event.data
-    standard_id, version = str(data["standard_id"]), int(data["version"])
-    status = STANDARD_STATUS[event.type]
+    s = event.payload(STANDARD_EVENTS[event.type])
+    standard_id, version = s.standard_id, s.version
+    status = STANDARD_STATUS[type(s)]
     row = await session.get(KnownStandardRow, standard_id, with_for_update=True)
     if row is not None and row.version > version:
         return
     if row is None:
         row = KnownStandardRow(
             id=standard_id,
-            kind=str(data["kind"]),
-            number=str(data["number"]),
-            edition=int(data["edition"]),
+            kind=s.kind,
+            number=s.number,
+            edition=s.edition,
             status=status,
             version=version,
             updated_at=utcnow(),
         )
         session.add(row)
-    row.kind, row.number, row.edition = str(data["kind"]), str(data["number"]), int(data["edition"])
+    row.kind, row.number, row.edition = s.kind, s.number, s.edition
     row.status, row.version, row.updated_at = status, version, utcnow()
     _keep_releasability(row, event, event.nation or NATO)
     if status in WITHDRAWN_STANDARD:
         await use_cases.flag_initiatives(session, row.number, row.edition, status, utcnow())
 
 
+ConformanceEvent = (
+    ConformanceClaimed
+    | ConformanceTestStarted
+    | ConformanceVerified
+    | ConformanceRejected
+    | ConformanceExpired
+)
 #: The status of a conformance claim after each event.
-CONFORMANCE_STATUS = {
-    ConformanceClaimed.event_type: "claimed",
-    ConformanceTestStarted.event_type: "under_test",
-    ConformanceVerified.event_type: "verified",
-    ConformanceRejected.event_type: "rejected",
-    ConformanceExpired.event_type: "expired",
+CONFORMANCE_STATUS: dict[type[ConformanceEvent], str] = {
+    ConformanceClaimed: "claimed",
+    ConformanceTestStarted: "under_test",
+    ConformanceVerified: "verified",
+    ConformanceRejected: "rejected",
+    ConformanceExpired: "expired",
+}
+#: The payload class of each event type the copy follows.
+CONFORMANCE_EVENTS: dict[str, type[ConformanceEvent]] = {
+    payload.event_type: payload for payload in CONFORMANCE_STATUS
 }
 
 
 async def conformance_changed(session: AsyncSession, event: ReceivedEvent) -> None:
-    data = event.data
-    claim_id, version = str(data["claim_id"]), int(data["version"])
+    c = event.payload(CONFORMANCE_EVENTS[event.type])
+    claim_id, version = c.claim_id, c.version
     row = await session.get(KnownConformanceRow, claim_id, with_for_update=True)
     if row is not None and row.version > version:
         return
@@ -92,16 +106,16 @@ async def conformance_changed(session: AsyncSession, event: ReceivedEvent) -> No
             claim_id=claim_id, product_code="", standard_id="", status="", version=0, updated_at=utcnow()
         )
         session.add(row)
-    expires = data.get("expires_on")
-    row.manufacturer = str(data["manufacturer"])
-    row.product_code = str(data["product_code"])
-    row.standard_id = str(data["standard_id"])
-    row.level = None if data.get("level") is None else str(data["level"])
-    row.status = CONFORMANCE_STATUS[event.type]
-    row.expires_on = date.fromisoformat(str(expires)) if expires else None
+    row.manufacturer = c.manufacturer
+    row.product_code = c.product_code
+    row.standard_id = c.standard_id
+    row.level = c.level
+    row.status = CONFORMANCE_STATUS[type(c)]
+    # Only a verification (and its expiry) has a date; any other step leaves the claim without one.
+    row.expires_on = c.expires_on if isinstance(c, ConformanceVerified | ConformanceExpired) else None
     row.version = version
     row.updated_at = utcnow()
-    _keep_releasability(row, event, event.nation or str(data["nation"]))
+    _keep_releasability(row, event, event.nation or c.nation)
 
 
 def _keep_releasability(
