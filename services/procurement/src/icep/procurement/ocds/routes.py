@@ -21,10 +21,7 @@ router = APIRouter(prefix="/v1/initiatives", tags=["initiatives"])
 def public_url(request: Request) -> str:
     """This request's path under the configured public URL (`ICEP_PROCUREMENT_PUBLIC_URL`): never from
     the request's Host or X-Forwarded-* headers, which a caller controls."""
-    settings = runtime_of(request).settings
-    if not isinstance(settings, ProcurementSettings):
-        settings = ProcurementSettings()
-    return f"{settings.public_url}{request.url.path}"
+    return f"{runtime_of(request).settings_as(ProcurementSettings).public_url}{request.url.path}"
 
 
 def _published(releases: list[dict[str, Any]]) -> datetime:
