@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from fastapi import Header, Request
+from fastapi import Depends, Header, Request
 
 from icep.platform.errors import PreconditionFailed, PreconditionRequired
 
@@ -51,6 +51,10 @@ def if_match_version(
         )
     parsed = _parse_if_match(if_match)
     return parsed if isinstance(parsed, int) else None
+
+
+#: The version a change was decided on (`If-Match`, required): a route's typed parameter.
+IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 
 def optional_if_match(

@@ -8,13 +8,12 @@ from datetime import datetime
 from typing import Annotated
 
 import pycountry
-from fastapi import Depends, Path, Query
+from fastapi import Path, Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from icep.contracts import Releasability
 from icep.contracts.base import MoneyAmount
 from icep.contracts.releasability import ReleasabilityIn
-from icep.platform.http import if_match_version
 from icep.procurement.rules import MAX_QUANTITY, Change
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
@@ -70,7 +69,6 @@ def years_out(quantities: Mapping[int, int]) -> dict[str, int]:
     return {str(y): q for y, q in sorted(quantities.items())}
 
 
-IfMatch = Annotated[int | None, Depends(if_match_version)]
 Limit = Annotated[int, Query(ge=1, le=200)]
 Cursor = Annotated[str | None, Query(max_length=64)]
 

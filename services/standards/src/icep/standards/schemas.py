@@ -7,18 +7,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from icep.contracts import Releasability
 from icep.contracts.releasability import ReleasabilityIn
-from icep.platform.http import if_match_version
 from icep.standards.records import Change
 
 Text = Annotated[str, Field(min_length=1, max_length=200)]
-
-
-IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 
 class In(BaseModel):

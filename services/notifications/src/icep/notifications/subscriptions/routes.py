@@ -21,7 +21,7 @@ from icep.notifications.subscriptions.schemas import (
 )
 from icep.platform.app import DatabaseDep, UnitOfWorkDep, runtime_of
 from icep.platform.auth import PrincipalDep
-from icep.platform.http import etag, if_match_version
+from icep.platform.http import IfMatch, etag
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -71,9 +71,6 @@ async def get_subscription(
     row = await subscriptions.get_subscription(db, who, subscription_id)
     response.headers["ETag"] = etag(row.version)
     return SubscriptionOut.of(row)
-
-
-IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 
 def _answer(response: Response, row: Subscription) -> SubscriptionOut:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from icep.contracts import NationCode, ReleasabilityScope
 from icep.plans.plans import repository, use_cases
@@ -21,12 +21,9 @@ from icep.plans.plans.schemas import (
 )
 from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
-from icep.platform.http import etag, if_match_version, next_link
+from icep.platform.http import IfMatch, etag, next_link
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
-
-
-IfMatch = Annotated[int | None, Depends(if_match_version)]
 
 
 def _answer(response: Response, plan: NationalPlan) -> PlanOut:

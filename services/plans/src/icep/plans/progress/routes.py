@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from icep.plans.plans.routes import IfMatch
 from icep.plans.progress import use_cases
 from icep.plans.progress.schemas import ProgressIn, ProgressOut
 from icep.plans.settings import PlansSettings
 from icep.platform.app import UnitOfWorkDep, runtime_of
 from icep.platform.auth import ActorDep
-from icep.platform.http import etag
+from icep.platform.http import IfMatch, etag
 
 #: Progress is reported on a plan's commitment: its routes sit under the plans' paths and tag.
 router = APIRouter(prefix="/v1/plans", tags=["plans"])

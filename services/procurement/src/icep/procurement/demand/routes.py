@@ -10,7 +10,7 @@ from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.errors import PreconditionRequired
-from icep.platform.http import etag, next_link
+from icep.platform.http import IfMatch, etag, next_link
 from icep.procurement.demand import use_cases
 from icep.procurement.demand.model import DemandSignal as Signal
 from icep.procurement.demand.schemas import (
@@ -26,7 +26,6 @@ from icep.procurement.demand.schemas import (
 )
 from icep.procurement.schema_types import (
     Cursor,
-    IfMatch,
     Limit,
     owned,
     per_year,

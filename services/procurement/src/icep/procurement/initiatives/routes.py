@@ -11,7 +11,7 @@ from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.domain import Actor
 from icep.platform.errors import NotFound
-from icep.platform.http import etag, next_link
+from icep.platform.http import IfMatch, etag, next_link
 from icep.procurement.initiatives import use_cases
 from icep.procurement.initiatives.model import Initiative
 from icep.procurement.initiatives.parts import (
@@ -42,7 +42,6 @@ from icep.procurement.initiatives.schemas import (
 )
 from icep.procurement.schema_types import (
     Cursor,
-    IfMatch,
     Limit,
     Nation,
     owned,

@@ -9,10 +9,9 @@ from fastapi import APIRouter, Query, Request, Response
 from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.errors import PreconditionRequired
-from icep.platform.http import etag, next_link
+from icep.platform.http import IfMatch, etag, next_link
 from icep.procurement.schema_types import (
     Cursor,
-    IfMatch,
     Limit,
     owned,
 )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Response
 
 from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
-from icep.platform.http import etag
+from icep.platform.http import IfMatch, etag
 from icep.standards.answers import use_cases
 from icep.standards.answers.schemas import (
     CLAUSE,
@@ -20,7 +20,6 @@ from icep.standards.answers.schemas import (
     ResponsesOut,
 )
 from icep.standards.answers.use_cases import ResponseView
-from icep.standards.schemas import IfMatch
 
 router = APIRouter(prefix="/v1/standards", tags=["standards"])
 Nation = Annotated[str, Path(pattern=r"^[A-Z]{3}$", description="ISO 3166-1 alpha-3 of the answering nation")]

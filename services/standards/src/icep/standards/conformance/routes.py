@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query, Request, Response
 
 from icep.platform.app import DatabaseDep, UnitOfWorkDep, runtime_of
 from icep.platform.auth import ActorDep
-from icep.platform.http import etag, next_link
+from icep.platform.http import IfMatch, etag, next_link
 from icep.standards.conformance import use_cases
 from icep.standards.conformance.model import ConformanceClaim, ConformanceStatus, Product
 from icep.standards.conformance.schemas import ClaimIn, ClaimOut, ClaimPage, EvidenceIn, VerifyIn
-from icep.standards.schemas import CancelIn, IfMatch, owned_release
+from icep.standards.schemas import CancelIn, owned_release
 from icep.standards.settings import StandardsSettings
 
 router = APIRouter(prefix="/v1/standards", tags=["standards"])

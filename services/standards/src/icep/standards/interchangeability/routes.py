@@ -10,7 +10,7 @@ from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.errors import PreconditionRequired
-from icep.platform.http import etag, next_link
+from icep.platform.http import IfMatch, etag, next_link
 from icep.standards.interchangeability import use_cases
 from icep.standards.interchangeability.model import Interchangeability
 from icep.standards.interchangeability.schemas import (
@@ -21,7 +21,7 @@ from icep.standards.interchangeability.schemas import (
     ClearancesOut,
 )
 from icep.standards.records import RESPONDING_NATIONS
-from icep.standards.schemas import IfMatch, owned_release
+from icep.standards.schemas import owned_release
 
 router = APIRouter(prefix="/v1/interchangeability", tags=["interchangeability"])
 

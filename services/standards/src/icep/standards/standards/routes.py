@@ -12,8 +12,8 @@ from icep.contracts import Releasability
 from icep.contracts.nations import NATO
 from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
-from icep.platform.http import etag, next_link
-from icep.standards.schemas import CancelIn, IfMatch
+from icep.platform.http import IfMatch, etag, next_link
+from icep.standards.schemas import CancelIn
 from icep.standards.standards import use_cases
 from icep.standards.standards.model import Standard, StandardStatus
 from icep.standards.standards.schemas import StandardCreate, StandardOut, StandardPage
