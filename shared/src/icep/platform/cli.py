@@ -266,21 +266,29 @@ def docs(
     check: Annotated[
         bool, typer.Option("--check", help="Write nothing; exit 1 when a file differs from the code")
     ] = False,
+    config_reference: Annotated[
+        Path, typer.Option(help="The configuration reference generated from the settings classes")
+    ] = Path("docs/configuration.md"),
 ) -> None:
     """Generate the merged OpenAPI document and the AsyncAPI document from the code (no broker or
-    database needed); the gateway serves them at /openapi.json, /asyncapi.json and /docs."""
+    database needed; the gateway serves them at /openapi.json, /asyncapi.json and /docs), and the
+    configuration reference from the settings classes."""
     from icep.platform import apidocs
+    from icep.platform.apidocs import config_reference as reference
 
     if not check:
         for path in apidocs.write(out):
             console.print(f"wrote {path}")
+        console.print(f"wrote {reference.write_reference(config_reference)}")
         return
-    drifted = apidocs.drift(out)
+    drifted = {str(out / name): where for name, where in apidocs.drift(out).items()}
+    if reference_drift := reference.reference_drift(config_reference):
+        drifted[str(config_reference)] = reference_drift
     if not drifted:
-        console.print(f"{out} is up to date")
+        console.print(f"{out} and {config_reference} are up to date")
         return
-    for name, where in drifted.items():
-        console.print(f"[red]{out / name} differs from the code[/] at:", soft_wrap=True)
+    for path, where in drifted.items():
+        console.print(f"[red]{path} differs from the code[/] at:", soft_wrap=True)
         for line in where:
             console.print(f"  {line}", markup=False, soft_wrap=True)
     console.print("run `icep docs` to regenerate them", markup=False)

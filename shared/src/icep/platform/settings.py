@@ -23,8 +23,12 @@ class ServiceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="ICEP_", extra="ignore", populate_by_name=True)
 
+    #: The process's name: it names its topic (`icep.<name>.events`), consumer group, SQLite file and
+    #: metrics. Set by each service's class; not meant to be changed.
     service_name: str = "service"
+    #: The address the API port listens on (`0.0.0.0` in a container).
     host: str = "127.0.0.1"
+    #: The API port: the service's `/v1` API, `/healthz` and `/readyz` (the gateway's: everything public).
     port: int = 8000
     #: The operators' port: /metrics, /healthz, /readyz and the service's own API docs, never served on the
     #: API port. Default: the API port + 1000 (gateway 9000, plans 9001, ...).
@@ -37,9 +41,14 @@ class ServiceSettings(BaseSettings):
     #: with a DDL role (deploy/k8s): the service then only waits, up to `migration_wait_seconds`, until
     #: the schema is at the revision its code expects, and may run with a role that has DML rights only.
     migrate_on_start: bool = True
+    #: With `migrate_on_start` off: how long the service waits at start for the schema to reach the
+    #: revision its code expects before it gives up.
     migration_wait_seconds: float = Field(default=300.0, ge=0)
+    #: The folder of everything a process keeps on disk by default: SQLite files, the gateway's signing
+    #: keys, development secret keys, `icep up`'s logs.
     var_dir: str = Field(default="var", validation_alias=_env("ICEP_VAR_DIR"))
 
+    #: The Kafka brokers (`host:port`, comma-separated). `icep up` starts a local broker unless it is set.
     kafka_bootstrap_servers: str = Field(
         default="127.0.0.1:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS")
     )
@@ -48,7 +57,9 @@ class ServiceSettings(BaseSettings):
     topic_namespace: str = Field(
         default="", validation_alias=_env("ICEP_TOPIC_NAMESPACE"), pattern=r"^([a-z0-9_-]+\.)?$"
     )
+    #: Partitions of the topics a service creates at start (existing topics are left as they are).
     topic_partitions: int = Field(default=6, validation_alias=_env("ICEP_TOPIC_PARTITIONS"))
+    #: Replication factor of the topics a service creates (3 on a production cluster).
     topic_replication_factor: int = Field(default=1, validation_alias=_env("ICEP_TOPIC_REPLICATION_FACTOR"))
     #: Topic config `min.insync.replicas` of the topics a service creates: how many replicas must have a
     #: record before an `acks=all` producer is answered. Default: 2 from replication factor 3 up (one
@@ -57,6 +68,7 @@ class ServiceSettings(BaseSettings):
         default=None, ge=1, validation_alias=_env("ICEP_TOPIC_MIN_INSYNC_REPLICAS")
     )
 
+    #: Run the outbox relay in this process (off only in tests that drive the relay themselves).
     outbox_relay_enabled: bool = True
     #: Rows per relay round: one read and one "mark sent" statement per round, so larger rounds cost
     #: fewer database round trips per event.
@@ -94,6 +106,7 @@ class ServiceSettings(BaseSettings):
     #: died has its shards taken over after at most about this long.
     shard_rebalance_seconds: float = Field(default=1.0, gt=0)
 
+    #: Run the service's Kafka consumer in this process (off only in tests that drive handlers themselves).
     consumer_enabled: bool = True
     #: The consumer group's session timeout: a member that sent no heartbeat this long (killed) is removed
     #: and its partitions handed to the others. The broker must allow it (`group.min.session.timeout.ms`,
@@ -111,12 +124,18 @@ class ServiceSettings(BaseSettings):
     #: within the session timeout gets its partitions back without a rebalance. Unset: dynamic membership
     #: (see docs/operations/replicas.md for what each does on kill and restart).
     consumer_group_instance_id: str | None = None
+    #: Tries of a failing handler before its record is dead-lettered to `icep.dlq.<group>`.
     consumer_max_attempts: int = 5
+    #: The wait before a failing handler's second try; it doubles with each further try.
     consumer_backoff_seconds: float = 0.2
+    #: The longest wait between two tries of a failing handler.
     consumer_backoff_max_seconds: float = 5.0
 
+    #: The token issuer (`iss`) every service accepts: the gateway's public URL, or an external provider's.
     auth_issuer: str = Field(default="http://127.0.0.1:8000", validation_alias=_env("ICEP_AUTH_ISSUER"))
+    #: The audience (`aud`) a token must name.
     auth_audience: str = Field(default="icep", validation_alias=_env("ICEP_AUTH_AUDIENCE"))
+    #: Where the services fetch the issuer's public signing keys (JWKS).
     auth_jwks_url: str = Field(
         default="http://127.0.0.1:8000/.well-known/jwks.json", validation_alias=_env("ICEP_AUTH_JWKS_URL")
     )
@@ -150,9 +169,9 @@ class ServiceSettings(BaseSettings):
     audit_queue_size: int = Field(default=10_000, gt=0, validation_alias=_env("ICEP_AUDIT_QUEUE_SIZE"))
     #: How often the audit writer writes the queued entries (one INSERT per batch).
     audit_flush_seconds: float = Field(default=0.5, gt=0, validation_alias=_env("ICEP_AUDIT_FLUSH_SECONDS"))
-    #: Fernet keys sealing secrets at rest (stored idempotent answers; webhook signing secrets), comma-
-    #: separated, newest first: the first seals, all open (`icep.platform.secrets`). Unset: a development
-    #: key file under `var_dir`, with a warning.
+    #: Fernet keys sealing secrets at rest (stored idempotent answers; webhook signing secrets),
+    #: comma-separated, newest first: the first seals, all open (`icep.platform.secrets`; `icep secrets
+    #: new-key` makes one). Unset: a development key file under `var_dir`, with a warning.
     secret_keys: str = Field(default="", repr=False)
     #: Refuse to start without `secret_keys` (production).
     require_secret_keys: bool = Field(default=False, validation_alias=_env("ICEP_REQUIRE_SECRET_KEYS"))
@@ -162,6 +181,7 @@ class ServiceSettings(BaseSettings):
         default=30.0, gt=0, validation_alias=_env("ICEP_DEAD_LETTERS_GAUGE_SECONDS")
     )
 
+    #: Level of the JSON logs (`DEBUG`, `INFO`, `WARNING`, `ERROR`).
     log_level: str = Field(default="INFO", validation_alias=_env("ICEP_LOG_LEVEL"))
     #: Comma-separated names of fault points that end the process (tests of crash recovery only).
     faults: str = Field(default="", validation_alias=_env("ICEP_FAULTS"))

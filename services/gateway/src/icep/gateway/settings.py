@@ -31,15 +31,20 @@ class GatewaySettings(ServiceSettings):
     service_name: str = "gateway"
     port: int = 8000
 
+    #: Where the gateway reaches the plans service's API port.
     plans_url: str = "http://127.0.0.1:8001"
+    #: Where the gateway reaches the procurement service's API port.
     procurement_url: str = "http://127.0.0.1:8002"
+    #: Where the gateway reaches the standards service's API port.
     standards_url: str = "http://127.0.0.1:8003"
+    #: Where the gateway reaches the notifications service's API port.
     notifications_url: str = "http://127.0.0.1:8004"
 
     #: TOML file of the OAuth clients (see deploy/dev-clients.toml).
     clients_file: str = "deploy/dev-clients.toml"
     #: Where the token signing keys live; empty means `<var_dir>/gateway/signing-keys.json`.
     signing_keys_file: str = ""
+    #: Lifetime of the access tokens the gateway issues.
     token_ttl_seconds: int = 300
     #: False when an external identity provider (Keycloak, ...) issues the tokens: `ICEP_AUTH_ISSUER` and
     #: `ICEP_AUTH_JWKS_URL` name it, `/oauth/token` sends callers there, and tokens are verified against its
@@ -48,6 +53,7 @@ class GatewaySettings(ServiceSettings):
     #: How often (at most) the clients and signing key files are checked for changes, which then apply
     #: without a restart; token requests always check the clients file.
     reload_interval_seconds: float = Field(default=1.0, ge=0)
+    #: How long the gateway waits for a service's answer before it answers 504.
     upstream_timeout_seconds: float = 10.0
     #: Connections per upstream for ordinary requests; past that, a request waits for one (up to the
     #: upstream timeout). Event streams never use these: they have a pool of their own.
@@ -59,6 +65,7 @@ class GatewaySettings(ServiceSettings):
     #: Event streams one client may have open at once through this gateway process; one more is refused
     #: with 429 (a slot frees when a stream ends, however it ends).
     max_streams_per_client: int = Field(default=5, ge=1)
+    #: Largest request body the gateway accepts; a larger one is refused with 413.
     max_body_bytes: int = 1024 * 1024
     #: Largest upstream answer (other than an event stream) the gateway buffers; a larger one is a 502.
     #: Ordinary answers are read whole before the caller gets anything, so a service failing mid-answer
@@ -81,6 +88,7 @@ class GatewaySettings(ServiceSettings):
     rate_limit_storage: str = "memory://"
     #: How long a check may wait for the storage; past that, or when it is down, requests pass (fail open).
     rate_limit_storage_timeout_seconds: float = Field(default=0.5, gt=0)
+    #: False turns every rate limit off (the token endpoint's included).
     rate_limit_enabled: bool = True
     #: Browser origins allowed to call the API (JSON list, e.g. ["https://portal.example"]); empty: no CORS.
     cors_origins: list[str] = Field(default_factory=list)

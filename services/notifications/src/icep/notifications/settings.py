@@ -19,6 +19,7 @@ class NotificationsSettings(ServiceSettings):
     retry_schedule_seconds: list[float] = Field(
         default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0]
     )
+    #: How long one webhook request may take (connect to answer) before the attempt counts as failed.
     request_timeout_seconds: float = 10.0
     #: How much of a receiver's answer is read and kept (the rest is ignored).
     max_response_bytes: int = 4096
@@ -26,6 +27,7 @@ class NotificationsSettings(ServiceSettings):
     #: holds): enough that slow receivers do not hold every slot, and that one receiver's round trips do
     #: not bound the rate (20 kept a local receiver near 500/s, 64 about 800/s).
     dispatch_concurrency: int = Field(default=64, ge=1)
+    #: How often the dispatcher looks for deliveries that fell due (a new delivery wakes it at once).
     dispatch_poll_seconds: float = 1.0
     #: How often pending deliveries and subscriptions are counted for the metrics.
     webhook_observe_seconds: float = Field(default=5.0, gt=0)
