@@ -172,7 +172,7 @@ def test_every_deployment_has_a_management_port_that_prometheus_scrapes(
         assert annotations["prometheus.io/scrape"] == "true"
         assert annotations["prometheus.io/port"] == str(management)
         assert annotations["prometheus.io/path"] == "/metrics"
-        # Probes ask the API port: it is the port that must serve (see README).
+        # Probes ask the API port: it is the port that must serve (docs/operator-guide.md, "Ports").
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         service_ports = {

@@ -4,6 +4,7 @@ generate, with a description for every setting."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from markdown_it.token import Token
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from icep.platform.apidocs import config_reference
 from icep.plans.settings import PlansSettings
+from icep.platform.apidocs import config_reference
+from icep.platform.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -69,7 +71,7 @@ def slug(text: str) -> str:
 def anchors(path: Path) -> set[str]:
     found: set[str] = set()
     tokens = _MD.parse(path.read_text(encoding="utf-8"))
-    for opening, inline in zip(tokens, tokens[1:], strict=False):
+    for opening, inline in itertools.pairwise(tokens):
         if opening.type == "heading_open":
             base = slug(_text(inline))
             name, n = base, 0
@@ -159,7 +161,7 @@ class _Extended(PlansSettings):
 
 
 def test_a_new_setting_changes_the_reference_with_its_line() -> None:
-    classes = {**config_reference.settings_classes(), "plans": _Extended}
+    classes: dict[str, type[ServiceSettings]] = {**config_reference.settings_classes(), "plans": _Extended}
     text = config_reference.reference(classes)
     assert text != REFERENCE.read_text(encoding="utf-8")  # so the drift test fails until regenerated
     assert "| `ICEP_PLANS_WIDGET_LIMIT` | int (>= 1) | `7` | How many widgets a plan may hold. |" in text

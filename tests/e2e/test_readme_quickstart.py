@@ -1,8 +1,9 @@
-"""The README's partner quickstart, run as written: its `sh` blocks are taken out of README.md and pasted
-into bash one after another, as a reader would (the try-out webhook endpoint in a second "terminal"),
-against the platform started as `icep up` starts it. Then the outcomes are checked through the API and on
-what the endpoint saved, and the README's signature check must accept the real webhook and refuse a
-tampered one."""
+"""The partner quickstarts, run as written: the README's short one (a token, a plan) and the partner
+guide's full walkthrough (a webhook endpoint, a subscription, a plan, the signed webhook it causes, the
+feed). Their `sh` blocks are taken out of the Markdown and pasted into bash one after another, as a reader
+would (the walkthrough's try-out webhook endpoint in a second "terminal"), against the platform started as
+`icep up` starts it. Then the outcomes are checked through the API and on what the endpoint saved, and
+the walkthrough's signature check must accept the real webhook and refuse a tampered one."""
 
 from __future__ import annotations
 
@@ -24,24 +25,39 @@ from standardwebhooks import Webhook
 from icep.platform.kafka_local import free_port
 from icep.platform.testing import wait_for
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-SECTION = "## Partner quickstart"
+ROOT = Path(__file__).resolve().parents[2]
 #: What the reader sets; nothing of the test's own environment may stand in for it.
 READER_VARIABLES = ("ICEP", "CLIENT_ID", "CLIENT_SECRET", "HOOK_URL", "HOOK_PORT")
 _FENCE = re.compile(r"^(?P<indent> *)```sh\n(?P<body>.*?)^(?P=indent)```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
-def quickstart_blocks(readme: str) -> list[str]:
-    """The `sh` blocks of the quickstart section, as a reader copies them from the rendered page: a
-    fence indented by N spaces (inside a list item) takes up to N spaces off each of its lines."""
-    assert readme.count(f"\n{SECTION}\n") == 1, f"README.md has no single {SECTION!r} section"
-    section = readme.split(f"\n{SECTION}\n", 1)[1].split("\n## ", 1)[0]
-    blocks = []
-    for fence in _FENCE.finditer(section):
-        indent = len(fence["indent"])
-        lines = fence["body"].splitlines(keepends=True)
-        blocks.append("".join(re.sub(f"^ {{0,{indent}}}", "", line) for line in lines))
-    return blocks
+@dataclass(frozen=True)
+class Walkthrough:
+    """A section of a Markdown file whose `sh` blocks a reader runs in order."""
+
+    path: Path
+    section: str
+
+    def blocks(self) -> list[str]:
+        """The `sh` blocks of the section (up to the next `## ` heading), as a reader copies them from
+        the rendered page: a fence indented by N spaces (inside a list item) takes up to N spaces off
+        each of its lines."""
+        text = self.path.read_text(encoding="utf-8")
+        name = self.path.relative_to(ROOT)
+        assert text.count(f"\n{self.section}\n") == 1, f"{name} has no single {self.section!r} section"
+        section = text.split(f"\n{self.section}\n", 1)[1].split("\n## ", 1)[0]
+        blocks = []
+        for fence in _FENCE.finditer(section):
+            indent = len(fence["indent"])
+            lines = fence["body"].splitlines(keepends=True)
+            blocks.append("".join(re.sub(f"^ {{0,{indent}}}", "", line) for line in lines))
+        return blocks
+
+
+README_QUICKSTART = Walkthrough(ROOT / "README.md", "## Partner quickstart")
+GUIDE_WALKTHROUGH = Walkthrough(
+    ROOT / "docs" / "partner-guide.md", "## Walkthrough: from a token to a verified webhook"
+)
 
 
 @dataclass
@@ -101,7 +117,7 @@ class Terminal:
 
 @dataclass
 class Endpoint:
-    """The README's try-out webhook endpoint, run by bash in a process group of its own."""
+    """The walkthrough's try-out webhook endpoint, run by bash in a process group of its own."""
 
     process: asyncio.subprocess.Process
     log: Path
@@ -147,21 +163,59 @@ async def _answers(url: str) -> bool:
     return True
 
 
-async def test_the_partner_quickstart_works_as_written(platform: Any, folder: Path) -> None:
-    blocks = quickstart_blocks(README.read_text())
-    assert len(blocks) == 7, f"the quickstart has {len(blocks)} sh blocks; this test walks through 7"
+def _reader_env(gateway: str, **more: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in READER_VARIABLES}
+    return env | {
+        "ICEP": gateway,
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        **more,
+    }
+
+
+async def test_the_readme_quickstart_works_as_written(platform: Any, folder: Path) -> None:
+    blocks = README_QUICKSTART.blocks()
+    assert len(blocks) == 2, f"the README's quickstart has {len(blocks)} sh blocks; this test runs 2"
+    token_block, plan_block = blocks
+    terminal = await Terminal.open(folder, folder.parent / "scratch", _reader_env(platform.gateway))
+    try:
+        # A token, and it works.
+        status, out = await terminal.run(token_block)
+        assert status == 0, out
+        token = await terminal.value("TOKEN")
+        async with httpx.AsyncClient(
+            base_url=platform.gateway, headers={"Authorization": f"Bearer {token}"}, timeout=20
+        ) as api:
+            assert (await api.get("/v1/plans")).status_code == 200
+
+            # The plan exists as a draft of the reader's nation, and the block printed it.
+            status, out = await terminal.run(plan_block)
+            assert status == 0, out
+            plan_id = await terminal.value("PLAN_ID")
+            r = await api.get(f"/v1/plans/{plan_id}")
+            assert r.status_code == 200, r.text
+            plan = r.json()
+            assert (plan["title"], plan["status"], plan["nation"]) == (
+                "Munitions ramp-up 2025-2029",
+                "draft",
+                "DEU",
+            )
+            assert json.loads(out)["id"] == plan_id
+    except BaseException:
+        print("\n".join(terminal.transcript))
+        raise
+    finally:
+        await terminal.close()
+
+
+async def test_the_partner_guide_walkthrough_works_as_written(platform: Any, folder: Path) -> None:
+    blocks = GUIDE_WALKTHROUGH.blocks()
+    assert len(blocks) == 7, f"the walkthrough has {len(blocks)} sh blocks; this test walks through 7"
     endpoint_block, token_block, subscribe_block, plan_block, deliveries_block, verify_block, feed_block = (
         blocks
     )
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in READER_VARIABLES}
-    env |= {
-        "ICEP": platform.gateway,
-        "HOOK_PORT": str(port),
-        "HOOK_URL": f"http://127.0.0.1:{port}/hooks",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "no_proxy": "127.0.0.1,localhost",
-    }
+    env = _reader_env(platform.gateway, HOOK_PORT=str(port), HOOK_URL=f"http://127.0.0.1:{port}/hooks")
     endpoint = await Endpoint.start(endpoint_block, folder, folder.parent / "scratch" / "endpoint.log", env)
     terminal = await Terminal.open(folder, folder.parent / "scratch", env)
     try:
@@ -222,7 +276,7 @@ async def test_the_partner_quickstart_works_as_written(platform: Any, folder: Pa
                 (event["id"], "delivered")
             ]
 
-            # Step 6: the README's check accepts the real webhook ...
+            # Step 6: the guide's check accepts the real webhook ...
             status, out = await terminal.run(verify_block)
             assert (status, out.strip()) == (0, f"verified: webhook {event['id']}"), out
 
@@ -238,11 +292,13 @@ async def test_the_partner_quickstart_works_as_written(platform: Any, folder: Pa
             status, out = await terminal.run(f"WEBHOOK_SECRET={secret}\n{verify_block}")
             assert status == 0, out
 
-            # Step 7: the catch-up feed has the same event.
+            # Step 7: the catch-up feed has the same event, once, among plan events only (the module's
+            # other quickstart may have made a plan of the same nation before).
             status, out = await terminal.run(feed_block)
             assert status == 0, out
             feed = json.loads(out)
-            assert [(e["id"], e["subject"]) for e in feed["items"]] == [(event["id"], plan_id)]
+            assert [e["subject"] for e in feed["items"] if e["id"] == event["id"]] == [plan_id]
+            assert {e["type"].split(".")[1] for e in feed["items"]} == {"plans"}
     except BaseException:
         print("\n".join(terminal.transcript))
         print(endpoint.log.read_text(errors="replace") if endpoint.log.exists() else "")

@@ -287,8 +287,8 @@ def docs(
     if not drifted:
         console.print(f"{out} and {config_reference} are up to date")
         return
-    for path, where in drifted.items():
-        console.print(f"[red]{path} differs from the code[/] at:", soft_wrap=True)
+    for name, where in drifted.items():
+        console.print(f"[red]{name} differs from the code[/] at:", soft_wrap=True)
         for line in where:
             console.print(f"  {line}", markup=False, soft_wrap=True)
     console.print("run `icep docs` to regenerate them", markup=False)
