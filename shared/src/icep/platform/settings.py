@@ -36,6 +36,7 @@ class ServiceSettings(BaseSettings):
     #: Where the management port listens; default: `host`.
     management_host: str | None = None
     #: SQLAlchemy URL; `postgresql://` and `sqlite:///` are accepted and given their async driver.
+    #: Empty: `sqlite+aiosqlite:///<var_dir>/<service_name>.db`.
     database_url: str = ""
     #: Migrate the database on start (`make up`, tests, compose). False where a migrations Job does it
     #: with a DDL role (deploy/k8s): the service then only waits, up to `migration_wait_seconds`, until

@@ -72,7 +72,8 @@ There are three kinds of settings:
 - **One service's own**: listed per service.
 
 `icep up`, `docker-compose.yml` and `deploy/k8s` set some of them for you (ports, the issuer, Kafka);
-the [operator guide](operator-guide.md) says which matter in production.
+the [operator guide](operator-guide.md#settings-that-matter-in-production) says which matter in
+production.
 """
 
 
@@ -222,7 +223,9 @@ def reference(classes: Mapping[str, type[ServiceSettings]] | None = None) -> str
     parts.append(
         "\n## Settings of every service\n\n"
         "Each process reads these under its own prefix, e.g. `ICEP_PLANS_DATABASE_URL`. A service's own "
-        "section below repeats a setting whose default or meaning is its own.\n\n" + _TABLE
+        "section below repeats a setting whose default or meaning is its own. The gateway keeps no "
+        "database and neither publishes nor consumes events, so settings such as the database, outbox, "
+        "consumer and retention ones do not apply to it.\n\n" + _TABLE
     )
     parts.extend(_common_row(name, classes) for name in common if not is_platform_wide(name))
     for service, cls in classes.items():
