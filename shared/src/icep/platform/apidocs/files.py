@@ -34,11 +34,12 @@ def render(document: Json) -> str:
 def documents() -> dict[str, str]:
     """File name -> content of every generated document."""
     openapi = openapi_document()
-    asyncapi = asyncapi_document(openapi["info"]["version"])
+    asyncapi = render(asyncapi_document(openapi["info"]["version"]))
     return {
         OPENAPI_FILE: render(openapi),
-        ASYNCAPI_FILE: render(asyncapi),
-        ASYNCAPI_HTML_FILE: render_asyncapi_html(asyncapi),
+        ASYNCAPI_FILE: asyncapi,
+        # From the file's own content (keys sorted), so the page is what asyncapi.json alone gives.
+        ASYNCAPI_HTML_FILE: render_asyncapi_html(json.loads(asyncapi)),
     }
 
 
