@@ -4,8 +4,9 @@
 #
 # Two stages: the build stage installs the locked dependencies (no development
 # group) and the workspace members; the runtime stage takes only the virtual
-# environment and each member's sources and migrations: no tests, benchmarks,
-# documentation, development clients (deploy/dev-clients.toml) or build tools.
+# environment and each member's sources and migrations, and the documents the
+# gateway's developer portal serves (docs/: the guides and docs/api): no tests,
+# benchmarks, development clients (deploy/dev-clients.toml) or build tools.
 # Tag it with the release, never `latest`:
 #   docker build -t icep:$(uv version --short) .
 
@@ -72,6 +73,11 @@ COPY --from=build /app/services/standards/src /app/services/standards/src
 COPY --from=build /app/services/standards/migrations /app/services/standards/migrations
 COPY --from=build /app/services/notifications/src /app/services/notifications/src
 COPY --from=build /app/services/notifications/migrations /app/services/notifications/migrations
+# The developer portal's guides and API documents (the gateway's guides_dir and
+# api_docs_dir, relative to /app): only what the portal serves.
+COPY docs/*.md /app/docs/
+COPY docs/operations/*.md /app/docs/operations/
+COPY docs/api /app/docs/api
 # ./var holds the SQLite databases when no DATABASE_URL is given (an emptyDir in
 # deploy/k8s, where the root filesystem is read-only).
 RUN mkdir -p /app/var && chown icep:icep /app/var

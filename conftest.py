@@ -39,6 +39,7 @@ DATABASE_AGNOSTIC = (
     "shared/tests/test_telemetry.py",
     "tests/e2e/test_icep_up.py",
     "tests/e2e/test_identity.py",
+    "tests/e2e/test_portal_browser.py",
     "tests/faults/test_broker_faults.py",
     "tests/test_deploy.py",
     "tests/test_k8s.py",

@@ -92,12 +92,16 @@ def v1_operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, An
 # --- drift ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [apidocs.OPENAPI_FILE, apidocs.ASYNCAPI_FILE])
+@pytest.mark.parametrize("name", [apidocs.OPENAPI_FILE, apidocs.ASYNCAPI_FILE, apidocs.ASYNCAPI_HTML_FILE])
 def test_the_checked_in_documents_are_what_the_code_generates(name: str, generated: dict[str, str]) -> None:
     path = DOCS / name
     assert path.exists(), f"docs/api/{name} is missing: run `icep docs` and commit it"
     checked_in = path.read_text(encoding="utf-8")
-    where = apidocs.differences(json.loads(checked_in), json.loads(generated[name]))
+    where = (
+        apidocs.differences(json.loads(checked_in), json.loads(generated[name]))
+        if name.endswith(".json")
+        else apidocs.drift(DOCS).get(name)
+    )
     assert checked_in == generated[name], (
         f"docs/api/{name} has drifted from the code (at {where or 'its formatting'}): run `icep docs` and "
         "commit the result"
@@ -129,9 +133,13 @@ def test_icep_docs_check_names_the_drift_and_fails(tmp_path: Path, generated: di
 
 def test_the_files_are_deterministic_sorted_and_end_with_a_newline(generated: dict[str, str]) -> None:
     for name, content in generated.items():
+        assert not re.search(r"/(home|tmp|Users|work)/", content), f"{name} names a machine path"
+        if name == apidocs.ASYNCAPI_HTML_FILE:
+            assert content.endswith("</html>\n"), name
+            assert content == apidocs.render_asyncapi_html(json.loads(generated[apidocs.ASYNCAPI_FILE]))
+            continue
         assert content.endswith("}\n"), name
         assert content == apidocs.render(json.loads(content)), f"{name} is not in its canonical form"
-        assert not re.search(r"/(home|tmp|Users|work)/", content), f"{name} names a machine path"
 
 
 # --- the OpenAPI document ----------------------------------------------------------------------------
@@ -378,6 +386,35 @@ def test_the_asyncapi_document_is_consistent(asyncapi: dict[str, Any]) -> None:
     assert asyncapi["channels"]["procurementDeadLetters"]["address"] == "{namespace}icep.dlq.icep-procurement"
 
 
+def test_the_asyncapi_page_shows_every_channel_message_and_schema(
+    asyncapi: dict[str, Any], generated: dict[str, str]
+) -> None:
+    page = generated[apidocs.ASYNCAPI_HTML_FILE]
+    for key, channel in asyncapi["channels"].items():
+        assert f'<section class="channel" id="channel-{key}">' in page, key
+        assert f'<h3 class="channel-address"><code>{channel["address"]}</code></h3>' in page, key
+        for ref in channel["messages"].values():
+            message = resolve(asyncapi, ref)
+            assert f'<code class="message-name">{message["name"]}</code>' in page, message["name"]
+    for name, schema in asyncapi["components"]["schemas"].items():
+        assert f'id="schema-{name}"' in page, name
+        for field_name in schema.get("properties", {}):
+            assert f"<code>{field_name}</code>" in page, (name, field_name)
+    assert "<script" not in page  # readable without a script
+
+
+def test_icep_docs_check_names_a_stale_asyncapi_page(tmp_path: Path, generated: dict[str, str]) -> None:
+    for name, content in generated.items():
+        (tmp_path / name).write_text(content, encoding="utf-8")
+    stale = generated[apidocs.ASYNCAPI_HTML_FILE].replace("icep.plans.plan.submitted.v1", "an.old.name", 1)
+    (tmp_path / apidocs.ASYNCAPI_HTML_FILE).write_text(stale, encoding="utf-8")
+
+    assert list(apidocs.drift(tmp_path)) == [apidocs.ASYNCAPI_HTML_FILE]
+    where = apidocs.drift(tmp_path)[apidocs.ASYNCAPI_HTML_FILE]
+    assert any("an.old.name" in line for line in where if line.startswith("-")), where
+    assert any("icep.plans.plan.submitted.v1" in line for line in where if line.startswith("+")), where
+
+
 # --- through the running gateway -------------------------------------------------------------------------
 
 
@@ -388,6 +425,9 @@ async def test_the_gateway_serves_the_checked_in_documents_without_a_token(platf
             assert response.status_code == 200, response.text
             assert response.headers["content-type"].startswith("application/json")
             assert response.content == (DOCS / name).read_bytes()
+        page = await anonymous.get("/docs/asyncapi")
+        assert page.status_code == 200
+        assert page.content == (DOCS / apidocs.ASYNCAPI_HTML_FILE).read_bytes()
         docs = await anonymous.get("/docs")
         assert docs.status_code == 200
         assert docs.headers["content-type"].startswith("text/html")

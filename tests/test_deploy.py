@@ -266,3 +266,20 @@ def test_k8s_gateways_share_rate_limits_in_redis_and_trust_only_the_ingress_for_
     sources = {tuple(r["source_labels"]) for r in job["relabel_configs"]}
     assert ("__meta_kubernetes_pod_annotation_prometheus_io_scrape",) in sources
     assert ("__meta_kubernetes_pod_ip", "__meta_kubernetes_pod_annotation_prometheus_io_port") in sources
+
+
+def test_the_image_carries_what_the_gateways_portal_serves(repo_root: Path) -> None:
+    """The portal serves the guides (`guides_dir`) and the API documents (`api_docs_dir`), relative to the
+    working directory: the image's /app must have them, and the build context must not leave them out."""
+    from icep.gateway.settings import GatewaySettings
+
+    dockerfile = (repo_root / "Dockerfile").read_text(encoding="utf-8")
+    runtime = dockerfile.split("AS runtime", 1)[1]
+    assert re.search(r"^WORKDIR /app$", runtime, re.MULTILINE)
+    settings = GatewaySettings()
+    copies = re.findall(r"^COPY (\S+) (\S+)$", runtime, re.MULTILINE)
+    assert (f"{settings.guides_dir}/*.md", f"/app/{settings.guides_dir}/") in copies
+    assert (f"{settings.guides_dir}/operations/*.md", f"/app/{settings.guides_dir}/operations/") in copies
+    assert (settings.api_docs_dir, f"/app/{settings.api_docs_dir}") in copies
+    ignored = (repo_root / ".dockerignore").read_text(encoding="utf-8").split()
+    assert not {"docs", "docs/", "docs/**", "**/*.md", "*.md"} & set(ignored)

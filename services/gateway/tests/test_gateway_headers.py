@@ -133,17 +133,18 @@ async def test_proxied_answers_are_not_cached_unless_the_service_says_so(
     assert token.headers.get_list("cache-control") == ["no-store"]
 
 
-async def test_the_docs_pages_get_no_api_content_security_policy(
+async def test_the_docs_pages_get_the_portals_content_security_policy(
     server: Any, settings_for: Any, http: httpx.AsyncClient
 ) -> None:
     async with server(create_app(settings_for())) as url:
-        # Whatever serves these paths (Swagger UI loads its scripts from a CDN), the API's
-        # `default-src 'none'` must not break it; the other security headers still apply.
+        # The portal loads the gateway's own scripts and styles: the API's `default-src 'none'` would
+        # break it, so it gets its own policy (only the gateway itself); the other security headers apply.
         for path in ("/docs", "/docs/oauth2-redirect", "/openapi.json", "/asyncapi.json"):
             response = await http.get(f"{url}{path}")
             for name, value in SECURITY.items():
                 assert response.headers.get(name) == value, (path, name)
-            assert "default-src 'none'" not in response.headers.get("content-security-policy", ""), path
+            policy = response.headers.get("content-security-policy", "")
+            assert "default-src 'self'" in policy and "default-src 'none'" not in policy, path
         assert (await http.get(f"{url}/docsx")).headers["content-security-policy"] == API_CSP
 
 

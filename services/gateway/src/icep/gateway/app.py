@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
-from icep.gateway import api, audit, docs
+from icep.gateway import api, audit, docs, portal
 from icep.gateway.clients import ClientsFile
 from icep.gateway.docs import OPENAPI_FILE
 from icep.gateway.edge import (
@@ -131,7 +131,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app = service_app(
         ServiceSpec(
             settings=settings,
-            routers=[audit.router, api.router, docs.router],  # /v1/audit before the proxy's /v1/...
+            # /v1/audit before the proxy's /v1/...
+            routers=[audit.router, api.router, docs.router, portal.router],
             own_api_docs=False,  # docs.router serves the merged documents instead
             title="ICEP gateway",
             description=DESCRIPTION,
@@ -165,6 +166,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         SecurityHeadersMiddleware,
         headers=settings.security_headers,
         content_security_policy=settings.content_security_policy,
+        docs_content_security_policy=settings.portal_content_security_policy,
         strict_transport_security=settings.strict_transport_security,
     )
     if settings.forwarded_allow_ips:

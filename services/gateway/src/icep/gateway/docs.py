@@ -1,4 +1,4 @@
-"""The published API documents: the merged OpenAPI document, the AsyncAPI document and the docs UI.
+"""The published API documents: the merged OpenAPI document and the AsyncAPI document (JSON and page).
 
 The gateway serves the files `icep docs` generated and the repository checks in (`api_docs_dir`, default
 `docs/api`), byte for byte: what a partner downloads is what was reviewed, and the gateway does not need to
@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import Response
 
 from icep.gateway.settings import GatewaySettings
 from icep.platform.app import runtime_of
@@ -22,6 +21,7 @@ router = APIRouter(include_in_schema=False)
 
 OPENAPI_FILE = "openapi.json"
 ASYNCAPI_FILE = "asyncapi.json"
+ASYNCAPI_HTML_FILE = "asyncapi.html"
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,7 @@ _loaded: dict[Path, _Loaded] = {}
 
 def _document(request: Request, name: str) -> bytes | None:
     """The file's bytes, read again only when it changed (a redeploy may rewrite it in place)."""
-    settings = runtime_of(request).settings
-    directory = settings.api_docs_dir if isinstance(settings, GatewaySettings) else "docs/api"
-    path = Path(directory) / name
+    path = api_docs_dir(request) / name
     try:
         stat = path.stat()
         stamp = (stat.st_mtime_ns, stat.st_size)
@@ -50,7 +48,12 @@ def _document(request: Request, name: str) -> bytes | None:
     return cached.content
 
 
-def _serve(request: Request, name: str) -> Response:
+def api_docs_dir(request: Request) -> Path:
+    settings = runtime_of(request).settings
+    return Path(settings.api_docs_dir if isinstance(settings, GatewaySettings) else "docs/api")
+
+
+def _serve(request: Request, name: str, media_type: str = "application/json") -> Response:
     content = _document(request, name)
     if content is None:
         return problem(
@@ -60,7 +63,7 @@ def _serve(request: Request, name: str) -> Response:
             slug="api-document-missing",
             instance=request.url.path,
         )
-    return Response(content, media_type="application/json", headers={"Cache-Control": "no-cache"})
+    return Response(content, media_type=media_type, headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/openapi.json")
@@ -75,11 +78,7 @@ async def asyncapi_document(request: Request) -> Response:
     return _serve(request, ASYNCAPI_FILE)
 
 
-@router.get("/docs")
-async def docs_ui() -> HTMLResponse:
-    """Swagger UI on the merged document (its Authorize button gets a token by client credentials)."""
-    return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="ICEP API",
-        swagger_ui_parameters={"persistAuthorization": False, "displayOperationId": True},
-    )
+@router.get("/docs/asyncapi")
+async def asyncapi_page(request: Request) -> Response:
+    """The AsyncAPI document as a page: every topic, its event types and their payloads (no script)."""
+    return _serve(request, ASYNCAPI_HTML_FILE, "text/html; charset=utf-8")

@@ -199,8 +199,9 @@ CORS_EXPOSE_HEADERS: tuple[str, ...] = (
     "X-Request-Id",
     "Idempotent-Replayed",
 )
-#: The API documentation pages load scripts and styles, so the API's Content-Security-Policy is not theirs.
-DOCS_PATHS: tuple[str, ...] = ("/docs", "/redoc", "/openapi.json", "/asyncapi.json")
+#: The developer portal and the API documents: their pages load the gateway's own scripts, styles and
+#: images, so they get the portal's Content-Security-Policy instead of the API's `default-src 'none'`.
+DOCS_PATHS: tuple[str, ...] = ("/docs", "/openapi.json", "/asyncapi.json")
 #: Paths the gateway forwards to the services.
 PROXIED_PREFIX = "/v1"
 
@@ -212,7 +213,8 @@ def _under(path: str, prefix: str) -> bool:
 class SecurityHeadersMiddleware:
     """Sets the security headers on every response that does not set them itself.
 
-    `headers` go everywhere. The Content-Security-Policy goes on API responses, not on the docs pages.
+    `headers` go everywhere. `content_security_policy` goes on API responses, `docs_content_security_policy`
+    on the portal and the API documents (`DOCS_PATHS`).
     Strict-Transport-Security goes only on responses to HTTPS requests (RFC 6797: never over plain HTTP).
     Proxied responses get `Cache-Control: no-store` unless the service chose a caching policy itself.
     """
@@ -223,6 +225,7 @@ class SecurityHeadersMiddleware:
         *,
         headers: Mapping[str, str],
         content_security_policy: str = "",
+        docs_content_security_policy: str = "",
         strict_transport_security: str = "",
     ) -> None:
         self.app = app
@@ -235,8 +238,9 @@ class SecurityHeadersMiddleware:
             for https in (False, True):
                 for proxied in (False, True):
                     chosen = list(self.headers)
-                    if content_security_policy and api:
-                        chosen.append(("Content-Security-Policy", content_security_policy))
+                    policy = content_security_policy if api else docs_content_security_policy
+                    if policy:
+                        chosen.append(("Content-Security-Policy", policy))
                     if strict_transport_security and https:
                         chosen.append(("Strict-Transport-Security", strict_transport_security))
                     if proxied:

@@ -76,8 +76,11 @@ class GatewaySettings(ServiceSettings):
     #: comma-separated string. Empty (the default): nobody's; the client is the TCP peer.
     forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(default_factory=list)
     #: Where the published API documents are (`icep docs` writes them): served at /openapi.json,
-    #: /asyncapi.json and /docs. Relative to the working directory, like `clients_file`.
+    #: /asyncapi.json and /docs/asyncapi. Relative to the working directory, like `clients_file`.
     api_docs_dir: str = "docs/api"
+    #: Where the guides are: the portal serves its `*.md` files and those of its `operations/` folder,
+    #: rendered, under /docs/guides (nothing else from it).
+    guides_dir: str = "docs"
 
     #: Requests per client, by the client's `rate_tier`, in `limits` notation ("600/minute", or several
     #: that all apply: "10/second; 600/minute"). A JSON object; tiers it does not name keep their defaults.
@@ -95,8 +98,15 @@ class GatewaySettings(ServiceSettings):
     #: Headers set on every response that lacks them (JSON object); entries override the defaults and an
     #: empty value removes one.
     security_headers: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SECURITY_HEADERS))
-    #: Content-Security-Policy of API responses (not of the API docs pages); empty: none.
+    #: Content-Security-Policy of API responses (not of the developer portal under /docs); empty: none.
     content_security_policy: str = "default-src 'none'; frame-ancestors 'none'"
+    #: Content-Security-Policy of the developer portal (/docs and below, and the API documents): only the
+    #: gateway itself. Swagger UI's stylesheet draws its icons from `data:` images; the capacity chart is
+    #: shown from a `blob:` URL. No inline script anywhere. Empty: none.
+    portal_content_security_policy: str = (
+        "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    )
     #: Strict-Transport-Security value, sent on requests that came over HTTPS; empty: not sent.
     strict_transport_security: str = ""
 

@@ -3,6 +3,7 @@
 - `openapi.json`: one OpenAPI 3.1 document of everything a partner reaches through the gateway: the
   gateway's own endpoints and the four services' `/v1` APIs (each completed by `icep.platform.openapi`),
   with the webhooks a subscriber receives in its `webhooks` section.
+- `asyncapi.html`: the AsyncAPI document as a page to read (no script), served at `/docs/asyncapi`.
 - `asyncapi.json`: an AsyncAPI 3.0 document of the Kafka topics, generated from `icep.contracts`: who
   sends and who receives each event type, its payload schema, its CloudEvents headers and its key.
 
@@ -11,8 +12,8 @@ no database). The gateway serves the checked-in files (`icep.gateway.docs`), and
 drift from the code. The platform imports no service statically: services are found by import string.
 
 The package's modules: `sources` (the apps' documents and the contracts), `openapi_webhooks` (the
-`webhooks` section), `openapi_merge` (the OpenAPI document), `asyncapi` (the AsyncAPI document) and
-`files` (writing and checking the files).
+`webhooks` section), `openapi_merge` (the OpenAPI document), `asyncapi` (the AsyncAPI document),
+`asyncapi_html` (its page) and `files` (writing and checking the files).
 """
 
 from icep.platform.apidocs.asyncapi import (
@@ -24,8 +25,10 @@ from icep.platform.apidocs.asyncapi import (
     KAFKA_HOST,
     asyncapi_document,
 )
+from icep.platform.apidocs.asyncapi_html import render_asyncapi_html
 from icep.platform.apidocs.files import (
     ASYNCAPI_FILE,
+    ASYNCAPI_HTML_FILE,
     DEFAULT_DIR,
     OPENAPI_FILE,
     differences,
@@ -55,6 +58,7 @@ from icep.platform.apidocs.sources import (
 __all__ = [
     "ASYNCAPI_DESCRIPTION",
     "ASYNCAPI_FILE",
+    "ASYNCAPI_HTML_FILE",
     "ASYNCAPI_VERSION",
     "CLOUDEVENT_HEADERS",
     "DEAD_LETTER_HEADERS",
@@ -80,6 +84,7 @@ __all__ = [
     "openapi_document",
     "producer_of",
     "render",
+    "render_asyncapi_html",
     "service_documents",
     "topic_of",
     "webhooks",

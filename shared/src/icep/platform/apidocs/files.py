@@ -4,11 +4,13 @@ and finding where they drifted from the code (`icep docs --check`).
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
 
 from icep.platform.apidocs.asyncapi import asyncapi_document
+from icep.platform.apidocs.asyncapi_html import render_asyncapi_html
 from icep.platform.apidocs.openapi_merge import openapi_document
 from icep.platform.apidocs.sources import Json
 
@@ -17,6 +19,8 @@ OPENAPI_FILE = "openapi.json"
 
 ASYNCAPI_FILE = "asyncapi.json"
 
+#: The AsyncAPI document as a page to read (no script): the gateway serves it at /docs/asyncapi.
+ASYNCAPI_HTML_FILE = "asyncapi.html"
 
 #: Where `icep docs` writes, relative to the repository root (the gateway serves them from there too).
 DEFAULT_DIR = Path("docs/api")
@@ -30,9 +34,12 @@ def render(document: Json) -> str:
 def documents() -> dict[str, str]:
     """File name -> content of every generated document."""
     openapi = openapi_document()
+    asyncapi = render(asyncapi_document(openapi["info"]["version"]))
     return {
         OPENAPI_FILE: render(openapi),
-        ASYNCAPI_FILE: render(asyncapi_document(openapi["info"]["version"])),
+        ASYNCAPI_FILE: asyncapi,
+        # From the file's own content (keys sorted), so the page is what asyncapi.json alone gives.
+        ASYNCAPI_HTML_FILE: render_asyncapi_html(json.loads(asyncapi)),
     }
 
 
@@ -85,9 +92,22 @@ def drift(directory: Path = DEFAULT_DIR) -> dict[str, list[str]]:
         current = path.read_text(encoding="utf-8")
         if current == content:
             continue
+        if not name.endswith(".json"):
+            drifted[name] = _changed_lines(current, content)
+            continue
         try:
             where = differences(json.loads(current), json.loads(content))
         except ValueError:
             where = ["the file is not valid JSON"]
         drifted[name] = where or ["formatting (run `icep docs` to rewrite it)"]
     return drifted
+
+
+def _changed_lines(old: str, new: str, limit: int = 20) -> list[str]:
+    """Where a generated text file differs: the first changed lines of a unified diff."""
+    changed = [
+        line
+        for line in difflib.unified_diff(old.splitlines(), new.splitlines(), n=0, lineterm="")
+        if line.startswith(("-", "+", "@@")) and not line.startswith(("---", "+++"))
+    ]
+    return changed[:limit] or ["formatting (run `icep docs` to rewrite it)"]
