@@ -128,6 +128,10 @@ class CapacityCommitted(_CapacityEvent):
 
 
 class ProgressReported(_CapacityEvent):
+    """A month's actual output against a commitment; a later report of the same month and commitment in
+    the lineage corrects it (`revision` > 1, `previous_output` set): keep the latest per lineage, commitment
+    and month."""
+
     event_type: ClassVar[str] = "icep.plans.progress.reported.v1"
 
     commitment_key: str
@@ -137,6 +141,13 @@ class ProgressReported(_CapacityEvent):
     planned_output: int
     reported_by: str
     reported_at: datetime
+    #: The plan lineage the actual belongs to (`<nation>/<period_start>/<period_end>`): the plans of one
+    #: nation for one period. A newer accepted version keeps the lineage's actuals.
+    lineage: str | None = None
+    #: The report's number in its month: 1 for the first report, then one more per correction.
+    revision: int = 1
+    #: On a correction, the figure it replaced; absent (null) on a month's first report.
+    previous_output: int | None = None
 
 
 class ShortfallDetected(_CapacityEvent):
