@@ -317,12 +317,13 @@ async def test_the_migration_moves_reports_into_their_lineages(
                         "e": END,
                         "at": datetime(2025, 1, 1, tzinfo=UTC),
                         "content": json.dumps(content),
-                    },  # fmt: skip
+                    },
                 )
             for pid, month, actual, day in (("v1", 3, 100, 1), ("v2", 3, 120, 2), ("v1", 4, 90, 3)):
                 await conn.execute(
                     sa.text(
-                        "INSERT INTO progress_reports VALUES (:p, 'k', :m, :a, 100, false, 'deu-planner', :at)"
+                        "INSERT INTO progress_reports VALUES"
+                        " (:p, 'k', :m, :a, 100, false, 'deu-planner', :at)"
                     ),
                     {
                         "p": pid,
@@ -344,6 +345,6 @@ async def test_the_migration_moves_reports_into_their_lineages(
         ]
         async with db.sessions() as session:
             product = (await session.execute(sa.text("SELECT DISTINCT product FROM progress_actuals"))).all()
-        assert product == [(PRODUCT,)]
+        assert [tuple(r) for r in product] == [(PRODUCT,)]
     finally:
         await db.dispose()
