@@ -346,5 +346,17 @@ async def test_the_migration_moves_reports_into_their_lineages(
         async with db.sessions() as session:
             product = (await session.execute(sa.text("SELECT DISTINCT product FROM progress_actuals"))).all()
         assert [tuple(r) for r in product] == [(PRODUCT,)]
+        # Back down: each month's standing figure under the version it was last reported against.
+        await asyncio.to_thread(migrations.downgrade, MIGRATIONS, url, "0008")
+        async with db.sessions() as session:
+            rows = (
+                await session.execute(
+                    sa.text("SELECT plan_id, month, actual_output FROM progress_reports ORDER BY month")
+                )
+            ).all()
+        assert [(r[0], str(r[1]), r[2]) for r in rows] == [
+            ("v2", "2025-03-01", 120),
+            ("v1", "2025-04-01", 90),
+        ]
     finally:
         await db.dispose()
