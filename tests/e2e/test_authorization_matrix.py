@@ -324,6 +324,13 @@ MATRIX: tuple[Op, ...] = (
         lambda ids: {"month": "2031-03-01", "actual_output": 1},
         "plan_nat_actuals",
     ),
+    # The months reported on a commitment and their corrections: capacity figures of a national plan.
+    Op(
+        "GET",
+        "/v1/plans/{plan_id}/commitments/{commitment_key}/progress",
+        OTHER_PLANNERS,
+        {"plan_id": "plan_nat", "commitment_key": "=line-1"},
+    ),
     Op(
         "PUT",
         "/v1/capacity/targets",
@@ -926,6 +933,8 @@ PAGE = {"limit": "200"}
 LISTINGS: tuple[Listing, ...] = (
     Listing("/v1/plans", ("plan_nat", "plan_draft", "plan_allies"), PAGE),
     Listing("/v1/capacity/summary", ("plan_nat", "plan_allies", "target")),
+    Listing("/v1/capacity/timeline", ("plan_nat", "plan_allies", "target")),
+    Listing("/v1/capacity/timeline.svg", ("plan_nat", "plan_allies", "target")),
     Listing("/v1/capacity/dependencies", ("plan_nat", "plan_allies")),
     Listing("/v1/capacity/targets", ("target",)),
     Listing("/v1/initiatives", ("initiative_full", "initiative_open"), PAGE),

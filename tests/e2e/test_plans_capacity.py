@@ -1,9 +1,11 @@
-"""The Alliance capacity picture: targets, summary, dependencies, progress and shortfalls, releasability."""
+"""The Alliance capacity picture: targets, summary, dependencies, progress and shortfalls, releasability, and
+the picture with history (actuals kept across plan versions, corrections, the timeline and its chart)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
+from xml.etree import ElementTree as ET
 
 import httpx
 
@@ -133,6 +135,9 @@ async def test_progress_actuals_and_shortfall(clients: Clients, platform: Any) -
         "actual_output": 46,
         "planned_output": 50,
         "shortfall": False,
+        "lineage": "DEU/2025-01-01/2026-12-31",
+        "revision": 1,
+        "previous_output": None,
     }
     short = await deu.post(url, json={"month": "2026-03-01", "actual_output": 44}, headers=current)
     assert short.json()["shortfall"] is True
@@ -303,3 +308,121 @@ async def test_capability_target_events_and_list(clients: Clients, platform: Any
     [set_event] = await wait_for(event, what="the target event")
     assert set_event.type == "icep.plans.capability_target.set.v1" and set_event.releasable_to == "ALLIES"
     assert set_event.nation == "NATO" and set_event.data["required_quantity"] == 1000
+
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+async def timeline(client: httpx.AsyncClient, **params: Any) -> dict[str | None, dict[str, Any]]:
+    r = await client.get("/v1/capacity/timeline", params=params)
+    assert r.status_code == 200, r.text
+    return {s["nation"]: s for s in r.json()["series"]}
+
+
+def figures(series: dict[str, Any], name: str) -> list[Any]:
+    return [p[name] for p in series["points"]]
+
+
+async def test_the_picture_keeps_its_history_across_versions_and_corrections(clients: Clients) -> None:
+    product = f'155mm <b>&"hist"</b> {uuid.uuid4().hex[:6]}'  # user text that must come back escaped
+    deu, fra, ukr, nato = clients["deu"], clients["fra"], clients["ukr"], clients["nato"]
+    target = {"capability_area": "munitions", "product": product, "year": 2026, "unit": "rounds"}
+    r = await nato.put("/v1/capacity/targets", json=target | {"required_quantity": 240_000})
+    assert r.status_code == 201, r.text
+    # DEU v1: 10,000/month, 12,000 from January 2026 (released to Allies).
+    v1 = await accept(clients, "deu", plan([commitment("deu-h", product, [("2026-01-01", 12_000)], 10_000)]))
+    url = f"/v1/plans/{v1}/commitments/deu-h/progress"
+    at_v1 = {"If-Match": (await deu.get(f"/v1/plans/{v1}")).headers["ETag"]}
+    for month, actual in (("2025-11-01", 9_000), ("2025-12-01", 9_800)):
+        assert (await deu.post(url, json={"month": month, "actual_output": actual}, headers=at_v1)).is_success
+    corrected = await deu.post(url, json={"month": "2025-12-15", "actual_output": 10_100}, headers=at_v1)
+    assert corrected.status_code == 200, corrected.text
+    assert (corrected.json()["revision"], corrected.json()["previous_output"]) == (2, 9_800)
+    # DEU v2 of the same period: 15,000 from March 2026. Accepting it supersedes v1.
+    v2 = await accept(
+        clients,
+        "deu",
+        plan([commitment("deu-h", product, [("2026-01-01", 12_000), ("2026-03-01", 15_000)], 10_000)]),
+    )
+    assert (await deu.get(f"/v1/plans/{v1}")).json()["status"] == "superseded"
+    at_v2 = {"If-Match": (await deu.get(f"/v1/plans/{v2}")).headers["ETag"]}
+    r = await deu.post(
+        f"/v1/plans/{v2}/commitments/deu-h/progress",
+        json={"month": "2026-01-01", "actual_output": 11_500},
+        headers=at_v2,
+    )
+    assert r.status_code == 200, r.text
+    # FRA: 3,000/month, national only: DEU may not see it.
+    fra_plan = await accept(clients, "fra", plan([commitment("fra-h", product, [], 3_000)], scope="national"))
+    at_fra = {"If-Match": (await fra.get(f"/v1/plans/{fra_plan}")).headers["ETag"]}
+    r = await fra.post(
+        f"/v1/plans/{fra_plan}/commitments/fra-h/progress",
+        json={"month": "2026-01-01", "actual_output": 2_500},
+        headers=at_fra,
+    )
+    assert r.status_code == 200, r.text
+
+    # The summary keeps what was reported under v1: 9,000 + 10,100 (corrected) in 2025.
+    lines = await summary(deu, product=product)
+    assert (lines[2025]["actual"], lines[2025]["actual_through"]) == (19_100, "2025-12-01")
+    assert (lines[2026]["actual"], lines[2026]["requirement"]) == (11_500, 240_000)
+
+    # The timeline, November 2025 - March 2026, by hand: requirement 240,000 / 12 = 20,000 per month of
+    # 2026; committed by v2: 10,000, 10,000, 12,000, 12,000, 15,000; actual 9,000, 10,100 (corrected),
+    # 11,500, not reported, not reported. FRA's national plan is not in what DEU sees.
+    seen = await timeline(deu, product=product, **{"from": "2025-11", "to": "2026-03"})
+    assert list(seen) == [None, "DEU"]
+    total = seen[None]
+    assert [p["month"] for p in total["points"]] == ["2025-11", "2025-12", "2026-01", "2026-02", "2026-03"]
+    assert figures(total, "requirement") == [None, None, 20_000, 20_000, 20_000]
+    assert figures(total, "committed") == [10_000, 10_000, 12_000, 12_000, 15_000]
+    assert figures(total, "actual") == [9_000, 10_100, 11_500, None, None]
+    assert total["requirements"] == [{"year": 2026, "required_quantity": 240_000}]
+    assert total["product"] == product
+    # FRA sees its own series too: January 11,500 + 2,500.
+    as_fra = await timeline(fra, product=product, **{"from": "2026-01", "to": "2026-01"})
+    assert list(as_fra) == [None, "DEU", "FRA"] and figures(as_fra[None], "actual") == [14_000]
+    # A partner sees neither the Allies' plans nor NATO's targets.
+    assert await timeline(ukr, product=product) == {}
+
+    # The month's history, named by the superseded version: who corrected it, when, from what.
+    history = await fra.get(url)
+    assert history.status_code == 200, history.text
+    assert history.json()["lineage"] == "DEU/2025-01-01/2026-12-31"
+    months = {m["month"]: m for m in history.json()["items"]}
+    assert list(months) == ["2025-11-01", "2025-12-01", "2026-01-01"]
+    [correction] = months["2025-12-01"]["corrections"]
+    assert (correction["previous_output"], correction["actual_output"], correction["corrected_by"]) == (
+        9_800,
+        10_100,
+        "deu-planner",
+    )
+    assert correction["corrected_at"] >= months["2025-12-01"]["first_reported_at"]
+    assert months["2026-01-01"]["plan_id"] == v2 and months["2025-11-01"]["corrections"] == []
+    assert (await ukr.get(url)).status_code == 404
+    assert (await deu.get(f"/v1/plans/{fra_plan}/commitments/fra-h/progress")).status_code == 404
+
+    # A span over ten years, or a month that is none, is the caller's mistake.
+    for span in ({"from": "2025-01", "to": "2035-02"}, {"from": "2025-13"}):
+        r = await deu.get("/v1/capacity/timeline", params=span)
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+
+    # The chart: an SVG document through the gateway, well-formed, self-contained, the user text escaped.
+    r = await deu.get(
+        "/v1/capacity/timeline.svg", params={"product": product, "from": "2025-11", "to": "2026-03"}
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml"), r.text
+    assert r.headers["x-content-type-options"] == "nosniff" and "content-security-policy" in r.headers
+    root = ET.fromstring(r.content)
+    assert root.tag == f"{SVG}svg"
+    assert product.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in r.text
+    assert "<b>" not in r.text
+    assert any(t.text == f"{product} (rounds)" for t in root.iter(f"{SVG}text"))
+    assert {e.tag.removeprefix(SVG) for e in root.iter()} <= {"svg", "title", "desc", "g", "rect", "text",
+                                                              "line", "polyline"}  # fmt: skip
+    for element in root.iter():
+        for name, value in element.attrib.items():
+            assert "href" not in name and "url(" not in value and "http" not in value, (name, value)
+    assert r.text.count("http") == 1  # the SVG namespace, a name and not a reference
+    nothing = await ukr.get("/v1/capacity/timeline.svg", params={"product": product})
+    assert nothing.status_code == 200 and product not in nothing.text

@@ -32,5 +32,15 @@ async def test_seed_is_idempotent_and_labelled(platform: Any) -> None:
         [shells] = lines_2026
         assert shells["requirement"] == 2_000_000 and shells["nations"] == ["DEU", "FRA", "POL"]
         assert shells["gap"] == shells["requirement"] - shells["committed"] > 0
+        # The sample actuals: March 2025 is FRA's corrected 4,950 (first 4,700) and POL's 2,600.
+        r = await deu.get(
+            "/v1/capacity/timeline", params={"product": seed.SHELL_155, "from": "2025-03", "to": "2025-03"}
+        )
+        totals = [s for s in r.json()["series"] if s["nation"] is None]
+        assert [p["actual"] for p in totals[0]["points"]] == [4_950 + 2_600]
+        fra = next(p for p in plans if p["nation"] == "FRA")
+        history = (await deu.get(f"/v1/plans/{fra['id']}/commitments/bourges-155/progress")).json()
+        [march] = [m for m in history["items"] if m["month"] == "2025-03-01"]
+        assert [(c["previous_output"], c["actual_output"]) for c in march["corrections"]] == [(4_700, 4_950)]
     finally:
         await deu.aclose()

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import ClassVar
 
+from pydantic import Field
+
 from icep.contracts.base import SAME_AS_AGGREGATE, Audience, EventPayload, MoneyAmount
 
 
@@ -128,6 +130,10 @@ class CapacityCommitted(_CapacityEvent):
 
 
 class ProgressReported(_CapacityEvent):
+    """A month's actual output against a commitment; a later report of the same month and commitment in
+    the lineage corrects it (`revision` > 1, `previous_output` set): keep the latest per lineage, commitment
+    and month."""
+
     event_type: ClassVar[str] = "icep.plans.progress.reported.v1"
 
     commitment_key: str
@@ -137,6 +143,19 @@ class ProgressReported(_CapacityEvent):
     planned_output: int
     reported_by: str
     reported_at: datetime
+    lineage: str | None = Field(
+        default=None,
+        description="The plan lineage the actual belongs to, `<nation>/<period_start>/<period_end>`: the "
+        "plans of one nation for one period. A newer accepted version keeps the lineage's actuals.",
+    )
+    revision: int = Field(
+        default=1,
+        description="The report's number in its month: 1 for the first report, then one more per correction",
+    )
+    previous_output: int | None = Field(
+        default=None,
+        description="On a correction, the figure it replaced; null on a month's first report",
+    )
 
 
 class ShortfallDetected(_CapacityEvent):

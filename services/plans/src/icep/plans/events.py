@@ -140,9 +140,17 @@ def _progress_events(report: progress.ProgressReport, event: DomainEvent) -> Ite
         "planned_output": report.expected_output,
     }
     match event:
-        case progress.ProgressReported(by=by, at=at):
+        case progress.ProgressReported(by=by, at=at, previous_output=previous, revision=revision):
             yield _of_capacity(
-                report.plan, published.ProgressReported(**common, reported_by=by, reported_at=at)
+                report.plan,
+                published.ProgressReported(
+                    **common,
+                    reported_by=by,
+                    reported_at=at,
+                    lineage=report.lineage,
+                    revision=revision,
+                    previous_output=previous,
+                ),
             )
         case progress.ShortfallDetected(threshold=threshold):
             yield _of_capacity(

@@ -6,7 +6,7 @@ them all in one metadata, the one migrations/env.py and the app use."""
 from __future__ import annotations
 
 from icep.plans.plans.rows import PlanRow, PlanVersionRow
-from icep.plans.progress.rows import ProgressRow
+from icep.plans.progress.rows import ProgressActualRow, ProgressRevisionRow
 from icep.plans.rows import PlansTable
 from icep.plans.targets.rows import CapabilityTargetRow
 from icep.platform.tables import platform_tables
@@ -16,7 +16,8 @@ __all__ = [
     "PlanRow",
     "PlanVersionRow",
     "PlansTable",
-    "ProgressRow",
+    "ProgressActualRow",
+    "ProgressRevisionRow",
     "metadata",
     "tables",
 ]

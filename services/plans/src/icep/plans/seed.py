@@ -286,6 +286,28 @@ PLANS: list[SamplePlan] = [
     ),
 ]
 
+#: Synthetic actual output reported against the accepted sample plans' commitments, in the order reported:
+#: a month listed twice was corrected, so its history (and the timeline's chart) shows a correction.
+ACTUALS: dict[str, list[tuple[str, int]]] = {
+    "bourges-155": [
+        ("2025-01-01", 4_800),
+        ("2025-02-01", 5_050),
+        ("2025-03-01", 4_700),
+        ("2025-03-01", 4_950),
+        ("2025-04-01", 5_200),
+        ("2025-05-01", 5_100),
+        ("2025-06-01", 5_300),
+    ],
+    "skarzysko-155": [
+        ("2025-01-01", 2_300),
+        ("2025-02-01", 2_450),
+        ("2025-03-01", 2_600),
+        ("2025-04-01", 2_550),
+        ("2025-05-01", 2_700),
+        ("2025-06-01", 2_750),
+    ],
+}
+
 STEPS = {
     "draft": ("planner", "submit", "submitted"),
     "submitted": ("reviewer", "start-review", "under_review"),
@@ -305,6 +327,29 @@ async def _existing(planner: httpx.AsyncClient, nation: str, title: str) -> dict
                 return found
         url, params = page["next"], None
     return None
+
+
+async def _report_actuals(planner: httpx.AsyncClient, plan: dict[str, Any], report: SeedReport) -> None:
+    """The sample actuals of the plan's commitments that its history does not hold yet (a month counts as
+    many reports as it has: its first and its corrections)."""
+    for commitment in plan["content"]["commitments"]:
+        key = commitment["key"]
+        url = f"/v1/plans/{plan['id']}/commitments/{key}/progress"
+        history = checked(await planner.get(url))["items"]
+        held = {m["month"]: 1 + len(m["corrections"]) for m in history}
+        made = 0
+        for month, actual in ACTUALS.get(key, []):
+            if held.get(month, 0) > 0:
+                held[month] -= 1
+                continue
+            checked(
+                await planner.post(
+                    url, json={"month": month, "actual_output": actual}, headers=if_match(plan)
+                )
+            )
+            made += 1
+        if made:
+            report.advanced.append(f"{key}: {made} progress reports (synthetic)")
 
 
 async def seed(
@@ -355,6 +400,8 @@ async def seed(
                     report.advanced.append(f"{title} -> {plan['status']}")
                 elif title not in report.created:
                     report.unchanged.append(title)
+                if plan["status"] == "accepted":
+                    await _report_actuals(planner, plan, report)
         finally:
             for c in clients.values():
                 await c.aclose()

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from icep.contracts import NationCode
 from icep.plans.capacity import use_cases
-from icep.plans.capacity.model import SummaryFilter
+from icep.plans.capacity.chart import timeline_svg
+from icep.plans.capacity.model import SummaryFilter, TimelineSeries
 from icep.plans.capacity.repository import content_cache
-from icep.plans.capacity.schemas import DependenciesOut, DependencyOut, SummaryLineOut, SummaryOut
+from icep.plans.capacity.schemas import (
+    DependenciesOut,
+    DependencyOut,
+    SummaryLineOut,
+    SummaryOut,
+    TimelineOut,
+    TimelinePointOut,
+    TimelineSeriesOut,
+    YearRequirementOut,
+)
 from icep.platform.app import DatabaseDep, runtime_of
 from icep.platform.auth import ActorDep
+from icep.platform.events import utcnow
 
 #: The capacity summary and dependencies share the capacity paths and tag with the targets.
 router = APIRouter(prefix="/v1/capacity", tags=["capacity"])
@@ -76,4 +89,138 @@ async def capacity_dependencies(db: DatabaseDep, who: ActorDep, f: FilterDep) ->
             )
             for d in deps
         ]
+    )
+
+
+# --- the timeline -------------------------------------------------------------------------------------------
+
+MONTH = r"^(20\d\d|2100)-(0[1-9]|1[0-2])$"
+
+
+def _month(value: str | None) -> date | None:
+    return None if value is None else date(int(value[:4]), int(value[5:7]), 1)
+
+
+def _ym(month: date) -> str:
+    return f"{month.year:04d}-{month.month:02d}"
+
+
+def timeline_filter(
+    capability_area: Annotated[str | None, Query(max_length=100)] = None,
+    product: Annotated[str | None, Query(max_length=200)] = None,
+    nation: Annotated[NationCode | None, Query()] = None,
+) -> SummaryFilter:
+    return SummaryFilter(capability_area, product, None, nation)
+
+
+@dataclass(frozen=True)
+class Span:
+    first: date | None
+    last: date | None
+
+
+def timeline_span(
+    from_: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            pattern=MONTH,
+            description="First month, `YYYY-MM` (default: the start of the plans and targets selected)",
+            examples=["2025-01"],
+        ),
+    ] = None,
+    to: Annotated[
+        str | None,
+        Query(
+            pattern=MONTH,
+            description="Last month, `YYYY-MM` (default: the end of the plans and targets selected); at most "
+            "120 months after `from`",
+            examples=["2026-12"],
+        ),
+    ] = None,
+) -> Span:
+    return Span(_month(from_), _month(to))
+
+
+TimelineFilterDep = Annotated[SummaryFilter, Depends(timeline_filter)]
+SpanDep = Annotated[Span, Depends(timeline_span)]
+
+TIMELINE = (
+    "Month by month per product, from what you may see exactly as the summary (the capacity figures of "
+    "accepted plans released to your nation; capability targets for Allies): `requirement` is the year's "
+    "capability target as a monthly rate (target / 12; the yearly targets are listed in `requirements`), "
+    "`committed` the ramp of each lineage's accepted plan, `actual` the reported output (each month's "
+    "latest corrected figure, including what was reported under earlier versions of a plan). One series "
+    "per product over every nation you may see, then one per nation. A span longer than ten years is 422."
+)
+
+
+async def _timeline(
+    request: Request, db: DatabaseDep, who: ActorDep, f: SummaryFilter, span: Span
+) -> tuple[list[date], list[TimelineSeries]]:
+    cache = content_cache(runtime_of(request))
+    return await use_cases.capacity_timeline(db, who, f, cache, span.first, span.last, utcnow().date())
+
+
+@router.get(
+    "/timeline",
+    operation_id="capacityTimeline",
+    summary="Month by month per product (and nation): requirement, committed ramp and actuals",
+    description=TIMELINE,
+)
+async def capacity_timeline(
+    request: Request, db: DatabaseDep, who: ActorDep, f: TimelineFilterDep, span: SpanDep
+) -> TimelineOut:
+    months, series = await _timeline(request, db, who, f, span)
+    return TimelineOut(
+        from_=_ym(months[0]),
+        to=_ym(months[-1]),
+        series=[
+            TimelineSeriesOut(
+                capability_area=s.capability_area,
+                product=s.product,
+                unit=s.unit,
+                nation=s.nation,
+                requirements=[YearRequirementOut(year=y, required_quantity=q) for y, q in s.requirements],
+                points=[
+                    TimelinePointOut(
+                        month=_ym(p.month),
+                        requirement=p.requirement,
+                        committed=p.committed,
+                        actual=p.actual,
+                        reports=p.reports,
+                    )
+                    for p in s.points
+                ],
+            )
+            for s in series
+        ],
+    )
+
+
+@router.get(
+    "/timeline.svg",
+    operation_id="capacityTimelineChart",
+    summary="The capacity timeline as an SVG chart, one panel per product, for reviews",
+    description="The same figures, query parameters and visibility as `GET /v1/capacity/timeline`, drawn "
+    "per product: the requirement (dashed, the capability target / 12), the committed ramp (line) and the "
+    "actual output (bars) per month, with a month axis and a legend. A standalone `image/svg+xml` "
+    "document with no script, style sheet or external reference.",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The chart",
+            "content": {"image/svg+xml": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def capacity_timeline_chart(
+    request: Request, db: DatabaseDep, who: ActorDep, f: TimelineFilterDep, span: SpanDep
+) -> Response:
+    months, series = await _timeline(request, db, who, f, span)
+    return Response(
+        timeline_svg(months, series),
+        media_type="image/svg+xml",
+        # The figures depend on who asks: no shared cache may keep them.
+        headers={"Cache-Control": "private, no-store"},
     )

@@ -4,16 +4,34 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import func, select
 from sqlmodel import col
 
-from icep.plans.capacity.model import Dependency, SummaryFilter, SummaryLine
-from icep.plans.capacity.repository import CapacityView, ContentCache, accepted_plans, visible_capacity
-from icep.plans.plans.model import Actor, CapacityCommitment
+from icep.plans.capacity.model import (
+    MAX_TIMELINE_MONTHS,
+    Dependency,
+    PlannedCommitment,
+    SummaryFilter,
+    SummaryLine,
+    TimelineSeries,
+    YearTarget,
+    build_timeline,
+    month_index,
+    month_of,
+    months_between,
+)
+from icep.plans.capacity.repository import (
+    ContentCache,
+    accepted_plans,
+    lineages_of,
+    monthly_actuals,
+    visible_capacity,
+    yearly_actuals,
+)
+from icep.plans.plans.model import Actor
 from icep.plans.plans.rows import PlanRow
-from icep.plans.progress.rows import ProgressRow
 from icep.plans.targets.repository import list_capability_targets
 from icep.platform.db import Database
+from icep.platform.domain import invalid
 
 
 async def capacity_summary(
@@ -29,7 +47,6 @@ async def capacity_summary(
             lines[(product, year)] = SummaryLine(area, product, unit, year, nations=set())
         return lines[(product, year)]
 
-    keys: dict[str, tuple[CapacityView, CapacityCommitment]] = {}
     for plan in plans:
         years = range(plan.period_start.year, plan.period_end.year + 1)
         for c in plan.content.commitments:
@@ -37,7 +54,6 @@ async def capacity_summary(
                 f.product and c.product != f.product
             ):
                 continue
-            keys[f"{plan.id}/{c.key}"] = (plan, c)
             for year in years:
                 if f.year and year != f.year:
                     continue
@@ -51,34 +67,17 @@ async def capacity_summary(
     ):
         entry = line(target.capability_area, target.product, target.unit, target.year)
         entry.requirement = (entry.requirement or 0) + target.required_quantity
-    if keys:
-        # Summed in the database per commitment and year: one row each, however many months reported.
-        year_of = func.extract("year", col(ProgressRow.month))
-        query = (
-            select(
-                col(ProgressRow.plan_id),
-                col(ProgressRow.commitment_key),
-                year_of,
-                func.sum(col(ProgressRow.actual_output)),
-                func.max(col(ProgressRow.month)),
-            )
-            .where(col(ProgressRow.plan_id).in_({p.id for p, _ in keys.values()}))
-            .group_by(col(ProgressRow.plan_id), col(ProgressRow.commitment_key), year_of)
-        )
-        async with db.sessions() as session:
-            sums = (await session.execute(query)).all()
-        for plan_id, commitment_key, year, actual, reported_through in sums:
-            found = keys.get(f"{plan_id}/{commitment_key}")
-            hit = lines.get((found[1].product, int(year))) if found is not None else None
-            if hit is None:
+    lineages = lineages_of(plans)
+    if lineages:
+        # The actuals of the lineages, not of the accepted versions alone: what was reported under an
+        # earlier version stays. Summed in the database per product and year.
+        for area, product, unit, year, actual, through in await yearly_actuals(
+            db, lineages, f.capability_area, f.product
+        ):
+            if f.year and year != f.year:
                 continue
-            hit.actual = (hit.actual or 0) + int(actual)
-            # SQLite hands back MAX() of a date as text
-            through = (
-                date.fromisoformat(reported_through)
-                if isinstance(reported_through, str)
-                else reported_through
-            )
+            hit = line(area, product, unit, year)
+            hit.actual = (hit.actual or 0) + actual
             if hit.actual_through is None or through > hit.actual_through:
                 hit.actual_through = through
     return sorted(lines.values(), key=lambda e: (e.capability_area, e.product, e.year))
@@ -110,3 +109,78 @@ async def capacity_dependencies(db: Database, actor: Actor, f: SummaryFilter) ->
                     {"plan_id": plan.id, "nation": plan.nation, "commitment_key": c.key, "product": c.product}
                 )
     return sorted(found.values(), key=lambda d: (-d.commitments, d.input))
+
+
+async def capacity_timeline(
+    db: Database,
+    actor: Actor,
+    f: SummaryFilter,
+    cache: ContentCache,
+    first: date | None,
+    last: date | None,
+    today: date,
+) -> tuple[list[date], list[TimelineSeries]]:
+    """Month by month per product (and per nation the caller may see): the requirement, the committed ramp
+    of the lineages' accepted plans and the reported actuals (each month's latest corrected figure), from
+    what the caller may see exactly as the summary. Without `first`/`last`, the span of the plans and
+    targets selected, at most ten years."""
+    plans = await visible_capacity(db, actor, f.nation, cache)
+    commitments = [
+        PlannedCommitment(
+            plan.nation,
+            plan.period_start,
+            plan.period_end,
+            c.capability_area,
+            c.product,
+            c.unit,
+            c.planned_rate,
+        )
+        for plan in plans
+        for c in plan.content.commitments
+        if not (f.capability_area and c.capability_area != f.capability_area)
+        and not (f.product and c.product != f.product)
+    ]
+    targets = [
+        YearTarget(t.capability_area, t.product, t.unit, t.year, t.required_quantity)
+        for t in await list_capability_targets(
+            db, actor, capability_area=f.capability_area, product=f.product
+        )
+    ]
+    first, last = timeline_span(first, last, commitments, targets, today)
+    months = months_between(first, last)
+    lineages = lineages_of(plans)
+    reported = (
+        await monthly_actuals(db, lineages, f.capability_area, f.product, first, last) if lineages else []
+    )
+    return months, build_timeline(months, commitments, targets, reported)
+
+
+def timeline_span(
+    first: date | None,
+    last: date | None,
+    commitments: list[PlannedCommitment],
+    targets: list[YearTarget],
+    today: date,
+) -> tuple[date, date]:
+    """The months asked for, or what the selected plans and targets span (this year when nothing is);
+    a span asked for must run forwards and be at most ten years long (422 otherwise)."""
+    starts = [month_index(c.period_start) for c in commitments] + [t.year * 12 for t in targets]
+    ends = [month_index(c.period_end) for c in commitments] + [t.year * 12 + 11 for t in targets]
+    seen_first = min(starts, default=today.year * 12)
+    seen_last = max(ends, default=today.year * 12 + 11)
+    if first is not None and last is not None:
+        if last < first:
+            raise invalid("query.to", "the timeline ends before it starts")
+        if month_index(last) - month_index(first) + 1 > MAX_TIMELINE_MONTHS:
+            raise invalid("query.to", f"a timeline spans at most {MAX_TIMELINE_MONTHS} months (ten years)")
+        return first, last
+    if first is not None:
+        start = month_index(first)
+        end = seen_last if seen_last >= start else start + 11
+    elif last is not None:
+        end = month_index(last)
+        start = seen_first if seen_first <= end else end - 11
+        start = max(start, end - MAX_TIMELINE_MONTHS + 1)
+    else:
+        start, end = seen_first, seen_last
+    return month_of(start), month_of(min(end, start + MAX_TIMELINE_MONTHS - 1))

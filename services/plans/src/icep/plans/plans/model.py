@@ -202,6 +202,12 @@ def check_period(start: date, end: date) -> None:
         raise invalid("body.period_end", f"a plan's period spans at most {MAX_PERIOD_YEARS} years")
 
 
+def lineage_of(nation: str, period_start: date, period_end: date) -> str:
+    """The key of a plan lineage (see `NationalPlan.lineage`): stable, readable, and the same rule
+    `accept` uses to find the plan a newer version supersedes."""
+    return f"{nation}/{period_start.isoformat()}/{period_end.isoformat()}"
+
+
 # --- visibility -----------------------------------------------------------------------------------------
 
 
@@ -407,6 +413,13 @@ class NationalPlan(Aggregate):
         # The successor is named only when everyone told of the old plan may also see the new one.
         named = superseded.readers() <= by.readers()
         return superseded.recorded(PlanSuperseded(by_plan=by.id, successor_named=named, at=now))
+
+    @property
+    def lineage(self) -> str:
+        """The lineage this plan is a version of: `DEU/2025-01-01/2026-12-31`. The plans of one nation for
+        one period replace one another (`supersede`), so nation and period name the line of versions; the
+        actuals reported against any of them belong to it and outlive each version."""
+        return lineage_of(self.nation, self.period_start, self.period_end)
 
     def supersedes(self, other: NationalPlan) -> bool:
         return (
