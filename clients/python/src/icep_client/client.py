@@ -125,7 +125,13 @@ class IcepClient:
             reraise=True,
         )
         response: httpx.Response = await retrying(
-            self.http.request, method, path, params=query(params), json=json, headers=sent
+            # (No params at all rather than empty ones: httpx would drop the query a `next` link holds.)
+            self.http.request,
+            method,
+            path,
+            params=query(params) or None,
+            json=json,
+            headers=sent,
         )
         if response.is_error:
             raise ProblemError.from_response(response)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
 from tenacity import RetryCallState
-from tenacity.wait import wait_exponential_jitter
 
 from icep_client.errors import TokenError
 
@@ -70,10 +70,9 @@ class RetryPolicy:
                 asked = retry_after(answer)
                 if asked is not None:
                     return min(asked, self.max_retry_after)
-        backoff = wait_exponential_jitter(
-            initial=self.initial_wait, max=self.max_wait, jitter=self.initial_wait
-        )
-        return float(backoff(state))
+        # Exponential with jitter, so that many clients failing together do not retry together.
+        exponential = self.initial_wait * 2 ** max(0, state.attempt_number - 1)
+        return min(self.max_wait, exponential) + random.uniform(0, self.initial_wait)
 
 
 def _in_use(response: httpx.Response) -> bool:

@@ -114,7 +114,7 @@ class Events:
                     self._client.http,
                     "GET",
                     "/v1/events/stream",
-                    params=query(params),
+                    params=query(params) or None,
                     headers=headers,
                     timeout=timeout,
                 ) as source:
