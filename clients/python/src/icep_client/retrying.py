@@ -71,7 +71,7 @@ class RetryPolicy:
                 if asked is not None:
                     return min(asked, self.max_retry_after)
         # Exponential with jitter, so that many clients failing together do not retry together.
-        exponential = self.initial_wait * 2 ** max(0, state.attempt_number - 1)
+        exponential: float = self.initial_wait * 2.0 ** max(0, state.attempt_number - 1)
         return min(self.max_wait, exponential) + random.uniform(0, self.initial_wait)
 
 
