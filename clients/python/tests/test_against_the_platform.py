@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import os
 import re
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from icep_client import Event, FeedEvent, IcepClient, NotFound, PreconditionFailed, WebhookReceiver
+from icep_client import Event, FeedEvent, IcepClient, NotFound, PreconditionFailed, Standard, WebhookReceiver
 
 from icep.platform.kafka_local import free_port
 from icep.platform.testing import wait_for
@@ -125,6 +126,69 @@ async def test_a_partner_journey_through_the_sdk(platform: Any) -> None:
         assert created.type == "icep.plans.plan.created.v1"
         resumed = await first(deu.events.stream(last_event_id=created.position, types=PLAN_EVENTS), plan.id)
         assert resumed.type == "icep.plans.plan.submitted.v1" and resumed.position > created.position
+
+
+async def test_standards_answers_and_a_joint_initiative_through_the_sdk(platform: Any) -> None:
+    async with (
+        sdk(platform, "nato-standards") as nato,
+        sdk(platform, "deu-standards") as deu,
+        sdk(platform, "fra-standards") as fra,
+    ):
+        number = f"9{uuid.uuid4().int % 10**8:08d}"
+        drafted = await nato.fetch(
+            Standard,
+            "POST",
+            "/v1/standards",
+            json={
+                "kind": "STANAG",
+                "number": number,
+                "edition": 1,
+                "title": "Protection levels for occupants of light armoured vehicles (synthetic)",
+                "covering_publications": ["AEP-55"],
+                "domain": "land",
+                "capability_areas": ["protection"],
+                "levels": ["1", "2", "3"],
+            },
+        )
+        circulated = await nato.fetch(
+            Standard, "POST", f"/v1/standards/{drafted.id}/circulate", if_match=drafted.etag
+        )
+        await nato.fetch(Standard, "POST", f"/v1/standards/{drafted.id}/promulgate", if_match=circulated.etag)
+        assert [s.id async for s in deu.standards.search(number=number)] == [drafted.id]
+        assert (await deu.standards.get(drafted.id)).status == "promulgated"
+
+        # Each nation answers with the answer as read (If-Match), one with a reservation.
+        deu_answer = await deu.standards.ratify(await deu.standards.response(drafted.id, "DEU"))
+        assert (deu_answer.status, deu_answer.version) == ("ratified", 2)
+        fra_answer = await fra.standards.ratify(
+            await fra.standards.response(drafted.id, "FRA"),
+            reservations=[{"clause": "4.2", "kind": "limited", "detail": "level 3 on wheeled vehicles only"}],
+        )
+        assert fra_answer.status == "ratified_with_reservations"
+        assert [r.clause for r in fra_answer.reservations] == ["4.2"]
+        answers = {a.nation: a.status for a in await deu.standards.responses(drafted.id)}
+        assert answers["DEU"] == "ratified" and answers["FRA"] == "ratified_with_reservations"
+        verdict = await deu.standards.interoperability(["DEU", "FRA"], [drafted.id])
+        [pair] = verdict.pairs
+        assert pair.nations == ["DEU", "FRA"] and pair.verdict and pair.reasons
+        assert [s.standard_id for s in verdict.standards] == [drafted.id]
+
+    async with sdk(platform, "deu-procurement") as lead, sdk(platform, "fra-procurement") as fra_buyer:
+        product = f"155mm round {uuid.uuid4().hex[:6]} (synthetic)"
+        year = datetime.date.today().year + 1
+        proposed = await lead.initiatives.propose(
+            title="155mm ammunition for PzH 2000 (synthetic)",
+            item={"product": product, "unit": "rounds"},
+            capability_area="munitions",
+            participation_deadline=datetime.date.today() + datetime.timedelta(days=60),
+        )
+        opened = await lead.initiatives.open(proposed)
+        assert (opened.status, opened.lead_nation) == ("open", "DEU")
+        joined = await fra_buyer.initiatives.join(await fra_buyer.initiatives.get(opened.id), {year: 1000})
+        committed = await fra_buyer.initiatives.commit(joined, {year: 800}, funded={year: 800})
+        [fra_part] = [p for p in committed.participations if p.nation == "FRA"]
+        assert (fra_part.status, fra_part.firm) == ("committed", {str(year): 800})
+        assert [i.id async for i in lead.initiatives.list(product=product, page_size=1)] == [opened.id]
 
 
 @contextlib.asynccontextmanager
