@@ -86,8 +86,12 @@ async def test_following_from_latest_polls_the_feed_from_the_head_on(server: Any
 
 async def test_the_stream_reconnects_with_last_event_id_when_it_ends(server: Any, waits: Any) -> None:
     def stream(seen: Any) -> Any:
+        if seen.path == "/v1/events":  # where "now" is
+            return server.Reply(
+                200, {"items": [], "next": "/v1/events?after=4", "last_position": 4, "more": False}
+            )
         resumed = seen.headers.get("last-event-id")
-        if resumed is None:
+        if resumed == "4":
             chunks = [
                 b"retry: 1500\n: stream of events after 4\n\n",
                 sse(5, event(5)),
@@ -117,9 +121,13 @@ async def test_the_stream_reconnects_with_last_event_id_when_it_ends(server: Any
             if len(got) == 3:
                 break
         assert [e.position for e in got] == [5, 6, 7] and got[2].data == {"plan_id": "plan-7"}
-        assert [r.headers.get("last-event-id") for r in server.api()] == [None, "6"]
-        assert server.api()[0].query["types"] == ["icep.plans.*"]
-        assert server.api()[0].headers["accept"] == "text/event-stream"
+        streams = [r for r in server.api() if r.path == "/v1/events/stream"]
+        assert [r.path for r in server.api()] == ["/v1/events", *["/v1/events/stream"] * 2]
+        assert server.api()[0].query["after"] == ["latest"]
+        # From now, fixed as a position at once; then resumed after the last event received.
+        assert [r.headers.get("last-event-id") for r in streams] == ["4", "6"]
+        assert streams[0].query["types"] == ["icep.plans.*"]
+        assert streams[0].headers["accept"] == "text/event-stream"
         assert waits.asked == [1.5]  # the server's `retry`, once
         # Resuming from a position past retention: raised (410), not retried.
         with pytest.raises(ProblemError) as gone:

@@ -91,8 +91,8 @@ class Events:
         products: Sequence[str] | None = None,
         read_timeout: float = 60.0,
     ) -> AsyncIterator[FeedEvent]:
-        """The live stream: each event as it happens (after `last_event_id` when given, without loss or
-        repeats; else from now). When the connection drops or the server ends the stream, it connects
+        """The live stream: each event as it happens (after `last_event_id` when given, else from now),
+        without loss or repeats. When the connection drops or the server ends the stream, it connects
         again with `Last-Event-ID` set to the last event received, waiting as the server's `retry`
         field (or `Retry-After`) asks; an answer the caller must fix (401, 403, 410 past retention, 422)
         is raised as `ProblemError`. Runs until the caller stops iterating."""
@@ -102,12 +102,14 @@ class Events:
             "capability_areas": capability_areas,
             "products": products,
         }
-        last = last_event_id
+        # "From now" is fixed once, as a position: a reconnection after a drop before the first event
+        # then resumes from there too, and loses nothing that happened meanwhile.
+        last = last_event_id if last_event_id is not None else await self.latest()
         retry_ms = 2000
         failures = 0  # connections in a row that brought no event
         timeout = httpx.Timeout(30.0, read=read_timeout)
         while True:
-            headers = {"Last-Event-ID": str(last)} if last is not None else {}
+            headers = {"Last-Event-ID": str(last)}
             wait: float | None = None
             try:
                 async with aconnect_sse(
