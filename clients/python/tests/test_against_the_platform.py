@@ -127,6 +127,28 @@ async def test_a_partner_journey_through_the_sdk(platform: Any) -> None:
         resumed = await first(deu.events.stream(last_event_id=created.position, types=PLAN_EVENTS), plan.id)
         assert resumed.type == "icep.plans.plan.submitted.v1" and resumed.position > created.position
 
+        # And live: a stream opened now gets the next plan's event as it happens. (The streams above are
+        # closed at the service first, so that the one open next is this one.)
+        await wait_for(lambda: streams_open(platform, 0), timeout=30, what="the streams above closed")
+        live = deu.events.stream(types=PLAN_EVENTS)
+        reading = asyncio.create_task(anext(live))
+        try:
+            await wait_for(lambda: streams_open(platform, 1), timeout=30, what="the stream open")
+            fresh = await deu.plans.create(**plan_fields("SDK live"))
+            got = await asyncio.wait_for(reading, 60)
+            assert (got.type, got.subject) == ("icep.plans.plan.created.v1", fresh.id)
+        finally:
+            reading.cancel()
+            with contextlib.suppress(BaseException):
+                await reading
+            await live.aclose()  # type: ignore[attr-defined]
+        await wait_for(lambda: streams_open(platform, 0), timeout=30, what="the stream closed at the service")
+
+
+async def streams_open(platform: Any, count: int) -> bool:
+    found = await platform.metric("notifications", "icep_event_streams_open", service="notifications")
+    return bool(found == count)
+
 
 async def test_standards_answers_and_a_joint_initiative_through_the_sdk(platform: Any) -> None:
     async with (
