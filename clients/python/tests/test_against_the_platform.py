@@ -1,7 +1,8 @@
 """icep-client against the real platform (Kafka, the five processes, through the gateway), as a partner
-uses it: a journey through plans, the capacity picture, pagination, the feed from `latest` and the
-stream resumed from `Last-Event-ID`; a real signed webhook through a subscription, taken by the
-receiver helper once; and the README's Python quickstart, run as written."""
+uses it: a journey through plans, the capacity picture, pagination, the feed from `latest`, the stream
+resumed from `Last-Event-ID` and live; standards answers, interoperability and a joint initiative; a real
+signed webhook through a subscription, taken by the receiver helper once; and the README's Python
+quickstart, run as written."""
 
 from __future__ import annotations
 
