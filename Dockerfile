@@ -33,7 +33,10 @@ COPY services/plans/pyproject.toml services/plans/
 COPY services/procurement/pyproject.toml services/procurement/
 COPY services/standards/pyproject.toml services/standards/
 COPY services/notifications/pyproject.toml services/notifications/
-RUN uv sync --frozen --no-dev --all-packages --no-install-workspace
+# The partner SDK is a workspace member too (uv needs its pyproject.toml to read the
+# workspace), but no process runs it: it stays out of the image.
+COPY clients/python/pyproject.toml clients/python/
+RUN uv sync --frozen --no-dev --all-packages --no-install-workspace --no-install-package icep-client
 # Then the workspace members' sources (and the services' Alembic migrations),
 # installed editable: code finds its migrations next to its sources.
 COPY shared/src shared/src
@@ -46,7 +49,7 @@ COPY services/standards/src services/standards/src
 COPY services/standards/migrations services/standards/migrations
 COPY services/notifications/src services/notifications/src
 COPY services/notifications/migrations services/notifications/migrations
-RUN uv sync --frozen --no-dev --all-packages
+RUN uv sync --frozen --no-dev --all-packages --no-install-package icep-client
 
 
 FROM python:3.11-slim AS runtime

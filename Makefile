@@ -30,7 +30,7 @@ lint: sync
 	$(UV) run --frozen ruff format --check .
 
 typecheck: sync
-	$(UV) run --frozen mypy shared/src services/*/src
+	$(UV) run --frozen mypy shared/src services/*/src clients/*/src
 
 ## The generated OpenAPI and AsyncAPI documents in docs/api are what the code generates.
 docs-check: sync

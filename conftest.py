@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent
 
 #: Tests whose outcome cannot depend on the database: the gateway keeps none (its tests and the token and
 #: key checks of test_identity), `icep up` always runs SQLite, the manifests, alert rules and dashboards are
-#: files, the local broker (and a broker cluster losing a node) and the launcher are no database's. When CI
-#: runs SQLite and PostgreSQL side by side, the PostgreSQL run leaves them out (`-m "not database_agnostic"`):
-#: they run once, not twice.
+#: files, the local broker (and a broker cluster losing a node) and the launcher are no database's, nor is
+#: the partner SDK's work against its own test servers. When CI runs SQLite and PostgreSQL side by side, the
+#: PostgreSQL run leaves them out (`-m "not database_agnostic"`): they run once, not twice.
 #: A test here that asks for a database of its own (`make_database_url` in its signature) is not one.
 DATABASE_AGNOSTIC = (
     "services/gateway/tests/",
@@ -44,6 +44,11 @@ DATABASE_AGNOSTIC = (
     "tests/test_deploy.py",
     "tests/test_k8s.py",
     "tests/test_observability.py",
+    # The partner SDK against its scripted servers and the OpenAPI document (its run against the platform
+    # is in test_against_the_platform.py, which is not listed).
+    "clients/python/tests/test_events_and_webhooks.py",
+    "clients/python/tests/test_models_match_the_api.py",
+    "clients/python/tests/test_tokens_and_retries.py",
 )
 
 

@@ -18,7 +18,11 @@ INFRASTRUCTURE = ("fastapi", "starlette", "sqlalchemy", "sqlmodel", "aiokafka", 
 
 def sources() -> list[Path]:
     return sorted(
-        [*(ROOT / "shared" / "src").rglob("*.py"), *(ROOT / "services").glob("*/src/**/*.py")],
+        [
+            *(ROOT / "shared" / "src").rglob("*.py"),
+            *(ROOT / "services").glob("*/src/**/*.py"),
+            *(ROOT / "clients").glob("*/src/**/*.py"),
+        ],
     )
 
 
@@ -121,3 +125,29 @@ def test_routes_reach_storage_only_through_use_cases_and_queries() -> None:
                 if name.startswith(("sqlalchemy", "sqlmodel")) or name.endswith((".rows", ".models")):
                     offenders.append(f"{routes.relative_to(ROOT)} -> {name}")
     assert offenders == []
+
+
+#: What the partner SDK may import besides the standard library: its declared dependencies, nothing of
+#: the platform (partners install it alone, with none of the workspace).
+SDK_DEPENDENCIES = ("httpx", "httpx_sse", "pydantic", "standardwebhooks", "tenacity", "icep_client")
+
+
+def test_the_partner_sdk_imports_only_its_own_dependencies() -> None:
+    import sys
+
+    sdk = ROOT / "clients" / "python" / "src" / "icep_client"
+    modules = sorted(sdk.rglob("*.py"))
+    assert modules
+    foreign = {
+        str(path.relative_to(ROOT)): sorted(
+            name
+            for name in imported(path)
+            if name.split(".")[0] not in SDK_DEPENDENCIES
+            and name.split(".")[0] not in sys.stdlib_module_names
+        )
+        for path in modules
+    }
+    assert {path: names for path, names in foreign.items() if names} == {}
+    project = (ROOT / "clients" / "python" / "pyproject.toml").read_text()
+    for dependency in SDK_DEPENDENCIES[:-1]:
+        assert f'"{dependency.replace("_", "-")}>=' in project, dependency

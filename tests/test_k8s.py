@@ -393,7 +393,16 @@ def test_the_runtime_image_carries_no_tests_nor_development_files(repo_root: Pat
         for f in files:
             assert not re.search(r"(^|/)(tests?|bench|conftest\.py|test_[^/]*\.py)(/|$)", f), f
             assert "dev-clients" not in f, f
+    # Every member a process runs is installed from its sources; a member left out of the install
+    # (`--no-install-package`: the partner SDK) brings only its pyproject.toml, which uv reads.
+    syncs = [" ".join(i[1:]) for i in build if i[0] == "RUN" and "uv sync" in " ".join(i[1:])]
+    left_out = {name for s in syncs for name in re.findall(r"--no-install-package (\S+)", s)}
     for member in member_dirs:
+        name = tomllib.loads((repo_root / member / "pyproject.toml").read_text())["project"]["name"]
+        if name in left_out:
+            assert all(f"--no-install-package {name}" in s for s in syncs), name
+            assert f"{member}/src" not in build_sources and f"{member}/pyproject.toml" in build_sources
+            continue
         assert f"{member}/src" in build_sources, f"{member}'s sources are missing from the image"
         if (repo_root / member / "migrations").is_dir():
             assert f"{member}/migrations" in build_sources, member
@@ -407,7 +416,6 @@ def test_the_runtime_image_carries_no_tests_nor_development_files(repo_root: Pat
     assert not [i for i in runtime if i[0] == "RUN" and re.search(r"\b(pip|uv)\b", " ".join(i[1:]))]
     assert _dockerfile_user(repo_root)[0] != 0
     # The development install (pytest and the like) stays out: the lock is synced without dev groups.
-    syncs = [" ".join(i[1:]) for i in build if i[0] == "RUN" and "uv sync" in " ".join(i[1:])]
     assert syncs and all("--no-dev" in s and "--frozen" in s for s in syncs)
 
 

@@ -232,6 +232,32 @@ async def test_the_feed_holds_what_kafka_carried_in_order_without_gaps(
     assert ok(await subscribers["ukr"].get(last["next"]))["items"] == []
 
 
+async def test_a_new_subscriber_starts_at_latest_and_sees_only_what_follows(
+    platform: Any, clients: Clients, subscribers: Clients
+) -> None:
+    client = subscribers["deu-subscriber"]
+    before = await draft_plan(clients, submit=True)
+    await platform.settled()
+    history = await whole_feed(client, limit=500)
+    assert before in {i["subject"] for i in history}
+    head = ok(await client.get("/v1/events", params={"after": "latest", "types": "icep.plans.*"}))
+    assert head["items"] == [] and not head["more"]
+    assert head["last_position"] >= max(i["position"] for i in history)
+    assert f"after={head['last_position']}" in head["next"]
+
+    after = await draft_plan(clients, submit=True)
+    await platform.settled()
+    followed = ok(await client.get(head["next"]))
+    subjects = [i["subject"] for i in followed["items"]]
+    assert before not in subjects
+    on_kafka = [e.id for e in await kafka_events(platform) if e.subject == after]
+    assert len(on_kafka) == 2
+    assert [i["id"] for i in followed["items"] if i["subject"] == after] == on_kafka
+    assert all(i["position"] > head["last_position"] for i in followed["items"])
+    # Without `latest`, the same caller's feed still holds the history.
+    assert before in {i["subject"] for i in await whole_feed(client, limit=500)}
+
+
 async def test_other_nations_never_see_what_is_not_released_to_them(
     platform: Any, clients: Clients, subscribers: Clients
 ) -> None:
@@ -352,6 +378,9 @@ async def test_only_subscribers_may_read_and_cursors_must_be_positions(
     bad = await deu.get("/v1/events/stream", headers={"Last-Event-ID": "yesterday"})
     assert bad.status_code == 422 and bad.headers["content-type"].startswith(PROBLEM)
     assert (await deu.get("/v1/events", params={"after": -1})).status_code == 422
+    for bad_after in ("yesterday", "LATEST"):
+        rejected = await deu.get("/v1/events", params={"after": bad_after})
+        assert rejected.status_code == 422 and rejected.headers["content-type"].startswith(PROBLEM)
     assert (await deu.get("/v1/events", params={"types": "icep.plans.%"})).status_code == 422
     assert (await deu.get("/v1/events", params={"nations": "Atlantis"})).status_code == 422
     unauthenticated = await platform.http.get(f"{platform.gateway}/v1/events")

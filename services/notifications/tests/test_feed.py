@@ -222,10 +222,30 @@ async def test_an_empty_log_pages_from_nothing(store: Any) -> None:
     assert page.items == [] and page.last_position == 0 and not page.more
 
 
+async def test_the_head_is_where_a_new_subscriber_starts_at_now(store: Any) -> None:
+    empty = await feed.read_head(store.db, DEU)
+    assert empty.items == [] and empty.last_position == 0 and not empty.more
+    before = await log(store, *(event(subject=f"old{i}") for i in range(3)))
+    # The last event is not FRA's to see: the head is the log's all the same, so nothing before it is
+    # left for FRA and nothing after it is skipped.
+    [hidden] = await log(store, event(releasable_to="DEU"))
+    assert hidden is not None
+    head = await feed.read_head(store.db, FRA)
+    assert head.items == [] and head.last_position == hidden and not head.more
+    assert (await read_all(store, FRA, after=head.last_position)).items == []
+    later = [event(subject="new0"), event(subject="new1", releasable_to="DEU")]
+    after = await log(store, *later)
+    assert ids(await read_all(store, FRA, after=head.last_position)) == [later[0].id]
+    assert ids(await read_all(store, DEU, after=head.last_position)) == [e.id for e in later]
+    assert [i.position for i in (await read_all(store, DEU)).items] == [*before, hidden, *after]
+
+
 async def test_only_subscribers_read_the_feed_or_the_stream(store: Any) -> None:
     planner = feed.FeedReader("pol-planner", "POL", frozenset({"planner"}))
     with pytest.raises(Forbidden):
         await read_all(store, planner)
+    with pytest.raises(Forbidden):
+        await feed.read_head(store.db, planner)
     with pytest.raises(Forbidden):
         await feed.open_stream(store.db, planner, None)
 
@@ -516,4 +536,34 @@ async def test_feed_and_stream_over_http(served: Served, store: Any) -> None:
             assert "retention" in gone.json()["detail"]
     finally:
         for c in (deu, fra, pol):
+            await c.aclose()
+
+
+async def test_the_feed_starts_at_latest_over_http(served: Served, store: Any) -> None:
+    positions = await log(store, event(subject="old0"), event(subject="old1", releasable_to="DEU"))
+    fra = served.client("fra-planner", "FRA", ["planner", "subscriber"])
+    pol = served.client("pol-planner", "POL", ["planner"])
+    try:
+        # An empty page at the head (also past the last event, which is not FRA's), whose `next` brings
+        # only what is logged later, with the filters carried over.
+        r = await fra.get("/v1/events", params={"after": "latest", "types": "icep.plans.*", "limit": 5})
+        assert r.status_code == 200, r.text
+        head = r.json()
+        assert head["items"] == [] and head["last_position"] == positions[-1] and not head["more"]
+        assert f"after={positions[-1]}" in head["next"] and "latest" not in head["next"]
+        assert "types=" in head["next"] and "limit=5" in head["next"]
+        [p_new] = await log(store, event(subject="new0"))
+        await log(store, event("icep.standards.standard.drafted.v1", subject="filtered-out"))
+        fresh = (await fra.get(head["next"])).json()
+        assert [i["subject"] for i in fresh["items"]] == ["new0"]
+        assert fresh["items"][0]["position"] == p_new
+        for bad_after in ("yesterday", "-1", "Latest", "1.5", str(2**63)):
+            rejected = await fra.get("/v1/events", params={"after": bad_after})
+            assert rejected.status_code == 422, (bad_after, rejected.text)
+            assert rejected.headers["content-type"] == "application/problem+json"
+        denied = await pol.get("/v1/events", params={"after": "latest"})
+        assert denied.status_code == 403
+        assert denied.headers["content-type"] == "application/problem+json"
+    finally:
+        for c in (fra, pol):
             await c.aclose()

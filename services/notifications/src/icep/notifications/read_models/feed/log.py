@@ -256,6 +256,15 @@ async def latest_position(db: Database) -> int:
         return int(latest) if latest is not None else await _horizon_of(session)
 
 
+async def read_head(db: Database, reader: FeedReader) -> FeedPage:
+    """The feed as of now, with no events: its `last_position` is the head of the log, so a subscriber
+    that continues after it gets exactly the events logged from now on (`after=latest`). The head of the
+    whole log is the head of every caller's feed: what lies between the caller's last visible event and it
+    is not the caller's, and every row up to it has committed (rows commit in position order)."""
+    authorize(reader)
+    return FeedPage(items=[], last_position=await latest_position(db), more=False)
+
+
 def _check_cursor(after: int, purged: int) -> None:
     """410 when events after `after` may have been purged."""
     if after < purged:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import Field
 
 from icep.notifications.read_models.feed import log as feed
 from icep.notifications.read_models.feed.schemas import FeedEvent, FeedPage
@@ -19,6 +20,8 @@ from icep.platform.errors import Unprocessable
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 _CURSOR = re.compile(r"[0-9]{1,18}", re.ASCII)
+#: A feed position, as the `after` parameter takes it.
+Position = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 
 async def feed_reader(principal: PrincipalDep) -> feed.FeedReader:
@@ -79,7 +82,11 @@ _FORBIDDEN = {"description": "The caller lacks the subscriber role (problem JSON
     description=(
         "Pages through the events the caller's nation may see (and its filters accept) in the order the "
         "platform logged them, without gaps: follow `next` (or pass `after=last_position`). Events are "
-        "kept `feed_retention_days`; a cursor older than that is 410 Gone."
+        "kept `feed_retention_days`; a cursor older than that is 410 Gone.\n\n"
+        "To start at now rather than at the oldest event kept, ask with `after=latest`: the answer is an "
+        "empty page whose `last_position` is the current head of the feed and whose `next` continues "
+        "after it, so a new subscriber follows only the events logged from then on without paging through "
+        "the history. Any other `after` that is not a position is 422."
     ),
     responses={403: _FORBIDDEN, 410: _GONE},
 )
@@ -89,20 +96,28 @@ async def read_feed(
     reader: ReaderDep,
     filters: FiltersDep,
     after: Annotated[
-        int | None,
-        Query(ge=0, le=2**63 - 1, description="Continue after this position; default: the oldest kept"),
+        Position | Literal["latest"] | None,
+        Query(
+            description="Continue after this position (an event's `position`, or a page's "
+            "`last_position`); `latest`: start at the head of the feed now (an empty page, then only new "
+            "events); default: the oldest event kept",
+            examples=[42, "latest"],
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> FeedPage:
     settings = _settings(request)
-    page = await feed.read_page(
-        db,
-        reader,
-        filters,
-        after=after,
-        limit=limit,
-        scan_limit=settings.feed_scan_limit,
-    )
+    if after == "latest":
+        page = await feed.read_head(db, reader)
+    else:
+        page = await feed.read_page(
+            db,
+            reader,
+            filters,
+            after=after,
+            limit=limit,
+            scan_limit=settings.feed_scan_limit,
+        )
     url = request.url.include_query_params(after=page.last_position)
     return FeedPage(
         items=[FeedEvent.of(item) for item in page.items],

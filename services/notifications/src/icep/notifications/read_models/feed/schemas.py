@@ -35,7 +35,7 @@ class FeedEvent(BaseModel):
     type: str
     source: str
     subject: str
-    time: str
+    time: str = Field(description="When it happened (UTC)", json_schema_extra={"format": "date-time"})
     nation: str = Field(description="The owning nation")
     releasableto: str = Field(description="Who may see it: `DEU`, `DEU,FRA`, `ALLIES`, `ALLIES,UKR`")
     data: dict[str, Any]
