@@ -133,6 +133,12 @@ class Progress(IcepModel):
     actual_output: int
     planned_output: int
     shortfall: bool
+    #: The plan lineage (`<nation>/<period_start>/<period_end>`) the actuals belong to.
+    lineage: str
+    #: 1 for the month's first report, then one more per correction.
+    revision: int
+    #: The figure this report corrected; None for the month's first report.
+    previous_output: int | None
 
 
 class SummaryLine(IcepModel):
