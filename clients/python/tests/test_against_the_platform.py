@@ -103,6 +103,28 @@ async def test_a_partner_journey_through_the_sdk(platform: Any) -> None:
         lines = await deu.capacity.summary(product=PRODUCT)
         assert any("DEU" in line.nations and line.committed > 0 for line in lines), lines
 
+        # A month reported, then corrected: the history keeps who changed what, the timeline the figure.
+        reported = await deu.plans.report_progress(
+            accepted, "unterluess-155", month="2026-03-01", actual_output=11000
+        )
+        corrected = await deu.plans.report_progress(
+            accepted, "unterluess-155", month="2026-03-01", actual_output=11500
+        )
+        assert (reported.revision, corrected.revision, corrected.previous_output) == (1, 2, 11000)
+        [month] = (await deu.plans.progress_history(accepted, "unterluess-155")).items
+        assert (month.actual_output, month.first_reported_by) == (11500, "deu-planner")
+        assert [(c.previous_output, c.actual_output, c.corrected_by) for c in month.corrections] == [
+            (11000, 11500, "deu-planner")
+        ]
+        timeline = await deu.capacity.timeline(product=PRODUCT, nation="DEU", first="2026-03", last="2026-03")
+        assert (timeline.first, timeline.last) == ("2026-03", "2026-03")
+        [deu_line] = [s for s in timeline.series if s.nation == "DEU"]
+        assert [(p.month, p.committed, p.actual) for p in deu_line.points] == [
+            ("2026-03", corrected.planned_output, 11500)
+        ]
+        chart = await deu.capacity.timeline_svg(product=PRODUCT, first="2026-01", last="2026-06")
+        assert chart.lstrip().startswith(("<svg", "<?xml")) and PRODUCT.split()[0] in chart
+
         # A list across pages: one plan per page, every one of ours once.
         drafts = [await deu.plans.create(**plan_fields(f"SDK page {n}")) for n in range(2)]
         listed = [p.id async for p in deu.plans.list(nation="DEU", page_size=1)]
@@ -116,7 +138,9 @@ async def test_a_partner_journey_through_the_sdk(platform: Any) -> None:
                 assert e.position > start
                 if e.subject == plan.id:
                     seen.append(e.type.split(".")[3])
-                if e.subject == drafts[-1].id:
+                # Events of different plans may come in any order (each plan's are in order): the plan's
+                # last event ends the wait, not another plan's.
+                if seen[-1:] == ["accepted"]:
                     return
 
         await asyncio.wait_for(follow(), 60)

@@ -95,14 +95,17 @@ def test_a_model_reads_what_its_schema_says(model: type[models.IcepModel]) -> No
     properties: dict[str, Any] = schema.get("properties", {})
     required = set(schema.get("required", []))
     hints = typing.get_type_hints(model)
-    fields = model.model_fields
+    # By the name on the wire: a field may carry another name in Python (`Timeline.first` reads `from`).
+    fields = {f.alias or n: (n, f) for n, f in model.model_fields.items()}
     assert sorted(set(fields) - set(properties)) == [], "fields the API does not have"
     assert sorted(required - set(fields)) == [], "fields the API always sends that the model leaves out"
-    assert sorted(n for n, f in fields.items() if f.is_required() and n not in required) == [], (
+    assert sorted(w for w, (_, f) in fields.items() if f.is_required() and w not in required) == [], (
         "fields the model requires that the API may leave out"
     )
     found = [
-        p for name in fields for p in problems(hints[name], properties[name], f"{model.__name__}.{name}")
+        p
+        for wire, (name, _) in fields.items()
+        for p in problems(hints[name], properties[wire], f"{model.__name__}.{name}")
     ]
     assert found == []
 

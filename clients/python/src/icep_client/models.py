@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 __all__ = [
     "Attempt",
@@ -17,6 +17,7 @@ __all__ = [
     "CallOff",
     "Change",
     "Contract",
+    "Correction",
     "Delivery",
     "Demand",
     "Event",
@@ -30,12 +31,14 @@ __all__ = [
     "Item",
     "Lot",
     "Milestone",
+    "MonthProgress",
     "NationPosition",
     "Participation",
     "Ping",
     "Plan",
     "PlanReleasability",
     "Progress",
+    "ProgressHistory",
     "Releasability",
     "RequiredStandard",
     "Reservation",
@@ -46,7 +49,11 @@ __all__ = [
     "SubscriptionCreated",
     "SummaryLine",
     "Tender",
+    "Timeline",
+    "TimelinePoint",
+    "TimelineSeries",
     "Versioned",
+    "YearRequirement",
 ]
 
 
@@ -156,6 +163,83 @@ class SummaryLine(IcepModel):
     gap: int | None
     nations: list[str]
     commitments: int
+
+
+class Correction(IcepModel):
+    """A later report of a month that changed its figure: who, when, and the figure before."""
+
+    __schema__ = "CorrectionOut"
+    revision: int
+    plan_id: str
+    actual_output: int
+    previous_output: int
+    corrected_by: str
+    corrected_at: datetime
+
+
+class MonthProgress(IcepModel):
+    """A reported month of a commitment: the figure that stands, who first reported it, its corrections."""
+
+    __schema__ = "MonthProgressOut"
+    month: date
+    actual_output: int
+    planned_output: int
+    shortfall: bool
+    plan_id: str
+    reported_by: str
+    reported_at: datetime
+    first_reported_by: str
+    first_reported_at: datetime
+    corrections: list[Correction]
+
+
+class ProgressHistory(IcepModel):
+    """Every month reported against a commitment, across the versions of the plan's lineage."""
+
+    __schema__ = "ProgressHistoryOut"
+    plan_id: str
+    commitment_key: str
+    lineage: str
+    items: list[MonthProgress]
+
+
+class YearRequirement(IcepModel):
+    __schema__ = "YearRequirementOut"
+    year: int
+    required_quantity: int
+
+
+class TimelinePoint(IcepModel):
+    """One month: the requirement as a monthly rate, the committed ramp and the reported actuals."""
+
+    __schema__ = "TimelinePointOut"
+    month: str
+    requirement: float | None
+    committed: int | None
+    actual: int | None
+    reports: int
+
+
+class TimelineSeries(IcepModel):
+    """A product month by month, over every nation the caller may see (`nation` None) or one nation."""
+
+    __schema__ = "TimelineSeriesOut"
+    capability_area: str
+    product: str
+    unit: str
+    nation: str | None
+    requirements: list[YearRequirement]
+    points: list[TimelinePoint]
+
+
+class Timeline(IcepModel):
+    """`GET /v1/capacity/timeline`: the months asked for (`YYYY-MM`) and a series per product and nation."""
+
+    __schema__ = "TimelineOut"
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+    first: str = Field(alias="from")
+    last: str = Field(alias="to")
+    series: list[TimelineSeries]
 
 
 # --- initiatives --------------------------------------------------------------------------------------

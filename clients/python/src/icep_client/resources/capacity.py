@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from icep_client.models import SummaryLine
+from icep_client.models import SummaryLine, Timeline
 
 if TYPE_CHECKING:
     from icep_client.client import IcepClient
@@ -33,3 +33,54 @@ class Capacity:
             params={"capability_area": capability_area, "product": product, "year": year, "nation": nation},
         )
         return [SummaryLine.model_validate(line) for line in response.json()["items"]]
+
+    async def timeline(
+        self,
+        *,
+        capability_area: str | None = None,
+        product: str | None = None,
+        nation: str | None = None,
+        first: str | None = None,
+        last: str | None = None,
+    ) -> Timeline:
+        """Month by month per product (and nation): requirement, committed ramp and actuals; `first` and
+        `last` are months as `YYYY-MM` (the API's `from` and `to`)."""
+        response = await self._client.request(
+            "GET",
+            "/v1/capacity/timeline",
+            params=self._filters(capability_area, product, nation, first, last),
+        )
+        return Timeline.model_validate(response.json())
+
+    async def timeline_svg(
+        self,
+        *,
+        capability_area: str | None = None,
+        product: str | None = None,
+        nation: str | None = None,
+        first: str | None = None,
+        last: str | None = None,
+    ) -> str:
+        """The same timeline as an SVG chart, one panel per product (for a review's slides)."""
+        response = await self._client.request(
+            "GET",
+            "/v1/capacity/timeline.svg",
+            params=self._filters(capability_area, product, nation, first, last),
+        )
+        return response.text
+
+    @staticmethod
+    def _filters(
+        capability_area: str | None,
+        product: str | None,
+        nation: str | None,
+        first: str | None,
+        last: str | None,
+    ) -> dict[str, str | None]:
+        return {
+            "capability_area": capability_area,
+            "product": product,
+            "nation": nation,
+            "from": first,
+            "to": last,
+        }

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
-from icep_client.models import Plan, Progress
+from icep_client.models import Plan, Progress, ProgressHistory
 from icep_client.wire import body, ident, precondition
 
 if TYPE_CHECKING:
@@ -149,6 +149,13 @@ class Plans:
             f"/v1/plans/{ident(plan)}/commitments/{commitment_key}/progress",
             json={"month": _day(month), "actual_output": actual_output},
             if_match=precondition(plan, if_match),
+        )
+
+    async def progress_history(self, plan: PlanRef, commitment_key: str) -> ProgressHistory:
+        """Every month reported against the commitment across the plan's lineage, with each correction
+        (who, when, the figure before)."""
+        return await self._client.fetch(
+            ProgressHistory, "GET", f"/v1/plans/{ident(plan)}/commitments/{commitment_key}/progress"
         )
 
     async def versions(self, plan_id: str) -> builtins.list[dict[str, Any]]:
