@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import ClassVar
 
-from icep.contracts.base import SAME_AS_AGGREGATE, Audience, EventPayload, MoneyAmount
+from icep.contracts.base import SAME_AS_AGGREGATE, Audience, EventPayload, MoneyAmount, Subject
 
 
 class _CapacityEvent(EventPayload):
@@ -14,6 +14,14 @@ class _CapacityEvent(EventPayload):
     these events carry the figures and the plan's id and period, never its title or other content."""
 
     aggregate: ClassVar[str] = "plan"
+    subject: ClassVar[Subject] = Subject(
+        "{plan_id}",
+        "/v1/plans/{plan_id}",
+        note=(
+            "A nation that reads the plan's capacity figures only (its wider capacity release) gets 404 "
+            "there: it reads the figures in `GET /v1/capacity/summary`."
+        ),
+    )
     audience: ClassVar[Audience] = Audience.wider(
         "capacity figures",
         "the owner may release a plan's capacity figures (commitments, progress, shortfalls) more widely "
@@ -29,6 +37,7 @@ class _CapacityEvent(EventPayload):
 
 class _PlanEvent(_CapacityEvent):
     audience: ClassVar[Audience] = SAME_AS_AGGREGATE
+    subject: ClassVar[Subject] = Subject("{plan_id}", "/v1/plans/{plan_id}")
 
     title: str
 
@@ -158,6 +167,7 @@ class CapabilityTargetSet(EventPayload):
 
     event_type: ClassVar[str] = "icep.plans.capability_target.set.v1"
     aggregate: ClassVar[str] = "capability_target"
+    subject: ClassVar[Subject] = Subject("{target_id}", "/v1/capacity/targets/{target_id}")
 
     target_id: str
     capability_area: str

@@ -25,6 +25,8 @@ from fastapi import FastAPI
 from icep.platform.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 
 SECURITY_SCHEME = "OAuth2"
+#: The client's own authentication at the token endpoint.
+CLIENT_SECRET_SCHEME = "ClientSecretBasic"
 #: The scopes a client may hold (see `deploy/dev-clients.toml`); a token carries a subset. Every service
 #: enforces them per operation (`icep.platform.auth.required_scope`): reads need `read`, changes `write`.
 SCOPES: dict[str, str] = {
@@ -270,7 +272,16 @@ def components() -> dict[str, dict[str, Any]]:
                     "and the nation the token carries."
                 ),
                 "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": dict(SCOPES)}},
-            }
+            },
+            CLIENT_SECRET_SCHEME: {
+                "type": "http",
+                "scheme": "basic",
+                "description": (
+                    "How a client authenticates at `POST /oauth/token`: HTTP Basic with its client id and "
+                    "secret (RFC 6749 section 2.3.1); the form fields `client_id` and `client_secret` are "
+                    "the alternative."
+                ),
+            },
         },
     }
 

@@ -27,6 +27,8 @@ _MAX_FORM_BYTES = 16 * 1024
 _PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 _TOKEN_REQUEST_BODY: dict[str, Any] = {
+    # The client authenticates with HTTP Basic or with its id and secret in the form (the empty entry).
+    "security": [{"ClientSecretBasic": []}, {}],
     "requestBody": {
         "required": True,
         "content": {
@@ -100,6 +102,7 @@ async def issue_token(request: Request) -> Response:
     summary="The public keys that verify access tokens",
     response_model=JsonWebKeySet,
     responses={404: {"description": "This gateway signs no tokens: an external issuer does (problem JSON)"}},
+    openapi_extra={"security": []},  # public: anyone verifying a token needs the keys
 )
 async def jwks(request: Request) -> Response:
     keys: SigningKeys | None = request.app.state.signing_keys
