@@ -62,6 +62,12 @@ def _initiative(response: Response, i: Initiative, who: Actor) -> InitiativeOut:
 async def propose_initiative(
     body: InitiativeCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep
 ) -> InitiativeOut:
+    """Procurement staff (role `procurement`) of an Ally, or NATO staff (then NSPA is the procuring entity),
+    propose a joint procurement initiative, which they lead: status `proposed`, an OCDS contracting process
+    (`ocid`). Read by its `releasability` (default: all Allies, plus the partners in `open_to_partners`).
+    Raises `icep.procurement.initiative.proposed.v1` for those readers.
+
+    Errors: 403 without the role or for a partner; 422 for an empty title, product or unit."""
     initiative = await use_cases.propose_initiative(
         uow,
         who,
@@ -100,6 +106,10 @@ async def list_initiatives(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> InitiativePage:
+    """The initiatives the caller's nation may read, in pages (`limit`, `cursor`, `next`), narrowed by
+    product, status or lead nation. Each shows the participations and the demand the caller may see (see the
+    table in this tag: other nations' quantities and the demand as it stands only to the lead nation and NATO
+    staff)."""
     found, after = await use_cases.list_initiatives(
         db,
         who,
@@ -118,6 +128,10 @@ async def list_initiatives(
 async def get_initiative(
     initiative_id: str, db: DatabaseDep, response: Response, who: ActorDep
 ) -> InitiativeOut:
+    """One initiative with its `ETag`: status, participations, tender, bids (lead nation only), awards,
+    contracts, call-offs and flags. Other nations' quantities appear only to the lead nation and NATO staff;
+    the aggregated `demand` as it stands only to them, others see it once published (see the disclosure rule
+    in this tag's description). 404 when the caller's nation may not read it."""
     return _initiative(response, await use_cases.get_initiative(db, who, initiative_id), who)
 
 
@@ -127,6 +141,10 @@ async def get_initiative(
 async def open_initiative(
     initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
+    """The lead nation opens a proposed initiative for participation: `proposed` -> `open`. Only the lead
+    nation's procurement staff (role `procurement`) may do this (403 otherwise). Requires `If-Match` with the
+    initiative's `ETag` (428 without, 412 when stale). Raises `icep.procurement.initiative.opened.v1`. 409
+    when not proposed."""
     i = await use_cases.open_initiative(uow, who, initiative_id, expected)
     return _initiative(response, i, who)
 
@@ -134,11 +152,18 @@ async def open_initiative(
 @router.post(
     "/{initiative_id}/join",
     operation_id="joinInitiative",
-    summary="Join with indicative quantities per year (or revise them)",
+    summary="Join with indicative quantities per year",
 )
 async def join_initiative(
     initiative_id: str, body: JoinIn, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
+    """A nation joins an open initiative before its `participation_deadline` with an indicative quantity per
+    year, or revises it while only joined. The caller acts for its own nation: procurement staff (role
+    `procurement`) of an Ally, or of a partner the initiative is open to (403 for NATO staff and other
+    partners). Requires `If-Match` with the initiative's `ETag` (428 without, 412 when stale). Raises
+    `icep.procurement.initiative.joined.v1` (to the lead nation, that nation and NATO staff) and
+    `icep.procurement.initiative.demand_aggregated.v1` with the demand as it stands (lead nation and NATO
+    staff). 409 when not open, past the deadline, or the nation has committed."""
     i = await use_cases.join_initiative(uow, who, initiative_id, expected, per_year(body.indicative))
     return _initiative(response, i, who)
 
@@ -146,7 +171,7 @@ async def join_initiative(
 @router.post(
     "/{initiative_id}/commit",
     operation_id="commitToInitiative",
-    summary="Commit firm quantities per year, and how much of them is funded",
+    summary="Commit firm (and funded) quantities per year",
 )
 async def commit_to_initiative(
     initiative_id: str,
@@ -156,6 +181,13 @@ async def commit_to_initiative(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
+    """A nation that joined commits firm quantities per year, and says how much of each year is funded
+    (`funded`, default none; never more than `firm`). It may revise them until the tender is published. The
+    caller acts for its own nation: procurement staff (role `procurement`) of an Ally, or of a partner the
+    initiative is open to (403 for NATO staff and other partners). Requires `If-Match` with the initiative's
+    `ETag` (428 without, 412 when stale). Raises `icep.procurement.initiative.committed.v1` (lead nation, that
+    nation, NATO staff) and `demand_aggregated` as it stands. 409 when the initiative is not open or
+    participation-closed, or the nation has not joined; 422 when funded exceeds firm."""
     i = await use_cases.commit_to_initiative(
         uow, who, initiative_id, expected, per_year(body.firm), per_year(body.funded)
     )
@@ -165,7 +197,7 @@ async def commit_to_initiative(
 @router.post(
     "/{initiative_id}/withdraw",
     operation_id="withdrawFromInitiative",
-    summary="Withdraw (after a firm commitment: a request the lead nation decides on)",
+    summary="Withdraw from an initiative",
 )
 async def withdraw_from_initiative(
     initiative_id: str,
@@ -175,6 +207,13 @@ async def withdraw_from_initiative(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
+    """A participating nation withdraws, with a reason. Only joined (or the lead nation itself): at once,
+    raising `icep.procurement.initiative.participant_withdrawn.v1`. After a firm commitment: a request
+    (`icep.procurement.initiative.withdrawal_requested.v1`) the lead nation approves or refuses; its
+    quantities still count until then. The caller acts for its own nation: procurement staff (role
+    `procurement`) of an Ally, or of a partner the initiative is open to (403 for NATO staff and other
+    partners). Requires `If-Match` with the initiative's `ETag` (428 without, 412 when stale). 409 when the
+    initiative is past participation or the nation takes no part."""
     i = await use_cases.withdraw_from_initiative(uow, who, initiative_id, expected, body.reason)
     return _initiative(response, i, who)
 
@@ -182,7 +221,7 @@ async def withdraw_from_initiative(
 @router.post(
     "/{initiative_id}/withdrawals/{nation}/approve",
     operation_id="approveWithdrawal",
-    summary="Approve a committed nation's withdrawal, as an amendment (lead nation)",
+    summary="Approve a committed nation's withdrawal (lead nation)",
 )
 async def approve_withdrawal(
     initiative_id: str,
@@ -192,6 +231,11 @@ async def approve_withdrawal(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
+    """The lead nation approves a committed nation's withdrawal request, as an amendment: the nation is
+    withdrawn and its quantities leave the demand. Only the lead nation's procurement staff (role
+    `procurement`) may do this (403 otherwise). Requires `If-Match` with the initiative's `ETag` (428 without,
+    412 when stale). Raises `icep.procurement.initiative.participant_withdrawn.v1` and `demand_aggregated` as
+    it stands. 409 when that nation has no pending request or the demand is closed."""
     i = await use_cases.decide_withdrawal(uow, who, initiative_id, expected, nation, True)
     return _initiative(response, i, who)
 
@@ -199,7 +243,7 @@ async def approve_withdrawal(
 @router.post(
     "/{initiative_id}/withdrawals/{nation}/refuse",
     operation_id="refuseWithdrawal",
-    summary="Refuse a committed nation's withdrawal: it stays committed (lead nation)",
+    summary="Refuse a committed nation's withdrawal (lead nation)",
 )
 async def refuse_withdrawal(
     initiative_id: str,
@@ -209,6 +253,10 @@ async def refuse_withdrawal(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
+    """The lead nation refuses a committed nation's withdrawal request: it stays committed. Only the lead
+    nation's procurement staff (role `procurement`) may do this (403 otherwise). Requires `If-Match` with the
+    initiative's `ETag` (428 without, 412 when stale). Raises
+    `icep.procurement.initiative.withdrawal_refused.v1`. 409 when that nation has no pending request."""
     i = await use_cases.decide_withdrawal(uow, who, initiative_id, expected, nation, False)
     return _initiative(response, i, who)
 
@@ -221,6 +269,11 @@ async def refuse_withdrawal(
 async def close_participation(
     initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
+    """The lead nation closes participation: `open` -> `participation_closed`; nations may still revise their
+    firm commitments until the tender. Only the lead nation's procurement staff (role `procurement`) may do
+    this (403 otherwise). Requires `If-Match` with the initiative's `ETag` (428 without, 412 when stale).
+    Raises `icep.procurement.initiative.participation_closed.v1`. 409 when not open, nobody joined, or
+    withdrawal requests are pending."""
     i = await use_cases.close_participation(uow, who, initiative_id, expected)
     return _initiative(response, i, who)
 
@@ -228,7 +281,7 @@ async def close_participation(
 @router.post(
     "/{initiative_id}/cancel",
     operation_id="cancelInitiative",
-    summary="Cancel, with a reason, before a contract is signed (lead nation)",
+    summary="Cancel an initiative (lead nation)",
 )
 async def cancel_initiative(
     initiative_id: str,
@@ -238,6 +291,11 @@ async def cancel_initiative(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
+    """The lead nation cancels the initiative, with a reason, in any state before a contract is signed
+    (`proposed` to `awarded`) -> `cancelled`. Only the lead nation's procurement staff (role `procurement`)
+    may do this (403 otherwise). Requires `If-Match` with the initiative's `ETag` (428 without, 412 when
+    stale). Raises `icep.procurement.initiative.cancelled.v1`; its demand leaves the demand picture. 409 once
+    contracted."""
     i = await use_cases.cancel_initiative(uow, who, initiative_id, expected, body.reason)
     return _initiative(response, i, who)
 
@@ -255,6 +313,14 @@ async def publish_tender(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
+    """The lead nation publishes the tender in lots: `participation_closed` -> `tendering`. The lots'
+    quantities may not exceed the firm demand. This settles the demand: its aggregate (firm demand of the
+    years at least `ICEP_PROCUREMENT_MIN_AGGREGATE_PARTICIPANTS` nations commit to) is published to every
+    reader of the initiative. Only the lead nation's procurement staff (role `procurement`) may do this (403
+    otherwise). Requires `If-Match` with the initiative's `ETag` (428 without, 412 when stale). Raises
+    `icep.procurement.tender.published.v1` and `icep.procurement.initiative.demand_aggregated.v1` with
+    `disclosure: published`. 409 when not participation-closed or withdrawals are pending; 422 for empty,
+    duplicate or oversized lots."""
     lots = [
         Lot(
             id=x.id,
@@ -282,6 +348,11 @@ async def record_bid(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
+    """The lead nation records a registered supplier's bid on a lot of the tender. Bids are read by the lead
+    nation alone. Only the lead nation's procurement staff (role `procurement`) may do this (403 otherwise).
+    Requires `If-Match` with the initiative's `ETag` (428 without, 412 when stale). Raises
+    `icep.procurement.bid.recorded.v1`, marked for the lead nation only. 409 when not tendering; 422 for an
+    unknown lot, a quantity beyond the lot, or a supplier not released as widely as the initiative."""
     i = await use_cases.record_bid(
         uow,
         who,
@@ -299,8 +370,7 @@ async def record_bid(
 @router.post(
     "/{initiative_id}/award",
     operation_id="award",
-    summary="Award lots to one or more suppliers (lead nation; refused, saying why, for a supplier not "
-    "clear or cleared, or without verified conformance with a required standard edition)",
+    summary="Award lots to suppliers (lead nation)",
 )
 async def award(
     initiative_id: str,
@@ -310,6 +380,12 @@ async def award(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
+    """The lead nation awards lots to one or more suppliers: `tendering` -> `awarded`. Refused (422, saying
+    why) for a supplier whose screening is not `clear` or `cleared`, one not released as widely as the
+    initiative, or a `product_code` without verified conformance with every required standard edition. Only
+    the lead nation's procurement staff (role `procurement`) may do this (403 otherwise). Requires `If-Match`
+    with the initiative's `ETag` (428 without, 412 when stale). Raises `icep.procurement.award.made.v1`. 409
+    when not tendering."""
     awards = [
         AwardInput(
             lot_id=a.lot_id,
@@ -329,7 +405,7 @@ async def award(
     "/{initiative_id}/contracts",
     status_code=201,
     operation_id="signContract",
-    summary="Sign the contract of an award (a framework agreement or not), with delivery milestones",
+    summary="Sign the contract of an award (lead nation)",
 )
 async def sign_contract(
     initiative_id: str,
@@ -339,6 +415,12 @@ async def sign_contract(
     who: ActorDep,
     expected: IfMatch,
 ) -> ContractSignedOut:
+    """The lead nation signs the contract of an award (a framework agreement or not) with its delivery
+    milestones: `awarded` -> `contracted` (one contract per award). 201 with the contract; `Location` names
+    it. Only the lead nation's procurement staff (role `procurement`) may do this (403 otherwise). Requires
+    `If-Match` with the initiative's `ETag` (428 without, 412 when stale). Raises
+    `icep.procurement.contract.signed.v1`. 409 when the award already has a contract; 422 for an unknown award
+    or a period that ends before it starts."""
     i, contract = await use_cases.sign_contract(
         uow,
         who,
@@ -366,6 +448,8 @@ async def sign_contract(
 async def get_contract(
     initiative_id: str, contract_id: str, db: DatabaseDep, response: Response, who: ActorDep
 ) -> ContractOut:
+    """One contract of the initiative, with its milestones. Read by whoever reads the initiative (404
+    otherwise)."""
     i = await use_cases.get_initiative(db, who, initiative_id)
     found = next((c for c in i.contracts if c.id == contract_id), None)
     if found is None:
@@ -378,7 +462,7 @@ async def get_contract(
 @router.post(
     "/{initiative_id}/contracts/{contract_id}/milestones/{milestone_id}",
     operation_id="recordMilestone",
-    summary="A delivery milestone met (on a date) or missed (with a reason) (lead nation)",
+    summary="Record a delivery milestone met or missed (lead nation)",
 )
 async def record_milestone(
     initiative_id: str,
@@ -390,6 +474,11 @@ async def record_milestone(
     who: ActorDep,
     expected: IfMatch,
 ) -> InitiativeOut:
+    """The lead nation records a delivery milestone as met (on a date that has come) or missed (with a
+    reason), while contracted or delivering. Only the lead nation's procurement staff (role `procurement`) may
+    do this (403 otherwise). Requires `If-Match` with the initiative's `ETag` (428 without, 412 when stale).
+    Raises `icep.procurement.milestone.met.v1` or `icep.procurement.milestone.missed.v1`. 404 for an unknown
+    contract or milestone; 409 when already recorded."""
     i = await use_cases.record_milestone(
         uow,
         who,
@@ -407,7 +496,7 @@ async def record_milestone(
     "/{initiative_id}/call-offs",
     status_code=201,
     operation_id="placeCallOff",
-    summary="A call-off under a framework contract: a new OCDS process linked to it (lead nation)",
+    summary="Place a call-off under a framework contract (lead nation)",
 )
 async def place_call_off(
     initiative_id: str,
@@ -417,6 +506,12 @@ async def place_call_off(
     who: ActorDep,
     expected: IfMatch,
 ) -> CallOffPlacedOut:
+    """The lead nation places a call-off under a framework contract for a nation with a firm commitment: a new
+    OCDS process linked to the framework's. 201 with the call-off; `Location` names it. Only the lead nation's
+    procurement staff (role `procurement`) may do this (403 otherwise). Requires `If-Match` with the
+    initiative's `ETag` (428 without, 412 when stale). Raises `icep.procurement.call_off.placed.v1`. 422 when
+    the contract is not a framework, the buyer has no firm commitment, or the quantity, date or currency do
+    not fit."""
     i, call_off = await use_cases.place_call_off(
         uow,
         who,
@@ -442,6 +537,8 @@ async def place_call_off(
 async def get_call_off(
     initiative_id: str, call_off_id: str, db: DatabaseDep, response: Response, who: ActorDep
 ) -> CallOffOut:
+    """One call-off under a framework contract of the initiative. Read by whoever reads the initiative (404
+    otherwise)."""
     i = await use_cases.get_initiative(db, who, initiative_id)
     found = next((c for c in i.call_offs if c.id == call_off_id), None)
     if found is None:
@@ -451,11 +548,15 @@ async def get_call_off(
 
 
 @router.post(
-    "/{initiative_id}/start-delivery", operation_id="startDelivery", summary="Delivery started (lead nation)"
+    "/{initiative_id}/start-delivery", operation_id="startDelivery", summary="Start delivery (lead nation)"
 )
 async def start_delivery(
     initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
+    """The lead nation records that delivery started: `contracted` -> `delivering`. Only the lead nation's
+    procurement staff (role `procurement`) may do this (403 otherwise). Requires `If-Match` with the
+    initiative's `ETag` (428 without, 412 when stale). Raises `icep.procurement.initiative.delivering.v1`. 409
+    when not contracted."""
     i = await use_cases.start_delivery(uow, who, initiative_id, expected)
     return _initiative(response, i, who)
 
@@ -463,10 +564,14 @@ async def start_delivery(
 @router.post(
     "/{initiative_id}/close",
     operation_id="closeInitiative",
-    summary="Close, once every milestone is met or missed (lead nation)",
+    summary="Close a delivered initiative (lead nation)",
 )
 async def close_initiative(
     initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> InitiativeOut:
+    """The lead nation closes a delivering initiative once every milestone is met or missed: `delivering` ->
+    `closed`. Only the lead nation's procurement staff (role `procurement`) may do this (403 otherwise).
+    Requires `If-Match` with the initiative's `ETag` (428 without, 412 when stale). Raises
+    `icep.procurement.initiative.closed.v1`. 409 when not delivering or milestones are still scheduled."""
     i = await use_cases.close_initiative(uow, who, initiative_id, expected)
     return _initiative(response, i, who)
