@@ -18,6 +18,7 @@ the completing on any FastAPI-generated document.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -240,6 +241,17 @@ RATE_LIMIT_HEADERS: dict[str, str] = {
 _ALWAYS = (400, 401, 403, 422, 429, 500, 502, 503, 504)
 
 _PATH_PARAMETER = re.compile(r"\{[^}]+\}")
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table for a description (tag descriptions state who reads what in each state)."""
+    if any(len(row) != len(headers) for row in rows):
+        raise ValueError("every row of a table has one cell per header")
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    return "\n".join([line(headers), "|" + "---|" * len(headers), *(line(row) for row in rows)])
 
 
 def _ref(kind: str, name: str) -> dict[str, str]:

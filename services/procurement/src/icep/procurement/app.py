@@ -8,6 +8,7 @@ from prometheus_client import Counter
 
 import icep.procurement
 from icep.platform.app import Runtime, ServiceSpec, service_app
+from icep.procurement import openapi_tags
 from icep.procurement.demand import routes as demand_routes
 from icep.procurement.events import procurement_events
 from icep.procurement.handlers import HANDLERS, SUBSCRIBED_TOPICS
@@ -46,6 +47,7 @@ def create_app(settings: ProcurementSettings | None = None) -> FastAPI:
     configure_lists(settings)  # the lists registrations are screened against, as the schedule's
     return service_app(
         ServiceSpec(
+            tags=openapi_tags.TAGS,
             settings=settings,
             title="ICEP Procurement",
             description=(icep.procurement.__doc__ or "").strip(),
