@@ -13,6 +13,7 @@ from icep.notifications.settings import NotificationsSettings
 from icep.notifications.subscriptions.routes import SubscriberDep
 from icep.platform.app import DatabaseDep, UnitOfWorkDep, runtime_of
 from icep.platform.http import next_link
+from icep.platform.openapi import from_body, from_path, links
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -25,6 +26,12 @@ def _settings(request: Request) -> NotificationsSettings:
 @router.get(
     "/{subscription_id}/deliveries",
     operation_id="listDeliveries",
+    openapi_extra=links(
+        "getDelivery",
+        "redeliverDelivery",
+        subscription_id=from_path("subscription_id"),
+        delivery_id=from_body("items/0/id"),
+    ),
     summary="Deliveries of one subscription, with their attempts",
 )
 async def list_deliveries(

@@ -22,6 +22,7 @@ from icep.notifications.subscriptions.schemas import (
 from icep.platform.app import DatabaseDep, UnitOfWorkDep, runtime_of
 from icep.platform.auth import PrincipalDep
 from icep.platform.http import IfMatch, etag
+from icep.platform.openapi import CREATED_ID, from_path, links
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -34,7 +35,24 @@ SubscriberDep = Annotated[Subscriber, Depends(subscriber)]
 
 
 @router.post(
-    "", status_code=201, operation_id="createSubscription", summary="Subscribe an endpoint to events"
+    "",
+    status_code=201,
+    operation_id="createSubscription",
+    openapi_extra=links(
+        "getSubscription",
+        "updateSubscription",
+        "pingSubscription",
+        "pauseSubscription",
+        "disableSubscription",
+        "rotateSubscriptionSecret",
+        "deleteSubscription",
+        "listDeliveries",
+        "replaySubscription",
+        status=201,
+        if_match=True,
+        subscription_id=CREATED_ID,
+    ),
+    summary="Subscribe an endpoint to events",
 )
 async def create_subscription(
     body: SubscriptionCreate, request: Request, uow: UnitOfWorkDep, response: Response, who: SubscriberDep
@@ -75,7 +93,22 @@ async def list_subscriptions(db: DatabaseDep, who: SubscriberDep) -> Subscriptio
     return SubscriptionList(items=[SubscriptionOut.of(r) for r in rows])
 
 
-@router.get("/{subscription_id}", operation_id="getSubscription", summary="One of the caller's subscriptions")
+@router.get(
+    "/{subscription_id}",
+    operation_id="getSubscription",
+    openapi_extra=links(
+        "updateSubscription",
+        "pauseSubscription",
+        "resumeSubscription",
+        "disableSubscription",
+        "rotateSubscriptionSecret",
+        "deleteSubscription",
+        "listDeliveries",
+        if_match=True,
+        subscription_id=from_path("subscription_id"),
+    ),
+    summary="One of the caller's subscriptions",
+)
 async def get_subscription(
     subscription_id: str, db: DatabaseDep, response: Response, who: SubscriberDep
 ) -> SubscriptionOut:
@@ -181,6 +214,13 @@ async def ping_subscription(
 @router.post(
     "/{subscription_id}/pause",
     operation_id="pauseSubscription",
+    openapi_extra=links(
+        "getSubscription",
+        "resumeSubscription",
+        "disableSubscription",
+        if_match=True,
+        subscription_id=from_path("subscription_id"),
+    ),
     summary="Pause a subscription's deliveries",
 )
 async def pause_subscription(
@@ -196,6 +236,9 @@ async def pause_subscription(
 @router.post(
     "/{subscription_id}/resume",
     operation_id="resumeSubscription",
+    openapi_extra=links(
+        "getSubscription", "pauseSubscription", if_match=True, subscription_id=from_path("subscription_id")
+    ),
     summary="Resume or re-enable a subscription",
 )
 async def resume_subscription(
@@ -212,6 +255,13 @@ async def resume_subscription(
 @router.post(
     "/{subscription_id}/disable",
     operation_id="disableSubscription",
+    openapi_extra=links(
+        "getSubscription",
+        "resumeSubscription",
+        "deleteSubscription",
+        if_match=True,
+        subscription_id=from_path("subscription_id"),
+    ),
     summary="Disable a subscription, with a reason",
 )
 async def disable_subscription(

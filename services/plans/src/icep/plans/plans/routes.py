@@ -22,6 +22,7 @@ from icep.plans.plans.schemas import (
 from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.http import IfMatch, etag, next_link
+from icep.platform.openapi import CREATED_ID, from_body, from_path, links, merge_links
 
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
 
@@ -35,7 +36,23 @@ def _release(r: PlanReleasabilityIn | None) -> tuple[ReleasabilityScope, tuple[s
     return None if r is None else (r.scope, tuple(r.nations))
 
 
-@router.post("", status_code=201, operation_id="createPlan", summary="Create a draft national plan")
+@router.post(
+    "",
+    status_code=201,
+    operation_id="createPlan",
+    openapi_extra=links(
+        "getPlan",
+        "editPlan",
+        "submitPlan",
+        "withdrawPlan",
+        "releasePlan",
+        "listPlanVersions",
+        status=201,
+        if_match=True,
+        plan_id=CREATED_ID,
+    ),
+    summary="Create a draft national plan",
+)
 async def create_plan(body: PlanCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep) -> PlanOut:
     """A planner of a nation (role `planner`, not NATO staff) creates a plan of its own nation, as a draft at
     version 1. A draft is read by the owner nation alone, whatever `releasability` says: `releasability`
@@ -86,7 +103,20 @@ async def list_plans(
     return PlanPage(items=[PlanOut.of(p) for p in plans], next=next_link(request, after))
 
 
-@router.get("/{plan_id}", operation_id="getPlan", summary="One national plan")
+@router.get(
+    "/{plan_id}",
+    operation_id="getPlan",
+    openapi_extra=links(
+        "editPlan",
+        "submitPlan",
+        "withdrawPlan",
+        "releasePlan",
+        "listPlanVersions",
+        if_match=True,
+        plan_id=from_path("plan_id"),
+    ),
+    summary="One national plan",
+)
 async def get_plan(plan_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> PlanOut:
     """The plan as it stands, with its `ETag` (the version to send back as `If-Match` with a change). 404 when
     the caller's nation may not read it (a draft of another nation, a plan not released to it), exactly as for
@@ -97,6 +127,7 @@ async def get_plan(plan_id: str, db: DatabaseDep, response: Response, who: Actor
 @router.patch(
     "/{plan_id}",
     operation_id="editPlan",
+    openapi_extra=links("getPlan", "submitPlan", "withdrawPlan", if_match=True, plan_id=from_path("plan_id")),
     summary="Edit a draft plan",
 )
 async def edit_plan(
@@ -118,7 +149,14 @@ async def edit_plan(
     return _answer(response, await use_cases.edit_plan(uow, who, plan_id, expected, changes))
 
 
-@router.post("/{plan_id}/submit", operation_id="submitPlan", summary="Submit a draft plan for NATO review")
+@router.post(
+    "/{plan_id}/submit",
+    operation_id="submitPlan",
+    openapi_extra=links(
+        "getPlan", "startReview", "returnPlan", "withdrawPlan", if_match=True, plan_id=from_path("plan_id")
+    ),
+    summary="Submit a draft plan for NATO review",
+)
 async def submit_plan(
     plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
@@ -130,7 +168,12 @@ async def submit_plan(
     return _answer(response, await use_cases.submit_plan(uow, who, plan_id, expected))
 
 
-@router.post("/{plan_id}/start-review", operation_id="startReview", summary="NATO starts reviewing a plan")
+@router.post(
+    "/{plan_id}/start-review",
+    operation_id="startReview",
+    openapi_extra=links("getPlan", "acceptPlan", "returnPlan", if_match=True, plan_id=from_path("plan_id")),
+    summary="NATO starts reviewing a plan",
+)
 async def start_review(
     plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
@@ -142,7 +185,20 @@ async def start_review(
     return _answer(response, await use_cases.start_review(uow, who, plan_id, expected))
 
 
-@router.post("/{plan_id}/accept", operation_id="acceptPlan", summary="NATO accepts a plan under review")
+@router.post(
+    "/{plan_id}/accept",
+    operation_id="acceptPlan",
+    openapi_extra=merge_links(
+        links("getPlan", "releasePlan", "listPlanVersions", if_match=True, plan_id=from_path("plan_id")),
+        links(
+            "reportProgress",
+            if_match=True,
+            plan_id=from_path("plan_id"),
+            commitment_key=from_body("content/commitments/0/key"),
+        ),
+    ),
+    summary="NATO accepts a plan under review",
+)
 async def accept_plan(
     plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
@@ -157,7 +213,12 @@ async def accept_plan(
     return _answer(response, await use_cases.accept_plan(uow, who, plan_id, expected))
 
 
-@router.post("/{plan_id}/return", operation_id="returnPlan", summary="NATO returns a plan, with reasons")
+@router.post(
+    "/{plan_id}/return",
+    operation_id="returnPlan",
+    openapi_extra=links("getPlan", "redraftPlan", if_match=True, plan_id=from_path("plan_id")),
+    summary="NATO returns a plan, with reasons",
+)
 async def return_plan(
     plan_id: str, body: ReturnIn, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
@@ -171,7 +232,12 @@ async def return_plan(
     return _answer(response, plan)
 
 
-@router.post("/{plan_id}/redraft", operation_id="redraftPlan", summary="Take a returned plan back to draft")
+@router.post(
+    "/{plan_id}/redraft",
+    operation_id="redraftPlan",
+    openapi_extra=links("getPlan", "editPlan", "submitPlan", if_match=True, plan_id=from_path("plan_id")),
+    summary="Take a returned plan back to draft",
+)
 async def redraft_plan(
     plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
@@ -183,7 +249,12 @@ async def redraft_plan(
     return _answer(response, await use_cases.redraft_plan(uow, who, plan_id, expected))
 
 
-@router.post("/{plan_id}/withdraw", operation_id="withdrawPlan", summary="Withdraw a draft or submitted plan")
+@router.post(
+    "/{plan_id}/withdraw",
+    operation_id="withdrawPlan",
+    openapi_extra=links("getPlan", "listPlanVersions", plan_id=from_path("plan_id")),
+    summary="Withdraw a draft or submitted plan",
+)
 async def withdraw_plan(
     plan_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
 ) -> PlanOut:
@@ -199,6 +270,7 @@ async def withdraw_plan(
 @router.post(
     "/{plan_id}/release",
     operation_id="releasePlan",
+    openapi_extra=links("getPlan", if_match=True, plan_id=from_path("plan_id")),
     summary="Set who may read the plan once accepted, and its capacity figures",
 )
 async def release_plan(
@@ -220,7 +292,12 @@ async def release_plan(
     return _answer(response, plan)
 
 
-@router.get("/{plan_id}/versions", operation_id="listPlanVersions", summary="Every version of a plan")
+@router.get(
+    "/{plan_id}/versions",
+    operation_id="listPlanVersions",
+    openapi_extra=links("getPlanVersion", plan_id=from_path("plan_id"), version=from_body("items/0/version")),
+    summary="Every version of a plan",
+)
 async def list_versions(plan_id: str, db: DatabaseDep, who: ActorDep) -> VersionsOut:
     """Every version of the plan the caller may read: the owner reads all of them, NATO staff every version
     but drafts, other readers only accepted and superseded versions. 404 when the caller may not read the plan

@@ -11,6 +11,7 @@ from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.errors import PreconditionRequired
 from icep.platform.http import IfMatch, etag, next_link
+from icep.platform.openapi import CREATED_ID, links
 from icep.procurement.demand import use_cases
 from icep.procurement.demand.model import DemandSignal as Signal
 from icep.procurement.demand.schemas import (
@@ -91,6 +92,9 @@ async def demand(
     "/signals",
     status_code=201,
     operation_id="publishDemandSignal",
+    openapi_extra=links(
+        "getDemandSignal", "reviseDemandSignal", status=201, if_match=True, signal_id=CREATED_ID
+    ),
     summary="Publish a nation's standing demand for a product",
 )
 async def publish_demand_signal(

@@ -12,6 +12,7 @@ from icep.platform.auth import ActorDep
 from icep.platform.domain import Actor
 from icep.platform.errors import NotFound
 from icep.platform.http import IfMatch, etag, next_link
+from icep.platform.openapi import CREATED_ID, from_path, links
 from icep.procurement.initiatives import use_cases
 from icep.procurement.initiatives.model import Initiative
 from icep.procurement.initiatives.parts import (
@@ -57,7 +58,20 @@ def _initiative(response: Response, i: Initiative, who: Actor) -> InitiativeOut:
 
 
 @router.post(
-    "", status_code=201, operation_id="proposeInitiative", summary="Propose a joint procurement initiative"
+    "",
+    status_code=201,
+    operation_id="proposeInitiative",
+    openapi_extra=links(
+        "getInitiative",
+        "openInitiative",
+        "cancelInitiative",
+        "ocdsReleasePackage",
+        "ocdsRecordPackage",
+        status=201,
+        if_match=True,
+        initiative_id=CREATED_ID,
+    ),
+    summary="Propose a joint procurement initiative",
 )
 async def propose_initiative(
     body: InitiativeCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep
@@ -124,7 +138,22 @@ async def list_initiatives(
     )
 
 
-@router.get("/{initiative_id}", operation_id="getInitiative", summary="One initiative")
+@router.get(
+    "/{initiative_id}",
+    operation_id="getInitiative",
+    openapi_extra=links(
+        "openInitiative",
+        "joinInitiative",
+        "commitToInitiative",
+        "withdrawFromInitiative",
+        "closeParticipation",
+        "publishTender",
+        "cancelInitiative",
+        if_match=True,
+        initiative_id=from_path("initiative_id"),
+    ),
+    summary="One initiative",
+)
 async def get_initiative(
     initiative_id: str, db: DatabaseDep, response: Response, who: ActorDep
 ) -> InitiativeOut:
@@ -136,7 +165,17 @@ async def get_initiative(
 
 
 @router.post(
-    "/{initiative_id}/open", operation_id="openInitiative", summary="Open for participation (lead nation)"
+    "/{initiative_id}/open",
+    operation_id="openInitiative",
+    openapi_extra=links(
+        "getInitiative",
+        "joinInitiative",
+        "closeParticipation",
+        "cancelInitiative",
+        if_match=True,
+        initiative_id=from_path("initiative_id"),
+    ),
+    summary="Open for participation (lead nation)",
 )
 async def open_initiative(
     initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch
@@ -152,6 +191,13 @@ async def open_initiative(
 @router.post(
     "/{initiative_id}/join",
     operation_id="joinInitiative",
+    openapi_extra=links(
+        "getInitiative",
+        "commitToInitiative",
+        "withdrawFromInitiative",
+        if_match=True,
+        initiative_id=from_path("initiative_id"),
+    ),
     summary="Join with indicative quantities per year",
 )
 async def join_initiative(
@@ -171,6 +217,13 @@ async def join_initiative(
 @router.post(
     "/{initiative_id}/commit",
     operation_id="commitToInitiative",
+    openapi_extra=links(
+        "getInitiative",
+        "withdrawFromInitiative",
+        "closeParticipation",
+        if_match=True,
+        initiative_id=from_path("initiative_id"),
+    ),
     summary="Commit firm (and funded) quantities per year",
 )
 async def commit_to_initiative(
@@ -197,6 +250,7 @@ async def commit_to_initiative(
 @router.post(
     "/{initiative_id}/withdraw",
     operation_id="withdrawFromInitiative",
+    openapi_extra=links("getInitiative", if_match=True, initiative_id=from_path("initiative_id")),
     summary="Withdraw from an initiative",
 )
 async def withdraw_from_initiative(
@@ -264,6 +318,13 @@ async def refuse_withdrawal(
 @router.post(
     "/{initiative_id}/close-participation",
     operation_id="closeParticipation",
+    openapi_extra=links(
+        "getInitiative",
+        "publishTender",
+        "cancelInitiative",
+        if_match=True,
+        initiative_id=from_path("initiative_id"),
+    ),
     summary="Close participation (lead nation)",
 )
 async def close_participation(
@@ -303,6 +364,15 @@ async def cancel_initiative(
 @router.post(
     "/{initiative_id}/tender",
     operation_id="publishTender",
+    openapi_extra=links(
+        "getInitiative",
+        "recordBid",
+        "award",
+        "cancelInitiative",
+        "ocdsReleasePackage",
+        if_match=True,
+        initiative_id=from_path("initiative_id"),
+    ),
     summary="Publish the tender, in lots (lead nation)",
 )
 async def publish_tender(
@@ -338,6 +408,7 @@ async def publish_tender(
 @router.post(
     "/{initiative_id}/bids",
     operation_id="recordBid",
+    openapi_extra=links("getInitiative", "award", if_match=True, initiative_id=from_path("initiative_id")),
     summary="Record a supplier's bid on a lot (lead nation)",
 )
 async def record_bid(
@@ -370,6 +441,9 @@ async def record_bid(
 @router.post(
     "/{initiative_id}/award",
     operation_id="award",
+    openapi_extra=links(
+        "getInitiative", "signContract", if_match=True, initiative_id=from_path("initiative_id")
+    ),
     summary="Award lots to suppliers (lead nation)",
 )
 async def award(
@@ -548,7 +622,12 @@ async def get_call_off(
 
 
 @router.post(
-    "/{initiative_id}/start-delivery", operation_id="startDelivery", summary="Start delivery (lead nation)"
+    "/{initiative_id}/start-delivery",
+    operation_id="startDelivery",
+    openapi_extra=links(
+        "getInitiative", "closeInitiative", if_match=True, initiative_id=from_path("initiative_id")
+    ),
+    summary="Start delivery (lead nation)",
 )
 async def start_delivery(
     initiative_id: str, uow: UnitOfWorkDep, response: Response, who: ActorDep, expected: IfMatch

@@ -10,6 +10,7 @@ from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.errors import PreconditionRequired
 from icep.platform.http import IfMatch, etag, next_link
+from icep.platform.openapi import CREATED_ID, from_path, links
 from icep.procurement.schema_types import (
     Cursor,
     Limit,
@@ -41,6 +42,9 @@ def _supplier(response: Response, s: Supplier) -> SupplierOut:
     "",
     status_code=201,
     operation_id="registerSupplier",
+    openapi_extra=links(
+        "getSupplier", "clearSupplier", "blockSupplier", status=201, if_match=True, supplier_id=CREATED_ID
+    ),
     summary="Register a supplier (screened at once)",
 )
 async def register_supplier(
@@ -99,7 +103,14 @@ async def list_suppliers(
     return SupplierPage(items=[SupplierOut.of(s) for s in found], next=next_link(request, after))
 
 
-@router.get("/{supplier_id}", operation_id="getSupplier", summary="One supplier, with its screening")
+@router.get(
+    "/{supplier_id}",
+    operation_id="getSupplier",
+    openapi_extra=links(
+        "clearSupplier", "blockSupplier", if_match=True, supplier_id=from_path("supplier_id")
+    ),
+    summary="One supplier, with its screening",
+)
 async def get_supplier(supplier_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> SupplierOut:
     """One supplier with its screening, matches and history, and its `ETag`; 404 when the caller's nation may
     not read it."""

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Response
 from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.http import IfMatch, etag
+from icep.platform.openapi import from_body, from_path, links, merge_links
 from icep.standards.answers import use_cases
 from icep.standards.answers.schemas import (
     CLAUSE,
@@ -30,7 +31,16 @@ def _response(response: Response, view: ResponseView) -> ResponseOut:
     return ResponseOut.of(view)
 
 
-@router.get("/{standard_id}/responses", operation_id="listResponses", summary="Every nation's answer")
+@router.get(
+    "/{standard_id}/responses",
+    operation_id="listResponses",
+    openapi_extra=links(
+        "getResponse",
+        standard_id=from_path("standard_id"),
+        nation=from_body("items/0/nation"),
+    ),
+    summary="Every nation's answer",
+)
 async def list_responses(standard_id: str, db: DatabaseDep, who: ActorDep) -> ResponsesOut:
     """Every responding nation's answer to the edition the caller may read (a nation that has not answered
     shows as `pending`). Each answer is the answering nation's own record, read by whoever reads the edition.
@@ -42,6 +52,16 @@ async def list_responses(standard_id: str, db: DatabaseDep, who: ActorDep) -> Re
 @router.get(
     "/{standard_id}/responses/{nation}",
     operation_id="getResponse",
+    openapi_extra=links(
+        "ratifyStandard",
+        "declineStandard",
+        "recordReservation",
+        "forecastImplementation",
+        "recordImplementation",
+        if_match=True,
+        standard_id=from_path("standard_id"),
+        nation=from_path("nation"),
+    ),
     summary="One nation's answer, with history",
 )
 async def get_response(
@@ -57,6 +77,16 @@ async def get_response(
 @router.post(
     "/{standard_id}/responses/{nation}/ratify",
     operation_id="ratifyStandard",
+    openapi_extra=links(
+        "getResponse",
+        "declineStandard",
+        "recordReservation",
+        "forecastImplementation",
+        "recordImplementation",
+        if_match=True,
+        standard_id=from_path("standard_id"),
+        nation=from_path("nation"),
+    ),
     summary="Ratify an edition, with reservations if any",
 )
 async def ratify(
@@ -83,6 +113,13 @@ async def ratify(
 @router.post(
     "/{standard_id}/responses/{nation}/decline",
     operation_id="declineStandard",
+    openapi_extra=links(
+        "getResponse",
+        "ratifyStandard",
+        if_match=True,
+        standard_id=from_path("standard_id"),
+        nation=from_path("nation"),
+    ),
     summary="Decline to ratify an edition",
 )
 async def decline(
@@ -100,6 +137,22 @@ async def decline(
 @router.post(
     "/{standard_id}/responses/{nation}/reservations",
     operation_id="recordReservation",
+    openapi_extra=merge_links(
+        links(
+            "getResponse",
+            "recordImplementation",
+            if_match=True,
+            standard_id=from_path("standard_id"),
+            nation=from_path("nation"),
+        ),
+        links(
+            "withdrawReservation",
+            if_match=True,
+            standard_id=from_path("standard_id"),
+            nation=from_path("nation"),
+            clause=from_body("reservations/0/clause"),
+        ),
+    ),
     summary="Add or replace a reservation on a clause",
 )
 async def record_reservation(
@@ -149,6 +202,13 @@ async def withdraw_reservation(
 @router.post(
     "/{standard_id}/responses/{nation}/implementation-forecast",
     operation_id="forecastImplementation",
+    openapi_extra=links(
+        "getResponse",
+        "recordImplementation",
+        if_match=True,
+        standard_id=from_path("standard_id"),
+        nation=from_path("nation"),
+    ),
     summary="Forecast when the nation implements",
 )
 async def forecast_implementation(

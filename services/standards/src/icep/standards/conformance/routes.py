@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from icep.platform.app import DatabaseDep, UnitOfWorkDep, runtime_of
 from icep.platform.auth import ActorDep
 from icep.platform.http import IfMatch, etag, next_link
+from icep.platform.openapi import CREATED_ID, from_path, links
 from icep.standards.conformance import use_cases
 from icep.standards.conformance.model import ConformanceClaim, ConformanceStatus, Product
 from icep.standards.conformance.schemas import ClaimIn, ClaimOut, ClaimPage, EvidenceIn, VerifyIn
@@ -27,6 +28,9 @@ def _claim(response: Response, c: ConformanceClaim) -> ClaimOut:
     "/conformance",
     status_code=201,
     operation_id="claimConformance",
+    openapi_extra=links(
+        "getConformanceClaim", "startConformanceTest", status=201, if_match=True, claim_id=CREATED_ID
+    ),
     summary="Claim a product's conformance to an edition",
 )
 async def claim_conformance(body: ClaimIn, uow: UnitOfWorkDep, response: Response, who: ActorDep) -> ClaimOut:
@@ -86,6 +90,13 @@ async def get_claim(claim_id: str, db: DatabaseDep, response: Response, who: Act
 @router.post(
     "/conformance/{claim_id}/start-test",
     operation_id="startConformanceTest",
+    openapi_extra=links(
+        "getConformanceClaim",
+        "verifyConformance",
+        "rejectConformance",
+        if_match=True,
+        claim_id=from_path("claim_id"),
+    ),
     summary="Start testing a conformance claim",
 )
 async def start_test(

@@ -11,6 +11,7 @@ from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.errors import PreconditionRequired
 from icep.platform.http import IfMatch, etag, next_link
+from icep.platform.openapi import CREATED_ID, links
 from icep.standards.interchangeability import use_cases
 from icep.standards.interchangeability.model import Interchangeability
 from icep.standards.interchangeability.schemas import (
@@ -64,6 +65,9 @@ async def can_fire(
     "/clearances",
     status_code=201,
     operation_id="recordClearance",
+    openapi_extra=links(
+        "getClearance", "updateClearance", status=201, if_match=True, clearance_id=CREATED_ID
+    ),
     summary="Record an item's clearance for a platform",
 )
 async def record_clearance(

@@ -13,6 +13,7 @@ from icep.contracts.nations import NATO
 from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.http import IfMatch, etag, next_link
+from icep.platform.openapi import CREATED_ID, from_path, links
 from icep.standards.schemas import CancelIn
 from icep.standards.standards import use_cases
 from icep.standards.standards.model import Standard, StandardStatus
@@ -28,7 +29,19 @@ def _standard(response: Response, s: Standard) -> StandardOut:
 
 
 @catalogue_router.post(
-    "", status_code=201, operation_id="draftStandard", summary="Draft a standard edition (NATO)"
+    "",
+    status_code=201,
+    operation_id="draftStandard",
+    openapi_extra=links(
+        "getStandard",
+        "circulateStandard",
+        "cancelStandard",
+        "listResponses",
+        status=201,
+        if_match=True,
+        standard_id=CREATED_ID,
+    ),
+    summary="Draft a standard edition (NATO)",
 )
 async def draft_standard(
     body: StandardCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep
@@ -88,7 +101,19 @@ async def search_standards(
     return StandardPage(items=[StandardOut.of(s) for s in found], next=next_link(request, after))
 
 
-@router.get("/{standard_id}", operation_id="getStandard", summary="One standard edition")
+@router.get(
+    "/{standard_id}",
+    operation_id="getStandard",
+    openapi_extra=links(
+        "circulateStandard",
+        "promulgateStandard",
+        "cancelStandard",
+        "listResponses",
+        if_match=True,
+        standard_id=from_path("standard_id"),
+    ),
+    summary="One standard edition",
+)
 async def get_standard(standard_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> StandardOut:
     """One edition with its `ETag`; 404 when the caller's nation may not read it."""
     return _standard(response, await use_cases.get_standard(db, who, standard_id))
@@ -97,6 +122,14 @@ async def get_standard(standard_id: str, db: DatabaseDep, response: Response, wh
 @router.post(
     "/{standard_id}/circulate",
     operation_id="circulateStandard",
+    openapi_extra=links(
+        "getStandard",
+        "promulgateStandard",
+        "cancelStandard",
+        "listResponses",
+        if_match=True,
+        standard_id=from_path("standard_id"),
+    ),
     summary="Circulate a study for ratification",
 )
 async def circulate_standard(
@@ -112,6 +145,9 @@ async def circulate_standard(
 @router.post(
     "/{standard_id}/promulgate",
     operation_id="promulgateStandard",
+    openapi_extra=links(
+        "getStandard", "listResponses", "cancelStandard", if_match=True, standard_id=from_path("standard_id")
+    ),
     summary="Promulgate an edition",
 )
 async def promulgate_standard(
