@@ -99,7 +99,7 @@ class EventPayload(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_type: ClassVar[str]
-    #: The aggregate this event is about, e.g. `plan`; its id is the CloudEvent subject and record key.
+    #: The aggregate this event is about, e.g. `plan`; `subject` says what names it (usually its id).
     aggregate: ClassVar[str]
     #: Who receives it, against who may read the aggregate (see `Audience`).
     audience: ClassVar[Audience] = SAME_AS_AGGREGATE
