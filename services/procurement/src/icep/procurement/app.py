@@ -13,6 +13,7 @@ from icep.procurement.demand import routes as demand_routes
 from icep.procurement.events import procurement_events
 from icep.procurement.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.procurement.initiatives import routes as initiative_routes
+from icep.procurement.initiatives import tender_routes
 from icep.procurement.models import metadata, tables
 from icep.procurement.ocds import routes as ocds_routes
 from icep.procurement.settings import ProcurementSettings, configure_lists
@@ -53,6 +54,7 @@ def create_app(settings: ProcurementSettings | None = None) -> FastAPI:
             description=(icep.procurement.__doc__ or "").strip(),
             routers=[
                 initiative_routes.router,
+                tender_routes.router,
                 ocds_routes.router,
                 demand_routes.router,
                 demand_routes.capacity_router,
