@@ -50,6 +50,25 @@ def _clients_file(directory: Path) -> Path:
     return path
 
 
+def _config_file(directory: Path) -> Path:
+    """The stateful phase's own settings: the document's declared links only (schemathesis would otherwise
+    infer a thousand more from parameter names, and start most scenarios on an action with a random id),
+    scenarios of valid requests (a resource must be created before a link can lead anywhere), enough of
+    them to walk create -> act -> read, and no more (CI time)."""
+    path = directory / "schemathesis.toml"
+    path.write_text(
+        "[phases.stateful]\n"
+        f"max-steps = {os.environ.get('ICEP_FUZZ_STATEFUL_STEPS', '10')}\n"
+        "[phases.stateful.inference]\n"
+        "algorithms = []\n"
+        "[phases.stateful.generation]\n"
+        'mode = "positive"\n'
+        f"max-examples = {os.environ.get('ICEP_FUZZ_STATEFUL_SCENARIOS', '120')}\n",
+        encoding="utf-8",
+    )
+    return path
+
+
 @pytest.mark.timeout(900)
 async def test_the_merged_document_survives_fuzzing_through_the_gateway(
     kafka_bootstrap: str, start_platform: StartPlatform, tmp_path: Path
@@ -84,6 +103,8 @@ async def test_the_merged_document_survives_fuzzing_through_the_gateway(
         sys.executable,
         "-m",
         "schemathesis.cli",
+        "--config-file",
+        str(_config_file(tmp_path)),
         "run",
         document,
         "--url",
