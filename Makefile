@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 PYTEST_ARGS ?=
 
-.PHONY: up test test-unit sync uv lint typecheck docs-check migrations-check check kafka-jars compose-config bench bench-quick clean
+.PHONY: up test test-unit sync uv lint typecheck docs-check docs-lint migrations-check check kafka-jars compose-config bench bench-quick clean
 
 # uv is the only thing installed outside the project; everything else comes from the lock file.
 uv:
@@ -35,6 +35,14 @@ typecheck: sync
 ## The generated OpenAPI and AsyncAPI documents in docs/api are what the code generates.
 docs-check: sync
 	$(UV) run --frozen icep docs --check
+
+## The OpenAPI document passes Redocly CLI's recommended rules (tools/openapi-lint, pinned by its lock file).
+## Offline: the CLI's telemetry and update check are off, so nothing leaves the machine.
+LINT_DIR := tools/openapi-lint
+docs-lint:
+	@[ -d $(LINT_DIR)/node_modules ] || (cd $(LINT_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+	cd $(LINT_DIR) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+		./node_modules/.bin/redocly lint --config redocly.yaml --format stylish ../../docs/api/openapi.json
 
 ## Every service's models match what its migrations build (no model change ships without its migration).
 migrations-check: sync

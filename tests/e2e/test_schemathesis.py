@@ -4,6 +4,10 @@ The platform runs as `icep up` runs it, on real Kafka and a real database. The c
 holds every role, so the generated requests reach the use cases (not just the role checks). The run fails
 on any 5xx and on any response that does not match the document (status code, content type, body
 schema), so the document and the services must agree.
+
+The stateful phase follows the document's OpenAPI links (create -> act -> read): it creates a resource,
+then acts on it with the id and the `ETag` the answer gave, which random ids never reach. The test checks
+from the run's NDJSON report that it did: a call through a declared link, with a created id, succeeded.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -21,6 +27,9 @@ from tests.conftest import StartPlatform
 
 FUZZER_ID = "deu-fuzzer"
 FUZZER_SECRET = "deu-fuzzer-test-secret"
+
+#: An id the platform made (UUIDv7), as it appears in a path.
+ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 #: What schemathesis checks on every response.
 CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
@@ -36,6 +45,25 @@ def _clients_file(directory: Path) -> Path:
         'roles = ["planner", "procurement", "standards", "subscriber", "operator"]\n'
         'scopes = ["read", "write"]\n'
         'rate_tier = "standard"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _config_file(directory: Path) -> Path:
+    """The stateful phase's own settings: the document's declared links only (schemathesis would otherwise
+    infer a thousand more from parameter names, and start most scenarios on an action with a random id),
+    scenarios of valid requests (a resource must be created before a link can lead anywhere), enough of
+    them to walk create -> act -> read, and no more (CI time)."""
+    path = directory / "schemathesis.toml"
+    path.write_text(
+        "[phases.stateful]\n"
+        f"max-steps = {os.environ.get('ICEP_FUZZ_STATEFUL_STEPS', '10')}\n"
+        "[phases.stateful.inference]\n"
+        "algorithms = []\n"
+        "[phases.stateful.generation]\n"
+        'mode = "positive"\n'
+        f"max-examples = {os.environ.get('ICEP_FUZZ_STATEFUL_SCENARIOS', '120')}\n",
         encoding="utf-8",
     )
     return path
@@ -70,10 +98,13 @@ async def test_the_merged_document_survives_fuzzing_through_the_gateway(
     token = response.json()["access_token"]
 
     document = f"{platform.gateway}/openapi.json"
+    events = tmp_path / "schemathesis-events.ndjson"
     command = [
         sys.executable,
         "-m",
         "schemathesis.cli",
+        "--config-file",
+        str(_config_file(tmp_path)),
         "run",
         document,
         "--url",
@@ -82,10 +113,11 @@ async def test_the_merged_document_survives_fuzzing_through_the_gateway(
         f"Authorization: Bearer {token}",
         "--checks",
         CHECKS,
-        # The documented examples first, then generated requests (valid and invalid) for every operation.
-        # ICEP_FUZZ_PHASES=examples,coverage,fuzzing adds the boundary-value phase (about 7000 requests).
+        # The documented examples first, then generated requests (valid and invalid) for every operation,
+        # then scenarios along the links. ICEP_FUZZ_PHASES=examples,coverage,fuzzing,stateful adds the
+        # boundary-value phase (about 7000 requests).
         "--phases",
-        os.environ.get("ICEP_FUZZ_PHASES", "examples,fuzzing"),
+        os.environ.get("ICEP_FUZZ_PHASES", "examples,fuzzing,stateful"),
         "--max-examples",
         os.environ.get("ICEP_FUZZ_MAX_EXAMPLES", "10"),
         "--seed",
@@ -98,9 +130,11 @@ async def test_the_merged_document_survives_fuzzing_through_the_gateway(
         "20",
         "--no-color",
         "--report",
-        "junit",
+        "junit,ndjson",
         "--report-junit-path",
         str(tmp_path / "schemathesis-junit.xml"),
+        "--report-ndjson-path",
+        str(events),
         "--output-truncate",
         "false",
     ]
@@ -124,3 +158,37 @@ async def test_the_merged_document_survives_fuzzing_through_the_gateway(
     )
     assert operations > 90
     assert f"Tested: {operations}" in output, output[-3000:]
+    if "stateful" in command[command.index("--phases") + 1]:
+        deep = linked_calls(events)
+        # Through declared links, a created resource was acted on or read with its own id: e.g.
+        # POST /v1/plans -> POST /v1/plans/{id}/submit (If-Match: the ETag) -> GET /v1/plans/{id}.
+        succeeded = {(method, template) for method, template, status in deep if 200 <= status < 300}
+        assert any(template.count("/") >= 3 for _m, template in succeeded), (
+            sorted(set(deep)),
+            output[-3000:],
+        )
+
+
+def linked_calls(report: Path) -> list[tuple[str, str, int]]:
+    """(method, path with the ids replaced by `{id}`, status) of every request the stateful phase made
+    through a declared (not inferred) link, from schemathesis' NDJSON report."""
+    found = []
+    for line in report.read_text(encoding="utf-8").splitlines():
+        scenario = json.loads(line).get("ScenarioFinished")
+        if not scenario or "stateful" not in str(scenario.get("phase", "")).lower():
+            continue
+        recorder = scenario.get("recorder", {})
+        interactions = recorder.get("interactions", {})
+        for case_id, node in recorder.get("cases", {}).items():
+            transition = node.get("transition")
+            interaction = interactions.get(case_id)
+            if not transition or transition.get("is_inferred") or not interaction:
+                continue
+            response = interaction.get("response") or {}
+            request = interaction.get("request") or {}
+            path = urlsplit(str(request.get("uri", request.get("url", "")))).path
+            template = "/".join("{id}" if ID.fullmatch(part) else part for part in path.split("/"))
+            found.append(
+                (str(request.get("method", "")).upper(), template, int(response.get("status_code", 0)))
+            )
+    return found

@@ -222,6 +222,10 @@ class Harness:
         for (event_id, event), should in zip(events.items(), expected, strict=True):
             feed, hooks = self.in_feed(event_id), webhooks.get(event_id, set())
             label = f"{what}: {event['type']} (releasableto {event['releasableto']})"
+            declared = all_event_types()[event["type"]].subject.of(event["data"])
+            if event["subject"] != declared:
+                # The API documents state each type's subject from this declaration.
+                self.problems.append(f"{label}: subject {event['subject']!r}, declared {declared!r}")
             if hooks != feed:
                 self.problems.append(f"{label}: webhooks to {sorted(hooks)}, feed to {sorted(feed)}")
             if feed != should:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal
@@ -52,16 +53,59 @@ class Audience:
 SAME_AS_AGGREGATE = Audience()
 
 
+@dataclass(frozen=True)
+class Subject:
+    """What an event's CloudEvent `subject` (also its Kafka record key) is: a template over the event's
+    payload fields, and the API path that reads the resource it names (None: no path takes it whole).
+
+    Most subjects are the id of the aggregate (`{plan_id}`); a nation's answer to a standard edition is
+    `{standard_id}:{nation}`, which no path accepts as one parameter: its two parts are the path's two.
+    """
+
+    template: str
+    #: The API path (gateway) that reads what the subject names, with the template's fields as parameters.
+    read_at: str | None = None
+    #: What the id names, in words (default: the aggregate's name).
+    noun: str = ""
+    #: Anything else a subscriber should know about it.
+    note: str = ""
+
+    def of(self, data: Mapping[str, Any]) -> str:
+        """The subject of one event of this type, given its payload."""
+        return self.template.format_map(data)
+
+    @property
+    def fields(self) -> list[str]:
+        """The payload fields the subject is made of."""
+        return [name for _text, name, _spec, _conv in string.Formatter().parse(self.template) if name]
+
+    def describe(self, aggregate: str) -> str:
+        """The subject in words, as the API documents state it."""
+        shown = self.template.replace("{", "<").replace("}", ">")
+        if len(self.fields) == 1:
+            noun = self.noun or aggregate.replace("_", " ")
+            text = f"`{shown}`: the {noun}'s id (`{self.fields[0]}` in the payload)"
+        else:
+            made_of = " and ".join(f"`{name}`" for name in self.fields)
+            text = f"`{shown}`: the payload's {made_of}, joined as shown (no path takes it as one value)"
+        if self.read_at:
+            text += f"; read it at `GET {self.read_at}`"
+        return f"{text}. {self.note}" if self.note else f"{text}."
+
+
 class EventPayload(BaseModel):
     """The `data` of one CloudEvent type. Consumers ignore fields they do not know (forward compatible)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     event_type: ClassVar[str]
-    #: The aggregate this event is about, e.g. `plan`; its id is the CloudEvent subject and record key.
+    #: The aggregate this event is about, e.g. `plan`; `subject` says what names it (usually its id).
     aggregate: ClassVar[str]
     #: Who receives it, against who may read the aggregate (see `Audience`).
     audience: ClassVar[Audience] = SAME_AS_AGGREGATE
+    #: Its CloudEvent subject and record key (see `Subject`); the service's `events.py` sets it so, and
+    #: the API documents state it per event type.
+    subject: ClassVar[Subject]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -7,12 +7,15 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from icep.contracts.base import EventPayload
+from icep.contracts.base import EventPayload, Subject
+
+_SUBSCRIPTION = Subject("{subscription_id}", "/v1/subscriptions/{subscription_id}")
 
 
 class SubscriptionCreated(EventPayload):
     event_type: ClassVar[str] = "icep.notifications.subscription.created.v1"
     aggregate: ClassVar[str] = "subscription"
+    subject: ClassVar[Subject] = _SUBSCRIPTION
 
     subscription_id: str
     owner: str
@@ -30,6 +33,7 @@ class DeliveryFailed(EventPayload):
 
     event_type: ClassVar[str] = "icep.notifications.delivery.failed.v1"
     aggregate: ClassVar[str] = "subscription"
+    subject: ClassVar[Subject] = _SUBSCRIPTION
 
     subscription_id: str
     delivery_id: str
@@ -48,6 +52,7 @@ class SubscriptionDisabled(EventPayload):
 
     event_type: ClassVar[str] = "icep.notifications.subscription.disabled.v1"
     aggregate: ClassVar[str] = "subscription"
+    subject: ClassVar[Subject] = _SUBSCRIPTION
 
     subscription_id: str
     owner: str
@@ -61,6 +66,7 @@ class SubscriptionDisabled(EventPayload):
 class SubscriptionReenabled(EventPayload):
     event_type: ClassVar[str] = "icep.notifications.subscription.reenabled.v1"
     aggregate: ClassVar[str] = "subscription"
+    subject: ClassVar[Subject] = _SUBSCRIPTION
 
     subscription_id: str
     owner: str

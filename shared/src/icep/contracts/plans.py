@@ -8,7 +8,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from icep.contracts.base import SAME_AS_AGGREGATE, Audience, EventPayload, MoneyAmount
+from icep.contracts.base import SAME_AS_AGGREGATE, Audience, EventPayload, MoneyAmount, Subject
 
 
 class _CapacityEvent(EventPayload):
@@ -16,6 +16,14 @@ class _CapacityEvent(EventPayload):
     these events carry the figures and the plan's id and period, never its title or other content."""
 
     aggregate: ClassVar[str] = "plan"
+    subject: ClassVar[Subject] = Subject(
+        "{plan_id}",
+        "/v1/plans/{plan_id}",
+        note=(
+            "A nation that reads the plan's capacity figures only (its wider capacity release) gets 404 "
+            "there: it reads the figures in `GET /v1/capacity/summary`."
+        ),
+    )
     audience: ClassVar[Audience] = Audience.wider(
         "capacity figures",
         "the owner may release a plan's capacity figures (commitments, progress, shortfalls) more widely "
@@ -31,6 +39,7 @@ class _CapacityEvent(EventPayload):
 
 class _PlanEvent(_CapacityEvent):
     audience: ClassVar[Audience] = SAME_AS_AGGREGATE
+    subject: ClassVar[Subject] = Subject("{plan_id}", "/v1/plans/{plan_id}")
 
     title: str
 
@@ -177,6 +186,7 @@ class CapabilityTargetSet(EventPayload):
 
     event_type: ClassVar[str] = "icep.plans.capability_target.set.v1"
     aggregate: ClassVar[str] = "capability_target"
+    subject: ClassVar[Subject] = Subject("{target_id}", "/v1/capacity/targets/{target_id}")
 
     target_id: str
     capability_area: str

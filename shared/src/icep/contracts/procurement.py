@@ -29,7 +29,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from icep.contracts.base import Audience, EventPayload, MoneyAmount
+from icep.contracts.base import Audience, EventPayload, MoneyAmount, Subject
 
 # --- initiatives ----------------------------------------------------------------------------------------
 
@@ -41,6 +41,7 @@ class RequiredStandardFigure(EventPayload):
 
 class _InitiativeEvent(EventPayload):
     aggregate: ClassVar[str] = "initiative"
+    subject: ClassVar[Subject] = Subject("{initiative_id}", "/v1/initiatives/{initiative_id}")
 
     initiative_id: str
     ocid: str
@@ -320,6 +321,7 @@ class InitiativeClosed(_InitiativeEvent):
 
 class _SupplierEvent(EventPayload):
     aggregate: ClassVar[str] = "supplier"
+    subject: ClassVar[Subject] = Subject("{supplier_id}", "/v1/suppliers/{supplier_id}")
 
     supplier_id: str
     organisation_id: str
@@ -383,6 +385,7 @@ class DemandSignalPublished(EventPayload):
 
     event_type: ClassVar[str] = "icep.procurement.demand_signal.published.v1"
     aggregate: ClassVar[str] = "demand_signal"
+    subject: ClassVar[Subject] = Subject("{signal_id}", "/v1/demand/signals/{signal_id}")
 
     signal_id: str
     nation: str

@@ -130,7 +130,7 @@ class ReleasabilityIn(BaseModel):
 
     scope: ReleasabilityScope = ReleasabilityScope.ALLIES
     nations: list[NationCode] = Field(
-        default_factory=list,
+        default=[],
         max_length=40,
         description="With `nations`: the nations; with `allies_partners`: the partners",
     )

@@ -12,13 +12,14 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from icep.contracts.base import EventPayload
+from icep.contracts.base import EventPayload, Subject
 
 # --- standard -------------------------------------------------------------------------------------------
 
 
 class _StandardEvent(EventPayload):
     aggregate: ClassVar[str] = "standard"
+    subject: ClassVar[Subject] = Subject("{standard_id}", "/v1/standards/{standard_id}")
 
     standard_id: str
     kind: str  # STANAG, STANREC, AP
@@ -84,6 +85,11 @@ class ReservationFigure(EventPayload):
 
 class _ResponseEvent(EventPayload):
     aggregate: ClassVar[str] = "response"
+    subject: ClassVar[Subject] = Subject(
+        "{standard_id}:{nation}",
+        "/v1/standards/{standard_id}/responses/{nation}",
+        note="The answer has no id of its own: the edition's id and the answering nation name it.",
+    )
 
     standard_id: str
     standard_reference: str  # e.g. "STANAG 4569 Ed. 3"
@@ -138,6 +144,9 @@ class ResponseImplemented(_ResponseEvent):
 
 class _ConformanceEvent(EventPayload):
     aggregate: ClassVar[str] = "conformance"
+    subject: ClassVar[Subject] = Subject(
+        "{claim_id}", "/v1/standards/conformance/{claim_id}", noun="conformance claim"
+    )
 
     claim_id: str
     nation: str
@@ -201,6 +210,9 @@ class InterchangeabilityUpdated(EventPayload):
 
     event_type: ClassVar[str] = "icep.standards.interchangeability.updated.v1"
     aggregate: ClassVar[str] = "interchangeability"
+    subject: ClassVar[Subject] = Subject(
+        "{clearance_id}", "/v1/interchangeability/clearances/{clearance_id}", noun="clearance"
+    )
 
     clearance_id: str
     item: str

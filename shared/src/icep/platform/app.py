@@ -96,6 +96,8 @@ class ServiceSpec:
     retention: Sequence[RetentionRule] = ()
     #: Serve the app's own document at /openapi.json and /docs (the gateway serves the merged ones).
     own_api_docs: bool = True
+    #: The OpenAPI tags of its routes with their descriptions (who reads what, in which state).
+    tags: Sequence[Mapping[str, Any]] = ()
     #: The service's `events.py`: maps the domain events its aggregates record to published events.
     events: EventMapper | None = None
 
@@ -413,6 +415,7 @@ def service_app(spec: ServiceSpec) -> FastAPI:
         title=spec.title,
         description=spec.description,
         version=spec.version,
+        openapi_tags=[dict(tag) for tag in spec.tags] or None,
         lifespan=lifespan,
         # The API port serves no documents of its own: they are on the management port (see management_app).
         openapi_url=None,

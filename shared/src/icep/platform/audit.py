@@ -482,7 +482,7 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
 
 
 AuditQueryDep = Annotated[AuditQuery, Depends(audit_query)]
-LIST_AUDIT_SUMMARY = "Who touched the records: changes and other nations' reads, newest first (operators)"
+LIST_AUDIT_SUMMARY = "Who touched the records: changes and other nations' reads (operators)"
 LIST_AUDIT_DESCRIPTION = (
     "Operators only (others 403). A nation's operators see the entries of the records their nation owns; "
     "NATO's operators see all. Through the gateway, one query covers every service: their entries merged, "

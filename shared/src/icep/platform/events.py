@@ -1,7 +1,8 @@
 """The CloudEvents 1.0 envelope, in Kafka binary mode.
 
-Attributes travel as `ce_*` headers, the data as the JSON value, the aggregate id as the record key, and
-the W3C trace context as `traceparent`/`tracestate` headers. The `cloudevents` SDK does the attribute
+Attributes travel as `ce_*` headers, the data as the JSON value, the subject (the aggregate id, or what
+the contract declares: `EventPayload.subject`) as the record key, and the W3C trace context as
+`traceparent`/`tracestate` headers. The `cloudevents` SDK does the attribute
 mapping; this module adds the platform's extensions (`nation`, `releasableto`) and typed payloads.
 """
 

@@ -18,6 +18,7 @@ the completing on any FastAPI-generated document.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,6 +26,8 @@ from fastapi import FastAPI
 from icep.platform.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
 
 SECURITY_SCHEME = "OAuth2"
+#: The client's own authentication at the token endpoint.
+CLIENT_SECRET_SCHEME = "ClientSecretBasic"
 #: The scopes a client may hold (see `deploy/dev-clients.toml`); a token carries a subset. Every service
 #: enforces them per operation (`icep.platform.auth.required_scope`): reads need `read`, changes `write`.
 SCOPES: dict[str, str] = {
@@ -240,6 +243,17 @@ _ALWAYS = (400, 401, 403, 422, 429, 500, 502, 503, 504)
 _PATH_PARAMETER = re.compile(r"\{[^}]+\}")
 
 
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table for a description (tag descriptions state who reads what in each state)."""
+    if any(len(row) != len(headers) for row in rows):
+        raise ValueError("every row of a table has one cell per header")
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+
+    return "\n".join([line(headers), "|" + "---|" * len(headers), *(line(row) for row in rows)])
+
+
 def _ref(kind: str, name: str) -> dict[str, str]:
     return {"$ref": f"{_COMPONENTS}{kind}/{name}"}
 
@@ -270,7 +284,16 @@ def components() -> dict[str, dict[str, Any]]:
                     "and the nation the token carries."
                 ),
                 "flows": {"clientCredentials": {"tokenUrl": "/oauth/token", "scopes": dict(SCOPES)}},
-            }
+            },
+            CLIENT_SECRET_SCHEME: {
+                "type": "http",
+                "scheme": "basic",
+                "description": (
+                    "How a client authenticates at `POST /oauth/token`: HTTP Basic with its client id and "
+                    "secret (RFC 6749 section 2.3.1); the form fields `client_id` and `client_secret` are "
+                    "the alternative."
+                ),
+            },
         },
     }
 
@@ -393,6 +416,104 @@ def _add_links(document: dict[str, Any]) -> None:
             created["links"] = links
 
 
+#: The extension a route's `openapi_extra` carries its declared links in (`links(...)`); the completed
+#: document has them as OpenAPI `links` on the response instead.
+LINKS_EXTENSION = "x-icep-links"
+
+#: The new resource's id in a `201` answer, and the request's own path parameter, as link expressions.
+CREATED_ID = "$response.body#/id"
+ETAG = "$response.header.ETag"
+
+
+def from_path(name: str) -> str:
+    """The link expression of the request's own path parameter `name`."""
+    return f"$request.path.{name}"
+
+
+def from_body(pointer: str) -> str:
+    """The link expression of a value of the answer's body (`items/0/nation`)."""
+    return f"$response.body#/{pointer}"
+
+
+def links(
+    *operation_ids: str, status: int = 200, if_match: bool = False, **parameters: str
+) -> dict[str, Any]:
+    """`openapi_extra` declaring where an answer leads: an OpenAPI link from the `status` response to each
+    operation (create -> act -> read), with the same `parameters` (path parameter -> expression, e.g.
+    `plan_id=CREATED_ID`), and the answer's `ETag` as the `If-Match` of those that take one when
+    `if_match`. Merge several with `|` for different parameters. Clients and schemathesis' stateful phase
+    follow them; `complete_document` checks each target and parameter exists."""
+    declared = {op: {"parameters": dict(parameters), "if_match": if_match} for op in operation_ids}
+    return {LINKS_EXTENSION: {str(status): declared}}
+
+
+def merge_links(*declarations: dict[str, Any]) -> dict[str, Any]:
+    """Several `links(...)` declarations of one operation in one `openapi_extra`."""
+    merged: dict[str, Any] = {}
+    for declaration in declarations:
+        for status, targets in declaration.get(LINKS_EXTENSION, {}).items():
+            merged.setdefault(status, {}).update(targets)
+    return {LINKS_EXTENSION: merged}
+
+
+def _operation_index(document: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """operationId -> (path, method, operation)."""
+    return {
+        operation["operationId"]: (path_, method, operation)
+        for path_, item in document.get("paths", {}).items()
+        for method in HTTP_METHODS
+        if isinstance(operation := item.get(method), dict) and operation.get("operationId")
+    }
+
+
+def _declared_links(document: dict[str, Any]) -> None:
+    """Turn each operation's declared links (`links(...)`) into OpenAPI `links` on its response; they
+    replace what `_add_links` inferred for that response. A target or parameter that does not exist is an
+    error here, not a dead link in a client."""
+    index = _operation_index(document)
+    for op_id, (_path, _method, operation) in list(index.items()):
+        declared = operation.pop(LINKS_EXTENSION, None)
+        if not declared:
+            continue
+        for status, targets in declared.items():
+            response = operation.get("responses", {}).get(status)
+            if not isinstance(response, dict) or "$ref" in response:
+                raise ValueError(f"{op_id} declares links from a response {status} it does not document")
+            found: dict[str, Any] = {}
+            for target, spec in sorted(targets.items()):
+                if target not in index:
+                    raise ValueError(f"{op_id} links to {target}, which is no operation of this document")
+                target_path, method, target_op = index[target]
+                parameters = dict(spec["parameters"])
+                wanted = set(_PATH_PARAMETER_NAMES.findall(target_path))
+                unknown = set(parameters) - wanted
+                if unknown:
+                    raise ValueError(
+                        f"{op_id} links to {target} with parameters it has not: {sorted(unknown)}"
+                    )
+                source_path = set(_PATH_PARAMETER_NAMES.findall(_path))
+                strays = [
+                    v
+                    for v in parameters.values()
+                    if v.startswith("$request.path.") and v[14:] not in source_path
+                ]
+                if strays:
+                    raise ValueError(
+                        f"{op_id} links to {target} with {strays}, not parameters of its own path"
+                    )
+                if spec["if_match"] and _has_header(target_op, "If-Match"):
+                    parameters["header.If-Match"] = ETAG
+                found[target] = {
+                    "operationId": target,
+                    "parameters": parameters,
+                    "description": f"{method.upper()} {target_path}",
+                }
+            response["links"] = found
+
+
+_PATH_PARAMETER_NAMES = re.compile(r"\{([^}]+)\}")
+
+
 def _uses(document: Any, ref: str) -> bool:
     if isinstance(document, dict):
         return document.get("$ref") == ref or any(_uses(v, ref) for v in document.values())
@@ -412,6 +533,7 @@ def complete_document(document: dict[str, Any]) -> dict[str, Any]:
             else:
                 _complete_errors(item[method])
     _add_links(document)
+    _declared_links(document)
     sections = document.setdefault("components", {})
     for section, entries in components().items():
         target = sections.setdefault(section, {})

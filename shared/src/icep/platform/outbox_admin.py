@@ -60,7 +60,10 @@ class OutboxRow(BaseModel):
     """One outbox row as an operator sees it (without the event's data)."""
 
     id: str = Field(description="The event id (also `ce_id` and the consumers' inbox key)")
-    key: str = Field(description="The record key: the aggregate id, whose rows are published in order")
+    key: str = Field(
+        description="The record key: the event's subject (the aggregate id, or `<standard_id>:<nation>` for "
+        "an answer to a standard), whose rows are published in order"
+    )
     type: str = Field(description="The event type")
     topic: str
     nation: str = Field(description="The owner nation of the event")
@@ -344,9 +347,10 @@ def operations_router(service: str) -> APIRouter:
     @router.get(
         "",
         operation_id=f"get{name}OutboxStatus",
-        summary=f"The {service} outbox: backlog, oldest unsent row, parked and failing rows, leader",
-        description="Operators only (others 403). A nation's operators see the failing and parked rows of "
-        "their nation's events; NATO's operators all. The counts cover every row.",
+        summary=f"The {service} outbox: backlog, failing and parked rows, leader",
+        description="The backlog, the oldest unsent row, the parked and failing rows, and which relay "
+        "publishes. Operators only (role `operator`; others 403). A nation's operators see the failing and "
+        "parked rows of their nation's events; NATO's operators all. The counts cover every row.",
         response_model=OutboxStatus,
     )
     async def get_status(request: Request, principal: OperatorDep) -> OutboxStatus:
@@ -360,7 +364,10 @@ def operations_router(service: str) -> APIRouter:
     @router.post(
         "/{row_id}/retry",
         operation_id=f"retry{name}OutboxRow",
-        summary="Publish an outbox row again from scratch (clears its error and attempts, unparks it)",
+        summary="Publish an outbox row again from scratch",
+        description="Clears the row's error and attempts and unparks it; the relay publishes it next, in "
+        "order with its key's rows. Operators only (others 403); a nation's operators only rows of their "
+        "nation's events (404 otherwise); NATO's any. 409 when the row was sent already. Audited.",
         response_model=OutboxRow,
         responses=_ROW_RESPONSES,
     )
@@ -373,7 +380,10 @@ def operations_router(service: str) -> APIRouter:
     @router.post(
         "/{row_id}/park",
         operation_id=f"park{name}OutboxRow",
-        summary="Park an outbox row that cannot be published: the relay skips it, its key's later rows go on",
+        summary="Park an outbox row that cannot be published",
+        description="The relay skips a parked row, and its key's later rows go on without it; the reason "
+        "is kept with it. Operators only (others 403); a nation's operators only rows of their nation's "
+        "events (404 otherwise); NATO's any. 409 when the row was sent already. Audited.",
         response_model=OutboxRow,
         responses=_ROW_RESPONSES,
     )
@@ -388,7 +398,10 @@ def operations_router(service: str) -> APIRouter:
     @router.post(
         "/{row_id}/unpark",
         operation_id=f"unpark{name}OutboxRow",
-        summary="Queue a parked outbox row again (keeps its attempts and last error)",
+        summary="Queue a parked outbox row again",
+        description="The row keeps its attempts and last error (`retry` clears them). Operators only "
+        "(others 403); a nation's operators only rows of their nation's events (404 otherwise); NATO's "
+        "any. 409 when the row was sent already. Audited.",
         response_model=OutboxRow,
         responses=_ROW_RESPONSES,
     )

@@ -27,6 +27,8 @@ _MAX_FORM_BYTES = 16 * 1024
 _PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 _TOKEN_REQUEST_BODY: dict[str, Any] = {
+    # The client authenticates with HTTP Basic or with its id and secret in the form (the empty entry).
+    "security": [{"ClientSecretBasic": []}, {}],
     "requestBody": {
         "required": True,
         "content": {
@@ -58,7 +60,12 @@ _TOKEN_REQUEST_BODY: dict[str, Any] = {
     summary="Obtain an access token (OAuth2 client credentials)",
     description=(
         "RFC 6749 client credentials grant. Authenticate with HTTP Basic (client id and secret) or with "
-        "`client_id` and `client_secret` form fields. Errors use the RFC 6749 error format."
+        "`client_id` and `client_secret` form fields. The token is a short-lived JWT carrying the client's "
+        "nation, roles and the granted scopes (`scope`: a space-separated subset of the client's; default "
+        "all of them); send it as `Authorization: Bearer <token>` and get a new one when it expires "
+        "(`expires_in`). Token requests are rate-limited per client address (429 with `Retry-After`). "
+        "With an external identity provider configured, this answers `unsupported_grant_type` naming it. "
+        "Errors use the RFC 6749 error format."
     ),
     response_model=TokenResponse,
     responses={
@@ -98,8 +105,15 @@ async def issue_token(request: Request) -> Response:
     operation_id="getJwks",
     tags=["auth"],
     summary="The public keys that verify access tokens",
+    description=(
+        "The JSON Web Key Set of the keys the gateway signs access tokens with (RFC 7517), public: services "
+        "and partners verify tokens against it. A rotated-in key appears here before it signs; cache it "
+        "briefly (`Cache-Control: max-age=60`) and fetch again on an unknown `kid`. 404 when an external "
+        "issuer signs the tokens (its own key set is named in the problem)."
+    ),
     response_model=JsonWebKeySet,
     responses={404: {"description": "This gateway signs no tokens: an external issuer does (problem JSON)"}},
+    openapi_extra={"security": []},  # public: anyone verifying a token needs the keys
 )
 async def jwks(request: Request) -> Response:
     keys: SigningKeys | None = request.app.state.signing_keys

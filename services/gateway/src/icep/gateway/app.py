@@ -39,6 +39,26 @@ DESCRIPTION = (
 )
 
 
+TAGS = [
+    {
+        "name": "auth",
+        "description": (
+            "OAuth2 client credentials: `POST /oauth/token` issues short-lived JWTs carrying the client's "
+            "nation, roles and scopes; `/.well-known/jwks.json` publishes the keys that verify them. Reads "
+            "need the `read` scope, changes `write`."
+        ),
+    },
+    {
+        "name": "audit",
+        "description": (
+            "Who touched the records: every change and other nations' reads, across the services. "
+            "Operators only; a nation's operators see the entries of the records their nation owns, NATO's "
+            "operators all."
+        ),
+    },
+]
+
+
 def _issue_own_tokens(app: FastAPI, settings: GatewaySettings) -> None:
     # Both files are reread when they change: `icep clients ...` and `icep keys ...` need no restart.
     keys = SigningKeys.load_or_create(
@@ -135,6 +155,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             routers=[audit.router, api.router, docs.router, portal.router],
             own_api_docs=False,  # docs.router serves the merged documents instead
             title="ICEP gateway",
+            tags=TAGS,
             description=DESCRIPTION,
             metadata=None,
             uses_kafka=False,

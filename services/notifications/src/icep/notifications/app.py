@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from icep.notifications import observe, retention
+from icep.notifications import observe, openapi_tags, retention
 from icep.notifications.deliveries import routes as delivery_routes
 from icep.notifications.deliveries.dispatcher import WebhookDispatcher
 from icep.notifications.deliveries.rows import DeliveryRow
@@ -45,6 +45,7 @@ async def dispatch_webhooks(runtime: Runtime) -> None:
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     return service_app(
         ServiceSpec(
+            tags=openapi_tags.TAGS,
             settings=settings or NotificationsSettings(),
             title="ICEP Notifications",
             description="Signed webhook deliveries, the catch-up feed and the live stream of ICEP events.",

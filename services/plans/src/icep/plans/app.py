@@ -4,6 +4,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from icep.plans import openapi_tags
 from icep.plans.capacity import routes as capacity_routes
 from icep.plans.events import plans_events
 from icep.plans.handlers import HANDLERS
@@ -20,6 +21,7 @@ MIGRATIONS = Path(__file__).resolve().parents[3] / "migrations"
 def create_app(settings: PlansSettings | None = None) -> FastAPI:
     return service_app(
         ServiceSpec(
+            tags=openapi_tags.TAGS,
             settings=settings or PlansSettings(),
             title="ICEP National Plans",
             description="Allies' National Plans for defence-industrial capacity, and their review.",

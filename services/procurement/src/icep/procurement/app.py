@@ -8,10 +8,12 @@ from prometheus_client import Counter
 
 import icep.procurement
 from icep.platform.app import Runtime, ServiceSpec, service_app
+from icep.procurement import openapi_tags
 from icep.procurement.demand import routes as demand_routes
 from icep.procurement.events import procurement_events
 from icep.procurement.handlers import HANDLERS, SUBSCRIBED_TOPICS
 from icep.procurement.initiatives import routes as initiative_routes
+from icep.procurement.initiatives import tender_routes
 from icep.procurement.models import metadata, tables
 from icep.procurement.ocds import routes as ocds_routes
 from icep.procurement.settings import ProcurementSettings, configure_lists
@@ -46,11 +48,13 @@ def create_app(settings: ProcurementSettings | None = None) -> FastAPI:
     configure_lists(settings)  # the lists registrations are screened against, as the schedule's
     return service_app(
         ServiceSpec(
+            tags=openapi_tags.TAGS,
             settings=settings,
             title="ICEP Procurement",
             description=(icep.procurement.__doc__ or "").strip(),
             routers=[
                 initiative_routes.router,
+                tender_routes.router,
                 ocds_routes.router,
                 demand_routes.router,
                 demand_routes.capacity_router,

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 import icep.standards
 from icep.platform.app import ServiceSpec, service_app
+from icep.standards import openapi_tags
 from icep.standards.answers import routes as answers
 from icep.standards.conformance import routes as conformance
 from icep.standards.conformance.schedule import expire_conformance
@@ -35,6 +36,7 @@ ROUTERS = [
 def create_app(settings: StandardsSettings | None = None) -> FastAPI:
     return service_app(
         ServiceSpec(
+            tags=openapi_tags.TAGS,
             settings=settings or StandardsSettings(),
             title="ICEP Standards",
             description=(icep.standards.__doc__ or "").strip(),

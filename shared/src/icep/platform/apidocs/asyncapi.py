@@ -57,7 +57,13 @@ CLOUDEVENT_HEADERS: Json = {
         "ce_type": {"type": "string", "description": "`icep.<service>.<aggregate>.<verb>.v<N>`"},
         "ce_specversion": {"type": "string", "const": "1.0"},
         "ce_time": {"type": "string", "format": "date-time", "description": "When it happened (UTC)"},
-        "ce_subject": {"type": "string", "description": "The aggregate id (also the record key)"},
+        "ce_subject": {
+            "type": "string",
+            "description": (
+                "What the event is about (also the record key): for most types the aggregate's id, for a "
+                "nation's answer to a standard `<standard_id>:<nation>`; each message states its own"
+            ),
+        },
         "ce_nation": {"type": "string", "description": "Extension: the owning nation"},
         "ce_releasableto": {
             "type": "string",
@@ -110,10 +116,16 @@ ASYNCAPI_DESCRIPTION = """Every event ICEP publishes, generated from `icep.contr
 
 Each producing service publishes to one topic, `icep.<service>.events` (6 partitions by default). A record is
 a CloudEvent 1.0 in Kafka binary mode: the attributes travel as `ce_*` headers, the value is the event's
-`data` as JSON, and the key is the aggregate id (`ce_subject`), so the events of one aggregate stay in order
-on one partition. Publishing goes through a transactional outbox, consuming through an inbox keyed by
-`ce_id`: at least once on the wire, exactly once in effect. A consumer that gives up on a record after its
-retries moves it to its group's dead-letter topic, `icep.dlq.<consumer group>`.
+`data` as JSON, and the key is the event's subject (`ce_subject`), so the events of one aggregate stay in
+order on one partition. The subject is the id of the aggregate the event is about (`plan_id` for every plans
+event, progress and capacity included; `initiative_id` for every initiative event, bids, contracts and
+call-offs included), except for a nation's answer to a standard edition, which has no id of its own: its
+subject is `<standard_id>:<nation>`, which no path takes as one value (read it at
+`GET /v1/standards/{standard_id}/responses/{nation}`). Each message states its subject.
+
+Publishing goes through a transactional outbox, consuming through an inbox keyed by `ce_id`: at least once
+on the wire, exactly once in effect. A consumer that gives up on a record after its retries moves it to its
+group's dead-letter topic, `icep.dlq.<consumer group>`.
 
 Partner systems do not read Kafka: they receive the same events (those their nation may see) as signed
 webhooks, the catch-up feed `GET /v1/events` or the live stream `GET /v1/events/stream` of the gateway,
@@ -141,10 +153,12 @@ def asyncapi_document(version: str = "0.1.0") -> Json:
         if key in messages:
             raise MergeError(f"two event models are named {key}; message names must be unique")
         doc = _doc(model)
+        subject = model.subject.describe(model.aggregate)
         messages[key] = {
             "name": event_type,
             "title": key,
             "summary": doc or f"{event_type}, published by the {service} service",
+            "description": f"**Subject** (`ce_subject`, the record key): {subject}",
             "contentType": "application/json",
             "headers": {
                 "allOf": [
@@ -154,6 +168,7 @@ def asyncapi_document(version: str = "0.1.0") -> Json:
                         "properties": {
                             "ce_type": {"const": event_type},
                             "ce_source": {"const": f"/icep/{service}"},
+                            "ce_subject": {"description": subject},
                         },
                     },
                 ]
@@ -163,7 +178,7 @@ def asyncapi_document(version: str = "0.1.0") -> Json:
                 "kafka": {
                     "key": {
                         "type": "string",
-                        "description": f"The {model.aggregate} id (the `ce_subject`)",
+                        "description": f"The subject (`ce_subject`): {subject}",
                     },
                     "bindingVersion": KAFKA_BINDING_VERSION,
                 }

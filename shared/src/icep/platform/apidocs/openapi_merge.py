@@ -95,6 +95,21 @@ def _operations(doc: Json) -> Iterator[tuple[str, str, Json]]:
                 yield path, method, operation
 
 
+_OPERATIONS_TAG = """Operators' tools for the {service} service's event plumbing: its transactional outbox
+(backlog, failing and parked rows) and, for a consuming service, its dead letters. Operators only (role
+`operator`): a nation's operators see and act on the rows of events their nation owns, NATO's operators on
+all."""
+
+
+def _tag_description(doc: Json, tag: str, service: str, title: str) -> str:
+    """The service's own description of a tag (who reads what, in which state), with the service named."""
+    own = next((t.get("description", "") for t in doc.get("tags", []) if t.get("name") == tag), "")
+    if not own and tag == f"{service} operations":
+        own = _OPERATIONS_TAG.format(service=service)
+    served = f"*{title} (the `{service}` service).*"
+    return f"{own}\n\n{served}" if own else served
+
+
 def merge_openapi(
     gateway_doc: Json,
     service_docs: Mapping[str, Json],
@@ -153,7 +168,7 @@ def merge_openapi(
 
     titles = {service: doc.get("info", {}).get("title", service) for service, doc in documents.items()}
     merged["tags"] = [
-        {"name": tag, "description": f"{titles[service]} (the `{service}` service)"}
+        {"name": tag, "description": _tag_description(documents[service], tag, service, titles[service])}
         for service, tags in tag_groups.items()
         for tag in tags
     ]

@@ -29,7 +29,14 @@ ENVELOPE_SCHEMA: Json = {
         },
         "type": {"type": "string", "description": "`icep.<service>.<aggregate>.<verb>.v<N>`"},
         "source": {"type": "string", "description": "`/icep/<service>`", "examples": ["/icep/plans"]},
-        "subject": {"type": "string", "description": "The id of the aggregate the event is about"},
+        "subject": {
+            "type": "string",
+            "description": (
+                "What the event is about: the id of its aggregate (`plan_id`, `initiative_id`, ...), except "
+                "for a nation's answer to a standard edition: `<standard_id>:<nation>`. Each event type "
+                "states its own; events of one subject arrive in order."
+            ),
+        },
         "time": {"type": "string", "format": "date-time", "description": "When it happened (UTC)"},
         "nation": {"type": "string", "description": "The owning nation", "examples": ["DEU"]},
         "releasableto": {
@@ -89,11 +96,15 @@ _WEBHOOK_HEADERS: dict[str, Json] = {
 }
 
 
-def _webhook(event_type: str, source: str, data: Json, summary: str, description: str) -> Json:
+def _webhook(
+    event_type: str, source: str, data: Json, summary: str, description: str, subject: str | None = None
+) -> Json:
     return {
         "post": {
             "operationId": f"receive{_pascal(event_type.removeprefix('icep.'))}",
             "tags": [EVENTS_TAG],
+            # No bearer token: the receiver authenticates the sender by the `webhook-signature` header.
+            "security": [],
             "summary": summary,
             "description": description,
             "parameters": [{"$ref": f"#/components/parameters/{name}"} for name in _WEBHOOK_HEADERS],
@@ -108,7 +119,8 @@ def _webhook(event_type: str, source: str, data: Json, summary: str, description
                                 "type": {"const": event_type},
                                 "source": {"const": source},
                                 "data": data,
-                            },
+                            }
+                            | ({"subject": {"description": subject}} if subject else {}),
                         }
                     }
                 },
@@ -146,12 +158,15 @@ def webhooks(
     for event_type, model in delivered.items():
         service = producer_of(event_type, model)
         doc = _doc(model)
+        subject = model.subject.describe(model.aggregate)
         section[event_type] = _webhook(
             event_type,
             f"/icep/{service}",
             refs[model],
             f"{model.__name__}: {event_type}",
-            (f"{doc}\n\n" if doc else "") + f"Published by the {service} service. {_WEBHOOK_RULES}",
+            (f"{doc}\n\n" if doc else "")
+            + f"**Subject:** {subject}\n\nPublished by the {service} service. {_WEBHOOK_RULES}",
+            subject,
         )
     if ping_type is not None:
         schemas["event.PingData"] = PING_DATA_SCHEMA
@@ -161,6 +176,8 @@ def webhooks(
             {"$ref": "#/components/schemas/event.PingData"},
             f"Ping: {ping_type}",
             "The test message `POST /v1/subscriptions/{id}/ping` sends (never on Kafka), signed like "
-            "every other message, so an endpoint can be checked before events flow.",
+            "every other message, so an endpoint can be checked before events flow. **Subject:** the "
+            "subscription's id.",
+            "`<subscription_id>`: the subscription's id",
         )
     return section, schemas

@@ -61,7 +61,7 @@ class DeadLetterSummary(BaseModel):
 
 
 class DeadLetterOut(DeadLetterSummary):
-    key: str | None = Field(description="The record key (the aggregate id)")
+    key: str | None = Field(description="The record key (the event's subject)")
     headers: list[RecordHeader] = Field(description="The record's headers, without the dead-letter ones")
     payload: Any = Field(description="The record's value: its JSON, or the text when it is no JSON")
 
@@ -149,6 +149,12 @@ def _nation(principal: Principal) -> str | None:
     return None if principal.nation == NATO else principal.nation
 
 
+_OPERATORS = (
+    "Operators only (role `operator`; others 403): a nation's operators act on the dead letters of events "
+    "their nation owns (others are 404 to them); NATO's operators on all."
+)
+
+
 def _pascal(service: str) -> str:
     return "".join(part.capitalize() for part in service.replace("_", "-").split("-"))
 
@@ -163,10 +169,11 @@ def router_for(service: str) -> APIRouter:
     @router.get(
         prefix,
         operation_id=f"list{name}DeadLetters",
-        summary=f"The dead letters of {service}'s consumer group, newest first (operators)",
+        summary=f"The dead letters of {service}'s consumer group (operators)",
         description=(
-            "Records the consumer gave up on after its retries: their event, error, attempts and origin. "
-            "A nation's operators see those of events their nation owns; NATO's operators see all."
+            "Records the consumer gave up on after its retries, newest first: their event, error, attempts "
+            "and origin. A nation's operators see those of events their nation owns; NATO's operators see "
+            "all. Operators only (role `operator`; others 403)."
         ),
         response_model=DeadLetterPage,
     )
@@ -193,7 +200,8 @@ def router_for(service: str) -> APIRouter:
     @router.get(
         prefix + "/{dead_letter_id}",
         operation_id=f"get{name}DeadLetter",
-        summary=f"One dead letter of {service}: error, origin, headers and payload (operators)",
+        summary=f"One dead letter of {service} (operators)",
+        description=f"The dead letter's error, origin, headers and payload. {_OPERATORS}",
         response_model=DeadLetterOut,
     )
     async def get_dead_letter(
@@ -204,11 +212,11 @@ def router_for(service: str) -> APIRouter:
     @router.post(
         prefix + "/{dead_letter_id}/redrive",
         operation_id=f"redrive{name}DeadLetter",
-        summary=f"Send a dead letter of {service} to its origin topic again, to be handled once (operators)",
+        summary=f"Redrive one dead letter of {service} (operators)",
         description=(
             "The record goes to its origin topic again with an `icep_redrive` header; the consumer group "
             "handles it once (other groups skip it as a duplicate) and marks the dead letter resolved. "
-            "A resolved dead letter is refused (409)."
+            f"A resolved dead letter is refused (409). {_OPERATORS}"
         ),
         response_model=DeadLetterSummary,
     )
@@ -220,7 +228,11 @@ def router_for(service: str) -> APIRouter:
     @router.post(
         prefix + "/redrive",
         operation_id=f"redriveAll{name}DeadLetters",
-        summary=f"Redrive the waiting dead letters of {service} (optionally of one event type) (operators)",
+        summary=f"Redrive the waiting dead letters of {service} (operators)",
+        description=(
+            "Every dead letter in the given state (default `waiting`), optionally of one event type, goes "
+            f"to its origin topic again, as with the redrive of one. {_OPERATORS}"
+        ),
         response_model=RedriveResult,
     )
     async def redrive_all_dead_letters(
@@ -238,7 +250,8 @@ def router_for(service: str) -> APIRouter:
     @router.delete(
         prefix + "/{dead_letter_id}",
         operation_id=f"purge{name}DeadLetter",
-        summary=f"Delete one dead letter of {service} (its Kafka copy stays) (operators)",
+        summary=f"Delete one dead letter of {service} (operators)",
+        description=f"Its copy on the Kafka dead-letter topic stays, for its own retention. {_OPERATORS}",
         status_code=204,
         response_class=Response,
     )
@@ -250,7 +263,7 @@ def router_for(service: str) -> APIRouter:
         prefix + "/purge",
         operation_id=f"purge{name}DeadLetters",
         summary=f"Delete the dead letters of {service} in one state (operators)",
-        description="The Kafka dead-letter topic keeps its copies for its own retention.",
+        description=f"The Kafka dead-letter topic keeps its copies for its own retention. {_OPERATORS}",
         response_model=PurgeResult,
     )
     async def purge_dead_letters(

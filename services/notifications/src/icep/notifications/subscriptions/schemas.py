@@ -31,21 +31,21 @@ class SubscriptionCreate(BaseModel):
 
     url: str = Field(max_length=2000)
     description: str = Field(default="", max_length=500)
-    event_types: list[str] = Field(default_factory=lambda: ["*"], max_length=50)
+    event_types: list[str] = Field(default=["*"], max_length=50)
     nations: list[FilterTerm] = Field(
-        default_factory=list,
+        default=[],
         max_length=50,
         description="Only events owned by these nations (the `nation` attribute); empty: any nation. "
         "This narrows, never widens: an event goes only to subscribers whose nation may see it.",
     )
     capability_areas: list[FilterTerm] = Field(
-        default_factory=list,
+        default=[],
         max_length=50,
         description="Only events whose data has one of these `capability_area`s (or `capability_areas`); "
         "empty: no filter. An event without the field does not match a filter on it.",
     )
     products: list[FilterTerm] = Field(
-        default_factory=list,
+        default=[],
         max_length=50,
         description="Only events whose data has one of these `product`s (or `products`); empty: no "
         "filter. An event without the field does not match a filter on it.",

@@ -46,9 +46,15 @@ FilterDep = Annotated[SummaryFilter, Depends(summary_filter)]
 @router.get(
     "/summary",
     operation_id="capacitySummary",
-    summary="Per product and year: requirement, committed capacity, actuals and gap, from what you may see",
+    summary="Requirement, committed capacity, actuals and gap per product and year",
 )
 async def capacity_summary(request: Request, db: DatabaseDep, who: ActorDep, f: FilterDep) -> SummaryOut:
+    """Per product and year: the Alliance requirement (capability targets), the capacity committed by accepted
+    plans (the commitments' planned output in that year), the actuals reported so far (`actual_through` the
+    last month reported) and the gap, with the nations and commitments counted. Computed only from the plans
+    whose capacity figures the caller's nation may read (the plans' readers plus their wider
+    `capacity_releasability`): what a nation may not see is not counted, so two nations may get different
+    figures. Filters: capability area, product, year, nation."""
     lines = await use_cases.capacity_summary(db, who, f, content_cache(runtime_of(request)))
     return SummaryOut(
         items=[
@@ -73,9 +79,13 @@ async def capacity_summary(request: Request, db: DatabaseDep, who: ActorDep, f: 
 @router.get(
     "/dependencies",
     operation_id="capacityDependencies",
-    summary="Bottleneck inputs across accepted plans: dependent commitments per source country",
+    summary="Bottleneck inputs of accepted plans, per source country",
 )
 async def capacity_dependencies(db: DatabaseDep, who: ActorDep, f: FilterDep) -> DependenciesOut:
+    """Supply-chain facts across accepted plans: per bottleneck input (energetics, rocket motors,
+    microelectronics, ...), how many commitments depend on it, per source country, and whether it is
+    single-sourced. Computed from the plans the caller's nation may read whole (not from the wider capacity
+    release, which covers figures, not supply chains)."""
     deps = await use_cases.capacity_dependencies(db, who, f)
     return DependenciesOut(
         items=[

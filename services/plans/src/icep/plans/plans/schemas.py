@@ -70,13 +70,13 @@ class CommitmentIn(StrictIn):
     baseline_per_month: Count
     current_per_month: Count
     target_per_month: Count
-    ramp: list[RampStepIn] = Field(default_factory=list, max_length=120)
+    ramp: list[RampStepIn] = Field(default=[], max_length=120)
     surge_per_month: Count | None = None
     surge_days: int | None = Field(default=None, ge=0, le=3650)
     lead_time_days: int | None = Field(default=None, ge=0, le=3650)
     operator: OperatorIn
     investment: InvestmentIn | None = None
-    bottlenecks: list[BottleneckIn] = Field(default_factory=list, max_length=30)
+    bottlenecks: list[BottleneckIn] = Field(default=[], max_length=30)
 
 
 class MeasureIn(StrictIn):
@@ -87,8 +87,8 @@ class MeasureIn(StrictIn):
 
 
 class ContentIn(StrictIn):
-    commitments: list[CommitmentIn] = Field(default_factory=list, max_length=200)
-    measures: list[MeasureIn] = Field(default_factory=list, max_length=200)
+    commitments: list[CommitmentIn] = Field(default=[], max_length=200)
+    measures: list[MeasureIn] = Field(default=[], max_length=200)
 
     def to_domain(self) -> PlanContent:
         return content_from_json(self.model_dump(mode="json"))
@@ -113,12 +113,17 @@ class PlanCreate(StrictIn):
     title: str = Field(min_length=1, max_length=300)
     period_start: date
     period_end: date
-    capability_areas: list[str] = Field(default_factory=list, max_length=20)
-    releasability: PlanReleasabilityIn = Field(default_factory=PlanReleasabilityIn)
+    capability_areas: list[str] = Field(default=[], max_length=20)
+    releasability: PlanReleasabilityIn = Field(
+        default_factory=PlanReleasabilityIn,
+        json_schema_extra={"default": PlanReleasabilityIn().model_dump(mode="json")},
+    )
     capacity_releasability: PlanReleasabilityIn | None = Field(
         default=None, description="Who may see the capacity figures, when wider than the whole plan"
     )
-    content: ContentIn = Field(default_factory=ContentIn)
+    content: ContentIn = Field(
+        default_factory=ContentIn, json_schema_extra={"default": ContentIn().model_dump(mode="json")}
+    )
 
 
 class PlanPatch(StrictIn):

@@ -18,14 +18,7 @@ router = APIRouter(prefix="/v1/plans", tags=["plans"])
 @router.post(
     "/{plan_id}/commitments/{commitment_key}/progress",
     operation_id="reportProgress",
-    summary="Report actual output of a month against a commitment of an accepted plan (If-Match: the "
-    "plan's ETag, whose commitment the report is measured against)",
-    description="The owner nation's planners report a month's actual output. Actuals belong to the plan's "
-    "lineage (the plans of one nation for one period), so accepting a newer version keeps them. Reporting "
-    "a month again corrects it: the answer's `revision` and `previous_output` say so, and the month's "
-    "history (`GET` on the same path) keeps who corrected it, when, and the figure before. Each report "
-    "publishes `icep.plans.progress.reported.v1` (with `previous_output` on a correction), and a shortfall "
-    "beyond the configured threshold `icep.plans.shortfall.detected.v1`.",
+    summary="Report a month's actual output against a commitment",
 )
 async def report_progress(
     plan_id: str,
@@ -37,6 +30,19 @@ async def report_progress(
     who: ActorDep,
     expected: IfMatch,
 ) -> ProgressOut:
+    """The owner's planners report the actual output of one month against a commitment of an accepted plan.
+    The month must lie in the plan's period; it is measured against the output the commitment's ramp plans for
+    that month. Actuals belong to the plan's lineage (the plans of one nation for one period), so accepting a
+    newer version keeps them. Reporting a month again corrects it: the answer's `revision` and
+    `previous_output` say so, and the month's history (`GET` on the same path) keeps who corrected it, when,
+    and the figure before. `If-Match` names the plan's `ETag` (the version the report is measured against;
+    428 without, 412 when stale); the answer's ETag is the plan's, unchanged. Raises
+    `icep.plans.progress.reported.v1` (with `previous_output` on a correction) and, when the actual output is
+    below the planned output by more than the shortfall threshold (`ICEP_PLANS_SHORTFALL_THRESHOLD`),
+    `icep.plans.shortfall.detected.v1`; both are marked for the readers of the plan's capacity figures.
+
+    Errors: 403 for another nation or without `planner`; 409 when the plan is not accepted; 422 for an unknown
+    commitment, a negative figure or a month outside the period."""
     threshold = runtime_of(request).settings_as(PlansSettings).shortfall_threshold
     p = await use_cases.record_progress(
         uow,

@@ -33,8 +33,7 @@ def _target_out(t: CapabilityTarget) -> TargetOut:
 @router.put(
     "/targets",
     operation_id="setCapabilityTarget",
-    summary="NATO records the Alliance requirement for a product in a year (idempotent upsert; correcting "
-    "an existing target needs If-Match with its ETag)",
+    summary="Record the Alliance requirement for a product in a year (NATO)",
     responses={201: {"model": TargetOut, "description": "The target was new"}},
 )
 async def set_target(
@@ -44,6 +43,13 @@ async def set_target(
     who: ActorDep,
     expected: Annotated[IfMatchCondition, Depends(optional_if_match)],
 ) -> TargetOut:
+    """NATO staff (nation `NATO`, role `reviewer` or `planner`) record the Alliance requirement (capability
+    target) for a product in a year. Idempotent upsert keyed by product and year: 201 when new, 200 when it
+    corrects an existing target, which needs `If-Match` with that target's `ETag` (428 without, 412 when
+    stale). Targets are read by all Allies and NATO staff. Raises `icep.plans.capability_target.set.v1`,
+    marked `ALLIES`.
+
+    Errors: 403 for anyone but NATO staff."""
     target, created = await use_cases.set_capability_target(uow, who, **body.model_dump(), expected=expected)
     response.status_code = 201 if created else 200
     response.headers["ETag"] = etag(target.version)
@@ -53,6 +59,8 @@ async def set_target(
 
 @router.get("/targets/{target_id}", operation_id="getCapabilityTarget", summary="One capability target")
 async def get_target(target_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> TargetOut:
+    """One capability target with its `ETag`. Targets are read by all Allies and NATO staff (partners get
+    404)."""
     target = await repository.get_capability_target(db, who, target_id)
     response.headers["ETag"] = etag(target.version)
     return _target_out(target)
@@ -66,6 +74,8 @@ async def list_targets(
     product: Annotated[str | None, Query(max_length=200)] = None,
     year: Annotated[int | None, Query(ge=2000, le=2100)] = None,
 ) -> TargetList:
+    """The capability targets, narrowed by capability area, product or year. Read by all Allies and NATO
+    staff; a partner gets an empty list."""
     targets = await repository.list_capability_targets(
         db, who, capability_area=capability_area, product=product, year=year
     )

@@ -76,13 +76,13 @@ class InitiativeCreate(InputModel):
     description: str = Field(default="", max_length=4000)
     item: ItemIn
     capability_area: str = Field(min_length=1, max_length=100, examples=["munitions"])
-    required_standards: list[RequiredStandardIn] = Field(default_factory=list, max_length=30)
+    required_standards: list[RequiredStandardIn] = Field(default=[], max_length=30)
     participation_deadline: date
     procuring_entity: str | None = Field(
         default=None, min_length=1, max_length=100, description="Default: the lead nation, or NSPA for NATO"
     )
     open_to_partners: list[NationCode] = Field(
-        default_factory=list, max_length=6, description="Partners that may join: UKR, AUS, JPN, NZL, KOR, EU"
+        default=[], max_length=6, description="Partners that may join: UKR, AUS, JPN, NZL, KOR, EU"
     )
     releasability: ReleasabilityIn | None = Field(
         default=None, description="Default: all Allies, and the partners it is open to"
@@ -95,7 +95,7 @@ class JoinIn(InputModel):
 
 class CommitIn(InputModel):
     firm: Quantities
-    funded: Quantities = Field(default_factory=dict, max_length=30)
+    funded: Quantities = Field(default={}, max_length=30)
 
 
 class ReasonIn(InputModel):
@@ -156,7 +156,7 @@ class ContractIn(InputModel):
     currency: Currency
     period_start: date
     period_end: date
-    milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
+    milestones: list[MilestoneIn] = Field(default=[], max_length=100)
 
 
 class MilestoneRecordIn(InputModel):

@@ -33,11 +33,15 @@ def _published(releases: list[dict[str, Any]]) -> datetime:
 @router.get(
     "/{initiative_id}/ocds",
     operation_id="ocdsReleasePackage",
-    summary="The initiative's OCDS releases, as a release package",
+    summary="The initiative's OCDS release package",
 )
 async def ocds_release_package(
     initiative_id: str, request: Request, db: DatabaseDep, who: ActorDep
 ) -> dict[str, Any]:
+    """The initiative's OCDS releases (one per change of its contracting process), as a release package. Open
+    Contracting Data Standard 1.1 JSON, built from the initiative as the caller may see it (the same
+    visibility and disclosure rule as `GET /v1/initiatives/{initiative_id}`); 404 when the caller's nation may
+    not read the initiative."""
     _i, releases = await use_cases.ocds_releases(db, who, initiative_id)
     return packages.release_package(releases, uri=public_url(request), published_date=_published(releases))
 
@@ -45,11 +49,15 @@ async def ocds_release_package(
 @router.get(
     "/{initiative_id}/ocds/record",
     operation_id="ocdsRecordPackage",
-    summary="The initiative's OCDS record (every release and the compiled release), as a record package",
+    summary="The initiative's OCDS record package",
 )
 async def ocds_record_package(
     initiative_id: str, request: Request, db: DatabaseDep, who: ActorDep
 ) -> dict[str, Any]:
+    """The initiative's OCDS record: every release and the compiled release, as a record package. Open
+    Contracting Data Standard 1.1 JSON, built from the initiative as the caller may see it (the same
+    visibility and disclosure rule as `GET /v1/initiatives/{initiative_id}`); 404 when the caller's nation may
+    not read the initiative."""
     i, releases = await use_cases.ocds_releases(db, who, initiative_id)
     return packages.record_package(
         i.ocid, releases, uri=public_url(request), published_date=_published(releases)
@@ -59,11 +67,15 @@ async def ocds_record_package(
 @router.get(
     "/{initiative_id}/call-offs/{call_off_id}/ocds",
     operation_id="callOffOcdsReleasePackage",
-    summary="A call-off's own OCDS process (its ocid, linked to the framework's), as a release package",
+    summary="A call-off's OCDS release package",
 )
 async def call_off_ocds_release_package(
     initiative_id: str, call_off_id: str, request: Request, db: DatabaseDep, who: ActorDep
 ) -> dict[str, Any]:
+    """A call-off's own OCDS process (its own `ocid`, linked to the framework contract's), as a release
+    package. Open Contracting Data Standard 1.1 JSON, built from the initiative as the caller may see it (the
+    same visibility and disclosure rule as `GET /v1/initiatives/{initiative_id}`); 404 when the caller's
+    nation may not read the initiative."""
     _c, releases = await use_cases.call_off_releases(db, who, initiative_id, call_off_id)
     return packages.release_package(releases, uri=public_url(request), published_date=_published(releases))
 
@@ -71,11 +83,15 @@ async def call_off_ocds_release_package(
 @router.get(
     "/{initiative_id}/call-offs/{call_off_id}/ocds/record",
     operation_id="callOffOcdsRecordPackage",
-    summary="A call-off's OCDS record (its releases and the compiled release), as a record package",
+    summary="A call-off's OCDS record package",
 )
 async def call_off_ocds_record_package(
     initiative_id: str, call_off_id: str, request: Request, db: DatabaseDep, who: ActorDep
 ) -> dict[str, Any]:
+    """A call-off's OCDS record (its releases and the compiled release), as a record package. Open Contracting
+    Data Standard 1.1 JSON, built from the initiative as the caller may see it (the same visibility and
+    disclosure rule as `GET /v1/initiatives/{initiative_id}`); 404 when the caller's nation may not read the
+    initiative."""
     c, releases = await use_cases.call_off_releases(db, who, initiative_id, call_off_id)
     return packages.record_package(
         c.ocid, releases, uri=public_url(request), published_date=_published(releases)

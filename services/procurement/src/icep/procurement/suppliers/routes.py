@@ -10,6 +10,7 @@ from icep.platform.app import DatabaseDep, UnitOfWorkDep
 from icep.platform.auth import ActorDep
 from icep.platform.errors import PreconditionRequired
 from icep.platform.http import IfMatch, etag, next_link
+from icep.platform.openapi import CREATED_ID, from_path, links
 from icep.procurement.schema_types import (
     Cursor,
     Limit,
@@ -41,11 +42,20 @@ def _supplier(response: Response, s: Supplier) -> SupplierOut:
     "",
     status_code=201,
     operation_id="registerSupplier",
-    summary="Register a supplier; it is screened against the restricted lists at once",
+    openapi_extra=links(
+        "getSupplier", "clearSupplier", "blockSupplier", status=201, if_match=True, supplier_id=CREATED_ID
+    ),
+    summary="Register a supplier (screened at once)",
 )
 async def register_supplier(
     body: SupplierCreate, uow: UnitOfWorkDep, response: Response, who: ActorDep
 ) -> SupplierOut:
+    """Procurement staff (role `procurement`) register a supplier with its ownership; it is screened at once
+    against the restricted countries and lists: `screening` is `clear`, `potential_match` (to be cleared or
+    blocked by a named person) or `blocked`. Read by its `releasability` (default: all Allies). Raises
+    `icep.procurement.supplier.registered.v1`, `icep.procurement.supplier.screened.v1` and, on a potential
+    match, `icep.procurement.supplier.flagged.v1`, for its readers. Only a supplier `clear` or `cleared` can
+    be awarded."""
     supplier = await use_cases.register_supplier(
         uow,
         who,
@@ -79,6 +89,8 @@ async def list_suppliers(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> SupplierPage:
+    """The suppliers the caller's nation may read, in pages, narrowed by screening status, registering nation
+    or organisation id."""
     found, after = await use_cases.list_suppliers(
         db,
         who,
@@ -91,16 +103,24 @@ async def list_suppliers(
     return SupplierPage(items=[SupplierOut.of(s) for s in found], next=next_link(request, after))
 
 
-@router.get("/{supplier_id}", operation_id="getSupplier", summary="One supplier, with its screening")
+@router.get(
+    "/{supplier_id}",
+    operation_id="getSupplier",
+    openapi_extra=links(
+        "clearSupplier", "blockSupplier", if_match=True, supplier_id=from_path("supplier_id")
+    ),
+    summary="One supplier, with its screening",
+)
 async def get_supplier(supplier_id: str, db: DatabaseDep, response: Response, who: ActorDep) -> SupplierOut:
+    """One supplier with its screening, matches and history, and its `ETag`; 404 when the caller's nation may
+    not read it."""
     return _supplier(response, await use_cases.get_supplier(db, who, supplier_id))
 
 
 @router.post(
     "/{supplier_id}/clear",
     operation_id="clearSupplier",
-    summary="A named person clears a potential match, with its mitigation (the registering Ally or NATO;"
-    " If-Match required)",
+    summary="Clear a supplier's potential match, with its mitigation",
 )
 async def clear_supplier(
     supplier_id: str,
@@ -110,6 +130,12 @@ async def clear_supplier(
     who: ActorDep,
     expected: IfMatch,
 ) -> SupplierOut:
+    """A named person clears a potential match, recording the mitigation: -> `cleared` (a re-screening that
+    finds only the adjudicated matches keeps it cleared). Only the registering Ally's procurement staff or
+    NATO's (NATO's alone for a supplier a partner registered) adjudicate, and only a `potential_match`; the
+    adjudicator is a named person. Requires `If-Match` with the `ETag` of the version whose matches were read
+    (428 without, 412 when stale). Raises `icep.procurement.supplier.cleared.v1`. 409 when the supplier is not
+    a potential match."""
     s = await use_cases.clear_supplier(
         uow,
         who,
@@ -124,8 +150,7 @@ async def clear_supplier(
 @router.post(
     "/{supplier_id}/block",
     operation_id="blockSupplier",
-    summary="A named person blocks a supplier on a potential match, saying why (the registering Ally or"
-    " NATO; If-Match required)",
+    summary="Block a supplier on a potential match",
 )
 async def block_supplier(
     supplier_id: str,
@@ -135,6 +160,11 @@ async def block_supplier(
     who: ActorDep,
     expected: IfMatch,
 ) -> SupplierOut:
+    """A named person blocks a supplier on a potential match, saying why: -> `blocked` (it cannot be awarded).
+    Only the registering Ally's procurement staff or NATO's (NATO's alone for a supplier a partner registered)
+    adjudicate, and only a `potential_match`; the adjudicator is a named person. Requires `If-Match` with the
+    `ETag` of the version whose matches were read (428 without, 412 when stale). Raises
+    `icep.procurement.supplier.blocked.v1`. 409 when the supplier is not a potential match."""
     s = await use_cases.block_supplier(
         uow, who, supplier_id, _matches_seen(expected), body.reason, body.adjudicator
     )

@@ -51,9 +51,9 @@ class SupplierCreate(InputModel):
     country_of_incorporation: Country
     ultimate_parent: str | None = Field(default=None, min_length=1, max_length=300)
     ultimate_parent_country: Country | None = None
-    ownership_chain: list[OwnerIn] = Field(default_factory=list, max_length=50)
+    ownership_chain: list[OwnerIn] = Field(default=[], max_length=50)
     products: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(
-        default_factory=list, max_length=200, description="Product codes, as in conformance claims"
+        default=[], max_length=200, description="Product codes, as in conformance claims"
     )
     releasability: ReleasabilityIn | None = Field(default=None, description="Default: all Allies")
 

@@ -35,7 +35,7 @@ class ReservationIn(In):
 
 
 class RatifyIn(In):
-    reservations: list[ReservationIn] = Field(default_factory=list, max_length=100)
+    reservations: list[ReservationIn] = Field(default=[], max_length=100)
 
 
 class ForecastIn(In):

@@ -31,14 +31,14 @@ class ClaimIn(In):
     product: ProductIn
     standard_id: str = Field(max_length=36)
     level: str | None = Field(default=None, max_length=40)
-    evidence: Evidence = Field(default_factory=list, max_length=50)
+    evidence: Evidence = Field(default=[], max_length=50)
     releasability: ReleasabilityIn | None = Field(
         default=None, description="Default: all Allies; NATO's standards staff always read a claim"
     )
 
 
 class EvidenceIn(In):
-    evidence: Evidence = Field(default_factory=list, max_length=50)
+    evidence: Evidence = Field(default=[], max_length=50)
 
 
 class VerifyIn(EvidenceIn):

@@ -11,6 +11,7 @@ from icep.platform.auth import ActorDep
 from icep.platform.domain import invalid
 from icep.platform.errors import PreconditionRequired
 from icep.platform.http import IfMatch, etag, next_link
+from icep.platform.openapi import CREATED_ID, links
 from icep.standards.interchangeability import use_cases
 from icep.standards.interchangeability.model import Interchangeability
 from icep.standards.interchangeability.schemas import (
@@ -31,9 +32,7 @@ def _clearance(response: Response, c: Interchangeability) -> ClearanceOut:
     return ClearanceOut.of(c)
 
 
-@router.get(
-    "", operation_id="canFire", summary="Can this nation use this item on that platform, and why or why not"
-)
+@router.get("", operation_id="canFire", summary="Can a nation use an item on a platform, and why")
 async def can_fire(
     db: DatabaseDep,
     who: ActorDep,
@@ -43,6 +42,11 @@ async def can_fire(
         str | None, Query(pattern=r"^[A-Z]{3}$", description="Default: the caller's nation")
     ] = None,
 ) -> AnswerOut:
+    """Can this nation (default: the caller's) use this item on that platform: `yes`, `yes_with_restrictions`
+    or `no`, with the reasons and the clearance that decides. The latest clearance covering the nation
+    decides; one that rests on a standard edition is only as good as the nation's standing on it (a
+    reservation, not ratifying, or a cancelled edition restricts it, and the reasons say so). Only clearances
+    the caller may read count."""
     asked = nation or who.nation
     if asked not in RESPONDING_NATIONS:
         raise invalid("query.nation", f"{asked} is not a nation; name one with `nation`")
@@ -61,11 +65,19 @@ async def can_fire(
     "/clearances",
     status_code=201,
     operation_id="recordClearance",
+    openapi_extra=links(
+        "getClearance", "updateClearance", status=201, if_match=True, clearance_id=CREATED_ID
+    ),
     summary="Record an item's clearance for a platform",
 )
 async def record_clearance(
     body: ClearanceIn, uow: UnitOfWorkDep, response: Response, who: ActorDep
 ) -> ClearanceOut:
+    """Standards staff (role `standards`) record an item's clearance for a platform (`verified`, `restricted`
+    with its restrictions, or `not_interchangeable`) on a basis (a standard edition or a trial). A nation
+    records clearances for itself only; NATO staff record those agreed among several nations. Read by its
+    `releasability` (default: all Allies) and always by the nations cleared. Raises
+    `icep.standards.interchangeability.updated.v1`."""
     clearance = await use_cases.record_clearance(
         uow,
         who,
@@ -88,6 +100,7 @@ async def list_clearances(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> ClearancesOut:
+    """The clearances the caller's nation may read, in pages, narrowed by item or platform."""
     found, after = await use_cases.list_clearances(
         db, who, item=item, platform=platform, limit=limit, after=cursor
     )
@@ -98,13 +111,14 @@ async def list_clearances(
 async def get_clearance(
     clearance_id: str, db: DatabaseDep, response: Response, who: ActorDep
 ) -> ClearanceOut:
+    """One clearance with its `ETag`; 404 when the caller's nation may not read it."""
     return _clearance(response, await use_cases.get_clearance(db, who, clearance_id))
 
 
 @router.put(
     "/clearances/{clearance_id}",
     operation_id="updateClearance",
-    summary="Change a clearance's status, basis, nations or restrictions (If-Match required)",
+    summary="Change a clearance",
 )
 async def update_clearance(
     clearance_id: str,
@@ -114,6 +128,9 @@ async def update_clearance(
     who: ActorDep,
     expected: IfMatch,
 ) -> ClearanceOut:
+    """The nation (or NATO) that recorded a clearance changes its status, basis, nations or restrictions; the
+    nations cleared always read it. Requires `If-Match` with the clearance's `ETag` (428 without, 412 when
+    stale). Raises `icep.standards.interchangeability.updated.v1`. 403 for anyone else."""
     if expected is None:
         raise PreconditionRequired(
             "changing a clearance needs If-Match with the ETag of the version you read"

@@ -38,9 +38,7 @@ class ClearanceChange(In):
     status: InterchangeabilityStatus
     basis: BasisIn
     nations: list[NationCode] | None = Field(default=None, max_length=40)
-    restrictions: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(
-        default_factory=list, max_length=20
-    )
+    restrictions: list[Annotated[str, Field(min_length=1, max_length=500)]] = Field(default=[], max_length=20)
 
     def to_input(self) -> ClearanceInput:
         return ClearanceInput(

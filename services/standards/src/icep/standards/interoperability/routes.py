@@ -46,9 +46,15 @@ NationsQuery = Annotated[str | None, Query(max_length=400, description="Comma-se
 
 
 @progress_router.get(
-    "/progress", operation_id="standardsProgress", summary="Per nation: ratified vs implemented vs pending"
+    "/progress",
+    operation_id="standardsProgress",
+    summary="Per nation: ratified, implemented and pending editions",
 )
 async def standards_progress(db: DatabaseDep, who: ActorDep, nations: NationsQuery = None) -> ProgressOut:
+    """Per nation (default: every Ally), for the ministers' review: the promulgated editions released to it,
+    and which it ratified (with reservations or not), implemented, has overdue (a forecast date passed without
+    implementation), has not answered, or does not ratify, with the ratification and implementation rates.
+    Superseded and cancelled editions are no longer counted."""
     chosen = nation_list(nations, "query.nations") or sorted(ALLIES)
     found = await use_cases.progress(db, who, chosen)
     return ProgressOut(
@@ -72,7 +78,7 @@ async def standards_progress(db: DatabaseDep, who: ActorDep, nations: NationsQue
 
 
 @router.get(
-    "", operation_id="interoperability", summary="Who ratified and implemented what, and a verdict per pair"
+    "", operation_id="interoperability", summary="Interoperability verdicts between nations on standards"
 )
 async def interoperability(
     db: DatabaseDep,
@@ -86,6 +92,23 @@ async def interoperability(
         ),
     ],
 ) -> InteroperabilityOut:
+    """For two or more nations and one or more standards (ids, or numbers meaning the edition in force): each
+    nation's position on each edition, a verdict per pair of nations per edition, and per pair the worst
+    verdict across the editions, with every reason.
+
+    Verdicts, worst first: `not_interoperable`, `unknown`, `not_implemented`, `limited`, `interoperable`. Per
+    edition and pair:
+    - a cancelled edition: `not_interoperable`; one not promulgated yet (study, ratification draft):
+      `unknown`;
+    - otherwise each nation can only lower the verdict: one that does not ratify makes it `not_interoperable`;
+      one that has not answered `unknown`; one that ratified but has not implemented (no implementation date,
+      or a date after today) `not_implemented`; each reservation `limited`;
+    - so a reservation gives `not_implemented` until both nations implemented, and `limited` after;
+      `interoperable` needs both nations to have implemented without reservations. A superseded edition keeps
+      its verdict, with a reason saying it is superseded.
+
+    Only editions and answers the caller may read count. 422 for fewer than two nations, nations that do not
+    answer NATO standards, or no (or more than 50) standards."""
     chosen = nation_list(nations, "query.nations", minimum=2) or []
     refs = list(dict.fromkeys(s.strip() for s in standards.split(",") if s.strip()))
     if not refs or len(refs) > 50:

@@ -35,14 +35,15 @@ class StandardCreate(In):
     number: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9][A-Za-z0-9 .\-/]*$")
     edition: int = Field(ge=1, le=999)
     title: str = Field(min_length=1, max_length=400)
-    covering_publications: list[Text] = Field(default_factory=list, max_length=30)
+    covering_publications: list[Text] = Field(default=[], max_length=30)
     domain: str = Field(min_length=1, max_length=100, examples=["land", "air", "joint"])
-    capability_areas: list[Text] = Field(default_factory=list, max_length=20)
-    levels: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
-        default_factory=list, max_length=20
-    )
+    capability_areas: list[Text] = Field(default=[], max_length=20)
+    levels: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(default=[], max_length=20)
     supersedes: str | None = Field(default=None, max_length=36, description="Id of the edition it replaces")
-    releasability: ReleasabilityIn = Field(default_factory=ReleasabilityIn)
+    releasability: ReleasabilityIn = Field(
+        default_factory=ReleasabilityIn,
+        json_schema_extra={"default": ReleasabilityIn().model_dump(mode="json")},
+    )
 
 
 class StandardOut(BaseModel):
