@@ -37,8 +37,10 @@ _PARTS = markdown_table(
             "`accepted` and `superseded` versions",
         ),
         (
-            "Capacity figures: commitments, progress actuals, `GET /v1/capacity/summary`",
-            "the readers of the capacity figures (table above)",
+            "Capacity figures: commitments, progress actuals and their corrections "
+            "(`GET .../commitments/{commitment_key}/progress`), `GET /v1/capacity/summary`",
+            "the readers of the capacity figures (table above); a lineage's actuals follow its currently "
+            "accepted version",
         ),
         (
             "Events `capacity.committed`, `progress.reported`, `shortfall.detected`",
@@ -86,6 +88,12 @@ _CAPACITY = markdown_table(
             "plan's readers plus its `capacity_releasability`): what it may not read is not counted",
         ),
         (
+            "Timeline and its chart (`/v1/capacity/timeline`, `/v1/capacity/timeline.svg`)",
+            "as the summary: only accepted plans (and their lineages' actuals) whose capacity figures the "
+            "caller's nation reads; a nation's own series only for those nations; the requirement line on "
+            "the all-nations series alone",
+        ),
+        (
             "Dependencies (`/v1/capacity/dependencies`)",
             "computed only from the accepted plans the caller reads whole (the wider capacity release does "
             "not cover supply chains)",
@@ -94,7 +102,8 @@ _CAPACITY = markdown_table(
 )
 
 CAPACITY = f"""The Alliance capacity picture: NATO's capability targets (the requirement per product and
-year), the capacity committed by accepted national plans against them, and supply-chain dependencies.
+year), the capacity committed by accepted national plans against them, the actuals reported month by month
+(kept across a plan's versions, with their corrections), and supply-chain dependencies.
 
 {_CAPACITY}
 

@@ -62,7 +62,7 @@ async def report_progress(
 @router.get(
     "/{plan_id}/commitments/{commitment_key}/progress",
     operation_id="listProgress",
-    summary="The months reported on a commitment, each with its standing figure and its corrections",
+    summary="A commitment's reported months, each with its standing figure and corrections",
     description="Every month reported on the commitment in the plan's lineage (any version of the plan "
     "may be named: actuals reported under an earlier version stay), oldest first. Each month gives the "
     "figure as it stands and who first reported it; each correction gives who made it, when, the figure "
