@@ -10,6 +10,7 @@ from icep.plans.settings import PlansSettings
 from icep.platform.app import DatabaseDep, UnitOfWorkDep, runtime_of
 from icep.platform.auth import ActorDep
 from icep.platform.http import IfMatch, etag
+from icep.platform.openapi import from_body, links, merge_links
 
 #: Progress is reported on a plan's commitment: its routes sit under the plans' paths and tag.
 router = APIRouter(prefix="/v1/plans", tags=["plans"])
@@ -18,6 +19,11 @@ router = APIRouter(prefix="/v1/plans", tags=["plans"])
 @router.post(
     "/{plan_id}/commitments/{commitment_key}/progress",
     operation_id="reportProgress",
+    # The month's history (with this report, and any correction of it) and the plan measured against.
+    openapi_extra=merge_links(
+        links("listProgress", plan_id=from_body("plan_id"), commitment_key=from_body("commitment_key")),
+        links("getPlan", plan_id=from_body("plan_id")),
+    ),
     summary="Report a month's actual output against a commitment",
 )
 async def report_progress(
