@@ -21,7 +21,13 @@ from icep_client.errors import (
     Unprocessable,
 )
 from icep_client.models import (
+    AuditEntry,
+    Clearance,
+    ConformanceClaim,
+    DeadLetter,
+    DeadLetterSummary,
     Delivery,
+    DemandSignal,
     Event,
     FeedEvent,
     FeedPage,
@@ -33,14 +39,21 @@ from icep_client.models import (
     Subscription,
     SubscriptionCreated,
     SummaryLine,
+    Supplier,
 )
 from icep_client.retrying import RetryPolicy
 from icep_client.webhooks import InvalidWebhook, WebhookReceiver, verify_webhook
 
 __all__ = [
+    "AuditEntry",
+    "Clearance",
     "ClientCredentials",
     "Conflict",
+    "ConformanceClaim",
+    "DeadLetter",
+    "DeadLetterSummary",
     "Delivery",
+    "DemandSignal",
     "Event",
     "FeedEvent",
     "FeedPage",
@@ -62,6 +75,7 @@ __all__ = [
     "Subscription",
     "SubscriptionCreated",
     "SummaryLine",
+    "Supplier",
     "TokenError",
     "Unauthorized",
     "Unprocessable",

@@ -1,5 +1,6 @@
 """`IcepClient`: one authenticated, retrying HTTP client for the ICEP partner API, with a helper per
-resource (`plans`, `initiatives`, `standards`, `subscriptions`, `capacity`, `events`)."""
+resource (`plans`, `initiatives`, `standards`, `subscriptions`, `capacity`, `events`, `suppliers`,
+`demand_signals`, `conformance_claims`, `clearances`, and for operators `audit` and `dead_letters`)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,16 @@ from icep_client.auth import ClientCredentials
 from icep_client.errors import ProblemError
 from icep_client.models import IcepModel
 from icep_client.resources.capacity import Capacity
+from icep_client.resources.clearances import Clearances
+from icep_client.resources.conformance import ConformanceClaims
+from icep_client.resources.demand import DemandSignals
 from icep_client.resources.events import Events
 from icep_client.resources.initiatives import Initiatives
+from icep_client.resources.operations import Audit, DeadLetters
 from icep_client.resources.plans import Plans
 from icep_client.resources.standards import Standards
 from icep_client.resources.subscriptions import Subscriptions
+from icep_client.resources.suppliers import Suppliers
 from icep_client.retrying import RetryPolicy
 from icep_client.wire import Params, parse, query
 
@@ -75,6 +81,12 @@ class IcepClient:
         self.subscriptions = Subscriptions(self)
         self.capacity = Capacity(self)
         self.events = Events(self)
+        self.suppliers = Suppliers(self)
+        self.demand_signals = DemandSignals(self)
+        self.conformance_claims = ConformanceClaims(self)
+        self.clearances = Clearances(self)
+        self.audit = Audit(self)
+        self.dead_letters = DeadLetters(self)
 
     async def __aenter__(self) -> IcepClient:
         return self
