@@ -26,6 +26,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import DEV_SECRETS, RunningPlatform
@@ -144,10 +145,27 @@ def _openapi() -> dict[str, Any]:
 
 def _authorize(browser: Browser, client_id: str, secret: str) -> None:
     browser.element("button.authorize").click()
-    dialog = browser.element(".modal-ux")
-    browser.element("input[data-name='clientId']", dialog).send_keys(client_id)
-    browser.element("input[data-name='clientSecret']", dialog).send_keys(secret)
-    browser.element(".auth-btn-wrapper button.authorize", dialog).click()
+    browser.element(".modal-ux")
+    # The dialog has a form per security scheme (HTTP Basic for the token endpoint comes first): the one of
+    # OAuth2's client credentials flow.
+    dialog = browser.wait(
+        lambda d: next(
+            (
+                c
+                for c in d.find_elements(By.CSS_SELECTOR, ".modal-ux .auth-container")
+                if "clientCredentials" in c.text
+            ),
+            None,
+        ),
+        "the OAuth2 client credentials form",
+    )
+    for name, text in (("clientId", client_id), ("clientSecret", secret)):
+        field = browser.element(f"input[data-name='{name}']", dialog)
+        field.send_keys(text)
+        # On a loaded machine React may still be settling the dialog: the click waits for what was typed.
+        browser.wait(lambda _, f=field, t=text: f.get_attribute("value") == t, f"the {name} typed")
+    button = browser.element(".auth-btn-wrapper button.authorize", dialog)
+    browser.wait(EC.element_to_be_clickable(button), "the form's Authorize button").click()
 
     def token_or_error(driver: Any) -> Any:
         errors = driver.find_elements(By.CSS_SELECTOR, ".modal-ux .errors")
@@ -157,7 +175,7 @@ def _authorize(browser: Browser, client_id: str, secret: str) -> None:
         token = (json.loads(stored or "{}").get("OAuth2") or {}).get("token") or {}
         return token.get("access_token")
 
-    token = browser.wait(token_or_error, "Authorize to get a token")
+    token = browser.wait(token_or_error, "Authorize to get a token", timeout=2 * WAIT)
     assert not str(token).startswith("error:"), token
     assert str(token).count(".") == 2, token  # a JWT, kept by persistAuthorization
     browser.element(".modal-ux button.close-modal").click()

@@ -122,6 +122,16 @@ async def test_a_partner_journey_through_the_sdk(platform: Any) -> None:
         assert [(p.month, p.committed, p.actual) for p in deu_line.points] == [
             ("2026-03", corrected.planned_output, 11500)
         ]
+        # DEU's operators read the plan's audit trail as typed entries, a page of one at a time.
+        async with sdk(platform, "deu-operator") as ops:
+            trail = [e async for e in ops.audit.list(resource_id=plan.id, page_size=1)]
+        actions = {(e.action, e.client_id, e.outcome) for e in trail}
+        assert {
+            ("createPlan", "deu-planner", "success"),
+            ("acceptPlan", "nato-reviewer", "success"),
+        } <= actions
+        assert len(trail) == len({e.id for e in trail})
+
         chart = await deu.capacity.timeline_svg(product=PRODUCT, first="2026-01", last="2026-06")
         assert chart.lstrip().startswith(("<svg", "<?xml")) and PRODUCT.split()[0] in chart
 
