@@ -49,13 +49,38 @@ DATABASE_AGNOSTIC = (
     "clients/python/tests/test_events_and_webhooks.py",
     "clients/python/tests/test_models_match_the_api.py",
     "clients/python/tests/test_tokens_and_retries.py",
+    "clients/python/tests/test_typed_lists.py",
+    "tests/test_docs.py",
+    # Journeys through the platform whose subject is its surface, not its storage: what partners and
+    # operators see over HTTP (the SDK, the quickstarts as written, error shapes), health and metrics, traces,
+    # and the event path end to end. The storage under them is exercised on both databases by the domain
+    # journeys (authorization, privacy, concurrency, idempotency, lifecycles) that stay on both.
+    "clients/python/tests/test_against_the_platform.py",
+    "tests/e2e/test_api_errors.py",
+    "tests/e2e/test_operator_health.py",
+    "tests/e2e/test_readme_quickstart.py",
+    "tests/e2e/test_thin_flow.py",
+    "tests/e2e/test_tracing.py",
 )
 
 
 #: Long runs whose findings are the same on either database, so once is enough, on the production one: the
-#: fuzzing of the whole API. When CI runs both side by side, the SQLite run leaves them out
+#: fuzzing of the whole API; the kill -9 and replica fault runs, the standards expiry across restarts, the
+#: rescreening on start and the seeds (what production does after a crash, a restart or a first deploy); and
+#: the check that every aggregate's readers are its events' receivers (long, and its SQL filters are the
+#: ones production runs). When CI runs both side by side, the SQLite run leaves them out
 #: (`-m "not production_database"`); a run on SQLite alone runs them.
-PRODUCTION_DATABASE = ("tests/e2e/test_schemathesis.py",)
+PRODUCTION_DATABASE = (
+    "tests/e2e/test_schemathesis.py",
+    "tests/e2e/test_plans_seed.py",
+    "tests/e2e/test_procurement_seed.py",
+    "tests/e2e/test_procurement_supply_chain.py",
+    "tests/e2e/test_standards_expiry.py",
+    "tests/e2e/test_standards_seed.py",
+    "tests/e2e/test_visibility_consistency.py",
+    "tests/faults/test_delivery_faults.py",
+    "tests/faults/test_replica_faults.py",
+)
 
 
 #: The tier a change to a rule runs first (`make test-unit`): no broker, no platform processes. A test is in

@@ -63,7 +63,7 @@ def _config_file(directory: Path) -> Path:
         "algorithms = []\n"
         "[phases.stateful.generation]\n"
         'mode = "positive"\n'
-        f"max-examples = {os.environ.get('ICEP_FUZZ_STATEFUL_SCENARIOS', '120')}\n",
+        f"max-examples = {os.environ.get('ICEP_FUZZ_STATEFUL_SCENARIOS', '40')}\n",
         encoding="utf-8",
     )
     return path
