@@ -290,3 +290,27 @@ async def clients(platform: RunningPlatform) -> AsyncIterator[dict[str, httpx.As
     finally:
         for c in made.values():
             await c.aclose()
+
+
+@pytest.fixture(scope="session")
+def generated() -> dict[str, str]:
+    """What `icep docs` would write now (no broker, no database: the apps are only built), once per run."""
+    from icep.platform import apidocs
+
+    return apidocs.documents()
+
+
+@pytest.fixture(scope="session")
+def openapi(generated: dict[str, str]) -> dict[str, Any]:
+    from icep.platform import apidocs
+
+    document: dict[str, Any] = json.loads(generated[apidocs.OPENAPI_FILE])
+    return document
+
+
+@pytest.fixture(scope="session")
+def asyncapi(generated: dict[str, str]) -> dict[str, Any]:
+    from icep.platform import apidocs
+
+    document: dict[str, Any] = json.loads(generated[apidocs.ASYNCAPI_FILE])
+    return document
